@@ -1,0 +1,131 @@
+//! Typed clients for the internal services and the wire types they exchange. Every call signs
+//! a fresh assertion for its audience and forwards the request id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::assertion::{CallContext, Signer};
+use crate::{request_id, ServiceName};
+
+/// One check in a readiness report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Check {
+    /// What was checked: `database`, or a peer service's name.
+    pub name: String,
+    pub ok: bool,
+    /// Why it failed; never contains credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A service's readiness: its own database and, through signed calls, its peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Readiness {
+    pub service: String,
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Readiness {
+    pub fn new(service: ServiceName, checks: Vec<Check>) -> Self {
+        Self { service: service.as_str().to_owned(), ready: checks.iter().all(|c| c.ok), checks }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{peer} unreachable: {message}")]
+    Unreachable { peer: ServiceName, message: String },
+    #[error("{peer} answered {status}")]
+    Status { peer: ServiceName, status: u16 },
+    #[error("{peer} sent an unreadable body: {message}")]
+    Body { peer: ServiceName, message: String },
+    #[error(transparent)]
+    Sign(#[from] crate::assertion::SignError),
+}
+
+/// The signed HTTP channel to one peer.
+#[derive(Clone)]
+pub struct InternalClient {
+    peer: ServiceName,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    signer: Arc<Signer>,
+}
+
+impl InternalClient {
+    pub fn new(peer: ServiceName, base: &str, signer: Arc<Signer>, timeout: Duration) -> Result<Self, String> {
+        let base = reqwest::Url::parse(base).map_err(|e| format!("internal.peers.{peer}.url: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        Ok(Self { peer, base, http, signer })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, ctx: &CallContext) -> Result<T, ClientError> {
+        let peer = self.peer;
+        let url = self.base.join(path).map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
+        let token = self.signer.sign(peer, ctx)?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header(request_id::HEADER, ctx.request_id.as_str())
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Status { peer, status: status.as_u16() });
+        }
+        response.json().await.map_err(|e| ClientError::Body { peer, message: e.to_string() })
+    }
+}
+
+/// The phi-vault's internal API.
+#[derive(Clone)]
+pub struct PhiVaultClient(InternalClient);
+
+impl PhiVaultClient {
+    pub fn new(inner: InternalClient) -> Self {
+        Self(inner)
+    }
+
+    pub async fn ready(&self, ctx: &CallContext) -> Result<Readiness, ClientError> {
+        self.0.get("/internal/v1/ready", ctx).await
+    }
+}
+
+/// The consent service's internal API.
+#[derive(Clone)]
+pub struct ConsentClient(InternalClient);
+
+impl ConsentClient {
+    pub fn new(inner: InternalClient) -> Self {
+        Self(inner)
+    }
+
+    pub async fn ready(&self, ctx: &CallContext) -> Result<Readiness, ClientError> {
+        self.0.get("/internal/v1/ready", ctx).await
+    }
+}
+
+/// Turns a peer's readiness answer into one check of the caller's report.
+pub fn peer_check(peer: ServiceName, answer: Result<Readiness, ClientError>) -> Check {
+    match answer {
+        Ok(r) => Check {
+            name: peer.as_str().to_owned(),
+            ok: r.ready,
+            detail: (!r.ready).then(|| {
+                let failed: Vec<&str> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+                format!("not ready: {}", failed.join(", "))
+            }),
+        },
+        Err(e) => Check { name: peer.as_str().to_owned(), ok: false, detail: Some(e.to_string()) },
+    }
+}

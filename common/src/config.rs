@@ -1,0 +1,196 @@
+//! Typed, layered configuration: built-in defaults < TOML file < `SW_` environment variables
+//! (nested keys split on `__`, e.g. `SW_DATABASE__URL`). Unknown keys and malformed values stop
+//! the service at start with the key named. Each service adds its own section under `[service]`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Secret, ServiceName};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// The embedded default and tests: allows plain-HTTP internal URLs and other dev-only settings.
+    Dev,
+    /// Refuses every dev-only setting.
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub address: IpAddr,
+    /// 0 binds an ephemeral port (tests read the real one back).
+    pub port: u16,
+    /// Largest JSON body accepted, in bytes.
+    pub json_limit_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The service's own runtime role (least privilege: data only, no DDL).
+    pub url: Secret<String>,
+    /// The owner role's URL; when set, pending migrations are applied at start.
+    #[serde(default)]
+    pub migrate_url: Option<Secret<String>>,
+    pub max_connections: u32,
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive, e.g. `info` or `info,sqlx=warn`.
+    pub level: String,
+    /// Directory for the daily-rolling JSON log file; none means stdout only.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// In production `/metrics` answers only these addresses. In dev it answers anyone.
+    #[serde(default)]
+    pub allowed_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Base URL, when this service calls the peer.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The peer's Ed25519 public key file, when the peer calls this service.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalConfig {
+    /// This service's Ed25519 private key (PKCS#8 PEM), used to sign its internal calls.
+    pub signing_key_file: PathBuf,
+    /// Which caller may call which route: `policies/internal-calls.toml`.
+    pub policy_file: PathBuf,
+    /// Lifetime of the assertions this service signs (at most 60 s).
+    pub assertion_ttl_secs: u64,
+    /// Timeout of one internal call.
+    pub request_timeout_secs: u64,
+    #[serde(default)]
+    pub peers: BTreeMap<ServiceName, PeerConfig>,
+}
+
+/// The configuration of one service. `S` is the service's own section, `[service]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config<S> {
+    pub profile: Profile,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    pub internal: InternalConfig,
+    #[serde(default)]
+    pub service: S,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.to_owned(), message: message.into() }
+    }
+}
+
+/// Defaults that need no secret: everything but the database URL.
+fn defaults(service: ServiceName) -> serde_json::Value {
+    serde_json::json!({
+        "profile": "production",
+        "server": { "address": "127.0.0.1", "port": service.default_port(), "json_limit_bytes": 64 * 1024 },
+        "database": { "max_connections": 10, "connect_timeout_secs": 30 },
+        "log": { "level": "info" },
+        "metrics": { "allowed_ips": [] },
+        "internal": {
+            "signing_key_file": format!("keys/{}.key", service.as_str()),
+            "policy_file": "policies/internal-calls.toml",
+            "assertion_ttl_secs": 30,
+            "request_timeout_secs": 10,
+        },
+    })
+}
+
+impl<S: DeserializeOwned + Serialize + Default> Config<S> {
+    /// Loads defaults, then `file` if given, then `SW_*` variables from the environment.
+    pub fn load(service: ServiceName, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults(service)));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Parse(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("SW_").split("__"));
+        Self::from_figment(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(|e| {
+            // Figment names the key path and the offending value; keep every error it found.
+            let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Parse(messages.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that hold in every profile, then what production refuses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.internal.assertion_ttl_secs == 0 || self.internal.assertion_ttl_secs > 60 {
+            return Err(ConfigError::invalid("internal.assertion_ttl_secs", "must be between 1 and 60"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.database.url.expose().is_empty() {
+            return Err(ConfigError::invalid("database.url", "is required"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::invalid("log.level", "is not a valid filter directive"));
+        }
+        for (name, peer) in &self.internal.peers {
+            if let Some(url) = &peer.url {
+                let key = format!("internal.peers.{name}.url");
+                let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
+                if self.profile == Profile::Production && parsed.scheme() != "https" {
+                    return Err(ConfigError::invalid(&key, "production requires https for internal calls"));
+                }
+            }
+        }
+        if self.profile == Profile::Production {
+            let url = self.database.url.expose();
+            if !["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"].iter().any(|m| url.contains(m)) {
+                return Err(ConfigError::invalid(
+                    "database.url",
+                    "production requires TLS to the database (sslmode=require, verify-ca or verify-full)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

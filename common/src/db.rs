@@ -1,0 +1,300 @@
+//! The three databases: their migrations (embedded at build time), connecting with bounded
+//! retry, and the provisioning statements the admin CLI and the test harness share.
+//!
+//! Each database has two roles: an owner (`sw_<db>_owner`) that runs migrations, and an app role
+//! (`sw_<db>`) the service uses at run time with data privileges only. `CONNECT` on each database
+//! is revoked from `PUBLIC` and granted to its two roles alone, so the public API's role cannot
+//! even open the PHI or consent databases.
+
+use std::time::{Duration, Instant};
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+
+use crate::config::DatabaseConfig;
+
+pub static PUBLIC_MIGRATOR: Migrator = sqlx::migrate!("../migrations/public");
+pub static PHI_MIGRATOR: Migrator = sqlx::migrate!("../migrations/phi");
+pub static CONSENT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/consent");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Database {
+    Public,
+    Phi,
+    Consent,
+}
+
+impl Database {
+    pub const ALL: [Database; 3] = [Self::Public, Self::Phi, Self::Consent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Phi => "phi",
+            Self::Consent => "consent",
+        }
+    }
+
+    pub fn migrator(self) -> &'static Migrator {
+        match self {
+            Self::Public => &PUBLIC_MIGRATOR,
+            Self::Phi => &PHI_MIGRATOR,
+            Self::Consent => &CONSENT_MIGRATOR,
+        }
+    }
+
+    /// The run-time role, named in the migrations' grants.
+    pub fn app_role(self) -> &'static str {
+        match self {
+            Self::Public => "sw_public",
+            Self::Phi => "sw_phi",
+            Self::Consent => "sw_consent",
+        }
+    }
+
+    /// The owner role, which runs migrations.
+    pub fn owner_role(self) -> &'static str {
+        match self {
+            Self::Public => "sw_public_owner",
+            Self::Phi => "sw_phi_owner",
+            Self::Consent => "sw_consent_owner",
+        }
+    }
+
+    /// The database name the embedded default uses.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Self::Public => "secondwind_public",
+            Self::Phi => "secondwind_phi",
+            Self::Consent => "secondwind_consent",
+        }
+    }
+
+    /// A fingerprint of this database's migrations, so a template built from other migrations
+    /// is never reused.
+    pub fn migrations_fingerprint(self) -> String {
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        for m in self.migrator().iter() {
+            hasher.update(&m.version.to_be_bytes());
+            hasher.update(&m.checksum);
+        }
+        hasher.finish().as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown database `{s}` (expected public, phi or consent)"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unreachable after {waited:?}: {last}")]
+    Unreachable { waited: Duration, last: String },
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("migrating the {database} database: {source}")]
+    Migrate { database: &'static str, source: sqlx::migrate::MigrateError },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error("invalid identifier `{0}`")]
+    Identifier(String),
+}
+
+fn options(url: &str) -> Result<PgConnectOptions, DbError> {
+    url.parse::<PgConnectOptions>().map_err(|e| DbError::Url(e.to_string()))
+}
+
+/// Connects, retrying with exponential backoff (250 ms doubling to 5 s) until `timeout` has
+/// passed; then gives up with the last error. Later outages are the pool's business: it
+/// reconnects by itself, and `/health` reports them meanwhile.
+pub async fn connect_with_backoff(url: &str, max_connections: u32, timeout: Duration) -> Result<PgPool, DbError> {
+    let opts = options(url)?;
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(e) if started.elapsed() + delay < timeout => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(DbError::Unreachable { waited: started.elapsed(), last: e.to_string() }),
+        }
+    }
+}
+
+/// Connects the service's pool, first applying migrations with the owner URL when one is set.
+pub async fn connect_service(database: Database, config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let timeout = Duration::from_secs(config.connect_timeout_secs);
+    if let Some(owner) = &config.migrate_url {
+        let owner_pool = connect_with_backoff(owner.expose(), 1, timeout).await?;
+        migrate(database, &owner_pool).await?;
+        owner_pool.close().await;
+    }
+    connect_with_backoff(config.url.expose(), config.max_connections, timeout).await
+}
+
+/// Applies pending migrations; returns how many were applied.
+pub async fn migrate(database: Database, pool: &PgPool) -> Result<usize, DbError> {
+    let before = applied_versions(pool).await.unwrap_or_default();
+    database.migrator().run(pool).await.map_err(|source| DbError::Migrate { database: database.as_str(), source })?;
+    let after = applied_versions(pool).await?;
+    Ok(after.len().saturating_sub(before.len()))
+}
+
+/// Versions already applied (an empty list before the first migration).
+pub async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Checks a role or database name: lowercase letters, digits and `_`, so it can be quoted safely.
+pub fn ident(name: &str) -> Result<String, DbError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(DbError::Identifier(name.to_owned()))
+    }
+}
+
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Creates a login role, or sets its password if it exists.
+pub async fn ensure_role(admin: &mut PgConnection, name: &str, password: &str) -> Result<(), DbError> {
+    let role = ident(name)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(name)
+        .fetch_one(&mut *admin)
+        .await?;
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    sqlx::query(&format!(
+        "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
+        literal(password)
+    ))
+    .execute(&mut *admin)
+    .await?;
+    Ok(())
+}
+
+/// Creates a role without login or password if it is missing (tests use trust on the socket).
+pub async fn ensure_role_exists(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
+    let role = ident(name)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(name)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn database_exists(admin: &mut PgConnection, name: &str) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut *admin)
+        .await?)
+}
+
+/// Creates `name` owned by `owner` (optionally from `template`) and restricts `CONNECT` to the
+/// owner and app roles of `database`.
+pub async fn create_database(
+    admin: &mut PgConnection,
+    name: &str,
+    database: Database,
+    template: Option<&str>,
+) -> Result<(), DbError> {
+    let db = ident(name)?;
+    let owner = ident(database.owner_role())?;
+    let app = ident(database.app_role())?;
+    let template = match template {
+        Some(t) => format!(" TEMPLATE {}", ident(t)?),
+        None => String::new(),
+    };
+    sqlx::query(&format!("CREATE DATABASE {db} OWNER {owner}{template}")).execute(&mut *admin).await?;
+    sqlx::query(&format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC")).execute(&mut *admin).await?;
+    sqlx::query(&format!("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {app}")).execute(&mut *admin).await?;
+    Ok(())
+}
+
+pub async fn drop_database(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)?)).execute(&mut *admin).await?;
+    Ok(())
+}
+
+/// Replaces the user, password and database name of a URL (used to derive role URLs from the
+/// admin URL, keeping host, port and TLS settings).
+pub fn url_for(base: &str, user: &str, password: Option<&str>, dbname: &str) -> Result<String, DbError> {
+    let mut url = reqwest::Url::parse(base).map_err(|e| DbError::Url(e.to_string()))?;
+    url.set_username(user).map_err(|_| DbError::Url("cannot set user".into()))?;
+    url.set_password(password).map_err(|_| DbError::Url("cannot set password".into()))?;
+    url.set_path(&format!("/{dbname}"));
+    // A `dbname` query parameter would override the path.
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "dbname" && k != "user" && k != "password")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert_eq!(ident("sw_public").ok().as_deref(), Some("\"sw_public\""));
+        assert!(ident("x\"; DROP").is_err());
+        assert!(ident("Upper").is_err());
+        assert!(ident("1abc").is_err());
+    }
+
+    #[test]
+    fn url_for_keeps_host_and_options() {
+        let url = url_for(
+            "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable",
+            "sw_phi",
+            Some("pw"),
+            "secondwind_phi",
+        )
+        .expect("valid");
+        assert_eq!(url, "postgres://sw_phi:pw@127.0.0.1:5433/secondwind_phi?sslmode=disable");
+    }
+
+    #[test]
+    fn fingerprints_differ_per_database() {
+        assert_ne!(Database::Public.migrations_fingerprint(), Database::Phi.migrations_fingerprint());
+    }
+}

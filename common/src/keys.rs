@@ -1,0 +1,150 @@
+//! Ed25519 keys for internal-call assertions: the private key as PKCS#8 PEM, the public key as
+//! SubjectPublicKeyInfo PEM (both what `openssl genpkey -algorithm ed25519` writes), so keys can
+//! be made and inspected with standard tools.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow.
+const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid key: {0}")]
+    Invalid(String),
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> KeyError {
+    KeyError::File { path: path.display().to_string(), message: message.to_string() }
+}
+
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+pub fn from_pem(label: &str, pem: &str) -> Result<Vec<u8>, KeyError> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin).ok_or_else(|| KeyError::Invalid(format!("no {begin} line")))? + begin.len();
+    let stop = pem[start..].find(&end).ok_or_else(|| KeyError::Invalid(format!("no {end} line")))? + start;
+    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    STANDARD.decode(body).map_err(|e| KeyError::Invalid(e.to_string()))
+}
+
+/// A new key pair: (PKCS#8 DER private key, 32-byte public key).
+pub fn generate() -> Result<(Vec<u8>, [u8; 32]), KeyError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let mut public = [0u8; 32];
+    public.copy_from_slice(pair.public_key().as_ref());
+    Ok((pkcs8.as_ref().to_vec(), public))
+}
+
+pub fn private_pem(pkcs8_der: &[u8]) -> String {
+    to_pem("PRIVATE KEY", pkcs8_der)
+}
+
+pub fn public_pem(public: &[u8; 32]) -> String {
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public);
+    to_pem("PUBLIC KEY", &der)
+}
+
+/// Reads a PKCS#8 private key, refusing files that others can read.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(|e| file_error(path, e))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(file_error(path, format!("mode {:o} lets others read the key; chmod 600 it", mode & 0o777)));
+        }
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    let der = from_pem("PRIVATE KEY", &pem).map_err(|e| file_error(path, e))?;
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+        .map_err(|e| file_error(path, format!("not an Ed25519 key: {e}")))?;
+    Ok(der)
+}
+
+/// Reads a public key (SPKI PEM) and returns its 32 bytes.
+pub fn read_public(path: &Path) -> Result<[u8; 32], KeyError> {
+    let pem = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    let der = from_pem("PUBLIC KEY", &pem).map_err(|e| file_error(path, e))?;
+    parse_public_der(&der).map_err(|e| file_error(path, e))
+}
+
+pub fn parse_public_der(der: &[u8]) -> Result<[u8; 32], KeyError> {
+    if der.len() != 44 || der[..12] != SPKI_PREFIX {
+        return Err(KeyError::Invalid("not an Ed25519 public key".into()));
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&der[12..]);
+    Ok(out)
+}
+
+/// Writes `contents` to a new file readable by its owner only (mode 0600), refusing to
+/// overwrite an existing key.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), KeyError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
+    file.write_all(contents.as_bytes()).map_err(|e| file_error(path, e))
+}
+
+/// Generates a key pair into `dir/<name>.key` (0600) and `dir/<name>.pub`.
+pub fn generate_files(dir: &Path, name: &str) -> Result<(), KeyError> {
+    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    let (private, public) = generate()?;
+    write_secret_file(&dir.join(format!("{name}.key")), &private_pem(&private))?;
+    std::fs::write(dir.join(format!("{name}.pub")), public_pem(&public)).map_err(|e| file_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip() {
+        let (private, public) = generate().expect("generate");
+        let pem = private_pem(&private);
+        assert_eq!(from_pem("PRIVATE KEY", &pem).expect("parse"), private);
+        let der = from_pem("PUBLIC KEY", &public_pem(&public)).expect("parse");
+        assert_eq!(parse_public_der(&der).expect("spki"), public);
+    }
+
+    #[test]
+    fn refuses_world_readable_private_key() {
+        let dir = std::env::temp_dir().join(format!("sw-keys-{}", uuid::Uuid::new_v4()));
+        generate_files(&dir, "svc").expect("generate");
+        assert!(read_private(&dir.join("svc.key")).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join("svc.key"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = read_private(&dir.join("svc.key")).expect_err("must refuse");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        assert!(write_secret_file(&dir.join("svc.key"), "x").is_err(), "must not overwrite a key");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

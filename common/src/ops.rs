@@ -1,0 +1,136 @@
+//! Operational routes every service answers: `/health` (its database), `/status` (version,
+//! revision, uptime) and `/metrics` (Prometheus text; in production only to allowlisted
+//! scrapers).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rocket::http::{ContentType, Status};
+use rocket::serde::json::Json;
+use rocket::{get, routes, Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::config::Profile;
+use crate::metrics::Metrics;
+use crate::{ApiError, ServiceName};
+
+/// What `/status` reports; managed as Rocket state.
+pub struct ServiceInfo {
+    pub service: ServiceName,
+    pub profile: Profile,
+    pub started: Instant,
+    pub metrics_allowed_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthReport {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// `ok` or `unreachable`.
+    pub database: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusReport {
+    pub service: String,
+    pub version: String,
+    pub git_revision: String,
+    pub uptime_seconds: u64,
+    pub profile: String,
+}
+
+/// Whether the database answers within two seconds.
+pub async fn database_ok(pool: &PgPool) -> Result<(), String> {
+    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out after 2 s".into()),
+    }
+}
+
+/// Liveness of this service and its database.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "The service and its database are up", body = HealthReport),
+        (status = 503, description = "The database is unreachable", body = HealthReport),
+    ))]
+#[get("/health")]
+pub async fn health(pool: &State<PgPool>, info: &State<ServiceInfo>) -> (Status, Json<HealthReport>) {
+    match database_ok(pool).await {
+        Ok(()) => (Status::Ok, Json(HealthReport { status: "ok".into(), database: "ok".into() })),
+        Err(e) => {
+            tracing::warn!(service = info.service.as_str(), error = %e, "health: database unreachable");
+            (
+                Status::ServiceUnavailable,
+                Json(HealthReport { status: "unavailable".into(), database: "unreachable".into() }),
+            )
+        }
+    }
+}
+
+/// Version, git revision and uptime.
+#[utoipa::path(get, path = "/status", tag = "operations",
+    responses((status = 200, description = "Build and uptime", body = StatusReport)))]
+#[get("/status")]
+pub fn status(info: &State<ServiceInfo>) -> Json<StatusReport> {
+    Json(StatusReport {
+        service: info.service.as_str().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_revision: option_env!("SECONDWIND_GIT_REVISION").unwrap_or("unknown").to_owned(),
+        uptime_seconds: info.started.elapsed().as_secs(),
+        profile: match info.profile {
+            Profile::Dev => "dev".into(),
+            Profile::Production => "production".into(),
+        },
+    })
+}
+
+/// In dev anyone may scrape; in production only the listed addresses.
+pub fn metrics_allowed(profile: Profile, allowed: &[IpAddr], client: Option<IpAddr>) -> bool {
+    match profile {
+        Profile::Dev => true,
+        Profile::Production => client.is_some_and(|ip| allowed.contains(&ip)),
+    }
+}
+
+/// Prometheus text exposition: request counts and latency histograms by route and status.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 403, description = "Caller is not an allowlisted scraper", body = crate::ErrorBody),
+    ))]
+#[get("/metrics")]
+pub fn metrics(
+    metrics: &State<Metrics>,
+    info: &State<ServiceInfo>,
+    client: Option<IpAddr>,
+) -> Result<(ContentType, String), ApiError> {
+    if !metrics_allowed(info.profile, &info.metrics_allowed_ips, client) {
+        tracing::warn!(service = info.service.as_str(), client = ?client, "metrics scrape refused");
+        return Err(ApiError::Forbidden);
+    }
+    let text_format = ContentType::new("text", "plain").with_params(("version", "0.0.4"));
+    Ok((text_format, metrics.render()))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![health, status, metrics]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_metrics_need_the_allowlist() {
+        let scraper: IpAddr = "10.0.0.7".parse().expect("ip");
+        let other: IpAddr = "10.0.0.8".parse().expect("ip");
+        assert!(metrics_allowed(Profile::Dev, &[], Some(other)));
+        assert!(metrics_allowed(Profile::Production, &[scraper], Some(scraper)));
+        assert!(!metrics_allowed(Profile::Production, &[scraper], Some(other)));
+        assert!(!metrics_allowed(Profile::Production, &[scraper], None));
+        assert!(!metrics_allowed(Profile::Production, &[], Some(scraper)));
+    }
+}

@@ -1,0 +1,169 @@
+//! What every service does the same way at start: load its keys, policy and database, build a
+//! Rocket with the shared fairings, catchers and operational routes, and run it from `main`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::assertion::{Signer, Verifier};
+use crate::client::InternalClient;
+use crate::config::{Config, ConfigError};
+use crate::metrics::{Metrics, MetricsFairing};
+use crate::ops::ServiceInfo;
+use crate::policy::CallPolicy;
+use crate::request_id::RequestIdFairing;
+use crate::{db, keys, ServiceName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Database(#[from] db::DbError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a service needs that start-up loads from outside.
+pub struct Parts {
+    pub service: ServiceName,
+    pub pool: PgPool,
+    pub signer: Arc<Signer>,
+    pub verifier: Verifier,
+    pub metrics: Metrics,
+}
+
+impl Parts {
+    pub async fn load<S>(service: ServiceName, config: &Config<S>) -> Result<Self, StartError> {
+        let internal = &config.internal;
+        let private = keys::read_private(&internal.signing_key_file)?;
+        let signer = Arc::new(Signer::new(service, &private, internal.assertion_ttl_secs));
+        let mut peer_keys = HashMap::new();
+        for (name, peer) in &internal.peers {
+            if let Some(file) = &peer.public_key_file {
+                peer_keys.insert(*name, keys::read_public(file)?);
+            }
+        }
+        let policy = CallPolicy::load(&internal.policy_file)?;
+        let verifier = Verifier::new(service, peer_keys, policy);
+        let metrics = Metrics::new(service).map_err(|e| StartError::Other(format!("metrics: {e}")))?;
+        let pool = db::connect_service(service.database(), &config.database).await?;
+        Ok(Self { service, pool, signer, verifier, metrics })
+    }
+
+    /// A signed client for `peer`, whose URL must be configured.
+    pub fn client<S>(&self, config: &Config<S>, peer: ServiceName) -> Result<InternalClient, StartError> {
+        let url = config.internal.peers.get(&peer).and_then(|p| p.url.as_deref()).ok_or_else(|| {
+            StartError::Config(ConfigError::Invalid {
+                key: format!("internal.peers.{peer}.url"),
+                message: "is required".into(),
+            })
+        })?;
+        InternalClient::new(peer, url, self.signer.clone(), Duration::from_secs(config.internal.request_timeout_secs))
+            .map_err(StartError::Other)
+    }
+
+    /// The Rocket every service starts from: shared fairings, catchers, operational routes.
+    pub fn into_rocket<S>(self, config: &Config<S>) -> Rocket<Build> {
+        let figment = Figment::from(rocket::Config::default())
+            .merge(("address", config.server.address))
+            .merge(("port", config.server.port))
+            .merge(("ident", false))
+            .merge(("cli_colors", false))
+            .merge(("log_level", "normal"))
+            .merge(("limits.json", config.server.json_limit_bytes))
+            .merge(("shutdown.grace", 5))
+            .merge(("shutdown.mercy", 5));
+        let info = ServiceInfo {
+            service: self.service,
+            profile: config.profile,
+            started: Instant::now(),
+            metrics_allowed_ips: config.metrics.allowed_ips.clone(),
+        };
+        rocket::custom(figment)
+            .attach(RequestIdFairing)
+            .attach(MetricsFairing { service: self.service })
+            .register("/", crate::error::catchers())
+            .mount("/", crate::ops::routes())
+            .manage(self.pool)
+            .manage(self.verifier)
+            .manage(self.metrics)
+            .manage(info)
+    }
+}
+
+/// Reads `--config FILE` (or `SECONDWIND_CONFIG`) from the command line.
+fn config_path() -> Result<Option<PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut path = std::env::var_os("SECONDWIND_CONFIG").map(PathBuf::from);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => path = Some(args.next().ok_or("--config needs a file")?.into()),
+            "-h" | "--help" => return Err("usage: SERVICE [--config FILE]\n  settings: defaults < FILE < SW_* environment (SW_DATABASE__URL, ...)".into()),
+            other => return Err(format!("unknown argument `{other}` (usage: SERVICE [--config FILE])")),
+        }
+    }
+    Ok(path)
+}
+
+/// The whole of a service's `main`: configuration, telemetry, build, launch. Exits non-zero
+/// with a message naming the cause when anything at start fails.
+pub fn main<S, F, Fut>(service: ServiceName, build: F) -> ExitCode
+where
+    S: DeserializeOwned + Serialize + Default + Send + 'static,
+    F: FnOnce(Config<S>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Rocket<Build>, StartError>> + Send,
+{
+    crate::install_crypto_provider();
+    let config = match config_path()
+        .map_err(|e| e.to_string())
+        .and_then(|p| Config::<S>::load(service, p.as_deref()).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _guard = match crate::telemetry::init(service.as_str(), &config.log) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rocket::execute(async move {
+        let rocket = match build(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(service = service.as_str(), error = %e, "start-up failed");
+                eprintln!("{service}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match rocket.launch().await {
+            Ok(_) => {
+                tracing::info!(service = service.as_str(), "stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(service = service.as_str(), error = %e, "server failed");
+                eprintln!("{service}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

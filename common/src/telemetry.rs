@@ -1,0 +1,56 @@
+//! One place that sets up logging: JSON lines to stdout and, when a directory is configured, to a
+//! daily-rolling file. Rocket logs through the `log` crate; `tracing-log` bridges it in.
+//!
+//! Never log: tokens, cookies, passwords, keys, PHI or record contents, email addresses.
+//! Log ids (request, user, record) and outcomes instead.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::LogConfig;
+
+/// Keep the guard alive for the life of the process: dropping it flushes the file writer.
+pub struct TelemetryGuard {
+    _file: Option<WorkerGuard>,
+}
+
+pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String> {
+    let filter = EnvFilter::try_new(&config.level).map_err(|e| format!("log.level: {e}"))?;
+    let stdout = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_writer(std::io::stdout)
+        .boxed();
+    let (file, guard) = match &config.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("log.dir {}: {e}", dir.display()))?;
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(service)
+                .filename_suffix("log")
+                .build(dir)
+                .map_err(|e| format!("log.dir {}: {e}", dir.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_ansi(false)
+                .with_writer(writer)
+                .boxed();
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    // `try_init` also installs the `log` → `tracing` bridge, so Rocket's own lines arrive here.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stdout)
+        .with(file)
+        .try_init()
+        .map_err(|e| format!("telemetry already initialised: {e}"))?;
+    Ok(TelemetryGuard { _file: guard })
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::service::main(phi_vault::SERVICE, phi_vault::build)
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::service::main(public_api::SERVICE, public_api::build)
+}

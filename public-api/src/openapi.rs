@@ -1,0 +1,87 @@
+//! The OpenAPI 3 document, generated from the route annotations and served at
+//! `/api/v1/openapi.json`. `public-api/openapi.json` is its committed snapshot: a test fails when
+//! they differ, so every change to the contract shows in review.
+
+use rocket::http::ContentType;
+use rocket::{get, routes, Route};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{Content, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use common::ErrorBody;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SecondWind public API",
+        version = "1",
+        description = "The API the SecondWind frontend calls. Every error answers with one body: \
+            `{\"error\":{\"code\",\"message\",\"request_id\"}}`. Every response carries `x-request-id`."
+    ),
+    paths(common::ops::health, common::ops::status, common::ops::metrics, crate::system::ready, openapi_json),
+    components(schemas(ErrorBody)),
+    modifiers(&CommonErrors),
+    tags((name = "operations", description = "Health, status, metrics, readiness and this document"))
+)]
+pub struct ApiDoc;
+
+/// Adds the errors any route can answer — 404 for an unknown path is not per-route, but 500 is —
+/// to every operation, in the one error body.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error_ref = || Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))));
+        for item in openapi.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+            {
+                op.responses.responses.entry("500".into()).or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description("Internal error; the body says only \"internal error\" and the request id")
+                        .content("application/json", error_ref())
+                        .into()
+                });
+            }
+        }
+    }
+}
+
+/// The document as served.
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+#[get("/openapi.json")]
+pub fn openapi_json() -> (ContentType, String) {
+    (ContentType::JSON, document())
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![openapi_json]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The committed snapshot matches the code. Regenerate it with
+    /// `UPDATE_OPENAPI=1 cargo nextest run -p public-api` and review the diff.
+    #[test]
+    fn openapi_snapshot_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let current = super::document() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &current).expect("write snapshot");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "public-api/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo nextest run -p public-api` and review the diff"
+        );
+    }
+}

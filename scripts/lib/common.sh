@@ -1,0 +1,103 @@
+# Shared by scripts/run and scripts/test: find or install what the project needs, and manage a
+# private PostgreSQL cluster. Source it; do not run it.
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $*"; fi
+}
+
+apt_install() {
+  say "installing $* with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Sets PG_BIN to a PostgreSQL 15+ bin directory, installing postgresql-15 when none exists.
+ensure_postgres() {
+  PG_BIN=""
+  for v in 17 16 15; do
+    if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then PG_BIN="/usr/lib/postgresql/$v/bin"; break; fi
+  done
+  if [ -z "$PG_BIN" ] && command -v initdb >/dev/null && command -v pg_config >/dev/null; then
+    PG_BIN="$(pg_config --bindir)"
+  fi
+  if [ -z "$PG_BIN" ]; then
+    apt_install postgresql-15 postgresql-client-15
+    PG_BIN=/usr/lib/postgresql/15/bin
+  fi
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL binaries not found after install"
+  export PG_BIN
+}
+
+ensure_rust_tools() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+  fi
+}
+
+# initdb refuses to run as root: as root, run PostgreSQL as the `postgres` user.
+pg_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || as_root useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+    /usr/sbin/runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_chown() {
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$@"; fi
+}
+
+# pg_init DATA_DIR — a new cluster: socket connections trusted (only this machine's users that
+# can reach the private socket directory), TCP connections need a password.
+pg_init() {
+  local data="$1"
+  mkdir -p "$data"
+  chmod 700 "$data"
+  pg_chown "$data"
+  pg_as_owner "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null \
+    || die "initdb failed for $data"
+}
+
+# pg_start DATA_DIR SOCKET_DIR LOG_FILE PORT LISTEN [extra -c options...]
+pg_start() {
+  local data="$1" sock="$2" log="$3" port="$4" listen="$5"; shift 5
+  mkdir -p "$sock" "$(dirname "$log")"
+  chmod 700 "$sock"
+  pg_chown "$sock" "$(dirname "$log")"
+  local opts="-c listen_addresses='$listen' -p $port -k $sock"
+  for o in "$@"; do opts="$opts -c $o"; done
+  pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start >/dev/null \
+    || { tail -n 20 "$log" >&2; die "PostgreSQL did not start (log: $log)"; }
+}
+
+pg_stop() {
+  local data="$1"
+  [ -f "$data/postmaster.pid" ] || return 0
+  pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# A TCP port on 127.0.0.1 nobody listens on, starting from $1.
+free_port() {
+  local port="$1"
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+
+# The compliance boundary: public-api must never link PHI crypto or the vault.
+check_boundary() {
+  local bad
+  bad=$(cargo tree -p public-api -e normal --prefix none 2>/dev/null \
+        | grep -E '^(vaultrs|aes-gcm-siv|phi-vault) ' | sort -u || true)
+  if [ -n "$bad" ]; then
+    die "public-api depends on $bad — PHI crypto belongs to phi-vault alone"
+  fi
+  say "boundary holds: public-api links no vaultrs, aes-gcm-siv or phi-vault"
+}

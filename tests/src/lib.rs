@@ -1,0 +1,321 @@
+//! The end-to-end harness every test of the system uses. `TestApp::spawn()` creates three fresh
+//! databases (copies of migrated templates), fresh service keys, and starts consent, phi-vault and
+//! public-api in this process on ephemeral loopback ports, wired to each other exactly as in
+//! production: signed internal calls, the repository's allowlist, per-service database roles.
+//!
+//! It needs `SECONDWIND_TEST_ADMIN_URL`, a superuser URL of a disposable PostgreSQL cluster;
+//! `scripts/test` starts one and sets it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::config::{
+    Config, DatabaseConfig, InternalConfig, LogConfig, MetricsConfig, PeerConfig, Profile, ServerConfig,
+};
+use common::db::{self, Database};
+use common::{Secret, ServiceName};
+use rocket::fairing::AdHoc;
+use rocket::{Build, Rocket, Shutdown};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::OnceCell;
+
+pub const ADMIN_URL_VAR: &str = "SECONDWIND_TEST_ADMIN_URL";
+
+pub fn admin_url() -> String {
+    std::env::var(ADMIN_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{ADMIN_URL_VAR} is not set: run the tests with scripts/test, which starts a PostgreSQL cluster for them"
+        )
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+// ---------------------------------------------------------------- logs
+
+/// Every log line of this test process, as JSON values (one process per test under nextest).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static CAPTURE: OnceLock<Capture> = OnceLock::new();
+
+fn init_logging() {
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter("info")
+            .with_writer(move || writer.clone())
+            .try_init();
+        capture
+    });
+}
+
+/// The captured log lines, parsed.
+pub fn logs() -> Vec<serde_json::Value> {
+    let Some(capture) = CAPTURE.get() else { return Vec::new() };
+    let bytes = capture.0.lock().map(|b| b.clone()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Captured lines whose `request_id` field equals `id`.
+pub fn logs_for_request(id: &str) -> Vec<serde_json::Value> {
+    logs().into_iter().filter(|l| l["request_id"].as_str() == Some(id)).collect()
+}
+
+// ---------------------------------------------------------------- databases
+
+static TEMPLATES: OnceCell<()> = OnceCell::const_new();
+
+fn template_name(database: Database) -> String {
+    format!("tpl_{}_{}", database.as_str(), database.migrations_fingerprint())
+}
+
+/// Creates the roles and one migrated template per database, once per cluster (guarded by an
+/// advisory lock, since test processes run in parallel).
+async fn ensure_templates() {
+    TEMPLATES
+        .get_or_init(|| async {
+            let admin = admin_url();
+            let mut conn = PgConnection::connect(&admin).await.expect("connect to the test cluster");
+            sqlx::query("SELECT pg_advisory_lock(724311)").execute(&mut conn).await.expect("lock");
+            for database in Database::ALL {
+                db::ensure_role_exists(&mut conn, database.owner_role()).await.expect("owner role");
+                db::ensure_role_exists(&mut conn, database.app_role()).await.expect("app role");
+            }
+            for database in Database::ALL {
+                let name = template_name(database);
+                if !db::database_exists(&mut conn, &name).await.expect("query") {
+                    // Build under a temporary name, rename when complete: a crash never leaves
+                    // a half-migrated template behind under the real name.
+                    let building = format!("{name}_building");
+                    db::drop_database(&mut conn, &building).await.expect("drop stale");
+                    db::create_database(&mut conn, &building, database, None).await.expect("create template");
+                    let owner_url = db::url_for(&admin, database.owner_role(), None, &building).expect("url");
+                    let mut owner = PgConnection::connect(&owner_url).await.expect("connect as owner");
+                    database.migrator().run(&mut owner).await.expect("migrate template");
+                    owner.close().await.expect("close");
+                    sqlx::query(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
+                        .execute(&mut conn)
+                        .await
+                        .expect("rename template");
+                }
+            }
+            sqlx::query("SELECT pg_advisory_unlock(724311)").execute(&mut conn).await.expect("unlock");
+            let _ = conn.close().await;
+        })
+        .await;
+}
+
+/// A fresh database for one test, copied from the migrated template.
+pub struct TestDatabase {
+    pub database: Database,
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(database: Database, test_id: &str) -> Self {
+        ensure_templates().await;
+        let name = format!("t_{test_id}_{}", database.as_str());
+        let mut conn = PgConnection::connect(&admin_url()).await.expect("connect");
+        db::create_database(&mut conn, &name, database, Some(&template_name(database))).await.expect("copy template");
+        let _ = conn.close().await;
+        Self { database, name }
+    }
+
+    /// URL for `role` on this database (trust on the local socket in the test cluster).
+    pub fn url_as(&self, role: &str) -> String {
+        db::url_for(&admin_url(), role, None, &self.name).expect("url")
+    }
+
+    pub fn app_url(&self) -> String {
+        self.url_as(self.database.app_role())
+    }
+
+    pub async fn drop_now(&self) {
+        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+            let _ = db::drop_database(&mut conn, &self.name).await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the app
+
+/// Key material of one test app, kept so tests can forge assertions.
+pub struct TestKeys {
+    pub dir: PathBuf,
+}
+
+impl TestKeys {
+    pub fn new(test_id: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("secondwind-test-{test_id}"));
+        for service in ServiceName::ALL {
+            common::keys::generate_files(&dir, service.as_str()).expect("generate keys");
+        }
+        Self { dir }
+    }
+
+    pub fn private_key(&self, service: ServiceName) -> Vec<u8> {
+        common::keys::read_private(&self.dir.join(format!("{}.key", service.as_str()))).expect("key")
+    }
+}
+
+/// Configuration as the embedded default would write it, on ephemeral ports.
+pub fn config_for<S: Default>(
+    service: ServiceName,
+    database_url: String,
+    keys: &TestKeys,
+    peer_urls: &BTreeMap<ServiceName, String>,
+) -> Config<S> {
+    let peers = ServiceName::ALL
+        .into_iter()
+        .filter(|p| *p != service)
+        .map(|p| {
+            (
+                p,
+                PeerConfig {
+                    url: peer_urls.get(&p).cloned(),
+                    public_key_file: Some(keys.dir.join(format!("{}.pub", p.as_str()))),
+                },
+            )
+        })
+        .collect();
+    Config {
+        profile: Profile::Dev,
+        server: ServerConfig { address: [127, 0, 0, 1].into(), port: 0, json_limit_bytes: 64 * 1024 },
+        database: DatabaseConfig {
+            url: Secret::new(database_url),
+            migrate_url: None,
+            max_connections: 5,
+            connect_timeout_secs: 10,
+        },
+        log: LogConfig { level: "info".into(), dir: None },
+        metrics: MetricsConfig::default(),
+        internal: InternalConfig {
+            signing_key_file: keys.dir.join(format!("{}.key", service.as_str())),
+            policy_file: repo_root().join("policies/internal-calls.toml"),
+            assertion_ttl_secs: 30,
+            request_timeout_secs: 5,
+            peers,
+        },
+        service: S::default(),
+    }
+}
+
+/// One running service.
+pub struct Running {
+    pub url: String,
+    pub shutdown: Shutdown,
+    /// The mounted routes, as `METHOD /path`.
+    pub routes: Vec<(String, String)>,
+}
+
+/// Launches `rocket` on its configured (ephemeral) port and returns once it listens.
+pub async fn launch(rocket: Rocket<Build>) -> Running {
+    let (tx, rx) = tokio::sync::oneshot::channel::<u16>();
+    let tx = Mutex::new(Some(tx));
+    let rocket = rocket.attach(AdHoc::on_liftoff("report port", move |r| {
+        let port = r.config().port;
+        Box::pin(async move {
+            if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                let _ = tx.send(port);
+            }
+        })
+    }));
+    let ignited = rocket.ignite().await.expect("ignite");
+    let shutdown = ignited.shutdown();
+    let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.to_string())).collect();
+    tokio::spawn(async move {
+        let _ = ignited.launch().await;
+    });
+    let port = rx.await.expect("service failed to start");
+    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes }
+}
+
+pub struct TestApp {
+    pub id: String,
+    pub public_api: Running,
+    pub phi_vault: Running,
+    pub consent: Running,
+    pub databases: Vec<TestDatabase>,
+    pub keys: TestKeys,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        common::install_crypto_provider();
+        init_logging();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let (public_db, phi_db, consent_db) = tokio::join!(
+            TestDatabase::create(Database::Public, &id),
+            TestDatabase::create(Database::Phi, &id),
+            TestDatabase::create(Database::Consent, &id),
+        );
+        let keys = TestKeys::new(&id);
+        let mut urls = BTreeMap::new();
+
+        let consent_cfg = config_for(ServiceName::Consent, consent_db.app_url(), &keys, &urls);
+        let consent = launch(consent::build(consent_cfg).await.expect("build consent")).await;
+        urls.insert(ServiceName::Consent, consent.url.clone());
+
+        let phi_cfg = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
+        let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
+        urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
+
+        let public_cfg = config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
+        let public_api = launch(public_api::build(public_cfg).await.expect("build public-api")).await;
+
+        Self {
+            id,
+            public_api,
+            phi_vault,
+            consent,
+            databases: vec![public_db, phi_db, consent_db],
+            keys,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn database(&self, database: Database) -> &TestDatabase {
+        self.databases.iter().find(|d| d.database == database).expect("database")
+    }
+
+    pub fn service(&self, service: ServiceName) -> &Running {
+        match service {
+            ServiceName::PublicApi => &self.public_api,
+            ServiceName::PhiVault => &self.phi_vault,
+            ServiceName::Consent => &self.consent,
+        }
+    }
+
+    /// Stops the services and drops the databases; call at the end of each test.
+    pub async fn stop(self) {
+        for running in [&self.public_api, &self.phi_vault, &self.consent] {
+            running.shutdown.clone().notify();
+        }
+        // Let the servers close their pools before the databases go.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for database in &self.databases {
+            database.drop_now().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.keys.dir);
+    }
+}

@@ -1,0 +1,145 @@
+//! Each service has its own database and role; no role reaches another service's database.
+//! Health follows the database: 503 while it is lost, 200 again when it returns.
+
+use std::time::Duration;
+
+use common::db::Database;
+use common::ServiceName;
+use harness::{admin_url, TestApp};
+use sqlx::{Connection, PgConnection};
+
+#[tokio::test]
+async fn no_service_role_can_open_another_services_database() {
+    let app = TestApp::spawn().await;
+    for owner_db in Database::ALL {
+        for role_db in Database::ALL {
+            let target = app.database(owner_db);
+            for role in [role_db.app_role(), role_db.owner_role()] {
+                let result = PgConnection::connect(&target.url_as(role)).await;
+                if owner_db == role_db {
+                    let conn = result.unwrap_or_else(|e| panic!("{role} must reach {}: {e}", target.name));
+                    let _ = conn.close().await;
+                } else {
+                    let err = result.err().unwrap_or_else(|| panic!("{role} reached {}", target.name)).to_string();
+                    assert!(err.contains("permission denied for database"), "{role} → {}: {err}", target.name);
+                }
+            }
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_app_role_has_data_privileges_only_and_cannot_rewrite_audit_trails() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (Database::Public, "audit_logs", "users"),
+        (Database::Phi, "access_log", "records"),
+        (Database::Consent, "decisions", "consents"),
+    ];
+    for (database, trail, table) in cases {
+        let mut conn = PgConnection::connect(&app.database(database).app_url()).await.expect("connect");
+        let can = |privilege: &'static str, table: &'static str| {
+            format!("SELECT has_table_privilege(current_user, '{table}', '{privilege}')")
+        };
+        for privilege in ["SELECT", "INSERT"] {
+            let ok: bool = sqlx::query_scalar(&can(privilege, trail)).fetch_one(&mut conn).await.expect("query");
+            assert!(ok, "{database:?}: app role lacks {privilege} on {trail}");
+        }
+        for privilege in ["UPDATE", "DELETE", "TRUNCATE"] {
+            let ok: bool = sqlx::query_scalar(&can(privilege, trail)).fetch_one(&mut conn).await.expect("query");
+            assert!(!ok, "{database:?}: app role may {privilege} {trail}");
+        }
+        let ok: bool = sqlx::query_scalar(&can("UPDATE", table)).fetch_one(&mut conn).await.expect("query");
+        assert!(ok, "{database:?}: app role cannot update {table}");
+        let ddl = sqlx::query("CREATE TABLE intruder (x int)").execute(&mut conn).await;
+        assert!(ddl.is_err(), "{database:?}: app role could create a table");
+        let drop = sqlx::query(&format!("DROP TABLE {table}")).execute(&mut conn).await;
+        assert!(drop.is_err(), "{database:?}: app role could drop {table}");
+        let _ = conn.close().await;
+    }
+    app.stop().await;
+}
+
+async fn set_connections_allowed(name: &str, allowed: bool) {
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allowed}"))
+        .execute(&mut admin)
+        .await
+        .expect("alter");
+    if !allowed {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .expect("terminate");
+    }
+    let _ = admin.close().await;
+}
+
+#[tokio::test]
+async fn health_reports_a_lost_database_and_recovers() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/health", app.phi_vault.url);
+    assert_eq!(app.http.get(&url).send().await.expect("health").status(), 200);
+
+    let name = app.database(Database::Phi).name.clone();
+    set_connections_allowed(&name, false).await;
+    let response = app.http.get(&url).send().await.expect("health");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body, serde_json::json!({"status": "unavailable", "database": "unreachable"}));
+
+    // The chain reports which link is down.
+    let ready: serde_json::Value =
+        app.http.get(format!("{}/ready", app.public_api.url)).send().await.expect("ready").json().await.expect("json");
+    assert_eq!(ready["ready"], false);
+    let vault = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "phi-vault")
+        .expect("phi-vault check")
+        .clone();
+    assert_eq!(vault["ok"], false);
+    assert_eq!(vault["detail"], "not ready: database");
+
+    set_connections_allowed(&name, true).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app.http.get(&url).send().await.expect("health").status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "phi-vault did not recover its database");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn start_up_gives_up_on_an_unreachable_database_after_its_timeout() {
+    common::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("sw-down-{}", uuid::Uuid::new_v4().simple()));
+    for service in ServiceName::ALL {
+        common::keys::generate_files(&dir, service.as_str()).expect("keys");
+    }
+    let keys = harness::TestKeys { dir: dir.clone() };
+    // Nothing listens on port 1.
+    let mut config: consent::ConsentConfig = harness::config_for(
+        ServiceName::Consent,
+        "postgres://sw_consent@127.0.0.1:1/x".into(),
+        &keys,
+        &Default::default(),
+    );
+    config.database.connect_timeout_secs = 2;
+    let started = std::time::Instant::now();
+    let Err(err) = consent::build(config).await else { panic!("start-up must fail without a database") };
+    let waited = started.elapsed();
+    assert!(err.to_string().contains("database unreachable"), "{err}");
+    assert!(waited >= Duration::from_millis(1500), "gave up too early: {waited:?}");
+    assert!(waited < Duration::from_secs(20), "retried past its bound: {waited:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

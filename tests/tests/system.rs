@@ -1,0 +1,169 @@
+//! The three services come up together, answer health, status and metrics, speak the one error
+//! body, and carry one request id across public-api → phi-vault → consent.
+
+use common::ServiceName;
+use harness::{logs_for_request, TestApp};
+use serde_json::Value;
+
+#[tokio::test]
+async fn all_three_services_are_healthy() {
+    let app = TestApp::spawn().await;
+    for service in ServiceName::ALL {
+        let url = format!("{}/health", app.service(service).url);
+        let response = app.http.get(&url).send().await.expect("health");
+        assert_eq!(response.status(), 200, "{service}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["database"], "ok");
+
+        let status: Value = app
+            .http
+            .get(format!("{}/status", app.service(service).url))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(status["service"], service.as_str());
+        assert_eq!(status["profile"], "dev");
+        assert!(status["version"].as_str().is_some_and(|v| !v.is_empty()));
+        assert!(status["git_revision"].is_string());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_request_id_crosses_all_three_services() {
+    let app = TestApp::spawn().await;
+    let request_id = format!("trace-{}", app.id);
+    let response = app
+        .http
+        .get(format!("{}/ready", app.public_api.url))
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], request_id.as_str());
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["ready"], true, "{body}");
+    let names: Vec<&str> =
+        body["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["database", "phi-vault", "consent"]);
+
+    // Each service wrote an access-log line carrying the same request id. consent is reached
+    // twice: directly and through phi-vault.
+    let lines = logs_for_request(&request_id);
+    for service in ServiceName::ALL {
+        assert!(
+            lines.iter().any(|l| l["service"] == service.as_str() && l["route"].as_str().is_some()),
+            "no log line from {service} with request id {request_id}: {lines:#?}"
+        );
+    }
+    let consent_lines = lines.iter().filter(|l| l["service"] == "consent" && l["message"] == "request").count();
+    assert_eq!(consent_lines, 2, "consent is asked by public-api and by phi-vault");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_id_is_generated_when_missing_or_unsafe() {
+    let app = TestApp::spawn().await;
+    let response = app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health");
+    let generated = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    assert_eq!(generated.len(), 36, "a uuid: {generated}");
+
+    let response = app
+        .http
+        .get(format!("{}/health", app.public_api.url))
+        .header("x-request-id", "evil id\twith spaces")
+        .send()
+        .await
+        .expect("health");
+    assert_ne!(response.headers()["x-request-id"], "evil id\twith spaces");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_uses_the_one_body() {
+    let app = TestApp::spawn().await;
+    for service in ServiceName::ALL {
+        let response = app
+            .http
+            .get(format!("{}/no/such/route", app.service(service).url))
+            .header("x-request-id", "req-404")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "not_found", "message": "not found", "request_id": "req-404"}})
+        );
+    }
+    // Wrong method on a known path.
+    let response = app.http.post(format!("{}/health", app.public_api.url)).send().await.expect("post");
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health");
+    }
+    app.http.get(format!("{}/nothing-here", app.public_api.url)).send().await.expect("404");
+    let response = app.http.get(format!("{}/metrics", app.public_api.url)).send().await.expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+    let text = response.text().await.expect("text");
+    let count_line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("secondwind_http_requests_total{")
+                && l.contains("route=\"/health\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no /health counter in:\n{text}"));
+    assert!(count_line.ends_with(" 3"), "{count_line}");
+    assert!(count_line.contains("service=\"public-api\""));
+    assert!(text.contains("route=\"unmatched\"") && text.contains("status=\"404\""));
+    assert!(text.contains("secondwind_http_request_duration_seconds_bucket{"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_matches_the_snapshot() {
+    let app = TestApp::spawn().await;
+    let response = app.http.get(format!("{}/api/v1/openapi.json", app.public_api.url)).send().await.expect("get");
+    assert_eq!(response.status(), 200);
+    let served: Value = response.json().await.expect("json");
+    let snapshot: Value = serde_json::from_str(
+        &std::fs::read_to_string(harness::repo_root().join("public-api/openapi.json")).expect("snapshot"),
+    )
+    .expect("snapshot json");
+    assert_eq!(served, snapshot);
+    assert_eq!(served["openapi"], "3.1.0");
+
+    // Every public route is documented (internal and operational routes of other services are not public).
+    let documented: Vec<String> = served["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flat_map(move |m| m.keys().map(move |verb| format!("{} {path}", verb.to_uppercase())))
+        })
+        .collect();
+    for (method, path) in &app.public_api.routes {
+        let key = format!("{method} {path}");
+        assert!(documented.contains(&key), "{key} is mounted but missing from the OpenAPI document");
+    }
+    app.stop().await;
+}
