@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
 
@@ -120,19 +120,28 @@ pub async fn connect_with_backoff(url: &str, max_connections: u32, timeout: Dura
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.clone())
-            .await;
+        // One plain connection per attempt: the pool itself would retry silently until its
+        // acquire timeout, hiding the backoff and overrunning the bound.
+        let remaining = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(250));
+        let attempt = match tokio::time::timeout(remaining, PgConnection::connect_with(&opts)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {remaining:?}")),
+        };
         match attempt {
-            Ok(pool) => return Ok(pool),
+            Ok(probe) => {
+                let _ = probe.close().await;
+                return Ok(PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await?);
+            }
             Err(e) if started.elapsed() + delay < timeout => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(DbError::Unreachable { waited: started.elapsed(), last: e.to_string() }),
+            Err(e) => return Err(DbError::Unreachable { waited: started.elapsed(), last: e }),
         }
     }
 }
@@ -187,33 +196,35 @@ fn literal(value: &str) -> String {
 /// Creates a login role, or sets its password if it exists.
 pub async fn ensure_role(admin: &mut PgConnection, name: &str, password: &str) -> Result<(), DbError> {
     let role = ident(name)?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(name)
-        .fetch_one(&mut *admin)
-        .await?;
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    sqlx::query(&format!(
-        "{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
-        literal(password)
-    ))
-    .execute(&mut *admin)
-    .await?;
+    create_role_if_missing(admin, name).await?;
+    sqlx::query(&format!("ALTER ROLE {role} LOGIN PASSWORD {}", literal(password))).execute(&mut *admin).await?;
     Ok(())
 }
 
-/// Creates a role without login or password if it is missing (tests use trust on the socket).
+/// Creates a login role without a password if it is missing (tests use trust on the socket).
 pub async fn ensure_role_exists(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
+    create_role_if_missing(admin, name).await
+}
+
+/// `CREATE ROLE`, tolerating a concurrent creator (several test processes, two inits).
+async fn create_role_if_missing(admin: &mut PgConnection, name: &str) -> Result<(), DbError> {
     let role = ident(name)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
         .bind(name)
         .fetch_one(&mut *admin)
         .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"))
-            .execute(&mut *admin)
-            .await?;
+    if exists {
+        return Ok(());
     }
-    Ok(())
+    let created = sqlx::query(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"))
+        .execute(&mut *admin)
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        // duplicate_object, or unique_violation when two creators race inside the catalog.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42710") | Some("23505")) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn database_exists(admin: &mut PgConnection, name: &str) -> Result<bool, DbError> {

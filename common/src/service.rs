@@ -85,15 +85,22 @@ impl Parts {
             .merge(("cli_colors", false))
             .merge(("log_level", "normal"))
             .merge(("limits.json", config.server.json_limit_bytes))
-            .merge(("shutdown.grace", 5))
-            .merge(("shutdown.mercy", 5));
+            .merge(("shutdown.grace", 2))
+            .merge(("shutdown.mercy", 3));
         let info = ServiceInfo {
             service: self.service,
             profile: config.profile,
             started: Instant::now(),
             metrics_allowed_ips: config.metrics.allowed_ips.clone(),
         };
+        let service = self.service;
         rocket::custom(figment)
+            .attach(rocket::fairing::AdHoc::on_liftoff("listening", move |r| {
+                Box::pin(async move {
+                    let (address, port) = (r.config().address, r.config().port);
+                    tracing::info!(service = service.as_str(), %address, port, "listening");
+                })
+            }))
             .attach(RequestIdFairing)
             .attach(MetricsFairing { service: self.service })
             .register("/", crate::error::catchers())

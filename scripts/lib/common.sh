@@ -72,6 +72,10 @@ pg_start() {
   mkdir -p "$sock" "$(dirname "$log")"
   chmod 700 "$sock"
   pg_chown "$sock" "$(dirname "$log")"
+  if pg_as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    say "PostgreSQL is already running on $data; reusing it"
+    return 0
+  fi
   local opts="-c listen_addresses='$listen' -p $port -k $sock"
   for o in "$@"; do opts="$opts -c $o"; done
   pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start >/dev/null \

@@ -1,0 +1,182 @@
+//! `dev init`: prepares the embedded default on a PostgreSQL server reachable with a superuser
+//! URL: the six roles with generated passwords, the three databases with `CONNECT` restricted to
+//! their own roles, Ed25519 keys, and one config file per service (mode 0600: they hold
+//! passwords). Dev profile only; production databases are provisioned by their operators
+//! (runbooks/local-development.md explains what this does, step by step).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use clap::{Args, Subcommand};
+use common::db::{self, Database};
+use common::ServiceName;
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+
+use crate::output::Output;
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Create roles, databases, keys and config files for the embedded default.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A superuser URL of the server (e.g. over the private cluster's socket).
+    #[arg(long, env = "SECONDWIND_ADMIN_DATABASE_URL", hide_env_values = true)]
+    pub admin_url: String,
+    /// Base URL the services use to reach the server (host, port, options); defaults to the
+    /// admin URL's.
+    #[arg(long)]
+    pub service_url: Option<String>,
+    /// Where keys, config files and logs go.
+    #[arg(long, default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// The repository's policies directory (written into the configs as an absolute path).
+    #[arg(long, default_value = "policies")]
+    pub policies_dir: PathBuf,
+    /// Database names are PREFIX_public, PREFIX_phi and PREFIX_consent.
+    #[arg(long, default_value = "secondwind")]
+    pub name_prefix: String,
+    #[arg(long, default_value_t = 8000)]
+    pub public_api_port: u16,
+    #[arg(long, default_value_t = 8101)]
+    pub phi_vault_port: u16,
+    #[arg(long, default_value_t = 8102)]
+    pub consent_port: u16,
+}
+
+#[derive(Debug, Serialize)]
+struct InitReport {
+    databases: BTreeMap<&'static str, String>,
+    config_files: Vec<PathBuf>,
+    keys_dir: PathBuf,
+    logs_dir: PathBuf,
+}
+
+fn password() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
+}
+
+impl InitArgs {
+    fn port(&self, service: ServiceName) -> u16 {
+        match service {
+            ServiceName::PublicApi => self.public_api_port,
+            ServiceName::PhiVault => self.phi_vault_port,
+            ServiceName::Consent => self.consent_port,
+        }
+    }
+}
+
+/// TOML-quotes a string value.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
+    let DevCommand::Init(args) = cmd;
+    let data_dir = absolute(&args.data_dir)?;
+    let config_dir = data_dir.join("config");
+    let keys_dir = data_dir.join("keys");
+    let logs_dir = data_dir.join("logs");
+    let policy_file = absolute(&args.policies_dir)?.join("internal-calls.toml");
+    anyhow::ensure!(
+        policy_file.is_file(),
+        "{} not found: run from the repository root or pass --policies-dir",
+        policy_file.display()
+    );
+    if config_dir.exists() {
+        anyhow::bail!(
+            "{} already exists: the embedded default is initialised (reset with scripts/run --reset)",
+            config_dir.display()
+        );
+    }
+    let service_base = args.service_url.clone().unwrap_or_else(|| args.admin_url.clone());
+
+    out.progress("connecting to PostgreSQL as the administrator");
+    let mut admin = PgConnection::connect(&args.admin_url).await.context("connecting with the admin URL")?;
+
+    let mut urls = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    for database in Database::ALL {
+        let name = format!("{}_{}", args.name_prefix, database.as_str());
+        out.progress(format!(
+            "creating roles {} and {} and database {name}",
+            database.owner_role(),
+            database.app_role()
+        ));
+        let owner_pw = password()?;
+        let app_pw = password()?;
+        db::ensure_role(&mut admin, database.owner_role(), &owner_pw).await?;
+        db::ensure_role(&mut admin, database.app_role(), &app_pw).await?;
+        anyhow::ensure!(
+            !db::database_exists(&mut admin, &name).await?,
+            "database {name} already exists; drop it or choose another --name-prefix"
+        );
+        db::create_database(&mut admin, &name, database, None).await?;
+        let owner_url = db::url_for(&service_base, database.owner_role(), Some(&owner_pw), &name)?;
+        let app_url = db::url_for(&service_base, database.app_role(), Some(&app_pw), &name)?;
+        urls.insert(database.as_str(), (app_url, owner_url));
+        names.insert(database.as_str(), name);
+    }
+    let _ = admin.close().await;
+
+    out.progress(format!("generating signing keys in {}", keys_dir.display()));
+    std::fs::create_dir_all(&keys_dir)?;
+    for service in ServiceName::ALL {
+        common::keys::generate_files(&keys_dir, service.as_str())?;
+    }
+
+    std::fs::create_dir_all(&config_dir)?;
+    let mut files = Vec::new();
+    for service in ServiceName::ALL {
+        let (app_url, owner_url) = &urls[service.database().as_str()];
+        let mut text = format!(
+            "# Written by `secondwind-admin dev init` for the embedded default. Holds passwords: keep it 0600.\n\
+             profile = \"dev\"\n\n\
+             [server]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
+             [database]\nurl = {app}\nmigrate_url = {owner}\n\n\
+             [log]\nlevel = \"info,rocket=warn,sqlx::postgres::notice=warn\"\ndir = {logs}\n\n\
+             [internal]\nsigning_key_file = {key}\npolicy_file = {policy}\n",
+            port = args.port(service),
+            app = quote(app_url),
+            owner = quote(owner_url),
+            logs = quote(&logs_dir.display().to_string()),
+            key = quote(&keys_dir.join(format!("{service}.key")).display().to_string()),
+            policy = quote(&policy_file.display().to_string()),
+        );
+        for peer in ServiceName::ALL.into_iter().filter(|p| *p != service) {
+            text.push_str(&format!(
+                "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\n",
+                url = quote(&format!("http://127.0.0.1:{}", args.port(peer))),
+                key = quote(&keys_dir.join(format!("{peer}.pub")).display().to_string()),
+            ));
+        }
+        let path = config_dir.join(format!("{service}.toml"));
+        common::keys::write_secret_file(&path, &text)?;
+        files.push(path);
+    }
+
+    let report = InitReport { databases: names, config_files: files, keys_dir, logs_dir };
+    out.result(&report, || {
+        let mut s = String::from("initialised the embedded default:\n");
+        for (db, name) in &report.databases {
+            s.push_str(&format!("  {db:<8} database {name}\n"));
+        }
+        for f in &report.config_files {
+            s.push_str(&format!("  config   {}\n", f.display()));
+        }
+        s.push_str(&format!("  keys     {}\n  logs     {}", report.keys_dir.display(), report.logs_dir.display()));
+        s
+    })
+}

@@ -1,0 +1,166 @@
+//! Real runs of `secondwind-admin` against the test cluster (`SECONDWIND_TEST_ADMIN_URL`).
+
+use assert_cmd::Command;
+use common::db::{self, Database};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+fn admin_url() -> String {
+    std::env::var("SECONDWIND_TEST_ADMIN_URL").expect("SECONDWIND_TEST_ADMIN_URL: run the tests with scripts/test")
+}
+
+fn cli() -> Command {
+    let mut cmd = Command::cargo_bin("secondwind-admin").expect("binary");
+    cmd.env_remove("SECONDWIND_MIGRATE_URL").env_remove("SECONDWIND_ADMIN_DATABASE_URL");
+    cmd
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// An empty database owned by `database`'s owner role; returns (name, owner URL).
+async fn empty_database(database: Database) -> (String, String) {
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    db::ensure_role_exists(&mut admin, database.owner_role()).await.expect("role");
+    db::ensure_role_exists(&mut admin, database.app_role()).await.expect("role");
+    let name = unique("cli");
+    db::create_database(&mut admin, &name, database, None).await.expect("create");
+    let _ = admin.close().await;
+    let url = db::url_for(&admin_url(), database.owner_role(), None, &name).expect("url");
+    (name, url)
+}
+
+async fn drop_database(name: &str) {
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    db::drop_database(&mut admin, name).await.expect("drop");
+    let _ = admin.close().await;
+}
+
+fn json(output: &[u8]) -> Value {
+    serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
+}
+
+#[tokio::test]
+async fn db_status_then_migrate_then_status() {
+    let (name, url) = empty_database(Database::Phi).await;
+
+    // Pending migrations make `status` fail, so scripts can gate on it.
+    let out = cli().args(["--json", "db", "status", "--database", "phi", "--url", &url]).assert().failure();
+    let report = json(&out.get_output().stdout);
+    assert_eq!(report["applied"], serde_json::json!([]));
+    assert!(!report["pending"].as_array().expect("pending").is_empty());
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("pending on the phi database"));
+
+    let out = cli().args(["--json", "db", "migrate", "--database", "phi", "--url", &url]).assert().success();
+    let report = json(&out.get_output().stdout);
+    let total = Database::Phi.migrator().iter().count();
+    assert_eq!(report["applied_now"], total);
+    assert_eq!(report["pending"], serde_json::json!([]));
+
+    // Idempotent.
+    let out = cli().args(["--json", "db", "migrate", "--database", "phi", "--url", &url]).assert().success();
+    assert_eq!(json(&out.get_output().stdout)["applied_now"], 0);
+
+    // People get a table and progress on stderr.
+    let out = cli().args(["db", "status", "--database", "phi", "--url", &url]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(text.contains("applied now") && text.contains("phi"), "{text}");
+
+    // The tables exist, owned by the owner role.
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    let owner: String = sqlx::query_scalar("SELECT tableowner::text FROM pg_tables WHERE tablename = 'records'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("records table");
+    assert_eq!(owner, "sw_phi_owner");
+    let _ = conn.close().await;
+    drop_database(&name).await;
+}
+
+#[test]
+fn bad_usage_is_reported() {
+    let out = cli().args(["db", "migrate", "--url", "postgres://x/y"]).assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("--url needs --database"));
+    cli().args(["db", "migrate"]).assert().code(2);
+    cli().args(["db", "migrate", "--database", "nope", "--url", "postgres://x/y"]).assert().code(2);
+    let out = cli().args(["db", "migrate", "--config", "/nonexistent/thing.toml"]).assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("cannot tell which service"));
+}
+
+#[test]
+fn keys_generate_refuses_to_overwrite() {
+    let dir = std::env::temp_dir().join(unique("cli_keys"));
+    let out = cli().args(["--json", "keys", "generate", "--service", "consent", "--dir"]).arg(&dir).assert().success();
+    let report = json(&out.get_output().stdout);
+    assert!(report["private_key"].as_str().expect("path").ends_with("consent.key"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("consent.key")).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    cli().args(["keys", "generate", "--service", "consent", "--dir"]).arg(&dir).assert().failure();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn dev_init_provisions_everything_the_services_need() {
+    let dir = std::env::temp_dir().join(unique("cli_init"));
+    let prefix = unique("devinit");
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let out = cli()
+        .args([
+            "--json",
+            "dev",
+            "init",
+            "--admin-url",
+            &admin_url(),
+            "--name-prefix",
+            &prefix,
+            "--policies-dir",
+            policies,
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .assert()
+        .success();
+    let report = json(&out.get_output().stdout);
+    assert_eq!(report["databases"]["phi"], format!("{prefix}_phi"));
+
+    for service in common::ServiceName::ALL {
+        let file = dir.join("config").join(format!("{service}.toml"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("config").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} holds passwords", file.display());
+        }
+        // The file loads as the service would load it, and migrates through the CLI.
+        let config: common::config::Config<toml::Table> =
+            common::config::Config::load(service, Some(&file)).expect("valid config");
+        assert_eq!(config.profile, common::config::Profile::Dev);
+        assert!(config.database.url.expose().contains(service.database().app_role()));
+        let out = cli().args(["--json", "db", "migrate", "--config"]).arg(&file).assert().success();
+        assert!(json(&out.get_output().stdout)["applied_now"].as_u64().expect("count") >= 1);
+        // The app role reaches its own database with the generated password.
+        let mut conn = PgConnection::connect(config.database.url.expose()).await.expect("app role connects");
+        let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.expect("query");
+        assert_eq!(user, service.database().app_role());
+        let _ = conn.close().await;
+    }
+
+    // A second init refuses rather than overwrite keys and passwords.
+    let out = cli()
+        .args(["dev", "init", "--admin-url", &admin_url(), "--name-prefix", &prefix, "--policies-dir", policies])
+        .arg("--data-dir")
+        .arg(&dir)
+        .assert()
+        .failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("already exists"));
+
+    for database in Database::ALL {
+        drop_database(&format!("{prefix}_{}", database.as_str())).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
