@@ -152,6 +152,11 @@ where
             return ExitCode::from(2);
         }
     };
+    // A panic's message may quote data it was handling: log where it happened, never what.
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(service = service.as_str(), %location, "panic (message withheld: it may contain data)");
+    }));
     rocket::execute(async move {
         let rocket = match build(config).await {
             Ok(r) => r,

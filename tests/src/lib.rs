@@ -52,6 +52,12 @@ impl std::io::Write for Capture {
 
 static CAPTURE: OnceLock<Capture> = OnceLock::new();
 
+/// Installs the crypto provider and the log capture; every test calls it (`spawn` does).
+pub fn init() {
+    common::install_crypto_provider();
+    init_logging();
+}
+
 fn init_logging() {
     CAPTURE.get_or_init(|| {
         let capture = Capture::default();
@@ -261,8 +267,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        common::install_crypto_provider();
-        init_logging();
+        init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let (public_db, phi_db, consent_db) = tokio::join!(
             TestDatabase::create(Database::Public, &id),
