@@ -20,6 +20,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Audit trails: verify hash chains.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Database migrations and status.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
@@ -34,6 +37,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
+        Command::Audit(cmd) => commands::audit::run(cmd, &out).await,
         Command::Db(cmd) => commands::db::run(cmd, &out).await,
         Command::Keys(cmd) => commands::keys::run(cmd, &out),
         Command::Dev(cmd) => commands::dev::run(cmd, &out).await,

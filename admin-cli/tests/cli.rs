@@ -164,3 +164,46 @@ async fn dev_init_provisions_everything_the_services_need() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn audit_verify_reports_intact_and_broken_chains() {
+    harness::init();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let db = harness::TestDatabase::create(Database::Public, &id).await;
+    let pool = sqlx::PgPool::connect(&db.app_url()).await.expect("pool");
+    for n in 0..5 {
+        let event = public_api::audit::AuditEvent {
+            actor_id: None,
+            action: "auth.login_failed",
+            resource_type: None,
+            resource_id: None,
+            ip: Some("198.51.100.4".parse().expect("ip")),
+            user_agent: None,
+            request_id: Some(format!("r{n}")),
+            outcome: public_api::audit::Outcome::Failure,
+        };
+        public_api::audit::record_alone(&pool, &event).await.expect("append");
+    }
+
+    let out = cli().args(["--json", "audit", "verify", "--url", &db.app_url()]).assert().success();
+    let report = json(&out.get_output().stdout);
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["rows_checked"], 5);
+    let out = cli().args(["audit", "verify", "--url", &db.app_url()]).assert().success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("intact: 5 rows verified"));
+
+    let mut su = PgConnection::connect(&db.url_as("postgres")).await.expect("superuser");
+    sqlx::query("UPDATE audit_logs SET request_id = 'forged' WHERE seq = (SELECT min(seq) + 2 FROM audit_logs)")
+        .execute(&mut su)
+        .await
+        .expect("tamper");
+    let _ = su.close().await;
+    let out = cli().args(["--json", "audit", "verify", "--url", &db.app_url()]).assert().code(1);
+    let report = json(&out.get_output().stdout);
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["breaks"][0]["problem"], "content_changed");
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("audit chain is broken"));
+
+    pool.close().await;
+    db.drop_now().await;
+}

@@ -4,6 +4,7 @@
 //! internal services. No business logic lives here.
 
 pub mod assertion;
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod db;

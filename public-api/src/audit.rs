@@ -1,0 +1,167 @@
+//! The public audit log: every authenticated state change and every auth event, appended in the
+//! same transaction as the change it records, hash-chained (see `common::chain`). The runtime
+//! role may only SELECT and INSERT it.
+
+use std::net::IpAddr;
+
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use common::chain::{self, ChainVerifier, StoredRow, Verification};
+
+/// Serialises appends to `audit_logs` across every instance.
+const CHAIN_LOCK: i64 = 0x5357_4155_4449_5401;
+const MAX_USER_AGENT: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// What happened, by whom, to what. Never holds tokens, PHI or record contents.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub actor_id: Option<Uuid>,
+    /// Dotted verb, e.g. `auth.login`, `auth.refresh_reuse_detected`, `user.update`.
+    pub action: &'static str,
+    pub resource_type: Option<&'static str>,
+    pub resource_id: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// The hashed form of a row: fixed field order, times in microseconds.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    id: Uuid,
+    occurred_at_us: i128,
+    actor_id: Option<Uuid>,
+    action: &'a str,
+    resource_type: Option<&'a str>,
+    resource_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
+    outcome: &'a str,
+}
+
+impl Canonical<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        // Serialising a struct of plain fields cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1000
+}
+
+/// Appends `event` inside the caller's transaction; returns the row id.
+pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::new_v4();
+    // PostgreSQL keeps microseconds: hash exactly what will be stored.
+    let now = OffsetDateTime::now_utc();
+    let occurred_at = now.replace_nanosecond((now.nanosecond() / 1000) * 1000).unwrap_or(now);
+    let ip = event.ip.map(|ip| ip.to_string());
+    let user_agent = event.user_agent.as_deref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect::<String>());
+    let canonical = Canonical {
+        id,
+        occurred_at_us: micros(occurred_at),
+        actor_id: event.actor_id,
+        action: event.action,
+        resource_type: event.resource_type,
+        resource_id: event.resource_id.as_deref(),
+        ip: ip.as_deref(),
+        user_agent: user_agent.as_deref(),
+        request_id: event.request_id.as_deref(),
+        outcome: event.outcome.as_str(),
+    };
+    let prev = chain::head(tx, CHAIN_LOCK, "audit_logs").await?;
+    let row_hash = chain::link(&prev, &canonical.bytes());
+    sqlx::query(
+        "INSERT INTO audit_logs (id, occurred_at, actor_id, action, resource_type, resource_id, ip, user_agent, \
+         request_id, outcome, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12)",
+    )
+    .bind(id)
+    .bind(occurred_at)
+    .bind(event.actor_id)
+    .bind(event.action)
+    .bind(event.resource_type)
+    .bind(event.resource_id.as_deref())
+    .bind(ip.as_deref())
+    .bind(user_agent.as_deref())
+    .bind(event.request_id.as_deref())
+    .bind(event.outcome.as_str())
+    .bind(prev)
+    .bind(&row_hash[..])
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
+/// Appends `event` in a transaction of its own (auth failures, where nothing else is written).
+pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Streams the whole trail in order and reports every break (up to `limit`).
+pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
+    let mut rows = sqlx::query(
+        "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, user_agent, \
+         request_id, outcome, prev_hash, row_hash FROM audit_logs ORDER BY seq",
+    )
+    .fetch(pool);
+    let mut verifier = ChainVerifier::new(limit);
+    while let Some(row) = rows.try_next().await? {
+        let ip: Option<String> = row.try_get("ip")?;
+        let resource_id: Option<String> = row.try_get("resource_id")?;
+        let resource_type: Option<String> = row.try_get("resource_type")?;
+        let user_agent: Option<String> = row.try_get("user_agent")?;
+        let request_id: Option<String> = row.try_get("request_id")?;
+        let action: String = row.try_get("action")?;
+        let outcome: String = row.try_get("outcome")?;
+        let canonical = Canonical {
+            id: row.try_get("id")?,
+            occurred_at_us: micros(row.try_get("occurred_at")?),
+            actor_id: row.try_get("actor_id")?,
+            action: &action,
+            resource_type: resource_type.as_deref(),
+            resource_id: resource_id.as_deref(),
+            ip: ip.as_deref(),
+            user_agent: user_agent.as_deref(),
+            request_id: request_id.as_deref(),
+            outcome: &outcome,
+        };
+        let stored = StoredRow {
+            seq: row.try_get("seq")?,
+            prev_hash: row.try_get("prev_hash")?,
+            row_hash: row.try_get("row_hash")?,
+            canonical: canonical.bytes(),
+        };
+        if !verifier.push(stored) {
+            break;
+        }
+    }
+    Ok(verifier.finish())
+}
