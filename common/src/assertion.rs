@@ -180,7 +180,7 @@ impl<'r> FromRequest<'r> for InternalCall {
             return Outcome::Error((Status::InternalServerError, Refusal::Missing));
         };
         let method = request.method().as_str();
-        let route = request.route().map(|r| r.uri.to_string()).unwrap_or_default();
+        let route = request.route().map(|r| r.uri.path().to_owned()).unwrap_or_default();
         let token = request.headers().get_one("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
         let result = match token {
             None => Err(Refusal::Missing),

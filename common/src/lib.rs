@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod json;
 pub mod keys;
 pub mod metrics;
 pub mod ops;

@@ -65,7 +65,7 @@ impl Fairing for MetricsFairing {
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let elapsed = request.local_cache(|| Started(None)).0.map(|s| s.elapsed());
         // The route pattern, never the concrete path: paths may carry ids.
-        let route = request.route().map(|r| r.uri.to_string()).unwrap_or_else(|| "unmatched".to_owned());
+        let route = request.route().map(|r| r.uri.path().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
         let method = request.method().as_str();
         let status = response.status().code;
         if let Some(metrics) = request.rocket().state::<Metrics>() {

@@ -6,32 +6,56 @@ use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
 
 use common::client::{ConsentClient, PhiVaultClient};
-use common::config::Config;
+use common::config::{Config, ConfigError, Profile};
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
 pub mod audit;
+pub mod auth;
+pub mod meta;
 pub mod openapi;
 mod system;
+pub mod users;
 
 pub const SERVICE: ServiceName = ServiceName::PublicApi;
 
 /// The public API's own settings, `[service]` in its config file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {}
+pub struct Settings {
+    #[serde(default)]
+    pub auth: auth::AuthSettings,
+}
 
 pub type PublicApiConfig = Config<Settings>;
 
 /// The one builder `main` and the tests share. Every route is mounted here.
 pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError> {
+    let invalid = |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
+    let auth_settings = config.service.auth.clone();
+    if auth_settings.dev_login && config.profile == Profile::Production {
+        return Err(invalid("service.auth.dev_login", "production refuses the dev login".into()));
+    }
+    let token_keys = auth::TokenKeys::load(&auth_settings).map_err(|e| invalid("service.auth.signing_keys", e))?;
+    let policy =
+        auth::AccessPolicy::load(&auth_settings.roles_file).map_err(|e| invalid("service.auth.roles_file", e))?;
     let parts = Parts::load(SERVICE, &config).await?;
+    if auth_settings.dev_login {
+        auth::routes::seed_demo_users(&parts.pool)
+            .await
+            .map_err(|e| StartError::Other(format!("seeding demo users: {e}")))?;
+    }
     let phi_vault = PhiVaultClient::new(parts.client(&config, ServiceName::PhiVault)?);
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     Ok(parts
         .into_rocket(&config)
         .manage(phi_vault)
         .manage(consent)
+        .manage(token_keys)
+        .manage(policy)
+        .manage(auth_settings.clone())
         .mount("/", system::routes())
-        .mount("/api/v1", openapi::routes()))
+        .mount("/api/v1", openapi::routes())
+        .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))
+        .mount("/api/v1", users::routes()))
 }

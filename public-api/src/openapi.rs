@@ -18,10 +18,19 @@ use common::ErrorBody;
         description = "The API the SecondWind frontend calls. Every error answers with one body: \
             `{\"error\":{\"code\",\"message\",\"request_id\"}}`. Every response carries `x-request-id`."
     ),
-    paths(common::ops::health, common::ops::status, common::ops::metrics, crate::system::ready, openapi_json),
+    paths(
+        common::ops::health, common::ops::status, common::ops::metrics, crate::system::ready, openapi_json,
+        crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::logout,
+        crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
+        crate::users::end_session,
+    ),
     components(schemas(ErrorBody)),
-    modifiers(&CommonErrors),
-    tags((name = "operations", description = "Health, status, metrics, readiness and this document"))
+    modifiers(&CommonErrors, &BearerAuth),
+    tags(
+        (name = "operations", description = "Health, status, metrics, readiness and this document"),
+        (name = "auth", description = "Sign-in, token refresh and sign-out"),
+        (name = "users", description = "The signed-in user's account and sessions"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -44,6 +53,20 @@ impl Modify for CommonErrors {
                 });
             }
         }
+    }
+}
+
+/// Access tokens: `Authorization: Bearer <JWT>`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
     }
 }
 

@@ -95,7 +95,7 @@ fn production_refuses_dev_only_settings() {
 }
 
 fn write_keys(dir: &Path) {
-    for name in ["public-api", "phi-vault", "consent"] {
+    for name in ["public-api", "phi-vault", "consent", "user"] {
         if !dir.join(format!("{name}.key")).exists() {
             common::keys::generate_files(dir, name).expect("keys");
         }
@@ -114,6 +114,8 @@ fn an_unreachable_database_is_retried_then_reported() {
         .env("SW_DATABASE__CONNECT_TIMEOUT_SECS", "2")
         .env("SW_INTERNAL__SIGNING_KEY_FILE", dir.join("public-api.key"))
         .env("SW_INTERNAL__POLICY_FILE", &policy)
+        .env("SW_SERVICE__AUTH__SIGNING_KEYS", format!("[{{kid=\"k\", file=\"{}\"}}]", dir.join("user.key").display()))
+        .env("SW_SERVICE__AUTH__ROLES_FILE", policy.with_file_name("roles.toml"))
         .env("SW_LOG__LEVEL", "warn")
         .output()
         .expect("run");

@@ -6,6 +6,8 @@
 //! It needs `SECONDWIND_TEST_ADMIN_URL`, a superuser URL of a disposable PostgreSQL cluster;
 //! `scripts/test` starts one and sets it.
 
+pub mod auth;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,6 +23,10 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 pub const ADMIN_URL_VAR: &str = "SECONDWIND_TEST_ADMIN_URL";
+/// The `kid` of the test app's user-token signing key.
+pub const USER_TOKEN_KID: &str = "user-k1";
+/// The frontend origin the test app allows.
+pub const ORIGIN: &str = "http://localhost:5173";
 
 pub fn admin_url() -> String {
     std::env::var(ADMIN_URL_VAR).unwrap_or_else(|_| {
@@ -175,11 +181,16 @@ impl TestKeys {
         for service in ServiceName::ALL {
             common::keys::generate_files(&dir, service.as_str()).expect("generate keys");
         }
+        common::keys::generate_files(&dir, USER_TOKEN_KID).expect("generate keys");
         Self { dir }
     }
 
     pub fn private_key(&self, service: ServiceName) -> Vec<u8> {
-        common::keys::read_private(&self.dir.join(format!("{}.key", service.as_str()))).expect("key")
+        self.private_key_named(service.as_str())
+    }
+
+    pub fn private_key_named(&self, name: &str) -> Vec<u8> {
+        common::keys::read_private(&self.dir.join(format!("{name}.key"))).expect("key")
     }
 }
 
@@ -247,7 +258,7 @@ pub async fn launch(rocket: Rocket<Build>) -> Running {
     }));
     let ignited = rocket.ignite().await.expect("ignite");
     let shutdown = ignited.shutdown();
-    let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.to_string())).collect();
+    let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.path().to_owned())).collect();
     tokio::spawn(async move {
         let _ = ignited.launch().await;
     });
@@ -285,7 +296,18 @@ impl TestApp {
         let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
 
-        let public_cfg = config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
+        let mut public_cfg: public_api::PublicApiConfig =
+            config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
+        public_cfg.service.auth = public_api::auth::AuthSettings {
+            signing_keys: vec![public_api::auth::SigningKeyEntry {
+                kid: USER_TOKEN_KID.into(),
+                file: keys.dir.join(format!("{USER_TOKEN_KID}.key")),
+            }],
+            roles_file: repo_root().join("policies/roles.toml"),
+            dev_login: true,
+            allowed_origins: vec![ORIGIN.into()],
+            ..Default::default()
+        };
         let public_api = launch(public_api::build(public_cfg).await.expect("build public-api")).await;
 
         Self {

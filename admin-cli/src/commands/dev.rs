@@ -47,7 +47,13 @@ pub struct InitArgs {
     pub phi_vault_port: u16,
     #[arg(long, default_value_t = 8102)]
     pub consent_port: u16,
+    /// The frontend's origin, allowed to use the refresh cookie.
+    #[arg(long, default_value = "http://localhost:5173")]
+    pub frontend_origin: String,
 }
+
+/// The first user-token signing key's id; rotation adds `user-2`, … (runbooks).
+const USER_TOKEN_KID: &str = "user-1";
 
 #[derive(Debug, Serialize)]
 struct InitReport {
@@ -136,6 +142,8 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     for service in ServiceName::ALL {
         common::keys::generate_files(&keys_dir, service.as_str())?;
     }
+    common::keys::generate_files(&keys_dir, USER_TOKEN_KID)?;
+    let roles_file = absolute(&args.policies_dir)?.join("roles.toml");
 
     std::fs::create_dir_all(&config_dir)?;
     let mut files = Vec::new();
@@ -160,6 +168,16 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
                 "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\n",
                 url = quote(&format!("http://127.0.0.1:{}", args.port(peer))),
                 key = quote(&keys_dir.join(format!("{peer}.pub")).display().to_string()),
+            ));
+        }
+        if service == ServiceName::PublicApi {
+            text.push_str(&format!(
+                "\n[service.auth]\ndev_login = true\nroles_file = {roles}\nallowed_origins = [{origin}]\n\
+                 signing_keys = [{{ kid = {kid}, file = {key} }}]\n",
+                roles = quote(&roles_file.display().to_string()),
+                origin = quote(&args.frontend_origin),
+                kid = quote(USER_TOKEN_KID),
+                key = quote(&keys_dir.join(format!("{USER_TOKEN_KID}.key")).display().to_string()),
             ));
         }
         let path = config_dir.join(format!("{service}.toml"));

@@ -1,0 +1,263 @@
+//! `POST /auth/dev-login` (dev profile only), `POST /auth/refresh`, `POST /auth/logout`.
+
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use common::json::Body;
+use common::ApiError;
+
+use super::sessions::{self, Refresh};
+use super::{AuthSettings, AuthUser, TokenKeys, REFRESH_COOKIE, REFRESH_COOKIE_PATH};
+use crate::audit::{self, Outcome};
+use crate::meta::RequestMeta;
+
+/// What a successful login or refresh returns. The refresh token travels only in the
+/// `sw_refresh` cookie (HttpOnly, Secure, SameSite=Strict, Path=/api/v1/auth).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+}
+
+fn set_refresh_cookie(jar: &CookieJar<'_>, token: String, ttl_days: u32) {
+    jar.add(
+        Cookie::build((REFRESH_COOKIE, token))
+            .http_only(true)
+            .secure(true)
+            .same_site(SameSite::Strict)
+            .path(REFRESH_COOKIE_PATH)
+            .max_age(rocket::time::Duration::days(ttl_days.into())),
+    );
+}
+
+fn clear_refresh_cookie(jar: &CookieJar<'_>) {
+    jar.remove(Cookie::build(REFRESH_COOKIE).path(REFRESH_COOKIE_PATH));
+}
+
+/// Issues the tokens of a session just opened or refreshed.
+fn tokens_for(
+    keys: &TokenKeys,
+    user_id: Uuid,
+    session_id: Uuid,
+    roles: Vec<String>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let access_token = keys.issue(user_id, session_id, roles).map_err(ApiError::internal)?;
+    Ok(Json(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: keys.ttl_secs(),
+        user_id,
+        session_id,
+    }))
+}
+
+/// Opens a session for `user_id` and writes the login to the audit log, in one transaction.
+pub async fn open_session(
+    pool: &PgPool,
+    settings: &AuthSettings,
+    keys: &TokenKeys,
+    jar: &CookieJar<'_>,
+    meta: &RequestMeta,
+    user_id: Uuid,
+    action: &'static str,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let mut tx = pool.begin().await?;
+    let roles = sessions::roles_of(&mut tx, user_id).await?.ok_or(ApiError::Unauthorized)?;
+    let (session_id, refresh) = sessions::create(
+        &mut tx,
+        user_id,
+        settings.session_ttl_days,
+        meta.user_agent.as_deref(),
+        meta.ip.map(|ip| ip.to_string()),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success),
+    )
+    .await?;
+    let response = tokens_for(keys, user_id, session_id, roles)?;
+    tx.commit().await?;
+    set_refresh_cookie(jar, refresh, settings.session_ttl_days);
+    Ok(response)
+}
+
+/// The demo accounts `dev-login` offers, one of each type and staff role.
+pub const DEMO_USERS: [(&str, &str, &str, &[&str]); 6] = [
+    ("donor", "00000000-0000-4000-8000-000000000001", "donor", &[]),
+    ("beneficiary", "00000000-0000-4000-8000-000000000002", "beneficiary", &[]),
+    ("partner", "00000000-0000-4000-8000-000000000003", "partner", &[]),
+    ("caseworker", "00000000-0000-4000-8000-000000000004", "staff", &["caseworker"]),
+    ("admin", "00000000-0000-4000-8000-000000000005", "staff", &["admin"]),
+    ("compliance_officer", "00000000-0000-4000-8000-000000000006", "staff", &["compliance_officer"]),
+];
+
+/// Creates the demo accounts if missing (dev profile with `dev_login` only).
+pub async fn seed_demo_users(pool: &PgPool) -> Result<(), sqlx::Error> {
+    for (name, id, user_type, roles) in DEMO_USERS {
+        sqlx::query(
+            "INSERT INTO users (id, user_type, email, display_name, roles) \
+             VALUES ($1::uuid, $2::user_type, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(user_type)
+        .bind(format!("demo+{name}@secondwind.invalid"))
+        .bind(format!("Demo {}", name.replace('_', " ")))
+        .bind(roles.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevLoginRequest {
+    /// One of: donor, beneficiary, partner, caseworker, admin, compliance_officer.
+    pub user: String,
+}
+
+/// Dev profile only: sign in as a seeded demo user. Not mounted in production.
+#[utoipa::path(post, path = "/api/v1/auth/dev-login", tag = "auth", request_body = DevLoginRequest,
+    responses(
+        (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
+        (status = 404, description = "No such demo user (or dev login is off)", body = common::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = common::ErrorBody),
+        (status = 422, description = "Invalid body", body = common::ErrorBody),
+    ))]
+#[post("/auth/dev-login", data = "<body>")]
+pub async fn dev_login(
+    body: Body<DevLoginRequest>,
+    pool: &State<PgPool>,
+    settings: &State<AuthSettings>,
+    keys: &State<TokenKeys>,
+    jar: &CookieJar<'_>,
+    meta: RequestMeta,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let (_, id, _, _) = DEMO_USERS.iter().find(|(name, ..)| *name == body.0.user).ok_or(ApiError::NotFound)?;
+    let user_id = Uuid::parse_str(id).map_err(ApiError::internal)?;
+    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+}
+
+/// Refuses cookie-authenticated requests from origins not on the allowlist (CSRF defence on top
+/// of SameSite=Strict).
+fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiError> {
+    match &meta.origin {
+        Some(origin) if settings.allowed_origins.iter().any(|o| o == origin) => Ok(()),
+        other => {
+            tracing::warn!(request_id = %meta.request_id, origin = ?other, "refresh refused: origin not allowed");
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// Exchanges the refresh cookie for a new access token and a new refresh cookie. Presenting a
+/// refresh token that was already used revokes its whole session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    params(("Origin" = String, Header, description = "Must be an allowed origin")),
+    responses(
+        (status = 200, description = "Rotated; a new `sw_refresh` cookie is set", body = TokenResponse),
+        (status = 401, description = "No, unknown, expired, revoked or reused refresh token", body = common::ErrorBody),
+        (status = 403, description = "Origin not allowed", body = common::ErrorBody),
+    ))]
+#[post("/auth/refresh")]
+pub async fn refresh(
+    pool: &State<PgPool>,
+    settings: &State<AuthSettings>,
+    keys: &State<TokenKeys>,
+    jar: &CookieJar<'_>,
+    meta: RequestMeta,
+) -> Result<Json<TokenResponse>, ApiError> {
+    check_origin(settings, &meta)?;
+    let Some(presented) = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let mut tx = pool.begin().await?;
+    let outcome = sessions::rotate(&mut tx, &presented).await?;
+    match outcome {
+        Refresh::Rotated { user_id, session_id, roles, token } => {
+            audit::record(
+                &mut tx,
+                &meta.event(Some(user_id), "auth.refresh", Some(("session", session_id.to_string())), Outcome::Success),
+            )
+            .await?;
+            let response = tokens_for(keys, user_id, session_id, roles)?;
+            tx.commit().await?;
+            set_refresh_cookie(jar, token, settings.session_ttl_days);
+            Ok(response)
+        }
+        Refresh::Reused { user_id, session_id } => {
+            tracing::warn!(request_id = %meta.request_id, %session_id, "refresh token reuse: session revoked");
+            audit::record(
+                &mut tx,
+                &meta.event(
+                    Some(user_id),
+                    "auth.refresh_reuse_detected",
+                    Some(("session", session_id.to_string())),
+                    Outcome::Denied,
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            clear_refresh_cookie(jar);
+            Err(ApiError::Unauthorized)
+        }
+        Refresh::Invalid { session_id, user_id } => {
+            audit::record(
+                &mut tx,
+                &meta.event(user_id, "auth.refresh", session_id.map(|s| ("session", s.to_string())), Outcome::Failure),
+            )
+            .await?;
+            tx.commit().await?;
+            clear_refresh_cookie(jar);
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Ends the current session at once: its access token stops working on the next request.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+    ))]
+#[post("/auth/logout")]
+pub async fn logout(
+    user: AuthUser,
+    pool: &State<PgPool>,
+    jar: &CookieJar<'_>,
+    meta: RequestMeta,
+) -> Result<Status, ApiError> {
+    let mut tx = pool.begin().await?;
+    sessions::revoke(&mut tx, user.session_id, user.user_id, "logout").await?;
+    audit::record(
+        &mut tx,
+        &meta.event(
+            Some(user.user_id),
+            "auth.logout",
+            Some(("session", user.session_id.to_string())),
+            Outcome::Success,
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    clear_refresh_cookie(jar);
+    Ok(Status::NoContent)
+}
+
+pub fn routes(dev_login_enabled: bool) -> Vec<Route> {
+    let mut list = routes![refresh, logout];
+    if dev_login_enabled {
+        list.extend(routes![dev_login]);
+    }
+    list
+}

@@ -1,0 +1,197 @@
+//! Sessions and their refresh tokens. A refresh token is 32 random bytes, given to the client
+//! once and stored only as its SHA-256. Each use rotates it; presenting a rotated token again
+//! means it was copied, so the whole session is revoked.
+
+use base64::Engine;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub fn hash(token: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().to_vec()
+}
+
+fn new_token() -> Result<String, sqlx::Error> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| sqlx::Error::Protocol("system random source failed".into()))?;
+    Ok(format!("swr_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// A user's roles for tokens and permission checks: their type, then granted staff roles.
+pub async fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let row = sqlx::query("SELECT user_type::text AS t, roles FROM users WHERE id = $1 AND deleted_at IS NULL")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| {
+        let mut roles = vec![r.get::<String, _>("t")];
+        roles.extend(r.get::<Vec<String>, _>("roles"));
+        roles
+    }))
+}
+
+/// Opens a session; returns its id and the first refresh token.
+pub async fn create(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    ttl_days: u32,
+    user_agent: Option<&str>,
+    ip: Option<String>,
+) -> Result<(Uuid, String), sqlx::Error> {
+    let id = Uuid::new_v4();
+    let token = new_token()?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, user_agent, ip, expires_at) \
+         VALUES ($1, $2, $3, $4::inet, now() + make_interval(days => $5))",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(user_agent.map(|ua| ua.chars().take(512).collect::<String>()))
+    .bind(ip)
+    .bind(ttl_days as i32)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+        .bind(hash(&token))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
+    Ok((id, token))
+}
+
+/// Whether the session is open, unexpired, and its user not deleted. Asked on every request.
+pub async fn is_live(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.deleted_at IS NULL)",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+}
+
+#[derive(Debug)]
+pub enum Refresh {
+    /// The token was current: here is the next one.
+    Rotated { user_id: Uuid, session_id: Uuid, roles: Vec<String>, token: String },
+    /// The token had already been rotated: the session is now revoked.
+    Reused { user_id: Uuid, session_id: Uuid },
+    /// Unknown token, or its session is revoked or expired.
+    Invalid { session_id: Option<Uuid>, user_id: Option<Uuid> },
+}
+
+/// Exchanges `presented` for a new refresh token inside `tx`. Rows are locked, so two
+/// concurrent uses of one token cannot both succeed: the second is reuse.
+pub async fn rotate(tx: &mut PgConnection, presented: &str) -> Result<Refresh, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT rt.session_id, rt.rotated_at IS NOT NULL AS rotated, s.user_id, \
+         (s.revoked_at IS NULL AND s.expires_at > now()) AS live \
+         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
+         WHERE rt.token_hash = $1 FOR UPDATE OF rt, s",
+    )
+    .bind(hash(presented))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(Refresh::Invalid { session_id: None, user_id: None }) };
+    let session_id: Uuid = row.get("session_id");
+    let user_id: Uuid = row.get("user_id");
+    if row.get::<bool, _>("rotated") {
+        revoke(tx, session_id, user_id, "refresh_token_reuse").await?;
+        return Ok(Refresh::Reused { user_id, session_id });
+    }
+    let roles = match (row.get::<bool, _>("live"), roles_of(tx, user_id).await?) {
+        (true, Some(roles)) => roles,
+        _ => return Ok(Refresh::Invalid { session_id: Some(session_id), user_id: Some(user_id) }),
+    };
+    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
+        .bind(hash(presented))
+        .execute(&mut *tx)
+        .await?;
+    let token = new_token()?;
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+        .bind(hash(&token))
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE sessions SET last_used_at = now() WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
+    Ok(Refresh::Rotated { user_id, session_id, roles, token })
+}
+
+/// Revokes one of `user_id`'s sessions; false when it is not theirs or already ended (the
+/// caller answers 404 either way).
+pub async fn revoke(tx: &mut PgConnection, session_id: Uuid, user_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3 \
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn revoke_all(tx: &mut PgConnection, user_id: Uuid, reason: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// The session the request was made with.
+    pub current: bool,
+}
+
+/// The user's open sessions, newest first.
+pub async fn list_open(
+    pool: &PgPool,
+    user_id: Uuid,
+    current: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<SessionView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, created_at, last_used_at, expires_at, user_agent, host(ip) AS ip FROM sessions \
+         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() \
+         ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let id: Uuid = r.try_get("id")?;
+            Ok(SessionView {
+                id,
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+                expires_at: r.try_get("expires_at")?,
+                user_agent: r.try_get("user_agent")?,
+                ip: r.try_get("ip")?,
+                current: id == current,
+            })
+        })
+        .collect()
+}

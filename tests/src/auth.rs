@@ -1,0 +1,82 @@
+//! Helpers for signed-in test clients.
+
+use serde_json::Value;
+
+use crate::{TestApp, ORIGIN};
+
+/// A signed-in user: their access token and refresh cookie value.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub access_token: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub session_id: String,
+}
+
+/// The `sw_refresh` value from a response's Set-Cookie, checking its attributes.
+pub fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
+    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        let value = c.strip_prefix("sw_refresh=")?.split(';').next()?.to_owned();
+        if value.is_empty() {
+            return None;
+        }
+        for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/api/v1/auth"] {
+            assert!(c.contains(attribute), "refresh cookie lacks {attribute}: {c}");
+        }
+        Some(value)
+    })
+}
+
+fn login_from(body: &Value, refresh: String) -> Login {
+    Login {
+        access_token: body["access_token"].as_str().expect("access_token").to_owned(),
+        refresh,
+        user_id: body["user_id"].as_str().expect("user_id").to_owned(),
+        session_id: body["session_id"].as_str().expect("session_id").to_owned(),
+    }
+}
+
+impl TestApp {
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.public_api.url)
+    }
+
+    /// Signs in as a seeded demo user through the dev login.
+    pub async fn dev_login(&self, user: &str) -> Login {
+        let response = self
+            .http
+            .post(self.api("/auth/dev-login"))
+            .json(&serde_json::json!({ "user": user }))
+            .send()
+            .await
+            .expect("dev-login");
+        assert_eq!(response.status(), 200, "dev-login as {user}");
+        let refresh = refresh_cookie(&response).expect("refresh cookie");
+        let body: Value = response.json().await.expect("json");
+        login_from(&body, refresh)
+    }
+
+    /// Presents a refresh token from the allowed origin.
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.http
+            .post(self.api("/auth/refresh"))
+            .header("origin", ORIGIN)
+            .header("cookie", format!("sw_refresh={refresh}"))
+            .send()
+            .await
+            .expect("refresh")
+    }
+
+    /// Refreshes and expects success.
+    pub async fn refreshed(&self, refresh: &str) -> Login {
+        let response = self.refresh(refresh).await;
+        assert_eq!(response.status(), 200, "refresh");
+        let cookie = refresh_cookie(&response).expect("rotated cookie");
+        let body: Value = response.json().await.expect("json");
+        login_from(&body, cookie)
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.api(path)).bearer_auth(token).send().await.expect("get")
+    }
+}
