@@ -30,6 +30,10 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest JSON body accepted, in bytes.
     pub json_limit_bytes: u64,
+    /// The header a trusted reverse proxy puts the client address in (e.g. `X-Real-IP`). Unset,
+    /// the socket address is used: a client-supplied header could dodge per-address limits.
+    #[serde(default)]
+    pub trusted_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +104,8 @@ pub struct Config<S> {
     #[serde(default)]
     pub metrics: MetricsConfig,
     pub internal: InternalConfig,
+    #[serde(default)]
+    pub rate_limits: crate::protect::RateLimitConfig,
     #[serde(default)]
     pub service: S,
 }

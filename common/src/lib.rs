@@ -14,6 +14,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod policy;
+pub mod protect;
 pub mod request_id;
 pub mod secret;
 pub mod service;

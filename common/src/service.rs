@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, MetricsFairing};
 use crate::ops::ServiceInfo;
 use crate::policy::CallPolicy;
+use crate::protect::{RateLimitFairing, RateLimits, SecurityHeaders};
 use crate::request_id::RequestIdFairing;
 use crate::{db, keys, ServiceName};
 
@@ -85,6 +86,14 @@ impl Parts {
             .merge(("cli_colors", false))
             .merge(("log_level", "normal"))
             .merge(("limits.json", config.server.json_limit_bytes))
+            .merge((
+                "ip_header",
+                config
+                    .server
+                    .trusted_ip_header
+                    .clone()
+                    .map_or(serde_json::Value::Bool(false), serde_json::Value::String),
+            ))
             .merge(("shutdown.grace", 2))
             .merge(("shutdown.mercy", 3));
         let info = ServiceInfo {
@@ -101,10 +110,24 @@ impl Parts {
                     tracing::info!(service = service.as_str(), %address, port, "listening");
                 })
             }))
+            .attach(rocket::fairing::AdHoc::on_liftoff("rate-limit sweeper", |r| {
+                let limits = r.state::<RateLimits>().cloned();
+                let shutdown = r.shutdown();
+                Box::pin(async move {
+                    if let Some(limits) = limits {
+                        tokio::spawn(limits.sweep_until(shutdown));
+                    }
+                })
+            }))
             .attach(RequestIdFairing)
+            .attach(RateLimitFairing)
             .attach(MetricsFairing { service: self.service })
+            .attach(rocket::shield::Shield::new())
+            .attach(SecurityHeaders)
             .register("/", crate::error::catchers())
             .mount("/", crate::ops::routes())
+            .mount("/", crate::protect::routes())
+            .manage(RateLimits::new(config.rate_limits.clone()))
             .manage(self.pool)
             .manage(self.verifier)
             .manage(self.metrics)

@@ -12,6 +12,7 @@ use common::ServiceName;
 
 pub mod audit;
 pub mod auth;
+mod cors;
 pub mod meta;
 pub mod openapi;
 mod system;
@@ -54,6 +55,8 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(token_keys)
         .manage(policy)
         .manage(auth_settings.clone())
+        .attach(cors::Cors)
+        .mount("/", cors::routes())
         .mount("/", system::routes())
         .mount("/api/v1", openapi::routes())
         .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))

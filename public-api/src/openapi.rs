@@ -34,8 +34,8 @@ use common::ErrorBody;
 )]
 pub struct ApiDoc;
 
-/// Adds the errors any route can answer — 404 for an unknown path is not per-route, but 500 is —
-/// to every operation, in the one error body.
+/// Adds the errors any route can answer — 429 (rate limits, with `Retry-After`) and 500 — to
+/// every operation, in the one error body.
 struct CommonErrors;
 
 impl Modify for CommonErrors {
@@ -45,6 +45,12 @@ impl Modify for CommonErrors {
             for op in
                 [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
             {
+                op.responses.responses.entry("429".into()).or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description("Rate limit reached; `Retry-After` says how many seconds to wait")
+                        .content("application/json", error_ref())
+                        .into()
+                });
                 op.responses.responses.entry("500".into()).or_insert_with(|| {
                     ResponseBuilder::new()
                         .description("Internal error; the body says only \"internal error\" and the request id")

@@ -216,7 +216,12 @@ pub fn config_for<S: Default>(
         .collect();
     Config {
         profile: Profile::Dev,
-        server: ServerConfig { address: [127, 0, 0, 1].into(), port: 0, json_limit_bytes: 64 * 1024 },
+        server: ServerConfig {
+            address: [127, 0, 0, 1].into(),
+            port: 0,
+            json_limit_bytes: 64 * 1024,
+            trusted_ip_header: None,
+        },
         database: DatabaseConfig {
             url: Secret::new(database_url),
             migrate_url: None,
@@ -232,6 +237,7 @@ pub fn config_for<S: Default>(
             request_timeout_secs: 5,
             peers,
         },
+        rate_limits: Default::default(),
         service: S::default(),
     }
 }
@@ -278,6 +284,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, letting the test adjust public-api's configuration first.
+    pub async fn spawn_with(configure: impl FnOnce(&mut public_api::PublicApiConfig)) -> Self {
         init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let (public_db, phi_db, consent_db) = tokio::join!(
@@ -308,6 +319,7 @@ impl TestApp {
             allowed_origins: vec![ORIGIN.into()],
             ..Default::default()
         };
+        configure(&mut public_cfg);
         let public_api = launch(public_api::build(public_cfg).await.expect("build public-api")).await;
 
         Self {

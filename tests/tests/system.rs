@@ -161,7 +161,7 @@ async fn the_openapi_document_is_served_and_matches_the_snapshot() {
                 .flat_map(move |m| m.keys().map(move |verb| format!("{} {path}", verb.to_uppercase())))
         })
         .collect();
-    for (method, path) in &app.public_api.routes {
+    for (method, path) in app.public_api.routes.iter().filter(|(m, p)| m != "OPTIONS" && !p.starts_with("/__")) {
         // Rocket writes `<id>`, OpenAPI `{id}`.
         let key = format!("{method} {}", path.replace('<', "{").replace('>', "}"));
         assert!(documented.contains(&key), "{key} is mounted but missing from the OpenAPI document");

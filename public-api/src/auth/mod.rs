@@ -69,6 +69,13 @@ impl Default for AuthSettings {
     }
 }
 
+impl AuthSettings {
+    /// Whether `origin` is one of the frontend origins (CORS, and the refresh cookie's CSRF check).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+}
+
 /// The audience of user access tokens.
 pub const AUDIENCE: &str = "secondwind-public-api";
 /// The refresh-token cookie.
@@ -91,6 +98,7 @@ pub enum AuthError {
     SessionEnded,
     NotPermitted(String),
     Unavailable(String),
+    RateLimited,
 }
 
 fn refuse(request: &Request<'_>, status: Status, error: AuthError) -> Outcome<AuthUser, AuthError> {
@@ -127,6 +135,11 @@ impl<'r> FromRequest<'r> for AuthUser {
             Ok(true) => {}
             Ok(false) => return refuse(request, Status::Unauthorized, AuthError::SessionEnded),
             Err(e) => return refuse(request, Status::ServiceUnavailable, AuthError::Unavailable(e.to_string())),
+        }
+        if let Some(limits) = request.rocket().state::<common::protect::RateLimits>() {
+            if let Err(status) = limits.check_user(request, &claims.sub.to_string()) {
+                return Outcome::Error((status, AuthError::RateLimited));
+            }
         }
         let route = request.route().map(|r| format!("{} {}", r.method, r.uri.path())).unwrap_or_default();
         if !policy.permits(&route, &claims.roles) {

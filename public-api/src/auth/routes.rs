@@ -152,7 +152,7 @@ pub async fn dev_login(
 /// of SameSite=Strict).
 fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiError> {
     match &meta.origin {
-        Some(origin) if settings.allowed_origins.iter().any(|o| o == origin) => Ok(()),
+        Some(origin) if settings.allows_origin(origin) => Ok(()),
         other => {
             tracing::warn!(request_id = %meta.request_id, origin = ?other, "refresh refused: origin not allowed");
             Err(ApiError::Forbidden)

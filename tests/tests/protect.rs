@@ -1,0 +1,114 @@
+//! Protective middleware: security headers everywhere, no-store on personal data, CORS only for
+//! the frontend's origins, and rate limits per address, per user and (stricter) on auth.
+
+use common::ServiceName;
+use harness::{TestApp, ORIGIN};
+use serde_json::Value;
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    let login = app.dev_login("donor").await;
+    let mut responses = Vec::new();
+    for service in ServiceName::ALL {
+        responses.push(app.http.get(format!("{}/health", app.service(service).url)).send().await.expect("health"));
+        responses.push(app.http.get(format!("{}/nowhere", app.service(service).url)).send().await.expect("404"));
+    }
+    responses.push(app.get_as(&login.access_token, "/users/me").await);
+    for response in &responses {
+        let h = response.headers();
+        assert_eq!(h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'", "{}", response.url());
+        assert!(h["strict-transport-security"].to_str().expect("ascii").starts_with("max-age="));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h.contains_key("permissions-policy"));
+        assert_eq!(h["cache-control"], "no-store", "{}", response.url());
+        assert_eq!(h.get_all("x-frame-options").iter().count(), 1, "no duplicate from Rocket's shield");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cors_answers_the_frontend_and_refuses_other_origins() {
+    let app = TestApp::spawn().await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.api("/users/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PATCH")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let ok = preflight(ORIGIN).await.expect("preflight");
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], ORIGIN);
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    assert!(ok.headers()["access-control-allow-methods"].to_str().expect("ascii").contains("PATCH"));
+    assert!(ok.headers()["access-control-allow-headers"].to_str().expect("ascii").contains("authorization"));
+
+    let foreign = preflight("https://evil.example").await.expect("preflight");
+    assert_eq!(foreign.status(), 403);
+    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
+    let body: Value = foreign.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "forbidden");
+
+    let simple = app.http.get(app.api("/openapi.json")).header("origin", ORIGIN).send().await.expect("get");
+    assert_eq!(simple.headers()["access-control-allow-origin"], ORIGIN);
+    assert!(simple.headers()["access-control-expose-headers"].to_str().expect("ascii").contains("x-request-id"));
+    let other =
+        app.http.get(app.api("/openapi.json")).header("origin", "https://evil.example").send().await.expect("get");
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    assert_ne!(other.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"*"[..]));
+    app.stop().await;
+}
+
+async fn assert_limited(response: reqwest::Response) {
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_requests");
+}
+
+#[tokio::test]
+async fn auth_endpoints_have_a_stricter_per_address_limit() {
+    let app = TestApp::spawn_with(|c| c.rate_limits.auth_per_ip_per_minute = 3).await;
+    for _ in 0..3 {
+        app.dev_login("donor").await;
+    }
+    let fourth = app
+        .http
+        .post(app.api("/auth/dev-login"))
+        .json(&serde_json::json!({"user": "donor"}))
+        .send()
+        .await
+        .expect("post");
+    assert_limited(fourth).await;
+    // Other routes are not affected.
+    assert_eq!(app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health").status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_user_has_a_limit_and_each_address_another() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits.per_user_per_minute = 4;
+        c.rate_limits.per_ip_per_minute = 12;
+    })
+    .await;
+    let a = app.dev_login("donor").await; // 1 request from this address
+    let b = app.dev_login("partner").await; // 2
+    for _ in 0..4 {
+        assert_eq!(app.get_as(&a.access_token, "/users/me").await.status(), 200);
+        // 3..6
+    }
+    assert_limited(app.get_as(&a.access_token, "/users/me").await).await; // 7
+    assert_eq!(app.get_as(&b.access_token, "/users/me").await.status(), 200, "another user is unaffected"); // 8
+    for _ in 0..4 {
+        app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status");
+        // 9..12
+    }
+    assert_limited(app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status")).await;
+    app.stop().await;
+}
