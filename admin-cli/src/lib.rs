@@ -29,6 +29,9 @@ pub enum Command {
     /// Internal-call signing keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Staff roles.
+    #[command(subcommand)]
+    Users(commands::users::UsersCommand),
     /// The embedded default (dev profile only).
     #[command(subcommand)]
     Dev(commands::dev::DevCommand),
@@ -40,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => commands::audit::run(cmd, &out).await,
         Command::Db(cmd) => commands::db::run(cmd, &out).await,
         Command::Keys(cmd) => commands::keys::run(cmd, &out),
+        Command::Users(cmd) => commands::users::run(cmd, &out).await,
         Command::Dev(cmd) => commands::dev::run(cmd, &out).await,
     }
 }

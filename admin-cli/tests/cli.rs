@@ -181,6 +181,7 @@ async fn audit_verify_reports_intact_and_broken_chains() {
             user_agent: None,
             request_id: Some(format!("r{n}")),
             outcome: public_api::audit::Outcome::Failure,
+            reason: None,
         };
         public_api::audit::record_alone(&pool, &event).await.expect("append");
     }
@@ -206,4 +207,83 @@ async fn audit_verify_reports_intact_and_broken_chains() {
 
     pool.close().await;
     db.drop_now().await;
+}
+
+#[tokio::test]
+async fn staff_roles_change_only_by_an_admin_with_a_reason() {
+    let app = harness::TestApp::spawn().await;
+    let url = app.database(Database::Public).app_url();
+    let donor = "demo+donor@secondwind.invalid";
+    let admin = "demo+admin@secondwind.invalid";
+    let role = |verb: &str, by: &str, role: &str| {
+        let mut cmd = cli();
+        cmd.args([
+            "--json",
+            "users",
+            verb,
+            "--url",
+            &url,
+            "--user",
+            donor,
+            "--role",
+            role,
+            "--by",
+            by,
+            "--reason",
+            "joined the care team",
+        ]);
+        cmd
+    };
+
+    // Dry run: reports the change, makes none.
+    let out = role("grant-role", admin, "caseworker").arg("--dry-run").assert().success();
+    assert_eq!(json(&out.get_output().stdout)["changed"], true);
+    let login = app.dev_login("donor").await;
+    let me: Value = app.get_as(&login.access_token, "/users/me").await.json().await.expect("json");
+    assert_eq!(me["roles"], serde_json::json!([]));
+
+    let out = role("grant-role", admin, "caseworker").assert().success();
+    let change = json(&out.get_output().stdout);
+    assert_eq!(change["roles"], serde_json::json!(["caseworker"]));
+    let me: Value = app.get_as(&login.access_token, "/users/me").await.json().await.expect("json");
+    assert_eq!(me["roles"], serde_json::json!(["caseworker"]));
+    // Idempotent.
+    let out = role("grant-role", admin, "caseworker").assert().success();
+    assert_eq!(json(&out.get_output().stdout)["changed"], false);
+
+    // Refusals.
+    let out = role("grant-role", donor, "admin").assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("is not an admin"));
+    let out = role("grant-role", admin, "superuser").assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("not a staff role"));
+    let out = role("grant-role", admin, "caseworker").args(["--user", "nobody@example.org"]).assert().failure();
+    assert!(!out.get_output().status.success());
+
+    // Revoking needs confirmation and ends the user's sessions.
+    let out = role("revoke-role", admin, "caseworker").assert().failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("--yes"));
+    let out = role("revoke-role", admin, "caseworker").arg("--yes").assert().success();
+    let change = json(&out.get_output().stdout);
+    assert_eq!(change["roles"], serde_json::json!([]));
+    assert!(change["sessions_ended"].as_u64().expect("count") >= 1);
+    assert_eq!(app.get_as(&login.access_token, "/users/me").await.status(), 401);
+
+    // Both changes are in the audit log with actor and reason, and the chain verifies.
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT action, reason FROM audit_logs WHERE action LIKE 'user.role_%' AND actor_id = '00000000-0000-4000-8000-000000000005' ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("user.role_grant".to_owned(), Some("joined the care team".to_owned())),
+            ("user.role_revoke".to_owned(), Some("joined the care team".to_owned())),
+        ]
+    );
+    assert!(public_api::audit::verify(&pool, 10).await.expect("verify").intact());
+    pool.close().await;
+    app.stop().await;
 }

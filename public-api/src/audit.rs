@@ -46,6 +46,8 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub outcome: Outcome,
+    /// Why, for staff actions (e.g. a role grant's justification). Never PHI.
+    pub reason: Option<String>,
 }
 
 /// The hashed form of a row: fixed field order, times in microseconds.
@@ -61,6 +63,8 @@ struct Canonical<'a> {
     user_agent: Option<&'a str>,
     request_id: Option<&'a str>,
     outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl Canonical<'_> {
@@ -93,12 +97,14 @@ pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, s
         user_agent: user_agent.as_deref(),
         request_id: event.request_id.as_deref(),
         outcome: event.outcome.as_str(),
+        reason: event.reason.as_deref(),
     };
     let prev = chain::head(tx, CHAIN_LOCK, "audit_logs").await?;
     let row_hash = chain::link(&prev, &canonical.bytes());
     sqlx::query(
         "INSERT INTO audit_logs (id, occurred_at, actor_id, action, resource_type, resource_id, ip, user_agent, \
-         request_id, outcome, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12)",
+         request_id, outcome, reason, prev_hash, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12, $13)",
     )
     .bind(id)
     .bind(occurred_at)
@@ -110,6 +116,7 @@ pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, s
     .bind(user_agent.as_deref())
     .bind(event.request_id.as_deref())
     .bind(event.outcome.as_str())
+    .bind(event.reason.as_deref())
     .bind(prev)
     .bind(&row_hash[..])
     .execute(&mut *tx)
@@ -129,7 +136,7 @@ pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sql
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     let mut rows = sqlx::query(
         "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, user_agent, \
-         request_id, outcome, prev_hash, row_hash FROM audit_logs ORDER BY seq",
+         request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq",
     )
     .fetch(pool);
     let mut verifier = ChainVerifier::new(limit);
@@ -141,6 +148,7 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
         let request_id: Option<String> = row.try_get("request_id")?;
         let action: String = row.try_get("action")?;
         let outcome: String = row.try_get("outcome")?;
+        let reason: Option<String> = row.try_get("reason")?;
         let canonical = Canonical {
             id: row.try_get("id")?,
             occurred_at_us: micros(row.try_get("occurred_at")?),
@@ -152,6 +160,7 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
             user_agent: user_agent.as_deref(),
             request_id: request_id.as_deref(),
             outcome: &outcome,
+            reason: reason.as_deref(),
         };
         let stored = StoredRow {
             seq: row.try_get("seq")?,

@@ -15,6 +15,7 @@ pub mod auth;
 mod cors;
 pub mod meta;
 pub mod openapi;
+pub mod staff;
 mod system;
 pub mod users;
 

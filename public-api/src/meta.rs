@@ -51,6 +51,7 @@ impl RequestMeta {
             user_agent: self.user_agent.clone(),
             request_id: Some(self.request_id.0.clone()),
             outcome,
+            reason: None,
         }
     }
 }

@@ -23,6 +23,7 @@ fn event(n: usize) -> AuditEvent {
         user_agent: Some("Mozilla/5.0 (test)".into()),
         request_id: Some(format!("req-{n}")),
         outcome: if n.is_multiple_of(3) { Outcome::Failure } else { Outcome::Success },
+        reason: (n == 5).then(|| "checked by hand".to_owned()),
     }
 }
 
