@@ -37,6 +37,8 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
     #[error("service unavailable: {0}")]
@@ -56,6 +58,7 @@ impl ApiError {
             Self::Unauthorized => Status::Unauthorized,
             Self::Forbidden => Status::Forbidden,
             Self::NotFound => Status::NotFound,
+            Self::Conflict(_) => Status::Conflict,
             Self::Unprocessable(_) => Status::UnprocessableEntity,
             Self::Unavailable(_) => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
@@ -65,7 +68,7 @@ impl ApiError {
     /// What the client may read: the detail only for errors that are about its own input.
     fn public_message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::Unprocessable(m) => m.clone(),
+            Self::BadRequest(m) | Self::Unprocessable(m) | Self::Conflict(m) => m.clone(),
             other => default_message(other.status()).to_owned(),
         }
     }
@@ -91,6 +94,7 @@ pub fn code_for(status: Status) -> &'static str {
         404 => "not_found",
         405 => "method_not_allowed",
         406 => "not_acceptable",
+        409 => "conflict",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         422 => "unprocessable_entity",
@@ -109,6 +113,7 @@ pub fn default_message(status: Status) -> &'static str {
         404 => "not found",
         405 => "method not allowed",
         406 => "not acceptable",
+        409 => "conflict",
         413 => "request body too large",
         415 => "unsupported media type",
         422 => "the request body is invalid",

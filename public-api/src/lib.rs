@@ -41,6 +41,8 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
     let token_keys = auth::TokenKeys::load(&auth_settings).map_err(|e| invalid("service.auth.signing_keys", e))?;
     let policy =
         auth::AccessPolicy::load(&auth_settings.roles_file).map_err(|e| invalid("service.auth.roles_file", e))?;
+    let oidc = auth::oidc::OidcProviders::new(auth_settings.oidc.clone(), config.profile == Profile::Production)
+        .map_err(|e| invalid("service.auth.oidc", e))?;
     let parts = Parts::load(SERVICE, &config).await?;
     if auth_settings.dev_login {
         auth::routes::seed_demo_users(&parts.pool)
@@ -55,11 +57,13 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(consent)
         .manage(token_keys)
         .manage(policy)
+        .manage(oidc)
         .manage(auth_settings.clone())
         .attach(cors::Cors)
         .mount("/", cors::routes())
         .mount("/", system::routes())
         .mount("/api/v1", openapi::routes())
         .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))
+        .mount("/api/v1", auth::oidc_routes::routes())
         .mount("/api/v1", users::routes()))
 }

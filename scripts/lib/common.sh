@@ -105,3 +105,38 @@ check_boundary() {
   fi
   say "boundary holds: public-api links no vaultrs, aes-gcm-siv or phi-vault"
 }
+
+# Node.js 20+ and the OpenID provider's packages (scripts/oidc, from its package-lock.json).
+ensure_oidc_provider() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+  if [ ! -d scripts/oidc/node_modules/oidc-provider ]; then
+    say "installing the OpenID provider (npm ci in scripts/oidc)"
+    (cd scripts/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+# oidc_start WORK_DIR PORT REDIRECT_URI — starts the provider on 127.0.0.1:PORT; sets OIDC_PID
+# and exports the SECONDWIND_TEST_OIDC_* variables the tests read.
+oidc_start() {
+  local work="$1" port="$2" redirect="$3"
+  export SECONDWIND_TEST_OIDC_ISSUER="http://127.0.0.1:$port"
+  export SECONDWIND_TEST_OIDC_CLIENT_ID="secondwind-test"
+  export SECONDWIND_TEST_OIDC_CLIENT_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  export SECONDWIND_TEST_OIDC_REDIRECT_URI="$redirect"
+  export SECONDWIND_TEST_OIDC_JWK="$work/oidc-signing-key.json"
+  export SECONDWIND_TEST_OIDC_MINT="$(pwd)/scripts/oidc/mint.mjs"
+  OIDC_PORT="$port" OIDC_CLIENT_ID="$SECONDWIND_TEST_OIDC_CLIENT_ID" \
+    OIDC_CLIENT_SECRET="$SECONDWIND_TEST_OIDC_CLIENT_SECRET" OIDC_REDIRECT_URI="$redirect" \
+    OIDC_JWK_FILE="$SECONDWIND_TEST_OIDC_JWK" node scripts/oidc/provider.mjs >"$work/oidc.log" 2>&1 &
+  OIDC_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "$SECONDWIND_TEST_OIDC_ISSUER/.well-known/openid-configuration" >/dev/null 2>&1; then
+      say "OpenID provider ready at $SECONDWIND_TEST_OIDC_ISSUER"
+      return 0
+    fi
+    kill -0 "$OIDC_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$work/oidc.log" >&2
+  die "the OpenID provider did not start"
+}

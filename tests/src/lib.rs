@@ -7,6 +7,7 @@
 //! `scripts/test` starts one and sets it.
 
 pub mod auth;
+pub mod oidc;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -317,6 +318,7 @@ impl TestApp {
             roles_file: repo_root().join("policies/roles.toml"),
             dev_login: true,
             allowed_origins: vec![ORIGIN.into()],
+            oidc: oidc::env().map(|env| [("test".to_owned(), oidc::provider_config(&env))].into()).unwrap_or_default(),
             ..Default::default()
         };
         configure(&mut public_cfg);

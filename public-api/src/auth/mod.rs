@@ -7,6 +7,8 @@
 //! immediately, not at expiry), and checks that the caller's roles grant the permission the
 //! matched route declares. Failures get a generic 401/403; the exact reason is logged.
 
+pub mod oidc;
+pub mod oidc_routes;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
@@ -46,6 +48,8 @@ pub struct AuthSettings {
     pub dev_login: bool,
     /// Origins allowed to use the refresh cookie (and, with CORS, to call the API).
     pub allowed_origins: Vec<String>,
+    /// OpenID Connect providers by name: `[service.auth.oidc.google]`, `[service.auth.oidc.apple]`.
+    pub oidc: std::collections::BTreeMap<String, oidc::OidcProviderConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +69,7 @@ impl Default for AuthSettings {
             roles_file: "policies/roles.toml".into(),
             dev_login: false,
             allowed_origins: Vec::new(),
+            oidc: Default::default(),
         }
     }
 }

@@ -1,0 +1,245 @@
+//! `POST /auth/{provider}/start` and `POST /auth/{provider}` (Google, Apple, or any configured
+//! provider): the two halves of the authorization code flow.
+
+use rocket::http::CookieJar;
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use common::json::Body;
+use common::ApiError;
+
+use super::oidc::{OidcError, OidcProviders, VerifiedIdentity};
+use super::routes::{open_session, TokenResponse};
+use super::{AuthSettings, TokenKeys};
+use crate::audit::{self, Outcome};
+use crate::meta::RequestMeta;
+
+/// A sign-in attempt stays usable this long.
+const ATTEMPT_TTL_SECS: i64 = 600;
+const SIGN_UP_TYPES: [&str; 3] = ["donor", "beneficiary", "partner"];
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// For a new account: donor, beneficiary or partner. Ignored for an existing one.
+    pub user_type: Option<String>,
+    /// Passed to the provider to pre-select an account.
+    pub login_hint: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StartResponse {
+    /// Send the browser here.
+    pub authorization_url: String,
+    /// Echoed back by the provider; give it to the callback.
+    pub state: String,
+    pub expires_in: i64,
+}
+
+fn provider_error(e: OidcError) -> ApiError {
+    match e {
+        OidcError::UnknownProvider => ApiError::NotFound,
+        OidcError::Unreachable(m) => ApiError::Unavailable(format!("identity provider: {m}")),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Starts sign-in with a provider: returns the authorization URL (PKCE S256, state, nonce).
+#[utoipa::path(post, path = "/api/v1/auth/{provider}/start", tag = "auth", request_body = StartRequest,
+    params(("provider" = String, Path, description = "google, apple, or another configured provider")),
+    responses(
+        (status = 200, description = "Where to send the browser", body = StartResponse),
+        (status = 404, description = "No such provider", body = common::ErrorBody),
+        (status = 422, description = "Invalid body or user_type", body = common::ErrorBody),
+        (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
+    ))]
+#[post("/auth/<provider>/start", data = "<body>")]
+pub async fn start(
+    provider: &str,
+    body: Body<StartRequest>,
+    providers: &State<OidcProviders>,
+    pool: &State<PgPool>,
+) -> Result<Json<StartResponse>, ApiError> {
+    let request = body.into_inner();
+    if let Some(t) = &request.user_type {
+        if !SIGN_UP_TYPES.contains(&t.as_str()) {
+            return Err(ApiError::Unprocessable("user_type: donor, beneficiary or partner".into()));
+        }
+    }
+    let started = providers.start(provider, request.login_hint.as_deref()).await.map_err(provider_error)?;
+    sqlx::query(
+        "INSERT INTO oidc_logins (state, provider, nonce, pkce_verifier, user_type, expires_at) \
+         VALUES ($1, $2, $3, $4, $5::user_type, now() + make_interval(secs => $6))",
+    )
+    .bind(&started.state)
+    .bind(provider)
+    .bind(&started.nonce)
+    .bind(&started.pkce_verifier)
+    .bind(request.user_type)
+    .bind(ATTEMPT_TTL_SECS as f64)
+    .execute(pool.inner())
+    .await?;
+    Ok(Json(StartResponse {
+        authorization_url: started.authorization_url,
+        state: started.state,
+        expires_in: ATTEMPT_TTL_SECS,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackRequest {
+    /// The `code` the provider returned.
+    pub code: String,
+    /// The `state` the provider returned.
+    pub state: String,
+    /// Apple only: the `user` JSON it posts on the first sign-in (the only time it sends a name).
+    pub user: Option<String>,
+}
+
+/// Apple's first-sign-in `user` field: `{"name":{"firstName":…,"lastName":…}}`.
+fn apple_name(user: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(user).ok()?;
+    let first = v["name"]["firstName"].as_str().unwrap_or_default();
+    let last = v["name"]["lastName"].as_str().unwrap_or_default();
+    let name = format!("{first} {last}").trim().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Completes sign-in: exchanges the code, verifies the id_token, finds or creates the account,
+/// opens a session. Every failure is audited.
+#[utoipa::path(post, path = "/api/v1/auth/{provider}", tag = "auth", request_body = CallbackRequest,
+    params(("provider" = String, Path, description = "google, apple, or another configured provider")),
+    responses(
+        (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
+        (status = 401, description = "Unknown, expired or replayed state; code refused; id_token invalid", body = common::ErrorBody),
+        (status = 404, description = "No such provider", body = common::ErrorBody),
+        (status = 409, description = "The email belongs to an account that signs in another way", body = common::ErrorBody),
+        (status = 422, description = "Invalid body, or a new account without user_type", body = common::ErrorBody),
+        (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
+    ))]
+#[post("/auth/<provider>", data = "<body>", rank = 5)]
+#[allow(clippy::too_many_arguments)]
+pub async fn callback(
+    provider: &str,
+    body: Body<CallbackRequest>,
+    providers: &State<OidcProviders>,
+    pool: &State<PgPool>,
+    settings: &State<AuthSettings>,
+    keys: &State<TokenKeys>,
+    jar: &CookieJar<'_>,
+    meta: RequestMeta,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let request = body.into_inner();
+    if providers.names().all(|n| n != provider) {
+        return Err(ApiError::NotFound);
+    }
+    // Single use: a replayed state (and so a replayed nonce) finds nothing.
+    let attempt: Option<(String, String, Option<String>)> = sqlx::query_as(
+        "UPDATE oidc_logins SET consumed_at = now() WHERE state = $1 AND provider = $2 AND consumed_at IS NULL \
+         AND expires_at > now() RETURNING nonce, pkce_verifier, user_type::text",
+    )
+    .bind(&request.state)
+    .bind(provider)
+    .fetch_optional(pool.inner())
+    .await?;
+    let Some((nonce, verifier, user_type)) = attempt else {
+        return Err(refuse(pool, &meta, provider, "unknown, expired or already used state".into()).await);
+    };
+    let identity = match providers.finish(provider, &request.code, &verifier, &nonce).await {
+        Ok(identity) => identity,
+        Err(OidcError::Unreachable(m)) => return Err(ApiError::Unavailable(format!("identity provider: {m}"))),
+        Err(e) => return Err(refuse(pool, &meta, provider, e.to_string()).await),
+    };
+    let name = request.user.as_deref().and_then(apple_name);
+    let user_id = find_or_create(pool, &identity, user_type.as_deref(), name).await?;
+    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+}
+
+/// Audits a refused sign-in (the reason goes to the log and the audit row, not the client).
+async fn refuse(pool: &PgPool, meta: &RequestMeta, provider: &str, reason: String) -> ApiError {
+    tracing::warn!(request_id = %meta.request_id, provider, reason = %reason, "sign-in refused");
+    let mut event = meta.event(None, "auth.login", Some(("provider", provider.to_owned())), Outcome::Failure);
+    event.reason = Some(reason);
+    match audit::record_alone(pool, &event).await {
+        Ok(_) => ApiError::Unauthorized,
+        Err(e) => e.into(),
+    }
+}
+
+/// The account linked to this provider identity, or a new one of the type chosen at sign-up.
+/// An email already used by another account is not linked silently (that would let whoever
+/// controls an identity at any provider take over the account).
+async fn find_or_create(
+    pool: &PgPool,
+    identity: &VerifiedIdentity,
+    user_type: Option<&str>,
+    name: Option<String>,
+) -> Result<Uuid, ApiError> {
+    let mut tx = pool.begin().await?;
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT i.user_id FROM identities i JOIN users u ON u.id = i.user_id \
+         WHERE i.provider = $1 AND i.subject = $2 AND u.deleted_at IS NULL",
+    )
+    .bind(&identity.provider)
+    .bind(&identity.subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let user_type = user_type.ok_or_else(|| {
+        ApiError::Unprocessable("user_type: choose donor, beneficiary or partner to create an account".into())
+    })?;
+    let email = match (&identity.email, identity.email_verified) {
+        (Some(e), true) => e.clone(),
+        _ => return Err(ApiError::Unprocessable("the provider did not share a verified email".into())),
+    };
+    let taken: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL)")
+            .bind(&email)
+            .fetch_one(&mut *tx)
+            .await?;
+    if taken {
+        return Err(ApiError::Conflict("an account with this email exists; sign in the way you did before".into()));
+    }
+    let id = Uuid::new_v4();
+    let display = name
+        .or_else(|| identity.name.clone())
+        .unwrap_or_else(|| email.split('@').next().unwrap_or("member").to_owned());
+    sqlx::query("INSERT INTO users (id, user_type, email, display_name) VALUES ($1, $2::user_type, $3, $4)")
+        .bind(id)
+        .bind(user_type)
+        .bind(&email)
+        .bind(display.chars().take(100).collect::<String>())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3)")
+        .bind(&identity.provider)
+        .bind(&identity.subject)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![start, callback]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn apple_sends_the_name_once_as_json() {
+        assert_eq!(
+            super::apple_name(r#"{"name":{"firstName":"Ana","lastName":"Ruiz"},"email":"x"}"#).as_deref(),
+            Some("Ana Ruiz")
+        );
+        assert_eq!(super::apple_name("not json"), None);
+        assert_eq!(super::apple_name(r#"{"email":"x"}"#), None);
+    }
+}

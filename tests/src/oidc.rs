@@ -1,0 +1,92 @@
+//! The OpenID provider `scripts/test` starts (npm `oidc-provider`), and a browser stand-in
+//! that follows its redirects with a cookie jar until it is sent back to the redirect URI.
+
+use std::collections::BTreeMap;
+
+pub struct OidcEnv {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    /// The provider's private signing key (JWK), for minting tokens it could have signed.
+    pub jwk_file: String,
+    pub mint_script: String,
+}
+
+/// The provider's settings, when `scripts/test` started one.
+pub fn env() -> Option<OidcEnv> {
+    let var = |k: &str| std::env::var(format!("SECONDWIND_TEST_OIDC_{k}")).ok();
+    Some(OidcEnv {
+        issuer: var("ISSUER")?,
+        client_id: var("CLIENT_ID")?,
+        client_secret: var("CLIENT_SECRET")?,
+        redirect_uri: var("REDIRECT_URI")?,
+        jwk_file: var("JWK")?,
+        mint_script: var("MINT")?,
+    })
+}
+
+pub fn require_env() -> OidcEnv {
+    env().expect("SECONDWIND_TEST_OIDC_*: run the tests with scripts/test, which starts the OpenID provider")
+}
+
+/// The public-api provider entry for it.
+pub fn provider_config(env: &OidcEnv) -> public_api::auth::oidc::OidcProviderConfig {
+    public_api::auth::oidc::OidcProviderConfig {
+        issuer: env.issuer.clone(),
+        client_id: env.client_id.clone(),
+        client_secret: Some(common::Secret::new(env.client_secret.clone())),
+        redirect_uri: env.redirect_uri.clone(),
+        scopes: vec!["email".into(), "profile".into()],
+        apple: None,
+    }
+}
+
+/// Follows redirects from `authorization_url` as a browser would, keeping cookies, and returns
+/// the query of the final redirect to `redirect_uri` (`code`, `state`, or `error`).
+pub async fn browse(authorization_url: &str, redirect_uri: &str) -> BTreeMap<String, String> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut cookies: BTreeMap<String, String> = BTreeMap::new();
+    let mut url = reqwest::Url::parse(authorization_url).expect("url");
+    for _ in 0..10 {
+        let header = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let response = client.get(url.clone()).header("cookie", header).send().await.expect("provider request");
+        for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+            if let Some((name, rest)) = set.split_once('=') {
+                let value = rest.split(';').next().unwrap_or_default();
+                if value.is_empty() {
+                    cookies.remove(name);
+                } else {
+                    cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let status = response.status();
+        let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+        let Some(location) = location else {
+            panic!("provider answered {status} without a redirect: {}", response.text().await.unwrap_or_default());
+        };
+        url = url.join(&location).expect("location");
+        if url.as_str().starts_with(redirect_uri) {
+            return url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        }
+    }
+    panic!("too many redirects");
+}
+
+/// Signs `claims` as an id_token: with the provider's own key, or (`forged`) a stranger's key
+/// carrying the provider's kid.
+pub fn mint(env: &OidcEnv, claims: &serde_json::Value, forged: bool) -> String {
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.jwk_file).expect("jwk")).expect("jwk json");
+    let kid = jwk["kid"].as_str().expect("kid").to_owned();
+    let source = if forged { "stranger".to_owned() } else { env.jwk_file.clone() };
+    let dir = std::path::Path::new(&env.mint_script).parent().expect("dir").to_owned();
+    let out = std::process::Command::new("node")
+        .current_dir(dir)
+        .args([env.mint_script.as_str(), &source, &kid, &claims.to_string()])
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8")
+}

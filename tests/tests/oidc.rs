@@ -1,0 +1,164 @@
+//! Sign-in through a real OpenID provider (npm `oidc-provider`, started by scripts/test): the
+//! full authorization code flow with PKCE, state and nonce; then refresh and logout; replayed
+//! state and code; a wrong client secret; and id_tokens with the wrong audience, issuer, expiry,
+//! signature or nonce, checked against the provider's published keys.
+
+use harness::oidc::{self, browse, mint};
+use harness::TestApp;
+use serde_json::{json, Value};
+
+async fn start(app: &TestApp, body: Value) -> (u16, Value) {
+    let response = app.http.post(app.api("/auth/test/start")).json(&body).send().await.expect("start");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+async fn callback(app: &TestApp, code: &str, state: &str) -> reqwest::Response {
+    app.http.post(app.api("/auth/test")).json(&json!({"code": code, "state": state})).send().await.expect("callback")
+}
+
+/// Start, browse the provider as `login`, return (code, state).
+async fn authorize(app: &TestApp, login: &str, user_type: Option<&str>) -> (String, String) {
+    let env = oidc::require_env();
+    let (status, started) = start(app, json!({"user_type": user_type, "login_hint": login})).await;
+    assert_eq!(status, 200, "{started}");
+    let url = started["authorization_url"].as_str().expect("url");
+    assert!(url.contains("code_challenge_method=S256") && url.contains("nonce=") && url.contains("state="), "{url}");
+    let back = browse(url, &env.redirect_uri).await;
+    assert_eq!(back.get("state").map(String::as_str), started["state"].as_str(), "the provider echoes our state");
+    (back.get("code").unwrap_or_else(|| panic!("no code: {back:?}")).clone(), back["state"].clone())
+}
+
+#[tokio::test]
+async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
+    let app = TestApp::spawn().await;
+    let login = format!("alice-{}", app.id);
+    let (code, state) = authorize(&app, &login, Some("beneficiary")).await;
+    let response = callback(&app, &code, &state).await;
+    assert_eq!(response.status(), 200);
+    let refresh = harness::auth::refresh_cookie(&response).expect("refresh cookie");
+    let tokens: Value = response.json().await.expect("json");
+    let access = tokens["access_token"].as_str().expect("token");
+
+    let me: Value = app.get_as(access, "/users/me").await.json().await.expect("json");
+    assert_eq!(me["email"], format!("{login}@example.org"));
+    assert_eq!(me["display_name"], format!("Test {login}"));
+    assert_eq!(me["user_type"], "beneficiary");
+
+    // Replaying the same state (and so nonce) and code is refused and audited.
+    assert_eq!(callback(&app, &code, &state).await.status(), 401);
+
+    // Refresh and logout work for provider sessions as for any other.
+    let next = app.refreshed(&refresh).await;
+    let out = app.http.post(app.api("/auth/logout")).bearer_auth(&next.access_token).send().await.expect("logout");
+    assert_eq!(out.status(), 204);
+    assert_eq!(app.get_as(&next.access_token, "/users/me").await.status(), 401);
+
+    // Signing in again finds the same account; no type needed.
+    let (code, state) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    assert_eq!(again["user_id"], me["id"]);
+
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT action, outcome, reason FROM audit_logs WHERE action = 'auth.login' ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows.iter().filter(|(_, o, _)| o == "success").count(), 2);
+    let failure = rows.iter().find(|(_, o, _)| o == "failure").expect("the replay is audited");
+    assert!(failure.2.as_deref().unwrap_or_default().contains("already used state"), "{failure:?}");
+    assert!(public_api::audit::verify(&pool, 10).await.expect("verify").intact());
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_up_rules_and_bad_requests() {
+    let app = TestApp::spawn().await;
+    // A new identity without a chosen type cannot create an account.
+    let (code, state) = authorize(&app, &format!("bob-{}", app.id), None).await;
+    let response = callback(&app, &code, &state).await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().expect("message").contains("user_type"));
+
+    // Staff is never a sign-up choice; unknown providers are 404; forged state is 401.
+    assert_eq!(start(&app, json!({"user_type": "staff"})).await.0, 422);
+    assert_eq!(start(&app, json!({"user_type": "admin"})).await.0, 422);
+    assert_eq!(start(&app, json!({"roles": ["admin"]})).await.0, 422);
+    let unknown = app.http.post(app.api("/auth/nosuch/start")).json(&json!({})).send().await.expect("start");
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(callback(&app, "code", "forged-state").await.status(), 401);
+
+    // An email already used by another account is not silently linked: carol signs up, her
+    // email is then taken by a different account, and a new identity with that email is refused.
+    let carol = format!("carol-{}", app.id);
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    sqlx::query("INSERT INTO users (id, user_type, email, display_name) VALUES ($1, 'donor', $2, 'Other')")
+        .bind(uuid::Uuid::new_v4())
+        .bind(format!("{carol}@example.org"))
+        .execute(&pool)
+        .await
+        .expect("insert");
+    let (code, state) = authorize(&app, &carol, Some("donor")).await;
+    let response = callback(&app, &code, &state).await;
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "conflict");
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_refused_by_the_provider() {
+    let env = oidc::require_env();
+    let app = TestApp::spawn_with(|c| {
+        let mut wrong = oidc::provider_config(&env);
+        wrong.client_secret = Some(common::Secret::new("not-the-secret".into()));
+        c.service.auth.oidc.insert("test".into(), wrong);
+    })
+    .await;
+    let (code, state) = authorize(&app, &format!("dave-{}", app.id), Some("donor")).await;
+    let response = callback(&app, &code, &state).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "authentication required", "no detail leaks to the client");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_id_tokens_are_rejected() {
+    harness::init();
+    let env = oidc::require_env();
+    let providers =
+        public_api::auth::oidc::OidcProviders::new([("test".to_owned(), oidc::provider_config(&env))].into(), false)
+            .expect("providers");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let good = json!({
+        "iss": env.issuer, "aud": env.client_id, "sub": "erin", "iat": now, "exp": now + 300,
+        "nonce": "n-123", "email": "erin@example.org", "email_verified": true,
+    });
+    // The control: a token the provider could have issued verifies.
+    let ok = providers.verify_id_token("test", &mint(&env, &good, false), "n-123").await.expect("valid token");
+    assert_eq!(ok.subject, "erin");
+    assert!(ok.email_verified);
+
+    let with = |field: &str, value: Value| {
+        let mut claims = good.clone();
+        claims[field] = value;
+        claims
+    };
+    let cases = [
+        ("wrong audience", mint(&env, &with("aud", json!("someone-else")), false), "n-123"),
+        ("wrong issuer", mint(&env, &with("iss", json!("http://127.0.0.1:1")), false), "n-123"),
+        ("expired", mint(&env, &with("exp", json!(now - 600)), false), "n-123"),
+        ("bad signature", mint(&env, &good, true), "n-123"),
+        ("replayed or wrong nonce", mint(&env, &good, false), "n-other"),
+        ("not a JWT", "garbage".to_owned(), "n-123"),
+    ];
+    for (name, token, nonce) in cases {
+        let result = providers.verify_id_token("test", &token, nonce).await;
+        assert!(result.is_err(), "{name} must be rejected");
+    }
+}
