@@ -94,6 +94,21 @@ fn production_refuses_dev_only_settings() {
     assert!(err.contains("internal.peers.phi-vault.url") && err.contains("https"), "{err}");
 }
 
+#[test]
+fn production_refuses_the_dev_login() {
+    let dir = temp_dir();
+    write_keys(&dir);
+    let out = binary()
+        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full")
+        .env("SW_SERVICE__AUTH__DEV_LOGIN", "true")
+        .env("SW_SERVICE__AUTH__SIGNING_KEYS", format!("[{{kid=\"k\", file=\"{}\"}}]", dir.join("user.key").display()))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("service.auth.dev_login") && err.contains("production refuses"), "{err}");
+}
+
 fn write_keys(dir: &Path) {
     for name in ["public-api", "phi-vault", "consent", "user"] {
         if !dir.join(format!("{name}.key")).exists() {

@@ -318,6 +318,7 @@ impl TestApp {
             roles_file: repo_root().join("policies/roles.toml"),
             dev_login: true,
             allowed_origins: vec![ORIGIN.into()],
+            post_login_url: Some(format!("{ORIGIN}/auth/complete")),
             oidc: oidc::env().map(|env| [("test".to_owned(), oidc::provider_config(&env))].into()).unwrap_or_default(),
             ..Default::default()
         };

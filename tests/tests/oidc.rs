@@ -162,3 +162,38 @@ async fn forged_id_tokens_are_rejected() {
         assert!(result.is_err(), "{name} must be rejected");
     }
 }
+
+#[tokio::test]
+async fn a_form_post_sign_in_returns_the_browser_to_the_frontend() {
+    let app = TestApp::spawn().await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let post = |form: Vec<(&'static str, String)>| {
+        // application/x-www-form-urlencoded, as the provider's auto-submitting form sends it.
+        let mut encoder = reqwest::Url::parse("http://form.invalid/").expect("url");
+        encoder.query_pairs_mut().extend_pairs(form);
+        no_redirects
+            .post(app.api("/auth/test/form-callback"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encoder.query().unwrap_or_default().to_owned())
+            .send()
+    };
+    let (code, state) = authorize(&app, &format!("frank-{}", app.id), Some("partner")).await;
+    let user = r#"{"name":{"firstName":"Frank","lastName":"Lee"}}"#.to_owned();
+    let response = post(vec![("code", code.clone()), ("state", state.clone()), ("user", user)]).await.expect("post");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "http://localhost:5173/auth/complete?status=ok");
+    let refresh = harness::auth::refresh_cookie(&response).expect("refresh cookie");
+    // The frontend then trades the cookie for an access token.
+    let login = app.refreshed(&refresh).await;
+    let me: Value = app.get_as(&login.access_token, "/users/me").await.json().await.expect("json");
+    assert_eq!(me["display_name"], "Frank Lee", "Apple's first-login name is used");
+    assert_eq!(me["user_type"], "partner");
+
+    // Replays and provider errors come back as an error code, never a session.
+    let replay = post(vec![("code", code), ("state", state)]).await.expect("post");
+    assert_eq!(replay.headers()["location"], "http://localhost:5173/auth/complete?error=sign_in_failed");
+    assert!(harness::auth::refresh_cookie(&replay).is_none());
+    let cancelled = post(vec![("error", "user_cancelled_authorize".to_owned())]).await.expect("post");
+    assert_eq!(cancelled.headers()["location"], "http://localhost:5173/auth/complete?error=sign_in_failed");
+    app.stop().await;
+}

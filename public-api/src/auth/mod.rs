@@ -50,6 +50,8 @@ pub struct AuthSettings {
     pub allowed_origins: Vec<String>,
     /// OpenID Connect providers by name: `[service.auth.oidc.google]`, `[service.auth.oidc.apple]`.
     pub oidc: std::collections::BTreeMap<String, oidc::OidcProviderConfig>,
+    /// The frontend page a form-post sign-in (Apple) returns the browser to.
+    pub post_login_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +72,7 @@ impl Default for AuthSettings {
             dev_login: false,
             allowed_origins: Vec::new(),
             oidc: Default::default(),
+            post_login_url: None,
         }
     }
 }

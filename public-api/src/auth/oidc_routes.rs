@@ -134,6 +134,84 @@ pub async fn callback(
     meta: RequestMeta,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let request = body.into_inner();
+    let user_id =
+        complete(provider, &request.code, &request.state, request.user.as_deref(), providers, pool, &meta).await?;
+    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+}
+
+/// What a provider posts back with `response_mode=form_post` (Apple).
+#[derive(Debug, rocket::FromForm)]
+pub struct FormCallback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub user: Option<String>,
+    /// e.g. `user_cancelled_authorize`.
+    pub error: Option<String>,
+}
+
+/// For providers that answer with a form post (Apple): completes sign-in like the JSON callback,
+/// sets the refresh cookie and sends the browser (303) to `service.auth.post_login_url`, where
+/// the frontend calls `/auth/refresh` for an access token. Failures redirect with
+/// `?error=sign_in_failed` and no detail. The single-use state is the CSRF defence here (the
+/// post comes from the provider's origin).
+#[utoipa::path(post, path = "/api/v1/auth/{provider}/form-callback", tag = "auth",
+    params(("provider" = String, Path, description = "A provider using response_mode=form_post (apple)")),
+    request_body(content_type = "application/x-www-form-urlencoded", description = "code, state, user (first Apple sign-in), or error"),
+    responses(
+        (status = 303, description = "To the frontend: `?status=ok` with the refresh cookie set, or `?error=sign_in_failed`"),
+        (status = 404, description = "No such provider, or no post_login_url configured", body = common::ErrorBody),
+    ))]
+#[post("/auth/<provider>/form-callback", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+pub async fn form_callback(
+    provider: &str,
+    form: rocket::form::Form<FormCallback>,
+    providers: &State<OidcProviders>,
+    pool: &State<PgPool>,
+    settings: &State<AuthSettings>,
+    keys: &State<TokenKeys>,
+    jar: &CookieJar<'_>,
+    meta: RequestMeta,
+) -> Result<rocket::response::Redirect, ApiError> {
+    let target = settings.post_login_url.clone().ok_or(ApiError::NotFound)?;
+    if providers.names().all(|n| n != provider) {
+        return Err(ApiError::NotFound);
+    }
+    let form = form.into_inner();
+    let outcome = match (&form.code, &form.state, &form.error) {
+        (Some(code), Some(state), None) => {
+            match complete(provider, code, state, form.user.as_deref(), providers, pool, &meta).await {
+                Ok(user_id) => open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        _ => Err(refuse(pool, &meta, provider, format!("provider answered error {:?}", form.error)).await),
+    };
+    let query = match outcome {
+        Ok(()) => "status=ok",
+        Err(ApiError::Unavailable(m)) => {
+            tracing::warn!(request_id = %meta.request_id, error = %m, "sign-in: provider unavailable");
+            "error=provider_unavailable"
+        }
+        Err(ApiError::Unprocessable(_)) => "error=sign_up_needs_user_type",
+        Err(ApiError::Conflict(_)) => "error=email_in_use",
+        Err(_) => "error=sign_in_failed",
+    };
+    let separator = if target.contains('?') { '&' } else { '?' };
+    Ok(rocket::response::Redirect::to(format!("{target}{separator}{query}")))
+}
+
+/// Both callbacks: consumes the single-use attempt, exchanges the code, verifies the id_token,
+/// and finds or creates the account.
+async fn complete(
+    provider: &str,
+    code: &str,
+    state: &str,
+    apple_user: Option<&str>,
+    providers: &OidcProviders,
+    pool: &PgPool,
+    meta: &RequestMeta,
+) -> Result<Uuid, ApiError> {
     if providers.names().all(|n| n != provider) {
         return Err(ApiError::NotFound);
     }
@@ -142,21 +220,20 @@ pub async fn callback(
         "UPDATE oidc_logins SET consumed_at = now() WHERE state = $1 AND provider = $2 AND consumed_at IS NULL \
          AND expires_at > now() RETURNING nonce, pkce_verifier, user_type::text",
     )
-    .bind(&request.state)
+    .bind(state)
     .bind(provider)
-    .fetch_optional(pool.inner())
+    .fetch_optional(pool)
     .await?;
     let Some((nonce, verifier, user_type)) = attempt else {
-        return Err(refuse(pool, &meta, provider, "unknown, expired or already used state".into()).await);
+        return Err(refuse(pool, meta, provider, "unknown, expired or already used state".into()).await);
     };
-    let identity = match providers.finish(provider, &request.code, &verifier, &nonce).await {
+    let identity = match providers.finish(provider, code, &verifier, &nonce).await {
         Ok(identity) => identity,
         Err(OidcError::Unreachable(m)) => return Err(ApiError::Unavailable(format!("identity provider: {m}"))),
-        Err(e) => return Err(refuse(pool, &meta, provider, e.to_string()).await),
+        Err(e) => return Err(refuse(pool, meta, provider, e.to_string()).await),
     };
-    let name = request.user.as_deref().and_then(apple_name);
-    let user_id = find_or_create(pool, &identity, user_type.as_deref(), name).await?;
-    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+    let name = apple_user.and_then(apple_name);
+    find_or_create(pool, &identity, user_type.as_deref(), name).await
 }
 
 /// Audits a refused sign-in (the reason goes to the log and the audit row, not the client).
@@ -228,7 +305,7 @@ async fn find_or_create(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![start, callback]
+    routes![start, callback, form_callback]
 }
 
 #[cfg(test)]
