@@ -310,3 +310,43 @@ impl OidcProviders {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use ring::signature::{
+        EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
+    };
+
+    use super::AppleConfig;
+
+    #[test]
+    fn the_apple_client_secret_is_an_es256_jwt_signed_by_the_team_key() {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("pair");
+        let file = std::env::temp_dir().join(format!("apple-{}.p8", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, common::keys::to_pem("PRIVATE KEY", pkcs8.as_ref())).expect("write");
+        let apple =
+            AppleConfig { team_id: "TEAM123456".into(), key_id: "KEY7890".into(), private_key_file: file.clone() };
+
+        let secret = apple.client_secret("org.secondwind.web").expect("secret");
+        let parts: Vec<&str> = secret.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header: serde_json::Value = serde_json::from_slice(&b64.decode(parts[0]).expect("b64")).expect("json");
+        let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["kid"], "KEY7890");
+        assert_eq!(claims["iss"], "TEAM123456");
+        assert_eq!(claims["sub"], "org.secondwind.web");
+        assert_eq!(claims["aud"], "https://appleid.apple.com");
+        let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+        assert!(lifetime > 0 && lifetime <= 300);
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref())
+            .verify(signed.as_bytes(), &b64.decode(parts[2]).expect("b64"))
+            .expect("signature verifies with the team's public key");
+        let _ = std::fs::remove_file(file);
+    }
+}
