@@ -101,6 +101,10 @@ fn keys_generate_refuses_to_overwrite() {
         assert_eq!(mode, 0o600);
     }
     cli().args(["keys", "generate", "--service", "consent", "--dir"]).arg(&dir).assert().failure();
+    let out = cli().args(["--json", "keys", "generate", "--name", "user-2", "--dir"]).arg(&dir).assert().success();
+    assert!(json(&out.get_output().stdout)["private_key"].as_str().expect("path").ends_with("user-2.key"));
+    cli().args(["keys", "generate", "--name", "../escape", "--dir"]).arg(&dir).assert().code(2);
+    cli().args(["keys", "generate", "--dir"]).arg(&dir).assert().code(2);
     let _ = std::fs::remove_dir_all(dir);
 }
 
