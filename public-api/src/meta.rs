@@ -20,16 +20,20 @@ impl<'r> FromRequest<'r> for RequestMeta {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(RequestMeta {
-            ip: request.client_ip(),
-            user_agent: request.headers().get_one("user-agent").map(str::to_owned),
-            request_id: RequestId::of(request).clone(),
-            origin: request.headers().get_one("origin").map(str::to_owned),
-        })
+        Outcome::Success(RequestMeta::of(request))
     }
 }
 
 impl RequestMeta {
+    pub fn of(request: &Request<'_>) -> Self {
+        RequestMeta {
+            ip: request.client_ip(),
+            user_agent: request.headers().get_one("user-agent").map(str::to_owned),
+            request_id: RequestId::of(request).clone(),
+            origin: request.headers().get_one("origin").map(str::to_owned),
+        }
+    }
+
     /// An audit event about this request.
     pub fn event(
         &self,

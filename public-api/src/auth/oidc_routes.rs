@@ -1,7 +1,6 @@
 //! `POST /auth/{provider}/start` and `POST /auth/{provider}` (Google, Apple, or any configured
 //! provider): the two halves of the authorization code flow.
 
-use rocket::http::CookieJar;
 use rocket::serde::json::Json;
 use rocket::{post, routes, Route, State};
 use serde::{Deserialize, Serialize};
@@ -12,8 +11,7 @@ use common::json::Body;
 use common::ApiError;
 
 use super::oidc::{OidcError, OidcProviders, VerifiedIdentity};
-use super::routes::{open_session, TokenResponse};
-use super::{AuthSettings, TokenKeys};
+use super::routes::{SignIn, TokenResponse};
 use crate::audit::{self, Outcome};
 use crate::meta::RequestMeta;
 
@@ -122,21 +120,24 @@ fn apple_name(user: &str) -> Option<String> {
         (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
     ))]
 #[post("/auth/<provider>", data = "<body>", rank = 5)]
-#[allow(clippy::too_many_arguments)]
 pub async fn callback(
     provider: &str,
     body: Body<CallbackRequest>,
     providers: &State<OidcProviders>,
-    pool: &State<PgPool>,
-    settings: &State<AuthSettings>,
-    keys: &State<TokenKeys>,
-    jar: &CookieJar<'_>,
-    meta: RequestMeta,
+    sign_in: SignIn<'_>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let request = body.into_inner();
-    let user_id =
-        complete(provider, &request.code, &request.state, request.user.as_deref(), providers, pool, &meta).await?;
-    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+    let user_id = complete(
+        provider,
+        &request.code,
+        &request.state,
+        request.user.as_deref(),
+        providers,
+        sign_in.pool,
+        &sign_in.meta,
+    )
+    .await?;
+    sign_in.open_session(user_id, "auth.login").await
 }
 
 /// What a provider posts back with `response_mode=form_post` (Apple).
@@ -162,17 +163,13 @@ pub struct FormCallback {
         (status = 404, description = "No such provider, or no post_login_url configured", body = common::ErrorBody),
     ))]
 #[post("/auth/<provider>/form-callback", data = "<form>")]
-#[allow(clippy::too_many_arguments)]
 pub async fn form_callback(
     provider: &str,
     form: rocket::form::Form<FormCallback>,
     providers: &State<OidcProviders>,
-    pool: &State<PgPool>,
-    settings: &State<AuthSettings>,
-    keys: &State<TokenKeys>,
-    jar: &CookieJar<'_>,
-    meta: RequestMeta,
+    sign_in: SignIn<'_>,
 ) -> Result<rocket::response::Redirect, ApiError> {
+    let (pool, settings, meta) = (sign_in.pool, sign_in.settings, &sign_in.meta);
     let target = settings.post_login_url.clone().ok_or(ApiError::NotFound)?;
     if providers.names().all(|n| n != provider) {
         return Err(ApiError::NotFound);
@@ -180,12 +177,12 @@ pub async fn form_callback(
     let form = form.into_inner();
     let outcome = match (&form.code, &form.state, &form.error) {
         (Some(code), Some(state), None) => {
-            match complete(provider, code, state, form.user.as_deref(), providers, pool, &meta).await {
-                Ok(user_id) => open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await.map(|_| ()),
+            match complete(provider, code, state, form.user.as_deref(), providers, pool, meta).await {
+                Ok(user_id) => sign_in.open_session(user_id, "auth.login").await.map(|_| ()),
                 Err(e) => Err(e),
             }
         }
-        _ => Err(refuse(pool, &meta, provider, format!("provider answered error {:?}", form.error)).await),
+        _ => Err(refuse(pool, meta, provider, format!("provider answered error {:?}", form.error)).await),
     };
     let query = match outcome {
         Ok(()) => "status=ok",

@@ -1,8 +1,9 @@
 //! `POST /auth/dev-login` (dev profile only), `POST /auth/refresh`, `POST /auth/logout`.
 
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
+use rocket::request::{FromRequest, Outcome as GuardOutcome};
 use rocket::serde::json::Json;
-use rocket::{post, routes, Route, State};
+use rocket::{post, routes, Request, Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -60,35 +61,55 @@ fn tokens_for(
     }))
 }
 
-/// Opens a session for `user_id` and writes the login to the audit log, in one transaction.
-pub async fn open_session(
-    pool: &PgPool,
-    settings: &AuthSettings,
-    keys: &TokenKeys,
-    jar: &CookieJar<'_>,
-    meta: &RequestMeta,
-    user_id: Uuid,
-    action: &'static str,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let mut tx = pool.begin().await?;
-    let roles = sessions::roles_of(&mut tx, user_id).await?.ok_or(ApiError::Unauthorized)?;
-    let (session_id, refresh) = sessions::create(
-        &mut tx,
-        user_id,
-        settings.session_ttl_days,
-        meta.user_agent.as_deref(),
-        meta.ip.map(|ip| ip.to_string()),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success),
-    )
-    .await?;
-    let response = tokens_for(keys, user_id, session_id, roles)?;
-    tx.commit().await?;
-    set_refresh_cookie(jar, refresh, settings.session_ttl_days);
-    Ok(response)
+/// Everything that opening or refreshing a session needs, as one request guard.
+pub struct SignIn<'r> {
+    pub pool: &'r PgPool,
+    pub settings: &'r AuthSettings,
+    pub keys: &'r TokenKeys,
+    pub jar: &'r CookieJar<'r>,
+    pub meta: RequestMeta,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for SignIn<'r> {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> GuardOutcome<Self, ()> {
+        let rocket = request.rocket();
+        let (Some(pool), Some(settings), Some(keys)) =
+            (rocket.state::<PgPool>(), rocket.state::<AuthSettings>(), rocket.state::<TokenKeys>())
+        else {
+            tracing::error!("auth state is not managed");
+            return GuardOutcome::Error((Status::InternalServerError, ()));
+        };
+        let jar = match request.guard::<&CookieJar<'r>>().await {
+            GuardOutcome::Success(jar) => jar,
+            _ => return GuardOutcome::Error((Status::InternalServerError, ())),
+        };
+        GuardOutcome::Success(SignIn { pool, settings, keys, jar, meta: RequestMeta::of(request) })
+    }
+}
+
+impl SignIn<'_> {
+    /// Opens a session for `user_id` and writes the login to the audit log, in one transaction.
+    pub async fn open_session(&self, user_id: Uuid, action: &'static str) -> Result<Json<TokenResponse>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let roles = sessions::roles_of(&mut tx, user_id).await?.ok_or(ApiError::Unauthorized)?;
+        let (session_id, refresh) = sessions::create(
+            &mut tx,
+            user_id,
+            self.settings.session_ttl_days,
+            self.meta.user_agent.as_deref(),
+            self.meta.ip.map(|ip| ip.to_string()),
+        )
+        .await?;
+        let event = self.meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success);
+        audit::record(&mut tx, &event).await?;
+        let response = tokens_for(self.keys, user_id, session_id, roles)?;
+        tx.commit().await?;
+        set_refresh_cookie(self.jar, refresh, self.settings.session_ttl_days);
+        Ok(response)
+    }
 }
 
 /// The demo accounts `dev-login` offers, one of each type and staff role.
@@ -135,17 +156,10 @@ pub struct DevLoginRequest {
         (status = 422, description = "Invalid body", body = common::ErrorBody),
     ))]
 #[post("/auth/dev-login", data = "<body>")]
-pub async fn dev_login(
-    body: Body<DevLoginRequest>,
-    pool: &State<PgPool>,
-    settings: &State<AuthSettings>,
-    keys: &State<TokenKeys>,
-    jar: &CookieJar<'_>,
-    meta: RequestMeta,
-) -> Result<Json<TokenResponse>, ApiError> {
+pub async fn dev_login(body: Body<DevLoginRequest>, sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiError> {
     let (_, id, _, _) = DEMO_USERS.iter().find(|(name, ..)| *name == body.0.user).ok_or(ApiError::NotFound)?;
     let user_id = Uuid::parse_str(id).map_err(ApiError::internal)?;
-    open_session(pool, settings, keys, jar, &meta, user_id, "auth.login").await
+    sign_in.open_session(user_id, "auth.login").await
 }
 
 /// Refuses cookie-authenticated requests from origins not on the allowlist (CSRF defence on top
@@ -170,13 +184,8 @@ fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiEr
         (status = 403, description = "Origin not allowed", body = common::ErrorBody),
     ))]
 #[post("/auth/refresh")]
-pub async fn refresh(
-    pool: &State<PgPool>,
-    settings: &State<AuthSettings>,
-    keys: &State<TokenKeys>,
-    jar: &CookieJar<'_>,
-    meta: RequestMeta,
-) -> Result<Json<TokenResponse>, ApiError> {
+pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiError> {
+    let SignIn { pool, settings, keys, jar, meta } = sign_in;
     check_origin(settings, &meta)?;
     let Some(presented) = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()) else {
         return Err(ApiError::Unauthorized);
