@@ -1,16 +1,22 @@
-//! `Body<T>`: the strict JSON request body every route uses. It requires
-//! `Content-Type: application/json` (415 otherwise) and obeys the configured size limit (413).
-//! Malformed JSON gets 400. A body that does not fit `T` gets 422 whose message names the field
-//! and the problem (declare `T` with `#[serde(deny_unknown_fields)]` so unknown fields are
-//! refused too).
+//! `Body<T>`: the strict JSON request body every route uses.
+//!
+//! - `Content-Type` must be JSON (415).
+//! - The body must fit the configured limit, `server.json_limit_bytes` (413).
+//! - It must be well-formed JSON (400).
+//! - It must fit `T` (422). The message lists each bad field with its problem, e.g.
+//!   `invalid body: roles: unknown field …; sobriety_date: invalid type …`. Declare `T` with
+//!   `#[serde(deny_unknown_fields)]` so unknown fields are refused too.
 
-use rocket::data::{self, Data, FromData};
+use rocket::data::{self, Data, FromData, ToByteUnit};
 use rocket::http::{ContentType, Status};
-use rocket::serde::json::{Error as JsonError, Json};
 use rocket::Request;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ErrorMessage;
+
+/// At most this many problems are reported at once.
+const MAX_PROBLEMS: usize = 10;
 
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -18,6 +24,41 @@ pub struct Body<T>(pub T);
 impl<T> Body<T> {
     pub fn into_inner(self) -> T {
         self.0
+    }
+}
+
+/// Deserialises `value` as `T`, or lists every top-level field that stops it.
+pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, Vec<String>> {
+    let mut problems = Vec::new();
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) if problems.is_empty() => return Ok(parsed),
+            Ok(_) => return Err(problems),
+            Err(e) => e,
+        };
+        let inner = error.inner().to_string();
+        // An unknown field is reported at the parent's path; name the field itself.
+        let field = inner
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .or_else(|| {
+                error.path().iter().next().map(|segment| segment.to_string().trim_start_matches('.').to_owned())
+            })
+            .filter(|f| !f.is_empty() && f != ".");
+        match field {
+            Some(field) => {
+                problems.push(format!("{field}: {inner}"));
+                let removed = value.as_object_mut().and_then(|o| o.remove(&field));
+                if removed.is_none() || problems.len() >= MAX_PROBLEMS {
+                    return Err(problems);
+                }
+            }
+            None => {
+                problems.push(inner);
+                return Err(problems);
+            }
+        }
     }
 }
 
@@ -33,20 +74,47 @@ impl<'r, T: DeserializeOwned> FromData<'r> for Body<T> {
         if req.content_type().is_none_or(|ct| !ct.is_json()) {
             return fail(Status::UnsupportedMediaType, format!("send the body as {}", ContentType::JSON));
         }
-        match Json::<T>::from_data(req, data).await {
-            data::Outcome::Success(json) => data::Outcome::Success(Body(json.into_inner())),
-            data::Outcome::Forward(f) => data::Outcome::Forward(f),
-            data::Outcome::Error((status, error)) => {
-                let message = match (&error, status) {
-                    (_, Status::PayloadTooLarge) => "request body too large".to_owned(),
-                    // serde's own words name the field: "unknown field `roles`, expected one of
-                    // ...", "invalid type: string \"x\", expected u64 at line 1 column 12".
-                    (JsonError::Parse(_, e), Status::UnprocessableEntity) => format!("invalid body: {e}"),
-                    (JsonError::Parse(_, e), _) => format!("malformed JSON: {e}"),
-                    (JsonError::Io(_), _) => "the body could not be read".to_owned(),
-                };
-                fail(status, message)
-            }
+        let limit = req.limits().get("json").unwrap_or_else(|| 1.mebibytes());
+        let text = match data.open(limit).into_string().await {
+            Ok(text) if text.is_complete() => text.into_inner(),
+            Ok(_) => return fail(Status::PayloadTooLarge, "request body too large".into()),
+            Err(_) => return fail(Status::BadRequest, "the body could not be read".into()),
+        };
+        let value: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return fail(Status::BadRequest, format!("malformed JSON: {e}")),
+        };
+        match from_value::<T>(value) {
+            Ok(parsed) => data::Outcome::Success(Body(parsed)),
+            Err(problems) => fail(Status::UnprocessableEntity, format!("invalid body: {}", problems.join("; "))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Patch {
+        name: Option<String>,
+        amount: Option<u32>,
+    }
+
+    #[test]
+    fn lists_every_bad_field() {
+        let problems =
+            super::from_value::<Patch>(json!({"name": 5, "roles": ["admin"], "amount": "x", "user_type": "p"}))
+                .expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap_or_default()).collect();
+        assert_eq!(fields.len(), 4, "{problems:?}");
+        for f in ["name", "roles", "amount", "user_type"] {
+            assert!(fields.contains(&f), "{f} missing from {problems:?}");
+        }
+        assert!(super::from_value::<Patch>(json!({"name": "ok", "amount": 3})).is_ok());
+        assert_eq!(super::from_value::<Patch>(json!([1])).expect_err("not an object").len(), 1);
     }
 }

@@ -179,6 +179,14 @@ async fn the_profile_accepts_its_fields_and_refuses_type_and_roles() {
         let message = error["error"]["message"].as_str().expect("message");
         assert!(message.contains(field), "message for {body} should name `{field}`: {message}");
     }
+    // Several bad fields at once: each is named.
+    let several = patch(json!({"roles": ["admin"], "user_type": "partner", "display_name": 42})).await.expect("patch");
+    assert_eq!(several.status(), 422);
+    let error: Value = several.json().await.expect("json");
+    let message = error["error"]["message"].as_str().expect("message");
+    for field in ["roles", "user_type", "display_name"] {
+        assert!(message.contains(&format!("{field}:")), "`{field}` missing from: {message}");
+    }
     let malformed = app
         .http
         .patch(app.api("/users/me"))
