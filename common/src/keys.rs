@@ -66,6 +66,15 @@ pub fn public_pem(public: &[u8; 32]) -> String {
 
 /// Reads a PKCS#8 private key, refusing files that others can read.
 pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let pem = read_secret_text(path)?;
+    let der = from_pem("PRIVATE KEY", &pem).map_err(|e| file_error(path, e))?;
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+        .map_err(|e| file_error(path, format!("not an Ed25519 key: {e}")))?;
+    Ok(der)
+}
+
+/// Reads a secret file (any format), refusing one that others can read.
+pub fn read_secret_text(path: &Path) -> Result<String, KeyError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -74,11 +83,7 @@ pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
             return Err(file_error(path, format!("mode {:o} lets others read the key; chmod 600 it", mode & 0o777)));
         }
     }
-    let pem = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-    let der = from_pem("PRIVATE KEY", &pem).map_err(|e| file_error(path, e))?;
-    Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-        .map_err(|e| file_error(path, format!("not an Ed25519 key: {e}")))?;
-    Ok(der)
+    std::fs::read_to_string(path).map_err(|e| file_error(path, e))
 }
 
 /// Reads a public key (SPKI PEM) and returns its 32 bytes.

@@ -10,6 +10,7 @@ use common::config::Config;
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
+pub mod crypto;
 mod internal;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;

@@ -1,0 +1,322 @@
+//! Envelope encryption of PHI.
+//!
+//! - Each subject has a 256-bit data key. Each record field is sealed under it with
+//!   AES-256-GCM-SIV and a fresh 96-bit nonce. The associated data binds the ciphertext to
+//!   subject, record id, category and field, so a ciphertext copied onto another row, subject or
+//!   field fails to open.
+//! - A data key is stored only wrapped by a key-encryption key (KEK) held by a [`KeyProvider`]:
+//!   HashiCorp Vault's Transit engine in production, or a local key file in the dev profile only.
+//!   The KEK version is stored with each wrapped key, so rotation can rewrap without touching
+//!   records.
+//! - Unwrapped data keys live in a bounded, time-limited cache and are zeroized when dropped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// A ciphertext, nonce or its associated data was altered: an integrity alarm.
+    #[error("integrity check failed")]
+    Integrity,
+    #[error("key provider unavailable: {0}")]
+    Unavailable(String),
+    #[error("key provider: {0}")]
+    Provider(String),
+    #[error("random source failed")]
+    Random,
+}
+
+fn random<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut out = [0u8; N];
+    SystemRandom::new().fill(&mut out).map_err(|_| CryptoError::Random)?;
+    Ok(out)
+}
+
+/// A subject's data key; the bytes are wiped when it is dropped.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Self(Zeroizing::new(random::<32>()?)))
+    }
+
+    fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let array: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Integrity)?;
+        Ok(Self(Zeroizing::new(array)))
+    }
+
+    fn cipher(&self) -> Result<Aes256GcmSiv, CryptoError> {
+        Aes256GcmSiv::new_from_slice(self.0.as_ref()).map_err(|_| CryptoError::Integrity)
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}
+
+/// What binds a sealed field to its place.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub subject: Uuid,
+    pub record: Uuid,
+    pub category: &'a str,
+    pub field: &'a str,
+}
+
+impl Binding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        format!("secondwind-record-v1\0{}\0{}\0{}\0{}", self.subject, self.record, self.category, self.field).into_bytes()
+    }
+}
+
+/// Seals `plaintext`; returns (nonce, ciphertext with tag).
+pub fn seal(key: &DataKey, binding: Binding<'_>, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let nonce_bytes = random::<NONCE_LEN>()?;
+    let nonce = Nonce::try_from(&nonce_bytes[..]).map_err(|_| CryptoError::Random)?;
+    let aad = binding.aad();
+    let ciphertext =
+        key.cipher()?.encrypt(&nonce, Payload { msg: plaintext, aad: &aad }).map_err(|_| CryptoError::Integrity)?;
+    Ok((nonce_bytes.to_vec(), ciphertext))
+}
+
+/// Opens a sealed field; any change to ciphertext, nonce or binding fails as `Integrity`.
+pub fn open(key: &DataKey, binding: Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Integrity)?;
+    let aad = binding.aad();
+    key.cipher()?
+        .decrypt(&nonce, Payload { msg: ciphertext, aad: &aad })
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Integrity)
+}
+
+/// A data key as stored: wrapped by KEK `kek_id` at `kek_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub ciphertext: Vec<u8>,
+    pub kek_id: String,
+    pub kek_version: i32,
+}
+
+/// Holds the key-encryption key. Implementations: [`LocalKeyFile`] (dev only) and, in
+/// production, Vault Transit.
+#[rocket::async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// Wraps `key` for `subject` under the current KEK version.
+    async fn wrap(&self, subject: Uuid, key: &DataKey) -> Result<WrappedKey, CryptoError>;
+    async fn unwrap(&self, subject: Uuid, wrapped: &WrappedKey) -> Result<DataKey, CryptoError>;
+    /// A name for logs and `/status`: `local-file` or `vault-transit`.
+    fn kind(&self) -> &'static str;
+}
+
+/// The dev profile's KEK: a file of `version:base64key` lines (mode 0600); the highest version
+/// wraps, every listed version unwraps. Production refuses it.
+pub struct LocalKeyFile {
+    id: String,
+    keys: Vec<(i32, Zeroizing<[u8; 32]>)>,
+}
+
+impl LocalKeyFile {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = Zeroizing::new(common::keys::read_secret_text(path).map_err(|e| e.to_string())?);
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
+            let (version, b64) = line.split_once(':').ok_or_else(|| format!("{}: line {}: expected VERSION:BASE64", path.display(), n + 1))?;
+            let version: i32 = version.trim().parse().map_err(|_| format!("{}: line {}: bad version", path.display(), n + 1))?;
+            let bytes = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| format!("{}: line {}: bad base64", path.display(), n + 1))?,
+            );
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| format!("{}: line {}: key must be 32 bytes", path.display(), n + 1))?;
+            keys.push((version, Zeroizing::new(key)));
+        }
+        keys.sort_by_key(|(v, _)| *v);
+        if keys.is_empty() {
+            return Err(format!("{}: no keys", path.display()));
+        }
+        Ok(Self { id: format!("local:{}", path.display()), keys })
+    }
+
+    /// Writes a new key file with version 1 (mode 0600, never overwriting).
+    pub fn create(path: &Path) -> Result<PathBuf, String> {
+        let key = Zeroizing::new(random::<32>().map_err(|e| e.to_string())?);
+        let line = format!("# SecondWind dev-only key-encryption key. Never use in production.\n1:{}\n", base64::engine::general_purpose::STANDARD.encode(key.as_ref()));
+        common::keys::write_secret_file(path, &line).map_err(|e| e.to_string())?;
+        Ok(path.to_path_buf())
+    }
+
+    fn key(&self, version: i32) -> Result<Aes256GcmSiv, CryptoError> {
+        let (_, key) = self.keys.iter().find(|(v, _)| *v == version).ok_or_else(|| CryptoError::Provider(format!("no KEK version {version}")))?;
+        Aes256GcmSiv::new_from_slice(key.as_ref()).map_err(|_| CryptoError::Integrity)
+    }
+
+    fn aad(subject: Uuid) -> Vec<u8> {
+        format!("secondwind-dk-v1\0{subject}").into_bytes()
+    }
+}
+
+#[rocket::async_trait]
+impl KeyProvider for LocalKeyFile {
+    async fn wrap(&self, subject: Uuid, key: &DataKey) -> Result<WrappedKey, CryptoError> {
+        let version = self.keys.last().map(|(v, _)| *v).unwrap_or(1);
+        let nonce_bytes = random::<NONCE_LEN>()?;
+        let nonce = Nonce::try_from(&nonce_bytes[..]).map_err(|_| CryptoError::Random)?;
+        let aad = Self::aad(subject);
+        let sealed = self.key(version)?.encrypt(&nonce, Payload { msg: key.0.as_ref(), aad: &aad }).map_err(|_| CryptoError::Integrity)?;
+        let mut ciphertext = nonce_bytes.to_vec();
+        ciphertext.extend_from_slice(&sealed);
+        Ok(WrappedKey { ciphertext, kek_id: self.id.clone(), kek_version: version })
+    }
+
+    async fn unwrap(&self, subject: Uuid, wrapped: &WrappedKey) -> Result<DataKey, CryptoError> {
+        if wrapped.ciphertext.len() < NONCE_LEN {
+            return Err(CryptoError::Integrity);
+        }
+        let (nonce, sealed) = wrapped.ciphertext.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Integrity)?;
+        let aad = Self::aad(subject);
+        let plain = Zeroizing::new(
+            self.key(wrapped.kek_version)?.decrypt(&nonce, Payload { msg: sealed, aad: &aad }).map_err(|_| CryptoError::Integrity)?,
+        );
+        DataKey::from_slice(&plain)
+    }
+
+    fn kind(&self) -> &'static str {
+        "local-file"
+    }
+}
+
+/// Unwrapped data keys, bounded in number and age.
+pub struct KeyCache {
+    max_entries: usize,
+    ttl: Duration,
+    entries: Mutex<HashMap<Uuid, (DataKey, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self { max_entries: max_entries.max(1), ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, subject: Uuid) -> Option<DataKey> {
+        let mut entries = self.entries.lock().ok()?;
+        match entries.get(&subject) {
+            Some((key, at)) if at.elapsed() < self.ttl => Some(key.clone()),
+            Some(_) => {
+                entries.remove(&subject);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn put(&self, subject: Uuid, key: DataKey) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        if entries.len() >= self.max_entries {
+            if let Some(oldest) = entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(subject, (key, Instant::now()));
+    }
+
+    /// Forgets a subject's key (after shredding or rewrapping).
+    pub fn forget(&self, subject: Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&subject);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(subject: Uuid, record: Uuid) -> Binding<'static> {
+        Binding { subject, record, category: "identity", field: "content" }
+    }
+
+    #[test]
+    fn sealed_fields_open_only_in_their_place() {
+        let key = DataKey::generate().expect("key");
+        let (s, r) = (Uuid::new_v4(), Uuid::new_v4());
+        let (nonce, ct) = seal(&key, binding(s, r), b"Jane Doe, 1990-01-01").expect("seal");
+        assert_eq!(open(&key, binding(s, r), &nonce, &ct).expect("open").as_slice(), b"Jane Doe, 1990-01-01");
+        assert!(!ct.windows(4).any(|w| w == b"Jane"), "no plaintext in the ciphertext");
+
+        // Another row, subject, category or field: refused.
+        assert!(matches!(open(&key, binding(s, Uuid::new_v4()), &nonce, &ct), Err(CryptoError::Integrity)));
+        assert!(matches!(open(&key, binding(Uuid::new_v4(), r), &nonce, &ct), Err(CryptoError::Integrity)));
+        assert!(open(&key, Binding { category: "insurance", ..binding(s, r) }, &nonce, &ct).is_err());
+        assert!(open(&key, Binding { field: "other", ..binding(s, r) }, &nonce, &ct).is_err());
+        // Tampered ciphertext or nonce, or the wrong key: refused.
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(open(&key, binding(s, r), &nonce, &bad).is_err());
+        let mut bad_nonce = nonce.clone();
+        bad_nonce[0] ^= 1;
+        assert!(open(&key, binding(s, r), &bad_nonce, &ct).is_err());
+        assert!(open(&DataKey::generate().expect("key"), binding(s, r), &nonce, &ct).is_err());
+        // Nonces are fresh: the same plaintext seals differently.
+        assert_ne!(seal(&key, binding(s, r), b"x").expect("seal").1, seal(&key, binding(s, r), b"x").expect("seal").1);
+    }
+
+    #[tokio::test]
+    async fn local_kek_wraps_per_subject_and_keeps_old_versions() {
+        let dir = std::env::temp_dir().join(format!("sw-kek-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("kek");
+        LocalKeyFile::create(&path).expect("create");
+        let v1 = LocalKeyFile::load(&path).expect("load");
+        let subject = Uuid::new_v4();
+        let key = DataKey::generate().expect("key");
+        let wrapped = v1.wrap(subject, &key).await.expect("wrap");
+        assert_eq!(wrapped.kek_version, 1);
+        assert_eq!(v1.unwrap(subject, &wrapped).await.expect("unwrap").0.as_ref(), key.0.as_ref());
+        assert!(matches!(v1.unwrap(Uuid::new_v4(), &wrapped).await, Err(CryptoError::Integrity)), "bound to its subject");
+
+        // Add version 2: it wraps new keys; version 1 still unwraps.
+        let extra = format!("2:{}\n", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str(&extra);
+        std::fs::write(&path, text).expect("write");
+        let v2 = LocalKeyFile::load(&path).expect("load");
+        assert_eq!(v2.wrap(subject, &key).await.expect("wrap").kek_version, 2);
+        assert!(v2.unwrap(subject, &wrapped).await.is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_expires() {
+        let cache = KeyCache::new(2, Duration::from_millis(50));
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for s in [a, b, c] {
+            cache.put(s, DataKey::generate().expect("key"));
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(a).is_none(), "the oldest was evicted");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(c).is_none(), "entries expire");
+    }
+}
