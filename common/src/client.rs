@@ -47,6 +47,42 @@ pub enum ClientError {
     Sign(#[from] crate::assertion::SignError),
 }
 
+/// A PHI record to store (phi-vault encrypts it; the caller keeps only the returned id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRecord {
+    pub subject_id: uuid::Uuid,
+    /// intake_conversation, coach_conversation, application_details, insurance, identity, document.
+    pub category: String,
+    pub content: serde_json::Value,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordCreated {
+    pub record_id: uuid::Uuid,
+}
+
+/// A decrypted record, as phi-vault returns it to a permitted caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub record_id: uuid::Uuid,
+    pub subject_id: uuid::Uuid,
+    pub category: String,
+    pub content: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordContent {
+    pub content: serde_json::Value,
+}
+
 /// The signed HTTP channel to one peer.
 #[derive(Clone)]
 pub struct InternalClient {
@@ -68,22 +104,36 @@ impl InternalClient {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, ctx: &CallContext) -> Result<T, ClientError> {
+        let response = self.send(reqwest::Method::GET, path, ctx, None::<&()>).await?;
+        self.json(response).await
+    }
+
+    /// Sends a signed request; non-success statuses become [`ClientError::Status`].
+    pub async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ctx: &CallContext,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, ClientError> {
         let peer = self.peer;
         let url = self.base.join(path).map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
         let token = self.signer.sign(peer, ctx)?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .header(request_id::HEADER, ctx.request_id.as_str())
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
+        let mut request =
+            self.http.request(method, url).bearer_auth(token).header(request_id::HEADER, ctx.request_id.as_str());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Status { peer, status: status.as_u16() });
         }
-        response.json().await.map_err(|e| ClientError::Body { peer, message: e.to_string() })
+        Ok(response)
+    }
+
+    pub async fn json<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, ClientError> {
+        response.json().await.map_err(|e| ClientError::Body { peer: self.peer, message: e.to_string() })
     }
 }
 
@@ -98,6 +148,47 @@ impl PhiVaultClient {
 
     pub async fn ready(&self, ctx: &CallContext) -> Result<Readiness, ClientError> {
         self.0.get("/internal/v1/ready", ctx).await
+    }
+
+    pub async fn create_record(&self, ctx: &CallContext, record: &NewRecord) -> Result<RecordCreated, ClientError> {
+        let response = self.0.send(reqwest::Method::POST, "/internal/v1/records", ctx, Some(record)).await?;
+        self.0.json(response).await
+    }
+
+    pub async fn read_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<Record, ClientError> {
+        self.0.get(&format!("/internal/v1/records/{id}"), ctx).await
+    }
+
+    pub async fn replace_record(
+        &self,
+        ctx: &CallContext,
+        id: uuid::Uuid,
+        content: &RecordContent,
+    ) -> Result<Record, ClientError> {
+        let response =
+            self.0.send(reqwest::Method::PUT, &format!("/internal/v1/records/{id}"), ctx, Some(content)).await?;
+        self.0.json(response).await
+    }
+
+    pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
+        self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
+    }
+}
+
+impl ClientError {
+    /// How a caller answers its own client when a peer failed: the peer's 404 and 413 pass
+    /// through; being unreachable or unavailable is 503; anything else is a 500.
+    pub fn into_api_error(self) -> crate::ApiError {
+        match self {
+            ClientError::Status { status: 404, .. } => crate::ApiError::NotFound,
+            ClientError::Status { status: 413, .. } => crate::ApiError::TooLarge("record too large".into()),
+            ClientError::Status { status: 422, .. } => {
+                crate::ApiError::Unprocessable("the record was refused as invalid".into())
+            }
+            ClientError::Status { status: 503, peer } => crate::ApiError::Unavailable(format!("{peer} unavailable")),
+            ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
+            other => crate::ApiError::internal(other),
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub enum ApiError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
     #[error("service unavailable: {0}")]
@@ -59,6 +61,7 @@ impl ApiError {
             Self::Forbidden => Status::Forbidden,
             Self::NotFound => Status::NotFound,
             Self::Conflict(_) => Status::Conflict,
+            Self::TooLarge(_) => Status::PayloadTooLarge,
             Self::Unprocessable(_) => Status::UnprocessableEntity,
             Self::Unavailable(_) => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
@@ -68,7 +71,7 @@ impl ApiError {
     /// What the client may read: the detail only for errors that are about its own input.
     fn public_message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::Unprocessable(m) | Self::Conflict(m) => m.clone(),
+            Self::BadRequest(m) | Self::Unprocessable(m) | Self::Conflict(m) | Self::TooLarge(m) => m.clone(),
             other => default_message(other.status()).to_owned(),
         }
     }

@@ -79,7 +79,8 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     fn aad(&self) -> Vec<u8> {
-        format!("secondwind-record-v1\0{}\0{}\0{}\0{}", self.subject, self.record, self.category, self.field).into_bytes()
+        format!("secondwind-record-v1\0{}\0{}\0{}\0{}", self.subject, self.record, self.category, self.field)
+            .into_bytes()
     }
 }
 
@@ -94,7 +95,12 @@ pub fn seal(key: &DataKey, binding: Binding<'_>, plaintext: &[u8]) -> Result<(Ve
 }
 
 /// Opens a sealed field; any change to ciphertext, nonce or binding fails as `Integrity`.
-pub fn open(key: &DataKey, binding: Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn open(
+    key: &DataKey,
+    binding: Binding<'_>,
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Integrity)?;
     let aad = binding.aad();
     key.cipher()?
@@ -134,12 +140,20 @@ impl LocalKeyFile {
         let text = Zeroizing::new(common::keys::read_secret_text(path).map_err(|e| e.to_string())?);
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
-            let (version, b64) = line.split_once(':').ok_or_else(|| format!("{}: line {}: expected VERSION:BASE64", path.display(), n + 1))?;
-            let version: i32 = version.trim().parse().map_err(|_| format!("{}: line {}: bad version", path.display(), n + 1))?;
+            let (version, b64) = line
+                .split_once(':')
+                .ok_or_else(|| format!("{}: line {}: expected VERSION:BASE64", path.display(), n + 1))?;
+            let version: i32 =
+                version.trim().parse().map_err(|_| format!("{}: line {}: bad version", path.display(), n + 1))?;
             let bytes = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| format!("{}: line {}: bad base64", path.display(), n + 1))?,
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| format!("{}: line {}: bad base64", path.display(), n + 1))?,
             );
-            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| format!("{}: line {}: key must be 32 bytes", path.display(), n + 1))?;
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("{}: line {}: key must be 32 bytes", path.display(), n + 1))?;
             keys.push((version, Zeroizing::new(key)));
         }
         keys.sort_by_key(|(v, _)| *v);
@@ -152,13 +166,20 @@ impl LocalKeyFile {
     /// Writes a new key file with version 1 (mode 0600, never overwriting).
     pub fn create(path: &Path) -> Result<PathBuf, String> {
         let key = Zeroizing::new(random::<32>().map_err(|e| e.to_string())?);
-        let line = format!("# SecondWind dev-only key-encryption key. Never use in production.\n1:{}\n", base64::engine::general_purpose::STANDARD.encode(key.as_ref()));
+        let line = format!(
+            "# SecondWind dev-only key-encryption key. Never use in production.\n1:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key.as_ref())
+        );
         common::keys::write_secret_file(path, &line).map_err(|e| e.to_string())?;
         Ok(path.to_path_buf())
     }
 
     fn key(&self, version: i32) -> Result<Aes256GcmSiv, CryptoError> {
-        let (_, key) = self.keys.iter().find(|(v, _)| *v == version).ok_or_else(|| CryptoError::Provider(format!("no KEK version {version}")))?;
+        let (_, key) = self
+            .keys
+            .iter()
+            .find(|(v, _)| *v == version)
+            .ok_or_else(|| CryptoError::Provider(format!("no KEK version {version}")))?;
         Aes256GcmSiv::new_from_slice(key.as_ref()).map_err(|_| CryptoError::Integrity)
     }
 
@@ -174,7 +195,10 @@ impl KeyProvider for LocalKeyFile {
         let nonce_bytes = random::<NONCE_LEN>()?;
         let nonce = Nonce::try_from(&nonce_bytes[..]).map_err(|_| CryptoError::Random)?;
         let aad = Self::aad(subject);
-        let sealed = self.key(version)?.encrypt(&nonce, Payload { msg: key.0.as_ref(), aad: &aad }).map_err(|_| CryptoError::Integrity)?;
+        let sealed = self
+            .key(version)?
+            .encrypt(&nonce, Payload { msg: key.0.as_ref(), aad: &aad })
+            .map_err(|_| CryptoError::Integrity)?;
         let mut ciphertext = nonce_bytes.to_vec();
         ciphertext.extend_from_slice(&sealed);
         Ok(WrappedKey { ciphertext, kek_id: self.id.clone(), kek_version: version })
@@ -188,7 +212,9 @@ impl KeyProvider for LocalKeyFile {
         let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Integrity)?;
         let aad = Self::aad(subject);
         let plain = Zeroizing::new(
-            self.key(wrapped.kek_version)?.decrypt(&nonce, Payload { msg: sealed, aad: &aad }).map_err(|_| CryptoError::Integrity)?,
+            self.key(wrapped.kek_version)?
+                .decrypt(&nonce, Payload { msg: sealed, aad: &aad })
+                .map_err(|_| CryptoError::Integrity)?,
         );
         DataKey::from_slice(&plain)
     }
@@ -294,7 +320,10 @@ mod tests {
         let wrapped = v1.wrap(subject, &key).await.expect("wrap");
         assert_eq!(wrapped.kek_version, 1);
         assert_eq!(v1.unwrap(subject, &wrapped).await.expect("unwrap").0.as_ref(), key.0.as_ref());
-        assert!(matches!(v1.unwrap(Uuid::new_v4(), &wrapped).await, Err(CryptoError::Integrity)), "bound to its subject");
+        assert!(
+            matches!(v1.unwrap(Uuid::new_v4(), &wrapped).await, Err(CryptoError::Integrity)),
+            "bound to its subject"
+        );
 
         // Add version 2: it wraps new keys; version 1 still unwraps.
         let extra = format!("2:{}\n", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));

@@ -6,25 +6,69 @@ use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
 
 use common::client::ConsentClient;
-use common::config::Config;
+use common::config::{Config, ConfigError, Profile};
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
+pub mod access_log;
 pub mod crypto;
 mod internal;
+pub mod records;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 
 /// The vault's own settings, `[service]` in its config file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The dev profile's local key-encryption key file (`VERSION:BASE64` lines, mode 0600).
+    /// Production refuses it; the Vault Transit provider replaces it there.
+    pub kek_file: Option<std::path::PathBuf>,
+    /// The largest record content accepted, in bytes.
+    pub max_record_bytes: usize,
+    /// Unwrapped data keys kept in memory, and for how long.
+    pub key_cache_entries: usize,
+    pub key_cache_ttl_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { kek_file: None, max_record_bytes: 64 * 1024, key_cache_entries: 10_000, key_cache_ttl_secs: 300 }
+    }
+}
 
 pub type PhiVaultConfig = Config<Settings>;
 
 /// The one builder `main` and the tests share.
 pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> {
+    let invalid = |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
+    let settings = &config.service;
+    let provider: Box<dyn crypto::KeyProvider> = match (&settings.kek_file, config.profile) {
+        (Some(_), Profile::Production) => {
+            return Err(invalid("service.kek_file", "production refuses the local key file".into()))
+        }
+        (Some(file), Profile::Dev) => {
+            Box::new(crypto::LocalKeyFile::load(file).map_err(|e| invalid("service.kek_file", e))?)
+        }
+        (None, _) => {
+            return Err(invalid("service.kek_file", "is required: the Vault Transit provider is not built yet".into()));
+        }
+    };
+    tracing::info!(provider = provider.kind(), "key-encryption key provider ready");
+    let vault = records::Vault {
+        provider,
+        cache: crypto::KeyCache::new(
+            settings.key_cache_entries,
+            std::time::Duration::from_secs(settings.key_cache_ttl_secs),
+        ),
+        max_record_bytes: settings.max_record_bytes,
+    };
     let parts = Parts::load(SERVICE, &config).await?;
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
-    Ok(parts.into_rocket(&config).manage(consent).mount("/", internal::routes()))
+    Ok(parts
+        .into_rocket(&config)
+        .manage(consent)
+        .manage(vault)
+        .mount("/", internal::routes())
+        .mount("/", records::routes()))
 }

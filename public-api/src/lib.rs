@@ -12,6 +12,7 @@ use common::ServiceName;
 
 pub mod audit;
 pub mod auth;
+pub mod beneficiaries;
 mod cors;
 pub mod meta;
 pub mod openapi;
@@ -65,5 +66,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", openapi::routes())
         .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))
         .mount("/api/v1", auth::oidc_routes::routes())
-        .mount("/api/v1", users::routes()))
+        .mount("/api/v1", users::routes())
+        .mount("/api/v1", beneficiaries::routes()))
 }

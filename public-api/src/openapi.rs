@@ -23,7 +23,7 @@ use common::ErrorBody;
         crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::logout,
         crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback,
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
-        crate::users::end_session,
+        crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),
@@ -31,6 +31,7 @@ use common::ErrorBody;
         (name = "operations", description = "Health, status, metrics, readiness and this document"),
         (name = "auth", description = "Sign-in, token refresh and sign-out"),
         (name = "users", description = "The signed-in user's account and sessions"),
+        (name = "beneficiaries", description = "Beneficiary data held in the PHI vault"),
     )
 )]
 pub struct ApiDoc;

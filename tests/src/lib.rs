@@ -183,6 +183,7 @@ impl TestKeys {
             common::keys::generate_files(&dir, service.as_str()).expect("generate keys");
         }
         common::keys::generate_files(&dir, USER_TOKEN_KID).expect("generate keys");
+        phi_vault::crypto::LocalKeyFile::create(&dir.join("kek")).expect("kek");
         Self { dir }
     }
 
@@ -304,7 +305,8 @@ impl TestApp {
         let consent = launch(consent::build(consent_cfg).await.expect("build consent")).await;
         urls.insert(ServiceName::Consent, consent.url.clone());
 
-        let phi_cfg = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
+        let mut phi_cfg: phi_vault::PhiVaultConfig = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
+        phi_cfg.service.kek_file = Some(keys.dir.join("kek"));
         let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
 

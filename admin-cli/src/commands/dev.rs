@@ -170,6 +170,11 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
                 key = quote(&keys_dir.join(format!("{peer}.pub")).display().to_string()),
             ));
         }
+        if service == ServiceName::PhiVault {
+            let kek = keys_dir.join("phi-kek");
+            phi_vault::crypto::LocalKeyFile::create(&kek).map_err(anyhow::Error::msg)?;
+            text.push_str(&format!("\n[service]\nkek_file = {}\n", quote(&kek.display().to_string())));
+        }
         if service == ServiceName::PublicApi {
             text.push_str(&format!(
                 "\n[service.auth]\ndev_login = true\nroles_file = {roles}\nallowed_origins = [{origin}]\n\

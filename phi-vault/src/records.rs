@@ -1,0 +1,300 @@
+//! PHI records: create, read, replace and delete, each encrypted under its subject's data key
+//! and each decided by the access policy from the caller's verified assertion. Every access —
+//! permitted or denied — is written to the access log in the same transaction. A record the
+//! caller may not see answers 404, exactly like a missing one.
+
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, put, routes, Route, State};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use common::assertion::{Claims, InternalCall};
+use common::client::{NewRecord, Record, RecordContent, RecordCreated};
+use common::json::Body;
+use common::ApiError;
+
+use crate::access_log::{self, Access};
+use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
+
+pub const CATEGORIES: [&str; 6] =
+    ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
+const FIELD: &str = "content";
+
+/// The keys and limits the record routes need.
+pub struct Vault {
+    pub provider: Box<dyn KeyProvider>,
+    pub cache: KeyCache,
+    pub max_record_bytes: usize,
+}
+
+/// Who may see a subject's records. This slice grants the subject alone; care teams, break-glass
+/// and consented disclosures arrive with the rest of the policy. Default deny.
+fn decide(claims: &Claims, subject: Uuid) -> (bool, &'static str) {
+    if claims.sub == subject.to_string() {
+        (true, "subject")
+    } else {
+        (false, "not the subject and no other grant")
+    }
+}
+
+fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
+    match e {
+        CryptoError::Unavailable(m) => ApiError::Unavailable(format!("key provider: {m}")),
+        CryptoError::Integrity => {
+            tracing::error!(request_id, alarm = "integrity", "INTEGRITY ALARM: a record or key failed authentication");
+            ApiError::internal("integrity check failed")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+impl Vault {
+    /// The subject's data key: from the cache, or unwrapped by the provider; created (and
+    /// wrapped) on the subject's first record when `create` is set.
+    async fn subject_key(
+        &self,
+        tx: &mut PgConnection,
+        subject: Uuid,
+        create: bool,
+        request_id: &str,
+    ) -> Result<Option<DataKey>, ApiError> {
+        if let Some(key) = self.cache.get(subject) {
+            return Ok(Some(key));
+        }
+        let row = sqlx::query("SELECT wrapped_data_key, kek_id, kek_version FROM subjects WHERE id = $1 FOR UPDATE")
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let key = match row {
+            Some(row) => {
+                let Some(ciphertext) = row.try_get::<Option<Vec<u8>>, _>("wrapped_data_key")? else {
+                    return Ok(None); // crypto-shredded
+                };
+                let wrapped = WrappedKey {
+                    ciphertext,
+                    kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
+                    kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
+                };
+                self.provider.unwrap(subject, &wrapped).await.map_err(|e| crypto_error(e, request_id))?
+            }
+            None if create => {
+                let key = DataKey::generate().map_err(|e| crypto_error(e, request_id))?;
+                let wrapped = self.provider.wrap(subject, &key).await.map_err(|e| crypto_error(e, request_id))?;
+                sqlx::query("INSERT INTO subjects (id, wrapped_data_key, kek_id, kek_version) VALUES ($1, $2, $3, $4)")
+                    .bind(subject)
+                    .bind(&wrapped.ciphertext)
+                    .bind(&wrapped.kek_id)
+                    .bind(wrapped.kek_version)
+                    .execute(&mut *tx)
+                    .await?;
+                key
+            }
+            None => return Ok(None),
+        };
+        self.cache.put(subject, key.clone());
+        Ok(Some(key))
+    }
+}
+
+fn access<'a>(
+    call: &'a Claims,
+    subject: Option<Uuid>,
+    record: Option<Uuid>,
+    action: &'a str,
+    decision: (bool, &'a str),
+) -> Access<'a> {
+    Access {
+        actor: &call.sub,
+        actor_role: &call.role,
+        purpose: &call.purpose,
+        subject_id: subject,
+        record_id: record,
+        action,
+        permitted: decision.0,
+        reason: decision.1,
+        request_id: &call.request_id,
+    }
+}
+
+#[post("/internal/v1/records", data = "<body>")]
+async fn create(
+    call: InternalCall,
+    body: Body<NewRecord>,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<(Status, Json<RecordCreated>), ApiError> {
+    let new = body.into_inner();
+    let claims = &call.0;
+    if !CATEGORIES.contains(&new.category.as_str()) {
+        return Err(ApiError::Unprocessable(format!("category: one of {}", CATEGORIES.join(", "))));
+    }
+    let plaintext = serde_json::to_vec(&new.content).map_err(ApiError::internal)?;
+    if plaintext.len() > vault.max_record_bytes {
+        return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
+    }
+    let decision = decide(claims, new.subject_id);
+    let mut tx = pool.begin().await?;
+    if !decision.0 {
+        access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", decision)).await?;
+        tx.commit().await?;
+        return Err(ApiError::Forbidden);
+    }
+    let key = vault.subject_key(&mut tx, new.subject_id, true, &claims.request_id).await?.ok_or(ApiError::NotFound)?;
+    let id = Uuid::new_v4();
+    let binding = Binding { subject: new.subject_id, record: id, category: &new.category, field: FIELD };
+    let (nonce, ciphertext) =
+        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
+    sqlx::query(
+        "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
+         VALUES ($1, $2, $3::record_category, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(new.subject_id)
+    .bind(&new.category)
+    .bind(nonce)
+    .bind(ciphertext)
+    .bind(&claims.sub)
+    .bind(new.expires_at)
+    .execute(&mut *tx)
+    .await?;
+    access_log::append(&mut tx, &access(claims, Some(new.subject_id), Some(id), "record.create", decision)).await?;
+    tx.commit().await?;
+    Ok((Status::Created, Json(RecordCreated { record_id: id })))
+}
+
+/// Loads a record's row and decides; logs a denial (or a miss) and answers 404 for both.
+async fn authorized(
+    tx: &mut PgConnection,
+    claims: &Claims,
+    id: Uuid,
+    action: &'static str,
+) -> Result<(Uuid, String), ApiError> {
+    let row = sqlx::query("SELECT subject_id, category::text AS category FROM records WHERE id = $1 AND (expires_at IS NULL OR expires_at > now())")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        access_log::append(tx, &access(claims, None, Some(id), action, (false, "no such record"))).await?;
+        return Err(ApiError::NotFound);
+    };
+    let subject: Uuid = row.try_get("subject_id")?;
+    let decision = decide(claims, subject);
+    access_log::append(tx, &access(claims, Some(subject), Some(id), action, decision)).await?;
+    if !decision.0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok((subject, row.try_get("category")?))
+}
+
+async fn load(
+    tx: &mut PgConnection,
+    vault: &Vault,
+    claims: &Claims,
+    id: Uuid,
+    subject: Uuid,
+    category: &str,
+) -> Result<Record, ApiError> {
+    let row = sqlx::query("SELECT nonce, ciphertext, created_at, updated_at FROM records WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let key = vault.subject_key(tx, subject, false, &claims.request_id).await?.ok_or(ApiError::NotFound)?;
+    let binding = Binding { subject, record: id, category, field: FIELD };
+    let nonce: Vec<u8> = row.try_get("nonce")?;
+    let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
+    let plaintext =
+        crypto::open(&key, binding, &nonce, &ciphertext).map_err(|e| crypto_error(e, &claims.request_id))?;
+    let content = serde_json::from_slice(&plaintext).map_err(ApiError::internal)?;
+    Ok(Record {
+        record_id: id,
+        subject_id: subject,
+        category: category.to_owned(),
+        content,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[get("/internal/v1/records/<id>")]
+async fn read(
+    call: InternalCall,
+    id: Uuid,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Json<Record>, ApiError> {
+    let mut tx = pool.begin().await?;
+    let (subject, category) = match authorized(&mut tx, &call.0, id, "record.read").await {
+        Ok(found) => found,
+        Err(e) => {
+            tx.commit().await?; // keep the logged denial
+            return Err(e);
+        }
+    };
+    let record = match load(&mut tx, vault, &call.0, id, subject, &category).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The access was logged as permitted; record that it failed.
+            access_log::append(
+                &mut tx,
+                &access(&call.0, Some(subject), Some(id), "record.read", (false, "integrity or key failure")),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
+    tx.commit().await?;
+    Ok(Json(record))
+}
+
+#[put("/internal/v1/records/<id>", data = "<body>")]
+async fn replace(
+    call: InternalCall,
+    id: Uuid,
+    body: Body<RecordContent>,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Json<Record>, ApiError> {
+    let plaintext = serde_json::to_vec(&body.into_inner().content).map_err(ApiError::internal)?;
+    if plaintext.len() > vault.max_record_bytes {
+        return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
+    }
+    let mut tx = pool.begin().await?;
+    let (subject, category) = match authorized(&mut tx, &call.0, id, "record.update").await {
+        Ok(found) => found,
+        Err(e) => {
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
+    let key = vault.subject_key(&mut tx, subject, false, &call.0.request_id).await?.ok_or(ApiError::NotFound)?;
+    let binding = Binding { subject, record: id, category: &category, field: FIELD };
+    let (nonce, ciphertext) =
+        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &call.0.request_id))?;
+    sqlx::query("UPDATE records SET nonce = $2, ciphertext = $3, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(nonce)
+        .bind(ciphertext)
+        .execute(&mut *tx)
+        .await?;
+    let record = load(&mut tx, vault, &call.0, id, subject, &category).await?;
+    tx.commit().await?;
+    Ok(Json(record))
+}
+
+#[delete("/internal/v1/records/<id>")]
+async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>) -> Result<Status, ApiError> {
+    let mut tx = pool.begin().await?;
+    if let Err(e) = authorized(&mut tx, &call.0, id, "record.delete").await {
+        tx.commit().await?;
+        return Err(e);
+    }
+    sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Status::NoContent)
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![create, read, replace, remove]
+}

@@ -1,0 +1,169 @@
+//! `/beneficiaries/me/profile`: the beneficiary's identity (legal name, date of birth, phone,
+//! emergency contact). It is PHI: public-api validates it and forwards it to phi-vault over a
+//! signed call, keeps only the record id, and never logs or stores the contents.
+
+use rocket::serde::json::Json;
+use rocket::{get, put, routes, Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use common::assertion::CallContext;
+use common::client::{NewRecord, PhiVaultClient, RecordContent};
+use common::json::Body;
+use common::ApiError;
+
+use crate::audit::{self, Outcome};
+use crate::auth::AuthUser;
+use crate::meta::RequestMeta;
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyContact {
+    pub name: String,
+    pub phone: String,
+    pub relationship: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeneficiaryProfile {
+    /// 1 to 200 characters.
+    pub legal_name: String,
+    /// `YYYY-MM-DD`, in the past.
+    pub date_of_birth: String,
+    /// 7 to 20 characters of digits, spaces, `+`, `-`, `(`, `)`.
+    pub phone: String,
+    pub emergency_contact: EmergencyContact,
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let n = value.trim().chars().count();
+    if n == 0 || n > max || value.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(format!("{field}: 1 to {max} printable characters")));
+    }
+    Ok(())
+}
+
+fn phone(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = (7..=20).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
+        && value.chars().filter(char::is_ascii_digit).count() >= 7;
+    ok.then_some(()).ok_or_else(|| ApiError::Unprocessable(format!("{field}: a phone number of 7 to 20 characters")))
+}
+
+fn validate(p: &BeneficiaryProfile) -> Result<(), ApiError> {
+    text("legal_name", &p.legal_name, 200)?;
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let dob = Date::parse(&p.date_of_birth, fmt)
+        .map_err(|_| ApiError::Unprocessable("date_of_birth: expected YYYY-MM-DD".into()))?;
+    if dob >= OffsetDateTime::now_utc().date() || dob.year() < 1900 {
+        return Err(ApiError::Unprocessable("date_of_birth: must be a past date".into()));
+    }
+    phone("phone", &p.phone)?;
+    text("emergency_contact.name", &p.emergency_contact.name, 200)?;
+    phone("emergency_contact.phone", &p.emergency_contact.phone)?;
+    if let Some(r) = &p.emergency_contact.relationship {
+        text("emergency_contact.relationship", r, 50)?;
+    }
+    Ok(())
+}
+
+fn context(user: &AuthUser, meta: &RequestMeta) -> CallContext {
+    CallContext {
+        sub: user.user_id.to_string(),
+        role: "beneficiary".into(),
+        purpose: "self_service".into(),
+        request_id: meta.request_id.clone(),
+    }
+}
+
+async fn record_id(pool: &PgPool, user: Uuid) -> Result<Option<Uuid>, ApiError> {
+    Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT identity_record_id FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// The signed-in beneficiary's identity profile (PHI, held by the PHI vault).
+#[utoipa::path(get, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The profile", body = BeneficiaryProfile),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
+        (status = 404, description = "No profile yet", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[get("/beneficiaries/me/profile")]
+pub async fn get_profile(
+    user: AuthUser,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    let id = record_id(pool, user.user_id).await?.ok_or(ApiError::NotFound)?;
+    let record = vault.read_record(&context(&user, &meta), id).await.map_err(|e| e.into_api_error())?;
+    serde_json::from_value(record.content).map(Json).map_err(ApiError::internal)
+}
+
+/// Creates or replaces the profile. The contents go to the PHI vault; only its record id stays here.
+#[utoipa::path(put, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])), request_body = BeneficiaryProfile,
+    responses(
+        (status = 200, description = "The stored profile", body = BeneficiaryProfile),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
+        (status = 413, description = "Too large", body = common::ErrorBody),
+        (status = 422, description = "Invalid fields (each named)", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable; nothing was stored", body = common::ErrorBody),
+    ))]
+#[put("/beneficiaries/me/profile", data = "<body>")]
+pub async fn put_profile(
+    user: AuthUser,
+    meta: RequestMeta,
+    body: Body<BeneficiaryProfile>,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    let profile = body.into_inner();
+    validate(&profile)?;
+    let ctx = context(&user, &meta);
+    let content = serde_json::to_value(&profile).map_err(ApiError::internal)?;
+    match record_id(pool, user.user_id).await? {
+        Some(id) => {
+            vault.replace_record(&ctx, id, &RecordContent { content }).await.map_err(|e| e.into_api_error())?;
+        }
+        None => {
+            let new = NewRecord { subject_id: user.user_id, category: "identity".into(), content, expires_at: None };
+            let created = vault.create_record(&ctx, &new).await.map_err(|e| e.into_api_error())?;
+            let linked =
+                sqlx::query("UPDATE users SET identity_record_id = $2 WHERE id = $1 AND identity_record_id IS NULL")
+                    .bind(user.user_id)
+                    .bind(created.record_id)
+                    .execute(pool.inner())
+                    .await?;
+            if linked.rows_affected() == 0 {
+                // A concurrent PUT linked its record first: do not leave ours orphaned.
+                let _ = vault.delete_record(&ctx, created.record_id).await;
+                return Err(ApiError::Conflict("the profile changed meanwhile; read it and try again".into()));
+            }
+        }
+    }
+    let mut tx = pool.begin().await?;
+    audit::record(
+        &mut tx,
+        &meta.event(
+            Some(user.user_id),
+            "beneficiary.profile_update",
+            Some(("user", user.user_id.to_string())),
+            Outcome::Success,
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(profile))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![get_profile, put_profile]
+}

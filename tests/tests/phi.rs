@@ -1,0 +1,237 @@
+//! A beneficiary's profile goes through public-api into the PHI vault, where only ciphertext is
+//! stored; it reads back for the subject alone; tampering is caught; every access is logged in a
+//! chain that verifies.
+
+use common::assertion::{CallContext, Signer};
+use common::client::{ClientError, InternalClient, PhiVaultClient};
+use common::db::Database;
+use common::{RequestId, ServiceName};
+use harness::TestApp;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+
+fn profile() -> Value {
+    json!({
+        "legal_name": "Jordan Q. Example",
+        "date_of_birth": "1988-04-12",
+        "phone": "+1 (303) 555-0142",
+        "emergency_contact": {"name": "Riley Example", "phone": "303-555-0199", "relationship": "sibling"}
+    })
+}
+
+/// A phi-vault client signing as public-api, acting for `sub`.
+fn vault_as(app: &TestApp, sub: &str, role: &str) -> (PhiVaultClient, CallContext) {
+    let signer = Signer::new(ServiceName::PublicApi, &app.keys.private_key(ServiceName::PublicApi), 30);
+    let client = InternalClient::new(
+        ServiceName::PhiVault,
+        &app.phi_vault.url,
+        std::sync::Arc::new(signer),
+        std::time::Duration::from_secs(5),
+    )
+    .expect("client");
+    let ctx = CallContext {
+        sub: sub.into(),
+        role: role.into(),
+        purpose: "treatment".into(),
+        request_id: RequestId::generate(),
+    };
+    (PhiVaultClient::new(client), ctx)
+}
+
+#[tokio::test]
+async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
+    let app = TestApp::spawn().await;
+    let me = app.dev_login("beneficiary").await;
+    let put = app
+        .http
+        .put(app.api("/beneficiaries/me/profile"))
+        .bearer_auth(&me.access_token)
+        .json(&profile())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let got: Value = app.get_as(&me.access_token, "/beneficiaries/me/profile").await.json().await.expect("json");
+    assert_eq!(got, profile());
+
+    // Only ciphertext in the PHI database; public-api keeps only the record id.
+    let mut phi = PgConnection::connect(&app.database(Database::Phi).url_as("postgres")).await.expect("phi db");
+    let rows: Vec<(uuid::Uuid, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT id, nonce, ciphertext FROM records").fetch_all(&mut phi).await.expect("records");
+    assert_eq!(rows.len(), 1);
+    for needle in ["Jordan", "1988-04-12", "555-0142", "Riley"] {
+        assert!(!rows[0].2.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in plaintext");
+    }
+    let wrapped: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_data_key FROM subjects").fetch_one(&mut phi).await.expect("subject");
+    assert_eq!(wrapped.map(|w| w.len()), Some(12 + 32 + 16), "the data key is stored wrapped");
+    let record_id = rows[0].0;
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let stored: Option<uuid::Uuid> = sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1::uuid")
+        .bind(&me.user_id)
+        .fetch_one(&public)
+        .await
+        .expect("user");
+    assert_eq!(stored, Some(record_id));
+
+    // Replacing keeps the one record.
+    let mut changed = profile();
+    changed["phone"] = json!("720-555-0100");
+    let put = app
+        .http
+        .put(app.api("/beneficiaries/me/profile"))
+        .bearer_auth(&me.access_token)
+        .json(&changed)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let got: Value = app.get_as(&me.access_token, "/beneficiaries/me/profile").await.json().await.expect("json");
+    assert_eq!(got["phone"], "720-555-0100");
+
+    // A donor has no such permission; another beneficiary and a caseworker asking the vault
+    // directly for this record get 404, exactly as for a missing record.
+    let donor = app.dev_login("donor").await;
+    assert_eq!(app.get_as(&donor.access_token, "/beneficiaries/me/profile").await.status(), 403);
+    let other = app.dev_login("beneficiary").await;
+    assert_eq!(
+        app.get_as(&other.access_token, "/beneficiaries/me/profile").await.status(),
+        200,
+        "the demo beneficiary is the same user"
+    );
+    for (sub, role) in [
+        (uuid::Uuid::new_v4().to_string(), "beneficiary"),
+        ("00000000-0000-4000-8000-000000000004".to_owned(), "caseworker"),
+    ] {
+        let (vault, ctx) = vault_as(&app, &sub, role);
+        match vault.read_record(&ctx, record_id).await {
+            Err(ClientError::Status { status: 404, .. }) => {}
+            other => panic!("{role} must get 404, got {other:?}"),
+        }
+    }
+    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    match vault.read_record(&ctx, uuid::Uuid::new_v4()).await {
+        Err(ClientError::Status { status: 404, .. }) => {}
+        other => panic!("missing record must be 404, got {other:?}"),
+    }
+
+    // A ciphertext copied onto another row does not open there; a flipped byte is caught.
+    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let second = vault
+        .create_record(
+            &ctx,
+            &common::client::NewRecord {
+                subject_id: me.user_id.parse().expect("uuid"),
+                category: "insurance".into(),
+                content: json!({"member": "X1"}),
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("create");
+    sqlx::query("UPDATE records SET nonce = (SELECT nonce FROM records WHERE id = $1), ciphertext = (SELECT ciphertext FROM records WHERE id = $1) WHERE id = $2")
+        .bind(record_id)
+        .bind(second.record_id)
+        .execute(&mut phi)
+        .await
+        .expect("copy");
+    match vault.read_record(&ctx, second.record_id).await {
+        Err(ClientError::Status { status: 500, .. }) => {}
+        other => panic!("a moved ciphertext must fail, got {other:?}"),
+    }
+    sqlx::query(
+        "UPDATE records SET ciphertext = overlay(ciphertext placing '\\x00'::bytea from 5 for 1) WHERE id = $1",
+    )
+    .bind(record_id)
+    .execute(&mut phi)
+    .await
+    .expect("tamper");
+    let tampered = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;
+    assert_eq!(tampered.status(), 500);
+    let body: Value = tampered.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "internal error");
+    assert!(harness::logs().iter().any(|l| l["alarm"] == "integrity"), "an integrity alarm is logged");
+
+    // Every access is in the access log, permitted and denied, and the chain verifies.
+    let phi_pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
+    let v = phi_vault::access_log::verify(&phi_pool, 10).await.expect("verify");
+    assert!(v.intact(), "{v:?}");
+    let decisions: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, decision FROM access_log ORDER BY seq").fetch_all(&phi_pool).await.expect("log");
+    for expected in
+        [("record.create", "permit"), ("record.read", "permit"), ("record.update", "permit"), ("record.read", "deny")]
+    {
+        assert!(
+            decisions.iter().any(|(a, d)| a == expected.0 && d == expected.1),
+            "{expected:?} missing from {decisions:?}"
+        );
+    }
+    let _ = phi.close().await;
+    phi_pool.close().await;
+    public.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_profiles_and_records_are_refused_without_writing() {
+    let app = TestApp::spawn().await;
+    let me = app.dev_login("beneficiary").await;
+    let put = |body: Value| {
+        app.http.put(app.api("/beneficiaries/me/profile")).bearer_auth(&me.access_token).json(&body).send()
+    };
+    assert_eq!(app.get_as(&me.access_token, "/beneficiaries/me/profile").await.status(), 404, "no profile yet");
+    let mut future = profile();
+    future["date_of_birth"] = json!("2999-01-01");
+    let mut bad_phone = profile();
+    bad_phone["phone"] = json!("call me");
+    let mut extra = profile();
+    extra["ssn"] = json!("000-00-0000");
+    for body in [future, bad_phone, extra, json!({"legal_name": "x"})] {
+        let response = put(body.clone()).await.expect("put");
+        assert_eq!(response.status(), 422, "{body}");
+    }
+    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let subject = me.user_id.parse().expect("uuid");
+    let unknown = vault
+        .create_record(
+            &ctx,
+            &common::client::NewRecord {
+                subject_id: subject,
+                category: "diary".into(),
+                content: json!({}),
+                expires_at: None,
+            },
+        )
+        .await;
+    assert!(matches!(unknown, Err(ClientError::Status { status: 422, .. })), "{unknown:?}");
+    let huge = vault
+        .create_record(
+            &ctx,
+            &common::client::NewRecord {
+                subject_id: subject,
+                category: "identity".into(),
+                content: json!({"x": "y".repeat(70_000)}),
+                expires_at: None,
+            },
+        )
+        .await;
+    assert!(matches!(huge, Err(ClientError::Status { status: 413, .. })), "{huge:?}");
+    let someone_else = vault
+        .create_record(
+            &ctx,
+            &common::client::NewRecord {
+                subject_id: uuid::Uuid::new_v4(),
+                category: "identity".into(),
+                content: json!({}),
+                expires_at: None,
+            },
+        )
+        .await;
+    assert!(matches!(someone_else, Err(ClientError::Status { status: 403, .. })), "{someone_else:?}");
+
+    let mut phi = PgConnection::connect(&app.database(Database::Phi).url_as("postgres")).await.expect("phi db");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&mut phi).await.expect("count");
+    assert_eq!(count, 0, "nothing was written");
+    let _ = phi.close().await;
+    app.stop().await;
+}
