@@ -170,6 +170,16 @@ impl PhiVaultClient {
         self.0.json(response).await
     }
 
+    pub async fn assign_care_team(
+        &self,
+        ctx: &CallContext,
+        caseworker: uuid::Uuid,
+        subject: uuid::Uuid,
+    ) -> Result<(), ClientError> {
+        let path = format!("/internal/v1/care-team/{caseworker}/{subject}");
+        self.0.send(reqwest::Method::PUT, &path, ctx, None::<&()>).await.map(|_| ())
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }

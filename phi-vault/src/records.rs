@@ -28,14 +28,29 @@ pub struct Vault {
     pub max_record_bytes: usize,
 }
 
-/// Who may see a subject's records. This slice grants the subject alone; care teams, break-glass
-/// and consented disclosures arrive with the rest of the policy. Default deny.
-fn decide(claims: &Claims, subject: Uuid) -> (bool, &'static str) {
+/// Who may see a subject's records: the subject; a caseworker on the subject's care team
+/// (internal program use). Break-glass and consented disclosures arrive with the rest of the
+/// policy. Default deny.
+async fn decide(tx: &mut PgConnection, claims: &Claims, subject: Uuid) -> Result<(bool, &'static str), sqlx::Error> {
     if claims.sub == subject.to_string() {
-        (true, "subject")
-    } else {
-        (false, "not the subject and no other grant")
+        return Ok((true, "subject"));
     }
+    if claims.role == "caseworker" {
+        if let Ok(caseworker) = Uuid::parse_str(&claims.sub) {
+            let on_team: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)",
+            )
+            .bind(caseworker)
+            .bind(subject)
+            .fetch_one(&mut *tx)
+            .await?;
+            if on_team {
+                return Ok((true, "care_team"));
+            }
+            return Ok((false, "caseworker not on the subject's care team"));
+        }
+    }
+    Ok((false, "not the subject and no other grant"))
 }
 
 fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -133,8 +148,8 @@ async fn create(
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
-    let decision = decide(claims, new.subject_id);
     let mut tx = pool.begin().await?;
+    let decision = decide(&mut tx, claims, new.subject_id).await?;
     if !decision.0 {
         access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", decision)).await?;
         tx.commit().await?;
@@ -179,7 +194,7 @@ async fn authorized(
         return Err(ApiError::NotFound);
     };
     let subject: Uuid = row.try_get("subject_id")?;
-    let decision = decide(claims, subject);
+    let decision = decide(tx, claims, subject).await?;
     access_log::append(tx, &access(claims, Some(subject), Some(id), action, decision)).await?;
     if !decision.0 {
         return Err(ApiError::NotFound);
@@ -295,6 +310,40 @@ async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>) -> Result<St
     Ok(Status::NoContent)
 }
 
+/// Assigns a caseworker to a subject's care team. Only an admin (as asserted by public-api,
+/// which checked the caller's role) may; the assignment is logged.
+#[put("/internal/v1/care-team/<caseworker>/<subject>")]
+async fn assign(
+    call: InternalCall,
+    caseworker: Uuid,
+    subject: Uuid,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Status, ApiError> {
+    let claims = &call.0;
+    let mut tx = pool.begin().await?;
+    let admin = claims.role == "admin";
+    let decision = if admin { (true, "admin") } else { (false, "only an admin assigns care teams") };
+    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", decision)).await?;
+    if !admin {
+        tx.commit().await?;
+        return Err(ApiError::Forbidden);
+    }
+    let assigned_by = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Forbidden)?;
+    // The subject may have no records yet: give it its data key now.
+    vault.subject_key(&mut tx, subject, true, &claims.request_id).await?;
+    sqlx::query(
+        "INSERT INTO care_team (caseworker_id, subject_id, assigned_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(caseworker)
+    .bind(subject)
+    .bind(assigned_by)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Status::NoContent)
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove]
+    routes![create, read, replace, remove, assign]
 }

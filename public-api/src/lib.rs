@@ -17,6 +17,7 @@ mod cors;
 pub mod meta;
 pub mod openapi;
 pub mod staff;
+mod staff_routes;
 mod system;
 pub mod users;
 
@@ -67,5 +68,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))
         .mount("/api/v1", auth::oidc_routes::routes())
         .mount("/api/v1", users::routes())
-        .mount("/api/v1", beneficiaries::routes()))
+        .mount("/api/v1", beneficiaries::routes())
+        .mount("/api/v1", staff_routes::routes()))
 }

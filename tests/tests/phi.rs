@@ -235,3 +235,71 @@ async fn bad_profiles_and_records_are_refused_without_writing() {
     let _ = phi.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    let put = app
+        .http
+        .put(app.api("/beneficiaries/me/profile"))
+        .bearer_auth(&beneficiary.access_token)
+        .json(&profile())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let caseworker = app.dev_login("caseworker").await;
+    let admin = app.dev_login("admin").await;
+    let read_path = format!("/caseworker/beneficiaries/{}/profile", beneficiary.user_id);
+    let assign_path = |cw: &str| format!("/staff/care-team/{cw}/{}", beneficiary.user_id);
+
+    // Not on the care team yet: 404, like a missing record.
+    assert_eq!(app.get_as(&caseworker.access_token, &read_path).await.status(), 404);
+    // Only an admin assigns, and only a caseworker to a beneficiary.
+    let by_caseworker = app
+        .http
+        .put(app.api(&assign_path(&caseworker.user_id)))
+        .bearer_auth(&caseworker.access_token)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(by_caseworker.status(), 403);
+    let not_caseworker = app
+        .http
+        .put(app.api(&assign_path(&beneficiary.user_id)))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(not_caseworker.status(), 422);
+    // Other roles cannot use the caseworker route at all.
+    assert_eq!(app.get_as(&beneficiary.access_token, &read_path).await.status(), 403);
+
+    let assigned = app
+        .http
+        .put(app.api(&assign_path(&caseworker.user_id)))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(assigned.status(), 204);
+    let read = app.get_as(&caseworker.access_token, &read_path).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.expect("json"), profile());
+
+    let pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
+    let log: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT action, decision, reason FROM access_log ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("log");
+    assert!(log.iter().any(|(a, d, r)| a == "record.read"
+        && d == "deny"
+        && r.as_deref() == Some("caseworker not on the subject's care team")));
+    assert!(log.iter().any(|(a, d, _)| a == "care_team.assign" && d == "permit"));
+    assert!(log.iter().any(|(a, d, r)| a == "record.read" && d == "permit" && r.as_deref() == Some("care_team")));
+    assert!(phi_vault::access_log::verify(&pool, 10).await.expect("verify").intact());
+    pool.close().await;
+    app.stop().await;
+}
