@@ -29,6 +29,9 @@ pub enum Command {
     /// Internal-call signing keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// PHI key lifecycle: rotate the key-encryption key, rewrap data keys.
+    #[command(subcommand)]
+    Phi(commands::phi::PhiCommand),
     /// Staff roles.
     #[command(subcommand)]
     Users(commands::users::UsersCommand),
@@ -43,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => commands::audit::run(cmd, &out).await,
         Command::Db(cmd) => commands::db::run(cmd, &out).await,
         Command::Keys(cmd) => commands::keys::run(cmd, &out),
+        Command::Phi(cmd) => commands::phi::run(cmd, &out).await,
         Command::Users(cmd) => commands::users::run(cmd, &out).await,
         Command::Dev(cmd) => commands::dev::run(cmd, &out).await,
     }

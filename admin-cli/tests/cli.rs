@@ -291,3 +291,149 @@ async fn staff_roles_change_only_by_an_admin_with_a_reason() {
     pool.close().await;
     app.stop().await;
 }
+
+/// Issue 4's whole story: stored as ciphertext, read by the subject, refused to others, read by
+/// the assigned caseworker, survives KEK rotation with rewrap (old version retired), and after
+/// crypto-shredding nothing can be read; every step in the access log, whose chain verifies.
+#[tokio::test]
+async fn phi_survives_rotation_and_is_gone_after_shredding() {
+    let app = harness::TestApp::spawn().await;
+    let b = app.dev_login("beneficiary").await;
+    let cw = app.dev_login("caseworker").await;
+    let admin = app.dev_login("admin").await;
+    let profile = serde_json::json!({"legal_name": "Sam Rivera", "date_of_birth": "1990-02-03", "phone": "303-555-0101",
+        "emergency_contact": {"name": "Alex Rivera", "phone": "303-555-0102", "relationship": "partner"}});
+    let put = app
+        .http
+        .put(app.api("/beneficiaries/me/profile"))
+        .bearer_auth(&b.access_token)
+        .json(&profile)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let cw_path = format!("/caseworker/beneficiaries/{}/profile", b.user_id);
+    assert_eq!(app.get_as(&cw.access_token, &cw_path).await.status(), 404);
+    let assign = app
+        .http
+        .put(app.api(&format!("/staff/care-team/{}/{}", cw.user_id, b.user_id)))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("assign");
+    assert_eq!(assign.status(), 204);
+    assert_eq!(app.get_as(&cw.access_token, &cw_path).await.status(), 200);
+
+    // The CLI works from phi-vault's config file.
+    let config = app.keys.dir.join("phi-vault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profile = \"dev\"\n[database]\nurl = \"{}\"\n[internal]\nsigning_key_file = \"{}\"\npolicy_file = \"{}\"\n[service]\nkek_file = \"{}\"\n",
+            app.database(Database::Phi).app_url(),
+            app.keys.dir.join("phi-vault.key").display(),
+            harness::repo_root().join("policies/internal-calls.toml").display(),
+            app.keys.dir.join("kek").display(),
+        ),
+    )
+    .expect("config");
+    let out = cli().args(["--json", "phi", "rotate-kek", "--config"]).arg(&config).assert().success();
+    assert_eq!(json(&out.get_output().stdout)["kek_version"], 2);
+    let out = cli().args(["--json", "phi", "rewrap", "--batch", "1", "--config"]).arg(&config).assert().success();
+    let report = json(&out.get_output().stdout);
+    assert_eq!((report["rewrapped"].as_u64(), report["remaining"].as_i64()), (Some(1), Some(0)));
+    let out = cli().args(["--json", "phi", "rewrap", "--config"]).arg(&config).assert().success();
+    assert_eq!(json(&out.get_output().stdout)["rewrapped"], 0, "idempotent");
+
+    // Retire version 1: keep only the newest line of the key file. Reads still work, through
+    // the running service and through a provider that has only version 2.
+    let kek = app.keys.dir.join("kek");
+    let text = std::fs::read_to_string(&kek).expect("kek");
+    let newest = text.lines().filter(|l| l.starts_with("2:")).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(&kek, newest).expect("retire v1");
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
+    let version: Option<i32> = sqlx::query_scalar("SELECT kek_version FROM subjects WHERE id = $1::uuid")
+        .bind(&b.user_id)
+        .fetch_one(&phi)
+        .await
+        .expect("subject");
+    assert_eq!(version, Some(2));
+    let only_v2 = phi_vault::crypto::LocalKeyFile::load(&kek).expect("v2 only");
+    let (wrapped, kek_id): (Vec<u8>, String) =
+        sqlx::query_as("SELECT wrapped_data_key, kek_id FROM subjects WHERE id = $1::uuid")
+            .bind(&b.user_id)
+            .fetch_one(&phi)
+            .await
+            .expect("row");
+    let subject: uuid::Uuid = b.user_id.parse().expect("uuid");
+    use phi_vault::crypto::KeyProvider;
+    let key = only_v2
+        .unwrap(subject, &phi_vault::crypto::WrappedKey { ciphertext: wrapped, kek_id, kek_version: 2 })
+        .await
+        .expect("unwrap under v2");
+    let (record, nonce, ciphertext): (uuid::Uuid, Vec<u8>, Vec<u8>) =
+        sqlx::query_as("SELECT id, nonce, ciphertext FROM records WHERE subject_id = $1::uuid")
+            .bind(&b.user_id)
+            .fetch_one(&phi)
+            .await
+            .expect("record");
+    let binding = phi_vault::crypto::Binding { subject, record, category: "identity", field: "content" };
+    let plain =
+        phi_vault::crypto::open(&key, binding, &nonce, &ciphertext).expect("the record opens without re-encryption");
+    assert_eq!(serde_json::from_slice::<Value>(&plain).expect("json"), profile);
+    let got: Value = app.get_as(&b.access_token, "/beneficiaries/me/profile").await.json().await.expect("json");
+    assert_eq!(got, profile);
+
+    // Crypto-shred: needs an admin and a reason; afterwards nothing of the subject can be read.
+    let path = format!("/staff/beneficiaries/{}/phi", b.user_id);
+    assert_eq!(
+        app.http.delete(app.api(&path)).bearer_auth(&cw.access_token).send().await.expect("delete").status(),
+        403
+    );
+    assert_eq!(
+        app.http.delete(app.api(&path)).bearer_auth(&admin.access_token).send().await.expect("delete").status(),
+        422
+    );
+    let erased = app
+        .http
+        .delete(app.api(&format!("{path}?reason=subject%20request")))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(erased.status(), 204);
+    assert_eq!(app.get_as(&b.access_token, "/beneficiaries/me/profile").await.status(), 404);
+    assert_eq!(app.get_as(&cw.access_token, &cw_path).await.status(), 404);
+    let key_left: Option<Vec<u8>> = sqlx::query_scalar("SELECT wrapped_data_key FROM subjects WHERE id = $1::uuid")
+        .bind(&b.user_id)
+        .fetch_one(&phi)
+        .await
+        .expect("row");
+    assert!(key_left.is_none(), "the data key is destroyed");
+    let erased_again = app
+        .http
+        .delete(app.api(&format!("{path}?reason=again")))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(erased_again.status(), 404);
+
+    // The access log holds every step, metadata only, and its chain verifies; so does the audit log.
+    let actions: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, decision FROM access_log ORDER BY seq").fetch_all(&phi).await.expect("log");
+    for expected in ["record.create", "record.read", "care_team.assign", "key.rewrap", "subject.shred"] {
+        assert!(actions.iter().any(|(a, d)| a == expected && d == "permit"), "{expected} missing: {actions:?}");
+    }
+    assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
+    let reason: Option<String> = sqlx::query_scalar("SELECT reason FROM audit_logs WHERE action = 'phi.erase'")
+        .fetch_one(&public)
+        .await
+        .expect("audit");
+    assert_eq!(reason.as_deref(), Some("subject request"));
+    assert!(public_api::audit::verify(&public, 10).await.expect("verify").intact());
+    phi.close().await;
+    public.close().await;
+    app.stop().await;
+}

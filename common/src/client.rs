@@ -180,6 +180,14 @@ impl PhiVaultClient {
         self.0.send(reqwest::Method::PUT, &path, ctx, None::<&()>).await.map(|_| ())
     }
 
+    /// Crypto-shreds a subject (admin only).
+    pub async fn shred_subject(&self, ctx: &CallContext, subject: uuid::Uuid) -> Result<(), ClientError> {
+        self.0
+            .send(reqwest::Method::DELETE, &format!("/internal/v1/subjects/{subject}/key"), ctx, None::<&()>)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }

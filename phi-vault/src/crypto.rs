@@ -124,19 +124,34 @@ pub trait KeyProvider: Send + Sync {
     /// Wraps `key` for `subject` under the current KEK version.
     async fn wrap(&self, subject: Uuid, key: &DataKey) -> Result<WrappedKey, CryptoError>;
     async fn unwrap(&self, subject: Uuid, wrapped: &WrappedKey) -> Result<DataKey, CryptoError>;
+    /// The KEK version new wraps use.
+    async fn current_version(&self) -> Result<i32, CryptoError>;
     /// A name for logs and `/status`: `local-file` or `vault-transit`.
     fn kind(&self) -> &'static str;
 }
+
+/// KEK versions, oldest first.
+type KekVersions = Vec<(i32, Zeroizing<[u8; 32]>)>;
 
 /// The dev profile's KEK: a file of `version:base64key` lines (mode 0600); the highest version
 /// wraps, every listed version unwraps. Production refuses it.
 pub struct LocalKeyFile {
     id: String,
-    keys: Vec<(i32, Zeroizing<[u8; 32]>)>,
+    path: PathBuf,
+    keys: std::sync::RwLock<KekVersions>,
 }
 
 impl LocalKeyFile {
     pub fn load(path: &Path) -> Result<Self, String> {
+        let keys = Self::read(path)?;
+        Ok(Self {
+            id: format!("local:{}", path.display()),
+            path: path.to_path_buf(),
+            keys: std::sync::RwLock::new(keys),
+        })
+    }
+
+    fn read(path: &Path) -> Result<KekVersions, String> {
         let text = Zeroizing::new(common::keys::read_secret_text(path).map_err(|e| e.to_string())?);
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
@@ -160,7 +175,34 @@ impl LocalKeyFile {
         if keys.is_empty() {
             return Err(format!("{}: no keys", path.display()));
         }
-        Ok(Self { id: format!("local:{}", path.display()), keys })
+        Ok(keys)
+    }
+
+    /// Appends a new KEK version to the file; returns it. Existing versions stay until every
+    /// data key has been rewrapped (`secondwind-admin phi rewrap`).
+    pub fn rotate(path: &Path) -> Result<i32, String> {
+        let keys = Self::read(path)?;
+        let next = keys.last().map(|(v, _)| v + 1).unwrap_or(1);
+        let key = Zeroizing::new(random::<32>().map_err(|e| e.to_string())?);
+        let mut text = Zeroizing::new(common::keys::read_secret_text(path).map_err(|e| e.to_string())?);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{next}:{}\n", base64::engine::general_purpose::STANDARD.encode(key.as_ref())));
+        let tmp = path.with_extension("rotating");
+        let _ = std::fs::remove_file(&tmp);
+        common::keys::write_secret_file(&tmp, &text).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(next)
+    }
+
+    /// Re-reads the file (after a rotation made elsewhere).
+    fn reload(&self) -> Result<(), CryptoError> {
+        let keys = Self::read(&self.path).map_err(CryptoError::Provider)?;
+        if let Ok(mut current) = self.keys.write() {
+            *current = keys;
+        }
+        Ok(())
     }
 
     /// Writes a new key file with version 1 (mode 0600, never overwriting).
@@ -175,12 +217,21 @@ impl LocalKeyFile {
     }
 
     fn key(&self, version: i32) -> Result<Aes256GcmSiv, CryptoError> {
-        let (_, key) = self
-            .keys
-            .iter()
-            .find(|(v, _)| *v == version)
-            .ok_or_else(|| CryptoError::Provider(format!("no KEK version {version}")))?;
-        Aes256GcmSiv::new_from_slice(key.as_ref()).map_err(|_| CryptoError::Integrity)
+        let find = |this: &Self| -> Option<Result<Aes256GcmSiv, CryptoError>> {
+            let keys = this.keys.read().ok()?;
+            let (_, key) = keys.iter().find(|(v, _)| *v == version)?;
+            Some(Aes256GcmSiv::new_from_slice(key.as_ref()).map_err(|_| CryptoError::Integrity))
+        };
+        if let Some(found) = find(self) {
+            return found;
+        }
+        // Rotated since start: look again.
+        self.reload()?;
+        find(self).unwrap_or_else(|| Err(CryptoError::Provider(format!("no KEK version {version}"))))
+    }
+
+    fn latest(&self) -> i32 {
+        self.keys.read().ok().and_then(|k| k.last().map(|(v, _)| *v)).unwrap_or(1)
     }
 
     fn aad(subject: Uuid) -> Vec<u8> {
@@ -191,7 +242,7 @@ impl LocalKeyFile {
 #[rocket::async_trait]
 impl KeyProvider for LocalKeyFile {
     async fn wrap(&self, subject: Uuid, key: &DataKey) -> Result<WrappedKey, CryptoError> {
-        let version = self.keys.last().map(|(v, _)| *v).unwrap_or(1);
+        let version = self.latest();
         let nonce_bytes = random::<NONCE_LEN>()?;
         let nonce = Nonce::try_from(&nonce_bytes[..]).map_err(|_| CryptoError::Random)?;
         let aad = Self::aad(subject);
@@ -217,6 +268,11 @@ impl KeyProvider for LocalKeyFile {
                 .map_err(|_| CryptoError::Integrity)?,
         );
         DataKey::from_slice(&plain)
+    }
+
+    async fn current_version(&self) -> Result<i32, CryptoError> {
+        self.reload()?;
+        Ok(self.latest())
     }
 
     fn kind(&self) -> &'static str {
@@ -325,14 +381,15 @@ mod tests {
             "bound to its subject"
         );
 
-        // Add version 2: it wraps new keys; version 1 still unwraps.
-        let extra = format!("2:{}\n", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
-        let mut text = std::fs::read_to_string(&path).expect("read");
-        text.push_str(&extra);
-        std::fs::write(&path, text).expect("write");
+        // Rotate: version 2 wraps new keys; version 1 still unwraps; a provider loaded before the
+        // rotation finds version 2 by reloading.
+        assert_eq!(LocalKeyFile::rotate(&path).expect("rotate"), 2);
         let v2 = LocalKeyFile::load(&path).expect("load");
-        assert_eq!(v2.wrap(subject, &key).await.expect("wrap").kek_version, 2);
+        let rewrapped = v2.wrap(subject, &key).await.expect("wrap");
+        assert_eq!(rewrapped.kek_version, 2);
         assert!(v2.unwrap(subject, &wrapped).await.is_ok());
+        assert_eq!(v1.unwrap(subject, &rewrapped).await.expect("reloads").0.as_ref(), key.0.as_ref());
+        assert_eq!(v1.current_version().await.expect("version"), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -13,6 +13,7 @@ use common::ServiceName;
 pub mod access_log;
 pub mod crypto;
 mod internal;
+pub mod keys;
 pub mod records;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
@@ -38,6 +39,22 @@ impl Default for Settings {
 }
 
 pub type PhiVaultConfig = Config<Settings>;
+
+/// The key-encryption-key provider the settings name (the CLI uses it for rewrap).
+pub fn key_provider(config: &PhiVaultConfig) -> Result<Box<dyn crypto::KeyProvider>, StartError> {
+    let invalid = |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
+    match (&config.service.kek_file, config.profile) {
+        (Some(_), Profile::Production) => {
+            Err(invalid("service.kek_file", "production refuses the local key file".into()))
+        }
+        (Some(file), Profile::Dev) => {
+            Ok(Box::new(crypto::LocalKeyFile::load(file).map_err(|e| invalid("service.kek_file", e))?))
+        }
+        (None, _) => {
+            Err(invalid("service.kek_file", "is required: the Vault Transit provider is not built yet".into()))
+        }
+    }
+}
 
 /// The one builder `main` and the tests share.
 pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> {
@@ -70,5 +87,6 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .manage(consent)
         .manage(vault)
         .mount("/", internal::routes())
-        .mount("/", records::routes()))
+        .mount("/", records::routes())
+        .mount("/", keys::routes()))
 }

@@ -24,7 +24,7 @@ use common::ErrorBody;
         crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback,
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
         crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
-        crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile,
+        crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile, crate::staff_routes::erase_phi,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),

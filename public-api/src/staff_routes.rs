@@ -4,7 +4,7 @@
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{get, put, routes, Route, State};
+use rocket::{delete, get, put, routes, Route, State};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -109,6 +109,47 @@ pub async fn read_beneficiary_profile(
     serde_json::from_value(found.content).map(Json).map_err(ApiError::internal)
 }
 
+/// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key, so every
+/// record of theirs becomes unreadable at once. Irreversible; the reason is audited.
+#[utoipa::path(delete, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/phi", tag = "staff", security(("bearer" = [])),
+    params(("beneficiary_id" = Uuid, Path), ("reason" = String, Query, description = "Why; recorded in the audit log")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not an admin", body = common::ErrorBody),
+        (status = 404, description = "No PHI held for this beneficiary", body = common::ErrorBody),
+        (status = 422, description = "No reason given", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[delete("/staff/beneficiaries/<beneficiary_id>/phi?<reason>")]
+pub async fn erase_phi(
+    user: AuthUser,
+    beneficiary_id: Uuid,
+    reason: Option<&str>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Status, ApiError> {
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.len() <= 500)
+        .ok_or_else(|| ApiError::Unprocessable("reason: required, up to 500 characters".into()))?;
+    let ctx = CallContext {
+        sub: user.user_id.to_string(),
+        role: "admin".into(),
+        purpose: "erasure".into(),
+        request_id: meta.request_id.clone(),
+    };
+    vault.shred_subject(&ctx, beneficiary_id).await.map_err(|e| e.into_api_error())?;
+    let mut event =
+        meta.event(Some(user.user_id), "phi.erase", Some(("user", beneficiary_id.to_string())), Outcome::Success);
+    event.reason = Some(reason.to_owned());
+    let mut tx = pool.begin().await?;
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(Status::NoContent)
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![assign_care_team, read_beneficiary_profile]
+    routes![assign_care_team, read_beneficiary_profile, erase_phi]
 }

@@ -1,0 +1,97 @@
+//! `phi rotate-kek` and `phi rewrap`: rotate the key-encryption key, then rewrap every data key
+//! under the new version without decrypting a single record. Rewrap works in batches, reports
+//! progress, and can be interrupted and run again (or run from several places at once).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use common::config::Config;
+use common::ServiceName;
+use serde::Serialize;
+
+use crate::output::Output;
+
+#[derive(Debug, Subcommand)]
+pub enum PhiCommand {
+    /// Add a new KEK version (dev: the local key file). New data keys use it at once.
+    RotateKek(PhiArgs),
+    /// Rewrap every data key still under an older KEK version.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PhiArgs {
+    /// phi-vault's config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RewrapArgs {
+    #[command(flatten)]
+    pub target: PhiArgs,
+    /// Data keys per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub batch: i64,
+    /// Who is running this, for the access log.
+    #[arg(long, default_value = "secondwind-admin")]
+    pub by: String,
+}
+
+#[derive(Serialize)]
+struct RewrapReport {
+    rewrapped: u64,
+    remaining: i64,
+}
+
+fn load(file: &std::path::Path) -> anyhow::Result<phi_vault::PhiVaultConfig> {
+    Config::load(ServiceName::PhiVault, Some(file)).with_context(|| format!("reading {}", file.display()))
+}
+
+pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        PhiCommand::RotateKek(args) => {
+            let config = load(&args.config)?;
+            let file = config
+                .service
+                .kek_file
+                .clone()
+                .context("service.kek_file is not set: rotate the Vault Transit key in Vault")?;
+            phi_vault::key_provider(&config)?; // refuses production
+            let version = phi_vault::crypto::LocalKeyFile::rotate(&file).map_err(anyhow::Error::msg)?;
+            out.result(&serde_json::json!({ "kek_version": version }), || {
+                format!(
+                    "KEK version {version} added; run `secondwind-admin phi rewrap --config {}` next",
+                    args.config.display()
+                )
+            })
+        }
+        PhiCommand::Rewrap(args) => {
+            anyhow::ensure!(args.batch > 0, "--batch must be positive");
+            let config = load(&args.target.config)?;
+            let provider = phi_vault::key_provider(&config)?;
+            let pool =
+                common::db::connect_with_backoff(config.database.url.expose(), 2, std::time::Duration::from_secs(10))
+                    .await?;
+            let request_id = format!("cli-rewrap-{}", uuid::Uuid::new_v4());
+            let mut total = 0;
+            let remaining = loop {
+                let (done, remaining) =
+                    phi_vault::keys::rewrap_batch(&pool, provider.as_ref(), args.batch, &args.by, &request_id).await?;
+                total += done;
+                out.progress(format!("rewrapped {total}, {remaining} to go"));
+                if remaining == 0 || done == 0 {
+                    break remaining;
+                }
+            };
+            pool.close().await;
+            let report = RewrapReport { rewrapped: total, remaining };
+            out.result(&report, || {
+                format!("rewrapped {} data keys; {} remaining", report.rewrapped, report.remaining)
+            })?;
+            anyhow::ensure!(remaining == 0, "{remaining} data keys are locked by another rewrap; run again");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Key lifecycle: rewrapping every subject's data key under the current KEK version (records are
+//! never decrypted), and crypto-shredding a subject by destroying its data key.
+
+use rocket::http::Status;
+use rocket::{delete, routes, Route, State};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use common::assertion::InternalCall;
+use common::ApiError;
+
+use crate::access_log::{self, Access};
+use crate::crypto::{CryptoError, KeyProvider, WrappedKey};
+use crate::records::Vault;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyOpError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Rewraps up to `batch` data keys still under an older KEK version, in one transaction;
+/// returns (rewrapped now, still remaining). Safe to interrupt and run again, and to run from
+/// several processes at once (rows are locked with SKIP LOCKED).
+pub async fn rewrap_batch(
+    pool: &PgPool,
+    provider: &dyn KeyProvider,
+    batch: i64,
+    actor: &str,
+    request_id: &str,
+) -> Result<(u64, i64), KeyOpError> {
+    let target = provider.current_version().await?;
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
+         WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(target)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut done = 0;
+    for row in rows {
+        let subject: Uuid = row.try_get("id")?;
+        let old = WrappedKey {
+            ciphertext: row.try_get("wrapped_data_key")?,
+            kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
+            kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
+        };
+        let key = provider.unwrap(subject, &old).await?;
+        let new = provider.wrap(subject, &key).await?;
+        sqlx::query("UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 WHERE id = $1")
+            .bind(subject)
+            .bind(&new.ciphertext)
+            .bind(&new.kek_id)
+            .bind(new.kek_version)
+            .execute(&mut *tx)
+            .await?;
+        let reason = format!("kek v{} -> v{}", old.kek_version, new.kek_version);
+        let entry = Access {
+            actor,
+            actor_role: "operator",
+            purpose: "key_rotation",
+            subject_id: Some(subject),
+            record_id: None,
+            action: "key.rewrap",
+            permitted: true,
+            reason: &reason,
+            request_id,
+        };
+        access_log::append(&mut tx, &entry).await?;
+        done += 1;
+    }
+    tx.commit().await?;
+    let remaining: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM subjects WHERE wrapped_data_key IS NOT NULL AND kek_version < $1")
+            .bind(target)
+            .fetch_one(pool)
+            .await?;
+    Ok((done, remaining))
+}
+
+/// Crypto-shreds a subject: its data key is destroyed, so every record of the subject becomes
+/// unreadable at once. The records' metadata and the access log remain. Only an admin may.
+#[delete("/internal/v1/subjects/<subject>/key")]
+async fn shred(
+    call: InternalCall,
+    subject: Uuid,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Status, ApiError> {
+    let claims = &call.0;
+    let admin = claims.role == "admin";
+    let mut tx = pool.begin().await?;
+    let decision = if admin { (true, "admin erasure") } else { (false, "only an admin erases a subject") };
+    let entry = Access {
+        actor: &claims.sub,
+        actor_role: &claims.role,
+        purpose: &claims.purpose,
+        subject_id: Some(subject),
+        record_id: None,
+        action: "subject.shred",
+        permitted: decision.0,
+        reason: decision.1,
+        request_id: &claims.request_id,
+    };
+    access_log::append(&mut tx, &entry).await?;
+    if !admin {
+        tx.commit().await?;
+        return Err(ApiError::Forbidden);
+    }
+    let shredded = sqlx::query(
+        "UPDATE subjects SET wrapped_data_key = NULL, kek_id = NULL, kek_version = NULL, shredded_at = now() \
+         WHERE id = $1 AND wrapped_data_key IS NOT NULL",
+    )
+    .bind(subject)
+    .execute(&mut *tx)
+    .await?;
+    if shredded.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    tx.commit().await?;
+    vault.cache.forget(subject);
+    tracing::warn!(request_id = %claims.request_id, %subject, "subject crypto-shredded");
+    Ok(Status::NoContent)
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![shred]
+}
