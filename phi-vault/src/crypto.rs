@@ -52,6 +52,15 @@ impl DataKey {
         Ok(Self(Zeroizing::new(random::<32>()?)))
     }
 
+    /// The raw bytes, for a key provider to wrap. Never log or store them.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        Self::from_slice(bytes)
+    }
+
     fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
         let array: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Integrity)?;
         Ok(Self(Zeroizing::new(array)))

@@ -15,6 +15,7 @@ pub mod crypto;
 mod internal;
 pub mod keys;
 pub mod records;
+pub mod vault_transit;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 
@@ -25,6 +26,8 @@ pub struct Settings {
     /// The dev profile's local key-encryption key file (`VERSION:BASE64` lines, mode 0600).
     /// Production refuses it; the Vault Transit provider replaces it there.
     pub kek_file: Option<std::path::PathBuf>,
+    /// Vault (or OpenBao) Transit: the production key provider.
+    pub vault: Option<vault_transit::VaultSettings>,
     /// The largest record content accepted, in bytes.
     pub max_record_bytes: usize,
     /// Unwrapped data keys kept in memory, and for how long.
@@ -34,7 +37,13 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { kek_file: None, max_record_bytes: 64 * 1024, key_cache_entries: 10_000, key_cache_ttl_secs: 300 }
+        Self {
+            kek_file: None,
+            vault: None,
+            max_record_bytes: 64 * 1024,
+            key_cache_entries: 10_000,
+            key_cache_ttl_secs: 300,
+        }
     }
 }
 
@@ -43,34 +52,32 @@ pub type PhiVaultConfig = Config<Settings>;
 /// The key-encryption-key provider the settings name (the CLI uses it for rewrap).
 pub fn key_provider(config: &PhiVaultConfig) -> Result<Box<dyn crypto::KeyProvider>, StartError> {
     let invalid = |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
-    match (&config.service.kek_file, config.profile) {
-        (Some(_), Profile::Production) => {
+    match (&config.service.kek_file, &config.service.vault, config.profile) {
+        (Some(_), Some(_), _) => {
+            Err(invalid("service.kek_file", "set either kek_file or [service.vault], not both".into()))
+        }
+        (Some(_), None, Profile::Production) => {
             Err(invalid("service.kek_file", "production refuses the local key file".into()))
         }
-        (Some(file), Profile::Dev) => {
+        (Some(file), None, Profile::Dev) => {
             Ok(Box::new(crypto::LocalKeyFile::load(file).map_err(|e| invalid("service.kek_file", e))?))
         }
-        (None, _) => {
-            Err(invalid("service.kek_file", "is required: the Vault Transit provider is not built yet".into()))
+        (None, Some(vault), profile) => {
+            if profile == Profile::Production && !vault.address.starts_with("https://") {
+                return Err(invalid("service.vault.address", "production requires https".into()));
+            }
+            Ok(Box::new(vault_transit::VaultTransit::new(vault).map_err(|e| invalid("service.vault", e))?))
+        }
+        (None, None, _) => {
+            Err(invalid("service.vault", "a key provider is required: [service.vault] (or kek_file in dev)".into()))
         }
     }
 }
 
 /// The one builder `main` and the tests share.
 pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> {
-    let invalid = |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
     let settings = &config.service;
-    let provider: Box<dyn crypto::KeyProvider> = match (&settings.kek_file, config.profile) {
-        (Some(_), Profile::Production) => {
-            return Err(invalid("service.kek_file", "production refuses the local key file".into()))
-        }
-        (Some(file), Profile::Dev) => {
-            Box::new(crypto::LocalKeyFile::load(file).map_err(|e| invalid("service.kek_file", e))?)
-        }
-        (None, _) => {
-            return Err(invalid("service.kek_file", "is required: the Vault Transit provider is not built yet".into()));
-        }
-    };
+    let provider = key_provider(&config)?;
     tracing::info!(provider = provider.kind(), "key-encryption key provider ready");
     let vault = records::Vault {
         provider,

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod oidc;
+pub mod vault;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -291,6 +292,14 @@ impl TestApp {
 
     /// Like `spawn`, letting the test adjust public-api's configuration first.
     pub async fn spawn_with(configure: impl FnOnce(&mut public_api::PublicApiConfig)) -> Self {
+        Self::spawn_configured(configure, |_| {}).await
+    }
+
+    /// Like `spawn`, adjusting both public-api's and phi-vault's configuration.
+    pub async fn spawn_configured(
+        configure: impl FnOnce(&mut public_api::PublicApiConfig),
+        configure_phi: impl FnOnce(&mut phi_vault::PhiVaultConfig),
+    ) -> Self {
         init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let (public_db, phi_db, consent_db) = tokio::join!(
@@ -307,6 +316,7 @@ impl TestApp {
 
         let mut phi_cfg: phi_vault::PhiVaultConfig = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
         phi_cfg.service.kek_file = Some(keys.dir.join("kek"));
+        configure_phi(&mut phi_cfg);
         let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
 
