@@ -15,6 +15,7 @@ pub mod crypto;
 mod internal;
 pub mod keys;
 pub mod records;
+pub mod retention;
 pub mod vault_transit;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
@@ -33,6 +34,10 @@ pub struct Settings {
     /// Unwrapped data keys kept in memory, and for how long.
     pub key_cache_entries: usize,
     pub key_cache_ttl_secs: u64,
+    /// `policies/retention.toml`.
+    pub retention_file: std::path::PathBuf,
+    /// How often the retention job looks for expired records.
+    pub retention_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -43,6 +48,8 @@ impl Default for Settings {
             max_record_bytes: 64 * 1024,
             key_cache_entries: 10_000,
             key_cache_ttl_secs: 300,
+            retention_file: "policies/retention.toml".into(),
+            retention_interval_secs: 300,
         }
     }
 }
@@ -87,12 +94,25 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         ),
         max_record_bytes: settings.max_record_bytes,
     };
+    let retention = retention::RetentionPolicy::load(&settings.retention_file)
+        .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
+    let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));
     let parts = Parts::load(SERVICE, &config).await?;
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     Ok(parts
         .into_rocket(&config)
         .manage(consent)
         .manage(vault)
+        .manage(retention)
+        .attach(rocket::fairing::AdHoc::on_liftoff("retention job", move |r| {
+            let pool = r.state::<sqlx::PgPool>().cloned();
+            let shutdown = r.shutdown();
+            Box::pin(async move {
+                if let Some(pool) = pool {
+                    tokio::spawn(retention::run(pool, interval, shutdown));
+                }
+            })
+        }))
         .mount("/", internal::routes())
         .mount("/", records::routes())
         .mount("/", keys::routes()))

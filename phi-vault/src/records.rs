@@ -138,6 +138,7 @@ async fn create(
     body: Body<NewRecord>,
     pool: &State<PgPool>,
     vault: &State<Vault>,
+    retention: &State<crate::retention::RetentionPolicy>,
 ) -> Result<(Status, Json<RecordCreated>), ApiError> {
     let new = body.into_inner();
     let claims = &call.0;
@@ -170,7 +171,7 @@ async fn create(
     .bind(nonce)
     .bind(ciphertext)
     .bind(&claims.sub)
-    .bind(new.expires_at)
+    .bind(retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc()))
     .execute(&mut *tx)
     .await?;
     access_log::append(&mut tx, &access(claims, Some(new.subject_id), Some(id), "record.create", decision)).await?;

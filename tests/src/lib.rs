@@ -316,6 +316,7 @@ impl TestApp {
 
         let mut phi_cfg: phi_vault::PhiVaultConfig = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
         phi_cfg.service.kek_file = Some(keys.dir.join("kek"));
+        phi_cfg.service.retention_file = repo_root().join("policies/retention.toml");
         configure_phi(&mut phi_cfg);
         let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());

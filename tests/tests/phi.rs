@@ -303,3 +303,57 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
     pool.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn retention_sets_expiry_and_purges_each_expired_record_once() {
+    let app = TestApp::spawn().await;
+    let me = app.dev_login("beneficiary").await;
+    let subject: uuid::Uuid = me.user_id.parse().expect("uuid");
+    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let new = |expires_at| common::client::NewRecord {
+        subject_id: subject,
+        category: "intake_conversation".into(),
+        content: json!({"messages": ["hi"]}),
+        expires_at,
+    };
+
+    // The policy caps intake conversations at 30 days.
+    let kept = vault.create_record(&ctx, &new(None)).await.expect("create");
+    let pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
+    let days: f64 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM expires_at - now()) / 86400)::float8 FROM records WHERE id = $1",
+    )
+    .bind(kept.record_id)
+    .fetch_one(&pool)
+    .await
+    .expect("expiry");
+    assert!((29.9..=30.0).contains(&days), "{days}");
+
+    // Five records already expired; two purges race; each record is purged and logged once.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let mut expired = Vec::new();
+    for _ in 0..5 {
+        expired.push(vault.create_record(&ctx, &new(Some(past))).await.expect("create").record_id);
+    }
+    match vault.read_record(&ctx, expired[0]).await {
+        Err(ClientError::Status { status: 404, .. }) => {}
+        other => panic!("an expired record is not served: {other:?}"),
+    }
+    let (a, b) =
+        tokio::join!(phi_vault::retention::purge_expired(&pool, 3), phi_vault::retention::purge_expired(&pool, 3));
+    let (c, _) = tokio::join!(phi_vault::retention::purge_expired(&pool, 3), async {});
+    assert_eq!(a.expect("purge") + b.expect("purge") + c.expect("purge"), 5);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&pool).await.expect("count");
+    assert_eq!(left, 1, "only the unexpired record remains");
+    let purges: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT record_id FROM access_log WHERE action = 'record.purge' ORDER BY record_id")
+            .fetch_all(&pool)
+            .await
+            .expect("log");
+    let mut expected = expired.clone();
+    expected.sort();
+    assert_eq!(purges, expected, "one purge entry per record");
+    assert!(phi_vault::access_log::verify(&pool, 10).await.expect("verify").intact());
+    pool.close().await;
+    app.stop().await;
+}

@@ -173,7 +173,12 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         if service == ServiceName::PhiVault {
             let kek = keys_dir.join("phi-kek");
             phi_vault::crypto::LocalKeyFile::create(&kek).map_err(anyhow::Error::msg)?;
-            text.push_str(&format!("\n[service]\nkek_file = {}\n", quote(&kek.display().to_string())));
+            let retention = absolute(&args.policies_dir)?.join("retention.toml");
+            text.push_str(&format!(
+                "\n[service]\nkek_file = {}\nretention_file = {}\n",
+                quote(&kek.display().to_string()),
+                quote(&retention.display().to_string())
+            ));
         }
         if service == ServiceName::PublicApi {
             text.push_str(&format!(
