@@ -7,7 +7,11 @@
 //! Appends are serialised per trail with a transaction-scoped advisory lock, so concurrent
 //! writers (several instances) still form one chain.
 
+use futures_util::TryStreamExt;
 use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
 
 /// `prev_hash` of the first row.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -97,6 +101,41 @@ impl ChainVerifier {
     pub fn finish(self) -> Verification {
         Verification { rows_checked: self.checked, breaks: self.breaks }
     }
+}
+
+/// Now, truncated to the microseconds PostgreSQL keeps, so what is hashed is what is stored.
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond((now.nanosecond() / 1000) * 1000).unwrap_or(now)
+}
+
+/// A timestamp as it enters canonical content.
+pub fn micros(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1000
+}
+
+/// Streams a trail (`sql` must select `seq`, `prev_hash`, `row_hash` and whatever `canonical`
+/// reads, ordered by `seq`) and verifies it, up to `limit` breaks.
+pub async fn verify_table(
+    pool: &PgPool,
+    sql: &str,
+    limit: usize,
+    canonical: impl Fn(&PgRow) -> Result<Vec<u8>, sqlx::Error>,
+) -> Result<Verification, sqlx::Error> {
+    let mut rows = sqlx::query(sql).fetch(pool);
+    let mut verifier = ChainVerifier::new(limit);
+    while let Some(row) = rows.try_next().await? {
+        let stored = StoredRow {
+            seq: row.try_get("seq")?,
+            prev_hash: row.try_get("prev_hash")?,
+            row_hash: row.try_get("row_hash")?,
+            canonical: canonical(&row)?,
+        };
+        if !verifier.push(stored) {
+            break;
+        }
+    }
+    Ok(verifier.finish())
 }
 
 pub fn verify(rows: impl IntoIterator<Item = StoredRow>, limit: usize) -> Verification {

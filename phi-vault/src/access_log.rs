@@ -2,13 +2,11 @@
 //! which role, for what purpose, the decision and its reason. Hash-chained like the public audit
 //! log (`common::chain`); record contents never enter it.
 
-use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use common::chain::{self, ChainVerifier, StoredRow, Verification};
+use common::chain::{self, Verification};
 
 const CHAIN_LOCK: i64 = 0x5357_5048_4941_4343;
 
@@ -46,16 +44,11 @@ impl Canonical<'_> {
     }
 }
 
-fn micros(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1000
-}
-
 pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::Error> {
-    let now = OffsetDateTime::now_utc();
-    let at = now.replace_nanosecond((now.nanosecond() / 1000) * 1000).unwrap_or(now);
+    let at = chain::now();
     let decision = if a.permitted { "permit" } else { "deny" };
     let canonical = Canonical {
-        occurred_at_us: micros(at),
+        occurred_at_us: chain::micros(at),
         actor: a.actor,
         actor_role: a.actor_role,
         purpose: a.purpose,
@@ -96,24 +89,16 @@ pub async fn append_alone(pool: &PgPool, a: &Access<'_>) -> Result<(), sqlx::Err
 }
 
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
-    let mut rows = sqlx::query(
-        "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, request_id, \
-         prev_hash, row_hash FROM access_log ORDER BY seq",
-    )
-    .fetch(pool);
-    let mut verifier = ChainVerifier::new(limit);
-    while let Some(row) = rows.try_next().await? {
-        let (actor, role, purpose, action, decision): (String, String, String, String, String) = (
-            row.try_get("actor")?,
-            row.try_get("actor_role")?,
-            row.try_get("purpose")?,
-            row.try_get("action")?,
-            row.try_get("decision")?,
-        );
+    let sql = "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
+               request_id, prev_hash, row_hash FROM access_log ORDER BY seq";
+    chain::verify_table(pool, sql, limit, |row| {
+        let text = |name: &str| row.try_get::<String, _>(name);
+        let (actor, role, purpose, action, decision) =
+            (text("actor")?, text("actor_role")?, text("purpose")?, text("action")?, text("decision")?);
         let reason: Option<String> = row.try_get("reason")?;
         let request_id: Option<String> = row.try_get("request_id")?;
-        let canonical = Canonical {
-            occurred_at_us: micros(row.try_get("occurred_at")?),
+        Ok(Canonical {
+            occurred_at_us: chain::micros(row.try_get("occurred_at")?),
             actor: &actor,
             actor_role: &role,
             purpose: &purpose,
@@ -123,16 +108,8 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
             decision: &decision,
             reason: reason.as_deref(),
             request_id: request_id.as_deref(),
-        };
-        let stored = StoredRow {
-            seq: row.try_get("seq")?,
-            prev_hash: row.try_get("prev_hash")?,
-            row_hash: row.try_get("row_hash")?,
-            canonical: canonical.bytes(),
-        };
-        if !verifier.push(stored) {
-            break;
         }
-    }
-    Ok(verifier.finish())
+        .bytes())
+    })
+    .await
 }

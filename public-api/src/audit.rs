@@ -4,13 +4,11 @@
 
 use std::net::IpAddr;
 
-use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use common::chain::{self, ChainVerifier, StoredRow, Verification};
+use common::chain::{self, Verification};
 
 /// Serialises appends to `audit_logs` across every instance.
 const CHAIN_LOCK: i64 = 0x5357_4155_4449_5401;
@@ -74,21 +72,15 @@ impl Canonical<'_> {
     }
 }
 
-fn micros(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1000
-}
-
 /// Appends `event` inside the caller's transaction; returns the row id.
 pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
-    // PostgreSQL keeps microseconds: hash exactly what will be stored.
-    let now = OffsetDateTime::now_utc();
-    let occurred_at = now.replace_nanosecond((now.nanosecond() / 1000) * 1000).unwrap_or(now);
+    let occurred_at = chain::now();
     let ip = event.ip.map(|ip| ip.to_string());
     let user_agent = event.user_agent.as_deref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect::<String>());
     let canonical = Canonical {
         id,
-        occurred_at_us: micros(occurred_at),
+        occurred_at_us: chain::micros(occurred_at),
         actor_id: event.actor_id,
         action: event.action,
         resource_type: event.resource_type,
@@ -134,24 +126,22 @@ pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sql
 
 /// Streams the whole trail in order and reports every break (up to `limit`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
-    let mut rows = sqlx::query(
-        "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, user_agent, \
-         request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq",
-    )
-    .fetch(pool);
-    let mut verifier = ChainVerifier::new(limit);
-    while let Some(row) = rows.try_next().await? {
-        let ip: Option<String> = row.try_get("ip")?;
-        let resource_id: Option<String> = row.try_get("resource_id")?;
-        let resource_type: Option<String> = row.try_get("resource_type")?;
-        let user_agent: Option<String> = row.try_get("user_agent")?;
-        let request_id: Option<String> = row.try_get("request_id")?;
-        let action: String = row.try_get("action")?;
-        let outcome: String = row.try_get("outcome")?;
-        let reason: Option<String> = row.try_get("reason")?;
-        let canonical = Canonical {
+    let sql = "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, user_agent, \
+               request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq";
+    chain::verify_table(pool, sql, limit, |row| {
+        let text = |name: &str| row.try_get::<Option<String>, _>(name);
+        let (ip, resource_id, resource_type, user_agent, request_id, reason) = (
+            text("ip")?,
+            text("resource_id")?,
+            text("resource_type")?,
+            text("user_agent")?,
+            text("request_id")?,
+            text("reason")?,
+        );
+        let (action, outcome): (String, String) = (row.try_get("action")?, row.try_get("outcome")?);
+        Ok(Canonical {
             id: row.try_get("id")?,
-            occurred_at_us: micros(row.try_get("occurred_at")?),
+            occurred_at_us: chain::micros(row.try_get("occurred_at")?),
             actor_id: row.try_get("actor_id")?,
             action: &action,
             resource_type: resource_type.as_deref(),
@@ -161,16 +151,8 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
             request_id: request_id.as_deref(),
             outcome: &outcome,
             reason: reason.as_deref(),
-        };
-        let stored = StoredRow {
-            seq: row.try_get("seq")?,
-            prev_hash: row.try_get("prev_hash")?,
-            row_hash: row.try_get("row_hash")?,
-            canonical: canonical.bytes(),
-        };
-        if !verifier.push(stored) {
-            break;
         }
-    }
-    Ok(verifier.finish())
+        .bytes())
+    })
+    .await
 }
