@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use common::assertion::CallContext;
 use common::client::{NewRecord, PhiVaultClient, RecordContent};
 use common::json::Body;
 use common::ApiError;
@@ -70,15 +69,6 @@ fn validate(p: &BeneficiaryProfile) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn context(user: &AuthUser, meta: &RequestMeta) -> CallContext {
-    CallContext {
-        sub: user.user_id.to_string(),
-        role: "beneficiary".into(),
-        purpose: "self_service".into(),
-        request_id: meta.request_id.clone(),
-    }
-}
-
 async fn record_id(pool: &PgPool, user: Uuid) -> Result<Option<Uuid>, ApiError> {
     Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT identity_record_id FROM users WHERE id = $1")
         .bind(user)
@@ -103,7 +93,10 @@ pub async fn get_profile(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let id = record_id(pool, user.user_id).await?.ok_or(ApiError::NotFound)?;
-    let record = vault.read_record(&context(&user, &meta), id).await.map_err(|e| e.into_api_error())?;
+    let record = vault
+        .read_record(&meta.acting(&user, "beneficiary", "self_service"), id)
+        .await
+        .map_err(|e| e.into_api_error())?;
     serde_json::from_value(record.content).map(Json).map_err(ApiError::internal)
 }
 
@@ -127,7 +120,7 @@ pub async fn put_profile(
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let profile = body.into_inner();
     validate(&profile)?;
-    let ctx = context(&user, &meta);
+    let ctx = meta.acting(&user, "beneficiary", "self_service");
     let content = serde_json::to_value(&profile).map_err(ApiError::internal)?;
     match record_id(pool, user.user_id).await? {
         Some(id) => {
@@ -149,18 +142,12 @@ pub async fn put_profile(
             }
         }
     }
-    let mut tx = pool.begin().await?;
-    audit::record(
-        &mut tx,
-        &meta.event(
-            Some(user.user_id),
-            "beneficiary.profile_update",
-            Some(("user", user.user_id.to_string())),
-            Outcome::Success,
-        ),
+    let resource = Some(("user", user.user_id.to_string()));
+    audit::record_alone(
+        pool,
+        &meta.event(Some(user.user_id), "beneficiary.profile_update", resource, Outcome::Success),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(profile))
 }
 

@@ -8,7 +8,6 @@ use rocket::{delete, get, put, routes, Route, State};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use common::assertion::CallContext;
 use common::client::PhiVaultClient;
 use common::ApiError;
 
@@ -51,25 +50,10 @@ pub async fn assign_care_team(
     if !has(pool, beneficiary_id, "user_type = 'beneficiary'").await? {
         return Err(ApiError::Unprocessable("beneficiary_id: not a beneficiary".into()));
     }
-    let ctx = CallContext {
-        sub: user.user_id.to_string(),
-        role: "admin".into(),
-        purpose: "care_team_assignment".into(),
-        request_id: meta.request_id.clone(),
-    };
+    let ctx = meta.acting(&user, "admin", "care_team_assignment");
     vault.assign_care_team(&ctx, caseworker_id, beneficiary_id).await.map_err(|e| e.into_api_error())?;
-    let mut tx = pool.begin().await?;
-    audit::record(
-        &mut tx,
-        &meta.event(
-            Some(user.user_id),
-            "care_team.assign",
-            Some(("care_team", format!("{caseworker_id}:{beneficiary_id}"))),
-            Outcome::Success,
-        ),
-    )
-    .await?;
-    tx.commit().await?;
+    let resource = Some(("care_team", format!("{caseworker_id}:{beneficiary_id}")));
+    audit::record_alone(pool, &meta.event(Some(user.user_id), "care_team.assign", resource, Outcome::Success)).await?;
     Ok(Status::NoContent)
 }
 
@@ -99,12 +83,7 @@ pub async fn read_beneficiary_profile(
     .await?
     .flatten();
     let record = record.ok_or(ApiError::NotFound)?;
-    let ctx = CallContext {
-        sub: user.user_id.to_string(),
-        role: "caseworker".into(),
-        purpose: "treatment".into(),
-        request_id: meta.request_id.clone(),
-    };
+    let ctx = meta.acting(&user, "caseworker", "treatment");
     let found = vault.read_record(&ctx, record).await.map_err(|e| e.into_api_error())?;
     serde_json::from_value(found.content).map(Json).map_err(ApiError::internal)
 }
@@ -134,19 +113,12 @@ pub async fn erase_phi(
         .map(str::trim)
         .filter(|r| !r.is_empty() && r.len() <= 500)
         .ok_or_else(|| ApiError::Unprocessable("reason: required, up to 500 characters".into()))?;
-    let ctx = CallContext {
-        sub: user.user_id.to_string(),
-        role: "admin".into(),
-        purpose: "erasure".into(),
-        request_id: meta.request_id.clone(),
-    };
+    let ctx = meta.acting(&user, "admin", "erasure");
     vault.shred_subject(&ctx, beneficiary_id).await.map_err(|e| e.into_api_error())?;
     let mut event =
         meta.event(Some(user.user_id), "phi.erase", Some(("user", beneficiary_id.to_string())), Outcome::Success);
     event.reason = Some(reason.to_owned());
-    let mut tx = pool.begin().await?;
-    audit::record(&mut tx, &event).await?;
-    tx.commit().await?;
+    audit::record_alone(pool, &event).await?;
     Ok(Status::NoContent)
 }
 
