@@ -30,6 +30,9 @@ pub struct Claims {
     pub role: String,
     pub purpose: String,
     pub request_id: String,
+    /// A written justification the caller must give for some purposes (break-glass access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
@@ -42,12 +45,14 @@ pub struct CallContext {
     pub role: String,
     pub purpose: String,
     pub request_id: RequestId,
+    /// The written reason for a break-glass access; `None` for ordinary calls.
+    pub reason: Option<String>,
 }
 
 impl CallContext {
     /// A call the service makes on its own behalf (health checks, background jobs).
     pub fn system(purpose: &str, request_id: RequestId) -> Self {
-        Self { sub: "system".into(), role: "service".into(), purpose: purpose.into(), request_id }
+        Self { sub: "system".into(), role: "service".into(), purpose: purpose.into(), request_id, reason: None }
     }
 }
 
@@ -79,6 +84,7 @@ impl Signer {
             role: ctx.role.clone(),
             purpose: ctx.purpose.clone(),
             request_id: ctx.request_id.0.clone(),
+            reason: ctx.reason.clone(),
             iat: now,
             exp: now + self.ttl_secs,
             jti: uuid::Uuid::new_v4().to_string(),

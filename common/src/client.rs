@@ -77,6 +77,120 @@ pub struct Record {
     pub updated_at: time::OffsetDateTime,
 }
 
+/// One record's metadata: what a list shows, without contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordSummary {
+    pub record_id: uuid::Uuid,
+    pub category: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordList {
+    pub records: Vec<RecordSummary>,
+}
+
+/// Filters for a page of the PHI access log, oldest first after `after_seq`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessLogQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<uuid::Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// Filters for the PHI access log. Parsed strictly: a malformed value is a 422 naming it.
+#[derive(Debug, Clone, rocket::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessLogFilter<'r> {
+    /// Only entries about this beneficiary.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub subject_id: Option<&'r str>,
+    /// Only break-glass entries (`true`), or only others (`false`).
+    #[param(value_type = Option<bool>)]
+    pub flagged: Option<&'r str>,
+    /// Entries after this sequence number (the previous page's `next_after_seq`).
+    #[param(value_type = Option<i64>)]
+    pub after_seq: Option<&'r str>,
+    /// 1 to 500; 100 when absent.
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<&'r str>,
+}
+
+impl AccessLogFilter<'_> {
+    pub fn parse(&self) -> Result<AccessLogQuery, crate::ApiError> {
+        let query = AccessLogQuery {
+            subject_id: crate::json::query_param("subject_id", self.subject_id, "a UUID")?,
+            flagged: crate::json::query_param("flagged", self.flagged, "true or false")?,
+            after_seq: crate::json::query_param("after_seq", self.after_seq, "an integer")?,
+            limit: crate::json::query_param("limit", self.limit, "an integer from 1 to 500")?,
+        };
+        if query.limit.is_some_and(|l| !(1..=500).contains(&l)) {
+            return Err(crate::ApiError::Unprocessable("limit: an integer from 1 to 500".into()));
+        }
+        Ok(query)
+    }
+}
+
+/// One access-log entry: who, in which role, why, what, and the decision. Never contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AccessEntry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: time::OffsetDateTime,
+    pub actor: String,
+    pub actor_role: String,
+    pub purpose: String,
+    pub subject_id: Option<uuid::Uuid>,
+    pub record_id: Option<uuid::Uuid>,
+    /// `record.read`, `record.create`, `record.list`, `subject.shred`, `key.rewrap`, ...
+    pub action: String,
+    /// `permit` or `deny`.
+    pub decision: String,
+    pub reason: Option<String>,
+    /// Flagged for compliance review (break-glass).
+    pub flagged: bool,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AccessLogPage {
+    pub entries: Vec<AccessEntry>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    pub next_after_seq: Option<i64>,
+}
+
+fn query_string(query: &AccessLogQuery) -> String {
+    let mut pairs = Vec::new();
+    if let Some(subject) = query.subject_id {
+        pairs.push(format!("subject_id={subject}"));
+    }
+    if let Some(flagged) = query.flagged {
+        pairs.push(format!("flagged={flagged}"));
+    }
+    if let Some(after) = query.after_seq {
+        pairs.push(format!("after_seq={after}"));
+    }
+    if let Some(limit) = query.limit {
+        pairs.push(format!("limit={limit}"));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordContent {
@@ -188,6 +302,26 @@ impl PhiVaultClient {
             .map(|_| ())
     }
 
+    /// The subject's records (metadata only), optionally of one category.
+    pub async fn list_records(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        category: Option<&str>,
+    ) -> Result<RecordList, ClientError> {
+        let mut path = format!("/internal/v1/subjects/{subject}/records");
+        if let Some(category) = category {
+            path.push_str(&format!("?category={category}"));
+        }
+        self.0.get(&path, ctx).await
+    }
+
+    /// A page of the access log (metadata only; compliance officers).
+    pub async fn access_log(&self, ctx: &CallContext, query: &AccessLogQuery) -> Result<AccessLogPage, ClientError> {
+        let query = query_string(query);
+        self.0.get(&format!("/internal/v1/access-log{query}"), ctx).await
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }
@@ -222,6 +356,36 @@ impl ConsentClient {
     pub async fn ready(&self, ctx: &CallContext) -> Result<Readiness, ClientError> {
         self.0.get("/internal/v1/ready", ctx).await
     }
+
+    /// May this recipient see these categories of the subject's records, for this purpose?
+    pub async fn decide(
+        &self,
+        ctx: &CallContext,
+        question: &DisclosureQuestion,
+    ) -> Result<DisclosureAnswer, ClientError> {
+        let response = self.0.send(reqwest::Method::POST, "/internal/v1/decisions", ctx, Some(question)).await?;
+        self.0.json(response).await
+    }
+}
+
+/// A question to the consent service about one disclosure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureQuestion {
+    pub subject_id: uuid::Uuid,
+    /// Who would receive the records, as `role:id`.
+    pub recipient: String,
+    pub categories: Vec<String>,
+    pub purpose: String,
+}
+
+/// The consent service's answer; anything but `permitted: true` is a denial.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DisclosureAnswer {
+    pub permitted: bool,
+    #[serde(default)]
+    pub consent_id: Option<uuid::Uuid>,
+    pub reason: String,
 }
 
 /// Turns a peer's readiness answer into one check of the caller's report.

@@ -91,6 +91,18 @@ impl<'r, T: DeserializeOwned> FromData<'r> for Body<T> {
     }
 }
 
+/// Parses an optional query parameter strictly. Rocket turns a malformed `Option<T>` parameter
+/// into `None` silently; routes take the raw text instead and call this, so `?limit=ten` is a
+/// 422 naming the field rather than a default.
+pub fn query_param<T: std::str::FromStr>(
+    field: &str,
+    raw: Option<&str>,
+    expected: &str,
+) -> Result<Option<T>, crate::ApiError> {
+    raw.map(|value| value.parse::<T>().map_err(|_| crate::ApiError::Unprocessable(format!("{field}: {expected}"))))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -21,6 +21,8 @@ pub struct Access<'a> {
     pub action: &'a str,
     pub permitted: bool,
     pub reason: &'a str,
+    /// For compliance review (break-glass).
+    pub flagged: bool,
     pub request_id: &'a str,
 }
 
@@ -36,6 +38,9 @@ struct Canonical<'a> {
     decision: &'a str,
     reason: Option<&'a str>,
     request_id: Option<&'a str>,
+    /// Left out when false, so rows from before the flag existed hash as they always did.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    flagged: bool,
 }
 
 impl Canonical<'_> {
@@ -58,12 +63,13 @@ pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::E
         decision,
         reason: Some(a.reason),
         request_id: Some(a.request_id),
+        flagged: a.flagged,
     };
     let prev = chain::head(tx, CHAIN_LOCK, "access_log").await?;
     let row_hash = chain::link(&prev, &canonical.bytes());
     sqlx::query(
         "INSERT INTO access_log (occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
-         request_id, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         request_id, flagged, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(at)
     .bind(a.actor)
@@ -75,6 +81,7 @@ pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::E
     .bind(decision)
     .bind(a.reason)
     .bind(a.request_id)
+    .bind(a.flagged)
     .bind(prev)
     .bind(&row_hash[..])
     .execute(&mut *tx)
@@ -90,7 +97,7 @@ pub async fn append_alone(pool: &PgPool, a: &Access<'_>) -> Result<(), sqlx::Err
 
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     let sql = "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
-               request_id, prev_hash, row_hash FROM access_log ORDER BY seq";
+               request_id, flagged, prev_hash, row_hash FROM access_log ORDER BY seq";
     chain::verify_table(pool, sql, limit, |row| {
         let text = |name: &str| row.try_get::<String, _>(name);
         let (actor, role, purpose, action, decision) =
@@ -108,8 +115,52 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
             decision: &decision,
             reason: reason.as_deref(),
             request_id: request_id.as_deref(),
+            flagged: row.try_get("flagged")?,
         }
         .bytes())
     })
     .await
+}
+
+/// The most entries one page returns.
+pub const MAX_PAGE: i64 = 500;
+
+/// A page of entries (metadata only), oldest first after `after_seq`.
+pub async fn page(
+    tx: &mut PgConnection,
+    query: &common::client::AccessLogQuery,
+) -> Result<common::client::AccessLogPage, sqlx::Error> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let rows = sqlx::query(
+        "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
+         flagged, request_id FROM access_log \
+         WHERE seq > $1 AND ($2::uuid IS NULL OR subject_id = $2) AND ($3::boolean IS NULL OR flagged = $3) \
+         ORDER BY seq LIMIT $4",
+    )
+    .bind(query.after_seq.unwrap_or(0))
+    .bind(query.subject_id)
+    .bind(query.flagged)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows.iter().take(limit as usize) {
+        entries.push(common::client::AccessEntry {
+            seq: row.try_get("seq")?,
+            occurred_at: row.try_get("occurred_at")?,
+            actor: row.try_get("actor")?,
+            actor_role: row.try_get("actor_role")?,
+            purpose: row.try_get("purpose")?,
+            subject_id: row.try_get("subject_id")?,
+            record_id: row.try_get("record_id")?,
+            action: row.try_get("action")?,
+            decision: row.try_get("decision")?,
+            reason: row.try_get("reason")?,
+            flagged: row.try_get("flagged")?,
+            request_id: row.try_get("request_id")?,
+        });
+    }
+    let next_after_seq = if more { entries.last().map(|e| e.seq) } else { None };
+    Ok(common::client::AccessLogPage { entries, next_after_seq })
 }

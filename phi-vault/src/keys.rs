@@ -68,6 +68,7 @@ pub async fn rewrap_batch(
             action: "key.rewrap",
             permitted: true,
             reason: &reason,
+            flagged: false,
             request_id,
         };
         access_log::append(&mut tx, &entry).await?;
@@ -104,6 +105,7 @@ async fn shred(
         action: "subject.shred",
         permitted: decision.0,
         reason: decision.1,
+        flagged: false,
         request_id: &claims.request_id,
     };
     access_log::append(&mut tx, &entry).await?;

@@ -14,6 +14,7 @@ pub mod access_log;
 pub mod crypto;
 mod internal;
 pub mod keys;
+pub mod policy;
 pub mod records;
 pub mod retention;
 pub mod vault_transit;
@@ -86,6 +87,8 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
     let settings = &config.service;
     let provider = key_provider(&config)?;
     tracing::info!(provider = provider.kind(), "key-encryption key provider ready");
+    let parts = Parts::load(SERVICE, &config).await?;
+    let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     let vault = records::Vault {
         provider,
         cache: crypto::KeyCache::new(
@@ -93,12 +96,11 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             std::time::Duration::from_secs(settings.key_cache_ttl_secs),
         ),
         max_record_bytes: settings.max_record_bytes,
+        consent: consent.clone(),
     };
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
     let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));
-    let parts = Parts::load(SERVICE, &config).await?;
-    let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     Ok(parts
         .into_rocket(&config)
         .manage(consent)

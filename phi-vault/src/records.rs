@@ -10,12 +10,16 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use common::assertion::{Claims, InternalCall};
-use common::client::{NewRecord, Record, RecordContent, RecordCreated};
+use common::client::{
+    AccessLogFilter, AccessLogPage, ConsentClient, NewRecord, Record, RecordContent, RecordCreated, RecordList,
+    RecordSummary,
+};
 use common::json::Body;
 use common::ApiError;
 
 use crate::access_log::{self, Access};
 use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
+use crate::policy::{self, Decision, Intent};
 
 pub const CATEGORIES: [&str; 6] =
     ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
@@ -26,31 +30,8 @@ pub struct Vault {
     pub provider: Box<dyn KeyProvider>,
     pub cache: KeyCache,
     pub max_record_bytes: usize,
-}
-
-/// Who may see a subject's records: the subject; a caseworker on the subject's care team
-/// (internal program use). Break-glass and consented disclosures arrive with the rest of the
-/// policy. Default deny.
-async fn decide(tx: &mut PgConnection, claims: &Claims, subject: Uuid) -> Result<(bool, &'static str), sqlx::Error> {
-    if claims.sub == subject.to_string() {
-        return Ok((true, "subject"));
-    }
-    if claims.role == "caseworker" {
-        if let Ok(caseworker) = Uuid::parse_str(&claims.sub) {
-            let on_team: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)",
-            )
-            .bind(caseworker)
-            .bind(subject)
-            .fetch_one(&mut *tx)
-            .await?;
-            if on_team {
-                return Ok((true, "care_team"));
-            }
-            return Ok((false, "caseworker not on the subject's care team"));
-        }
-    }
-    Ok((false, "not the subject and no other grant"))
+    /// Asked about every disclosure outside the program.
+    pub consent: ConsentClient,
 }
 
 fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -117,7 +98,7 @@ fn access<'a>(
     subject: Option<Uuid>,
     record: Option<Uuid>,
     action: &'a str,
-    decision: (bool, &'a str),
+    decision: &'a Decision,
 ) -> Access<'a> {
     Access {
         actor: &call.sub,
@@ -126,8 +107,9 @@ fn access<'a>(
         subject_id: subject,
         record_id: record,
         action,
-        permitted: decision.0,
-        reason: decision.1,
+        permitted: decision.permitted,
+        reason: &decision.reason,
+        flagged: decision.flagged,
         request_id: &call.request_id,
     }
 }
@@ -150,9 +132,9 @@ async fn create(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     let mut tx = pool.begin().await?;
-    let decision = decide(&mut tx, claims, new.subject_id).await?;
-    if !decision.0 {
-        access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", decision)).await?;
+    let decision = policy::decide(&mut tx, &vault.consent, claims, new.subject_id, Intent::Write).await?;
+    if !decision.permitted {
+        access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", &decision)).await?;
         tx.commit().await?;
         return Err(ApiError::Forbidden);
     }
@@ -174,7 +156,7 @@ async fn create(
     .bind(retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc()))
     .execute(&mut *tx)
     .await?;
-    access_log::append(&mut tx, &access(claims, Some(new.subject_id), Some(id), "record.create", decision)).await?;
+    access_log::append(&mut tx, &access(claims, Some(new.subject_id), Some(id), "record.create", &decision)).await?;
     tx.commit().await?;
     Ok((Status::Created, Json(RecordCreated { record_id: id })))
 }
@@ -182,25 +164,34 @@ async fn create(
 /// Loads a record's row and decides; logs a denial (or a miss) and answers 404 for both.
 async fn authorized(
     tx: &mut PgConnection,
+    consent: &ConsentClient,
     claims: &Claims,
     id: Uuid,
     action: &'static str,
 ) -> Result<(Uuid, String), ApiError> {
-    let row = sqlx::query("SELECT subject_id, category::text AS category FROM records WHERE id = $1 AND (expires_at IS NULL OR expires_at > now())")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT subject_id, category::text AS category FROM records \
+         WHERE id = $1 AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(row) = row else {
-        access_log::append(tx, &access(claims, None, Some(id), action, (false, "no such record"))).await?;
+        access_log::append(tx, &access(claims, None, Some(id), action, &Decision::deny("no such record"))).await?;
         return Err(ApiError::NotFound);
     };
     let subject: Uuid = row.try_get("subject_id")?;
-    let decision = decide(tx, claims, subject).await?;
-    access_log::append(tx, &access(claims, Some(subject), Some(id), action, decision)).await?;
-    if !decision.0 {
+    let category: String = row.try_get("category")?;
+    let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
+    let decision = policy::decide(tx, consent, claims, subject, intent).await?;
+    access_log::append(tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
+    if !decision.permitted {
         return Err(ApiError::NotFound);
     }
-    Ok((subject, row.try_get("category")?))
+    if decision.flagged {
+        tracing::warn!(request_id = %claims.request_id, %subject, alarm = "break_glass", "break-glass access; flagged for review");
+    }
+    Ok((subject, category))
 }
 
 async fn load(
@@ -240,7 +231,7 @@ async fn read(
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
     let mut tx = pool.begin().await?;
-    let (subject, category) = match authorized(&mut tx, &call.0, id, "record.read").await {
+    let (subject, category) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.read").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?; // keep the logged denial
@@ -253,7 +244,7 @@ async fn read(
             // The access was logged as permitted; record that it failed.
             access_log::append(
                 &mut tx,
-                &access(&call.0, Some(subject), Some(id), "record.read", (false, "integrity or key failure")),
+                &access(&call.0, Some(subject), Some(id), "record.read", &Decision::deny("integrity or key failure")),
             )
             .await?;
             tx.commit().await?;
@@ -277,7 +268,7 @@ async fn replace(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     let mut tx = pool.begin().await?;
-    let (subject, category) = match authorized(&mut tx, &call.0, id, "record.update").await {
+    let (subject, category) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.update").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?;
@@ -300,9 +291,9 @@ async fn replace(
 }
 
 #[delete("/internal/v1/records/<id>")]
-async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>) -> Result<Status, ApiError> {
+async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>, vault: &State<Vault>) -> Result<Status, ApiError> {
     let mut tx = pool.begin().await?;
-    if let Err(e) = authorized(&mut tx, &call.0, id, "record.delete").await {
+    if let Err(e) = authorized(&mut tx, &vault.consent, &call.0, id, "record.delete").await {
         tx.commit().await?;
         return Err(e);
     }
@@ -324,8 +315,8 @@ async fn assign(
     let claims = &call.0;
     let mut tx = pool.begin().await?;
     let admin = claims.role == "admin";
-    let decision = if admin { (true, "admin") } else { (false, "only an admin assigns care teams") };
-    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", decision)).await?;
+    let decision = if admin { Decision::permit("admin") } else { Decision::deny("only an admin assigns care teams") };
+    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", &decision)).await?;
     if !admin {
         tx.commit().await?;
         return Err(ApiError::Forbidden);
@@ -345,6 +336,81 @@ async fn assign(
     Ok(Status::NoContent)
 }
 
+/// A subject's records, metadata only (ids, categories, times), optionally of one category.
+/// Decided like a read; a caller who may not see the subject gets 404, as for no subject.
+#[get("/internal/v1/subjects/<subject>/records?<category>")]
+async fn list(
+    call: InternalCall,
+    subject: Uuid,
+    category: Option<&str>,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Json<RecordList>, ApiError> {
+    if let Some(category) = category {
+        if !CATEGORIES.contains(&category) {
+            return Err(ApiError::Unprocessable(format!("category: one of {}", CATEGORIES.join(", "))));
+        }
+    }
+    let claims = &call.0;
+    let mut tx = pool.begin().await?;
+    let decision = policy::decide(&mut tx, &vault.consent, claims, subject, Intent::Read(category)).await?;
+    access_log::append(&mut tx, &access(claims, Some(subject), None, "record.list", &decision)).await?;
+    if !decision.permitted {
+        tx.commit().await?;
+        return Err(ApiError::NotFound);
+    }
+    let rows = sqlx::query(
+        "SELECT id, category::text AS category, created_at, updated_at, expires_at FROM records \
+         WHERE subject_id = $1 AND ($2::text IS NULL OR category::text = $2) \
+         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id",
+    )
+    .bind(subject)
+    .bind(category)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let records = rows
+        .iter()
+        .map(|row| {
+            Ok(RecordSummary {
+                record_id: row.try_get("id")?,
+                category: row.try_get("category")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Json(RecordList { records }))
+}
+
+/// A page of the access log for compliance review: metadata only, never contents. Only a
+/// compliance officer may read it, and the reading is itself logged.
+#[get("/internal/v1/access-log?<filter..>")]
+async fn access_log_page(
+    call: InternalCall,
+    filter: AccessLogFilter<'_>,
+    pool: &State<PgPool>,
+) -> Result<Json<AccessLogPage>, ApiError> {
+    let claims = &call.0;
+    let query = filter.parse()?;
+    let officer = claims.role == "compliance_officer";
+    let decision = if officer {
+        Decision::permit("compliance review")
+    } else {
+        Decision::deny("only compliance officers read the access log")
+    };
+    let mut tx = pool.begin().await?;
+    access_log::append(&mut tx, &access(claims, query.subject_id, None, "access_log.read", &decision)).await?;
+    if !officer {
+        tx.commit().await?;
+        return Err(ApiError::Forbidden);
+    }
+    let page = access_log::page(&mut tx, &query).await?;
+    tx.commit().await?;
+    Ok(Json(page))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove, assign]
+    routes![create, read, replace, remove, assign, list, access_log_page]
 }

@@ -74,6 +74,7 @@ pub async fn purge_expired(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error
             action: "record.purge",
             permitted: true,
             reason: "retention period ended",
+            flagged: false,
             request_id: &request_id,
         };
         access_log::append(&mut tx, &entry).await?;

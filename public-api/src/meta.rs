@@ -42,6 +42,7 @@ impl RequestMeta {
             role: role.to_owned(),
             purpose: purpose.to_owned(),
             request_id: self.request_id.clone(),
+            reason: None,
         }
     }
 

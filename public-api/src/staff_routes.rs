@@ -4,11 +4,14 @@
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, put, routes, Route, State};
+use rocket::{delete, get, post, put, routes, Route, State};
+use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use common::client::PhiVaultClient;
+use common::assertion::CallContext;
+use common::client::{AccessLogFilter, AccessLogPage, PhiVaultClient};
+use common::json::Body;
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
@@ -75,17 +78,96 @@ pub async fn read_beneficiary_profile(
     pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    let ctx = meta.acting(&user, "caseworker", "treatment");
+    beneficiary_profile(pool, vault, beneficiary_id, &ctx).await
+}
+
+/// Reads a beneficiary's identity profile from the vault under `ctx`; 404 when there is none or
+/// the vault refuses.
+async fn beneficiary_profile(
+    pool: &PgPool,
+    vault: &PhiVaultClient,
+    beneficiary_id: Uuid,
+    ctx: &CallContext,
+) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let record: Option<Uuid> = sqlx::query_scalar(
         "SELECT identity_record_id FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL",
     )
     .bind(beneficiary_id)
-    .fetch_optional(pool.inner())
+    .fetch_optional(pool)
     .await?
     .flatten();
     let record = record.ok_or(ApiError::NotFound)?;
-    let ctx = meta.acting(&user, "caseworker", "treatment");
-    let found = vault.read_record(&ctx, record).await.map_err(|e| e.into_api_error())?;
+    let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
     serde_json::from_value(found.content).map(Json).map_err(ApiError::internal)
+}
+
+/// Why a caseworker must see a record outside their care team.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlass {
+    /// The medical emergency, in 10 to 500 characters. Compliance reviews every use.
+    pub reason: String,
+}
+
+/// Break-glass: in a medical emergency a caseworker reads any beneficiary's profile, giving a
+/// written reason. The vault flags the access for compliance review; the public audit log
+/// records the attempt and its reason whatever the outcome.
+#[utoipa::path(post, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile/break-glass", tag = "staff",
+    security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = BreakGlass,
+    responses(
+        (status = 200, description = "The profile; the access is flagged for review", body = BeneficiaryProfile),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a caseworker", body = common::ErrorBody),
+        (status = 404, description = "No profile", body = common::ErrorBody),
+        (status = 422, description = "No usable reason", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[post("/caseworker/beneficiaries/<beneficiary_id>/profile/break-glass", data = "<body>")]
+pub async fn break_glass(
+    user: AuthUser,
+    beneficiary_id: Uuid,
+    body: Body<BreakGlass>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    let reason = body.into_inner().reason.trim().to_owned();
+    if !(10..=500).contains(&reason.chars().count()) || reason.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable("reason: 10 to 500 printable characters".into()));
+    }
+    let mut ctx = meta.acting(&user, "caseworker", "break_glass");
+    ctx.reason = Some(reason.clone());
+    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
+    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    let mut event =
+        meta.event(Some(user.user_id), "phi.break_glass", Some(("user", beneficiary_id.to_string())), outcome);
+    event.reason = Some(reason);
+    audit::record_alone(pool, &event).await?;
+    result
+}
+
+/// The PHI access log for compliance review: who touched which beneficiary's records, when, why,
+/// and the decision — never contents. Reading it is itself logged.
+#[utoipa::path(get, path = "/api/v1/compliance/phi-access-log", tag = "staff", security(("bearer" = [])),
+    params(AccessLogFilter),
+    responses(
+        (status = 200, description = "A page, oldest first", body = AccessLogPage),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 422, description = "A filter out of range", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[get("/compliance/phi-access-log?<filter..>")]
+pub async fn phi_access_log(
+    user: AuthUser,
+    filter: AccessLogFilter<'_>,
+    meta: RequestMeta,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<AccessLogPage>, ApiError> {
+    let query = filter.parse()?;
+    let ctx = meta.acting(&user, "compliance_officer", "compliance_review");
+    vault.access_log(&ctx, &query).await.map(Json).map_err(|e| e.into_api_error())
 }
 
 /// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key, so every
@@ -123,5 +205,5 @@ pub async fn erase_phi(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![assign_care_team, read_beneficiary_profile, erase_phi]
+    routes![assign_care_team, read_beneficiary_profile, break_glass, phi_access_log, erase_phi]
 }

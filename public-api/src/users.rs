@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use common::json::Body;
+use common::json::{query_param, Body};
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
@@ -206,12 +206,12 @@ pub struct SessionPage {
 #[get("/users/me/sessions?<limit>&<offset>")]
 pub async fn my_sessions(
     user: AuthUser,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    limit: Option<&str>,
+    offset: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let limit = limit.unwrap_or(20);
-    let offset = offset.unwrap_or(0);
+    let limit = query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(20);
+    let offset = query_param("offset", offset, "an integer, at least 0")?.unwrap_or(0);
     if !(1..=100).contains(&limit) || offset < 0 {
         return Err(ApiError::Unprocessable("limit must be 1 to 100 and offset at least 0".into()));
     }

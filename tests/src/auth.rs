@@ -80,3 +80,53 @@ impl TestApp {
         self.http.get(self.api(path)).bearer_auth(token).send().await.expect("get")
     }
 }
+
+impl TestApp {
+    /// A phi-vault client signing as public-api, acting for `sub` in `role` for treatment:
+    /// how a test reaches the vault's internal routes directly.
+    pub fn vault_as(&self, sub: &str, role: &str) -> (common::client::PhiVaultClient, common::assertion::CallContext) {
+        use common::ServiceName;
+        let signer =
+            common::assertion::Signer::new(ServiceName::PublicApi, &self.keys.private_key(ServiceName::PublicApi), 30);
+        let client = common::client::InternalClient::new(
+            ServiceName::PhiVault,
+            &self.phi_vault.url,
+            std::sync::Arc::new(signer),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("client");
+        let ctx = common::assertion::CallContext {
+            sub: sub.into(),
+            role: role.into(),
+            purpose: "treatment".into(),
+            request_id: common::RequestId::generate(),
+            reason: None,
+        };
+        (common::client::PhiVaultClient::new(client), ctx)
+    }
+}
+
+/// A beneficiary identity profile, valid for `PUT /beneficiaries/me/profile`.
+pub fn sample_profile() -> Value {
+    serde_json::json!({
+        "legal_name": "Jordan Q. Example",
+        "date_of_birth": "1988-04-12",
+        "phone": "+1 (303) 555-0142",
+        "emergency_contact": {"name": "Riley Example", "phone": "303-555-0199", "relationship": "sibling"}
+    })
+}
+
+impl TestApp {
+    /// Stores the sample profile as `who`, expecting 200.
+    pub async fn put_sample_profile(&self, who: &Login) {
+        let put = self
+            .http
+            .put(self.api("/beneficiaries/me/profile"))
+            .bearer_auth(&who.access_token)
+            .json(&sample_profile())
+            .send()
+            .await
+            .expect("put profile");
+        assert_eq!(put.status(), 200, "storing the profile");
+    }
+}

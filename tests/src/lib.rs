@@ -7,6 +7,7 @@
 //! `scripts/test` starts one and sets it.
 
 pub mod auth;
+pub use auth::{sample_profile, Login};
 pub mod oidc;
 pub mod vault;
 

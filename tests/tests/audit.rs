@@ -94,9 +94,9 @@ async fn concurrent_appends_form_one_verifiable_chain_and_tampering_is_found() {
         .expect("seq");
     sqlx::query(
         "WITH moved AS (DELETE FROM audit_logs WHERE seq = $1 RETURNING id, occurred_at, actor_id, action, resource_type, \
-         resource_id, ip, user_agent, request_id, outcome, prev_hash, row_hash) \
+         resource_id, ip, user_agent, request_id, outcome, reason, prev_hash, row_hash) \
          INSERT INTO audit_logs (id, occurred_at, actor_id, action, resource_type, resource_id, ip, user_agent, request_id, \
-         outcome, prev_hash, row_hash) SELECT * FROM moved",
+         outcome, reason, prev_hash, row_hash) SELECT * FROM moved",
     )
     .bind(moved)
     .execute(&mut su)

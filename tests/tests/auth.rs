@@ -111,6 +111,8 @@ async fn sessions_are_listed_and_ended_by_their_owner_only() {
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["id"], a1.session_id.as_str());
     assert_eq!(app.get_as(&a1.access_token, "/users/me/sessions?limit=0").await.status(), 422);
+    assert_eq!(app.get_as(&a1.access_token, "/users/me/sessions?limit=ten").await.status(), 422);
+    assert_eq!(app.get_as(&a1.access_token, "/users/me/sessions?offset=-1").await.status(), 422);
 
     // Another user's session: 404, exactly like a missing one; and it stays open.
     let other = app

@@ -17,6 +17,7 @@ fn claims(iss: ServiceName, aud: ServiceName, request_id: &str, iat: i64, exp: i
         role: "service".into(),
         purpose: "health_check".into(),
         request_id: request_id.into(),
+        reason: None,
         iat,
         exp,
         jti: uuid::Uuid::new_v4().to_string(),

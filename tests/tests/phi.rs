@@ -2,41 +2,11 @@
 //! stored; it reads back for the subject alone; tampering is caught; every access is logged in a
 //! chain that verifies.
 
-use common::assertion::{CallContext, Signer};
-use common::client::{ClientError, InternalClient, PhiVaultClient};
+use common::client::ClientError;
 use common::db::Database;
-use common::{RequestId, ServiceName};
 use harness::TestApp;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-
-fn profile() -> Value {
-    json!({
-        "legal_name": "Jordan Q. Example",
-        "date_of_birth": "1988-04-12",
-        "phone": "+1 (303) 555-0142",
-        "emergency_contact": {"name": "Riley Example", "phone": "303-555-0199", "relationship": "sibling"}
-    })
-}
-
-/// A phi-vault client signing as public-api, acting for `sub`.
-fn vault_as(app: &TestApp, sub: &str, role: &str) -> (PhiVaultClient, CallContext) {
-    let signer = Signer::new(ServiceName::PublicApi, &app.keys.private_key(ServiceName::PublicApi), 30);
-    let client = InternalClient::new(
-        ServiceName::PhiVault,
-        &app.phi_vault.url,
-        std::sync::Arc::new(signer),
-        std::time::Duration::from_secs(5),
-    )
-    .expect("client");
-    let ctx = CallContext {
-        sub: sub.into(),
-        role: role.into(),
-        purpose: "treatment".into(),
-        request_id: RequestId::generate(),
-    };
-    (PhiVaultClient::new(client), ctx)
-}
 
 #[tokio::test]
 async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
@@ -46,13 +16,13 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
         .http
         .put(app.api("/beneficiaries/me/profile"))
         .bearer_auth(&me.access_token)
-        .json(&profile())
+        .json(&harness::sample_profile())
         .send()
         .await
         .expect("put");
     assert_eq!(put.status(), 200);
     let got: Value = app.get_as(&me.access_token, "/beneficiaries/me/profile").await.json().await.expect("json");
-    assert_eq!(got, profile());
+    assert_eq!(got, harness::sample_profile());
 
     // Only ciphertext in the PHI database; public-api keeps only the record id.
     let mut phi = PgConnection::connect(&app.database(Database::Phi).url_as("postgres")).await.expect("phi db");
@@ -75,7 +45,7 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
     assert_eq!(stored, Some(record_id));
 
     // Replacing keeps the one record.
-    let mut changed = profile();
+    let mut changed = harness::sample_profile();
     changed["phone"] = json!("720-555-0100");
     let put = app
         .http
@@ -103,20 +73,20 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
         (uuid::Uuid::new_v4().to_string(), "beneficiary"),
         ("00000000-0000-4000-8000-000000000004".to_owned(), "caseworker"),
     ] {
-        let (vault, ctx) = vault_as(&app, &sub, role);
+        let (vault, ctx) = app.vault_as(&sub, role);
         match vault.read_record(&ctx, record_id).await {
             Err(ClientError::Status { status: 404, .. }) => {}
             other => panic!("{role} must get 404, got {other:?}"),
         }
     }
-    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let (vault, ctx) = app.vault_as(&me.user_id, "beneficiary");
     match vault.read_record(&ctx, uuid::Uuid::new_v4()).await {
         Err(ClientError::Status { status: 404, .. }) => {}
         other => panic!("missing record must be 404, got {other:?}"),
     }
 
     // A ciphertext copied onto another row does not open there; a flipped byte is caught.
-    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let (vault, ctx) = app.vault_as(&me.user_id, "beneficiary");
     let second = vault
         .create_record(
             &ctx,
@@ -180,17 +150,17 @@ async fn bad_profiles_and_records_are_refused_without_writing() {
         app.http.put(app.api("/beneficiaries/me/profile")).bearer_auth(&me.access_token).json(&body).send()
     };
     assert_eq!(app.get_as(&me.access_token, "/beneficiaries/me/profile").await.status(), 404, "no profile yet");
-    let mut future = profile();
+    let mut future = harness::sample_profile();
     future["date_of_birth"] = json!("2999-01-01");
-    let mut bad_phone = profile();
+    let mut bad_phone = harness::sample_profile();
     bad_phone["phone"] = json!("call me");
-    let mut extra = profile();
+    let mut extra = harness::sample_profile();
     extra["ssn"] = json!("000-00-0000");
     for body in [future, bad_phone, extra, json!({"legal_name": "x"})] {
         let response = put(body.clone()).await.expect("put");
         assert_eq!(response.status(), 422, "{body}");
     }
-    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let (vault, ctx) = app.vault_as(&me.user_id, "beneficiary");
     let subject = me.user_id.parse().expect("uuid");
     let unknown = vault
         .create_record(
@@ -244,7 +214,7 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
         .http
         .put(app.api("/beneficiaries/me/profile"))
         .bearer_auth(&beneficiary.access_token)
-        .json(&profile())
+        .json(&harness::sample_profile())
         .send()
         .await
         .expect("put");
@@ -286,7 +256,7 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
     assert_eq!(assigned.status(), 204);
     let read = app.get_as(&caseworker.access_token, &read_path).await;
     assert_eq!(read.status(), 200);
-    assert_eq!(read.json::<Value>().await.expect("json"), profile());
+    assert_eq!(read.json::<Value>().await.expect("json"), harness::sample_profile());
 
     let pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
     let log: Vec<(String, String, Option<String>)> =
@@ -309,7 +279,7 @@ async fn retention_sets_expiry_and_purges_each_expired_record_once() {
     let app = TestApp::spawn().await;
     let me = app.dev_login("beneficiary").await;
     let subject: uuid::Uuid = me.user_id.parse().expect("uuid");
-    let (vault, ctx) = vault_as(&app, &me.user_id, "beneficiary");
+    let (vault, ctx) = app.vault_as(&me.user_id, "beneficiary");
     let new = |expires_at| common::client::NewRecord {
         subject_id: subject,
         category: "intake_conversation".into(),

@@ -1,0 +1,137 @@
+//! Need-to-know: who may touch a subject's records, decided from the caller's verified assertion
+//! alone. Default deny.
+//!
+//! - the subject, always;
+//! - a caseworker on the subject's care team (internal program use);
+//! - a caseworker in a medical emergency (`purpose = "break_glass"`) with a written reason: reads
+//!   only, and every such access is flagged for compliance review;
+//! - a recipient outside the program (`partner`, `insurer`): reads only, and only when the consent
+//!   service permits that recipient, category and purpose; any other answer, or none, is deny;
+//! - compliance officers see access metadata (the access-log route), never contents;
+//! - anyone else: denied.
+
+use std::borrow::Cow;
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use common::assertion::{CallContext, Claims};
+use common::client::{ConsentClient, DisclosureQuestion};
+use common::RequestId;
+
+/// The purpose a break-glass caller asserts.
+pub const BREAK_GLASS: &str = "break_glass";
+/// Roles outside the program: they see records only under a consent.
+pub const OUTSIDE_PROGRAM: [&str; 2] = ["partner", "insurer"];
+/// Bounds on a break-glass justification.
+const REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub permitted: bool,
+    /// Why, for the access log: the grant used, or why none applied.
+    pub reason: Cow<'static, str>,
+    /// Compliance must review this access (break-glass).
+    pub flagged: bool,
+}
+
+impl Decision {
+    pub fn permit(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self { permitted: true, reason: reason.into(), flagged: false }
+    }
+
+    pub fn deny(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self { permitted: false, reason: reason.into(), flagged: false }
+    }
+}
+
+/// What the caller wants to do to the subject's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent<'a> {
+    /// Read (or list) records, of one category when known.
+    Read(Option<&'a str>),
+    /// Create, change or delete.
+    Write,
+}
+
+pub async fn decide(
+    tx: &mut PgConnection,
+    consent: &ConsentClient,
+    claims: &Claims,
+    subject: Uuid,
+    intent: Intent<'_>,
+) -> Result<Decision, sqlx::Error> {
+    if claims.sub == subject.to_string() {
+        return Ok(Decision::permit("subject"));
+    }
+    match claims.role.as_str() {
+        "caseworker" if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent)),
+        "caseworker" => {
+            let Ok(caseworker) = Uuid::parse_str(&claims.sub) else {
+                return Ok(Decision::deny("caseworker without a user id"));
+            };
+            let on_team: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)",
+            )
+            .bind(caseworker)
+            .bind(subject)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(if on_team {
+                Decision::permit("care_team")
+            } else {
+                Decision::deny("caseworker not on the subject's care team")
+            })
+        }
+        role if OUTSIDE_PROGRAM.contains(&role) => Ok(match intent {
+            Intent::Write => Decision::deny("recipients outside the program only read"),
+            Intent::Read(None) => Decision::deny("a disclosure names its category"),
+            Intent::Read(Some(category)) => ask_consent(consent, claims, subject, category).await,
+        }),
+        "compliance_officer" => Ok(Decision::deny("compliance officers see access metadata, not contents")),
+        _ => Ok(Decision::deny("not the subject and no other grant")),
+    }
+}
+
+fn break_glass(claims: &Claims, intent: Intent<'_>) -> Decision {
+    if intent == Intent::Write {
+        return Decision { permitted: false, reason: Cow::Borrowed("break-glass only reads"), flagged: true };
+    }
+    match claims.reason.as_deref().map(str::trim) {
+        Some(reason) if REASON_CHARS.contains(&reason.chars().count()) => {
+            Decision { permitted: true, reason: Cow::Owned(format!("break-glass: {reason}")), flagged: true }
+        }
+        _ => {
+            Decision { permitted: false, reason: Cow::Borrowed("break-glass without a written reason"), flagged: true }
+        }
+    }
+}
+
+/// Asks the consent service; anything but a clear permit — an error, a timeout, a service that
+/// does not decide yet — is a denial, with the cause kept for the log.
+async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, category: &str) -> Decision {
+    let question = DisclosureQuestion {
+        subject_id: subject,
+        recipient: format!("{}:{}", claims.role, claims.sub),
+        categories: vec![category.to_owned()],
+        purpose: claims.purpose.clone(),
+    };
+    let ctx = CallContext {
+        sub: claims.sub.clone(),
+        role: claims.role.clone(),
+        purpose: claims.purpose.clone(),
+        request_id: RequestId(claims.request_id.clone()),
+        reason: None,
+    };
+    match consent.decide(&ctx, &question).await {
+        Ok(answer) if answer.permitted => Decision::permit(match answer.consent_id {
+            Some(id) => Cow::Owned(format!("consent {id}")),
+            None => Cow::Borrowed("consent"),
+        }),
+        Ok(answer) => Decision::deny(Cow::Owned(format!("consent service denied: {}", answer.reason))),
+        Err(e) => {
+            tracing::warn!(request_id = %claims.request_id, error = %e, "no consent decision; denying");
+            Decision::deny(Cow::Owned(format!("no consent decision ({e})")))
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The rest of need-to-know: break-glass reads with a written reason, flagged for compliance;
+//! recipients outside the program, refused while the consent service gives no decision;
+//! compliance officers reading access metadata, never contents; listing a subject's records.
+
+use common::client::{AccessLogPage, AccessLogQuery, ClientError, RecordList};
+use common::db::Database;
+use harness::{sample_profile, TestApp};
+use serde_json::{json, Value};
+
+fn not_found(result: Result<impl std::fmt::Debug, ClientError>) {
+    match result {
+        Err(ClientError::Status { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+}
+
+async fn access_log(app: &TestApp, token: &str, query: &str) -> (u16, Value) {
+    let response = app.get_as(token, &format!("/compliance/phi-access-log{query}")).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let caseworker = app.dev_login("caseworker").await;
+    let officer = app.dev_login("compliance_officer").await;
+    let glass = format!("/caseworker/beneficiaries/{}/profile/break-glass", beneficiary.user_id);
+    let post =
+        |token: &str, body: Value| app.http.post(app.api(&glass)).bearer_auth(token.to_owned()).json(&body).send();
+
+    // Not on the care team: the ordinary route is 404.
+    let ordinary = format!("/caseworker/beneficiaries/{}/profile", beneficiary.user_id);
+    assert_eq!(app.get_as(&caseworker.access_token, &ordinary).await.status(), 404);
+    // No usable reason: refused before anything is read.
+    for body in [json!({"reason": "  urgent "}), json!({}), json!({"reason": 5}), json!({"reason": "x".repeat(501)})] {
+        let response = post(&caseworker.access_token, body.clone()).await.expect("post");
+        assert_eq!(response.status(), 422, "{body}");
+        let error: Value = response.json().await.expect("json");
+        assert!(error["error"]["message"].as_str().unwrap_or_default().contains("reason"), "{error}");
+    }
+    // Only caseworkers may break the glass.
+    let as_officer = post(&officer.access_token, json!({"reason": "patient unresponsive at the residence"}));
+    assert_eq!(as_officer.await.expect("post").status(), 403);
+
+    let reason = "Resident unresponsive; EMS asking for emergency contact";
+    let read = post(&caseworker.access_token, json!({ "reason": reason })).await.expect("post");
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.expect("json"), sample_profile());
+
+    // Break-glass without a reason, straight to the vault: denied, and still flagged.
+    let (vault, mut ctx) = app.vault_as(&caseworker.user_id, "caseworker");
+    ctx.purpose = "break_glass".into();
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let record: uuid::Uuid = sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1::uuid")
+        .bind(&beneficiary.user_id)
+        .fetch_one(&public)
+        .await
+        .expect("record id");
+    not_found(vault.read_record(&ctx, record).await);
+    // Break-glass only reads.
+    ctx.reason = Some(reason.into());
+    let change = common::client::RecordContent { content: json!({"legal_name": "changed"}) };
+    not_found(vault.replace_record(&ctx, record, &change).await);
+
+    // The compliance officer sees the flagged entries: metadata and the written reason only.
+    let (status, page) = access_log(&app, &officer.access_token, "?flagged=true").await;
+    assert_eq!(status, 200, "{page}");
+    let page: AccessLogPage = serde_json::from_value(page).expect("page");
+    let summary: Vec<(&str, &str, &str)> = page
+        .entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.decision.as_str(), e.reason.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("record.read", "permit", format!("break-glass: {reason}").as_str()),
+            ("record.read", "deny", "break-glass without a written reason"),
+            ("record.update", "deny", "break-glass only reads"),
+        ]
+    );
+    assert!(page.entries.iter().all(|e| e.flagged && e.actor == caseworker.user_id && e.purpose == "break_glass"));
+    assert!(page.entries.iter().all(|e| e.subject_id.map(|s| s.to_string()) == Some(beneficiary.user_id.clone())));
+    let text = serde_json::to_string(&page).expect("json");
+    for needle in ["Jordan", "1988-04-12", "555-0142"] {
+        assert!(!text.contains(needle), "the access log must not carry record contents");
+    }
+    // The ordinary denial is not flagged.
+    let (_, all) = access_log(&app, &officer.access_token, "?flagged=false").await;
+    let all: AccessLogPage = serde_json::from_value(all).expect("page");
+    assert!(all.entries.iter().any(|e| e.reason.as_deref() == Some("caseworker not on the subject's care team")));
+    assert!(all.entries.iter().all(|e| !e.flagged));
+
+    // The public audit trail has the attempt with its reason.
+    let audited: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT outcome::text, reason FROM audit_logs WHERE action = 'phi.break_glass'")
+            .fetch_all(&public)
+            .await
+            .expect("audit");
+    assert_eq!(audited, vec![("success".to_owned(), Some(reason.to_owned()))]);
+
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
+    phi.close().await;
+    public.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_compliance_officers_read_the_access_log_and_it_pages() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_as(&beneficiary.access_token, "/beneficiaries/me/profile").await.status(), 200);
+    }
+    for who in ["beneficiary", "caseworker", "admin", "partner"] {
+        let login = app.dev_login(who).await;
+        assert_eq!(access_log(&app, &login.access_token, "").await.0, 403, "{who}");
+    }
+    let officer = app.dev_login("compliance_officer").await;
+    for bad in ["?limit=0", "?limit=501", "?limit=ten", "?subject_id=nope", "?flagged=maybe"] {
+        let (status, body) = access_log(&app, &officer.access_token, bad).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["error"]["request_id"].is_string(), "{body}");
+    }
+    // Page through this subject's entries two at a time: no gaps, no repeats.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let query = format!("?subject_id={}&limit=2{after}", beneficiary.user_id);
+        let (status, page) = access_log(&app, &officer.access_token, &query).await;
+        assert_eq!(status, 200);
+        let page: AccessLogPage = serde_json::from_value(page).expect("page");
+        assert!(page.entries.len() <= 2);
+        seen.extend(page.entries.iter().map(|e| (e.seq, e.action.clone())));
+        match page.next_after_seq {
+            Some(seq) => after = format!("&after_seq={seq}"),
+            None => break,
+        }
+    }
+    // Each page read about this subject is logged before the page is taken, so the officer's own
+    // reads follow the beneficiary's accesses.
+    let actions: Vec<&str> = seen.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(actions[..4], ["record.create", "record.read", "record.read", "record.read"]);
+    assert!(actions.len() > 4 && actions[4..].iter().all(|a| *a == "access_log.read"), "{actions:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // The vault decides for itself too: another role asserted by a caller is refused and logged.
+    let (vault, ctx) = app.vault_as(&officer.user_id, "caseworker");
+    match vault.access_log(&ctx, &AccessLogQuery::default()).await {
+        Err(ClientError::Status { status: 403, .. }) => {}
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // Each reading of the log is itself logged, and denials too.
+    let (vault, ctx) = app.vault_as(&officer.user_id, "compliance_officer");
+    let page = vault.access_log(&ctx, &AccessLogQuery::default()).await.expect("page");
+    let reads = page.entries.iter().filter(|e| e.action == "access_log.read");
+    assert!(reads.clone().any(|e| e.decision == "permit" && e.actor == officer.user_id));
+    assert_eq!(reads.filter(|e| e.decision == "deny").count(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outside_recipients_are_denied_without_a_consent_decision() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let (vault, own) = app.vault_as(&beneficiary.user_id, "beneficiary");
+    let list = vault.list_records(&own, subject, None).await.expect("list");
+    let record = list.records[0].record_id;
+
+    // A partner residence and an insurer: the consent service does not decide yet, so deny.
+    for role in ["partner", "insurer"] {
+        let (vault, ctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), role);
+        not_found(vault.read_record(&ctx, record).await);
+        not_found(vault.list_records(&ctx, subject, Some("identity")).await);
+        not_found(vault.list_records(&ctx, subject, None).await);
+    }
+    // Compliance officers never see contents.
+    let (vault, ctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "compliance_officer");
+    not_found(vault.read_record(&ctx, record).await);
+
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let denials: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT actor_role, action, reason FROM access_log WHERE decision = 'deny' AND actor_role <> 'beneficiary' \
+         ORDER BY seq",
+    )
+    .fetch_all(&phi)
+    .await
+    .expect("log");
+    assert_eq!(denials.len(), 7, "{denials:?}");
+    for (role, action, reason) in &denials[..6] {
+        assert!(["partner", "insurer"].contains(&role.as_str()));
+        match action.as_str() {
+            "record.read" => assert!(reason.starts_with("no consent decision"), "{reason}"),
+            _ => assert!(
+                reason.starts_with("no consent decision") || reason == "a disclosure names its category",
+                "{reason}"
+            ),
+        }
+    }
+    assert_eq!(denials[6].2, "compliance officers see access metadata, not contents");
+    phi.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_subject_lists_their_records_by_category() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let (vault, ctx) = app.vault_as(&beneficiary.user_id, "beneficiary");
+    let note = common::client::NewRecord {
+        subject_id: subject,
+        category: "application_details".into(),
+        content: json!({"need": "rent", "amount_cents": 85000}),
+        expires_at: None,
+    };
+    let created = vault.create_record(&ctx, &note).await.expect("create");
+
+    let all: RecordList = vault.list_records(&ctx, subject, None).await.expect("list");
+    let categories: Vec<&str> = all.records.iter().map(|r| r.category.as_str()).collect();
+    assert_eq!(categories, ["identity", "application_details"]);
+    let details = vault.list_records(&ctx, subject, Some("application_details")).await.expect("list");
+    assert_eq!(details.records.len(), 1);
+    assert_eq!(details.records[0].record_id, created.record_id);
+    assert!(vault.list_records(&ctx, subject, Some("insurance")).await.expect("list").records.is_empty());
+    match vault.list_records(&ctx, subject, Some("diary")).await {
+        Err(ClientError::Status { status: 422, .. }) => {}
+        other => panic!("expected 422, got {other:?}"),
+    }
+    // Another beneficiary, and an unassigned caseworker: 404, as for a subject with nothing.
+    let other = app.dev_login("donor").await;
+    let (vault, ctx) = app.vault_as(&other.user_id, "beneficiary");
+    not_found(vault.list_records(&ctx, subject, None).await);
+    let (vault, ctx) = app.vault_as(&app.dev_login("caseworker").await.user_id, "caseworker");
+    not_found(vault.list_records(&ctx, subject, None).await);
+    app.stop().await;
+}
