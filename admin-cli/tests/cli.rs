@@ -170,6 +170,45 @@ async fn dev_init_provisions_everything_the_services_need() {
 }
 
 #[tokio::test]
+async fn audit_verify_checks_the_phi_access_log_including_its_review_flags() {
+    harness::init();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let db = harness::TestDatabase::create(Database::Phi, &id).await;
+    let pool = sqlx::PgPool::connect(&db.app_url()).await.expect("pool");
+    for (n, flagged) in [false, true, false].into_iter().enumerate() {
+        let request_id = format!("r{n}");
+        let entry = phi_vault::access_log::Access {
+            actor: "00000000-0000-4000-8000-000000000004",
+            actor_role: "caseworker",
+            purpose: if flagged { "break_glass" } else { "treatment" },
+            subject_id: Some(uuid::Uuid::new_v4()),
+            record_id: None,
+            action: "record.read",
+            permitted: true,
+            reason: if flagged { "break-glass: resident unresponsive" } else { "care_team" },
+            flagged,
+            request_id: &request_id,
+        };
+        phi_vault::access_log::append_alone(&pool, &entry).await.expect("append");
+    }
+    let verify = || cli().args(["--json", "audit", "verify", "--trail", "phi", "--url", &db.app_url()]).assert();
+    let report = json(&verify().success().get_output().stdout);
+    assert_eq!((report["trail"].as_str(), report["intact"].as_bool()), (Some("phi"), Some(true)));
+    assert_eq!(report["rows_checked"], 3);
+
+    // Hiding a break-glass access from review breaks the chain.
+    let mut su = PgConnection::connect(&db.url_as("postgres")).await.expect("superuser");
+    sqlx::query("UPDATE access_log SET flagged = false WHERE flagged").execute(&mut su).await.expect("tamper");
+    let _ = su.close().await;
+    let report = json(&verify().code(1).get_output().stdout);
+    assert_eq!(report["breaks"][0]["seq"], 2);
+    assert_eq!(report["breaks"][0]["problem"], "content_changed");
+
+    pool.close().await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
 async fn audit_verify_reports_intact_and_broken_chains() {
     harness::init();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

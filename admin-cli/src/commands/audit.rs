@@ -22,6 +22,17 @@ pub enum AuditCommand {
 pub enum Trail {
     /// public-api's audit_logs.
     Public,
+    /// phi-vault's access_log (metadata of every PHI access).
+    Phi,
+}
+
+impl Trail {
+    fn table(self) -> &'static str {
+        match self {
+            Trail::Public => "audit_logs",
+            Trail::Phi => "access_log",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +65,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         (None, Some(file)) => {
             let service = match args.trail {
                 Trail::Public => ServiceName::PublicApi,
+                Trail::Phi => ServiceName::PhiVault,
             };
             let config: Config<toml::Table> =
                 Config::load(service, Some(file)).with_context(|| format!("reading {}", file.display()))?;
@@ -61,10 +73,11 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --config or --url"),
     };
-    out.progress("verifying the audit chain");
+    out.progress(&format!("verifying the {} chain", args.trail.table()));
     let pool = common::db::connect_with_backoff(&url, 1, std::time::Duration::from_secs(10)).await?;
     let verification = match args.trail {
         Trail::Public => public_api::audit::verify(&pool, args.max_breaks).await?,
+        Trail::Phi => phi_vault::access_log::verify(&pool, args.max_breaks).await?,
     };
     pool.close().await;
     let report = Report {
