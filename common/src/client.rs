@@ -328,8 +328,9 @@ impl PhiVaultClient {
 }
 
 impl ClientError {
-    /// How a caller answers its own client when a peer failed: the peer's 404 and 413 pass
-    /// through; being unreachable or unavailable is 503; anything else is a 500.
+    /// How a caller answers its own client when a peer failed: the peer's 404, 413 and 422 pass
+    /// through; a peer unreachable, unavailable or shedding load (429) is 503; anything else is a
+    /// 500.
     pub fn into_api_error(self) -> crate::ApiError {
         match self {
             ClientError::Status { status: 404, .. } => crate::ApiError::NotFound,
@@ -338,6 +339,7 @@ impl ClientError {
                 crate::ApiError::Unprocessable("the record was refused as invalid".into())
             }
             ClientError::Status { status: 503, peer } => crate::ApiError::Unavailable(format!("{peer} unavailable")),
+            ClientError::Status { status: 429, peer } => crate::ApiError::Unavailable(format!("{peer} is busy")),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
             other => crate::ApiError::internal(other),
         }

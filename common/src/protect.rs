@@ -51,8 +51,12 @@ impl Fairing for SecurityHeaders {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Every request, per client address.
+    /// Every request, per client address (except internal routes).
     pub per_ip_per_minute: u32,
+    /// Internal routes (`/internal/...`), per calling address. Their callers are the other
+    /// services, each carrying every user's traffic from one address, so this is a flood guard
+    /// sized for a whole service, not for one person.
+    pub internal_per_ip_per_minute: u32,
     /// Requests to sign-in and token endpoints (paths under `auth_prefix`), per address.
     pub auth_per_ip_per_minute: u32,
     /// Authenticated requests, per user.
@@ -64,6 +68,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             per_ip_per_minute: 600,
+            internal_per_ip_per_minute: 120_000,
             auth_per_ip_per_minute: 30,
             per_user_per_minute: 600,
             auth_prefix: "/api/v1/auth".into(),
@@ -82,6 +87,7 @@ pub struct RateLimits(Arc<Limiters>);
 pub struct Limiters {
     config: RateLimitConfig,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    internal_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     auth_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_user: DefaultKeyedRateLimiter<String>,
 }
@@ -103,6 +109,7 @@ impl RateLimits {
     pub fn new(config: RateLimitConfig) -> Self {
         Self(Arc::new(Limiters {
             per_ip: RateLimiter::keyed(quota(config.per_ip_per_minute)),
+            internal_per_ip: RateLimiter::keyed(quota(config.internal_per_ip_per_minute)),
             auth_per_ip: RateLimiter::keyed(quota(config.auth_per_ip_per_minute)),
             per_user: RateLimiter::keyed(quota(config.per_user_per_minute)),
             config,
@@ -138,6 +145,7 @@ impl RateLimits {
     /// Forgets keys idle long enough to be full again (bounds memory).
     pub fn sweep(&self) {
         self.per_ip.retain_recent();
+        self.internal_per_ip.retain_recent();
         self.auth_per_ip.retain_recent();
         self.per_user.retain_recent();
     }
@@ -163,8 +171,10 @@ impl Fairing for RateLimitFairing {
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         let Some(limits) = request.rocket().state::<RateLimits>() else { return };
         let Some(ip) = request.client_ip() else { return };
-        let mut wait = RateLimits::wait(&limits.per_ip, &ip);
-        if wait.is_none() && request.uri().path().as_str().starts_with(&limits.config.auth_prefix) {
+        let path = request.uri().path();
+        let per_ip = if path.as_str().starts_with("/internal/") { &limits.internal_per_ip } else { &limits.per_ip };
+        let mut wait = RateLimits::wait(per_ip, &ip);
+        if wait.is_none() && path.as_str().starts_with(&limits.config.auth_prefix) {
             wait = RateLimits::wait(&limits.auth_per_ip, &ip);
         }
         if let Some(wait) = wait {

@@ -130,3 +130,24 @@ impl TestApp {
         assert_eq!(put.status(), 200, "storing the profile");
     }
 }
+
+impl TestApp {
+    /// Creates a beneficiary with a session and returns an access token for it, without going
+    /// through a sign-in route (which is rate limited): for load runs that need many users.
+    pub async fn new_beneficiary_token(&self, public: &sqlx::PgPool) -> (uuid::Uuid, String) {
+        let user = uuid::Uuid::new_v4();
+        let mut tx = public.begin().await.expect("begin");
+        sqlx::query(
+            "INSERT INTO users (id, user_type, email, display_name, roles) VALUES ($1, 'beneficiary', $2, 'Load', '{}')",
+        )
+        .bind(user)
+        .bind(format!("load+{user}@secondwind.invalid"))
+        .execute(&mut *tx)
+        .await
+        .expect("user");
+        let (session, _) = public_api::auth::sessions::create(&mut tx, user, 1, None, None).await.expect("session");
+        tx.commit().await.expect("commit");
+        let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
+        (user, keys.issue(user, session, vec!["beneficiary".into()]).expect("token"))
+    }
+}

@@ -189,6 +189,23 @@ impl TestKeys {
         Self { dir }
     }
 
+    /// public-api's `[service.auth]` for these keys: dev login on, the test OpenID provider
+    /// when one runs.
+    pub fn auth_settings(&self) -> public_api::auth::AuthSettings {
+        public_api::auth::AuthSettings {
+            signing_keys: vec![public_api::auth::SigningKeyEntry {
+                kid: USER_TOKEN_KID.into(),
+                file: self.dir.join(format!("{USER_TOKEN_KID}.key")),
+            }],
+            roles_file: repo_root().join("policies/roles.toml"),
+            dev_login: true,
+            allowed_origins: vec![ORIGIN.into()],
+            post_login_url: Some(format!("{ORIGIN}/auth/complete")),
+            oidc: oidc::env().map(|env| [("test".to_owned(), oidc::provider_config(&env))].into()).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
     pub fn private_key(&self, service: ServiceName) -> Vec<u8> {
         self.private_key_named(service.as_str())
     }
@@ -324,18 +341,7 @@ impl TestApp {
 
         let mut public_cfg: public_api::PublicApiConfig =
             config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
-        public_cfg.service.auth = public_api::auth::AuthSettings {
-            signing_keys: vec![public_api::auth::SigningKeyEntry {
-                kid: USER_TOKEN_KID.into(),
-                file: keys.dir.join(format!("{USER_TOKEN_KID}.key")),
-            }],
-            roles_file: repo_root().join("policies/roles.toml"),
-            dev_login: true,
-            allowed_origins: vec![ORIGIN.into()],
-            post_login_url: Some(format!("{ORIGIN}/auth/complete")),
-            oidc: oidc::env().map(|env| [("test".to_owned(), oidc::provider_config(&env))].into()).unwrap_or_default(),
-            ..Default::default()
-        };
+        public_cfg.service.auth = keys.auth_settings();
         configure(&mut public_cfg);
         let public_api = launch(public_api::build(public_cfg).await.expect("build public-api")).await;
 

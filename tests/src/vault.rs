@@ -5,8 +5,10 @@
 //! `vault:vN:` prefix: it checks the wire format and the error paths, not cryptography.
 //! Real Vault cannot be installed on these machines (see the README).
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -16,11 +18,46 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const TOKEN: &str = "s.test-token";
 pub const KEY: &str = "secondwind-phi";
+pub const ROLE_ID: &str = "phi-vault-role";
+pub const SECRET_ID: &str = "phi-vault-secret";
 
 #[derive(Default)]
 pub struct State {
     pub sealed: AtomicBool,
     pub latest: AtomicI32,
+    /// Tokens issued by AppRole login, with their expiry. `TOKEN` never expires.
+    pub issued: Mutex<HashMap<String, Instant>>,
+    /// The lease of issued tokens, in seconds.
+    pub lease_secs: AtomicU64,
+    pub logins: AtomicU32,
+    pub renewals: AtomicU32,
+    /// Refuse renewals (as Vault does past a token's max TTL).
+    pub refuse_renewal: AtomicBool,
+}
+
+impl State {
+    fn token_ok(&self, request: &Request) -> Option<String> {
+        let token = request.headers.get("x-vault-token").and_then(|v| v.to_str().ok())?.to_owned();
+        if token == TOKEN {
+            return Some(token);
+        }
+        let issued = self.issued.lock().ok()?;
+        issued.get(&token).is_some_and(|expiry| Instant::now() < *expiry).then_some(token)
+    }
+
+    fn auth(&self, token: &str) -> ResponseTemplate {
+        let lease = self.lease_secs.load(Ordering::SeqCst);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "request_id": "00000000-0000-0000-0000-000000000001", "lease_id": "", "renewable": false,
+            "lease_duration": 0, "data": null, "wrap_info": null, "warnings": null,
+            "auth": {
+                "client_token": token, "accessor": "accessor", "policies": ["default", "phi-vault"],
+                "token_policies": ["default", "phi-vault"], "metadata": {"role_name": "phi-vault"},
+                "lease_duration": lease, "renewable": true, "entity_id": "entity", "token_type": "service",
+                "orphan": true
+            }
+        }))
+    }
 }
 
 pub struct TransitDouble {
@@ -46,12 +83,46 @@ impl Respond for Transit {
         if self.0.sealed.load(Ordering::SeqCst) {
             return error(503, "Vault is sealed");
         }
-        if request.headers.get("x-vault-token").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
-            return error(403, "permission denied");
-        }
-        let latest = self.0.latest.load(Ordering::SeqCst);
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        if self.1 == "login" {
+            if body["role_id"] != ROLE_ID || body["secret_id"] != SECRET_ID {
+                return error(400, "invalid role or secret ID");
+            }
+            let n = self.0.logins.fetch_add(1, Ordering::SeqCst) + 1;
+            let token = format!("s.approle-{n}");
+            let lease = Duration::from_secs(self.0.lease_secs.load(Ordering::SeqCst));
+            if let Ok(mut issued) = self.0.issued.lock() {
+                issued.insert(token.clone(), Instant::now() + lease);
+            }
+            return self.0.auth(&token);
+        }
+        let Some(token) = self.0.token_ok(request) else {
+            return error(403, "permission denied");
+        };
+        let latest = self.0.latest.load(Ordering::SeqCst);
         match self.1 {
+            "renew-self" => {
+                if self.0.refuse_renewal.load(Ordering::SeqCst) || token == TOKEN {
+                    return error(400, "lease is not renewable");
+                }
+                self.0.renewals.fetch_add(1, Ordering::SeqCst);
+                let lease = Duration::from_secs(self.0.lease_secs.load(Ordering::SeqCst));
+                if let Ok(mut issued) = self.0.issued.lock() {
+                    issued.insert(token.clone(), Instant::now() + lease);
+                }
+                self.0.auth(&token)
+            }
+            "lookup-self" => {
+                let (ttl, renewable) =
+                    if token == TOKEN { (0, false) } else { (self.0.lease_secs.load(Ordering::SeqCst), true) };
+                envelope(json!({
+                    "accessor": "accessor", "creation_time": 1_700_000_000u64, "creation_ttl": ttl,
+                    "display_name": "token", "entity_id": "", "expire_time": null, "explicit_max_ttl": 0,
+                    "id": token, "identity_policies": null, "issue_time": null, "meta": null, "num_uses": 0,
+                    "orphan": true, "path": "auth/token/create", "policies": ["phi-vault"],
+                    "renewable": renewable, "role": null, "ttl": ttl
+                }))
+            }
             "encrypt" => {
                 let inner = json!({"p": body["plaintext"], "ad": body["associated_data"]});
                 envelope(
@@ -92,7 +163,14 @@ impl Respond for Transit {
 impl TransitDouble {
     pub async fn start() -> Self {
         let server = MockServer::start().await;
-        let state = Arc::new(State { sealed: AtomicBool::new(false), latest: AtomicI32::new(1) });
+        let state = Arc::new(State { latest: AtomicI32::new(1), lease_secs: AtomicU64::new(3600), ..State::default() });
+        for (verb, route, op) in [
+            ("POST", "/v1/auth/approle/login", "login"),
+            ("POST", "/v1/auth/token/renew-self", "renew-self"),
+            ("GET", "/v1/auth/token/lookup-self", "lookup-self"),
+        ] {
+            Mock::given(method(verb)).and(path(route)).respond_with(Transit(state.clone(), op)).mount(&server).await;
+        }
         for (verb, op) in [("POST", "encrypt"), ("POST", "decrypt")] {
             Mock::given(method(verb))
                 .and(path(format!("/v1/transit/{op}/{KEY}")))
@@ -117,7 +195,8 @@ impl TransitDouble {
     pub fn settings(&self) -> phi_vault::vault_transit::VaultSettings {
         phi_vault::vault_transit::VaultSettings {
             address: self.server.uri(),
-            token: common::Secret::new(TOKEN.into()),
+            token: Some(common::Secret::new(TOKEN.into())),
+            approle: None,
             mount: "transit".into(),
             key: KEY.into(),
             timeout_secs: 5,
@@ -127,6 +206,22 @@ impl TransitDouble {
     /// Like `vault write -f transit/keys/<key>/rotate`.
     pub fn rotate(&self) {
         self.state.latest.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Settings that log in with AppRole instead of a token; the secret id is written to
+    /// `dir/vault-secret-id` (mode 0600).
+    pub fn approle_settings(&self, dir: &std::path::Path) -> phi_vault::vault_transit::VaultSettings {
+        let file = dir.join("vault-secret-id");
+        common::keys::write_secret_file(&file, SECRET_ID).expect("secret id file");
+        phi_vault::vault_transit::VaultSettings {
+            token: None,
+            approle: Some(phi_vault::vault_transit::AppRoleSettings {
+                mount: "approle".into(),
+                role_id: ROLE_ID.into(),
+                secret_id_file: file,
+            }),
+            ..self.settings()
+        }
     }
 
     pub fn seal(&self, sealed: bool) {

@@ -112,3 +112,33 @@ async fn each_user_has_a_limit_and_each_address_another() {
     assert_limited(app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status")).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn internal_routes_have_their_own_per_address_limit() {
+    // phi-vault's callers are services carrying everyone's traffic from one address: its
+    // ordinary per-address limit does not apply to internal routes, a service-sized one does.
+    let app = TestApp::spawn_configured(
+        |_| {},
+        |phi| {
+            phi.rate_limits.per_ip_per_minute = 2;
+            phi.rate_limits.internal_per_ip_per_minute = 6;
+        },
+    )
+    .await;
+    let me = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&me).await; // one internal call
+    for _ in 0..5 {
+        assert_eq!(app.get_as(&me.access_token, "/beneficiaries/me/profile").await.status(), 200);
+    }
+    // The seventh internal call is shed; public-api answers 503 in its error body, not 500.
+    let shed = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;
+    assert_eq!(shed.status(), 503);
+    let body: serde_json::Value = shed.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+    // Non-internal routes keep the ordinary limit.
+    let status = || app.http.get(format!("{}/status", app.phi_vault.url)).send();
+    assert_eq!(status().await.expect("status").status(), 200);
+    assert_eq!(status().await.expect("status").status(), 200);
+    assert_eq!(status().await.expect("status").status(), 429);
+    app.stop().await;
+}

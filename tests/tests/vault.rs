@@ -47,7 +47,7 @@ async fn each_vault_failure_is_reported_for_what_it_is() {
     vault.seal(false);
 
     let mut wrong_token = vault.settings();
-    wrong_token.token = common::Secret::new("s.wrong".into());
+    wrong_token.token = Some(common::Secret::new("s.wrong".into()));
     let denied = VaultTransit::new(&wrong_token).expect("provider").wrap(subject, &key).await;
     assert!(matches!(&denied, Err(CryptoError::Provider(m)) if m.contains("denied")), "{denied:?}");
 
@@ -119,4 +119,63 @@ async fn a_sealed_vault_makes_writes_fail_cleanly_then_recover() {
     pool.close().await;
     let _ = phi.close().await;
     app.stop().await;
+}
+
+/// Polls `check` until it holds or `within` passes.
+async fn eventually(within: std::time::Duration, check: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+#[tokio::test]
+async fn approle_logs_in_renews_while_idle_and_logs_in_again_when_renewal_is_refused() {
+    use std::sync::atomic::Ordering::SeqCst;
+    harness::init();
+    let vault = TransitDouble::start().await;
+    vault.state.lease_secs.store(3, SeqCst);
+    let dir = std::env::temp_dir().join(format!("secondwind-approle-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let provider = VaultTransit::new(&vault.approle_settings(&dir)).expect("provider");
+    let (subject, key) = (Uuid::new_v4(), DataKey::generate().expect("key"));
+    let wrapped = provider.wrap(subject, &key).await.expect("wrap");
+    assert_eq!(vault.state.logins.load(SeqCst), 1);
+
+    // Two thirds into the lease the background upkeep renews, with no call in between.
+    let second = std::time::Duration::from_secs(1);
+    assert!(eventually(3 * second, || vault.state.renewals.load(SeqCst) >= 1).await, "renewed while idle");
+    assert_eq!(vault.state.logins.load(SeqCst), 1, "renewal, not a new login");
+    assert_eq!(provider.unwrap(subject, &wrapped).await.expect("unwrap").expose(), key.expose());
+
+    // Past its max TTL Vault refuses renewal: the provider logs in again and keeps working.
+    vault.state.refuse_renewal.store(true, SeqCst);
+    assert!(eventually(4 * second, || vault.state.logins.load(SeqCst) >= 2).await, "logged in again");
+    assert_eq!(provider.unwrap(subject, &wrapped).await.expect("unwrap").expose(), key.expose());
+    drop(provider);
+
+    // A wrong secret id: the service cannot reach its keys, which callers see as unavailable.
+    let bad_dir = dir.join("bad");
+    std::fs::create_dir_all(&bad_dir).expect("dir");
+    let mut wrong = vault.approle_settings(&bad_dir);
+    let file = bad_dir.join("wrong-secret-id");
+    common::keys::write_secret_file(&file, "not-the-secret").expect("file");
+    if let Some(approle) = wrong.approle.as_mut() {
+        approle.secret_id_file = file;
+    }
+    let refused = VaultTransit::new(&wrong).expect("provider").wrap(subject, &key).await;
+    assert!(matches!(&refused, Err(CryptoError::Unavailable(m)) if m.contains("approle login")), "{refused:?}");
+    // Both kinds of credentials at once, or neither, are refused at start-up.
+    std::fs::create_dir_all(dir.join("both")).expect("dir");
+    let mut both = vault.approle_settings(&dir.join("both"));
+    both.token = Some(common::Secret::new("s.x".into()));
+    assert!(VaultTransit::new(&both).is_err());
+    both.token = None;
+    both.approle = None;
+    assert!(VaultTransit::new(&both).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }

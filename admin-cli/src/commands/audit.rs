@@ -73,7 +73,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --config or --url"),
     };
-    out.progress(&format!("verifying the {} chain", args.trail.table()));
+    out.progress(format!("verifying the {} chain", args.trail.table()));
     let pool = common::db::connect_with_backoff(&url, 1, std::time::Duration::from_secs(10)).await?;
     let verification = match args.trail {
         Trail::Public => public_api::audit::verify(&pool, args.max_breaks).await?,
