@@ -331,6 +331,13 @@ impl KeyCache {
         }
     }
 
+    /// Drops every key (when shred notices may have been missed).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }

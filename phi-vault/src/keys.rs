@@ -10,7 +10,7 @@ use common::assertion::InternalCall;
 use common::ApiError;
 
 use crate::access_log::{self, Access};
-use crate::crypto::{CryptoError, KeyProvider, WrappedKey};
+use crate::crypto::{CryptoError, KeyCache, KeyProvider, WrappedKey};
 use crate::records::Vault;
 
 #[derive(Debug, thiserror::Error)]
@@ -123,10 +123,58 @@ async fn shred(
     if shredded.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
+    // Delivered at commit to every instance, which drops its cached copy of the key.
+    sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
     tx.commit().await?;
     vault.cache.forget(subject);
     tracing::warn!(request_id = %claims.request_id, %subject, "subject crypto-shredded");
     Ok(Status::NoContent)
+}
+
+/// The channel a shred is announced on.
+pub const SHRED_CHANNEL: &str = "phi_subject_shredded";
+
+/// Listens for shreds made by any instance and evicts those subjects' keys from this
+/// instance's cache, so destroyed key material does not linger in memory until the cache
+/// expires. (Reads are refused regardless: each checks the subject's key state.) If the
+/// connection drops, notices may have been missed, so the whole cache is cleared.
+pub async fn evict_shredded(
+    pool: PgPool,
+    cache: std::sync::Arc<KeyCache>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut listener = loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(SHRED_CHANNEL).await {
+                Ok(()) => break l,
+                Err(e) => tracing::warn!(error = %e, "cannot listen for shreds; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen for shreds; retrying"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            notice = listener.try_recv() => match notice {
+                Ok(Some(n)) => match n.payload().parse::<Uuid>() {
+                    Ok(subject) => cache.forget(subject),
+                    Err(_) => tracing::warn!("unreadable shred notice"),
+                },
+                // The connection was lost (and is re-established on the next call).
+                Ok(None) => cache.clear(),
+                Err(e) => {
+                    cache.clear();
+                    tracing::warn!(error = %e, "shred listener failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
 }
 
 pub fn routes() -> Vec<Route> {

@@ -91,27 +91,29 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     let vault = records::Vault {
         provider,
-        cache: crypto::KeyCache::new(
+        cache: std::sync::Arc::new(crypto::KeyCache::new(
             settings.key_cache_entries,
             std::time::Duration::from_secs(settings.key_cache_ttl_secs),
-        ),
+        )),
         max_record_bytes: settings.max_record_bytes,
         consent: consent.clone(),
     };
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
     let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));
+    let cache = vault.cache.clone();
     Ok(parts
         .into_rocket(&config)
         .manage(consent)
         .manage(vault)
         .manage(retention)
-        .attach(rocket::fairing::AdHoc::on_liftoff("retention job", move |r| {
+        .attach(rocket::fairing::AdHoc::on_liftoff("background jobs", move |r| {
             let pool = r.state::<sqlx::PgPool>().cloned();
             let shutdown = r.shutdown();
             Box::pin(async move {
                 if let Some(pool) = pool {
-                    tokio::spawn(retention::run(pool, interval, shutdown));
+                    tokio::spawn(retention::run(pool.clone(), interval, shutdown.clone()));
+                    tokio::spawn(keys::evict_shredded(pool, cache, shutdown));
                 }
             })
         }))

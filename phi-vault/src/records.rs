@@ -28,7 +28,8 @@ const FIELD: &str = "content";
 /// The keys and limits the record routes need.
 pub struct Vault {
     pub provider: Box<dyn KeyProvider>,
-    pub cache: KeyCache,
+    /// Shared with the shred listener, which evicts keys other instances destroyed.
+    pub cache: std::sync::Arc<KeyCache>,
     pub max_record_bytes: usize,
     /// Asked about every disclosure outside the program.
     pub consent: ConsentClient,
@@ -169,9 +170,12 @@ async fn authorized(
     id: Uuid,
     action: &'static str,
 ) -> Result<(Uuid, String), ApiError> {
+    // The subject's key state is read with the record: a subject erased through another
+    // instance is refused here even while this instance still caches its key.
     let row = sqlx::query(
-        "SELECT subject_id, category::text AS category FROM records \
-         WHERE id = $1 AND (expires_at IS NULL OR expires_at > now())",
+        "SELECT r.subject_id, r.category::text AS category, s.wrapped_data_key IS NULL AS shredded \
+         FROM records r JOIN subjects s ON s.id = r.subject_id \
+         WHERE r.id = $1 AND (r.expires_at IS NULL OR r.expires_at > now())",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
@@ -181,6 +185,11 @@ async fn authorized(
         return Err(ApiError::NotFound);
     };
     let subject: Uuid = row.try_get("subject_id")?;
+    if row.try_get::<bool, _>("shredded")? {
+        access_log::append(tx, &access(claims, Some(subject), Some(id), action, &Decision::deny("subject erased")))
+            .await?;
+        return Err(ApiError::NotFound);
+    }
     let category: String = row.try_get("category")?;
     let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
     let decision = policy::decide(tx, consent, claims, subject, intent).await?;

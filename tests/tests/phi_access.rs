@@ -243,3 +243,75 @@ async fn a_subject_lists_their_records_by_category() {
     not_found(vault.list_records(&ctx, subject, None).await);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_erased_subject_is_refused_everywhere_and_evicted_from_every_cache() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let profile = "/beneficiaries/me/profile";
+    assert_eq!(app.get_as(&beneficiary.access_token, profile).await.status(), 200, "the key is now cached");
+
+    // Another instance's cache: a listener on the same database.
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let cache = std::sync::Arc::new(phi_vault::crypto::KeyCache::new(10, std::time::Duration::from_secs(300)));
+    let bystander = uuid::Uuid::new_v4();
+    for s in [subject, bystander] {
+        cache.put(s, phi_vault::crypto::DataKey::generate().expect("key"));
+    }
+    let listener = tokio::spawn(phi_vault::keys::evict_shredded(phi.clone(), cache.clone(), std::future::pending()));
+
+    // A shred this instance was never told about (as if made elsewhere while notices were lost):
+    // the service still caches the key, yet refuses the read, because each read checks the
+    // subject's key state.
+    let su = sqlx::PgPool::connect(&app.database(Database::Phi).url_as("postgres")).await.expect("superuser");
+    let mut tx = su.begin().await.expect("begin");
+    let saved: Vec<u8> = sqlx::query_scalar("SELECT wrapped_data_key FROM subjects WHERE id = $1")
+        .bind(subject)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("key");
+    sqlx::query("UPDATE subjects SET wrapped_data_key = NULL WHERE id = $1")
+        .bind(subject)
+        .execute(&mut *tx)
+        .await
+        .expect("shred");
+    tx.commit().await.expect("commit");
+    assert_eq!(app.get_as(&beneficiary.access_token, profile).await.status(), 404);
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM access_log WHERE action = 'record.read' ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&phi)
+            .await
+            .expect("log");
+    assert_eq!(reason, "subject erased");
+    sqlx::query("UPDATE subjects SET wrapped_data_key = $2 WHERE id = $1")
+        .bind(subject)
+        .bind(saved)
+        .execute(&su)
+        .await
+        .expect("restore");
+    assert_eq!(app.get_as(&beneficiary.access_token, profile).await.status(), 200);
+
+    // The real erasure: every instance listening drops its copy of the key.
+    let admin = app.dev_login("admin").await;
+    let erase = app
+        .http
+        .delete(app.api(&format!("/staff/beneficiaries/{subject}/phi?reason=requested%20erasure")))
+        .bearer_auth(&admin.access_token)
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(erase.status(), 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cache.get(subject).is_some() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(cache.get(subject).is_none(), "the shredded subject's key was evicted");
+    assert!(cache.get(bystander).is_some(), "other subjects' keys stay");
+    assert_eq!(app.get_as(&beneficiary.access_token, profile).await.status(), 404);
+    listener.abort();
+    su.close().await;
+    phi.close().await;
+    app.stop().await;
+}
