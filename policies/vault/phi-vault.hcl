@@ -15,7 +15,8 @@ path "transit/keys/secondwind-phi" {
   capabilities = ["read"]
 }
 
-# Keep its own token alive.
+# Keep its own token alive (renew-self, lookup-self). AppRole login itself needs no policy:
+# auth/approle/login is unauthenticated and checked against the role id and secret id.
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }
