@@ -209,6 +209,46 @@ async fn audit_verify_checks_the_phi_access_log_including_its_review_flags() {
 }
 
 #[tokio::test]
+async fn audit_verify_checks_the_consent_decisions() {
+    harness::init();
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let db = harness::TestDatabase::create(Database::Consent, &id).await;
+    let pool = sqlx::PgPool::connect(&db.app_url()).await.expect("pool");
+    for permitted in [false, true] {
+        let question = common::client::DisclosureQuestion {
+            subject_id: uuid::Uuid::new_v4(),
+            recipient: "partner:r1".into(),
+            categories: vec!["identity".into()],
+            purpose: "housing_placement".into(),
+        };
+        let answer = consent::decisions::Answer {
+            permitted,
+            consent_id: permitted.then(uuid::Uuid::new_v4),
+            reason: if permitted { "consent" } else { "no standing consent" },
+            asked_by: "phi-vault for partner:r1",
+            request_id: "r1",
+        };
+        let mut tx = pool.begin().await.expect("begin");
+        consent::decisions::append(&mut tx, &question, &answer).await.expect("append");
+        tx.commit().await.expect("commit");
+    }
+    let verify = || cli().args(["--json", "audit", "verify", "--trail", "consent", "--url", &db.app_url()]).assert();
+    let report = json(&verify().success().get_output().stdout);
+    assert_eq!((report["trail"].as_str(), report["rows_checked"].as_u64()), (Some("consent"), Some(2)));
+    // Turning a refusal into a permission is caught.
+    let mut su = PgConnection::connect(&db.url_as("postgres")).await.expect("superuser");
+    sqlx::query("UPDATE decisions SET permitted = true WHERE NOT permitted").execute(&mut su).await.expect("tamper");
+    let _ = su.close().await;
+    let report = json(&verify().code(1).get_output().stdout);
+    assert_eq!(
+        (report["breaks"][0]["seq"].as_i64(), report["breaks"][0]["problem"].as_str()),
+        (Some(1), Some("content_changed"))
+    );
+    pool.close().await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
 async fn audit_verify_reports_intact_and_broken_chains() {
     harness::init();
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

@@ -387,6 +387,9 @@ pub struct DisclosureAnswer {
     pub permitted: bool,
     #[serde(default)]
     pub consent_id: Option<uuid::Uuid>,
+    /// The consent form version the subject signed: the notice the disclosure is made under.
+    #[serde(default)]
+    pub form_version: Option<String>,
     pub reason: String,
 }
 

@@ -1,6 +1,7 @@
 //! The consent service: holds 42 CFR §2.31 consents and answers whether a disclosure is
-//! permitted (default deny). This foundation mounts its internal readiness route; consents and
-//! decisions arrive with their issue.
+//! permitted (default deny), keeping every decision in a hash-chained trail. Routes to record,
+//! list and revoke consents arrive with the consent issue; until then consents are written by
+//! operators (and tests) directly.
 
 use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use common::config::Config;
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
+pub mod decisions;
 mod internal;
 
 pub const SERVICE: ServiceName = ServiceName::Consent;
@@ -23,5 +25,5 @@ pub type ConsentConfig = Config<Settings>;
 /// The one builder `main` and the tests share.
 pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
     let parts = Parts::load(SERVICE, &config).await?;
-    Ok(parts.into_rocket(&config).mount("/", internal::routes()))
+    Ok(parts.into_rocket(&config).mount("/", internal::routes()).mount("/", decisions::routes()))
 }

@@ -33,15 +33,28 @@ pub struct Decision {
     pub reason: Cow<'static, str>,
     /// Compliance must review this access (break-glass).
     pub flagged: bool,
+    /// Set when a consent permitted a disclosure outside the program: a served read is entered
+    /// in the accounting of disclosures.
+    pub disclosure: Option<Disclosure>,
+}
+
+/// What the accounting of disclosures (42 CFR §2.24) records of a consented read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disclosure {
+    pub recipient: String,
+    pub purpose: String,
+    pub category: String,
+    pub consent_id: Option<Uuid>,
+    pub notice_version: String,
 }
 
 impl Decision {
     pub fn permit(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { permitted: true, reason: reason.into(), flagged: false }
+        Self { permitted: true, reason: reason.into(), flagged: false, disclosure: None }
     }
 
     pub fn deny(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { permitted: false, reason: reason.into(), flagged: false }
+        Self { permitted: false, reason: reason.into(), flagged: false, disclosure: None }
     }
 }
 
@@ -95,24 +108,23 @@ pub async fn decide(
 
 fn break_glass(claims: &Claims, intent: Intent<'_>) -> Decision {
     if intent == Intent::Write {
-        return Decision { permitted: false, reason: Cow::Borrowed("break-glass only reads"), flagged: true };
+        return Decision { flagged: true, ..Decision::deny("break-glass only reads") };
     }
     match claims.reason.as_deref().map(str::trim) {
         Some(reason) if REASON_CHARS.contains(&reason.chars().count()) => {
-            Decision { permitted: true, reason: Cow::Owned(format!("break-glass: {reason}")), flagged: true }
+            Decision { flagged: true, ..Decision::permit(format!("break-glass: {reason}")) }
         }
-        _ => {
-            Decision { permitted: false, reason: Cow::Borrowed("break-glass without a written reason"), flagged: true }
-        }
+        _ => Decision { flagged: true, ..Decision::deny("break-glass without a written reason") },
     }
 }
 
 /// Asks the consent service; anything but a clear permit — an error, a timeout, a service that
 /// does not decide yet — is a denial, with the cause kept for the log.
 async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, category: &str) -> Decision {
+    let recipient = format!("{}:{}", claims.role, claims.sub);
     let question = DisclosureQuestion {
         subject_id: subject,
-        recipient: format!("{}:{}", claims.role, claims.sub),
+        recipient: recipient.clone(),
         categories: vec![category.to_owned()],
         purpose: claims.purpose.clone(),
     };
@@ -124,10 +136,25 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
         reason: None,
     };
     match consent.decide(&ctx, &question).await {
-        Ok(answer) if answer.permitted => Decision::permit(match answer.consent_id {
-            Some(id) => Cow::Owned(format!("consent {id}")),
-            None => Cow::Borrowed("consent"),
-        }),
+        Ok(answer) if answer.permitted => {
+            let Some(notice_version) = answer.form_version else {
+                return Decision::deny("consent permitted without naming the form signed");
+            };
+            let reason = match answer.consent_id {
+                Some(id) => Cow::Owned(format!("consent {id}")),
+                None => Cow::Borrowed("consent"),
+            };
+            Decision {
+                disclosure: Some(Disclosure {
+                    recipient,
+                    purpose: claims.purpose.clone(),
+                    category: category.to_owned(),
+                    consent_id: answer.consent_id,
+                    notice_version,
+                }),
+                ..Decision::permit(reason)
+            }
+        }
         Ok(answer) => Decision::deny(Cow::Owned(format!("consent service denied: {}", answer.reason))),
         Err(e) => {
             tracing::warn!(request_id = %claims.request_id, error = %e, "no consent decision; denying");

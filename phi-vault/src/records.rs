@@ -169,7 +169,7 @@ async fn authorized(
     claims: &Claims,
     id: Uuid,
     action: &'static str,
-) -> Result<(Uuid, String), ApiError> {
+) -> Result<(Uuid, String, Decision), ApiError> {
     // The subject's key state is read with the record: a subject erased through another
     // instance is refused here even while this instance still caches its key.
     let row = sqlx::query(
@@ -200,7 +200,7 @@ async fn authorized(
     if decision.flagged {
         tracing::warn!(request_id = %claims.request_id, %subject, alarm = "break_glass", "break-glass access; flagged for review");
     }
-    Ok((subject, category))
+    Ok((subject, category, decision))
 }
 
 async fn load(
@@ -232,6 +232,31 @@ async fn load(
     })
 }
 
+/// Enters a consented read in the accounting of disclosures (42 CFR §2.24), in the read's
+/// transaction: the disclosure is on record exactly when the contents were served.
+async fn record_disclosure(
+    tx: &mut PgConnection,
+    subject: Uuid,
+    d: &policy::Disclosure,
+    request_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO disclosures (id, subject_id, recipient, purpose, categories, consent_id, notice_version, request_id) \
+         VALUES ($1, $2, $3, $4, ARRAY[$5::record_category], $6, $7, $8)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(subject)
+    .bind(&d.recipient)
+    .bind(&d.purpose)
+    .bind(&d.category)
+    .bind(d.consent_id)
+    .bind(&d.notice_version)
+    .bind(request_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 #[get("/internal/v1/records/<id>")]
 async fn read(
     call: InternalCall,
@@ -240,7 +265,7 @@ async fn read(
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
     let mut tx = pool.begin().await?;
-    let (subject, category) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.read").await {
+    let (subject, category, decision) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.read").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?; // keep the logged denial
@@ -260,6 +285,9 @@ async fn read(
             return Err(e);
         }
     };
+    if let Some(disclosure) = &decision.disclosure {
+        record_disclosure(&mut tx, subject, disclosure, &call.0.request_id).await?;
+    }
     tx.commit().await?;
     Ok(Json(record))
 }
@@ -277,7 +305,7 @@ async fn replace(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     let mut tx = pool.begin().await?;
-    let (subject, category) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.update").await {
+    let (subject, category, _) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.update").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?;

@@ -164,48 +164,166 @@ async fn only_compliance_officers_read_the_access_log_and_it_pages() {
     app.stop().await;
 }
 
+/// Writes a signed consent straight into the consent database (the routes that record consents
+/// arrive with the consent issue); returns its id.
+async fn consent_to(
+    consent_db: &sqlx::PgPool,
+    subject: uuid::Uuid,
+    recipient: &str,
+    categories: &[&str],
+    purpose: &str,
+    expires_in: time::Duration,
+) -> uuid::Uuid {
+    sqlx::query(
+        "INSERT INTO consent_forms (version, body, body_sha256) VALUES ('2026-11', 'I consent to…', '\\x00') \
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(consent_db)
+    .await
+    .expect("form");
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO consents (id, subject_id, discloser, recipient, categories, purpose, expires_at, form_version, \
+         signed_name, signed_at) VALUES ($1, $2, 'SecondWind', $3, $4, $5, now() + $6, '2026-11', 'Jordan Q. Example', now())",
+    )
+    .bind(id)
+    .bind(subject)
+    .bind(recipient)
+    .bind(categories.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+    .bind(purpose)
+    .bind(expires_in)
+    .execute(consent_db)
+    .await
+    .expect("consent");
+    id
+}
+
 #[tokio::test]
-async fn outside_recipients_are_denied_without_a_consent_decision() {
+async fn outside_recipients_read_only_under_a_standing_consent() {
     let app = TestApp::spawn().await;
     let beneficiary = app.dev_login("beneficiary").await;
     app.put_sample_profile(&beneficiary).await;
     let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
     let (vault, own) = app.vault_as(&beneficiary.user_id, "beneficiary");
-    let list = vault.list_records(&own, subject, None).await.expect("list");
-    let record = list.records[0].record_id;
+    let record = vault.list_records(&own, subject, None).await.expect("list").records[0].record_id;
+    let residence = uuid::Uuid::new_v4().to_string();
+    let (partner, mut ctx) = app.vault_as(&residence, "partner");
+    ctx.purpose = "housing_placement".into();
 
-    // A partner residence and an insurer: the consent service does not decide yet, so deny.
-    for role in ["partner", "insurer"] {
-        let (vault, ctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), role);
-        not_found(vault.read_record(&ctx, record).await);
-        not_found(vault.list_records(&ctx, subject, Some("identity")).await);
-        not_found(vault.list_records(&ctx, subject, None).await);
-    }
-    // Compliance officers never see contents.
-    let (vault, ctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "compliance_officer");
-    not_found(vault.read_record(&ctx, record).await);
+    // No consent: denied, like any recipient without one; so is an insurer, and a compliance
+    // officer asking for contents.
+    not_found(partner.read_record(&ctx, record).await);
+    not_found(partner.list_records(&ctx, subject, None).await);
+    let (insurer, ictx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "insurer");
+    not_found(insurer.read_record(&ictx, record).await);
+    let (officer, octx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "compliance_officer");
+    not_found(officer.read_record(&octx, record).await);
 
+    // The subject consents to this residence seeing their identity for housing placement.
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let recipient = format!("partner:{residence}");
+    let hour = time::Duration::hours(1);
+    let consent = consent_to(&consent_db, subject, &recipient, &["identity"], "housing_placement", hour).await;
+    let read = partner.read_record(&ctx, record).await.expect("a consented read");
+    assert_eq!(read.content, sample_profile());
+    // Another purpose, another category, another recipient: still no.
+    let mut other_purpose = ctx.clone();
+    other_purpose.purpose = "marketing".into();
+    not_found(partner.read_record(&other_purpose, record).await);
+    not_found(partner.list_records(&ctx, subject, Some("insurance")).await);
+    let (stranger, mut sctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "partner");
+    sctx.purpose = "housing_placement".into();
+    not_found(stranger.read_record(&sctx, record).await);
+
+    // The served read is in the accounting of disclosures; the refused ones are not.
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
-    let denials: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT actor_role, action, reason FROM access_log WHERE decision = 'deny' AND actor_role <> 'beneficiary' \
+    let disclosed: Vec<(String, String, Option<uuid::Uuid>, String)> =
+        sqlx::query_as("SELECT recipient, purpose, consent_id, notice_version FROM disclosures WHERE subject_id = $1")
+            .bind(subject)
+            .fetch_all(&phi)
+            .await
+            .expect("disclosures");
+    assert_eq!(disclosed, vec![(recipient.clone(), "housing_placement".into(), Some(consent), "2026-11".into())]);
+
+    // Revoked: no again, at once.
+    sqlx::query("INSERT INTO revocations (consent_id, revoked_by, reason) VALUES ($1, $2, 'changed my mind')")
+        .bind(consent)
+        .bind(&beneficiary.user_id)
+        .execute(&consent_db)
+        .await
+        .expect("revoke");
+    not_found(partner.read_record(&ctx, record).await);
+    // Expired: no.
+    consent_to(&consent_db, subject, &recipient, &["identity"], "housing_placement", -hour).await;
+    not_found(partner.read_record(&ctx, record).await);
+
+    // Every question and answer is in the consent service's chained trail; the vault's log says why.
+    let decisions: Vec<(bool, String)> = sqlx::query_as("SELECT permitted, asked_by FROM decisions ORDER BY seq")
+        .fetch_all(&consent_db)
+        .await
+        .expect("d");
+    assert_eq!(decisions.iter().filter(|(p, _)| *p).count(), 1, "{decisions:?}");
+    assert!(decisions.iter().all(|(_, by)| by.starts_with("phi-vault for ")), "{decisions:?}");
+    assert!(consent::decisions::verify(&consent_db, 10).await.expect("verify").intact());
+    let reasons: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor_role, reason FROM access_log WHERE action = 'record.read' AND actor_role <> 'beneficiary' \
          ORDER BY seq",
     )
     .fetch_all(&phi)
     .await
     .expect("log");
-    assert_eq!(denials.len(), 7, "{denials:?}");
-    for (role, action, reason) in &denials[..6] {
-        assert!(["partner", "insurer"].contains(&role.as_str()));
-        match action.as_str() {
-            "record.read" => assert!(reason.starts_with("no consent decision"), "{reason}"),
-            _ => assert!(
-                reason.starts_with("no consent decision") || reason == "a disclosure names its category",
-                "{reason}"
-            ),
+    assert!(reasons[0].1.starts_with("consent service denied: no standing consent"), "{reasons:?}");
+    assert_eq!(
+        reasons[2],
+        ("compliance_officer".into(), "compliance officers see access metadata, not contents".into())
+    );
+    assert_eq!(reasons[3].1, format!("consent {consent}"));
+    assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
+    phi.close().await;
+    consent_db.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_consent_service_refuses_malformed_questions_and_other_callers() {
+    use common::client::{ConsentClient, DisclosureQuestion, InternalClient};
+    let app = TestApp::spawn().await;
+    let client = |caller: common::ServiceName| {
+        let signer = common::assertion::Signer::new(caller, &app.keys.private_key(caller), 30);
+        let inner = InternalClient::new(
+            common::ServiceName::Consent,
+            &app.consent.url,
+            std::sync::Arc::new(signer),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("client");
+        ConsentClient::new(inner)
+    };
+    let ctx = common::assertion::CallContext::system("test", common::RequestId::generate());
+    let good = DisclosureQuestion {
+        subject_id: uuid::Uuid::new_v4(),
+        recipient: "partner:x".into(),
+        categories: vec!["identity".into()],
+        purpose: "housing_placement".into(),
+    };
+    let answer = client(common::ServiceName::PhiVault).decide(&ctx, &good).await.expect("answer");
+    assert!(!answer.permitted && answer.consent_id.is_none());
+    for bad in [
+        DisclosureQuestion { categories: vec![], ..good.clone() },
+        DisclosureQuestion { categories: vec!["diary".into()], ..good.clone() },
+        DisclosureQuestion { recipient: " ".into(), ..good.clone() },
+        DisclosureQuestion { purpose: "x".repeat(101), ..good.clone() },
+    ] {
+        match client(common::ServiceName::PhiVault).decide(&ctx, &bad).await {
+            Err(ClientError::Status { status: 422, .. }) => {}
+            other => panic!("expected 422 for {bad:?}, got {other:?}"),
         }
     }
-    assert_eq!(denials[6].2, "compliance officers see access metadata, not contents");
-    phi.close().await;
+    // Only phi-vault asks: public-api is refused by the allowlist.
+    match client(common::ServiceName::PublicApi).decide(&ctx, &good).await {
+        Err(ClientError::Status { status: 403, .. }) => {}
+        other => panic!("expected 403, got {other:?}"),
+    }
     app.stop().await;
 }
 

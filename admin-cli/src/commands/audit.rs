@@ -24,6 +24,8 @@ pub enum Trail {
     Public,
     /// phi-vault's access_log (metadata of every PHI access).
     Phi,
+    /// The consent service's decisions (every disclosure question and its answer).
+    Consent,
 }
 
 impl Trail {
@@ -31,6 +33,7 @@ impl Trail {
         match self {
             Trail::Public => "audit_logs",
             Trail::Phi => "access_log",
+            Trail::Consent => "decisions",
         }
     }
 }
@@ -66,6 +69,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             let service = match args.trail {
                 Trail::Public => ServiceName::PublicApi,
                 Trail::Phi => ServiceName::PhiVault,
+                Trail::Consent => ServiceName::Consent,
             };
             let config: Config<toml::Table> =
                 Config::load(service, Some(file)).with_context(|| format!("reading {}", file.display()))?;
@@ -78,6 +82,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
     let verification = match args.trail {
         Trail::Public => public_api::audit::verify(&pool, args.max_breaks).await?,
         Trail::Phi => phi_vault::access_log::verify(&pool, args.max_breaks).await?,
+        Trail::Consent => consent::decisions::verify(&pool, args.max_breaks).await?,
     };
     pool.close().await;
     let report = Report {

@@ -1,0 +1,180 @@
+//! Disclosure decisions: may this recipient see these categories of the subject's records, for
+//! this purpose? Yes only under a standing consent (42 CFR §2.31) naming that recipient and
+//! purpose and covering every category asked: signed, not revoked, not expired. Anything else is
+//! no. Every question and its answer is appended to the hash-chained `decisions` trail.
+
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route, State};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use common::assertion::InternalCall;
+use common::chain::{self, Verification};
+use common::client::{DisclosureAnswer, DisclosureQuestion};
+use common::json::Body;
+use common::ApiError;
+
+const CHAIN_LOCK: i64 = 0x5357_434f_4e44_4543;
+/// The categories records are kept under (phi-vault's `record_category`).
+pub const CATEGORIES: [&str; 6] =
+    ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
+
+#[derive(Serialize)]
+struct Canonical<'a> {
+    decided_at_us: i128,
+    subject_id: Uuid,
+    recipient: &'a str,
+    categories: &'a [String],
+    purpose: &'a str,
+    permitted: bool,
+    consent_id: Option<Uuid>,
+    reason: &'a str,
+    asked_by: &'a str,
+    request_id: Option<&'a str>,
+}
+
+impl Canonical<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+fn validate(q: &DisclosureQuestion) -> Result<(), ApiError> {
+    let text = |field: &str, value: &str, max: usize| {
+        if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+            return Err(ApiError::Unprocessable(format!("{field}: 1 to {max} printable characters")));
+        }
+        Ok(())
+    };
+    text("recipient", &q.recipient, 200)?;
+    text("purpose", &q.purpose, 100)?;
+    if q.categories.is_empty() || q.categories.iter().any(|c| !CATEGORIES.contains(&c.as_str())) {
+        return Err(ApiError::Unprocessable(format!("categories: one or more of {}", CATEGORIES.join(", "))));
+    }
+    Ok(())
+}
+
+/// The standing consent that covers the question, if any: its id and the form version signed.
+async fn standing_consent(
+    tx: &mut PgConnection,
+    q: &DisclosureQuestion,
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT c.id, c.form_version FROM consents c \
+         WHERE c.subject_id = $1 AND c.recipient = $2 AND c.purpose = $3 AND c.categories @> $4::text[] \
+         AND c.signed_at <= now() AND (c.expires_at IS NULL OR c.expires_at > now()) \
+         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id) \
+         ORDER BY c.signed_at DESC LIMIT 1",
+    )
+    .bind(q.subject_id)
+    .bind(&q.recipient)
+    .bind(&q.purpose)
+    .bind(&q.categories)
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.map(|r| Ok((r.try_get("id")?, r.try_get("form_version")?))).transpose()
+}
+
+/// A decision as the trail keeps it.
+pub struct Answer<'a> {
+    pub permitted: bool,
+    pub consent_id: Option<Uuid>,
+    pub reason: &'a str,
+    pub asked_by: &'a str,
+    pub request_id: &'a str,
+}
+
+/// Appends a question and its answer to the chained `decisions` trail, in the caller's
+/// transaction.
+pub async fn append(tx: &mut PgConnection, question: &DisclosureQuestion, a: &Answer<'_>) -> Result<(), sqlx::Error> {
+    let at = chain::now();
+    let canonical = Canonical {
+        decided_at_us: chain::micros(at),
+        subject_id: question.subject_id,
+        recipient: &question.recipient,
+        categories: &question.categories,
+        purpose: &question.purpose,
+        permitted: a.permitted,
+        consent_id: a.consent_id,
+        reason: a.reason,
+        asked_by: a.asked_by,
+        request_id: Some(a.request_id),
+    };
+    let prev = chain::head(tx, CHAIN_LOCK, "decisions").await?;
+    let row_hash = chain::link(&prev, &canonical.bytes());
+    sqlx::query(
+        "INSERT INTO decisions (decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, \
+         reason, asked_by, request_id, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(at)
+    .bind(question.subject_id)
+    .bind(&question.recipient)
+    .bind(&question.categories)
+    .bind(&question.purpose)
+    .bind(a.permitted)
+    .bind(a.consent_id)
+    .bind(a.reason)
+    .bind(a.asked_by)
+    .bind(a.request_id)
+    .bind(prev)
+    .bind(&row_hash[..])
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[post("/internal/v1/decisions", data = "<body>")]
+async fn decide(
+    call: InternalCall,
+    body: Body<DisclosureQuestion>,
+    pool: &State<PgPool>,
+) -> Result<Json<DisclosureAnswer>, ApiError> {
+    let question = body.into_inner();
+    validate(&question)?;
+    let claims = &call.0;
+    let asked_by = format!("{} for {}:{}", claims.iss, claims.role, claims.sub);
+    let mut tx = pool.begin().await?;
+    let consent = standing_consent(&mut tx, &question).await?;
+    let (permitted, reason) = match &consent {
+        Some((id, _)) => (true, format!("consent {id}")),
+        None => (false, "no standing consent names this recipient, purpose and every category".to_owned()),
+    };
+    let consent_id = consent.as_ref().map(|(id, _)| *id);
+    let answer = Answer { permitted, consent_id, reason: &reason, asked_by: &asked_by, request_id: &claims.request_id };
+    append(&mut tx, &question, &answer).await?;
+    tx.commit().await?;
+    tracing::info!(request_id = %claims.request_id, permitted, "disclosure decided");
+    Ok(Json(DisclosureAnswer { permitted, consent_id, form_version: consent.map(|(_, v)| v), reason }))
+}
+
+/// Verifies the decisions trail (`secondwind-admin audit verify --trail consent`).
+pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
+    let sql = "SELECT seq, decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, reason, \
+               asked_by, request_id, prev_hash, row_hash FROM decisions ORDER BY seq";
+    chain::verify_table(pool, sql, limit, |row| {
+        let text = |name: &str| row.try_get::<String, _>(name);
+        let (recipient, purpose, reason, asked_by) =
+            (text("recipient")?, text("purpose")?, text("reason")?, text("asked_by")?);
+        let categories: Vec<String> = row.try_get("categories")?;
+        let request_id: Option<String> = row.try_get("request_id")?;
+        Ok(Canonical {
+            decided_at_us: chain::micros(row.try_get("decided_at")?),
+            subject_id: row.try_get("subject_id")?,
+            recipient: &recipient,
+            categories: &categories,
+            purpose: &purpose,
+            permitted: row.try_get("permitted")?,
+            consent_id: row.try_get("consent_id")?,
+            reason: &reason,
+            asked_by: &asked_by,
+            request_id: request_id.as_deref(),
+        }
+        .bytes())
+    })
+    .await
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![decide]
+}
