@@ -50,6 +50,18 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// A further call on behalf of the same verified caller (a service asking its own peer while
+    /// serving a request): same user, role, purpose and request id; no break-glass reason.
+    pub fn on_behalf_of(claims: &Claims) -> Self {
+        Self {
+            sub: claims.sub.clone(),
+            role: claims.role.clone(),
+            purpose: claims.purpose.clone(),
+            request_id: RequestId(claims.request_id.clone()),
+            reason: None,
+        }
+    }
+
     /// A call the service makes on its own behalf (health checks, background jobs).
     pub fn system(purpose: &str, request_id: RequestId) -> Self {
         Self { sub: "system".into(), role: "service".into(), purpose: purpose.into(), request_id, reason: None }

@@ -328,8 +328,8 @@ impl PhiVaultClient {
 }
 
 impl ClientError {
-    /// How a caller answers its own client when a peer failed: the peer's 404, 413 and 422 pass
-    /// through; a peer unreachable, unavailable or shedding load (429) is 503; anything else is a
+    /// How a caller answers its own client when a peer failed: the peer's 404, 409, 413 and 422
+    /// pass through; a peer unreachable, unavailable or shedding load (429) is 503; anything else is a
     /// 500.
     pub fn into_api_error(self) -> crate::ApiError {
         match self {
@@ -339,6 +339,9 @@ impl ClientError {
                 crate::ApiError::Unprocessable("the record was refused as invalid".into())
             }
             ClientError::Status { status: 503, peer } => crate::ApiError::Unavailable(format!("{peer} unavailable")),
+            ClientError::Status { status: 409, .. } => {
+                crate::ApiError::Conflict("the record cannot be kept without the subject's consent".into())
+            }
             ClientError::Status { status: 429, peer } => crate::ApiError::Unavailable(format!("{peer} is busy")),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
             other => crate::ApiError::internal(other),

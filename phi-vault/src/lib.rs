@@ -102,6 +102,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
     let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));
     let cache = vault.cache.clone();
+    let (consent_for_job, policy_for_job) = (consent.clone(), retention.clone());
     Ok(parts
         .into_rocket(&config)
         .manage(consent)
@@ -109,10 +110,11 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .manage(retention)
         .attach(rocket::fairing::AdHoc::on_liftoff("background jobs", move |r| {
             let pool = r.state::<sqlx::PgPool>().cloned();
+            let (consent, policy) = (consent_for_job.clone(), policy_for_job.clone());
             let shutdown = r.shutdown();
             Box::pin(async move {
                 if let Some(pool) = pool {
-                    tokio::spawn(retention::run(pool.clone(), interval, shutdown.clone()));
+                    tokio::spawn(retention::run(pool.clone(), consent, policy, interval, shutdown.clone()));
                     tokio::spawn(keys::evict_shredded(pool, cache, shutdown));
                 }
             })

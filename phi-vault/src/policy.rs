@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 use common::assertion::{CallContext, Claims};
 use common::client::{ConsentClient, DisclosureQuestion};
-use common::RequestId;
 
 /// The purpose a break-glass caller asserts.
 pub const BREAK_GLASS: &str = "break_glass";
@@ -128,13 +127,7 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
         categories: vec![category.to_owned()],
         purpose: claims.purpose.clone(),
     };
-    let ctx = CallContext {
-        sub: claims.sub.clone(),
-        role: claims.role.clone(),
-        purpose: claims.purpose.clone(),
-        request_id: RequestId(claims.request_id.clone()),
-        reason: None,
-    };
+    let ctx = CallContext::on_behalf_of(claims);
     match consent.decide(&ctx, &question).await {
         Ok(answer) if answer.permitted => {
             let Some(notice_version) = answer.form_version else {

@@ -139,6 +139,21 @@ async fn create(
         tx.commit().await?;
         return Err(ApiError::Forbidden);
     }
+    if let Some(purpose) = retention.consent_purpose(&new.category) {
+        let ctx = common::assertion::CallContext::on_behalf_of(claims);
+        let stands = crate::retention::consent_stands(&vault.consent, &ctx, new.subject_id, &new.category, purpose)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("consent service: {e}")))?;
+        if !stands {
+            let refused = Decision::deny("no standing consent to keep records of this category");
+            access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", &refused)).await?;
+            tx.commit().await?;
+            return Err(ApiError::Conflict(format!(
+                "{}: kept only under the subject's consent ({purpose}), which is not on file",
+                new.category
+            )));
+        }
+    }
     let key = vault.subject_key(&mut tx, new.subject_id, true, &claims.request_id).await?.ok_or(ApiError::NotFound)?;
     let id = Uuid::new_v4();
     let binding = Binding { subject: new.subject_id, record: id, category: &new.category, field: FIELD };

@@ -1,5 +1,5 @@
-//! Retention: expiry dates from `policies/retention.toml`, and the job that purges expired
-//! records. Safe with several instances running it at once: rows are claimed with
+//! Retention: expiry dates and consent-bound categories from `policies/retention.toml`, and the
+//! job that purges expired records and records whose subject's consent to keep them ended. Safe with several instances running it at once: rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so each record is purged (and logged) exactly once.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,9 @@ use serde::Deserialize;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use common::assertion::CallContext;
+use common::client::{ClientError, ConsentClient, DisclosureQuestion};
 
 use crate::access_log::{self, Access};
 
@@ -23,16 +26,28 @@ pub struct RetentionPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CategoryRule {
-    max_age_days: u32,
+    /// The record expires this many days after it is written.
+    #[serde(default)]
+    max_age_days: Option<u32>,
+    /// The record is kept only while the subject's consent with this purpose, to the program
+    /// itself ([`PROGRAM`]), stands: refused at creation without it, purged once it ends.
+    #[serde(default)]
+    while_consented: Option<String>,
 }
+
+/// The recipient named by a consent to keep records: the program itself.
+pub const PROGRAM: &str = "secondwind";
 
 impl RetentionPolicy {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let policy: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        for name in policy.categories.keys() {
+        for (name, rule) in &policy.categories {
             if !crate::records::CATEGORIES.contains(&name.as_str()) {
                 return Err(format!("{}: unknown category `{name}`", path.display()));
+            }
+            if rule.max_age_days.is_none() && rule.while_consented.is_none() {
+                return Err(format!("{}: `{name}` needs max_age_days or while_consented", path.display()));
             }
         }
         Ok(policy)
@@ -45,12 +60,100 @@ impl RetentionPolicy {
         requested: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Option<OffsetDateTime> {
-        let limit = self.categories.get(category).map(|r| now + time::Duration::days(r.max_age_days.into()));
+        let limit = self
+            .categories
+            .get(category)
+            .and_then(|r| r.max_age_days)
+            .map(|days| now + time::Duration::days(days.into()));
         match (requested, limit) {
             (Some(r), Some(l)) => Some(r.min(l)),
             (r, l) => r.or(l),
         }
     }
+}
+
+impl RetentionPolicy {
+    /// The consent purpose a category's records are kept under, if any.
+    pub fn consent_purpose(&self, category: &str) -> Option<&str> {
+        self.categories.get(category).and_then(|r| r.while_consented.as_deref())
+    }
+
+    fn consent_bound(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.categories.iter().filter_map(|(c, r)| r.while_consented.as_deref().map(|p| (c.as_str(), p)))
+    }
+}
+
+/// Whether the subject's consent to keep `category` records stands: `Ok(false)` only on the
+/// consent service's clear refusal; an error when it cannot be asked (callers keep the records).
+pub async fn consent_stands(
+    consent: &ConsentClient,
+    ctx: &CallContext,
+    subject: Uuid,
+    category: &str,
+    purpose: &str,
+) -> Result<bool, ClientError> {
+    let question = DisclosureQuestion {
+        subject_id: subject,
+        recipient: PROGRAM.into(),
+        categories: vec![category.to_owned()],
+        purpose: purpose.to_owned(),
+    };
+    consent.decide(ctx, &question).await.map(|answer| answer.permitted)
+}
+
+/// Purges the records of every consent-bound category whose subject's consent no longer stands
+/// (revoked or expired); returns how many. A subject the consent service cannot be asked about
+/// keeps its records until a later run. Safe with several instances: the delete claims rows,
+/// so each purge is logged once.
+pub async fn purge_unconsented(
+    pool: &PgPool,
+    consent: &ConsentClient,
+    policy: &RetentionPolicy,
+) -> Result<u64, sqlx::Error> {
+    let request_id = format!("retention-{}", Uuid::new_v4());
+    let ctx = CallContext::system("retention", common::RequestId(request_id.clone()));
+    let mut purged = 0;
+    for (category, purpose) in policy.consent_bound() {
+        let subjects: Vec<Uuid> =
+            sqlx::query_scalar("SELECT DISTINCT subject_id FROM records WHERE category::text = $1")
+                .bind(category)
+                .fetch_all(pool)
+                .await?;
+        for subject in subjects {
+            match consent_stands(consent, &ctx, subject, category, purpose).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, %subject, "retention: consent unknown; records kept for now");
+                    continue;
+                }
+            }
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query("DELETE FROM records WHERE subject_id = $1 AND category::text = $2 RETURNING id")
+                .bind(subject)
+                .bind(category)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                let entry = Access {
+                    actor: "retention-job",
+                    actor_role: "system",
+                    purpose: "retention",
+                    subject_id: Some(subject),
+                    record_id: Some(row.try_get("id")?),
+                    action: "record.purge",
+                    permitted: true,
+                    reason: "the subject's consent to keep these records no longer stands",
+                    flagged: false,
+                    request_id: &request_id,
+                };
+                access_log::append(&mut tx, &entry).await?;
+            }
+            tx.commit().await?;
+            purged += rows.len() as u64;
+        }
+    }
+    Ok(purged)
 }
 
 /// Purges up to `batch` expired records; returns how many.
@@ -83,13 +186,24 @@ pub async fn purge_expired(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error
     Ok(rows.len() as u64)
 }
 
-/// Runs the purge every `interval` until shutdown.
-pub async fn run(pool: PgPool, interval: Duration, shutdown: rocket::Shutdown) {
+/// Runs both purges every `interval` until shutdown.
+pub async fn run(
+    pool: PgPool,
+    consent: ConsentClient,
+    policy: RetentionPolicy,
+    interval: Duration,
+    shutdown: rocket::Shutdown,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(interval) => {
+                match purge_unconsented(&pool, &consent, &policy).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "retention: records without standing consent purged"),
+                    Err(e) => tracing::warn!(error = %e, "retention: consent purge failed; will retry"),
+                }
                 loop {
                     match purge_expired(&pool, 500).await {
                         Ok(0) => break,
@@ -123,5 +237,7 @@ mod tests {
         );
         assert_eq!(policy.expiry("identity", None, now), None);
         assert!(toml::from_str::<RetentionPolicy>("[categories.diary]\nmax_age_days = 1").is_ok());
+        assert_eq!(policy.consent_purpose("coach_conversation"), Some("coach_retention"));
+        assert_eq!(policy.expiry("coach_conversation", None, now), None, "kept while consent stands");
     }
 }

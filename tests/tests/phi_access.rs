@@ -433,3 +433,85 @@ async fn an_erased_subject_is_refused_everywhere_and_evicted_from_every_cache() 
     phi.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let (vault, ctx) = app.vault_as(&beneficiary.user_id, "beneficiary");
+    let conversation = || common::client::NewRecord {
+        subject_id: subject,
+        category: "coach_conversation".into(),
+        content: json!({"messages": [{"from": "coach", "text": "How did this week go?"}]}),
+        expires_at: None,
+    };
+    // No consent on file: refused, nothing stored.
+    match vault.create_record(&ctx, &conversation()).await {
+        Err(ClientError::Status { status: 409, .. }) => {}
+        other => panic!("expected 409, got {other:?}"),
+    }
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&phi).await.expect("count");
+    assert_eq!(stored, 0);
+
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let keep = consent_to(
+        &consent_db,
+        subject,
+        phi_vault::retention::PROGRAM,
+        &["coach_conversation"],
+        "coach_retention",
+        time::Duration::days(365),
+    )
+    .await;
+    let kept = vault.create_record(&ctx, &conversation()).await.expect("stored under consent");
+    let note = common::client::NewRecord { category: "application_details".into(), ..conversation() };
+    let other = vault.create_record(&ctx, &note).await.expect("not consent-bound");
+
+    // The retention job asks the consent service (as phi-vault) about each subject.
+    let policy = phi_vault::retention::RetentionPolicy::load(&harness::repo_root().join("policies/retention.toml"))
+        .expect("policy");
+    let signer = common::assertion::Signer::new(
+        common::ServiceName::PhiVault,
+        &app.keys.private_key(common::ServiceName::PhiVault),
+        30,
+    );
+    let consent = common::client::ConsentClient::new(
+        common::client::InternalClient::new(
+            common::ServiceName::Consent,
+            &app.consent.url,
+            std::sync::Arc::new(signer),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("client"),
+    );
+    let purge = || phi_vault::retention::purge_unconsented(&phi, &consent, &policy);
+    assert_eq!(purge().await.expect("purge"), 0, "the consent stands");
+    assert!(vault.read_record(&ctx, kept.record_id).await.is_ok());
+
+    // Withdrawn: the next run purges the conversations, logged once; other records stay.
+    sqlx::query("INSERT INTO revocations (consent_id, revoked_by) VALUES ($1, $2)")
+        .bind(keep)
+        .bind(&beneficiary.user_id)
+        .execute(&consent_db)
+        .await
+        .expect("revoke");
+    assert_eq!(purge().await.expect("purge"), 1);
+    assert_eq!(purge().await.expect("purge"), 0);
+    not_found(vault.read_record(&ctx, kept.record_id).await);
+    assert!(vault.read_record(&ctx, other.record_id).await.is_ok());
+    let purges: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT record_id, reason FROM access_log WHERE action = 'record.purge'")
+            .fetch_all(&phi)
+            .await
+            .expect("log");
+    assert_eq!(purges, vec![(kept.record_id, "the subject's consent to keep these records no longer stands".into())]);
+    match vault.create_record(&ctx, &conversation()).await {
+        Err(ClientError::Status { status: 409, .. }) => {}
+        other => panic!("expected 409 after withdrawal, got {other:?}"),
+    }
+    phi.close().await;
+    consent_db.close().await;
+    app.stop().await;
+}
