@@ -129,31 +129,45 @@ pub async fn purge_unconsented(
                 }
             }
             let mut tx = pool.begin().await?;
-            let rows = sqlx::query("DELETE FROM records WHERE subject_id = $1 AND category::text = $2 RETURNING id")
-                .bind(subject)
-                .bind(category)
-                .fetch_all(&mut *tx)
+            let rows = sqlx::query(
+                "DELETE FROM records WHERE subject_id = $1 AND category::text = $2 RETURNING id, subject_id",
+            )
+            .bind(subject)
+            .bind(category)
+            .fetch_all(&mut *tx)
+            .await?;
+            log_purges(&mut tx, &rows, "the subject's consent to keep these records no longer stands", &request_id)
                 .await?;
-            for row in &rows {
-                let entry = Access {
-                    actor: "retention-job",
-                    actor_role: "system",
-                    purpose: "retention",
-                    subject_id: Some(subject),
-                    record_id: Some(row.try_get("id")?),
-                    action: "record.purge",
-                    permitted: true,
-                    reason: "the subject's consent to keep these records no longer stands",
-                    flagged: false,
-                    request_id: &request_id,
-                };
-                access_log::append(&mut tx, &entry).await?;
-            }
             tx.commit().await?;
             purged += rows.len() as u64;
         }
     }
     Ok(purged)
+}
+
+/// Logs each purged record (rows carry `id` and `subject_id`) in the access log.
+async fn log_purges(
+    tx: &mut sqlx::PgConnection,
+    rows: &[sqlx::postgres::PgRow],
+    reason: &str,
+    request_id: &str,
+) -> Result<(), sqlx::Error> {
+    for row in rows {
+        let entry = Access {
+            actor: "retention-job",
+            actor_role: "system",
+            purpose: "retention",
+            subject_id: Some(row.try_get("subject_id")?),
+            record_id: Some(row.try_get("id")?),
+            action: "record.purge",
+            permitted: true,
+            reason,
+            flagged: false,
+            request_id,
+        };
+        access_log::append(tx, &entry).await?;
+    }
+    Ok(())
 }
 
 /// Purges up to `batch` expired records; returns how many.
@@ -167,21 +181,7 @@ pub async fn purge_expired(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error
     .fetch_all(&mut *tx)
     .await?;
     let request_id = format!("retention-{}", Uuid::new_v4());
-    for row in &rows {
-        let entry = Access {
-            actor: "retention-job",
-            actor_role: "system",
-            purpose: "retention",
-            subject_id: Some(row.try_get("subject_id")?),
-            record_id: Some(row.try_get("id")?),
-            action: "record.purge",
-            permitted: true,
-            reason: "retention period ended",
-            flagged: false,
-            request_id: &request_id,
-        };
-        access_log::append(&mut tx, &entry).await?;
-    }
+    log_purges(&mut tx, &rows, "retention period ended", &request_id).await?;
     tx.commit().await?;
     Ok(rows.len() as u64)
 }

@@ -85,16 +85,7 @@ impl TestApp {
     /// A phi-vault client signing as public-api, acting for `sub` in `role` for treatment:
     /// how a test reaches the vault's internal routes directly.
     pub fn vault_as(&self, sub: &str, role: &str) -> (common::client::PhiVaultClient, common::assertion::CallContext) {
-        use common::ServiceName;
-        let signer =
-            common::assertion::Signer::new(ServiceName::PublicApi, &self.keys.private_key(ServiceName::PublicApi), 30);
-        let client = common::client::InternalClient::new(
-            ServiceName::PhiVault,
-            &self.phi_vault.url,
-            std::sync::Arc::new(signer),
-            std::time::Duration::from_secs(5),
-        )
-        .expect("client");
+        let client = self.internal_client(common::ServiceName::PublicApi, common::ServiceName::PhiVault);
         let ctx = common::assertion::CallContext {
             sub: sub.into(),
             role: role.into(),
@@ -149,5 +140,23 @@ impl TestApp {
         tx.commit().await.expect("commit");
         let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
         (user, keys.issue(user, session, vec!["beneficiary".into()]).expect("token"))
+    }
+}
+
+impl TestApp {
+    /// A signed channel from `caller` (with its real key) to `callee`.
+    pub fn internal_client(
+        &self,
+        caller: common::ServiceName,
+        callee: common::ServiceName,
+    ) -> common::client::InternalClient {
+        let signer = common::assertion::Signer::new(caller, &self.keys.private_key(caller), 30);
+        common::client::InternalClient::new(
+            callee,
+            &self.service(callee).url,
+            std::sync::Arc::new(signer),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("client")
     }
 }

@@ -286,19 +286,9 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
 
 #[tokio::test]
 async fn the_consent_service_refuses_malformed_questions_and_other_callers() {
-    use common::client::{ConsentClient, DisclosureQuestion, InternalClient};
+    use common::client::{ConsentClient, DisclosureQuestion};
     let app = TestApp::spawn().await;
-    let client = |caller: common::ServiceName| {
-        let signer = common::assertion::Signer::new(caller, &app.keys.private_key(caller), 30);
-        let inner = InternalClient::new(
-            common::ServiceName::Consent,
-            &app.consent.url,
-            std::sync::Arc::new(signer),
-            std::time::Duration::from_secs(5),
-        )
-        .expect("client");
-        ConsentClient::new(inner)
-    };
+    let client = |caller| ConsentClient::new(app.internal_client(caller, common::ServiceName::Consent));
     let ctx = common::assertion::CallContext::system("test", common::RequestId::generate());
     let good = DisclosureQuestion {
         subject_id: uuid::Uuid::new_v4(),
@@ -472,19 +462,8 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     // The retention job asks the consent service (as phi-vault) about each subject.
     let policy = phi_vault::retention::RetentionPolicy::load(&harness::repo_root().join("policies/retention.toml"))
         .expect("policy");
-    let signer = common::assertion::Signer::new(
-        common::ServiceName::PhiVault,
-        &app.keys.private_key(common::ServiceName::PhiVault),
-        30,
-    );
     let consent = common::client::ConsentClient::new(
-        common::client::InternalClient::new(
-            common::ServiceName::Consent,
-            &app.consent.url,
-            std::sync::Arc::new(signer),
-            std::time::Duration::from_secs(5),
-        )
-        .expect("client"),
+        app.internal_client(common::ServiceName::PhiVault, common::ServiceName::Consent),
     );
     let purge = || phi_vault::retention::purge_unconsented(&phi, &consent, &policy);
     assert_eq!(purge().await.expect("purge"), 0, "the consent stands");
