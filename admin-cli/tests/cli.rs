@@ -501,10 +501,11 @@ async fn phi_survives_rotation_and_is_gone_after_shredding() {
     // The access log holds every step, metadata only, and its chain verifies; so does the audit log.
     let actions: Vec<(String, String)> =
         sqlx::query_as("SELECT action, decision FROM access_log ORDER BY seq").fetch_all(&phi).await.expect("log");
-    for expected in ["record.create", "record.read", "care_team.assign", "key.rewrap", "subject.shred"] {
+    for expected in ["record.create", "record.read", "care_team.assign", "key.rotate", "key.rewrap", "subject.shred"] {
         assert!(actions.iter().any(|(a, d)| a == expected && d == "permit"), "{expected} missing: {actions:?}");
     }
-    assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
+    let out = cli().args(["--json", "audit", "verify", "--trail", "phi", "--config"]).arg(&config).assert().success();
+    assert_eq!(json(&out.get_output().stdout)["intact"], true);
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
     let reason: Option<String> = sqlx::query_scalar("SELECT reason FROM audit_logs WHERE action = 'phi.erase'")
         .fetch_one(&public)

@@ -15,7 +15,7 @@ use crate::output::Output;
 #[derive(Debug, Subcommand)]
 pub enum PhiCommand {
     /// Add a new KEK version (dev: the local key file). New data keys use it at once.
-    RotateKek(PhiArgs),
+    RotateKek(RotateArgs),
     /// Rewrap every data key still under an older KEK version.
     Rewrap(RewrapArgs),
 }
@@ -25,6 +25,15 @@ pub struct PhiArgs {
     /// phi-vault's config file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub target: PhiArgs,
+    /// Who is running this, for the access log.
+    #[arg(long, default_value = "secondwind-admin")]
+    pub by: String,
 }
 
 #[derive(Debug, Args)]
@@ -52,18 +61,40 @@ fn load(file: &std::path::Path) -> anyhow::Result<phi_vault::PhiVaultConfig> {
 pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         PhiCommand::RotateKek(args) => {
-            let config = load(&args.config)?;
+            let config = load(&args.target.config)?;
             let file = config
                 .service
                 .kek_file
                 .clone()
                 .context("service.kek_file is not set: rotate the Vault Transit key in Vault")?;
             phi_vault::key_provider(&config)?; // refuses production
+                                               // Reach the database first: a rotation must not happen unlogged.
+            let pool =
+                common::db::connect_with_backoff(config.database.url.expose(), 2, std::time::Duration::from_secs(10))
+                    .await?;
             let version = phi_vault::crypto::LocalKeyFile::rotate(&file).map_err(anyhow::Error::msg)?;
+            let reason = format!("local kek now at v{version}");
+            let request_id = format!("cli-rotate-{}", uuid::Uuid::new_v4());
+            let entry = phi_vault::access_log::Access {
+                actor: &args.by,
+                actor_role: "operator",
+                purpose: "key_rotation",
+                subject_id: None,
+                record_id: None,
+                action: "key.rotate",
+                permitted: true,
+                reason: &reason,
+                flagged: false,
+                request_id: &request_id,
+            };
+            phi_vault::access_log::append_alone(&pool, &entry)
+                .await
+                .with_context(|| format!("KEK v{version} was added but its entry in the access log failed"))?;
+            pool.close().await;
             out.result(&serde_json::json!({ "kek_version": version }), || {
                 format!(
                     "KEK version {version} added; run `secondwind-admin phi rewrap --config {}` next",
-                    args.config.display()
+                    args.target.config.display()
                 )
             })
         }
