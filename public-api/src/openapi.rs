@@ -40,7 +40,8 @@ use common::ErrorBody;
 pub struct ApiDoc;
 
 /// Adds the errors any route can answer — 429 (rate limits, with `Retry-After`) and 500 — to
-/// every operation, in the one error body.
+/// every operation, and to every operation with a JSON body the answers of `Body` (400, 413,
+/// 415, 422), in the one error body. A route's own description of a status wins.
 struct CommonErrors;
 
 impl Modify for CommonErrors {
@@ -56,6 +57,24 @@ impl Modify for CommonErrors {
                         .content("application/json", error_ref())
                         .into()
                 });
+                let json_body =
+                    matches!(&op.request_body, Some(RefOr::T(b)) if b.content.contains_key("application/json"));
+                if json_body {
+                    // What `common::json::Body` answers before the handler runs.
+                    for (status, description) in [
+                        ("400", "Malformed JSON"),
+                        ("413", "Body larger than the server's JSON limit"),
+                        ("415", "Content-Type is not application/json"),
+                        ("422", "Unknown or invalid fields, each named"),
+                    ] {
+                        op.responses.responses.entry(status.into()).or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content("application/json", error_ref())
+                                .into()
+                        });
+                    }
+                }
                 op.responses.responses.entry("500".into()).or_insert_with(|| {
                     ResponseBuilder::new()
                         .description("Internal error; the body says only \"internal error\" and the request id")

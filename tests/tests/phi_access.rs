@@ -41,6 +41,18 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
         let error: Value = response.json().await.expect("json");
         assert!(error["error"]["message"].as_str().unwrap_or_default().contains("reason"), "{error}");
     }
+    // What the document promises for any JSON body: malformed 400, not JSON 415, too large 413.
+    let raw = |content_type: &str, body: Vec<u8>| {
+        app.http
+            .post(app.api(&glass))
+            .bearer_auth(&caseworker.access_token)
+            .header("content-type", content_type.to_owned())
+            .body(body)
+            .send()
+    };
+    assert_eq!(raw("application/json", b"{\"reason\": ".to_vec()).await.expect("post").status(), 400);
+    assert_eq!(raw("text/plain", b"urgent".to_vec()).await.expect("post").status(), 415);
+    assert_eq!(raw("application/json", vec![b' '; 70 * 1024]).await.expect("post").status(), 413);
     // Only caseworkers may break the glass.
     let as_officer = post(&officer.access_token, json!({"reason": "patient unresponsive at the residence"}));
     assert_eq!(as_officer.await.expect("post").status(), 403);
