@@ -103,6 +103,8 @@ pub struct AccessLogQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_seq: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
@@ -118,6 +120,9 @@ pub struct AccessLogFilter<'r> {
     /// Only break-glass entries (`true`), or only others (`false`).
     #[param(value_type = Option<bool>)]
     pub flagged: Option<&'r str>,
+    /// Only reviewed entries (`true`), or only those awaiting review (`false`).
+    #[param(value_type = Option<bool>)]
+    pub reviewed: Option<&'r str>,
     /// Entries after this sequence number (the previous page's `next_after_seq`).
     #[param(value_type = Option<i64>)]
     pub after_seq: Option<&'r str>,
@@ -131,6 +136,7 @@ impl AccessLogFilter<'_> {
         let query = AccessLogQuery {
             subject_id: crate::json::query_param("subject_id", self.subject_id, "a UUID")?,
             flagged: crate::json::query_param("flagged", self.flagged, "true or false")?,
+            reviewed: crate::json::query_param("reviewed", self.reviewed, "true or false")?,
             after_seq: crate::json::query_param("after_seq", self.after_seq, "an integer")?,
             limit: crate::json::query_param("limit", self.limit, "an integer from 1 to 500")?,
         };
@@ -161,6 +167,43 @@ pub struct AccessEntry {
     /// Flagged for compliance review (break-glass).
     pub flagged: bool,
     pub request_id: Option<String>,
+    /// The compliance review, once made.
+    pub review: Option<AccessReview>,
+}
+
+/// A compliance officer's finding on a flagged access. Final once made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AccessReview {
+    /// `justified` or `unjustified`.
+    pub outcome: String,
+    pub note: String,
+    pub reviewed_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub reviewed_at: time::OffsetDateTime,
+}
+
+/// What a compliance officer submits about a flagged access.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// `justified` or `unjustified`.
+    pub outcome: String,
+    /// 1 to 2000 characters: what was checked and concluded.
+    pub note: String,
+}
+
+impl ReviewRequest {
+    pub fn validate(&self) -> Result<(), crate::ApiError> {
+        if !["justified", "unjustified"].contains(&self.outcome.as_str()) {
+            return Err(crate::ApiError::Unprocessable("outcome: justified or unjustified".into()));
+        }
+        let n = self.note.trim().chars().count();
+        if n == 0 || n > 2000 || self.note.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(crate::ApiError::Unprocessable("note: 1 to 2000 printable characters".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -177,6 +220,9 @@ fn query_string(query: &AccessLogQuery) -> String {
     }
     if let Some(flagged) = query.flagged {
         pairs.push(format!("flagged={flagged}"));
+    }
+    if let Some(reviewed) = query.reviewed {
+        pairs.push(format!("reviewed={reviewed}"));
     }
     if let Some(after) = query.after_seq {
         pairs.push(format!("after_seq={after}"));
@@ -316,6 +362,18 @@ impl PhiVaultClient {
         self.0.get(&path, ctx).await
     }
 
+    /// Records a compliance review of a flagged access-log entry (compliance officers).
+    pub async fn review_access(
+        &self,
+        ctx: &CallContext,
+        seq: i64,
+        review: &ReviewRequest,
+    ) -> Result<AccessReview, ClientError> {
+        let path = format!("/internal/v1/access-log/{seq}/review");
+        let response = self.0.send(reqwest::Method::PUT, &path, ctx, Some(review)).await?;
+        self.0.json(response).await
+    }
+
     /// A page of the access log (metadata only; compliance officers).
     pub async fn access_log(&self, ctx: &CallContext, query: &AccessLogQuery) -> Result<AccessLogPage, ClientError> {
         let query = query_string(query);
@@ -340,7 +398,7 @@ impl ClientError {
             }
             ClientError::Status { status: 503, peer } => crate::ApiError::Unavailable(format!("{peer} unavailable")),
             ClientError::Status { status: 409, .. } => {
-                crate::ApiError::Conflict("the record cannot be kept without the subject's consent".into())
+                crate::ApiError::Conflict("refused: it conflicts with what is already recorded".into())
             }
             ClientError::Status { status: 429, peer } => crate::ApiError::Unavailable(format!("{peer} is busy")),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),

@@ -132,14 +132,17 @@ pub async fn page(
 ) -> Result<common::client::AccessLogPage, sqlx::Error> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let rows = sqlx::query(
-        "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
-         flagged, request_id FROM access_log \
-         WHERE seq > $1 AND ($2::uuid IS NULL OR subject_id = $2) AND ($3::boolean IS NULL OR flagged = $3) \
-         ORDER BY seq LIMIT $4",
+        "SELECT l.seq, l.occurred_at, l.actor, l.actor_role, l.purpose, l.subject_id, l.record_id, l.action, \
+         l.decision, l.reason, l.flagged, l.request_id, v.outcome, v.note, v.reviewed_by, v.reviewed_at \
+         FROM access_log l LEFT JOIN access_reviews v ON v.seq = l.seq \
+         WHERE l.seq > $1 AND ($2::uuid IS NULL OR l.subject_id = $2) AND ($3::boolean IS NULL OR l.flagged = $3) \
+         AND ($4::boolean IS NULL OR (v.seq IS NOT NULL) = $4) \
+         ORDER BY l.seq LIMIT $5",
     )
     .bind(query.after_seq.unwrap_or(0))
     .bind(query.subject_id)
     .bind(query.flagged)
+    .bind(query.reviewed)
     .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await?;
@@ -159,8 +162,57 @@ pub async fn page(
             reason: row.try_get("reason")?,
             flagged: row.try_get("flagged")?,
             request_id: row.try_get("request_id")?,
+            review: match row.try_get::<Option<String>, _>("outcome")? {
+                None => None,
+                Some(outcome) => Some(common::client::AccessReview {
+                    outcome,
+                    note: row.try_get("note")?,
+                    reviewed_by: row.try_get("reviewed_by")?,
+                    reviewed_at: row.try_get("reviewed_at")?,
+                }),
+            },
         });
     }
     let next_after_seq = if more { entries.last().map(|e| e.seq) } else { None };
     Ok(common::client::AccessLogPage { entries, next_after_seq })
+}
+
+/// Why a review could not be recorded.
+#[derive(Debug)]
+pub enum ReviewRefusal {
+    /// No such entry, or not one flagged for review.
+    NotFlagged,
+    AlreadyReviewed,
+}
+
+/// Records a compliance officer's review of a flagged entry. Final: a second review is refused.
+pub async fn review(
+    tx: &mut PgConnection,
+    seq: i64,
+    outcome: &str,
+    note: &str,
+    reviewer: &str,
+) -> Result<Result<common::client::AccessReview, ReviewRefusal>, sqlx::Error> {
+    let flagged: Option<bool> =
+        sqlx::query_scalar("SELECT flagged FROM access_log WHERE seq = $1").bind(seq).fetch_optional(&mut *tx).await?;
+    if flagged != Some(true) {
+        return Ok(Err(ReviewRefusal::NotFlagged));
+    }
+    let row = sqlx::query(
+        "INSERT INTO access_reviews (seq, outcome, note, reviewed_by) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (seq) DO NOTHING RETURNING reviewed_at",
+    )
+    .bind(seq)
+    .bind(outcome)
+    .bind(note)
+    .bind(reviewer)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(Err(ReviewRefusal::AlreadyReviewed)) };
+    Ok(Ok(common::client::AccessReview {
+        outcome: outcome.to_owned(),
+        note: note.to_owned(),
+        reviewed_by: reviewer.to_owned(),
+        reviewed_at: row.try_get("reviewed_at")?,
+    }))
 }

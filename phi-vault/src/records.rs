@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use common::assertion::{Claims, InternalCall};
 use common::client::{
-    AccessLogFilter, AccessLogPage, ConsentClient, NewRecord, Record, RecordContent, RecordCreated, RecordList,
-    RecordSummary,
+    AccessLogFilter, AccessLogPage, AccessReview, ConsentClient, NewRecord, Record, RecordContent, RecordCreated,
+    RecordList, RecordSummary, ReviewRequest,
 };
 use common::json::Body;
 use common::ApiError;
@@ -463,6 +463,44 @@ async fn access_log_page(
     Ok(Json(page))
 }
 
+/// A compliance officer's finding on a flagged (break-glass) access: `justified` or
+/// `unjustified`, with a note. Final; the review is itself logged.
+#[put("/internal/v1/access-log/<seq>/review", data = "<body>")]
+async fn review_access(
+    call: InternalCall,
+    seq: i64,
+    body: Body<ReviewRequest>,
+    pool: &State<PgPool>,
+) -> Result<Json<AccessReview>, ApiError> {
+    let claims = &call.0;
+    let request = body.into_inner();
+    request.validate()?;
+    let officer = claims.role == "compliance_officer";
+    let decision =
+        if officer { Decision::permit("compliance review") } else { Decision::deny("only compliance officers review") };
+    let mut tx = pool.begin().await?;
+    access_log::append(&mut tx, &access(claims, None, None, "access_log.review", &decision)).await?;
+    if !officer {
+        tx.commit().await?;
+        return Err(ApiError::Forbidden);
+    }
+    match access_log::review(&mut tx, seq, &request.outcome, request.note.trim(), &claims.sub).await? {
+        Ok(review) => {
+            tx.commit().await?;
+            Ok(Json(review))
+        }
+        Err(refusal) => {
+            tx.rollback().await?;
+            Err(match refusal {
+                access_log::ReviewRefusal::NotFlagged => ApiError::NotFound,
+                access_log::ReviewRefusal::AlreadyReviewed => {
+                    ApiError::Conflict(format!("entry {seq} has already been reviewed"))
+                }
+            })
+        }
+    }
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove, assign, list, access_log_page]
+    routes![create, read, replace, remove, assign, list, access_log_page, review_access]
 }

@@ -25,7 +25,7 @@ use common::ErrorBody;
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
         crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
         crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile,
-        crate::staff_routes::break_glass, crate::staff_routes::phi_access_log, crate::staff_routes::erase_phi,
+        crate::staff_routes::break_glass, crate::staff_routes::phi_access_log, crate::staff_routes::review_access, crate::staff_routes::erase_phi,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),

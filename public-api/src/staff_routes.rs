@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::assertion::CallContext;
-use common::client::{AccessLogFilter, AccessLogPage, PhiVaultClient};
+use common::client::{AccessLogFilter, AccessLogPage, AccessReview, PhiVaultClient, ReviewRequest};
 use common::json::Body;
 use common::ApiError;
 
@@ -204,6 +204,44 @@ pub async fn erase_phi(
     Ok(Status::NoContent)
 }
 
+/// Records a compliance officer's finding on a flagged (break-glass) access: `justified` or
+/// `unjustified`, with a note. Final: a second review of the same entry is 409.
+#[utoipa::path(put, path = "/api/v1/compliance/phi-access-log/{seq}/review", tag = "staff", security(("bearer" = [])),
+    params(("seq" = i64, Path, description = "The access-log entry's `seq`")), request_body = ReviewRequest,
+    responses(
+        (status = 200, description = "The review, as recorded", body = AccessReview),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 404, description = "No such entry, or not one flagged for review", body = common::ErrorBody),
+        (status = 409, description = "Already reviewed", body = common::ErrorBody),
+        (status = 422, description = "Bad outcome or note", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[put("/compliance/phi-access-log/<seq>/review", data = "<body>")]
+pub async fn review_access(
+    user: AuthUser,
+    seq: i64,
+    body: Body<ReviewRequest>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<AccessReview>, ApiError> {
+    let request = body.into_inner();
+    request.validate()?;
+    let ctx = meta.acting(&user, "compliance_officer", "compliance_review");
+    let review = vault.review_access(&ctx, seq, &request).await.map_err(|e| match e {
+        common::client::ClientError::Status { status: 409, .. } => {
+            ApiError::Conflict(format!("entry {seq} has already been reviewed"))
+        }
+        other => other.into_api_error(),
+    })?;
+    let mut event =
+        meta.event(Some(user.user_id), "phi.access_review", Some(("access_log", seq.to_string())), Outcome::Success);
+    event.reason = Some(review.outcome.clone());
+    audit::record_alone(pool, &event).await?;
+    Ok(Json(review))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![assign_care_team, read_beneficiary_profile, break_glass, phi_access_log, erase_phi]
+    routes![assign_care_team, read_beneficiary_profile, break_glass, phi_access_log, review_access, erase_phi]
 }

@@ -35,7 +35,10 @@ async fn the_app_role_has_data_privileges_only_and_cannot_rewrite_audit_trails()
     let cases = [
         (Database::Public, "audit_logs", "users"),
         (Database::Phi, "access_log", "records"),
+        (Database::Phi, "disclosures", "records"),
+        (Database::Phi, "access_reviews", "records"),
         (Database::Consent, "decisions", "consents"),
+        (Database::Consent, "revocations", "consents"),
     ];
     for (database, trail, table) in cases {
         let mut conn = PgConnection::connect(&app.database(database).app_url()).await.expect("connect");

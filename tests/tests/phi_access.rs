@@ -106,6 +106,39 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
     assert!(all.entries.iter().any(|e| e.reason.as_deref() == Some("caseworker not on the subject's care team")));
     assert!(all.entries.iter().all(|e| !e.flagged));
 
+    // The officer reviews the permitted break-glass read; a review is final.
+    let permitted_seq = page.entries[0].seq;
+    let review = |token: &str, seq: i64, body: Value| {
+        app.http
+            .put(app.api(&format!("/compliance/phi-access-log/{seq}/review")))
+            .bearer_auth(token.to_owned())
+            .json(&body)
+            .send()
+    };
+    let finding = json!({"outcome": "justified", "note": "EMS call confirmed with the residence manager."});
+    assert_eq!(review(&caseworker.access_token, permitted_seq, finding.clone()).await.expect("put").status(), 403);
+    for bad in [json!({"outcome": "fine", "note": "x"}), json!({"outcome": "justified", "note": "  "})] {
+        assert_eq!(review(&officer.access_token, permitted_seq, bad).await.expect("put").status(), 422);
+    }
+    let unflagged = all.entries[0].seq;
+    assert_eq!(review(&officer.access_token, unflagged, finding.clone()).await.expect("put").status(), 404);
+    assert_eq!(review(&officer.access_token, 999_999, finding.clone()).await.expect("put").status(), 404);
+    let done = review(&officer.access_token, permitted_seq, finding.clone()).await.expect("put");
+    assert_eq!(done.status(), 200);
+    let recorded: common::client::AccessReview = done.json().await.expect("json");
+    assert_eq!((recorded.outcome.as_str(), recorded.reviewed_by.as_str()), ("justified", officer.user_id.as_str()));
+    let again = review(&officer.access_token, permitted_seq, finding).await.expect("put");
+    assert_eq!(again.status(), 409);
+    // The review queue: flagged and not yet reviewed.
+    let (_, queue) = access_log(&app, &officer.access_token, "?flagged=true&reviewed=false").await;
+    let queue: AccessLogPage = serde_json::from_value(queue).expect("page");
+    assert_eq!(queue.entries.len(), 2);
+    assert!(queue.entries.iter().all(|e| e.review.is_none() && e.seq != permitted_seq));
+    let (_, reviewed) = access_log(&app, &officer.access_token, "?reviewed=true").await;
+    let reviewed: AccessLogPage = serde_json::from_value(reviewed).expect("page");
+    assert_eq!(reviewed.entries.len(), 1);
+    assert_eq!(reviewed.entries[0].review.as_ref(), Some(&recorded));
+
     // The public audit trail has the attempt with its reason.
     let audited: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT outcome::text, reason FROM audit_logs WHERE action = 'phi.break_glass'")
@@ -113,6 +146,12 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
             .await
             .expect("audit");
     assert_eq!(audited, vec![("success".to_owned(), Some(reason.to_owned()))]);
+    let reviews: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT resource_id, reason FROM audit_logs WHERE action = 'phi.access_review'")
+            .fetch_all(&public)
+            .await
+            .expect("audit");
+    assert_eq!(reviews, vec![(permitted_seq.to_string(), Some("justified".to_owned()))]);
 
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
