@@ -24,7 +24,7 @@ use common::ErrorBody;
         crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback,
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
         crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
-        crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile,
+        crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile, crate::staff_routes::partner_read_profile,
         crate::staff_routes::break_glass, crate::staff_routes::phi_access_log, crate::staff_routes::review_access, crate::staff_routes::erase_phi,
     ),
     components(schemas(ErrorBody)),
@@ -35,6 +35,7 @@ use common::ErrorBody;
         (name = "users", description = "The signed-in user's account and sessions"),
         (name = "beneficiaries", description = "Beneficiary data held in the PHI vault"),
         (name = "staff", description = "Caseworker and admin work"),
+        (name = "partners", description = "Partner recovery residences: reads under the beneficiary's consent"),
     )
 )]
 pub struct ApiDoc;

@@ -102,6 +102,48 @@ async fn beneficiary_profile(
     serde_json::from_value(found.content).map(Json).map_err(ApiError::internal)
 }
 
+/// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
+/// consent naming this partner (`partner:<user id>`), the `identity` category and `purpose`.
+/// Without one: 404, like a missing profile. Each disclosure is audited here and entered in the
+/// vault's accounting of disclosures.
+#[utoipa::path(get, path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
+    params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The purpose the consent names, e.g. `housing_placement`")),
+    responses(
+        (status = 200, description = "The profile", body = BeneficiaryProfile),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a partner", body = common::ErrorBody),
+        (status = 404, description = "No profile, or no standing consent for this partner and purpose", body = common::ErrorBody),
+        (status = 422, description = "No purpose given", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault or the consent service is unavailable", body = common::ErrorBody),
+    ))]
+#[get("/partner/beneficiaries/<beneficiary_id>/profile?<purpose>")]
+pub async fn partner_read_profile(
+    user: AuthUser,
+    beneficiary_id: Uuid,
+    purpose: Option<&str>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    let purpose = purpose
+        .map(str::trim)
+        .filter(|p| (1..=100).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .ok_or_else(|| ApiError::Unprocessable("purpose: 1 to 100 letters, digits or underscores".into()))?;
+    let ctx = meta.acting(&user, "partner", purpose);
+    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
+    if result.is_ok() {
+        let mut event = meta.event(
+            Some(user.user_id),
+            "phi.disclosure",
+            Some(("user", beneficiary_id.to_string())),
+            Outcome::Success,
+        );
+        event.reason = Some(format!("consented disclosure for {purpose}"));
+        audit::record_alone(pool, &event).await?;
+    }
+    result
+}
+
 /// Why a caseworker must see a record outside their care team.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -243,5 +285,13 @@ pub async fn review_access(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![assign_care_team, read_beneficiary_profile, break_glass, phi_access_log, review_access, erase_phi]
+    routes![
+        assign_care_team,
+        read_beneficiary_profile,
+        partner_read_profile,
+        break_glass,
+        phi_access_log,
+        review_access,
+        erase_phi
+    ]
 }

@@ -545,3 +545,44 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     consent_db.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_partner_reads_a_profile_through_the_api_only_under_consent() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let partner = app.dev_login("partner").await;
+    let path = |purpose: &str| format!("/partner/beneficiaries/{}/profile{purpose}", beneficiary.user_id);
+
+    assert_eq!(app.get_as(&partner.access_token, &path("?purpose=housing_placement")).await.status(), 404);
+    for bad in ["", "?purpose=", "?purpose=housing%20placement"] {
+        assert_eq!(app.get_as(&partner.access_token, &path(bad)).await.status(), 422, "{bad}");
+    }
+    assert_eq!(app.get_as(&beneficiary.access_token, &path("?purpose=housing_placement")).await.status(), 403);
+
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let recipient = format!("partner:{}", partner.user_id);
+    consent_to(&consent_db, subject, &recipient, &["identity"], "housing_placement", time::Duration::days(30)).await;
+    let read = app.get_as(&partner.access_token, &path("?purpose=housing_placement")).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.expect("json"), sample_profile());
+    assert_eq!(app.get_as(&partner.access_token, &path("?purpose=marketing")).await.status(), 404);
+
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE action = 'phi.disclosure' AND actor_id = $1::uuid")
+            .bind(&partner.user_id)
+            .fetch_one(&public)
+            .await
+            .expect("audit");
+    assert_eq!(audited, 1);
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let disclosed: Vec<String> =
+        sqlx::query_scalar("SELECT recipient FROM disclosures").fetch_all(&phi).await.expect("disclosures");
+    assert_eq!(disclosed, vec![recipient]);
+    for pool in [public, phi, consent_db] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
