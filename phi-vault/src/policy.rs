@@ -2,7 +2,7 @@
 //! alone. Default deny.
 //!
 //! - the subject, always;
-//! - a caseworker on the subject's care team (internal program use);
+//! - a caseworker on the subject's care team (internal program use), for reads;
 //! - a caseworker in a medical emergency (`purpose = "break_glass"`) with a written reason: reads
 //!   only, and every such access is flagged for compliance review;
 //! - a recipient outside the program (`partner`, `insurer`): reads only, and only when the consent
@@ -89,10 +89,10 @@ pub async fn decide(
             .bind(subject)
             .fetch_one(&mut *tx)
             .await?;
-            Ok(if on_team {
-                Decision::permit("care_team")
-            } else {
-                Decision::deny("caseworker not on the subject's care team")
+            Ok(match (on_team, intent) {
+                (true, Intent::Read(_)) => Decision::permit("care_team"),
+                (true, Intent::Write) => Decision::deny("the care team reads; it does not change records"),
+                (false, _) => Decision::deny("caseworker not on the subject's care team"),
             })
         }
         role if OUTSIDE_PROGRAM.contains(&role) => Ok(match intent {

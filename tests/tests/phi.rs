@@ -257,6 +257,24 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
     let read = app.get_as(&caseworker.access_token, &read_path).await;
     assert_eq!(read.status(), 200);
     assert_eq!(read.json::<Value>().await.expect("json"), harness::sample_profile());
+    // The care team reads; it does not change the subject's records.
+    let (vault, ctx) = app.vault_as(&caseworker.user_id, "caseworker");
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    let record = vault.list_records(&ctx, subject, Some("identity")).await.expect("list").records[0].record_id;
+    let change = common::client::RecordContent { content: json!({"legal_name": "changed"}) };
+    assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 404, .. })));
+    assert!(matches!(vault.delete_record(&ctx, record).await, Err(ClientError::Status { status: 404, .. })));
+    let note = common::client::NewRecord {
+        subject_id: subject,
+        category: "application_details".into(),
+        content: json!({"note": "x"}),
+        expires_at: None,
+    };
+    assert!(matches!(vault.create_record(&ctx, &note).await, Err(ClientError::Status { status: 403, .. })));
+    assert_eq!(
+        app.get_as(&beneficiary.access_token, "/beneficiaries/me/profile").await.json::<Value>().await.expect("json"),
+        harness::sample_profile()
+    );
 
     let pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
     let log: Vec<(String, String, Option<String>)> =
