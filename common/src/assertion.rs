@@ -16,6 +16,8 @@ use crate::error::ErrorMessage;
 use crate::policy::CallPolicy;
 use crate::{RequestId, ServiceName};
 
+/// How long a break-glass justification (the `reason` claim) must be, in characters.
+pub const BREAK_GLASS_REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
 /// The longest lifetime an assertion may claim.
 pub const MAX_TTL_SECS: i64 = 60;
 /// Clock skew tolerated between services.

@@ -198,11 +198,7 @@ impl ReviewRequest {
         if !["justified", "unjustified"].contains(&self.outcome.as_str()) {
             return Err(crate::ApiError::Unprocessable("outcome: justified or unjustified".into()));
         }
-        let n = self.note.trim().chars().count();
-        if n == 0 || n > 2000 || self.note.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(crate::ApiError::Unprocessable("note: 1 to 2000 printable characters".into()));
-        }
-        Ok(())
+        crate::json::printable("note", &self.note, 1..=2000, true)
     }
 }
 

@@ -103,6 +103,26 @@ pub fn query_param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// Checks free text a person typed: `chars` characters once trimmed, and no control
+/// characters (newlines only where `multiline`). The 422 names the field and the bounds.
+pub fn printable(
+    field: &str,
+    value: &str,
+    chars: std::ops::RangeInclusive<usize>,
+    multiline: bool,
+) -> Result<(), crate::ApiError> {
+    let n = value.trim().chars().count();
+    let bad_char = value.chars().any(|c| c.is_control() && !(multiline && c == '\n'));
+    if !chars.contains(&n) || bad_char {
+        return Err(crate::ApiError::Unprocessable(format!(
+            "{field}: {} to {} printable characters",
+            chars.start(),
+            chars.end()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -114,6 +134,18 @@ mod tests {
     struct Patch {
         name: Option<String>,
         amount: Option<u32>,
+    }
+
+    #[test]
+    fn printable_text_has_bounds_and_no_control_characters() {
+        use super::printable;
+        assert!(printable("note", "two\nlines", 1..=20, true).is_ok());
+        assert!(printable("name", "two\nlines", 1..=20, false).is_err(), "newline in a one-line field");
+        assert!(printable("note", "bell\u{7}", 1..=20, true).is_err());
+        assert!(printable("reason", "  short  ", 10..=500, false).is_err(), "counted once trimmed");
+        assert!(printable("reason", "long enough now", 10..=500, false).is_ok());
+        let Err(common_error) = printable("name", "", 1..=200, false) else { panic!("empty accepted") };
+        assert!(format!("{common_error:?}").contains("name: 1 to 200 printable characters"));
     }
 
     #[test]

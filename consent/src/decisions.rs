@@ -41,14 +41,8 @@ impl Canonical<'_> {
 }
 
 fn validate(q: &DisclosureQuestion) -> Result<(), ApiError> {
-    let text = |field: &str, value: &str, max: usize| {
-        if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-            return Err(ApiError::Unprocessable(format!("{field}: 1 to {max} printable characters")));
-        }
-        Ok(())
-    };
-    text("recipient", &q.recipient, 200)?;
-    text("purpose", &q.purpose, 100)?;
+    common::json::printable("recipient", &q.recipient, 1..=200, false)?;
+    common::json::printable("purpose", &q.purpose, 1..=100, false)?;
     if q.categories.is_empty() || q.categories.iter().any(|c| !CATEGORIES.contains(&c.as_str())) {
         return Err(ApiError::Unprocessable(format!("categories: one or more of {}", CATEGORIES.join(", "))));
     }

@@ -15,15 +15,13 @@ use std::borrow::Cow;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use common::assertion::{CallContext, Claims};
+use common::assertion::{CallContext, Claims, BREAK_GLASS_REASON_CHARS};
 use common::client::{ConsentClient, DisclosureQuestion};
 
 /// The purpose a break-glass caller asserts.
 pub const BREAK_GLASS: &str = "break_glass";
 /// Roles outside the program: they see records only under a consent.
 pub const OUTSIDE_PROGRAM: [&str; 2] = ["partner", "insurer"];
-/// Bounds on a break-glass justification.
-const REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -110,7 +108,7 @@ fn break_glass(claims: &Claims, intent: Intent<'_>) -> Decision {
         return Decision { flagged: true, ..Decision::deny("break-glass only reads") };
     }
     match claims.reason.as_deref().map(str::trim) {
-        Some(reason) if REASON_CHARS.contains(&reason.chars().count()) => {
+        Some(reason) if BREAK_GLASS_REASON_CHARS.contains(&reason.chars().count()) => {
             Decision { flagged: true, ..Decision::permit(format!("break-glass: {reason}")) }
         }
         _ => Decision { flagged: true, ..Decision::deny("break-glass without a written reason") },

@@ -38,11 +38,7 @@ pub struct BeneficiaryProfile {
 }
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    let n = value.trim().chars().count();
-    if n == 0 || n > max || value.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(format!("{field}: 1 to {max} printable characters")));
-    }
-    Ok(())
+    common::json::printable(field, value, 1..=max, false)
 }
 
 fn phone(field: &str, value: &str) -> Result<(), ApiError> {

@@ -175,9 +175,7 @@ pub async fn break_glass(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let reason = body.into_inner().reason.trim().to_owned();
-    if !(10..=500).contains(&reason.chars().count()) || reason.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable("reason: 10 to 500 printable characters".into()));
-    }
+    common::json::printable("reason", &reason, common::assertion::BREAK_GLASS_REASON_CHARS, false)?;
     let mut ctx = meta.acting(&user, "caseworker", "break_glass");
     ctx.reason = Some(reason.clone());
     let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;

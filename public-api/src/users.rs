@@ -92,9 +92,7 @@ fn validate(patch: &UserPatch) -> Result<(Option<String>, Option<Option<Date>>),
     let name = match &patch.display_name {
         Some(n) => {
             let n = n.trim();
-            if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
-                return Err(ApiError::Unprocessable("display_name: 1 to 100 printable characters".into()));
-            }
+            common::json::printable("display_name", n, 1..=100, false)?;
             Some(n.to_owned())
         }
         None => None,
