@@ -1,11 +1,24 @@
-//! Internal-call assertions: a short-lived EdDSA JWT each service signs for every call it makes
-//! (`iss` caller, `aud` callee, `sub` acting user, `role`, `purpose`, `request_id`, `exp` at most
-//! 60 s ahead). The callee verifies it with the caller's public key, then asks the allowlist
-//! whether that caller may use the matched route. The [`InternalCall`] request guard is the
-//! only way a handler obtains the verified claims.
+//! Internal-call assertions: a short-lived EdDSA JWT each service signs for every call it makes,
+//! good for that one request only.
+//!
+//! Claims: `iss` caller, `aud` callee, `sub` acting user (or `system`), `sid` the user's session,
+//! `role`, `purpose`, `request_id`, `exp` at most 60 s ahead, a single-use `jti`, and the request
+//! it was made for (as DPoP, RFC 9449, binds `htm`/`htu`): `htm` the method, `htu` the path with
+//! its query exactly as sent, `bsh` the SHA-256 of the body (base64url). When a user acts, their
+//! own access token rides inside (`user_token`), so a service's key alone cannot act as a user.
+//!
+//! The callee ([`InternalCall`], the only way a handler obtains verified claims) checks the
+//! signature with the caller's public key, the audience and lifetime, the request id, the method,
+//! path and query, that a body is present exactly when the assertion covers one (the JSON body
+//! guard, [`crate::json::Body`], then compares the hash of the bytes it reads), the allowlist
+//! (caller and purpose, `policies/internal-calls.toml`), the user's token where it verifies them,
+//! and finally spends the `jti` in its database: an assertion is accepted once, across every
+//! instance of the callee.
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
@@ -13,8 +26,9 @@ use rocket::Request;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorMessage;
-use crate::policy::CallPolicy;
-use crate::{RequestId, ServiceName};
+use crate::policy::{CallPolicy, Denied};
+use crate::user_token::UserTokenVerifier;
+use crate::{RequestId, Secret, ServiceName};
 
 /// How long a break-glass justification (the `reason` claim) must be, in characters.
 pub const BREAK_GLASS_REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
@@ -22,52 +36,196 @@ pub const BREAK_GLASS_REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
 pub const MAX_TTL_SECS: i64 = 60;
 /// Clock skew tolerated between services.
 const LEEWAY_SECS: u64 = 5;
+/// `sub` of calls no user started.
+pub const SYSTEM: &str = "system";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The role a call is made in. On the wire it is the snake_case name, which is also the name of
+/// the user role (`policies/roles.toml`) a user's token must carry for a call in that role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Beneficiary,
+    Donor,
+    Partner,
+    Insurer,
+    Caseworker,
+    Admin,
+    ComplianceOfficer,
+    /// A service acting on its own behalf (health checks, background jobs); `sub` is `system`.
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Beneficiary => "beneficiary",
+            Self::Donor => "donor",
+            Self::Partner => "partner",
+            Self::Insurer => "insurer",
+            Self::Caseworker => "caseworker",
+            Self::Admin => "admin",
+            Self::ComplianceOfficer => "compliance_officer",
+            Self::Service => "service",
+        }
+    }
+
+    /// Whether a person acts in this role (and so must show their own token where asked).
+    pub fn is_user(self) -> bool {
+        self != Self::Service
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub iss: ServiceName,
     pub aud: ServiceName,
     /// The acting user's id, or `system` for calls no user started.
     pub sub: String,
-    pub role: String,
+    /// The acting user's session, when a user acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub role: Role,
     pub purpose: String,
     pub request_id: String,
     /// A written justification the caller must give for some purposes (break-glass access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The request this assertion is for: method, path with query, SHA-256 of the body.
+    pub htm: String,
+    pub htu: String,
+    pub bsh: String,
+    /// The acting user's own access token (a bearer credential: never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_token: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
 }
 
-/// Who is acting and why; carried into every internal call.
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("iss", &self.iss)
+            .field("aud", &self.aud)
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .field("role", &self.role)
+            .field("purpose", &self.purpose)
+            .field("request_id", &self.request_id)
+            .field("htm", &self.htm)
+            .field("htu", &self.htu)
+            .field("user_token", &self.user_token.as_ref().map(|_| "[redacted]"))
+            .field("jti", &self.jti)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who is acting and why; carried into every internal call. Built by [`CallContext::system`], by
+/// [`CallContext::on_behalf_of`] in a service relaying a verified call, and, for people, only by
+/// public-api's role guards through [`CallContext::user`].
 #[derive(Debug, Clone)]
 pub struct CallContext {
-    pub sub: String,
-    pub role: String,
-    pub purpose: String,
-    pub request_id: RequestId,
-    /// The written reason for a break-glass access; `None` for ordinary calls.
-    pub reason: Option<String>,
+    sub: String,
+    sid: Option<uuid::Uuid>,
+    role: Role,
+    purpose: String,
+    request_id: RequestId,
+    reason: Option<String>,
+    user_token: Option<Secret<String>>,
 }
 
 impl CallContext {
+    /// A person acting, with their session and their own access token. public-api calls this
+    /// only from its role guards (clippy's `disallowed-methods` keeps it there), so the role a
+    /// call carries is the role a guard checked.
+    pub fn user(
+        user_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+        role: Role,
+        purpose: &str,
+        request_id: RequestId,
+        token: Secret<String>,
+    ) -> Self {
+        Self {
+            sub: user_id.to_string(),
+            sid: Some(session_id),
+            role,
+            purpose: purpose.into(),
+            request_id,
+            reason: None,
+            user_token: Some(token),
+        }
+    }
+
     /// A further call on behalf of the same verified caller (a service asking its own peer while
-    /// serving a request): same user, role, purpose and request id; no break-glass reason.
-    pub fn on_behalf_of(claims: &Claims) -> Self {
+    /// serving a request): same user, role, session and request id, for `purpose`; no reason
+    /// and no user token (the peer trusts the relaying service, not the user).
+    pub fn on_behalf_of(claims: &Claims, purpose: &str) -> Self {
         Self {
             sub: claims.sub.clone(),
-            role: claims.role.clone(),
-            purpose: claims.purpose.clone(),
+            sid: claims.sid.as_deref().and_then(|s| s.parse().ok()),
+            role: claims.role,
+            purpose: purpose.into(),
             request_id: RequestId(claims.request_id.clone()),
             reason: None,
+            user_token: None,
         }
     }
 
     /// A call the service makes on its own behalf (health checks, background jobs).
     pub fn system(purpose: &str, request_id: RequestId) -> Self {
-        Self { sub: "system".into(), role: "service".into(), purpose: purpose.into(), request_id, reason: None }
+        Self {
+            sub: SYSTEM.into(),
+            sid: None,
+            role: Role::Service,
+            purpose: purpose.into(),
+            request_id,
+            reason: None,
+            user_token: None,
+        }
     }
+
+    /// The written reason of a break-glass access.
+    pub fn with_reason(mut self, reason: String) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    pub fn sub(&self) -> &str {
+        &self.sub
+    }
+}
+
+/// The request an assertion is made for.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBinding<'a> {
+    pub method: &'a str,
+    /// The path and query exactly as sent (`/internal/v1/records/…?category=identity`).
+    pub path_and_query: &'a str,
+    pub body: &'a [u8],
+}
+
+/// base64url (no padding) of the SHA-256 of `body`: the `bsh` claim.
+pub fn body_hash(body: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, body))
 }
 
 pub struct Signer {
@@ -89,16 +247,27 @@ impl Signer {
         self.service
     }
 
-    pub fn sign(&self, audience: ServiceName, ctx: &CallContext) -> Result<String, SignError> {
+    /// An assertion for exactly this request to `audience`.
+    pub fn sign(
+        &self,
+        audience: ServiceName,
+        ctx: &CallContext,
+        request: RequestBinding<'_>,
+    ) -> Result<String, SignError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             iss: self.service,
             aud: audience,
             sub: ctx.sub.clone(),
-            role: ctx.role.clone(),
+            sid: ctx.sid.map(|s| s.to_string()),
+            role: ctx.role,
             purpose: ctx.purpose.clone(),
             request_id: ctx.request_id.0.clone(),
             reason: ctx.reason.clone(),
+            htm: request.method.to_owned(),
+            htu: request.path_and_query.to_owned(),
+            bsh: body_hash(request.body),
+            user_token: ctx.user_token.as_ref().map(|t| t.expose().clone()),
             iat: now,
             exp: now + self.ttl_secs,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -116,37 +285,66 @@ pub enum Refusal {
     Missing,
     #[error("invalid assertion: {0}")]
     Invalid(String),
+    #[error("assertion replayed: jti {0} was already used")]
+    Replayed(String),
     #[error("caller {caller} may not call {route}")]
     NotAllowed { caller: ServiceName, route: String },
+    #[error("{route} does not serve purpose `{purpose}`")]
+    Purpose { purpose: String, route: String },
+    #[error("cannot check the assertion: {0}")]
+    Unavailable(String),
 }
 
 impl Refusal {
     pub fn status(&self) -> Status {
         match self {
-            Self::Missing | Self::Invalid(_) => Status::Unauthorized,
-            Self::NotAllowed { .. } => Status::Forbidden,
+            Self::Missing | Self::Invalid(_) | Self::Replayed(_) => Status::Unauthorized,
+            Self::NotAllowed { .. } | Self::Purpose { .. } => Status::Forbidden,
+            Self::Unavailable(_) => Status::ServiceUnavailable,
         }
     }
+}
+
+/// What the callee saw of the request an assertion was presented with.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub method: &'a str,
+    /// The matched route, as mounted (`/internal/v1/records/<id>`), for the allowlist.
+    pub route: &'a str,
+    /// The path and query as received.
+    pub path_and_query: &'a str,
+    /// Whether the request carries a body (a non-zero `Content-Length`, or chunked).
+    pub has_body: bool,
+    pub request_id: &'a RequestId,
 }
 
 pub struct Verifier {
     service: ServiceName,
     keys: HashMap<ServiceName, DecodingKey>,
     policy: CallPolicy,
+    /// Where set, a call in a person's role must carry that person's own, valid access token.
+    user_tokens: Option<UserTokenVerifier>,
 }
 
 impl Verifier {
     /// `peers` maps each service allowed to call this one to its 32-byte public key.
     pub fn new(service: ServiceName, peers: HashMap<ServiceName, [u8; 32]>, policy: CallPolicy) -> Self {
         let keys = peers.into_iter().map(|(name, key)| (name, DecodingKey::from_ed_der(&key))).collect();
-        Self { service, keys, policy }
+        Self { service, keys, policy, user_tokens: None }
+    }
+
+    /// Requires every call made in a person's role to carry that person's token.
+    pub fn requiring_user_tokens(mut self, verifier: UserTokenVerifier) -> Self {
+        self.user_tokens = Some(verifier);
+        self
     }
 
     pub fn policy(&self) -> &CallPolicy {
         &self.policy
     }
 
-    pub fn verify(&self, token: &str, method: &str, route: &str, request_id: &RequestId) -> Result<Claims, Refusal> {
+    /// Every check but the single use of `jti`, which needs the database ([`spend`]).
+    pub fn verify(&self, token: &str, request: &Presented<'_>) -> Result<Claims, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Refusal::Invalid(format!("header: {e}")))?;
         if header.alg != Algorithm::EdDSA {
             return Err(Refusal::Invalid(format!("algorithm {:?} is not EdDSA", header.alg)));
@@ -175,13 +373,114 @@ impl Verifier {
         if claims.iat > now + LEEWAY_SECS as i64 {
             return Err(Refusal::Invalid("issued in the future".into()));
         }
-        if claims.request_id != request_id.0 {
+        if claims.jti.is_empty() || claims.jti.len() > 64 {
+            return Err(Refusal::Invalid("jti must be 1 to 64 characters".into()));
+        }
+        if claims.request_id != request.request_id.0 {
             return Err(Refusal::Invalid("request id does not match x-request-id".into()));
         }
-        if !self.policy.allows(self.service, claims.iss, method, route) {
-            return Err(Refusal::NotAllowed { caller: claims.iss, route: format!("{method} {route}") });
+        self.check_binding(&claims, request)?;
+        self.check_actor(&claims)?;
+        let route = format!("{} {}", request.method, request.route);
+        match self.policy.decide(self.service, claims.iss, &route, &claims.purpose) {
+            Ok(()) => {}
+            Err(Denied::Caller) => return Err(Refusal::NotAllowed { caller: claims.iss, route }),
+            Err(Denied::Purpose) => return Err(Refusal::Purpose { purpose: claims.purpose, route }),
         }
         Ok(claims)
+    }
+
+    /// The assertion was made for this method, path, query and body.
+    fn check_binding(&self, claims: &Claims, request: &Presented<'_>) -> Result<(), Refusal> {
+        if claims.htm != request.method {
+            return Err(Refusal::Invalid(format!("made for method {}, used with {}", claims.htm, request.method)));
+        }
+        if claims.htu != request.path_and_query {
+            return Err(Refusal::Invalid("made for another path or query".into()));
+        }
+        let covers_body = claims.bsh != body_hash(b"");
+        if request.has_body != covers_body {
+            return Err(Refusal::Invalid("body hash does not match the body".into()));
+        }
+        Ok(())
+    }
+
+    /// `sub`, `sid` and `role` agree, and a person's own token vouches for them where required.
+    fn check_actor(&self, claims: &Claims) -> Result<(), Refusal> {
+        if !claims.role.is_user() {
+            return if claims.sub == SYSTEM && claims.sid.is_none() {
+                Ok(())
+            } else {
+                Err(Refusal::Invalid("a service acts as `system`, never as a user".into()))
+            };
+        }
+        let Some(verifier) = &self.user_tokens else { return Ok(()) };
+        let token = claims.user_token.as_deref().ok_or_else(|| Refusal::Invalid("no user token".into()))?;
+        let user = verifier.verify(token).map_err(|e| Refusal::Invalid(format!("user token: {e}")))?;
+        if user.sub.to_string() != claims.sub {
+            return Err(Refusal::Invalid("user token is another user's".into()));
+        }
+        if claims.sid.as_deref() != Some(user.sid.to_string().as_str()) {
+            return Err(Refusal::Invalid("user token is another session's".into()));
+        }
+        if !user.roles.iter().any(|r| r == claims.role.as_str()) {
+            return Err(Refusal::Invalid(format!("user token does not hold role {}", claims.role)));
+        }
+        Ok(())
+    }
+}
+
+/// Spends an assertion's `jti` in the callee's database: true the first time, false on any
+/// replay. Every instance of a service shares its database, and the primary key makes the
+/// insert atomic, so exactly one instance accepts a given assertion. Rows live until the
+/// assertion has expired (it is refused on its expiry after that), then [`sweep_spent`] drops them.
+pub async fn spend(pool: &sqlx::PgPool, claims: &Claims) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO internal_call_replays (issuer, jti, expires_at) VALUES ($1, $2, to_timestamp($3)) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(claims.iss.as_str())
+    .bind(&claims.jti)
+    .bind((claims.exp + LEEWAY_SECS as i64 + 1) as f64)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Drops spent `jti`s whose assertions have expired; returns how many.
+pub async fn sweep_spent(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM internal_call_replays WHERE expires_at < now()").execute(pool).await?.rows_affected())
+}
+
+/// The hash of the body the verified assertion covers, for the body guard to compare.
+struct CoveredBody(Option<String>);
+
+/// Called by the JSON body guard on `/internal/` routes with the bytes it read: they must be the
+/// bytes the assertion was made for. Logs and refuses otherwise.
+pub fn check_body(request: &Request<'_>, body: &[u8]) -> Result<(), Status> {
+    let covered = &request.local_cache(|| CoveredBody(None)).0;
+    let refusal = match covered {
+        Some(hash) if *hash == body_hash(body) => return Ok(()),
+        Some(_) => "body hash does not match the body",
+        None => "body not covered by a verified assertion",
+    };
+    log_refusal(request, &Refusal::Invalid(refusal.into()));
+    request.local_cache(|| ErrorMessage(Some(GENERIC_401.to_owned())));
+    Err(Status::Unauthorized)
+}
+
+const GENERIC_401: &str = "a valid internal assertion is required";
+
+fn log_refusal(request: &Request<'_>, refusal: &Refusal) {
+    let service = request.rocket().state::<Verifier>().map(|v| v.service.as_str()).unwrap_or_default();
+    let route = request.route().map(|r| r.uri.path().to_string()).unwrap_or_default();
+    let request_id = RequestId::of(request);
+    if let Refusal::Replayed(_) = refusal {
+        tracing::error!(service, request_id = %request_id, route = %route, method = request.method().as_str(),
+            reason = %refusal, alarm = "replay", "internal call refused: REPLAYED ASSERTION");
+    } else {
+        tracing::warn!(service, request_id = %request_id, route = %route, method = request.method().as_str(),
+            reason = %refusal, "internal call refused");
     }
 }
 
@@ -195,35 +494,96 @@ impl<'r> FromRequest<'r> for InternalCall {
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Refusal> {
         let request_id = RequestId::of(request);
-        let Some(verifier) = request.rocket().state::<Verifier>() else {
-            tracing::error!(request_id = %request_id, "internal route mounted without a verifier");
+        let (Some(verifier), Some(pool)) =
+            (request.rocket().state::<Verifier>(), request.rocket().state::<sqlx::PgPool>())
+        else {
+            tracing::error!(request_id = %request_id, "internal route mounted without a verifier or database");
             return Outcome::Error((Status::InternalServerError, Refusal::Missing));
         };
-        let method = request.method().as_str();
-        let route = request.route().map(|r| r.uri.path().to_owned()).unwrap_or_default();
-        let token = request.headers().get_one("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        let route = request.route().map(|r| r.uri.path().to_string()).unwrap_or_default();
+        let path_and_query = request.uri().to_string();
+        let headers = request.headers();
+        let has_body = headers.get_one("content-length").is_some_and(|l| l.trim() != "0")
+            || headers.get_one("transfer-encoding").is_some();
+        let presented = Presented {
+            method: request.method().as_str(),
+            route: &route,
+            path_and_query: &path_and_query,
+            has_body,
+            request_id,
+        };
+        let token = headers.get_one("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
         let result = match token {
             None => Err(Refusal::Missing),
-            Some(token) => verifier.verify(token, method, &route, request_id),
+            Some(token) => match verifier.verify(token, &presented) {
+                Ok(claims) => match spend(pool, &claims).await {
+                    Ok(true) => Ok(claims),
+                    Ok(false) => Err(Refusal::Replayed(claims.jti)),
+                    Err(e) => Err(Refusal::Unavailable(e.to_string())),
+                },
+                Err(refusal) => Err(refusal),
+            },
         };
         match result {
-            Ok(claims) => Outcome::Success(InternalCall(claims)),
+            Ok(claims) => {
+                if has_body {
+                    request.local_cache(|| CoveredBody(Some(claims.bsh.clone())));
+                }
+                Outcome::Success(InternalCall(claims))
+            }
             Err(refusal) => {
-                tracing::warn!(
-                    service = verifier.service.as_str(),
-                    request_id = %request_id,
-                    route = %route,
-                    method,
-                    reason = %refusal,
-                    "internal call refused"
-                );
+                log_refusal(request, &refusal);
                 let message = match refusal.status() {
-                    Status::Forbidden => "caller not permitted for this route",
-                    _ => "a valid internal assertion is required",
+                    Status::Forbidden => "caller not permitted for this route and purpose",
+                    Status::ServiceUnavailable => "service unavailable",
+                    _ => GENERIC_401,
                 };
                 request.local_cache(|| ErrorMessage(Some(message.to_owned())));
                 Outcome::Error((refusal.status(), refusal))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_hash_is_sha256_base64url() {
+        assert_eq!(body_hash(b""), "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
+        assert_ne!(body_hash(b"{}"), body_hash(b"{ }"));
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn claims_never_print_the_user_token() {
+        let ctx = CallContext::user(
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            Role::Beneficiary,
+            "self_service",
+            RequestId::generate(),
+            Secret::new("eyJ.secret.token".into()),
+        );
+        assert!(!format!("{ctx:?}").contains("secret"), "{ctx:?}");
+        let claims = Claims {
+            iss: ServiceName::PublicApi,
+            aud: ServiceName::PhiVault,
+            sub: "u".into(),
+            sid: None,
+            role: Role::Beneficiary,
+            purpose: "self_service".into(),
+            request_id: "r".into(),
+            reason: None,
+            htm: "GET".into(),
+            htu: "/".into(),
+            bsh: body_hash(b""),
+            user_token: Some("eyJ.secret.token".into()),
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+        };
+        assert!(!format!("{claims:?}").contains("secret"), "{claims:?}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::assertion::{CallContext, Signer};
+use crate::assertion::{CallContext, RequestBinding, Signer};
 use crate::{request_id, ServiceName};
 
 /// One check in a readiness report.
@@ -254,6 +254,9 @@ impl InternalClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
+            // An assertion is bound to the one URL it was signed for; a redirect would carry it
+            // (and whatever the body holds) somewhere else. Never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         Ok(Self { peer, base, http, signer })
@@ -264,7 +267,8 @@ impl InternalClient {
         self.json(response).await
     }
 
-    /// Sends a signed request; non-success statuses become [`ClientError::Status`].
+    /// Sends a request with an assertion bound to its method, path, query and body;
+    /// non-success statuses (redirects included) become [`ClientError::Status`].
     pub async fn send<B: Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
@@ -274,11 +278,20 @@ impl InternalClient {
     ) -> Result<reqwest::Response, ClientError> {
         let peer = self.peer;
         let url = self.base.join(path).map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
-        let token = self.signer.sign(peer, ctx)?;
+        let bytes = match body {
+            Some(body) => serde_json::to_vec(body).map_err(|e| ClientError::Body { peer, message: e.to_string() })?,
+            None => Vec::new(),
+        };
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let binding = RequestBinding { method: method.as_str(), path_and_query: &path_and_query, body: &bytes };
+        let token = self.signer.sign(peer, ctx, binding)?;
         let mut request =
-            self.http.request(method, url).bearer_auth(token).header(request_id::HEADER, ctx.request_id.as_str());
-        if let Some(body) = body {
-            request = request.json(body);
+            self.http.request(method, url).bearer_auth(token).header(request_id::HEADER, ctx.request_id().as_str());
+        if body.is_some() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
         let response = request.send().await.map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
         let status = response.status();
@@ -298,6 +311,9 @@ impl InternalClient {
 pub struct PhiVaultClient(InternalClient);
 
 impl PhiVaultClient {
+    /// The record-read route as the allowlist names it (which purposes it serves).
+    pub const READ_RECORD: &'static str = "GET /internal/v1/records/<id>";
+
     pub fn new(inner: InternalClient) -> Self {
         Self(inner)
     }

@@ -91,6 +91,10 @@ pub struct InternalConfig {
     pub request_timeout_secs: u64,
     #[serde(default)]
     pub peers: BTreeMap<ServiceName, PeerConfig>,
+    /// public-api's user-token public keys. Where set, every call made in a person's role must
+    /// carry that person's own valid token (phi-vault requires it).
+    #[serde(default)]
+    pub user_tokens: Option<crate::user_token::UserTokenConfig>,
 }
 
 /// The configuration of one service. `S` is the service's own section, `[service]`.

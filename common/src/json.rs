@@ -3,6 +3,7 @@
 //! - `Content-Type` must be JSON (415).
 //! - The body must fit the configured limit, `server.json_limit_bytes` (413).
 //! - It must be well-formed JSON (400).
+//! - On `/internal/` routes, its SHA-256 must be the one the verified assertion covers (401).
 //! - It must fit `T` (422). The message lists each bad field with its problem, e.g.
 //!   `invalid body: roles: unknown field …; sobriety_date: invalid type …`. Declare `T` with
 //!   `#[serde(deny_unknown_fields)]` so unknown fields are refused too.
@@ -80,6 +81,12 @@ impl<'r, T: DeserializeOwned> FromData<'r> for Body<T> {
             Ok(_) => return fail(Status::PayloadTooLarge, "request body too large".into()),
             Err(_) => return fail(Status::BadRequest, "the body could not be read".into()),
         };
+        // On internal routes the bytes must be the ones the caller's assertion was made for.
+        if req.uri().path().starts_with("/internal/") {
+            if let Err(status) = crate::assertion::check_body(req, text.as_bytes()) {
+                return data::Outcome::Error((status, "body not covered by the assertion".into()));
+            }
+        }
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => return fail(Status::BadRequest, format!("malformed JSON: {e}")),

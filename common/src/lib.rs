@@ -19,7 +19,9 @@ pub mod request_id;
 pub mod secret;
 pub mod service;
 pub mod telemetry;
+pub mod user_token;
 
+pub use assertion::Role;
 pub use error::{ApiError, ErrorBody};
 pub use request_id::RequestId;
 pub use secret::Secret;

@@ -1,15 +1,34 @@
-//! The internal-call allowlist (`policies/internal-calls.toml`): for each callee, which callers
-//! may use which route. A route is written as Rocket mounts it: `"GET /internal/v1/ready"`.
-//! Anything not listed is refused.
+//! The internal-call allowlist (`policies/internal-calls.toml`): for each callee, each route as
+//! Rocket mounts it (`"GET /internal/v1/records/<id>"`), the callers that may use it and the
+//! purposes it serves. Anything not listed is refused: an unknown caller or route with 403, and
+//! a purpose the route does not serve with 403.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use serde::Deserialize;
+
 use crate::ServiceName;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRule {
+    callers: BTreeSet<ServiceName>,
+    purposes: BTreeSet<String>,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct CallPolicy {
-    rules: BTreeMap<ServiceName, BTreeMap<String, BTreeSet<ServiceName>>>,
+    rules: BTreeMap<ServiceName, BTreeMap<String, RouteRule>>,
+}
+
+/// Why the allowlist refused a verified caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The route is not listed, or not for this caller.
+    Caller,
+    /// The route does not serve the asserted purpose.
+    Purpose,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,31 +46,52 @@ impl CallPolicy {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let rules: BTreeMap<ServiceName, BTreeMap<String, BTreeSet<ServiceName>>> =
+        let rules: BTreeMap<ServiceName, BTreeMap<String, RouteRule>> =
             toml::from_str(text).map_err(|e| e.to_string())?;
-        for routes in rules.values() {
-            for route in routes.keys() {
-                let (method, path) =
-                    route.split_once(' ').ok_or_else(|| format!("route `{route}` must be `METHOD /path`"))?;
-                if !matches!(method, "GET" | "POST" | "PUT" | "PATCH" | "DELETE") || !path.starts_with("/internal/") {
-                    return Err(format!("route `{route}` must be `METHOD /internal/...`"));
-                }
+        for (route, rule) in rules.values().flat_map(|routes| routes.iter()) {
+            let (method, path) =
+                route.split_once(' ').ok_or_else(|| format!("route `{route}` must be `METHOD /path`"))?;
+            if !matches!(method, "GET" | "POST" | "PUT" | "PATCH" | "DELETE") || !path.starts_with("/internal/") {
+                return Err(format!("route `{route}` must be `METHOD /internal/...`"));
+            }
+            if rule.callers.is_empty() || rule.purposes.is_empty() {
+                return Err(format!("route `{route}` must list at least one caller and one purpose"));
+            }
+            if let Some(bad) = rule.purposes.iter().find(|p| !is_purpose(p)) {
+                return Err(format!("route `{route}`: purpose `{bad}` must be lowercase letters, digits and _"));
             }
         }
         Ok(Self { rules })
     }
 
-    pub fn allows(&self, callee: ServiceName, caller: ServiceName, method: &str, route: &str) -> bool {
-        self.rules
-            .get(&callee)
-            .and_then(|routes| routes.get(&format!("{method} {route}")))
-            .is_some_and(|callers| callers.contains(&caller))
+    fn rule(&self, callee: ServiceName, route: &str) -> Option<&RouteRule> {
+        self.rules.get(&callee).and_then(|routes| routes.get(route))
+    }
+
+    /// May `caller` use `route` (`"METHOD /internal/..."`) of `callee` for `purpose`?
+    pub fn decide(&self, callee: ServiceName, caller: ServiceName, route: &str, purpose: &str) -> Result<(), Denied> {
+        let rule = self.rule(callee, route).filter(|r| r.callers.contains(&caller)).ok_or(Denied::Caller)?;
+        if rule.purposes.contains(purpose) {
+            Ok(())
+        } else {
+            Err(Denied::Purpose)
+        }
+    }
+
+    /// Whether `route` of `callee` serves `purpose` (for a caller that checks before it asks).
+    pub fn serves(&self, callee: ServiceName, route: &str, purpose: &str) -> bool {
+        self.rule(callee, route).is_some_and(|r| r.purposes.contains(purpose))
     }
 
     /// Every route listed for `callee`, for the test that each internal route is covered.
     pub fn routes_of(&self, callee: ServiceName) -> impl Iterator<Item = &str> {
         self.rules.get(&callee).into_iter().flat_map(|r| r.keys().map(String::as_str))
     }
+}
+
+/// A purpose name: 1 to 100 lowercase ASCII letters, digits and underscores.
+pub fn is_purpose(p: &str) -> bool {
+    (1..=100).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]
@@ -62,22 +102,37 @@ mod tests {
     fn parses_and_decides() {
         let p = CallPolicy::parse(
             r#"
-            [phi-vault]
-            "GET /internal/v1/ready" = ["public-api"]
+            [phi-vault."GET /internal/v1/ready"]
+            callers = ["public-api"]
+            purposes = ["health_check"]
             "#,
         )
         .expect("valid");
-        assert!(p.allows(ServiceName::PhiVault, ServiceName::PublicApi, "GET", "/internal/v1/ready"));
-        assert!(!p.allows(ServiceName::PhiVault, ServiceName::Consent, "GET", "/internal/v1/ready"));
-        assert!(!p.allows(ServiceName::PhiVault, ServiceName::PublicApi, "POST", "/internal/v1/ready"));
-        assert!(!p.allows(ServiceName::Consent, ServiceName::PublicApi, "GET", "/internal/v1/ready"));
+        let ready = "GET /internal/v1/ready";
+        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, ready, "health_check"), Ok(()));
+        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, ready, "treatment"), Err(Denied::Purpose));
+        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::Consent, ready, "health_check"), Err(Denied::Caller));
+        let post = "POST /internal/v1/ready";
+        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, post, "health_check"), Err(Denied::Caller));
+        assert_eq!(p.decide(ServiceName::Consent, ServiceName::PublicApi, ready, "health_check"), Err(Denied::Caller));
+        assert!(p.serves(ServiceName::PhiVault, ready, "health_check"));
     }
 
     #[test]
     fn rejects_bad_entries() {
-        assert!(CallPolicy::parse("[nobody]\n\"GET /internal/x\" = [\"public-api\"]").is_err());
-        assert!(CallPolicy::parse("[consent]\n\"GET /public\" = [\"public-api\"]").is_err());
-        assert!(CallPolicy::parse("[consent]\n\"GET /internal/x\" = [\"mallory\"]").is_err());
+        let rule = |callee: &str, route: &str, callers: &str, purposes: &str| {
+            format!("[{callee}.\"{route}\"]\ncallers = {callers}\npurposes = {purposes}\n")
+        };
+        let ok = rule("consent", "GET /internal/x", r#"["public-api"]"#, r#"["health_check"]"#);
+        assert!(CallPolicy::parse(&ok).is_ok());
+        assert!(CallPolicy::parse(&rule("nobody", "GET /internal/x", r#"["public-api"]"#, r#"["a"]"#)).is_err());
+        assert!(CallPolicy::parse(&rule("consent", "GET /public", r#"["public-api"]"#, r#"["a"]"#)).is_err());
+        assert!(CallPolicy::parse(&rule("consent", "GET /internal/x", r#"["mallory"]"#, r#"["a"]"#)).is_err());
+        assert!(CallPolicy::parse(&rule("consent", "GET /internal/x", r#"["public-api"]"#, "[]")).is_err());
+        assert!(
+            CallPolicy::parse(&rule("consent", "GET /internal/x", r#"["public-api"]"#, r#"["Bad Purpose"]"#)).is_err()
+        );
+        assert!(CallPolicy::parse("[consent.\"GET /internal/x\"]\ncallers = [\"public-api\"]\n").is_err());
     }
 
     #[test]

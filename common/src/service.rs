@@ -59,7 +59,10 @@ impl Parts {
             }
         }
         let policy = CallPolicy::load(&internal.policy_file)?;
-        let verifier = Verifier::new(service, peer_keys, policy);
+        let mut verifier = Verifier::new(service, peer_keys, policy);
+        if let Some(user_tokens) = &internal.user_tokens {
+            verifier = verifier.requiring_user_tokens(user_tokens.load()?);
+        }
         let metrics = Metrics::new(service).map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let pool = db::connect_service(service.database(), &config.database).await?;
         Ok(Self { service, pool, signer, verifier, metrics })
@@ -84,7 +87,8 @@ impl Parts {
             .merge(("port", config.server.port))
             .merge(("ident", false))
             .merge(("cli_colors", false))
-            .merge(("log_level", "normal"))
+            // Rocket's request lines quote the full URI; telemetry drops them whatever this says.
+            .merge(("log_level", "critical"))
             .merge(("limits.json", config.server.json_limit_bytes))
             .merge((
                 "ip_header",
@@ -119,6 +123,15 @@ impl Parts {
                     }
                 })
             }))
+            .attach(rocket::fairing::AdHoc::on_liftoff("spent assertion sweeper", |r| {
+                let pool = r.state::<PgPool>().cloned();
+                let shutdown = r.shutdown();
+                Box::pin(async move {
+                    if let Some(pool) = pool {
+                        tokio::spawn(sweep_spent_assertions(pool, shutdown));
+                    }
+                })
+            }))
             .attach(RequestIdFairing)
             .attach(RateLimitFairing)
             .attach(MetricsFairing { service: self.service })
@@ -132,6 +145,20 @@ impl Parts {
             .manage(self.verifier)
             .manage(self.metrics)
             .manage(info)
+    }
+}
+
+/// Drops spent assertion ids once their assertions have expired, every minute until shutdown.
+async fn sweep_spent_assertions(pool: PgPool, shutdown: rocket::Shutdown) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        if let Err(e) = crate::assertion::sweep_spent(&pool).await {
+            tracing::warn!(error = %e, "sweeping spent assertion ids failed; retrying later");
+        }
     }
 }
 

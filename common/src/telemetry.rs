@@ -16,8 +16,16 @@ pub struct TelemetryGuard {
     _file: Option<WorkerGuard>,
 }
 
+/// The filter for `level`, with Rocket's own request lines always off: they quote the full URI,
+/// query string included (which may carry a reason, a name, a pasted token). Each request is
+/// logged once instead by the metrics fairing, with its route pattern.
+pub fn filter(level: &str) -> Result<EnvFilter, String> {
+    let quiet = "rocket::server=off".parse().map_err(|e| format!("{e}"))?;
+    Ok(EnvFilter::try_new(level).map_err(|e| format!("log.level: {e}"))?.add_directive(quiet))
+}
+
 pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String> {
-    let filter = EnvFilter::try_new(&config.level).map_err(|e| format!("log.level: {e}"))?;
+    let filter = filter(&config.level)?;
     let stdout = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)

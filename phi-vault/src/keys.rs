@@ -7,7 +7,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use common::assertion::InternalCall;
-use common::ApiError;
+use common::{ApiError, Role};
 
 use crate::access_log::{self, Access};
 use crate::crypto::{CryptoError, KeyCache, KeyProvider, WrappedKey};
@@ -93,12 +93,12 @@ async fn shred(
     vault: &State<Vault>,
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
-    let admin = claims.role == "admin";
+    let admin = claims.role == Role::Admin;
     let mut tx = pool.begin().await?;
     let decision = if admin { (true, "admin erasure") } else { (false, "only an admin erases a subject") };
     let entry = Access {
         actor: &claims.sub,
-        actor_role: &claims.role,
+        actor_role: claims.role.as_str(),
         purpose: &claims.purpose,
         subject_id: Some(subject),
         record_id: None,

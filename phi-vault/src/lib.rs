@@ -18,6 +18,7 @@ pub mod policy;
 pub mod records;
 pub mod retention;
 pub mod vault_transit;
+pub mod volume;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 
@@ -39,6 +40,8 @@ pub struct Settings {
     pub retention_file: std::path::PathBuf,
     /// How often the retention job looks for expired records.
     pub retention_interval_secs: u64,
+    /// `policies/phi-volume.toml`: distinct subjects a caller may read per window.
+    pub volume_file: std::path::PathBuf,
 }
 
 impl Default for Settings {
@@ -51,11 +54,16 @@ impl Default for Settings {
             key_cache_ttl_secs: 300,
             retention_file: "policies/retention.toml".into(),
             retention_interval_secs: 300,
+            volume_file: "policies/phi-volume.toml".into(),
         }
     }
 }
 
 pub type PhiVaultConfig = Config<Settings>;
+
+fn invalid_config(key: &str, message: String) -> StartError {
+    StartError::Config(ConfigError::Invalid { key: key.into(), message })
+}
 
 /// The key-encryption-key provider the settings name (the CLI uses it for rewrap).
 pub fn key_provider(config: &PhiVaultConfig) -> Result<Box<dyn crypto::KeyProvider>, StartError> {
@@ -85,6 +93,16 @@ pub fn key_provider(config: &PhiVaultConfig) -> Result<Box<dyn crypto::KeyProvid
 /// The one builder `main` and the tests share.
 pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> {
     let settings = &config.service;
+    if config.internal.user_tokens.is_none() {
+        return Err(invalid_config(
+            "internal.user_tokens",
+            "phi-vault requires public-api's user-token public keys: a call made for a person must carry their own token"
+                .into(),
+        ));
+    }
+    let volume = volume::VolumePolicy::load(&settings.volume_file)
+        .map_err(|message| invalid_config("service.volume_file", message))?;
+    let watch = std::sync::Arc::new(volume::VolumeWatch::new(volume));
     let provider = key_provider(&config)?;
     tracing::info!(provider = provider.kind(), "key-encryption key provider ready");
     let parts = Parts::load(SERVICE, &config).await?;
@@ -97,6 +115,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         )),
         max_record_bytes: settings.max_record_bytes,
         consent: consent.clone(),
+        watch: watch.clone(),
     };
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
@@ -115,7 +134,8 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             Box::pin(async move {
                 if let Some(pool) = pool {
                     tokio::spawn(retention::run(pool.clone(), consent, policy, interval, shutdown.clone()));
-                    tokio::spawn(keys::evict_shredded(pool, cache, shutdown));
+                    tokio::spawn(keys::evict_shredded(pool, cache, shutdown.clone()));
+                    tokio::spawn(volume::sweep_until(watch.clone(), shutdown));
                 }
             })
         }))

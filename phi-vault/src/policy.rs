@@ -1,7 +1,7 @@
 //! Need-to-know: who may touch a subject's records, decided from the caller's verified assertion
 //! alone. Default deny.
 //!
-//! - the subject, always;
+//! - the subject, acting as a beneficiary (their own access token vouches for it);
 //! - a caseworker on the subject's care team (internal program use), for reads;
 //! - a caseworker in a medical emergency (`purpose = "break_glass"`) with a written reason: reads
 //!   only, and every such access is flagged for compliance review;
@@ -9,6 +9,8 @@
 //!   service permits that recipient, category and purpose; any other answer, or none, is deny;
 //! - compliance officers see access metadata (the access-log route), never contents;
 //! - anyone else: denied.
+//!
+//! A permitted read is then counted against the caller's read volume ([`crate::volume`]).
 
 use std::borrow::Cow;
 
@@ -17,19 +19,24 @@ use uuid::Uuid;
 
 use common::assertion::{CallContext, Claims, BREAK_GLASS_REASON_CHARS};
 use common::client::{ConsentClient, DisclosureQuestion};
+use common::Role;
+
+use crate::volume::VolumeWatch;
 
 /// The purpose a break-glass caller asserts.
 pub const BREAK_GLASS: &str = "break_glass";
 /// Roles outside the program: they see records only under a consent.
-pub const OUTSIDE_PROGRAM: [&str; 2] = ["partner", "insurer"];
+pub const OUTSIDE_PROGRAM: [Role; 2] = [Role::Partner, Role::Insurer];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub permitted: bool,
     /// Why, for the access log: the grant used, or why none applied.
     pub reason: Cow<'static, str>,
-    /// Compliance must review this access (break-glass).
+    /// Compliance must review this access (break-glass, a read-volume alarm).
     pub flagged: bool,
+    /// Refused because the caller read too many distinct subjects: 503, not 404.
+    pub throttled: bool,
     /// Set when a consent permitted a disclosure outside the program: a served read is entered
     /// in the accounting of disclosures.
     pub disclosure: Option<Disclosure>,
@@ -47,11 +54,21 @@ pub struct Disclosure {
 
 impl Decision {
     pub fn permit(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { permitted: true, reason: reason.into(), flagged: false, disclosure: None }
+        Self { permitted: true, reason: reason.into(), flagged: false, throttled: false, disclosure: None }
+    }
+
+    /// How a refused access answers: 404, exactly like a missing record, unless the caller is
+    /// throttled for reading too many subjects (503).
+    pub fn refusal(&self) -> common::ApiError {
+        if self.throttled {
+            common::ApiError::Unavailable("read volume threshold exceeded".into())
+        } else {
+            common::ApiError::NotFound
+        }
     }
 
     pub fn deny(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { permitted: false, reason: reason.into(), flagged: false, disclosure: None }
+        Self { permitted: false, reason: reason.into(), flagged: false, throttled: false, disclosure: None }
     }
 }
 
@@ -64,19 +81,52 @@ pub enum Intent<'a> {
     Write,
 }
 
+/// Decides, then counts a permitted read against the caller's read volume: past a threshold the
+/// read is refused as throttled (503), and the first refusal in a window is flagged for review.
 pub async fn decide(
+    tx: &mut PgConnection,
+    consent: &ConsentClient,
+    watch: &VolumeWatch,
+    claims: &Claims,
+    subject: Uuid,
+    intent: Intent<'_>,
+) -> Result<Decision, sqlx::Error> {
+    let decision = grant(tx, consent, claims, subject, intent).await?;
+    if !decision.permitted || intent == Intent::Write {
+        return Ok(decision);
+    }
+    Ok(match watch.observe(claims, subject) {
+        Ok(()) => decision,
+        Err(over) => {
+            tracing::error!(
+                request_id = %claims.request_id, caller = claims.iss.as_str(), scope = %over.scope, limit = over.limit,
+                alarm = "read_volume", "READ VOLUME ALARM: distinct subjects read past the threshold; refusing reads"
+            );
+            Decision {
+                flagged: over.first,
+                throttled: true,
+                ..Decision::deny(format!(
+                    "read volume: {} read more than {} distinct subjects in the window",
+                    over.scope, over.limit
+                ))
+            }
+        }
+    })
+}
+
+async fn grant(
     tx: &mut PgConnection,
     consent: &ConsentClient,
     claims: &Claims,
     subject: Uuid,
     intent: Intent<'_>,
 ) -> Result<Decision, sqlx::Error> {
-    if claims.sub == subject.to_string() {
-        return Ok(Decision::permit("subject"));
-    }
-    match claims.role.as_str() {
-        "caseworker" if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent)),
-        "caseworker" => {
+    match claims.role {
+        // The subject, acting as a beneficiary (their own token vouched for it: see
+        // `common::assertion`), on their own records.
+        Role::Beneficiary if claims.sub == subject.to_string() => Ok(Decision::permit("subject")),
+        Role::Caseworker if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent)),
+        Role::Caseworker => {
             let Ok(caseworker) = Uuid::parse_str(&claims.sub) else {
                 return Ok(Decision::deny("caseworker without a user id"));
             };
@@ -98,7 +148,7 @@ pub async fn decide(
             Intent::Read(None) => Decision::deny("a disclosure names its category"),
             Intent::Read(Some(category)) => ask_consent(consent, claims, subject, category).await,
         }),
-        "compliance_officer" => Ok(Decision::deny("compliance officers see access metadata, not contents")),
+        Role::ComplianceOfficer => Ok(Decision::deny("compliance officers see access metadata, not contents")),
         _ => Ok(Decision::deny("not the subject and no other grant")),
     }
 }
@@ -125,7 +175,7 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
         categories: vec![category.to_owned()],
         purpose: claims.purpose.clone(),
     };
-    let ctx = CallContext::on_behalf_of(claims);
+    let ctx = CallContext::on_behalf_of(claims, "disclosure_decision");
     match consent.decide(&ctx, &question).await {
         Ok(answer) if answer.permitted => {
             let Some(notice_version) = answer.form_version else {

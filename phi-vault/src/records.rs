@@ -15,7 +15,7 @@ use common::client::{
     RecordList, RecordSummary, ReviewRequest,
 };
 use common::json::Body;
-use common::ApiError;
+use common::{ApiError, Role};
 
 use crate::access_log::{self, Access};
 use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
@@ -33,6 +33,8 @@ pub struct Vault {
     pub max_record_bytes: usize,
     /// Asked about every disclosure outside the program.
     pub consent: ConsentClient,
+    /// Distinct subjects each caller reads.
+    pub watch: std::sync::Arc<crate::volume::VolumeWatch>,
 }
 
 fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -103,7 +105,7 @@ fn access<'a>(
 ) -> Access<'a> {
     Access {
         actor: &call.sub,
-        actor_role: &call.role,
+        actor_role: call.role.as_str(),
         purpose: &call.purpose,
         subject_id: subject,
         record_id: record,
@@ -133,14 +135,14 @@ async fn create(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     let mut tx = pool.begin().await?;
-    let decision = policy::decide(&mut tx, &vault.consent, claims, new.subject_id, Intent::Write).await?;
+    let decision = policy::decide(&mut tx, &vault.consent, &vault.watch, claims, new.subject_id, Intent::Write).await?;
     if !decision.permitted {
         access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", &decision)).await?;
         tx.commit().await?;
         return Err(ApiError::Forbidden);
     }
     if let Some(purpose) = retention.consent_purpose(&new.category) {
-        let ctx = common::assertion::CallContext::on_behalf_of(claims);
+        let ctx = common::assertion::CallContext::on_behalf_of(claims, "retention_check");
         let stands = crate::retention::consent_stands(&vault.consent, &ctx, new.subject_id, &new.category, purpose)
             .await
             .map_err(|e| ApiError::Unavailable(format!("consent service: {e}")))?;
@@ -180,7 +182,7 @@ async fn create(
 /// Loads a record's row and decides; logs a denial (or a miss) and answers 404 for both.
 async fn authorized(
     tx: &mut PgConnection,
-    consent: &ConsentClient,
+    vault: &Vault,
     claims: &Claims,
     id: Uuid,
     action: &'static str,
@@ -207,10 +209,10 @@ async fn authorized(
     }
     let category: String = row.try_get("category")?;
     let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
-    let decision = policy::decide(tx, consent, claims, subject, intent).await?;
+    let decision = policy::decide(tx, &vault.consent, &vault.watch, claims, subject, intent).await?;
     access_log::append(tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     if !decision.permitted {
-        return Err(ApiError::NotFound);
+        return Err(decision.refusal());
     }
     if decision.flagged {
         tracing::warn!(request_id = %claims.request_id, %subject, alarm = "break_glass", "break-glass access; flagged for review");
@@ -280,7 +282,7 @@ async fn read(
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
     let mut tx = pool.begin().await?;
-    let (subject, category, decision) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.read").await {
+    let (subject, category, decision) = match authorized(&mut tx, vault, &call.0, id, "record.read").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?; // keep the logged denial
@@ -320,7 +322,7 @@ async fn replace(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     let mut tx = pool.begin().await?;
-    let (subject, category, _) = match authorized(&mut tx, &vault.consent, &call.0, id, "record.update").await {
+    let (subject, category, _) = match authorized(&mut tx, vault, &call.0, id, "record.update").await {
         Ok(found) => found,
         Err(e) => {
             tx.commit().await?;
@@ -345,7 +347,7 @@ async fn replace(
 #[delete("/internal/v1/records/<id>")]
 async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>, vault: &State<Vault>) -> Result<Status, ApiError> {
     let mut tx = pool.begin().await?;
-    if let Err(e) = authorized(&mut tx, &vault.consent, &call.0, id, "record.delete").await {
+    if let Err(e) = authorized(&mut tx, vault, &call.0, id, "record.delete").await {
         tx.commit().await?;
         return Err(e);
     }
@@ -366,7 +368,7 @@ async fn assign(
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
     let mut tx = pool.begin().await?;
-    let admin = claims.role == "admin";
+    let admin = claims.role == Role::Admin;
     let decision = if admin { Decision::permit("admin") } else { Decision::deny("only an admin assigns care teams") };
     access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", &decision)).await?;
     if !admin {
@@ -405,11 +407,12 @@ async fn list(
     }
     let claims = &call.0;
     let mut tx = pool.begin().await?;
-    let decision = policy::decide(&mut tx, &vault.consent, claims, subject, Intent::Read(category)).await?;
+    let decision =
+        policy::decide(&mut tx, &vault.consent, &vault.watch, claims, subject, Intent::Read(category)).await?;
     access_log::append(&mut tx, &access(claims, Some(subject), None, "record.list", &decision)).await?;
     if !decision.permitted {
         tx.commit().await?;
-        return Err(ApiError::NotFound);
+        return Err(decision.refusal());
     }
     let rows = sqlx::query(
         "SELECT id, category::text AS category, created_at, updated_at, expires_at FROM records \
@@ -446,7 +449,7 @@ async fn access_log_page(
 ) -> Result<Json<AccessLogPage>, ApiError> {
     let claims = &call.0;
     let query = filter.parse()?;
-    let officer = claims.role == "compliance_officer";
+    let officer = claims.role == Role::ComplianceOfficer;
     let decision = if officer {
         Decision::permit("compliance review")
     } else {
@@ -475,7 +478,7 @@ async fn review_access(
     let claims = &call.0;
     let request = body.into_inner();
     request.validate()?;
-    let officer = claims.role == "compliance_officer";
+    let officer = claims.role == Role::ComplianceOfficer;
     let decision =
         if officer { Decision::permit("compliance review") } else { Decision::deny("only compliance officers review") };
     let mut tx = pool.begin().await?;

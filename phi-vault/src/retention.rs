@@ -111,7 +111,7 @@ pub async fn purge_unconsented(
     policy: &RetentionPolicy,
 ) -> Result<u64, sqlx::Error> {
     let request_id = format!("retention-{}", Uuid::new_v4());
-    let ctx = CallContext::system("retention", common::RequestId(request_id.clone()));
+    let ctx = CallContext::system("retention_check", common::RequestId(request_id.clone()));
     let mut purged = 0;
     for (category, purpose) in policy.consent_bound() {
         let subjects: Vec<Uuid> =

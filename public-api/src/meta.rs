@@ -34,18 +34,6 @@ impl RequestMeta {
         }
     }
 
-    /// The context of an internal call this request makes on behalf of `user`, in a role the
-    /// route's guard has already verified.
-    pub fn acting(&self, user: &crate::auth::AuthUser, role: &str, purpose: &str) -> common::assertion::CallContext {
-        common::assertion::CallContext {
-            sub: user.user_id.to_string(),
-            role: role.to_owned(),
-            purpose: purpose.to_owned(),
-            request_id: self.request_id.clone(),
-            reason: None,
-        }
-    }
-
     /// An audit event about this request.
     pub fn event(
         &self,

@@ -9,13 +9,13 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use common::assertion::CallContext;
+use common::assertion::{CallContext, Verifier};
 use common::client::{AccessLogFilter, AccessLogPage, AccessReview, PhiVaultClient, ReviewRequest};
 use common::json::Body;
-use common::ApiError;
+use common::{ApiError, ServiceName};
 
 use crate::audit::{self, Outcome};
-use crate::auth::AuthUser;
+use crate::auth::{Admin, Caseworker, ComplianceOfficer, Partner};
 use crate::beneficiaries::BeneficiaryProfile;
 use crate::meta::RequestMeta;
 
@@ -40,7 +40,7 @@ async fn has(pool: &PgPool, user: Uuid, check: &str) -> Result<bool, ApiError> {
     ))]
 #[put("/staff/care-team/<caseworker_id>/<beneficiary_id>")]
 pub async fn assign_care_team(
-    user: AuthUser,
+    admin: Admin,
     caseworker_id: Uuid,
     beneficiary_id: Uuid,
     meta: RequestMeta,
@@ -53,10 +53,11 @@ pub async fn assign_care_team(
     if !has(pool, beneficiary_id, "user_type = 'beneficiary'").await? {
         return Err(ApiError::Unprocessable("beneficiary_id: not a beneficiary".into()));
     }
-    let ctx = meta.acting(&user, "admin", "care_team_assignment");
+    let ctx = admin.call(&meta, "care_team_assignment");
     vault.assign_care_team(&ctx, caseworker_id, beneficiary_id).await.map_err(|e| e.into_api_error())?;
     let resource = Some(("care_team", format!("{caseworker_id}:{beneficiary_id}")));
-    audit::record_alone(pool, &meta.event(Some(user.user_id), "care_team.assign", resource, Outcome::Success)).await?;
+    audit::record_alone(pool, &meta.event(Some(admin.user_id()), "care_team.assign", resource, Outcome::Success))
+        .await?;
     Ok(Status::NoContent)
 }
 
@@ -72,13 +73,13 @@ pub async fn assign_care_team(
     ))]
 #[get("/caseworker/beneficiaries/<beneficiary_id>/profile")]
 pub async fn read_beneficiary_profile(
-    user: AuthUser,
+    caseworker: Caseworker,
     beneficiary_id: Uuid,
     meta: RequestMeta,
     pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
-    let ctx = meta.acting(&user, "caseworker", "treatment");
+    let ctx = caseworker.call(&meta, "treatment");
     beneficiary_profile(pool, vault, beneficiary_id, &ctx).await
 }
 
@@ -99,7 +100,7 @@ async fn beneficiary_profile(
     .flatten();
     let record = record.ok_or(ApiError::NotFound)?;
     let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
-    serde_json::from_value(found.content).map(Json).map_err(ApiError::internal)
+    BeneficiaryProfile::from_record(found.content).map(Json)
 }
 
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
@@ -118,22 +119,33 @@ async fn beneficiary_profile(
     ))]
 #[get("/partner/beneficiaries/<beneficiary_id>/profile?<purpose>")]
 pub async fn partner_read_profile(
-    user: AuthUser,
+    partner: Partner,
     beneficiary_id: Uuid,
     purpose: Option<&str>,
     meta: RequestMeta,
     pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
+    verifier: &State<Verifier>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
+    // Only a purpose phi-vault serves for disclosures (policies/internal-calls.toml).
     let purpose = purpose
         .map(str::trim)
-        .filter(|p| (1..=100).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .ok_or_else(|| ApiError::Unprocessable("purpose: 1 to 100 letters, digits or underscores".into()))?;
-    let ctx = meta.acting(&user, "partner", purpose);
+        .filter(|p| {
+            common::policy::is_purpose(p)
+                && !matches!(*p, "self_service" | "treatment" | "break_glass")
+                && verifier.policy().serves(ServiceName::PhiVault, PhiVaultClient::READ_RECORD, p)
+        })
+        .ok_or_else(|| {
+            ApiError::Unprocessable(
+                "purpose: a disclosure purpose (housing_placement, care_coordination, benefits_eligibility, payment)"
+                    .into(),
+            )
+        })?;
+    let ctx = partner.call(&meta, purpose);
     let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
     if result.is_ok() {
         let mut event = meta.event(
-            Some(user.user_id),
+            Some(partner.user_id()),
             "phi.disclosure",
             Some(("user", beneficiary_id.to_string())),
             Outcome::Success,
@@ -167,7 +179,7 @@ pub struct BreakGlass {
     ))]
 #[post("/caseworker/beneficiaries/<beneficiary_id>/profile/break-glass", data = "<body>")]
 pub async fn break_glass(
-    user: AuthUser,
+    caseworker: Caseworker,
     beneficiary_id: Uuid,
     body: Body<BreakGlass>,
     meta: RequestMeta,
@@ -176,12 +188,11 @@ pub async fn break_glass(
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let reason = body.into_inner().reason.trim().to_owned();
     common::json::printable("reason", &reason, common::assertion::BREAK_GLASS_REASON_CHARS, false)?;
-    let mut ctx = meta.acting(&user, "caseworker", "break_glass");
-    ctx.reason = Some(reason.clone());
+    let ctx = caseworker.call(&meta, "break_glass").with_reason(reason.clone());
     let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
     let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
     let mut event =
-        meta.event(Some(user.user_id), "phi.break_glass", Some(("user", beneficiary_id.to_string())), outcome);
+        meta.event(Some(caseworker.user_id()), "phi.break_glass", Some(("user", beneficiary_id.to_string())), outcome);
     event.reason = Some(reason);
     audit::record_alone(pool, &event).await?;
     result
@@ -200,18 +211,20 @@ pub async fn break_glass(
     ))]
 #[get("/compliance/phi-access-log?<filter..>")]
 pub async fn phi_access_log(
-    user: AuthUser,
+    officer: ComplianceOfficer,
     filter: AccessLogFilter<'_>,
     meta: RequestMeta,
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<AccessLogPage>, ApiError> {
     let query = filter.parse()?;
-    let ctx = meta.acting(&user, "compliance_officer", "compliance_review");
+    let ctx = officer.call(&meta, "compliance_review");
     vault.access_log(&ctx, &query).await.map(Json).map_err(|e| e.into_api_error())
 }
 
-/// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key, so every
-/// record of theirs becomes unreadable at once. Irreversible; the reason is audited.
+/// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key (and their
+/// ciphertext), so every record of theirs is gone at once; public-api clears what its own
+/// database keeps that reveals their recovery (sobriety date, references to the erased records,
+/// notifications). Irreversible; the reason is audited.
 #[utoipa::path(delete, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/phi", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path), ("reason" = String, Query, description = "Why; recorded in the audit log")),
     responses(
@@ -224,7 +237,7 @@ pub async fn phi_access_log(
     ))]
 #[delete("/staff/beneficiaries/<beneficiary_id>/phi?<reason>")]
 pub async fn erase_phi(
-    user: AuthUser,
+    admin: Admin,
     beneficiary_id: Uuid,
     reason: Option<&str>,
     meta: RequestMeta,
@@ -235,13 +248,46 @@ pub async fn erase_phi(
         .map(str::trim)
         .filter(|r| !r.is_empty() && r.len() <= 500)
         .ok_or_else(|| ApiError::Unprocessable("reason: required, up to 500 characters".into()))?;
-    let ctx = meta.acting(&user, "admin", "erasure");
-    vault.shred_subject(&ctx, beneficiary_id).await.map_err(|e| e.into_api_error())?;
-    let mut event =
-        meta.event(Some(user.user_id), "phi.erase", Some(("user", beneficiary_id.to_string())), Outcome::Success);
+    let ctx = admin.call(&meta, "erasure");
+    // A vault that holds nothing (404) may mean an earlier erasure whose public half failed:
+    // the public half still runs, so a retry completes it, and the answer stays 404.
+    let shredded = match vault.shred_subject(&ctx, beneficiary_id).await {
+        Ok(()) => true,
+        Err(common::client::ClientError::Status { status: 404, .. }) => false,
+        Err(e) => return Err(e.into_api_error()),
+    };
+    let mut tx = pool.begin().await?;
+    erase_public_traces(&mut tx, beneficiary_id).await?;
+    let outcome = if shredded { Outcome::Success } else { Outcome::Failure };
+    let mut event = meta.event(Some(admin.user_id()), "phi.erase", Some(("user", beneficiary_id.to_string())), outcome);
     event.reason = Some(reason.to_owned());
-    audit::record_alone(pool, &event).await?;
-    Ok(Status::NoContent)
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    if shredded {
+        Ok(Status::NoContent)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// What the public database keeps that reveals a person's recovery, or points at their erased
+/// records: the sobriety date, the references into the vault, and notifications (which describe
+/// their applications). The account itself stays.
+async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET sobriety_date = NULL, identity_record_id = NULL, updated_at = now() WHERE id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE applications SET details_record_id = NULL, updated_at = now() WHERE beneficiary_id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE chat_sessions SET transcript_record_id = NULL WHERE user_id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM notifications WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
+    Ok(())
 }
 
 /// Records a compliance officer's finding on a flagged (break-glass) access: `justified` or
@@ -259,7 +305,7 @@ pub async fn erase_phi(
     ))]
 #[put("/compliance/phi-access-log/<seq>/review", data = "<body>")]
 pub async fn review_access(
-    user: AuthUser,
+    officer: ComplianceOfficer,
     seq: i64,
     body: Body<ReviewRequest>,
     meta: RequestMeta,
@@ -268,15 +314,19 @@ pub async fn review_access(
 ) -> Result<Json<AccessReview>, ApiError> {
     let request = body.into_inner();
     request.validate()?;
-    let ctx = meta.acting(&user, "compliance_officer", "compliance_review");
+    let ctx = officer.call(&meta, "compliance_review");
     let review = vault.review_access(&ctx, seq, &request).await.map_err(|e| match e {
         common::client::ClientError::Status { status: 409, .. } => {
             ApiError::Conflict(format!("entry {seq} has already been reviewed"))
         }
         other => other.into_api_error(),
     })?;
-    let mut event =
-        meta.event(Some(user.user_id), "phi.access_review", Some(("access_log", seq.to_string())), Outcome::Success);
+    let mut event = meta.event(
+        Some(officer.user_id()),
+        "phi.access_review",
+        Some(("access_log", seq.to_string())),
+        Outcome::Success,
+    );
     event.reason = Some(review.outcome.clone());
     audit::record_alone(pool, &event).await?;
     Ok(Json(review))

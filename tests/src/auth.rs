@@ -82,18 +82,41 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// A phi-vault client signing as public-api, acting for `sub` in `role` for treatment:
-    /// how a test reaches the vault's internal routes directly.
+    /// A phi-vault client signing as public-api, acting for `sub` in `role` with a token minted
+    /// for them (as public-api would send for a signed-in user): how a test reaches the vault's
+    /// internal routes directly. The purpose is the role's usual one.
     pub fn vault_as(&self, sub: &str, role: &str) -> (common::client::PhiVaultClient, common::assertion::CallContext) {
-        let client = self.internal_client(common::ServiceName::PublicApi, common::ServiceName::PhiVault);
-        let ctx = common::assertion::CallContext {
-            sub: sub.into(),
-            role: role.into(),
-            purpose: "treatment".into(),
-            request_id: common::RequestId::generate(),
-            reason: None,
+        let role: common::Role = serde_json::from_value(Value::String(role.into())).expect("a role");
+        let purpose = match role {
+            common::Role::Beneficiary => "self_service",
+            common::Role::ComplianceOfficer => "compliance_review",
+            common::Role::Admin => "care_team_assignment",
+            _ => "treatment",
         };
-        (common::client::PhiVaultClient::new(client), ctx)
+        (self.vault_client(), self.user_call(sub, role, purpose))
+    }
+
+    /// The context of a call made for `sub` in `role` for `purpose`, with a minted token.
+    pub fn user_call(&self, sub: &str, role: common::Role, purpose: &str) -> common::assertion::CallContext {
+        let user = uuid::Uuid::parse_str(sub).expect("a user id");
+        let session = uuid::Uuid::new_v4();
+        let token = self.mint_user_token(user, session, &[role.as_str()]);
+        #[allow(clippy::disallowed_methods)] // tests stand in for public-api's role guards
+        common::assertion::CallContext::user(
+            user,
+            session,
+            role,
+            purpose,
+            common::RequestId::generate(),
+            common::Secret::new(token),
+        )
+    }
+
+    /// A phi-vault client signing as public-api.
+    pub fn vault_client(&self) -> common::client::PhiVaultClient {
+        common::client::PhiVaultClient::new(
+            self.internal_client(common::ServiceName::PublicApi, common::ServiceName::PhiVault),
+        )
     }
 }
 

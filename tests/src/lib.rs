@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub use auth::{sample_profile, Login};
+pub mod hostile;
 pub mod oidc;
 pub mod vault;
 
@@ -75,7 +76,7 @@ fn init_logging() {
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_env_filter("info")
+            .with_env_filter(common::telemetry::filter("info").expect("filter"))
             .with_writer(move || writer.clone())
             .try_init();
         capture
@@ -206,6 +207,17 @@ impl TestKeys {
         }
     }
 
+    /// `internal.user_tokens` for phi-vault: public-api's user-token public key.
+    pub fn user_token_config(&self) -> common::user_token::UserTokenConfig {
+        common::user_token::UserTokenConfig {
+            issuer: "secondwind".into(),
+            keys: vec![common::user_token::UserTokenKey {
+                kid: USER_TOKEN_KID.into(),
+                public_key_file: self.dir.join(format!("{USER_TOKEN_KID}.pub")),
+            }],
+        }
+    }
+
     pub fn private_key(&self, service: ServiceName) -> Vec<u8> {
         self.private_key_named(service.as_str())
     }
@@ -257,6 +269,7 @@ pub fn config_for<S: Default>(
             assertion_ttl_secs: 30,
             request_timeout_secs: 5,
             peers,
+            user_tokens: None,
         },
         rate_limits: Default::default(),
         service: S::default(),
@@ -301,6 +314,8 @@ pub struct TestApp {
     pub databases: Vec<TestDatabase>,
     pub keys: TestKeys,
     pub http: reqwest::Client,
+    /// phi-vault's configuration, to start more instances on the same database.
+    pub phi_config: phi_vault::PhiVaultConfig,
 }
 
 impl TestApp {
@@ -335,8 +350,10 @@ impl TestApp {
         let mut phi_cfg: phi_vault::PhiVaultConfig = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
         phi_cfg.service.kek_file = Some(keys.dir.join("kek"));
         phi_cfg.service.retention_file = repo_root().join("policies/retention.toml");
+        phi_cfg.service.volume_file = repo_root().join("policies/phi-volume.toml");
+        phi_cfg.internal.user_tokens = Some(keys.user_token_config());
         configure_phi(&mut phi_cfg);
-        let phi_vault = launch(phi_vault::build(phi_cfg).await.expect("build phi-vault")).await;
+        let phi_vault = launch(phi_vault::build(phi_cfg.clone()).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
 
         let mut public_cfg: public_api::PublicApiConfig =
@@ -353,7 +370,14 @@ impl TestApp {
             databases: vec![public_db, phi_db, consent_db],
             keys,
             http: reqwest::Client::new(),
+            phi_config: phi_cfg,
         }
+    }
+
+    /// Another phi-vault instance on the same database and keys (as behind a load balancer).
+    /// Stop it with its `shutdown` before the test ends.
+    pub async fn another_phi_vault(&self) -> Running {
+        launch(phi_vault::build(self.phi_config.clone()).await.expect("build phi-vault")).await
     }
 
     pub fn database(&self, database: Database) -> &TestDatabase {

@@ -1,47 +1,25 @@
 //! Internal calls: the callee accepts only a fresh EdDSA assertion from a known caller, for its
-//! own audience, on a route the allowlist grants that caller. Each refusal leaves a log line.
+//! own audience, made for this very request (method, path and query, body), used once, on a
+//! route and for a purpose the allowlist grants that caller. Each refusal leaves a log line.
+//! The hostile peer (`harness::hostile`) signs with the callers' real keys, as a thief would.
 
-use common::assertion::Claims;
+use common::assertion::{body_hash, Role};
 use common::ServiceName;
+use harness::hostile::ForgedCall;
 use harness::{logs_for_request, TestApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 const READY: &str = "/internal/v1/ready";
-
-fn claims(iss: ServiceName, aud: ServiceName, request_id: &str, iat: i64, exp: i64) -> Claims {
-    Claims {
-        iss,
-        aud,
-        sub: "system".into(),
-        role: "service".into(),
-        purpose: "health_check".into(),
-        request_id: request_id.into(),
-        reason: None,
-        iat,
-        exp,
-        jti: uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-fn sign(key_der: &[u8], kid: &str, claims: &Claims) -> String {
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(kid.into());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(key_der)).expect("sign")
-}
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-async fn call(app: &TestApp, callee: ServiceName, request_id: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = app.http.get(format!("{}{READY}", app.service(callee).url)).header("x-request-id", request_id);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("json body"))
+/// phi-vault's readiness route, called by public-api (allowed) for a health check.
+fn ready_call(app: &TestApp) -> ForgedCall {
+    app.forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::GET, READY)
 }
 
 /// The refusal answered `status` in the one error body and left a log line naming the reason.
@@ -50,21 +28,26 @@ fn assert_refused(status: u16, body: &Value, expected: u16, request_id: &str, re
     assert_eq!(body["error"]["request_id"], request_id);
     assert_eq!(body["error"]["code"], if expected == 401 { "unauthorized" } else { "forbidden" });
     let logged = logs_for_request(request_id);
-    let refusal = logged
+    let refusals: Vec<&str> = logged
         .iter()
-        .find(|l| l["message"] == "internal call refused")
-        .unwrap_or_else(|| panic!("no refusal logged for {request_id}: {logged:#?}"));
-    let reason = refusal["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(reason_contains), "reason `{reason}` should mention `{reason_contains}`");
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("internal call refused")))
+        .filter_map(|l| l["reason"].as_str())
+        .collect();
+    assert!(
+        refusals.iter().any(|r| r.contains(reason_contains)),
+        "no refusal for {request_id} mentions `{reason_contains}`: {refusals:?}"
+    );
+}
+
+async fn refused(call: &ForgedCall, token: &str, expected: u16, reason_contains: &str) {
+    let (status, body) = call.send_with(token).await;
+    assert_refused(status, &body, expected, &call.request_id, reason_contains);
 }
 
 #[tokio::test]
 async fn a_valid_assertion_is_accepted() {
     let app = TestApp::spawn().await;
-    let key = app.keys.private_key(ServiceName::PublicApi);
-    let token =
-        sign(&key, "public-api", &claims(ServiceName::PublicApi, ServiceName::PhiVault, "ok-1", now(), now() + 30));
-    let (status, body) = call(&app, ServiceName::PhiVault, "ok-1", Some(&token)).await;
+    let (status, body) = ready_call(&app).send().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["service"], "phi-vault");
     app.stop().await;
@@ -73,8 +56,17 @@ async fn a_valid_assertion_is_accepted() {
 #[tokio::test]
 async fn a_missing_assertion_is_refused() {
     let app = TestApp::spawn().await;
-    let (status, body) = call(&app, ServiceName::PhiVault, "missing-1", None).await;
-    assert_refused(status, &body, 401, "missing-1", "no bearer assertion");
+    let call = ready_call(&app);
+    let response = app
+        .http
+        .get(format!("{}{READY}", app.phi_vault.url))
+        .header("x-request-id", &call.request_id)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("json");
+    assert_refused(status, &body, 401, &call.request_id, "no bearer assertion");
     app.stop().await;
 }
 
@@ -82,68 +74,49 @@ async fn a_missing_assertion_is_refused() {
 async fn a_forged_assertion_is_refused() {
     let app = TestApp::spawn().await;
     // Signed with a key nobody configured, claiming to be public-api.
+    let call = ready_call(&app);
     let (forged, _) = common::keys::generate().expect("key");
-    let token = sign(
-        &forged,
-        "public-api",
-        &claims(ServiceName::PublicApi, ServiceName::PhiVault, "forged-1", now(), now() + 30),
-    );
-    let (status, body) = call(&app, ServiceName::PhiVault, "forged-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "forged-1", "InvalidSignature");
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("public-api".into());
+    let token = jsonwebtoken::encode(&header, &call.claims, &EncodingKey::from_ed_der(&forged)).expect("sign");
+    refused(&call, &token, 401, "InvalidSignature").await;
 
     // A token whose body was altered after signing.
-    let key = app.keys.private_key(ServiceName::PublicApi);
-    let good =
-        sign(&key, "public-api", &claims(ServiceName::PublicApi, ServiceName::PhiVault, "forged-2", now(), now() + 30));
+    let call = ready_call(&app);
+    let good = call.token();
+    let mut admin = call.clone();
+    admin.claims.role = Role::Admin;
     let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-    let other = sign(
-        &key,
-        "public-api",
-        &Claims {
-            role: "admin".into(),
-            ..claims(ServiceName::PublicApi, ServiceName::PhiVault, "forged-2", now(), now() + 30)
-        },
-    );
-    parts[1] = other.split('.').nth(1).expect("payload").to_owned();
-    let (status, body) = call(&app, ServiceName::PhiVault, "forged-2", Some(&parts.join("."))).await;
-    assert_refused(status, &body, 401, "forged-2", "InvalidSignature");
+    parts[1] = admin.token().split('.').nth(1).expect("payload").to_owned();
+    refused(&call, &parts.join("."), 401, "InvalidSignature").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_expired_assertion_is_refused() {
     let app = TestApp::spawn().await;
-    let key = app.keys.private_key(ServiceName::PublicApi);
-    let token = sign(
-        &key,
-        "public-api",
-        &claims(ServiceName::PublicApi, ServiceName::PhiVault, "expired-1", now() - 120, now() - 90),
-    );
-    let (status, body) = call(&app, ServiceName::PhiVault, "expired-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "expired-1", "ExpiredSignature");
+    let mut call = ready_call(&app);
+    (call.claims.iat, call.claims.exp) = (now() - 120, now() - 90);
+    refused(&call, &call.token(), 401, "ExpiredSignature").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_assertion_living_longer_than_60_seconds_is_refused() {
     let app = TestApp::spawn().await;
-    let key = app.keys.private_key(ServiceName::PublicApi);
-    let token =
-        sign(&key, "public-api", &claims(ServiceName::PublicApi, ServiceName::PhiVault, "long-1", now(), now() + 3600));
-    let (status, body) = call(&app, ServiceName::PhiVault, "long-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "long-1", "lifetime exceeds 60 s");
+    let mut call = ready_call(&app);
+    call.claims.exp = now() + 3600;
+    refused(&call, &call.token(), 401, "lifetime exceeds 60 s").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_assertion_for_another_audience_is_refused() {
     let app = TestApp::spawn().await;
-    let key = app.keys.private_key(ServiceName::PublicApi);
     // Minted for consent, presented to phi-vault.
-    let token =
-        sign(&key, "public-api", &claims(ServiceName::PublicApi, ServiceName::Consent, "aud-1", now(), now() + 30));
-    let (status, body) = call(&app, ServiceName::PhiVault, "aud-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "aud-1", "InvalidAudience");
+    let mut call = ready_call(&app);
+    call.claims.aud = ServiceName::Consent;
+    refused(&call, &call.token(), 401, "InvalidAudience").await;
     app.stop().await;
 }
 
@@ -151,14 +124,12 @@ async fn an_assertion_for_another_audience_is_refused() {
 async fn a_caller_using_another_callers_key_id_is_refused() {
     let app = TestApp::spawn().await;
     // consent's real key, but claiming to be public-api.
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("public-api".into());
+    let call = ready_call(&app);
     let key = app.keys.private_key(ServiceName::Consent);
-    let token = sign(
-        &key,
-        "public-api",
-        &claims(ServiceName::PublicApi, ServiceName::PhiVault, "wrongkey-1", now(), now() + 30),
-    );
-    let (status, body) = call(&app, ServiceName::PhiVault, "wrongkey-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "wrongkey-1", "InvalidSignature");
+    let token = jsonwebtoken::encode(&header, &call.claims, &EncodingKey::from_ed_der(&key)).expect("sign");
+    refused(&call, &token, 401, "InvalidSignature").await;
     app.stop().await;
 }
 
@@ -167,18 +138,15 @@ async fn a_caller_not_on_the_allowlist_is_forbidden() {
     let app = TestApp::spawn().await;
     // consent is a known service with a valid key, but the policy lets only public-api call
     // phi-vault's readiness route.
-    let key = app.keys.private_key(ServiceName::Consent);
-    let token =
-        sign(&key, "consent", &claims(ServiceName::Consent, ServiceName::PhiVault, "policy-1", now(), now() + 30));
-    let (status, body) = call(&app, ServiceName::PhiVault, "policy-1", Some(&token)).await;
-    assert_refused(status, &body, 403, "policy-1", "may not call GET /internal/v1/ready");
+    let call = app.forge(ServiceName::Consent, ServiceName::PhiVault, Method::GET, READY);
+    refused(&call, &call.token(), 403, "may not call GET /internal/v1/ready").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unsigned_or_hmac_assertion_is_refused() {
     let app = TestApp::spawn().await;
-    let c = claims(ServiceName::PublicApi, ServiceName::PhiVault, "alg-1", now(), now() + 30);
+    let call = ready_call(&app);
     let b64 = |v: &[u8]| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
@@ -186,33 +154,27 @@ async fn an_unsigned_or_hmac_assertion_is_refused() {
     let none = format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT","kid":"public-api"}"#),
-        b64(&serde_json::to_vec(&c).expect("json"))
+        b64(&serde_json::to_vec(&call.claims).expect("json"))
     );
-    let (status, body) = call(&app, ServiceName::PhiVault, "alg-1", Some(&none)).await;
+    let (status, body) = call.send_with(&none).await;
     assert_eq!(status, 401, "{body}");
 
     // HMAC with the caller's public key as the secret.
+    let call = ready_call(&app);
     let public = std::fs::read(app.keys.dir.join("public-api.pub")).expect("pub");
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("public-api".into());
-    let c = claims(ServiceName::PublicApi, ServiceName::PhiVault, "alg-2", now(), now() + 30);
-    let hmac = jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(&public)).expect("sign");
-    let (status, body) = call(&app, ServiceName::PhiVault, "alg-2", Some(&hmac)).await;
-    assert_refused(status, &body, 401, "alg-2", "is not EdDSA");
+    let hmac = jsonwebtoken::encode(&header, &call.claims, &EncodingKey::from_secret(&public)).expect("sign");
+    refused(&call, &hmac, 401, "is not EdDSA").await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_assertion_replayed_under_another_request_id_is_refused() {
     let app = TestApp::spawn().await;
-    let key = app.keys.private_key(ServiceName::PublicApi);
-    let token = sign(
-        &key,
-        "public-api",
-        &claims(ServiceName::PublicApi, ServiceName::PhiVault, "original-1", now(), now() + 30),
-    );
-    let (status, body) = call(&app, ServiceName::PhiVault, "replay-1", Some(&token)).await;
-    assert_refused(status, &body, 401, "replay-1", "request id does not match");
+    let mut call = ready_call(&app);
+    call.claims.request_id = "original-1".into();
+    refused(&call, &call.token(), 401, "request id does not match").await;
     app.stop().await;
 }
 
@@ -240,4 +202,225 @@ async fn every_internal_route_is_in_the_allowlist() {
         }
     }
     app.stop().await;
+}
+
+// ------------------------------------------------------------ one request, once
+
+/// A beneficiary with a stored profile: their id and its record id.
+async fn beneficiary_with_record(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
+    let subject = uuid::Uuid::new_v4();
+    let create = app
+        .forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::POST, "/internal/v1/records")
+        .as_user(app, subject, Role::Beneficiary, "self_service")
+        .json(&json!({"subject_id": subject, "category": "identity", "content": {"legal_name": "A. Person"}}));
+    let (status, body) = create.send().await;
+    assert_eq!(status, 201, "{body}");
+    (subject, body["record_id"].as_str().expect("id").parse().expect("uuid"))
+}
+
+#[tokio::test]
+async fn an_assertion_is_good_for_its_own_request_only() {
+    let app = TestApp::spawn().await;
+    let (subject, record) = beneficiary_with_record(&app).await;
+    let read_path = format!("/internal/v1/records/{record}");
+    let read = app.forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::GET, &read_path).as_user(
+        &app,
+        subject,
+        Role::Beneficiary,
+        "self_service",
+    );
+    let token = read.token();
+
+    // Replayed to another route: the DELETE of the same record, and the subject's list.
+    let mut delete = read.clone();
+    delete.method = Method::DELETE;
+    refused(&delete, &token, 401, "made for method GET, used with DELETE").await;
+    let mut list = read.clone();
+    list.path = format!("/internal/v1/subjects/{subject}/records");
+    refused(&list, &token, 401, "another path or query").await;
+    // Another query string on the same route.
+    let listing = app
+        .forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::GET, &format!("{}?category=identity", list.path))
+        .as_user(&app, subject, Role::Beneficiary, "self_service");
+    let list_token = listing.token();
+    let mut other_query = listing.clone();
+    other_query.path = format!("{}?category=insurance", list.path);
+    refused(&other_query, &list_token, 401, "another path or query").await;
+
+    // The request it was made for works once; the same request again is a replay, refused
+    // with an alarm.
+    let (status, body) = read.send_with(&token).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = read.send_with(&token).await;
+    assert_eq!(status, 401, "{body}");
+    let alarm = logs_for_request(&read.request_id)
+        .into_iter()
+        .find(|l| l["alarm"] == "replay")
+        .expect("an alarm line for the replay");
+    assert!(alarm["reason"].as_str().unwrap_or_default().contains("replayed"), "{alarm}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_is_refused_by_every_instance() {
+    let app = TestApp::spawn().await;
+    let second = app.another_phi_vault().await;
+    let call = ready_call(&app);
+    let token = call.token();
+    let (status, _) = call.send_with(&token).await;
+    assert_eq!(status, 200);
+    // The same assertion, to the other instance behind the same (imagined) balancer.
+    let mut elsewhere = call.clone();
+    elsewhere.base_url = second.url.clone();
+    refused(&elsewhere, &token, 401, "replayed").await;
+    second.shutdown.clone().notify();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_body_must_be_the_one_the_assertion_covers() {
+    let app = TestApp::spawn().await;
+    let subject = uuid::Uuid::new_v4();
+    let make = |content: Value| {
+        app.forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::POST, "/internal/v1/records")
+            .as_user(&app, subject, Role::Beneficiary, "self_service")
+            .json(&json!({"subject_id": subject, "category": "identity", "content": content}))
+    };
+    // Signed for one body, sent with another.
+    let mut swapped = make(json!({"legal_name": "signed"}));
+    let token = swapped.token();
+    swapped.body = Some(
+        serde_json::to_vec(&json!({"subject_id": subject, "category": "identity",
+        "content": {"legal_name": "swapped"}}))
+        .expect("json"),
+    );
+    refused(&swapped, &token, 401, "body hash does not match").await;
+    // Signed for no body, sent with one.
+    let mut unsigned_body = make(json!({"legal_name": "x"}));
+    unsigned_body.claims.bsh = body_hash(b"");
+    refused(&unsigned_body, &unsigned_body.token(), 401, "body hash does not match").await;
+    // Signed for a body, sent without.
+    let mut dropped = make(json!({"legal_name": "x"}));
+    dropped.body = None;
+    refused(&dropped, &dropped.token(), 401, "body hash does not match").await;
+
+    let phi = sqlx::PgPool::connect(&app.database(common::db::Database::Phi).app_url()).await.expect("phi db");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&phi).await.expect("count");
+    assert_eq!(stored, 0, "nothing was stored");
+    let (status, body) = make(json!({"legal_name": "honest"})).send().await;
+    assert_eq!(status, 201, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_route_refuses_a_purpose_it_does_not_serve() {
+    let app = TestApp::spawn().await;
+    let (subject, record) = beneficiary_with_record(&app).await;
+    // Erasure is an admin purpose on another route; the record read does not serve it.
+    let call = app
+        .forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::GET, &format!("/internal/v1/records/{record}"))
+        .as_user(&app, subject, Role::Beneficiary, "erasure");
+    refused(&call, &call.token(), 403, "does not serve purpose `erasure`").await;
+    let mut ready = ready_call(&app);
+    ready.claims.purpose = "treatment".into();
+    refused(&ready, &ready.token(), 403, "does not serve purpose `treatment`").await;
+    app.stop().await;
+}
+
+// ------------------------------------------------------------ a person's own token
+
+#[tokio::test]
+async fn the_internal_key_alone_cannot_act_as_a_user() {
+    let app = TestApp::spawn().await;
+    let (subject, record) = beneficiary_with_record(&app).await;
+    let path = format!("/internal/v1/records/{record}");
+    let read = || {
+        app.forge(ServiceName::PublicApi, ServiceName::PhiVault, Method::GET, &path).as_user(
+            &app,
+            subject,
+            Role::Beneficiary,
+            "self_service",
+        )
+    };
+
+    let mut no_token = read();
+    no_token.claims.user_token = None;
+    refused(&no_token, &no_token.token(), 401, "no user token").await;
+
+    let mut someone_else = read();
+    let other = uuid::Uuid::new_v4();
+    someone_else.claims.user_token = Some(app.mint_user_token(other, uuid::Uuid::new_v4(), &["beneficiary"]));
+    refused(&someone_else, &someone_else.token(), 401, "another user's").await;
+
+    let mut other_session = read();
+    other_session.claims.user_token = Some(app.mint_user_token(subject, uuid::Uuid::new_v4(), &["beneficiary"]));
+    refused(&other_session, &other_session.token(), 401, "another session's").await;
+
+    let mut wrong_role = read();
+    let sid: uuid::Uuid = wrong_role.claims.sid.as_deref().expect("sid").parse().expect("uuid");
+    wrong_role.claims.user_token = Some(app.mint_user_token(subject, sid, &["donor"]));
+    refused(&wrong_role, &wrong_role.token(), 401, "does not hold role beneficiary").await;
+
+    // A token signed with a key public-api does not have.
+    let mut foreign = read();
+    let (key, _) = common::keys::generate().expect("key");
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(harness::USER_TOKEN_KID.into());
+    let claims = common::user_token::AccessClaims {
+        iss: "secondwind".into(),
+        aud: common::user_token::AUDIENCE.into(),
+        sub: subject,
+        sid,
+        roles: vec!["beneficiary".into()],
+        iat: now(),
+        exp: now() + 600,
+        jti: uuid::Uuid::new_v4(),
+    };
+    foreign.claims.sid = Some(sid.to_string());
+    foreign.claims.user_token =
+        Some(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key)).expect("sign"));
+    refused(&foreign, &foreign.token(), 401, "user token").await;
+
+    // Calling itself a service while naming the user is no way round it.
+    let mut as_service = read();
+    as_service.claims.role = Role::Service;
+    as_service.claims.user_token = None;
+    refused(&as_service, &as_service.token(), 401, "never as a user").await;
+
+    let (status, body) = read().send().await;
+    assert_eq!(status, 200, "the user's own token works: {body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_internal_client_follows_no_redirect() {
+    harness::init();
+    let elsewhere = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({"service": "elsewhere"})))
+        .mount(&elsewhere)
+        .await;
+    let peer = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(307).insert_header("location", format!("{}/steal", elsewhere.uri())),
+        )
+        .mount(&peer)
+        .await;
+    let (key, _) = common::keys::generate().expect("key");
+    let signer = std::sync::Arc::new(common::assertion::Signer::new(ServiceName::PublicApi, &key, 30));
+    let client = common::client::InternalClient::new(
+        ServiceName::PhiVault,
+        &peer.uri(),
+        signer,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("client");
+    let ctx = common::assertion::CallContext::system("health_check", common::RequestId::generate());
+    let answer = common::client::PhiVaultClient::new(client).ready(&ctx).await;
+    assert!(
+        matches!(answer, Err(common::client::ClientError::Status { status: 307, .. })),
+        "a redirect is an error, not followed: {answer:?}"
+    );
+    assert!(elsewhere.received_requests().await.unwrap_or_default().is_empty(), "nothing reached the redirect target");
 }

@@ -110,7 +110,8 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
         other => panic!("a moved ciphertext must fail, got {other:?}"),
     }
     sqlx::query(
-        "UPDATE records SET ciphertext = overlay(ciphertext placing '\\x00'::bytea from 5 for 1) WHERE id = $1",
+        // Flip every bit of one byte (overwriting it with a fixed value is a no-op 1 time in 256).
+        "UPDATE records SET ciphertext = set_byte(ciphertext, 4, get_byte(ciphertext, 4) # 255) WHERE id = $1",
     )
     .bind(record_id)
     .execute(&mut phi)
@@ -262,6 +263,11 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
     let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
     let record = vault.list_records(&ctx, subject, Some("identity")).await.expect("list").records[0].record_id;
     let change = common::client::RecordContent { content: json!({"legal_name": "changed"}) };
+    // Changing records is no treatment purpose: the route refuses it outright (403) ...
+    assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 403, .. })));
+    // ... and claiming the self-service purpose gets the caseworker no further: need-to-know
+    // refuses, like a missing record (404).
+    let ctx = app.user_call(&caseworker.user_id, common::Role::Caseworker, "self_service");
     assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 404, .. })));
     assert!(matches!(vault.delete_record(&ctx, record).await, Err(ClientError::Status { status: 404, .. })));
     let note = common::client::NewRecord {
@@ -343,5 +349,39 @@ async fn retention_sets_expiry_and_purges_each_expired_record_once() {
     assert_eq!(purges, expected, "one purge entry per record");
     assert!(phi_vault::access_log::verify(&pool, 10).await.expect("verify").intact());
     pool.close().await;
+    app.stop().await;
+}
+
+/// A decrypted record that does not parse is a bare 500, and nothing logged quotes it.
+#[tokio::test]
+async fn an_unreadable_record_is_never_quoted_in_an_error() {
+    let app = TestApp::spawn().await;
+    let me = app.dev_login("beneficiary").await;
+    let marker = format!("PHIMARK{}", app.id);
+    let (vault, ctx) = app.vault_as(&me.user_id, "beneficiary");
+    let subject: uuid::Uuid = me.user_id.parse().expect("uuid");
+    let bad = common::client::NewRecord {
+        subject_id: subject,
+        category: "identity".into(),
+        content: json!({"legal_name": [marker.clone()], "date_of_birth": marker.clone()}),
+        expires_at: None,
+    };
+    let created = vault.create_record(&ctx, &bad).await.expect("stored");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    sqlx::query("UPDATE users SET identity_record_id = $2 WHERE id = $1")
+        .bind(subject)
+        .bind(created.record_id)
+        .execute(&public)
+        .await
+        .expect("link");
+
+    let response = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;
+    assert_eq!(response.status(), 500);
+    let body = response.text().await.expect("body");
+    assert!(!body.contains(&marker), "{body}");
+    let logs = harness::logs();
+    assert!(logs.iter().any(|l| l["message"] == "internal error"), "the failure was logged");
+    let quoting: Vec<&Value> = logs.iter().filter(|l| l.to_string().contains(&marker)).collect();
+    assert!(quoting.is_empty(), "log lines quote the record: {quoting:#?}");
     app.stop().await;
 }

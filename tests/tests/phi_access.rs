@@ -63,8 +63,8 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
     assert_eq!(read.json::<Value>().await.expect("json"), sample_profile());
 
     // Break-glass without a reason, straight to the vault: denied, and still flagged.
-    let (vault, mut ctx) = app.vault_as(&caseworker.user_id, "caseworker");
-    ctx.purpose = "break_glass".into();
+    let vault = app.vault_client();
+    let ctx = app.user_call(&caseworker.user_id, common::Role::Caseworker, "break_glass");
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let record: uuid::Uuid = sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1::uuid")
         .bind(&beneficiary.user_id)
@@ -72,10 +72,10 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
         .await
         .expect("record id");
     not_found(vault.read_record(&ctx, record).await);
-    // Break-glass only reads.
-    ctx.reason = Some(reason.into());
+    // Break-glass only reads: no write route serves the purpose.
+    let ctx = ctx.with_reason(reason.into());
     let change = common::client::RecordContent { content: json!({"legal_name": "changed"}) };
-    not_found(vault.replace_record(&ctx, record, &change).await);
+    assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 403, .. })));
 
     // The compliance officer sees the flagged entries: metadata and the written reason only.
     let (status, page) = access_log(&app, &officer.access_token, "?flagged=true").await;
@@ -91,7 +91,6 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
         vec![
             ("record.read", "permit", format!("break-glass: {reason}").as_str()),
             ("record.read", "deny", "break-glass without a written reason"),
-            ("record.update", "deny", "break-glass only reads"),
         ]
     );
     assert!(page.entries.iter().all(|e| e.flagged && e.actor == caseworker.user_id && e.purpose == "break_glass"));
@@ -132,7 +131,7 @@ async fn break_glass_reads_with_a_reason_and_is_flagged_for_compliance() {
     // The review queue: flagged and not yet reviewed.
     let (_, queue) = access_log(&app, &officer.access_token, "?flagged=true&reviewed=false").await;
     let queue: AccessLogPage = serde_json::from_value(queue).expect("page");
-    assert_eq!(queue.entries.len(), 2);
+    assert_eq!(queue.entries.len(), 1);
     assert!(queue.entries.iter().all(|e| e.review.is_none() && e.seq != permitted_seq));
     let (_, reviewed) = access_log(&app, &officer.access_token, "?reviewed=true").await;
     let reviewed: AccessLogPage = serde_json::from_value(reviewed).expect("page");
@@ -201,7 +200,8 @@ async fn only_compliance_officers_read_the_access_log_and_it_pages() {
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
 
     // The vault decides for itself too: another role asserted by a caller is refused and logged.
-    let (vault, ctx) = app.vault_as(&officer.user_id, "caseworker");
+    let vault = app.vault_client();
+    let ctx = app.user_call(&officer.user_id, common::Role::Caseworker, "compliance_review");
     match vault.access_log(&ctx, &AccessLogQuery::default()).await {
         Err(ClientError::Status { status: 403, .. }) => {}
         other => panic!("expected 403, got {other:?}"),
@@ -258,8 +258,8 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
     let (vault, own) = app.vault_as(&beneficiary.user_id, "beneficiary");
     let record = vault.list_records(&own, subject, None).await.expect("list").records[0].record_id;
     let residence = uuid::Uuid::new_v4().to_string();
-    let (partner, mut ctx) = app.vault_as(&residence, "partner");
-    ctx.purpose = "housing_placement".into();
+    let partner = app.vault_client();
+    let ctx = app.user_call(&residence, common::Role::Partner, "housing_placement");
 
     // No consent: denied, like any recipient without one; so is an insurer, and a compliance
     // officer asking for contents.
@@ -267,7 +267,12 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
     not_found(partner.list_records(&ctx, subject, None).await);
     let (insurer, ictx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "insurer");
     not_found(insurer.read_record(&ictx, record).await);
-    let (officer, octx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "compliance_officer");
+    // A compliance officer: no record route serves compliance review (403), and under another
+    // purpose need-to-know refuses contents (404).
+    let officer_id = uuid::Uuid::new_v4().to_string();
+    let (officer, octx) = app.vault_as(&officer_id, "compliance_officer");
+    assert!(matches!(officer.read_record(&octx, record).await, Err(ClientError::Status { status: 403, .. })));
+    let octx = app.user_call(&officer_id, common::Role::ComplianceOfficer, "treatment");
     not_found(officer.read_record(&octx, record).await);
 
     // The subject consents to this residence seeing their identity for housing placement.
@@ -278,12 +283,17 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
     let read = partner.read_record(&ctx, record).await.expect("a consented read");
     assert_eq!(read.content, sample_profile());
     // Another purpose, another category, another recipient: still no.
-    let mut other_purpose = ctx.clone();
-    other_purpose.purpose = "marketing".into();
+    let other_purpose = app.user_call(&residence, common::Role::Partner, "care_coordination");
     not_found(partner.read_record(&other_purpose, record).await);
+    // A purpose no disclosure route serves is refused before any decision.
+    let marketing = app.user_call(&residence, common::Role::Partner, "marketing");
+    assert!(matches!(
+        partner.read_record(&marketing, record).await,
+        Err(common::client::ClientError::Status { status: 403, .. })
+    ));
     not_found(partner.list_records(&ctx, subject, Some("insurance")).await);
-    let (stranger, mut sctx) = app.vault_as(&uuid::Uuid::new_v4().to_string(), "partner");
-    sctx.purpose = "housing_placement".into();
+    let stranger = app.vault_client();
+    let sctx = app.user_call(&uuid::Uuid::new_v4().to_string(), common::Role::Partner, "housing_placement");
     not_found(stranger.read_record(&sctx, record).await);
 
     // The served read is in the accounting of disclosures; the refused ones are not.
@@ -340,7 +350,7 @@ async fn the_consent_service_refuses_malformed_questions_and_other_callers() {
     use common::client::{ConsentClient, DisclosureQuestion};
     let app = TestApp::spawn().await;
     let client = |caller| ConsentClient::new(app.internal_client(caller, common::ServiceName::Consent));
-    let ctx = common::assertion::CallContext::system("test", common::RequestId::generate());
+    let ctx = common::assertion::CallContext::system("disclosure_decision", common::RequestId::generate());
     let good = DisclosureQuestion {
         subject_id: uuid::Uuid::new_v4(),
         recipient: "partner:x".into(),
@@ -567,7 +577,11 @@ async fn a_partner_reads_a_profile_through_the_api_only_under_consent() {
     let read = app.get_as(&partner.access_token, &path("?purpose=housing_placement")).await;
     assert_eq!(read.status(), 200);
     assert_eq!(read.json::<Value>().await.expect("json"), sample_profile());
-    assert_eq!(app.get_as(&partner.access_token, &path("?purpose=marketing")).await.status(), 404);
+    // Another disclosure purpose, which no consent names: 404. Not a disclosure purpose: 422.
+    assert_eq!(app.get_as(&partner.access_token, &path("?purpose=care_coordination")).await.status(), 404);
+    for bad in ["marketing", "self_service", "treatment", "break_glass"] {
+        assert_eq!(app.get_as(&partner.access_token, &path(&format!("?purpose={bad}"))).await.status(), 422, "{bad}");
+    }
 
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let audited: i64 =
@@ -584,5 +598,159 @@ async fn a_partner_reads_a_profile_through_the_api_only_under_consent() {
     for pool in [public, phi, consent_db] {
         pool.close().await;
     }
+    app.stop().await;
+}
+
+/// A compromised public-api holds its internal key and the user-token key, so it can forge a
+/// perfectly valid self-service call for anyone. What gives a sweep away is volume: past the
+/// threshold of distinct subjects, phi-vault refuses (503), flags an alarm entry for compliance
+/// and logs an alarm.
+#[tokio::test]
+async fn a_sweep_of_a_thousand_subjects_is_refused_and_flagged() {
+    use common::assertion::Role;
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let limit = phi_vault::volume::VolumePolicy::load(&harness::repo_root().join("policies/phi-volume.toml"))
+        .expect("policy")
+        .service_limit(common::ServiceName::PublicApi)
+        .expect("a limit for public-api");
+    assert!(limit < 1000, "the shipped threshold must stop a 1,000-subject sweep");
+
+    // 1,000 beneficiaries with a record each (writes are not reads: none of this counts).
+    let started = std::time::Instant::now();
+    let mut created = Vec::new();
+    for chunk in 0..50 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let subject = uuid::Uuid::new_v4();
+            let call = app
+                .forge(
+                    common::ServiceName::PublicApi,
+                    common::ServiceName::PhiVault,
+                    Method::POST,
+                    "/internal/v1/records",
+                )
+                .as_user(&app, subject, Role::Beneficiary, "self_service")
+                .json(&json!({"subject_id": subject, "category": "identity", "content": {"legal_name": "Someone"}}));
+            tasks.spawn(async move { (subject, call.send().await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (subject, (status, body)) = done.expect("task");
+            assert_eq!(status, 201, "chunk {chunk}: {body}");
+            created.push((subject, body["record_id"].as_str().expect("id").to_owned()));
+        }
+    }
+
+    eprintln!("created 1,000 records in {:?}", started.elapsed());
+    // The sweep: each subject's record, read "as" that subject with a minted token.
+    let mut statuses = Vec::new();
+    for chunk in created.chunks(20) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (subject, record) in chunk {
+            let call = app
+                .forge(
+                    common::ServiceName::PublicApi,
+                    common::ServiceName::PhiVault,
+                    Method::GET,
+                    &format!("/internal/v1/records/{record}"),
+                )
+                .as_user(&app, *subject, Role::Beneficiary, "self_service");
+            tasks.spawn(async move { call.send().await.0 });
+        }
+        while let Some(done) = tasks.join_next().await {
+            statuses.push(done.expect("task"));
+        }
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!((served, refused), (limit, 1000 - limit), "served up to the threshold, refused the rest");
+
+    // One flagged alarm entry for compliance to review; every refusal is logged as a denial.
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let (flagged, denied): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE flagged), count(*) FROM access_log \
+         WHERE action = 'record.read' AND decision = 'deny' AND reason LIKE 'read volume:%'",
+    )
+    .fetch_one(&phi)
+    .await
+    .expect("access log");
+    assert_eq!((flagged, denied), (1, (1000 - limit) as i64));
+    let officer = app.dev_login("compliance_officer").await;
+    let (status, page) = access_log(&app, &officer.access_token, "?flagged=true").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["reason"].as_str().is_some_and(|r| r.starts_with("read volume: service public-api"))),
+        "the alarm is in the review queue: {page}"
+    );
+    assert!(harness::logs().iter().any(|l| l["alarm"] == "read_volume"), "an alarm was logged");
+    app.stop().await;
+}
+
+/// Erasure also clears what the public database keeps that reveals recovery: the sobriety date,
+/// references to the erased records, notifications. A retry after a vault-side success still
+/// clears them (and answers 404: nothing left in the vault).
+#[tokio::test]
+async fn erasure_clears_the_public_traces_of_recovery() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let patched = app
+        .http
+        .patch(app.api("/users/me"))
+        .bearer_auth(&beneficiary.access_token)
+        .json(&json!({"sobriety_date": "2024-03-01"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patched.status(), 200);
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
+    sqlx::query("INSERT INTO notifications (id, user_id, kind, title, body) VALUES ($1, $2, 'application', 'Rent', 'Approved at Sunrise House')")
+        .bind(uuid::Uuid::new_v4())
+        .bind(subject)
+        .execute(&public)
+        .await
+        .expect("notification");
+
+    let admin = app.dev_login("admin").await;
+    let erase = |reason: &'static str| {
+        app.http
+            .delete(app.api(&format!("/staff/beneficiaries/{subject}/phi?reason={reason}")))
+            .bearer_auth(&admin.access_token)
+            .send()
+    };
+    assert_eq!(erase("requested").await.expect("erase").status(), 204);
+    let traces = || async {
+        sqlx::query_as::<_, (Option<time::Date>, Option<uuid::Uuid>, i64)>(
+            "SELECT sobriety_date, identity_record_id, (SELECT count(*) FROM notifications WHERE user_id = $1) \
+             FROM users WHERE id = $1",
+        )
+        .bind(subject)
+        .fetch_one(&public)
+        .await
+        .expect("user")
+    };
+    assert_eq!(traces().await, (None, None, 0));
+    let me: Value = app.get_as(&beneficiary.access_token, "/users/me").await.json().await.expect("json");
+    assert!(me["sobriety_date"].is_null(), "{me}");
+
+    // As if the public half had failed: put the date back; a retry clears it again.
+    sqlx::query("UPDATE users SET sobriety_date = '2024-03-01' WHERE id = $1")
+        .bind(subject)
+        .execute(&public)
+        .await
+        .expect("set");
+    assert_eq!(erase("retry").await.expect("erase").status(), 404);
+    assert_eq!(traces().await, (None, None, 0));
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM audit_logs WHERE action = 'phi.erase' ORDER BY seq")
+            .fetch_all(&public)
+            .await
+            .expect("audit");
+    assert_eq!(outcomes, ["success", "failure"]);
     app.stop().await;
 }

@@ -168,3 +168,33 @@ async fn the_openapi_document_is_served_and_matches_the_snapshot() {
     }
     app.stop().await;
 }
+
+/// Query strings can carry what must not be logged (a reason, a name, a token pasted by
+/// mistake). No log line of any service contains one: access lines name the route pattern, and
+/// Rocket's own request lines are off.
+#[tokio::test]
+async fn no_log_line_contains_a_query_string() {
+    let app = TestApp::spawn().await;
+    let admin = app.dev_login("admin").await;
+    let officer = app.dev_login("compliance_officer").await;
+    let marker = format!("QMARK{}", app.id);
+    let beneficiary = uuid::Uuid::new_v4();
+    let paths = [
+        (admin.access_token.as_str(), format!("/staff/beneficiaries/{beneficiary}/phi?reason={marker}")),
+        (officer.access_token.as_str(), format!("/compliance/phi-access-log?limit=5&subject_id={marker}")),
+        (officer.access_token.as_str(), format!("/users/me?{marker}=1")),
+        ("", format!("/no-such-route?{marker}")),
+    ];
+    for (token, path) in &paths {
+        let request =
+            if path.starts_with("/staff") { app.http.delete(app.api(path)) } else { app.http.get(app.api(path)) };
+        let request = if token.is_empty() { request } else { request.bearer_auth(token) };
+        let response = request.send().await.expect("send");
+        assert!(response.status().as_u16() < 500, "{path}: {}", response.status());
+    }
+    let logs = harness::logs();
+    assert!(logs.len() > 10, "the requests were logged");
+    let leaked: Vec<&Value> = logs.iter().filter(|l| l.to_string().contains(&marker)).collect();
+    assert!(leaked.is_empty(), "log lines quote a query string: {leaked:#?}");
+    app.stop().await;
+}

@@ -171,13 +171,21 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             ));
         }
         if service == ServiceName::PhiVault {
+            // A call made for a person must carry their own token: phi-vault checks it with
+            // public-api's user-token public key.
+            text.push_str(&format!(
+                "\n[internal.user_tokens]\nkeys = [{{ kid = {kid}, public_key_file = {key} }}]\n",
+                kid = quote(USER_TOKEN_KID),
+                key = quote(&keys_dir.join(format!("{USER_TOKEN_KID}.pub")).display().to_string()),
+            ));
             let kek = keys_dir.join("phi-kek");
             phi_vault::crypto::LocalKeyFile::create(&kek).map_err(anyhow::Error::msg)?;
-            let retention = absolute(&args.policies_dir)?.join("retention.toml");
+            let policies = absolute(&args.policies_dir)?;
             text.push_str(&format!(
-                "\n[service]\nkek_file = {}\nretention_file = {}\n",
+                "\n[service]\nkek_file = {}\nretention_file = {}\nvolume_file = {}\n",
                 quote(&kek.display().to_string()),
-                quote(&retention.display().to_string())
+                quote(&policies.join("retention.toml").display().to_string()),
+                quote(&policies.join("phi-volume.toml").display().to_string())
             ));
         }
         if service == ServiceName::PublicApi {

@@ -7,6 +7,7 @@
 //! immediately, not at expiry), and checks that the caller's roles grant the permission the
 //! matched route declares. Failures get a generic 401/403; the exact reason is logged.
 
+pub mod guards;
 pub mod oidc;
 pub mod oidc_routes;
 pub mod policy;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 use common::error::ErrorMessage;
 use common::RequestId;
 
+pub use guards::{Admin, Beneficiary, Caseworker, ComplianceOfficer, Partner};
 pub use policy::{Access, AccessPolicy};
 pub use tokens::{AccessClaims, TokenKeys};
 
@@ -84,8 +86,7 @@ impl AuthSettings {
     }
 }
 
-/// The audience of user access tokens.
-pub const AUDIENCE: &str = "secondwind-public-api";
+pub use common::user_token::AUDIENCE;
 /// The refresh-token cookie.
 pub const REFRESH_COOKIE: &str = "sw_refresh";
 /// The cookie's path: only the auth endpoints ever receive it.
@@ -97,6 +98,9 @@ pub struct AuthUser {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub roles: Vec<String>,
+    /// The access token the caller presented: it travels inside internal calls made for them,
+    /// so phi-vault sees the user's own proof, not only public-api's word.
+    pub token: common::Secret<String>,
 }
 
 #[derive(Debug)]
@@ -109,7 +113,7 @@ pub enum AuthError {
     RateLimited,
 }
 
-fn refuse(request: &Request<'_>, status: Status, error: AuthError) -> Outcome<AuthUser, AuthError> {
+fn refuse<T>(request: &Request<'_>, status: Status, error: AuthError) -> Outcome<T, AuthError> {
     let message = match status {
         Status::Forbidden => "not permitted",
         Status::ServiceUnavailable => "service unavailable",
@@ -135,7 +139,8 @@ impl<'r> FromRequest<'r> for AuthUser {
         let Some(token) = request.headers().get_one("authorization").and_then(|h| h.strip_prefix("Bearer ")) else {
             return refuse(request, Status::Unauthorized, AuthError::Missing);
         };
-        let claims = match keys.verify(token.trim()) {
+        let token = token.trim();
+        let claims = match keys.verify(token) {
             Ok(c) => c,
             Err(reason) => return refuse(request, Status::Unauthorized, AuthError::Invalid(reason)),
         };
@@ -153,6 +158,11 @@ impl<'r> FromRequest<'r> for AuthUser {
         if !policy.permits(&route, &claims.roles) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(route));
         }
-        Outcome::Success(AuthUser { user_id: claims.sub, session_id: claims.sid, roles: claims.roles })
+        Outcome::Success(AuthUser {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            roles: claims.roles,
+            token: common::Secret::new(token.to_owned()),
+        })
     }
 }

@@ -1,36 +1,21 @@
 //! Access tokens: EdDSA JWTs naming user, session and roles, valid at most 15 minutes, with
 //! `kid` so signing keys can rotate while older tokens still verify.
 
-use std::collections::HashMap;
-
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AuthSettings, AUDIENCE};
+use common::user_token::UserTokenVerifier;
+pub use common::user_token::{AccessClaims, AUDIENCE, MAX_TTL_SECS as MAX_ACCESS_TTL_SECS};
 
-pub const MAX_ACCESS_TTL_SECS: u64 = 900;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: Uuid,
-    /// The session this token belongs to; revoking it ends the token.
-    pub sid: Uuid,
-    pub roles: Vec<String>,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: Uuid,
-}
+use super::AuthSettings;
 
 pub struct TokenKeys {
     issuer: String,
     ttl_secs: u64,
     signing_kid: String,
     signing: EncodingKey,
-    verifying: HashMap<String, DecodingKey>,
+    verifier: UserTokenVerifier,
 }
 
 impl TokenKeys {
@@ -39,15 +24,18 @@ impl TokenKeys {
             return Err("service.auth.access_ttl_secs must be between 1 and 900".into());
         }
         let first = settings.signing_keys.first().ok_or("service.auth.signing_keys needs at least one key")?;
-        let mut verifying = HashMap::new();
+        let mut public_keys = Vec::new();
         let mut signing = None;
         for entry in &settings.signing_keys {
             let der = common::keys::read_private(&entry.file).map_err(|e| format!("service.auth.signing_keys: {e}"))?;
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
                 .map_err(|e| format!("service.auth.signing_keys {}: {e}", entry.kid))?;
-            if verifying.insert(entry.kid.clone(), DecodingKey::from_ed_der(pair.public_key().as_ref())).is_some() {
+            if public_keys.iter().any(|(kid, _)| *kid == entry.kid) {
                 return Err(format!("service.auth.signing_keys: kid `{}` appears twice", entry.kid));
             }
+            let mut public = [0u8; 32];
+            public.copy_from_slice(pair.public_key().as_ref());
+            public_keys.push((entry.kid.clone(), public));
             if entry.kid == first.kid {
                 signing = Some(EncodingKey::from_ed_der(&der));
             }
@@ -57,7 +45,7 @@ impl TokenKeys {
             ttl_secs: settings.access_ttl_secs,
             signing_kid: first.kid.clone(),
             signing: signing.ok_or("no signing key")?,
-            verifying,
+            verifier: UserTokenVerifier::new(settings.issuer.clone(), public_keys),
         })
     }
 
@@ -84,22 +72,7 @@ impl TokenKeys {
 
     /// Checks algorithm (EdDSA only), `kid`, signature, issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("header: {e}"))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(format!("algorithm {:?} refused", header.alg));
-        }
-        let kid = header.kid.ok_or("no kid")?;
-        let key = self.verifying.get(&kid).ok_or_else(|| format!("unknown kid `{kid}`"))?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 5;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| e.to_string())?.claims;
-        if claims.exp - claims.iat > MAX_ACCESS_TTL_SECS as i64 {
-            return Err("lifetime exceeds 15 minutes".into());
-        }
-        Ok(claims)
+        self.verifier.verify(token)
     }
 }
 
