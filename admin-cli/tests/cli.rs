@@ -224,6 +224,7 @@ async fn audit_verify_checks_the_consent_decisions() {
         let answer = consent::decisions::Answer {
             permitted,
             consent_id: permitted.then(uuid::Uuid::new_v4),
+            terms_sha256: permitted.then_some(&[7u8; 32][..]),
             reason: if permitted { "consent" } else { "no standing consent" },
             asked_by: "phi-vault for partner:r1",
             request_id: "r1",

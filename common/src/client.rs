@@ -388,6 +388,8 @@ impl ClientError {
     pub fn into_api_error(self) -> crate::ApiError {
         match self {
             ClientError::Status { status: 404, .. } => crate::ApiError::NotFound,
+            // The peer decided this user may not (e.g. review their own break-glass access).
+            ClientError::Status { status: 403, .. } => crate::ApiError::Forbidden,
             ClientError::Status { status: 413, .. } => crate::ApiError::TooLarge("record too large".into()),
             ClientError::Status { status: 422, .. } => {
                 crate::ApiError::Unprocessable("the record was refused as invalid".into())

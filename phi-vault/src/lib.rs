@@ -12,6 +12,7 @@ use common::ServiceName;
 
 pub mod access_log;
 pub mod crypto;
+pub mod disclosures;
 mod internal;
 pub mod keys;
 pub mod policy;
