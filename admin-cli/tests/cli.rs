@@ -1,5 +1,8 @@
 //! Real runs of `secondwind-admin` against the test cluster (`SECONDWIND_TEST_ADMIN_URL`).
 
+#[path = "cli/anchor.rs"]
+mod anchor;
+
 use assert_cmd::Command;
 use common::db::{self, Database};
 use serde_json::Value;

@@ -429,6 +429,26 @@ impl ConsentClient {
     }
 }
 
+/// A receiving peer's checkpoint route (`crate::checkpoint`): where a service anchors its trails.
+#[derive(Clone)]
+pub struct CheckpointClient(InternalClient);
+
+impl CheckpointClient {
+    pub fn new(inner: InternalClient) -> Self {
+        Self(inner)
+    }
+
+    /// Stores a signed checkpoint in the peer's database (204, also when already held; 409 when
+    /// it goes backwards).
+    pub async fn store(
+        &self,
+        ctx: &CallContext,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), ClientError> {
+        self.0.send(reqwest::Method::POST, "/internal/v1/checkpoints", ctx, Some(checkpoint)).await.map(|_| ())
+    }
+}
+
 /// A question to the consent service about one disclosure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -76,6 +76,32 @@ pub struct PeerConfig {
     /// The peer's Ed25519 public key file, when the peer calls this service.
     #[serde(default)]
     pub public_key_file: Option<PathBuf>,
+    /// The peer's checkpoint public key (SPKI PEM), when this service stores the peer's signed
+    /// trail checkpoints (`crate::checkpoint`).
+    #[serde(default)]
+    pub checkpoint_public_key_file: Option<PathBuf>,
+}
+
+/// Signed checkpoints of this service's trails (`crate::checkpoint`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// This service's checkpoint key: Ed25519, PKCS#8 PEM, mode 0600. Not the internal-call key.
+    pub key_file: PathBuf,
+    /// Its public key (SPKI PEM). Optional: when set, start-up checks it matches `key_file`;
+    /// `secondwind-admin audit verify --config-dir` reads it.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// How often a checkpoint is published for each trail whose head moved (also at shutdown).
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval_secs: u64,
+    /// The peers that store this service's checkpoints in their databases (each needs
+    /// `internal.peers.<peer>.url`).
+    pub receivers: Vec<ServiceName>,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +132,9 @@ pub struct Config<S> {
     pub internal: InternalConfig,
     #[serde(default)]
     pub rate_limits: crate::protect::RateLimitConfig,
+    /// Required in production; in dev, without it no checkpoints are published (with a warning).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointConfig>,
     #[serde(default)]
     pub service: S,
 }
@@ -185,6 +214,25 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
                 let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
                 if self.profile == Profile::Production && parsed.scheme() != "https" {
                     return Err(ConfigError::invalid(&key, "production requires https for internal calls"));
+                }
+            }
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            if !(1..=86_400).contains(&checkpoint.interval_secs) {
+                return Err(ConfigError::invalid("checkpoint.interval_secs", "must be between 1 and 86400"));
+            }
+            if checkpoint.receivers.is_empty() {
+                return Err(ConfigError::invalid(
+                    "checkpoint.receivers",
+                    "name at least one peer to store checkpoints",
+                ));
+            }
+            for receiver in &checkpoint.receivers {
+                if self.internal.peers.get(receiver).and_then(|p| p.url.as_ref()).is_none() {
+                    return Err(ConfigError::invalid(
+                        "checkpoint.receivers",
+                        format!("{receiver} needs internal.peers.{receiver}.url"),
+                    ));
                 }
             }
         }

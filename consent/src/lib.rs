@@ -28,5 +28,9 @@ pub type ConsentConfig = Config<Settings>;
 /// The one builder `main` and the tests share.
 pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
     let parts = Parts::load(SERVICE, &config).await?;
-    Ok(parts.into_rocket(&config).mount("/", internal::routes()).mount("/", decisions::routes()))
+    Ok(parts
+        .into_rocket(&config)
+        .mount("/", internal::routes())
+        .mount("/", common::checkpoint::routes())
+        .mount("/", decisions::routes()))
 }

@@ -121,6 +121,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             })
         }))
         .mount("/", internal::routes())
+        .mount("/", common::checkpoint::routes())
         .mount("/", records::routes())
         .mount("/", keys::routes()))
 }

@@ -1,9 +1,78 @@
-//! The trails chained after they began (disclosures, access reviews, consents, revocations) keep
-//! the rows they held before: the migrations chain them with exactly the hashes the services
-//! compute.
+//! Trails anchored outside their own database: the checkpoint route refuses what it must, and the
+//! newly chained trails keep the rows they held before.
 
+use common::checkpoint::{Checkpoint, CheckpointKey, Trail};
+use common::client::{CheckpointClient, ClientError};
 use common::db::{self, Database};
+use common::ServiceName;
+use harness::TestApp;
 use sqlx::{Connection, PgConnection};
+
+fn key(app: &TestApp, service: ServiceName) -> CheckpointKey {
+    let file = app.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+    CheckpointKey::load(service, &file).expect("checkpoint key")
+}
+
+fn status(result: Result<(), ClientError>) -> u16 {
+    match result {
+        Ok(()) => 204,
+        Err(ClientError::Status { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_checkpoint_route_refuses_forgeries_impostors_and_going_backwards() {
+    let app = TestApp::spawn().await;
+    let ctx = common::assertion::CallContext::system("audit_anchor", common::RequestId::generate());
+    let to_consent = |caller| CheckpointClient::new(app.internal_client(caller, ServiceName::Consent));
+    let phi = key(&app, ServiceName::PhiVault);
+    let at = common::chain::now();
+    let second = phi.sign(Trail::Disclosures, 2, 10, &[2; 32], at);
+
+    // Only the origin may deliver its checkpoints, signed with its own checkpoint key.
+    assert_eq!(status(to_consent(ServiceName::PublicApi).store(&ctx, &second).await), 403);
+    let mut forged = key(&app, ServiceName::PublicApi).sign(Trail::Disclosures, 2, 10, &[2; 32], at);
+    forged.origin = ServiceName::PhiVault;
+    assert_eq!(status(to_consent(ServiceName::PhiVault).store(&ctx, &forged).await), 422);
+    let mut altered: Checkpoint = second.clone();
+    altered.head_hash = vec![3; 32];
+    assert_eq!(status(to_consent(ServiceName::PhiVault).store(&ctx, &altered).await), 422);
+    // The internal-call key cannot stand in for the checkpoint key.
+    let internal = CheckpointKey::from_pkcs8(ServiceName::PhiVault, &app.keys.private_key(ServiceName::PhiVault))
+        .expect("key")
+        .sign(Trail::Disclosures, 2, 10, &[2; 32], at);
+    assert_eq!(status(to_consent(ServiceName::PhiVault).store(&ctx, &internal).await), 422);
+    // A trail phi-vault does not write.
+    let foreign = phi.sign(Trail::Consents, 1, 1, &[1; 32], at);
+    assert_eq!(status(to_consent(ServiceName::PhiVault).store(&ctx, &foreign).await), 422);
+
+    // Stored; the same again is fine (a retried delivery).
+    let phi_vault = to_consent(ServiceName::PhiVault);
+    assert_eq!(status(phi_vault.store(&ctx, &second).await), 204);
+    assert_eq!(status(phi_vault.store(&ctx, &second).await), 204);
+    // Backwards: an earlier number, a lower sequence number, another hash for the same one.
+    for (number, seq, hash) in [(1, 5, 1u8), (3, 9, 3), (3, 10, 3), (2, 10, 9)] {
+        let backwards = phi.sign(Trail::Disclosures, number, seq, &[hash; 32], common::chain::now());
+        assert_eq!(status(phi_vault.store(&ctx, &backwards).await), 409, "#{number} seq {seq}");
+    }
+    assert_eq!(status(phi_vault.store(&ctx, &phi.sign(Trail::Disclosures, 3, 12, &[4; 32], at)).await), 204);
+    // phi-vault does not take checkpoints from public-api (the allowlist).
+    let public_to_vault = CheckpointClient::new(app.internal_client(ServiceName::PublicApi, ServiceName::PhiVault));
+    let public = key(&app, ServiceName::PublicApi).sign(Trail::AuditLogs, 1, 1, &[1; 32], at);
+    assert_eq!(status(public_to_vault.store(&ctx, &public).await), 403);
+
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("pool");
+    let held: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT number, seq FROM checkpoints WHERE origin = 'phi-vault' ORDER BY number")
+            .fetch_all(&consent_db)
+            .await
+            .expect("held");
+    assert_eq!(held, vec![(2, 10), (3, 12)]);
+    assert!(harness::logs().iter().filter(|l| l["alarm"] == "checkpoint_refused").count() >= 9);
+    consent_db.close().await;
+    app.stop().await;
+}
 
 /// A database with every migration before `before` applied, as its owner.
 async fn migrated_until(database: Database, before: i64) -> (String, PgConnection) {

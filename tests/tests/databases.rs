@@ -35,13 +35,17 @@ async fn the_app_role_has_data_privileges_only_and_cannot_rewrite_audit_trails()
     // (database, append-only table, a table the app role may update if the database has one)
     let cases = [
         (Database::Public, "audit_logs", Some("users")),
+        (Database::Public, "checkpoints", Some("users")),
+        (Database::Public, "checkpoint_deliveries", Some("users")),
         (Database::Phi, "access_log", Some("records")),
         (Database::Phi, "disclosures", Some("records")),
         (Database::Phi, "access_reviews", Some("records")),
+        (Database::Phi, "checkpoints", Some("records")),
         (Database::Consent, "decisions", None),
         (Database::Consent, "revocations", None),
         (Database::Consent, "consents", None),
         (Database::Consent, "consent_forms", None),
+        (Database::Consent, "checkpoints", None),
     ];
     for (database, trail, table) in cases {
         let mut conn = PgConnection::connect(&app.database(database).app_url()).await.expect("connect");

@@ -1,8 +1,8 @@
 //! `dev init`: prepares the embedded default on a PostgreSQL server reachable with a superuser
 //! URL: the six roles with generated passwords, the three databases with `CONNECT` restricted to
-//! their own roles, Ed25519 keys, and one config file per service (mode 0600: they hold
-//! passwords). Dev profile only; production databases are provisioned by their operators
-//! (runbooks/local-development.md explains what this does, step by step).
+//! their own roles, Ed25519 keys (internal calls and checkpoints), and one config file per
+//! service (mode 0600: they hold passwords). Dev profile only; production databases are
+//! provisioned by their operators (runbooks/local-development.md explains what this does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,33 +141,43 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     std::fs::create_dir_all(&keys_dir)?;
     for service in ServiceName::ALL {
         common::keys::generate_files(&keys_dir, service.as_str())?;
+        common::keys::generate_files(&keys_dir, &common::checkpoint::key_name(service))?;
     }
     common::keys::generate_files(&keys_dir, USER_TOKEN_KID)?;
     let roles_file = absolute(&args.policies_dir)?.join("roles.toml");
 
     std::fs::create_dir_all(&config_dir)?;
     let mut files = Vec::new();
+    let path_of = |name: String| quote(&keys_dir.join(name).display().to_string());
     for service in ServiceName::ALL {
         let (app_url, owner_url) = &urls[service.database().as_str()];
+        let receivers: Vec<String> =
+            common::checkpoint::topology(service).into_iter().map(|r| quote(r.as_str())).collect();
         let mut text = format!(
-            "# Written by `secondwind-admin dev init` for the embedded default. Holds passwords: keep it 0600.\n\
+            "# Written by `secondwind-admin dev init` for the embedded default. Holds passwords: keep it \
+             0600.\n\
              profile = \"dev\"\n\n\
              [server]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
              [database]\nurl = {app}\nmigrate_url = {owner}\n\n\
              [log]\nlevel = \"info,rocket=warn,sqlx::postgres::notice=warn\"\ndir = {logs}\n\n\
-             [internal]\nsigning_key_file = {key}\npolicy_file = {policy}\n",
+             [internal]\nsigning_key_file = {key}\npolicy_file = {policy}\n\n\
+             [checkpoint]\nkey_file = {checkpoint_key}\npublic_key_file = {checkpoint_pub}\nreceivers = [{receivers}]\n",
             port = args.port(service),
             app = quote(app_url),
             owner = quote(owner_url),
             logs = quote(&logs_dir.display().to_string()),
-            key = quote(&keys_dir.join(format!("{service}.key")).display().to_string()),
+            key = path_of(format!("{service}.key")),
             policy = quote(&policy_file.display().to_string()),
+            checkpoint_key = path_of(format!("{}.key", common::checkpoint::key_name(service))),
+            checkpoint_pub = path_of(format!("{}.pub", common::checkpoint::key_name(service))),
+            receivers = receivers.join(", "),
         );
         for peer in ServiceName::ALL.into_iter().filter(|p| *p != service) {
             text.push_str(&format!(
-                "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\n",
+                "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\ncheckpoint_public_key_file = {cp}\n",
                 url = quote(&format!("http://127.0.0.1:{}", args.port(peer))),
-                key = quote(&keys_dir.join(format!("{peer}.pub")).display().to_string()),
+                key = path_of(format!("{peer}.pub")),
+                cp = path_of(format!("{}.pub", common::checkpoint::key_name(peer))),
             ));
         }
         if service == ServiceName::PhiVault {
