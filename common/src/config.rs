@@ -41,7 +41,9 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// The service's own runtime role (least privilege: data only, no DDL).
     pub url: Secret<String>,
-    /// The owner role's URL; when set, pending migrations are applied at start.
+    /// Obsolete: services never migrate and never hold owner credentials (`secondwind-admin db
+    /// migrate` does, from a file only the admin reads). Production refuses it; dev ignores it
+    /// with a warning, so configs written before the change still start.
     #[serde(default)]
     pub migrate_url: Option<Secret<String>>,
     pub max_connections: u32,
@@ -237,6 +239,13 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
             }
         }
         if self.profile == Profile::Production {
+            if self.database.migrate_url.is_some() {
+                return Err(ConfigError::invalid(
+                    "database.migrate_url",
+                    "production refuses owner credentials in a service's config: services never migrate \
+                     (run `secondwind-admin db migrate` before starting them)",
+                ));
+            }
             let url = self.database.url.expose();
             if !["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"].iter().any(|m| url.contains(m)) {
                 return Err(ConfigError::invalid(

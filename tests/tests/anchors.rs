@@ -1,5 +1,6 @@
-//! Trails anchored outside their own database: the checkpoint route refuses what it must, and the
-//! newly chained trails keep the rows they held before.
+//! Trails anchored outside their own database: the checkpoint route refuses what it must, the
+//! newly chained trails keep the rows they held before, and no service migrates or holds owner
+//! credentials.
 
 use common::checkpoint::{Checkpoint, CheckpointKey, Trail};
 use common::client::{CheckpointClient, ClientError};
@@ -181,4 +182,53 @@ async fn rows_written_before_the_chains_are_kept_and_chained() {
     pool.close().await;
     let _ = owner.close().await;
     drop_database(&name).await;
+}
+
+#[tokio::test]
+async fn services_never_migrate_and_production_refuses_owner_credentials() {
+    harness::init();
+    // An empty consent database and a dev config that still names the owner: the service starts,
+    // ignoring the owner URL (with a warning), and migrates nothing.
+    let mut admin = PgConnection::connect(&harness::admin_url()).await.expect("admin");
+    for database in Database::ALL {
+        db::ensure_role_exists(&mut admin, database.owner_role()).await.expect("role");
+        db::ensure_role_exists(&mut admin, database.app_role()).await.expect("role");
+    }
+    let name = format!("unmigrated_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    db::create_database(&mut admin, &name, Database::Consent, None).await.expect("create");
+    let _ = admin.close().await;
+    let keys = harness::TestKeys::new(&uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let app_url = db::url_for(&harness::admin_url(), "sw_consent", None, &name).expect("url");
+    let mut config: consent::ConsentConfig =
+        harness::config_for(ServiceName::Consent, app_url.clone(), &keys, &Default::default());
+    let owner_url = db::url_for(&harness::admin_url(), "sw_consent_owner", None, &name).expect("url");
+    config.database.migrate_url = Some(common::Secret::new(owner_url.clone()));
+    let rocket = consent::build(config).await.expect("a dev config with migrate_url still starts");
+    std::mem::drop(rocket);
+    let mut conn = PgConnection::connect(&app_url).await.expect("connect");
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    assert!(!migrated, "the service migrated its database");
+    let _ = conn.close().await;
+    assert!(harness::logs()
+        .iter()
+        .any(|l| l["message"].as_str().is_some_and(|m| m.contains("migrate_url is ignored"))));
+    drop_database(&name).await;
+
+    // Production refuses a config holding the owner URL, naming the key.
+    let figment = rocket::figment::Figment::from(rocket::figment::providers::Serialized::defaults(serde_json::json!({
+        "profile": "production",
+        "server": {"address": "127.0.0.1", "port": 8102, "json_limit_bytes": 65536},
+        "database": {"url": "postgres://sw_consent@db/consent?sslmode=verify-full",
+                     "migrate_url": "postgres://sw_consent_owner:pw@db/consent?sslmode=verify-full",
+                     "max_connections": 5, "connect_timeout_secs": 5},
+        "log": {"level": "info"},
+        "internal": {"signing_key_file": "k", "policy_file": "p", "assertion_ttl_secs": 30, "request_timeout_secs": 5},
+    })));
+    let err = consent::ConsentConfig::from_figment(figment).expect_err("production refuses migrate_url").to_string();
+    assert!(err.contains("database.migrate_url") && err.contains("production refuses"), "{err}");
+    assert!(!err.contains("pw@"), "the message must not quote the secret: {err}");
+    let _ = std::fs::remove_dir_all(&keys.dir);
 }
