@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod anchor;
 pub mod commands;
 pub mod output;
 

@@ -1,5 +1,8 @@
 //! Real runs of `secondwind-admin` against the test cluster (`SECONDWIND_TEST_ADMIN_URL`).
 
+#[path = "cli/anchor.rs"]
+mod anchor;
+
 use assert_cmd::Command;
 use common::db::{self, Database};
 use serde_json::Value;
@@ -131,22 +134,52 @@ async fn dev_init_provisions_everything_the_services_need() {
         .success();
     let report = json(&out.get_output().stdout);
     assert_eq!(report["databases"]["phi"], format!("{prefix}_phi"));
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("exists").permissions().mode() & 0o777
+    };
+
+    // The owner credentials are only in the admin's file; migrations run from it.
+    let owners = dir.join("admin/owners.toml");
+    assert_eq!(report["owners_file"].as_str(), owners.to_str());
+    assert_eq!((mode(&owners), mode(&dir.join("admin"))), (0o600, 0o700));
+    let out = cli().args(["--json", "db", "migrate", "--owners"]).arg(&owners).assert().success();
+    let migrated = json(&out.get_output().stdout);
+    let migrated = migrated.as_array().expect("one report per database");
+    assert_eq!(migrated.len(), 3);
+    assert!(migrated.iter().all(|r| r["applied_now"].as_u64() >= Some(1) && r["pending"] == serde_json::json!([])));
+    let out =
+        cli().args(["--json", "db", "status", "--database", "consent", "--owners"]).arg(&owners).assert().success();
+    assert_eq!(json(&out.get_output().stdout).as_array().map(Vec::len), Some(1));
+    let owner_passwords: Vec<String> = std::fs::read_to_string(&owners)
+        .expect("owners")
+        .lines()
+        .filter_map(|l| l.strip_prefix("url = "))
+        .filter_map(|url| reqwest::Url::parse(url.trim_matches('"')).ok()?.password().map(str::to_owned))
+        .collect();
+    assert_eq!(owner_passwords.len(), 3);
 
     for service in common::ServiceName::ALL {
         let file = dir.join("config").join(format!("{service}.toml"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&file).expect("config").permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "{} holds passwords", file.display());
-        }
-        // The file loads as the service would load it, and migrates through the CLI.
+        assert_eq!(mode(&file), 0o600, "{} holds a password", file.display());
+        // The service config holds no owner role and no owner password: an owner-less runtime config.
+        let text = std::fs::read_to_string(&file).expect("config");
+        assert!(!text.contains("_owner") && !text.contains("migrate_url"), "{text}");
+        assert!(
+            owner_passwords.iter().all(|pw| !text.contains(pw.as_str())),
+            "an owner password in {}",
+            file.display()
+        );
+        // The file loads as the service would load it; checkpoints are configured with their own key.
         let config: common::config::Config<toml::Table> =
             common::config::Config::load(service, Some(&file)).expect("valid config");
         assert_eq!(config.profile, common::config::Profile::Dev);
         assert!(config.database.url.expose().contains(service.database().app_role()));
-        let out = cli().args(["--json", "db", "migrate", "--config"]).arg(&file).assert().success();
-        assert!(json(&out.get_output().stdout)["applied_now"].as_u64().expect("count") >= 1);
+        assert!(config.database.migrate_url.is_none());
+        let checkpoint = config.checkpoint.expect("checkpoints configured");
+        assert_eq!(checkpoint.receivers, common::checkpoint::topology(service));
+        assert_eq!(mode(&checkpoint.key_file), 0o600);
+        assert_ne!(checkpoint.key_file, config.internal.signing_key_file);
         // The app role reaches its own database with the generated password.
         let mut conn = PgConnection::connect(config.database.url.expose()).await.expect("app role connects");
         let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.expect("query");
@@ -224,6 +257,7 @@ async fn audit_verify_checks_the_consent_decisions() {
         let answer = consent::decisions::Answer {
             permitted,
             consent_id: permitted.then(uuid::Uuid::new_v4),
+            terms_sha256: permitted.then_some(&[7u8; 32][..]),
             reason: if permitted { "consent" } else { "no standing consent" },
             asked_by: "phi-vault for partner:r1",
             request_id: "r1",

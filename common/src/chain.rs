@@ -1,11 +1,13 @@
-//! Hash chains for the append-only trails (public audit log, PHI access log, consent decisions,
-//! disclosures). Each row stores `prev_hash`, the previous row's `row_hash`, and
+//! Hash chains for the append-only trails (public audit log, PHI access log, access reviews,
+//! disclosures, consent decisions, consents and revocations). Each row stores `prev_hash`, the previous row's `row_hash`, and
 //! `row_hash = SHA-256(domain ‖ prev_hash ‖ canonical content)`. Editing a row breaks its own
 //! hash; removing, inserting or reordering rows breaks a link. Record contents never enter a
 //! chain: only metadata does, so crypto-shredding a subject leaves every chain verifiable.
 //!
 //! Appends are serialised per trail with a transaction-scoped advisory lock, so concurrent
-//! writers (several instances) still form one chain.
+//! writers (several instances) still form one chain. A chain alone cannot show that its newest
+//! rows were cut off, or that a row was edited and every later hash recomputed: signed
+//! checkpoints of each trail's head, kept outside its database, do (`crate::checkpoint`).
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
@@ -29,11 +31,115 @@ pub fn link(prev_hash: &[u8], canonical: &[u8]) -> [u8; 32] {
 
 /// Takes the trail's append lock for the current transaction and returns the last row hash.
 pub async fn head(tx: &mut sqlx::PgConnection, lock_key: i64, table: &'static str) -> Result<Vec<u8>, sqlx::Error> {
+    head_of(tx, lock_key, table, "seq").await
+}
+
+/// [`head`] for a trail ordered by another column (`access_reviews` keeps `seq` for the entry it
+/// reviews and orders its own chain by `chain_seq`).
+pub async fn head_of(
+    tx: &mut sqlx::PgConnection,
+    lock_key: i64,
+    table: &'static str,
+    seq_column: &'static str,
+) -> Result<Vec<u8>, sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key).execute(&mut *tx).await?;
-    let last: Option<Vec<u8>> = sqlx::query_scalar(&format!("SELECT row_hash FROM {table} ORDER BY seq DESC LIMIT 1"))
-        .fetch_optional(&mut *tx)
-        .await?;
+    let last: Option<Vec<u8>> =
+        sqlx::query_scalar(&format!("SELECT row_hash FROM {table} ORDER BY {seq_column} DESC LIMIT 1"))
+            .fetch_optional(&mut *tx)
+            .await?;
     Ok(last.unwrap_or_else(|| GENESIS.to_vec()))
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// Lowercase hex, as PostgreSQL's `encode(…, 'hex')` writes it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Canonical content as length-prefixed fields: `<byte length>:<UTF-8 bytes>` for a value, `-` for
+/// NULL, in a fixed order opened by a tag naming the trail and version. Unlike serde JSON this is
+/// easy to reproduce exactly in SQL, which is how the migrations that chained existing rows
+/// (disclosures, access reviews, consents, revocations) computed their hashes; those trails use it.
+///
+/// Values: text as is; UUIDs hyphenated lowercase; times in microseconds since the epoch; booleans
+/// `true`/`false`; bytes as lowercase hex; a list is one field holding its encoded items.
+#[derive(Debug, Clone, Default)]
+pub struct Fields(Vec<u8>);
+
+impl Fields {
+    pub fn new(tag: &str) -> Self {
+        Self::default().text(tag)
+    }
+
+    pub fn opt_text(mut self, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.nested(v.as_bytes()),
+            None => {
+                self.0.push(b'-');
+                self
+            }
+        }
+    }
+
+    pub fn text(self, value: &str) -> Self {
+        self.opt_text(Some(value))
+    }
+
+    pub fn opt_uuid(self, value: Option<uuid::Uuid>) -> Self {
+        self.opt_text(value.map(|v| v.to_string()).as_deref())
+    }
+
+    pub fn uuid(self, value: uuid::Uuid) -> Self {
+        self.opt_uuid(Some(value))
+    }
+
+    pub fn int(self, value: i64) -> Self {
+        self.text(&value.to_string())
+    }
+
+    pub fn opt_time(self, value: Option<OffsetDateTime>) -> Self {
+        self.opt_text(value.map(|t| micros(t).to_string()).as_deref())
+    }
+
+    pub fn time(self, value: OffsetDateTime) -> Self {
+        self.opt_time(Some(value))
+    }
+
+    pub fn boolean(self, value: bool) -> Self {
+        self.text(if value { "true" } else { "false" })
+    }
+
+    pub fn opt_bytes(self, value: Option<&[u8]>) -> Self {
+        self.opt_text(value.map(hex).as_deref())
+    }
+
+    pub fn list<S: AsRef<str>>(self, items: &[S]) -> Self {
+        let inner = items.iter().fold(Fields::default(), |f, item| f.text(item.as_ref()));
+        self.nested(&inner.0)
+    }
+
+    /// Another encoding, as one field (a consent's terms inside its row).
+    pub fn nested(mut self, encoded: &[u8]) -> Self {
+        self.0.extend_from_slice(format!("{}:", encoded.len()).as_bytes());
+        self.0.extend_from_slice(encoded);
+        self
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,6 +275,15 @@ mod tests {
                 row
             })
             .collect()
+    }
+
+    #[test]
+    fn fields_are_length_prefixed_and_hex_round_trips() {
+        let f = Fields::new("t-v1").text("héllo").opt_text(None).int(-3).list(&["a", "bc"]).boolean(true);
+        assert_eq!(String::from_utf8(f.into_bytes()).expect("utf8"), "4:t-v16:héllo-2:-37:1:a2:bc4:true");
+        assert_eq!(from_hex(&hex(&[0, 171, 255])), Some(vec![0, 171, 255]));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(hex(DOMAIN), "7365636f6e6477696e642d636861696e2d763100", "the migrations hash with this domain");
     }
 
     #[test]

@@ -404,6 +404,8 @@ impl ClientError {
     pub fn into_api_error(self) -> crate::ApiError {
         match self {
             ClientError::Status { status: 404, .. } => crate::ApiError::NotFound,
+            // The peer decided this user may not (e.g. review their own break-glass access).
+            ClientError::Status { status: 403, .. } => crate::ApiError::Forbidden,
             ClientError::Status { status: 413, .. } => crate::ApiError::TooLarge("record too large".into()),
             ClientError::Status { status: 422, .. } => {
                 crate::ApiError::Unprocessable("the record was refused as invalid".into())
@@ -440,6 +442,26 @@ impl ConsentClient {
     ) -> Result<DisclosureAnswer, ClientError> {
         let response = self.0.send(reqwest::Method::POST, "/internal/v1/decisions", ctx, Some(question)).await?;
         self.0.json(response).await
+    }
+}
+
+/// A receiving peer's checkpoint route (`crate::checkpoint`): where a service anchors its trails.
+#[derive(Clone)]
+pub struct CheckpointClient(InternalClient);
+
+impl CheckpointClient {
+    pub fn new(inner: InternalClient) -> Self {
+        Self(inner)
+    }
+
+    /// Stores a signed checkpoint in the peer's database (204, also when already held; 409 when
+    /// it goes backwards).
+    pub async fn store(
+        &self,
+        ctx: &CallContext,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), ClientError> {
+        self.0.send(reqwest::Method::POST, "/internal/v1/checkpoints", ctx, Some(checkpoint)).await.map(|_| ())
     }
 }
 

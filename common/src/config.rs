@@ -41,7 +41,9 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// The service's own runtime role (least privilege: data only, no DDL).
     pub url: Secret<String>,
-    /// The owner role's URL; when set, pending migrations are applied at start.
+    /// Obsolete: services never migrate and never hold owner credentials (`secondwind-admin db
+    /// migrate` does, from a file only the admin reads). Production refuses it; dev ignores it
+    /// with a warning, so configs written before the change still start.
     #[serde(default)]
     pub migrate_url: Option<Secret<String>>,
     pub max_connections: u32,
@@ -76,6 +78,32 @@ pub struct PeerConfig {
     /// The peer's Ed25519 public key file, when the peer calls this service.
     #[serde(default)]
     pub public_key_file: Option<PathBuf>,
+    /// The peer's checkpoint public key (SPKI PEM), when this service stores the peer's signed
+    /// trail checkpoints (`crate::checkpoint`).
+    #[serde(default)]
+    pub checkpoint_public_key_file: Option<PathBuf>,
+}
+
+/// Signed checkpoints of this service's trails (`crate::checkpoint`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// This service's checkpoint key: Ed25519, PKCS#8 PEM, mode 0600. Not the internal-call key.
+    pub key_file: PathBuf,
+    /// Its public key (SPKI PEM). Optional: when set, start-up checks it matches `key_file`;
+    /// `secondwind-admin audit verify --config-dir` reads it.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// How often a checkpoint is published for each trail whose head moved (also at shutdown).
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval_secs: u64,
+    /// The peers that store this service's checkpoints in their databases (each needs
+    /// `internal.peers.<peer>.url`).
+    pub receivers: Vec<ServiceName>,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +138,9 @@ pub struct Config<S> {
     pub internal: InternalConfig,
     #[serde(default)]
     pub rate_limits: crate::protect::RateLimitConfig,
+    /// Required in production; in dev, without it no checkpoints are published (with a warning).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointConfig>,
     #[serde(default)]
     pub service: S,
 }
@@ -192,7 +223,33 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
                 }
             }
         }
+        if let Some(checkpoint) = &self.checkpoint {
+            if !(1..=86_400).contains(&checkpoint.interval_secs) {
+                return Err(ConfigError::invalid("checkpoint.interval_secs", "must be between 1 and 86400"));
+            }
+            if checkpoint.receivers.is_empty() {
+                return Err(ConfigError::invalid(
+                    "checkpoint.receivers",
+                    "name at least one peer to store checkpoints",
+                ));
+            }
+            for receiver in &checkpoint.receivers {
+                if self.internal.peers.get(receiver).and_then(|p| p.url.as_ref()).is_none() {
+                    return Err(ConfigError::invalid(
+                        "checkpoint.receivers",
+                        format!("{receiver} needs internal.peers.{receiver}.url"),
+                    ));
+                }
+            }
+        }
         if self.profile == Profile::Production {
+            if self.database.migrate_url.is_some() {
+                return Err(ConfigError::invalid(
+                    "database.migrate_url",
+                    "production refuses owner credentials in a service's config: services never migrate \
+                     (run `secondwind-admin db migrate` before starting them)",
+                ));
+            }
             let url = self.database.url.expose();
             if !["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"].iter().any(|m| url.contains(m)) {
                 return Err(ConfigError::invalid(

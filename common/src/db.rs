@@ -1,8 +1,9 @@
 //! The three databases: their migrations (embedded at build time), connecting with bounded
 //! retry, and the provisioning statements the admin CLI and the test harness share.
 //!
-//! Each database has two roles: an owner (`sw_<db>_owner`) that runs migrations, and an app role
-//! (`sw_<db>`) the service uses at run time with data privileges only. `CONNECT` on each database
+//! Each database has two roles: an owner (`sw_<db>_owner`) that runs migrations (only through
+//! `secondwind-admin db migrate`), and an app role (`sw_<db>`) the service uses at run time with
+//! data privileges only. `CONNECT` on each database
 //! is revoked from `PUBLIC` and granted to its two roles alone, so the public API's role cannot
 //! even open the PHI or consent databases.
 
@@ -18,7 +19,7 @@ pub static PUBLIC_MIGRATOR: Migrator = sqlx::migrate!("../migrations/public");
 pub static PHI_MIGRATOR: Migrator = sqlx::migrate!("../migrations/phi");
 pub static CONSENT_MIGRATOR: Migrator = sqlx::migrate!("../migrations/consent");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Database {
     Public,
@@ -146,13 +147,17 @@ pub async fn connect_with_backoff(url: &str, max_connections: u32, timeout: Dura
     }
 }
 
-/// Connects the service's pool, first applying migrations with the owner URL when one is set.
+/// Connects the service's pool as its runtime role. Services never migrate and never use owner
+/// credentials: `secondwind-admin db migrate` applies migrations before they start. A
+/// `database.migrate_url` left in a dev config is ignored (production refuses it).
 pub async fn connect_service(database: Database, config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let timeout = Duration::from_secs(config.connect_timeout_secs);
-    if let Some(owner) = &config.migrate_url {
-        let owner_pool = connect_with_backoff(owner.expose(), 1, timeout).await?;
-        migrate(database, &owner_pool).await?;
-        owner_pool.close().await;
+    if config.migrate_url.is_some() {
+        tracing::warn!(
+            database = database.as_str(),
+            "database.migrate_url is ignored: services no longer migrate; remove it from this config and \
+             run `secondwind-admin db migrate`"
+        );
     }
     connect_with_backoff(config.url.expose(), config.max_connections, timeout).await
 }

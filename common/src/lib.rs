@@ -1,10 +1,12 @@
 //! Shared plumbing for the SecondWind services. Deliberately small: configuration, telemetry,
 //! the error body, the request id, metrics and operational routes, database connection and
-//! migrations, internal-call assertions with their allowlist, and typed clients for the
-//! internal services. No business logic lives here.
+//! migrations, internal-call assertions with their allowlist, typed clients for the internal
+//! services, and the signed checkpoints that anchor every trail outside its database. No
+//! business logic lives here.
 
 pub mod assertion;
 pub mod chain;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -45,6 +45,8 @@ pub struct Parts {
     pub signer: Arc<Signer>,
     pub verifier: Verifier,
     pub metrics: Metrics,
+    /// Signed checkpoints: this service's publisher and its peers' checkpoint keys.
+    pub anchor: crate::checkpoint::Anchor,
 }
 
 impl Parts {
@@ -65,7 +67,8 @@ impl Parts {
         }
         let metrics = Metrics::new(service).map_err(|e| StartError::Other(format!("metrics: {e}")))?;
         let pool = db::connect_service(service.database(), &config.database).await?;
-        Ok(Self { service, pool, signer, verifier, metrics })
+        let anchor = crate::checkpoint::Anchor::load(service, config, &pool, &signer)?;
+        Ok(Self { service, pool, signer, verifier, metrics, anchor })
     }
 
     /// A signed client for `peer`, whose URL must be configured.
@@ -107,7 +110,8 @@ impl Parts {
             metrics_allowed_ips: config.metrics.allowed_ips.clone(),
         };
         let service = self.service;
-        rocket::custom(figment)
+        let rocket = self.anchor.attach(rocket::custom(figment));
+        rocket
             .attach(rocket::fairing::AdHoc::on_liftoff("listening", move |r| {
                 Box::pin(async move {
                     let (address, port) = (r.config().address, r.config().port);

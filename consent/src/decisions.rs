@@ -1,7 +1,8 @@
 //! Disclosure decisions: may this recipient see these categories of the subject's records, for
 //! this purpose? Yes only under a standing consent (42 CFR §2.31) naming that recipient and
 //! purpose and covering every category asked: signed, not revoked, not expired. Anything else is
-//! no. Every question and its answer is appended to the hash-chained `decisions` trail.
+//! no. Every question and its answer is appended to the hash-chained `decisions` trail; a yes
+//! carries the hash of the consent terms it relied on (`consents.terms_sha256`).
 
 use rocket::serde::json::Json;
 use rocket::{post, routes, Route, State};
@@ -32,6 +33,9 @@ struct Canonical<'a> {
     reason: &'a str,
     asked_by: &'a str,
     request_id: Option<&'a str>,
+    /// Hex; left out when absent, so decisions made before terms were hashed hash as they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    terms_sha256: Option<String>,
 }
 
 impl Canonical<'_> {
@@ -49,13 +53,18 @@ fn validate(q: &DisclosureQuestion) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The standing consent that covers the question, if any: its id and the form version signed.
-async fn standing_consent(
-    tx: &mut PgConnection,
-    q: &DisclosureQuestion,
-) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+/// The standing consent that covers the question, if any.
+struct Standing {
+    id: Uuid,
+    form_version: String,
+    terms_sha256: Vec<u8>,
+}
+
+/// The standing consent that covers the question, if any: its id, the form version signed and
+/// the hash of its terms.
+async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Result<Option<Standing>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT c.id, c.form_version FROM consents c \
+        "SELECT c.id, c.form_version, c.terms_sha256 FROM consents c \
          WHERE c.subject_id = $1 AND c.recipient = $2 AND c.purpose = $3 AND c.categories @> $4::text[] \
          AND c.signed_at <= now() AND (c.expires_at IS NULL OR c.expires_at > now()) \
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id) \
@@ -67,13 +76,22 @@ async fn standing_consent(
     .bind(&q.categories)
     .fetch_optional(&mut *tx)
     .await?;
-    row.map(|r| Ok((r.try_get("id")?, r.try_get("form_version")?))).transpose()
+    row.map(|r| {
+        Ok(Standing {
+            id: r.try_get("id")?,
+            form_version: r.try_get("form_version")?,
+            terms_sha256: r.try_get("terms_sha256")?,
+        })
+    })
+    .transpose()
 }
 
 /// A decision as the trail keeps it.
 pub struct Answer<'a> {
     pub permitted: bool,
     pub consent_id: Option<Uuid>,
+    /// The hash of the consent terms relied on (required with a consent).
+    pub terms_sha256: Option<&'a [u8]>,
     pub reason: &'a str,
     pub asked_by: &'a str,
     pub request_id: &'a str,
@@ -94,12 +112,14 @@ pub async fn append(tx: &mut PgConnection, question: &DisclosureQuestion, a: &An
         reason: a.reason,
         asked_by: a.asked_by,
         request_id: Some(a.request_id),
+        terms_sha256: a.terms_sha256.map(chain::hex),
     };
     let prev = chain::head(tx, CHAIN_LOCK, "decisions").await?;
     let row_hash = chain::link(&prev, &canonical.bytes());
     sqlx::query(
         "INSERT INTO decisions (decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, \
-         reason, asked_by, request_id, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         reason, asked_by, request_id, terms_sha256, prev_hash, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(at)
     .bind(question.subject_id)
@@ -111,6 +131,7 @@ pub async fn append(tx: &mut PgConnection, question: &DisclosureQuestion, a: &An
     .bind(a.reason)
     .bind(a.asked_by)
     .bind(a.request_id)
+    .bind(a.terms_sha256)
     .bind(prev)
     .bind(&row_hash[..])
     .execute(&mut *tx)
@@ -131,27 +152,35 @@ async fn decide(
     let mut tx = pool.begin().await?;
     let consent = standing_consent(&mut tx, &question).await?;
     let (permitted, reason) = match &consent {
-        Some((id, _)) => (true, format!("consent {id}")),
+        Some(c) => (true, format!("consent {}", c.id)),
         None => (false, "no standing consent names this recipient, purpose and every category".to_owned()),
     };
-    let consent_id = consent.as_ref().map(|(id, _)| *id);
-    let answer = Answer { permitted, consent_id, reason: &reason, asked_by: &asked_by, request_id: &claims.request_id };
+    let consent_id = consent.as_ref().map(|c| c.id);
+    let answer = Answer {
+        permitted,
+        consent_id,
+        terms_sha256: consent.as_ref().map(|c| &c.terms_sha256[..]),
+        reason: &reason,
+        asked_by: &asked_by,
+        request_id: &claims.request_id,
+    };
     append(&mut tx, &question, &answer).await?;
     tx.commit().await?;
     tracing::info!(request_id = %claims.request_id, permitted, "disclosure decided");
-    Ok(Json(DisclosureAnswer { permitted, consent_id, form_version: consent.map(|(_, v)| v), reason }))
+    Ok(Json(DisclosureAnswer { permitted, consent_id, form_version: consent.map(|c| c.form_version), reason }))
 }
 
 /// Verifies the decisions trail (`secondwind-admin audit verify --trail consent`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     let sql = "SELECT seq, decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, reason, \
-               asked_by, request_id, prev_hash, row_hash FROM decisions ORDER BY seq";
+               asked_by, request_id, terms_sha256, prev_hash, row_hash FROM decisions ORDER BY seq";
     chain::verify_table(pool, sql, limit, |row| {
         let text = |name: &str| row.try_get::<String, _>(name);
         let (recipient, purpose, reason, asked_by) =
             (text("recipient")?, text("purpose")?, text("reason")?, text("asked_by")?);
         let categories: Vec<String> = row.try_get("categories")?;
         let request_id: Option<String> = row.try_get("request_id")?;
+        let terms_sha256: Option<Vec<u8>> = row.try_get("terms_sha256")?;
         Ok(Canonical {
             decided_at_us: chain::micros(row.try_get("decided_at")?),
             subject_id: row.try_get("subject_id")?,
@@ -163,6 +192,7 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
             reason: &reason,
             asked_by: &asked_by,
             request_id: request_id.as_deref(),
+            terms_sha256: terms_sha256.as_deref().map(chain::hex),
         }
         .bytes())
     })

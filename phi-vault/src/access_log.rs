@@ -1,14 +1,17 @@
 //! The PHI access log: every read, write and delete, permitted or denied, with who asked, in
 //! which role, for what purpose, the decision and its reason. Hash-chained like the public audit
-//! log (`common::chain`); record contents never enter it.
+//! log (`common::chain`); record contents never enter it. Compliance reviews of flagged entries
+//! form a second chained trail, `access_reviews`; nobody reviews an access they made.
 
 use serde::Serialize;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use common::chain::{self, Verification};
+use common::chain::{self, Fields, Verification};
 
 const CHAIN_LOCK: i64 = 0x5357_5048_4941_4343;
+const REVIEWS_CHAIN_LOCK: i64 = 0x5357_5048_4952_4556;
 
 #[derive(Debug, Clone)]
 pub struct Access<'a> {
@@ -183,9 +186,13 @@ pub enum ReviewRefusal {
     /// No such entry, or not one flagged for review.
     NotFlagged,
     AlreadyReviewed,
+    /// Separation of duties: the reviewer made the access under review, whatever roles they hold.
+    OwnAccess,
 }
 
-/// Records a compliance officer's review of a flagged entry. Final: a second review is refused.
+/// Records a compliance officer's review of a flagged entry. Final: a second review is refused,
+/// and so is a review by the person who made the access. The review is appended to the chained
+/// `access_reviews` trail, whose chain lock is taken last, just before the caller commits.
 pub async fn review(
     tx: &mut PgConnection,
     seq: i64,
@@ -193,26 +200,92 @@ pub async fn review(
     note: &str,
     reviewer: &str,
 ) -> Result<Result<common::client::AccessReview, ReviewRefusal>, sqlx::Error> {
-    let flagged: Option<bool> =
-        sqlx::query_scalar("SELECT flagged FROM access_log WHERE seq = $1").bind(seq).fetch_optional(&mut *tx).await?;
-    if flagged != Some(true) {
-        return Ok(Err(ReviewRefusal::NotFlagged));
+    let entry: Option<(bool, String)> = sqlx::query_as("SELECT flagged, actor FROM access_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((true, actor)) = entry else { return Ok(Err(ReviewRefusal::NotFlagged)) };
+    if actor == reviewer {
+        tracing::warn!(seq, alarm = "separation_of_duties", "refused: a reviewer may not review their own access");
+        return Ok(Err(ReviewRefusal::OwnAccess));
     }
-    let row = sqlx::query(
-        "INSERT INTO access_reviews (seq, outcome, note, reviewed_by) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (seq) DO NOTHING RETURNING reviewed_at",
+    let done: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_reviews WHERE seq = $1)")
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+    if done {
+        return Ok(Err(ReviewRefusal::AlreadyReviewed));
+    }
+    let review = Review { seq, outcome, note, reviewed_by: reviewer, reviewed_at: chain::now() };
+    let prev = chain::head_of(tx, REVIEWS_CHAIN_LOCK, "access_reviews", "chain_seq").await?;
+    let row_hash = chain::link(&prev, &review.canonical());
+    // Two reviews racing for one entry: the loser inserts nothing (the chain lock serialises
+    // them, and the head it read is still the head).
+    let inserted = sqlx::query(
+        "INSERT INTO access_reviews (seq, outcome, note, reviewed_by, reviewed_at, prev_hash, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING",
     )
     .bind(seq)
     .bind(outcome)
     .bind(note)
     .bind(reviewer)
-    .fetch_optional(&mut *tx)
+    .bind(review.reviewed_at)
+    .bind(prev)
+    .bind(&row_hash[..])
+    .execute(&mut *tx)
     .await?;
-    let Some(row) = row else { return Ok(Err(ReviewRefusal::AlreadyReviewed)) };
+    if inserted.rows_affected() == 0 {
+        return Ok(Err(ReviewRefusal::AlreadyReviewed));
+    }
     Ok(Ok(common::client::AccessReview {
         outcome: outcome.to_owned(),
         note: note.to_owned(),
         reviewed_by: reviewer.to_owned(),
-        reviewed_at: row.try_get("reviewed_at")?,
+        reviewed_at: review.reviewed_at,
     }))
+}
+
+/// A review as its chain hashes it.
+struct Review<'a> {
+    seq: i64,
+    outcome: &'a str,
+    note: &'a str,
+    reviewed_by: &'a str,
+    reviewed_at: time::OffsetDateTime,
+}
+
+impl Review<'_> {
+    fn canonical(&self) -> Vec<u8> {
+        Fields::new("access_reviews-v1")
+            .int(self.seq)
+            .text(self.outcome)
+            .text(self.note)
+            .text(self.reviewed_by)
+            .time(self.reviewed_at)
+            .into_bytes()
+    }
+}
+
+/// The hashed content of a stored review, selected as [`REVIEWS_SELECT`] does (also how a test
+/// recomputes a tampered chain).
+pub fn review_canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
+    let text = |name: &str| row.try_get::<String, _>(name);
+    let (outcome, note, reviewed_by) = (text("outcome")?, text("note")?, text("reviewed_by")?);
+    Ok(Review {
+        seq: row.try_get("entry_seq")?,
+        outcome: &outcome,
+        note: &note,
+        reviewed_by: &reviewed_by,
+        reviewed_at: row.try_get("reviewed_at")?,
+    }
+    .canonical())
+}
+
+/// The reviews trail in chain order; the verifier reads the chain position as `seq`.
+pub const REVIEWS_SELECT: &str = "SELECT chain_seq AS seq, seq AS entry_seq, outcome, note, reviewed_by, \
+                                  reviewed_at, prev_hash, row_hash FROM access_reviews ORDER BY chain_seq";
+
+/// Verifies the reviews trail (`secondwind-admin audit verify --trail access-reviews`).
+pub async fn verify_reviews(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
+    chain::verify_table(pool, REVIEWS_SELECT, limit, review_canonical_of).await
 }

@@ -12,6 +12,7 @@ use common::ServiceName;
 
 pub mod access_log;
 pub mod crypto;
+pub mod disclosures;
 mod internal;
 pub mod keys;
 pub mod policy;
@@ -140,6 +141,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             })
         }))
         .mount("/", internal::routes())
+        .mount("/", common::checkpoint::routes())
         .mount("/", records::routes())
         .mount("/", keys::routes()))
 }

@@ -19,6 +19,7 @@ use common::{ApiError, Role};
 
 use crate::access_log::{self, Access};
 use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
+use crate::disclosures::record_disclosure;
 use crate::policy::{self, Decision, Intent};
 
 pub const CATEGORIES: [&str; 6] =
@@ -249,31 +250,6 @@ async fn load(
     })
 }
 
-/// Enters a consented read in the accounting of disclosures (42 CFR §2.24), in the read's
-/// transaction: the disclosure is on record exactly when the contents were served.
-async fn record_disclosure(
-    tx: &mut PgConnection,
-    subject: Uuid,
-    d: &policy::Disclosure,
-    request_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO disclosures (id, subject_id, recipient, purpose, categories, consent_id, notice_version, request_id) \
-         VALUES ($1, $2, $3, $4, ARRAY[$5::record_category], $6, $7, $8)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(subject)
-    .bind(&d.recipient)
-    .bind(&d.purpose)
-    .bind(&d.category)
-    .bind(d.consent_id)
-    .bind(&d.notice_version)
-    .bind(request_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 #[get("/internal/v1/records/<id>")]
 async fn read(
     call: InternalCall,
@@ -498,6 +474,11 @@ async fn review_access(
                 access_log::ReviewRefusal::NotFlagged => ApiError::NotFound,
                 access_log::ReviewRefusal::AlreadyReviewed => {
                     ApiError::Conflict(format!("entry {seq} has already been reviewed"))
+                }
+                access_log::ReviewRefusal::OwnAccess => {
+                    let refused = Decision::deny("separation of duties: the reviewer made this access");
+                    access_log::append_alone(pool, &access(claims, None, None, "access_log.review", &refused)).await?;
+                    ApiError::Forbidden
                 }
             })
         }

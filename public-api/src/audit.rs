@@ -124,35 +124,39 @@ pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sql
     Ok(id)
 }
 
+/// The whole trail in chain order, with every column [`canonical_of`] reads.
+pub const SELECT: &str = "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, \
+                          user_agent, request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq";
+
+/// The hashed content of a stored row (also how a test recomputes a tampered chain).
+pub fn canonical_of(row: &sqlx::postgres::PgRow) -> Result<Vec<u8>, sqlx::Error> {
+    let text = |name: &str| row.try_get::<Option<String>, _>(name);
+    let (ip, resource_id, resource_type, user_agent, request_id, reason) = (
+        text("ip")?,
+        text("resource_id")?,
+        text("resource_type")?,
+        text("user_agent")?,
+        text("request_id")?,
+        text("reason")?,
+    );
+    let (action, outcome): (String, String) = (row.try_get("action")?, row.try_get("outcome")?);
+    Ok(Canonical {
+        id: row.try_get("id")?,
+        occurred_at_us: chain::micros(row.try_get("occurred_at")?),
+        actor_id: row.try_get("actor_id")?,
+        action: &action,
+        resource_type: resource_type.as_deref(),
+        resource_id: resource_id.as_deref(),
+        ip: ip.as_deref(),
+        user_agent: user_agent.as_deref(),
+        request_id: request_id.as_deref(),
+        outcome: &outcome,
+        reason: reason.as_deref(),
+    }
+    .bytes())
+}
+
 /// Streams the whole trail in order and reports every break (up to `limit`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
-    let sql = "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, user_agent, \
-               request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq";
-    chain::verify_table(pool, sql, limit, |row| {
-        let text = |name: &str| row.try_get::<Option<String>, _>(name);
-        let (ip, resource_id, resource_type, user_agent, request_id, reason) = (
-            text("ip")?,
-            text("resource_id")?,
-            text("resource_type")?,
-            text("user_agent")?,
-            text("request_id")?,
-            text("reason")?,
-        );
-        let (action, outcome): (String, String) = (row.try_get("action")?, row.try_get("outcome")?);
-        Ok(Canonical {
-            id: row.try_get("id")?,
-            occurred_at_us: chain::micros(row.try_get("occurred_at")?),
-            actor_id: row.try_get("actor_id")?,
-            action: &action,
-            resource_type: resource_type.as_deref(),
-            resource_id: resource_id.as_deref(),
-            ip: ip.as_deref(),
-            user_agent: user_agent.as_deref(),
-            request_id: request_id.as_deref(),
-            outcome: &outcome,
-            reason: reason.as_deref(),
-        }
-        .bytes())
-    })
-    .await
+    chain::verify_table(pool, SELECT, limit, canonical_of).await
 }

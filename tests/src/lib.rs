@@ -3,6 +3,10 @@
 //! public-api in this process on ephemeral loopback ports, wired to each other exactly as in
 //! production: signed internal calls, the repository's allowlist, per-service database roles.
 //!
+//! Each service publishes signed checkpoints of its trails to its receivers, as configured in
+//! production (`common::checkpoint::topology`), with an hour's interval: tests publish when they
+//! choose (`TestApp::publish_checkpoints`). Checkpoint files go to `<keys dir>/logs`.
+//!
 //! It needs `SECONDWIND_TEST_ADMIN_URL`, a superuser URL of a disposable PostgreSQL cluster;
 //! `scripts/test` starts one and sets it.
 
@@ -16,8 +20,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use common::checkpoint::Publisher;
 use common::config::{
-    Config, DatabaseConfig, InternalConfig, LogConfig, MetricsConfig, PeerConfig, Profile, ServerConfig,
+    CheckpointConfig, Config, DatabaseConfig, InternalConfig, LogConfig, MetricsConfig, PeerConfig, Profile,
+    ServerConfig,
 };
 use common::db::{self, Database};
 use common::{Secret, ServiceName};
@@ -38,6 +44,10 @@ pub fn admin_url() -> String {
             "{ADMIN_URL_VAR} is not set: run the tests with scripts/test, which starts a PostgreSQL cluster for them"
         )
     })
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 pub fn repo_root() -> PathBuf {
@@ -184,6 +194,7 @@ impl TestKeys {
         let dir = std::env::temp_dir().join(format!("secondwind-test-{test_id}"));
         for service in ServiceName::ALL {
             common::keys::generate_files(&dir, service.as_str()).expect("generate keys");
+            common::keys::generate_files(&dir, &common::checkpoint::key_name(service)).expect("generate keys");
         }
         common::keys::generate_files(&dir, USER_TOKEN_KID).expect("generate keys");
         phi_vault::crypto::LocalKeyFile::create(&dir.join("kek")).expect("kek");
@@ -227,7 +238,8 @@ impl TestKeys {
     }
 }
 
-/// Configuration as the embedded default would write it, on ephemeral ports.
+/// Configuration as the embedded default would write it, on ephemeral ports. Checkpoints are
+/// configured when this service's checkpoint key exists and its receivers' URLs are known.
 pub fn config_for<S: Default>(
     service: ServiceName,
     database_url: String,
@@ -243,10 +255,20 @@ pub fn config_for<S: Default>(
                 PeerConfig {
                     url: peer_urls.get(&p).cloned(),
                     public_key_file: Some(keys.dir.join(format!("{}.pub", p.as_str()))),
+                    checkpoint_public_key_file: Some(keys.dir.join(format!("{}.pub", common::checkpoint::key_name(p)))),
                 },
             )
         })
         .collect();
+    let receivers = common::checkpoint::topology(service);
+    let key_file = keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+    let checkpoint =
+        (key_file.is_file() && receivers.iter().all(|r| peer_urls.contains_key(r))).then(|| CheckpointConfig {
+            public_key_file: Some(key_file.with_extension("pub")),
+            key_file,
+            interval_secs: 3600,
+            receivers,
+        });
     Config {
         profile: Profile::Dev,
         server: ServerConfig {
@@ -261,7 +283,7 @@ pub fn config_for<S: Default>(
             max_connections: 5,
             connect_timeout_secs: 10,
         },
-        log: LogConfig { level: "info".into(), dir: None },
+        log: LogConfig { level: "info".into(), dir: Some(keys.dir.join("logs")) },
         metrics: MetricsConfig::default(),
         internal: InternalConfig {
             signing_key_file: keys.dir.join(format!("{}.key", service.as_str())),
@@ -272,6 +294,7 @@ pub fn config_for<S: Default>(
             user_tokens: None,
         },
         rate_limits: Default::default(),
+        checkpoint,
         service: S::default(),
     }
 }
@@ -282,6 +305,8 @@ pub struct Running {
     pub shutdown: Shutdown,
     /// The mounted routes, as `METHOD /path`.
     pub routes: Vec<(String, String)>,
+    /// Its checkpoint publisher, when checkpoints are configured.
+    pub checkpoints: Option<Arc<Publisher>>,
 }
 
 /// Launches `rocket` on its configured (ephemeral) port and returns once it listens.
@@ -299,11 +324,33 @@ pub async fn launch(rocket: Rocket<Build>) -> Running {
     let ignited = rocket.ignite().await.expect("ignite");
     let shutdown = ignited.shutdown();
     let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.path().to_owned())).collect();
+    let checkpoints = ignited.state::<Arc<Publisher>>().cloned();
     tokio::spawn(async move {
         let _ = ignited.launch().await;
     });
     let port = rx.await.expect("service failed to start");
-    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes }
+    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes, checkpoints }
+}
+
+/// A loopback port, bound now, that forwards each connection to a port known later: consent
+/// anchors its checkpoints in phi-vault, which starts after it on an ephemeral port. Returns
+/// the URL to configure and where to send the real port.
+async fn forwarder() -> (String, tokio::sync::watch::Sender<Option<u16>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a forwarder");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (target, rx) = tokio::sync::watch::channel(None::<u16>);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let mut rx = rx.clone();
+            tokio::spawn(async move {
+                let Ok(port) = rx.wait_for(Option::is_some).await.map(|p| p.unwrap_or_default()) else { return };
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, target)
 }
 
 pub struct TestApp {
@@ -342,6 +389,8 @@ impl TestApp {
         );
         let keys = TestKeys::new(&id);
         let mut urls = BTreeMap::new();
+        let (phi_vault_later, phi_vault_port) = forwarder().await;
+        urls.insert(ServiceName::PhiVault, phi_vault_later);
 
         let consent_cfg = config_for(ServiceName::Consent, consent_db.app_url(), &keys, &urls);
         let consent = launch(consent::build(consent_cfg).await.expect("build consent")).await;
@@ -355,6 +404,8 @@ impl TestApp {
         configure_phi(&mut phi_cfg);
         let phi_vault = launch(phi_vault::build(phi_cfg.clone()).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
+        let port = phi_vault.url.rsplit(':').next().and_then(|p| p.parse().ok());
+        phi_vault_port.send_replace(port);
 
         let mut public_cfg: public_api::PublicApiConfig =
             config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
@@ -389,6 +440,54 @@ impl TestApp {
             ServiceName::PublicApi => &self.public_api,
             ServiceName::PhiVault => &self.phi_vault,
             ServiceName::Consent => &self.consent,
+        }
+    }
+
+    /// Publishes a checkpoint of every trail whose head moved, in every service, and delivers
+    /// them to the receivers; returns the checkpoints published.
+    pub async fn publish_checkpoints(&self) -> Vec<common::checkpoint::Checkpoint> {
+        let mut published = Vec::new();
+        for running in [&self.public_api, &self.phi_vault, &self.consent] {
+            let publisher = running.checkpoints.as_ref().expect("checkpoints are configured");
+            published.extend(publisher.publish().await.expect("publish"));
+        }
+        for running in [&self.public_api, &self.phi_vault, &self.consent] {
+            running.checkpoints.as_ref().expect("configured").deliver().await.expect("deliver");
+        }
+        published
+    }
+
+    /// Writes the three services' config files into `dir` (as `<service>.toml`), as
+    /// `secondwind-admin audit verify --config-dir` reads them: runtime database URLs, log
+    /// directories, checkpoint keys and receivers.
+    pub fn write_configs(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).expect("config dir");
+        let quote = |p: &Path| toml_string(&p.display().to_string());
+        for service in ServiceName::ALL {
+            let key = self.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+            let receivers: Vec<String> =
+                common::checkpoint::topology(service).iter().map(|r| toml_string(r.as_str())).collect();
+            let mut text = format!(
+                "profile = \"dev\"\n[database]\nurl = {url}\n[log]\nlevel = \"info\"\ndir = {logs}\n\
+                 [internal]\nsigning_key_file = {signing}\npolicy_file = {policy}\n\
+                 [checkpoint]\nkey_file = {key}\npublic_key_file = {public}\nreceivers = [{receivers}]\n",
+                url = toml_string(&self.database(service.database()).app_url()),
+                logs = quote(&self.keys.dir.join("logs")),
+                signing = quote(&self.keys.dir.join(format!("{service}.key"))),
+                policy = quote(&repo_root().join("policies/internal-calls.toml")),
+                key = quote(&key),
+                public = quote(&key.with_extension("pub")),
+                receivers = receivers.join(", "),
+            );
+            for peer in ServiceName::ALL.into_iter().filter(|p| *p != service) {
+                text.push_str(&format!(
+                    "[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\ncheckpoint_public_key_file = {cp}\n",
+                    url = toml_string(&self.service(peer).url),
+                    key = quote(&self.keys.dir.join(format!("{peer}.pub"))),
+                    cp = quote(&self.keys.dir.join(format!("{}.pub", common::checkpoint::key_name(peer)))),
+                ));
+            }
+            std::fs::write(dir.join(format!("{service}.toml")), text).expect("write config");
         }
     }
 

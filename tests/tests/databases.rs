@@ -32,13 +32,20 @@ async fn no_service_role_can_open_another_services_database() {
 #[tokio::test]
 async fn the_app_role_has_data_privileges_only_and_cannot_rewrite_audit_trails() {
     let app = TestApp::spawn().await;
+    // (database, append-only table, a table the app role may update if the database has one)
     let cases = [
-        (Database::Public, "audit_logs", "users"),
-        (Database::Phi, "access_log", "records"),
-        (Database::Phi, "disclosures", "records"),
-        (Database::Phi, "access_reviews", "records"),
-        (Database::Consent, "decisions", "consents"),
-        (Database::Consent, "revocations", "consents"),
+        (Database::Public, "audit_logs", Some("users")),
+        (Database::Public, "checkpoints", Some("users")),
+        (Database::Public, "checkpoint_deliveries", Some("users")),
+        (Database::Phi, "access_log", Some("records")),
+        (Database::Phi, "disclosures", Some("records")),
+        (Database::Phi, "access_reviews", Some("records")),
+        (Database::Phi, "checkpoints", Some("records")),
+        (Database::Consent, "decisions", None),
+        (Database::Consent, "revocations", None),
+        (Database::Consent, "consents", None),
+        (Database::Consent, "consent_forms", None),
+        (Database::Consent, "checkpoints", None),
     ];
     for (database, trail, table) in cases {
         let mut conn = PgConnection::connect(&app.database(database).app_url()).await.expect("connect");
@@ -53,14 +60,86 @@ async fn the_app_role_has_data_privileges_only_and_cannot_rewrite_audit_trails()
             let ok: bool = sqlx::query_scalar(&can(privilege, trail)).fetch_one(&mut conn).await.expect("query");
             assert!(!ok, "{database:?}: app role may {privilege} {trail}");
         }
-        let ok: bool = sqlx::query_scalar(&can("UPDATE", table)).fetch_one(&mut conn).await.expect("query");
-        assert!(ok, "{database:?}: app role cannot update {table}");
+        if let Some(table) = table {
+            let ok: bool = sqlx::query_scalar(&can("UPDATE", table)).fetch_one(&mut conn).await.expect("query");
+            assert!(ok, "{database:?}: app role cannot update {table}");
+        }
         let ddl = sqlx::query("CREATE TABLE intruder (x int)").execute(&mut conn).await;
         assert!(ddl.is_err(), "{database:?}: app role could create a table");
-        let drop = sqlx::query(&format!("DROP TABLE {table}")).execute(&mut conn).await;
-        assert!(drop.is_err(), "{database:?}: app role could drop {table}");
+        let drop = sqlx::query(&format!("DROP TABLE {trail}")).execute(&mut conn).await;
+        assert!(drop.is_err(), "{database:?}: app role could drop {trail}");
         let _ = conn.close().await;
     }
+    app.stop().await;
+}
+
+/// Consents and their forms are immutable for the runtime role, and a consent is recorded only on
+/// the form text on file: the recording function checks the hash the signer saw, and the
+/// database checks each form's hash and each consent's form hash.
+#[tokio::test]
+async fn consents_are_immutable_and_signed_on_the_form_on_file() {
+    let app = TestApp::spawn().await;
+    let pool = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("pool");
+    let body = "I consent to SecondWind disclosing my identity to the residence named below.";
+    let mut tx = pool.begin().await.expect("begin");
+    let form_hash = consent::consents::publish_form(&mut tx, "2026-12", body).await.expect("form");
+    tx.commit().await.expect("commit");
+    let categories = vec!["identity".to_owned()];
+    let now = time::OffsetDateTime::now_utc();
+    let signed = consent::consents::NewConsent {
+        subject_id: uuid::Uuid::new_v4(),
+        discloser: "SecondWind",
+        recipient: "partner:r1",
+        categories: &categories,
+        purpose: "housing_placement",
+        expires_at: Some(now + time::Duration::days(30)),
+        expiry_event: None,
+        form_version: "2026-12",
+        signed_name: "Jordan Q. Example",
+        signed_at: now,
+    };
+    // Signed on another text than the one on file: refused.
+    let mut tx = pool.begin().await.expect("begin");
+    let shown_other = common::chain::sha256(b"I consent to everything.");
+    match consent::consents::record(&mut tx, &signed, &shown_other).await {
+        Err(consent::consents::ConsentError::FormMismatch(v)) => assert_eq!(v, "2026-12"),
+        other => panic!("expected a form mismatch, got {other:?}"),
+    }
+    tx.rollback().await.expect("rollback");
+    let mut tx = pool.begin().await.expect("begin");
+    let (id, terms) = consent::consents::record(&mut tx, &signed, &form_hash).await.expect("record");
+    tx.commit().await.expect("commit");
+    assert_ne!(terms, [0; 32]);
+
+    // The runtime role may not change or remove a consent or a form.
+    for statement in [
+        "UPDATE consents SET purpose = 'marketing'",
+        "DELETE FROM consents",
+        "TRUNCATE consents",
+        "UPDATE consent_forms SET body = 'I consent to everything.'",
+        "DELETE FROM consent_forms",
+    ] {
+        let err = sqlx::query(statement).execute(&pool).await.expect_err(statement).to_string();
+        assert!(err.contains("permission denied"), "{statement}: {err}");
+    }
+    // Nor write a form whose hash is not its body's, or a consent naming another form text.
+    let forged = sqlx::query("INSERT INTO consent_forms (version, body, body_sha256) VALUES ('x', 'text', '\\x00')")
+        .execute(&pool)
+        .await;
+    assert!(forged.expect_err("bad form hash").to_string().contains("consent_forms_body_sha256"));
+    let other_form = sqlx::query(
+        "INSERT INTO consents (id, subject_id, discloser, recipient, categories, purpose, expires_at, form_version, \
+         form_sha256, signed_name, signed_at, terms_sha256, prev_hash, row_hash) SELECT gen_random_uuid(), subject_id, \
+         discloser, recipient, categories, purpose, expires_at, form_version, $2, signed_name, signed_at, terms_sha256, \
+         row_hash, row_hash FROM consents WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&shown_other[..])
+    .execute(&pool)
+    .await;
+    assert!(other_form.expect_err("another form's hash").to_string().contains("consents_form_hash"));
+    assert!(consent::consents::verify(&pool, 10).await.expect("verify").intact());
+    pool.close().await;
     app.stop().await;
 }
 

@@ -215,8 +215,8 @@ async fn only_compliance_officers_read_the_access_log_and_it_pages() {
     app.stop().await;
 }
 
-/// Writes a signed consent straight into the consent database (the routes that record consents
-/// arrive with the consent issue); returns its id.
+/// Records a signed consent the way the consent service does (`consent::consents::record`: the
+/// form's hash checked, the row chained; the routes arrive with the consent issue); returns its id.
 async fn consent_to(
     consent_db: &sqlx::PgPool,
     subject: uuid::Uuid,
@@ -225,28 +225,40 @@ async fn consent_to(
     purpose: &str,
     expires_in: time::Duration,
 ) -> uuid::Uuid {
-    sqlx::query(
-        "INSERT INTO consent_forms (version, body, body_sha256) VALUES ('2026-11', 'I consent to…', '\\x00') \
-         ON CONFLICT DO NOTHING",
-    )
-    .execute(consent_db)
-    .await
-    .expect("form");
-    let id = uuid::Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO consents (id, subject_id, discloser, recipient, categories, purpose, expires_at, form_version, \
-         signed_name, signed_at) VALUES ($1, $2, 'SecondWind', $3, $4, $5, now() + $6, '2026-11', 'Jordan Q. Example', now())",
-    )
-    .bind(id)
-    .bind(subject)
-    .bind(recipient)
-    .bind(categories.iter().map(|c| c.to_string()).collect::<Vec<_>>())
-    .bind(purpose)
-    .bind(expires_in)
-    .execute(consent_db)
-    .await
-    .expect("consent");
+    const FORM: &str = "I consent to SecondWind disclosing the records named below to the recipient named below.";
+    let mut tx = consent_db.begin().await.expect("begin");
+    let published: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_forms WHERE version = '2026-11')")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("form");
+    if !published {
+        consent::consents::publish_form(&mut tx, "2026-11", FORM).await.expect("form");
+    }
+    let categories: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
+    let now = time::OffsetDateTime::now_utc();
+    let signed = consent::consents::NewConsent {
+        subject_id: subject,
+        discloser: "SecondWind",
+        recipient,
+        categories: &categories,
+        purpose,
+        expires_at: Some(now + expires_in),
+        expiry_event: None,
+        form_version: "2026-11",
+        signed_name: "Jordan Q. Example",
+        signed_at: now,
+    };
+    let shown = common::chain::sha256(FORM.as_bytes());
+    let (id, _) = consent::consents::record(&mut tx, &signed, &shown).await.expect("consent");
+    tx.commit().await.expect("commit");
     id
+}
+
+/// Revokes a consent the way the consent service does.
+async fn revoke(consent_db: &sqlx::PgPool, consent: uuid::Uuid, by: &str, reason: Option<&str>) {
+    let mut tx = consent_db.begin().await.expect("begin");
+    consent::revocations::revoke(&mut tx, consent, by, reason).await.expect("revoke");
+    tx.commit().await.expect("commit");
 }
 
 #[tokio::test]
@@ -307,12 +319,7 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
     assert_eq!(disclosed, vec![(recipient.clone(), "housing_placement".into(), Some(consent), "2026-11".into())]);
 
     // Revoked: no again, at once.
-    sqlx::query("INSERT INTO revocations (consent_id, revoked_by, reason) VALUES ($1, $2, 'changed my mind')")
-        .bind(consent)
-        .bind(&beneficiary.user_id)
-        .execute(&consent_db)
-        .await
-        .expect("revoke");
+    revoke(&consent_db, consent, &beneficiary.user_id, Some("changed my mind")).await;
     not_found(partner.read_record(&ctx, record).await);
     // Expired: no.
     consent_to(&consent_db, subject, &recipient, &["identity"], "housing_placement", -hour).await;
@@ -531,12 +538,7 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     assert!(vault.read_record(&ctx, kept.record_id).await.is_ok());
 
     // Withdrawn: the next run purges the conversations, logged once; other records stay.
-    sqlx::query("INSERT INTO revocations (consent_id, revoked_by) VALUES ($1, $2)")
-        .bind(keep)
-        .bind(&beneficiary.user_id)
-        .execute(&consent_db)
-        .await
-        .expect("revoke");
+    revoke(&consent_db, keep, &beneficiary.user_id, None).await;
     assert_eq!(purge().await.expect("purge"), 1);
     assert_eq!(purge().await.expect("purge"), 0);
     not_found(vault.read_record(&ctx, kept.record_id).await);
@@ -752,5 +754,72 @@ async fn erasure_clears_the_public_traces_of_recovery() {
             .await
             .expect("audit");
     assert_eq!(outcomes, ["success", "failure"]);
+    app.stop().await;
+}
+
+/// Separation of duties: whoever made a break-glass access cannot review it, whatever roles they
+/// hold; another compliance officer can.
+#[tokio::test]
+async fn nobody_reviews_their_own_break_glass_access() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    // The demo caseworker is also made a compliance officer.
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    sqlx::query(
+        "UPDATE users SET roles = roles || '{compliance_officer}' WHERE email = 'demo+caseworker@secondwind.invalid'",
+    )
+    .execute(&public)
+    .await
+    .expect("grant");
+    let both = app.dev_login("caseworker").await;
+    let glass = format!("/caseworker/beneficiaries/{}/profile/break-glass", beneficiary.user_id);
+    let read = app
+        .http
+        .post(app.api(&glass))
+        .bearer_auth(&both.access_token)
+        .json(&json!({"reason": "Resident unresponsive; EMS asking for allergies"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(read.status(), 200);
+
+    let (status, page) = access_log(&app, &both.access_token, "?flagged=true").await;
+    assert_eq!(status, 200, "{page}");
+    let page: AccessLogPage = serde_json::from_value(page).expect("page");
+    let entry = page.entries.iter().find(|e| e.decision == "permit").expect("the break-glass read");
+    assert_eq!(entry.actor, both.user_id);
+    let review = |token: &str| {
+        app.http
+            .put(app.api(&format!("/compliance/phi-access-log/{}/review", entry.seq)))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"outcome": "justified", "note": "I was there; it was an emergency."}))
+            .send()
+    };
+    let own = review(&both.access_token).await.expect("put");
+    assert_eq!(own.status(), 403);
+    let body: Value = own.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "forbidden");
+
+    // The refusal is in the access log; the entry still awaits review, and another officer gives it.
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let refused: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT actor, decision, reason FROM access_log WHERE action = 'access_log.review'")
+            .fetch_all(&phi)
+            .await
+            .expect("log");
+    assert_eq!(
+        refused,
+        vec![(both.user_id.clone(), "deny".into(), "separation of duties: the reviewer made this access".into())]
+    );
+    assert!(harness::logs().iter().any(|l| l["alarm"] == "separation_of_duties"));
+    let officer = app.dev_login("compliance_officer").await;
+    let other = review(&officer.access_token).await.expect("put");
+    assert_eq!(other.status(), 200);
+    let recorded: common::client::AccessReview = other.json().await.expect("json");
+    assert_eq!(recorded.reviewed_by, officer.user_id);
+    assert!(phi_vault::access_log::verify_reviews(&phi, 10).await.expect("verify").intact());
+    phi.close().await;
+    public.close().await;
     app.stop().await;
 }

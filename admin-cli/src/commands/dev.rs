@@ -1,8 +1,10 @@
 //! `dev init`: prepares the embedded default on a PostgreSQL server reachable with a superuser
 //! URL: the six roles with generated passwords, the three databases with `CONNECT` restricted to
-//! their own roles, Ed25519 keys, and one config file per service (mode 0600: they hold
-//! passwords). Dev profile only; production databases are provisioned by their operators
-//! (runbooks/local-development.md explains what this does, step by step).
+//! their own roles, Ed25519 keys (internal calls and checkpoints), one config file per service
+//! (mode 0600: they hold the runtime roles' passwords), and the owners file that only
+//! `secondwind-admin db migrate` reads (`admin/owners.toml`, mode 0600 in a 0700 directory): the
+//! services' configs hold no owner credentials. Dev profile only; production databases are
+//! provisioned by their operators (runbooks/local-development.md explains what this does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,7 @@ const USER_TOKEN_KID: &str = "user-1";
 struct InitReport {
     databases: BTreeMap<&'static str, String>,
     config_files: Vec<PathBuf>,
+    owners_file: PathBuf,
     keys_dir: PathBuf,
     logs_dir: PathBuf,
 }
@@ -93,6 +96,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     let DevCommand::Init(args) = cmd;
     let data_dir = absolute(&args.data_dir)?;
     let config_dir = data_dir.join("config");
+    let admin_dir = data_dir.join("admin");
     let keys_dir = data_dir.join("keys");
     let logs_dir = data_dir.join("logs");
     let policy_file = absolute(&args.policies_dir)?.join("internal-calls.toml");
@@ -141,33 +145,42 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     std::fs::create_dir_all(&keys_dir)?;
     for service in ServiceName::ALL {
         common::keys::generate_files(&keys_dir, service.as_str())?;
+        common::keys::generate_files(&keys_dir, &common::checkpoint::key_name(service))?;
     }
     common::keys::generate_files(&keys_dir, USER_TOKEN_KID)?;
     let roles_file = absolute(&args.policies_dir)?.join("roles.toml");
 
     std::fs::create_dir_all(&config_dir)?;
     let mut files = Vec::new();
+    let path_of = |name: String| quote(&keys_dir.join(name).display().to_string());
     for service in ServiceName::ALL {
-        let (app_url, owner_url) = &urls[service.database().as_str()];
+        let (app_url, _) = &urls[service.database().as_str()];
+        let receivers: Vec<String> =
+            common::checkpoint::topology(service).into_iter().map(|r| quote(r.as_str())).collect();
         let mut text = format!(
-            "# Written by `secondwind-admin dev init` for the embedded default. Holds passwords: keep it 0600.\n\
+            "# Written by `secondwind-admin dev init` for the embedded default. Holds the runtime role's \
+             password: keep it 0600.\n\
              profile = \"dev\"\n\n\
              [server]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
-             [database]\nurl = {app}\nmigrate_url = {owner}\n\n\
+             [database]\nurl = {app}\n\n\
              [log]\nlevel = \"info,rocket=warn,sqlx::postgres::notice=warn\"\ndir = {logs}\n\n\
-             [internal]\nsigning_key_file = {key}\npolicy_file = {policy}\n",
+             [internal]\nsigning_key_file = {key}\npolicy_file = {policy}\n\n\
+             [checkpoint]\nkey_file = {checkpoint_key}\npublic_key_file = {checkpoint_pub}\nreceivers = [{receivers}]\n",
             port = args.port(service),
             app = quote(app_url),
-            owner = quote(owner_url),
             logs = quote(&logs_dir.display().to_string()),
-            key = quote(&keys_dir.join(format!("{service}.key")).display().to_string()),
+            key = path_of(format!("{service}.key")),
             policy = quote(&policy_file.display().to_string()),
+            checkpoint_key = path_of(format!("{}.key", common::checkpoint::key_name(service))),
+            checkpoint_pub = path_of(format!("{}.pub", common::checkpoint::key_name(service))),
+            receivers = receivers.join(", "),
         );
         for peer in ServiceName::ALL.into_iter().filter(|p| *p != service) {
             text.push_str(&format!(
-                "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\n",
+                "\n[internal.peers.{peer}]\nurl = {url}\npublic_key_file = {key}\ncheckpoint_public_key_file = {cp}\n",
                 url = quote(&format!("http://127.0.0.1:{}", args.port(peer))),
-                key = quote(&keys_dir.join(format!("{peer}.pub")).display().to_string()),
+                key = path_of(format!("{peer}.pub")),
+                cp = path_of(format!("{}.pub", common::checkpoint::key_name(peer))),
             ));
         }
         if service == ServiceName::PhiVault {
@@ -203,7 +216,26 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         files.push(path);
     }
 
-    let report = InitReport { databases: names, config_files: files, keys_dir, logs_dir };
+    // The owner URLs go where only the admin looks: `secondwind-admin db migrate --owners`.
+    out.progress(format!("writing the owners file in {}", admin_dir.display()));
+    std::fs::create_dir_all(&admin_dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&admin_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut owners = String::from(
+        "# Written by `secondwind-admin dev init`. The databases' owner (migration) credentials: only\n\
+         # `secondwind-admin db migrate --owners` reads this file; no service does. Keep it 0600.\n",
+    );
+    for database in Database::ALL {
+        let (_, owner_url) = &urls[database.as_str()];
+        owners.push_str(&format!("\n[{}]\nurl = {}\n", database.as_str(), quote(owner_url)));
+    }
+    let owners_file = admin_dir.join("owners.toml");
+    common::keys::write_secret_file(&owners_file, &owners)?;
+
+    let report = InitReport { databases: names, config_files: files, owners_file, keys_dir, logs_dir };
     out.result(&report, || {
         let mut s = String::from("initialised the embedded default:\n");
         for (db, name) in &report.databases {
@@ -212,6 +244,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         for f in &report.config_files {
             s.push_str(&format!("  config   {}\n", f.display()));
         }
+        s.push_str(&format!("  owners   {} (for db migrate only)\n", report.owners_file.display()));
         s.push_str(&format!("  keys     {}\n  logs     {}", report.keys_dir.display(), report.logs_dir.display()));
         s
     })
