@@ -108,13 +108,13 @@ async fn beneficiary_profile(
 /// Without one: 404, like a missing profile. Each disclosure is audited here and entered in the
 /// vault's accounting of disclosures.
 #[utoipa::path(get, path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
-    params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The purpose the consent names, e.g. `housing_placement`")),
+    params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
     responses(
         (status = 200, description = "The profile", body = BeneficiaryProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a partner", body = common::ErrorBody),
         (status = 404, description = "No profile, or no standing consent for this partner and purpose", body = common::ErrorBody),
-        (status = 422, description = "No purpose given", body = common::ErrorBody),
+        (status = 422, description = "No purpose, or not a disclosure purpose", body = common::ErrorBody),
         (status = 503, description = "The PHI vault or the consent service is unavailable", body = common::ErrorBody),
     ))]
 #[get("/partner/beneficiaries/<beneficiary_id>/profile?<purpose>")]
@@ -231,7 +231,7 @@ pub async fn phi_access_log(
         (status = 204, description = "Erased"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not an admin", body = common::ErrorBody),
-        (status = 404, description = "No PHI held for this beneficiary", body = common::ErrorBody),
+        (status = 404, description = "No PHI held for this beneficiary (public traces are cleared all the same)", body = common::ErrorBody),
         (status = 422, description = "No reason given", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
     ))]
@@ -297,7 +297,7 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<
     responses(
         (status = 200, description = "The review, as recorded", body = AccessReview),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer, or the access under review is your own (separation of duties)", body = common::ErrorBody),
         (status = 404, description = "No such entry, or not one flagged for review", body = common::ErrorBody),
         (status = 409, description = "Already reviewed", body = common::ErrorBody),
         (status = 422, description = "Bad outcome or note", body = common::ErrorBody),
