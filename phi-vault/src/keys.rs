@@ -1,5 +1,10 @@
 //! Key lifecycle: rewrapping every subject's data key under the current KEK version (records are
 //! never decrypted), and crypto-shredding a subject by destroying its data key.
+//!
+//! Locks follow the order written in `records.rs`: the subject's row, then record rows (in `id`
+//! order), then the access log's chain lock last. No lock is held across a key-provider call:
+//! rewrap unwraps and wraps outside any transaction, then writes each key back in its own short
+//! transaction, only if the stored wrapping is still the one it unwrapped.
 
 use rocket::http::Status;
 use rocket::{delete, routes, Route, State};
@@ -21,9 +26,15 @@ pub enum KeyOpError {
     Database(#[from] sqlx::Error),
 }
 
-/// Rewraps up to `batch` data keys still under an older KEK version, in one transaction;
-/// returns (rewrapped now, still remaining). Safe to interrupt and run again, and to run from
-/// several processes at once (rows are locked with SKIP LOCKED).
+/// Rewraps up to `batch` data keys still under an older KEK version; returns (rewrapped now,
+/// still remaining).
+///
+/// Each key is unwrapped and wrapped again outside any transaction, then written back in a
+/// transaction of its own (with its access-log entry) only if the stored wrapping is still the
+/// one unwrapped: a subject shredded or rewrapped meanwhile is skipped. Reads never wait on it,
+/// and it never waits on them. Safe to interrupt and run again, and to run from several
+/// processes at once: each batch starts at a random subject, so concurrent runs mostly take
+/// different rows, and a row two runs both take is written by one of them only.
 pub async fn rewrap_batch(
     pool: &PgPool,
     provider: &dyn KeyProvider,
@@ -32,32 +43,50 @@ pub async fn rewrap_batch(
     request_id: &str,
 ) -> Result<(u64, i64), KeyOpError> {
     let target = provider.current_version().await?;
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
-         WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    let candidates = sqlx::query(
+        "(SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id >= $3 ORDER BY id LIMIT $2) \
+         UNION ALL \
+         (SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id < $3 ORDER BY id LIMIT $2) \
+         LIMIT $2",
     )
     .bind(target)
     .bind(batch)
-    .fetch_all(&mut *tx)
+    .bind(Uuid::new_v4())
+    .fetch_all(pool)
     .await?;
     let mut done = 0;
-    for row in rows {
+    for row in candidates {
         let subject: Uuid = row.try_get("id")?;
         let old = WrappedKey {
             ciphertext: row.try_get("wrapped_data_key")?,
             kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
             kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
         };
-        let key = provider.unwrap(subject, &old).await?;
-        let new = provider.wrap(subject, &key).await?;
-        sqlx::query("UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 WHERE id = $1")
-            .bind(subject)
-            .bind(&new.ciphertext)
-            .bind(&new.kek_id)
-            .bind(new.kek_version)
-            .execute(&mut *tx)
-            .await?;
+        // Outside any transaction: the provider calls hold no lock.
+        let new = {
+            let key = provider.unwrap(subject, &old).await?;
+            provider.wrap(subject, &key).await?
+        };
+        // Locks: the subject's row, then the access log's chain lock, for two statements.
+        let mut tx = pool.begin().await?;
+        let written = sqlx::query(
+            "UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 \
+             WHERE id = $1 AND wrapped_data_key = $5",
+        )
+        .bind(subject)
+        .bind(&new.ciphertext)
+        .bind(&new.kek_id)
+        .bind(new.kek_version)
+        .bind(&old.ciphertext)
+        .execute(&mut *tx)
+        .await?;
+        if written.rows_affected() == 0 {
+            // Shredded, or rewrapped by another run, since it was read.
+            tx.rollback().await?;
+            continue;
+        }
         let reason = format!("kek v{} -> v{}", old.kek_version, new.kek_version);
         let entry = Access {
             actor,
@@ -72,9 +101,9 @@ pub async fn rewrap_batch(
             request_id,
         };
         access_log::append(&mut tx, &entry).await?;
+        tx.commit().await?;
         done += 1;
     }
-    tx.commit().await?;
     let remaining: i64 =
         sqlx::query_scalar("SELECT count(*) FROM subjects WHERE wrapped_data_key IS NOT NULL AND kek_version < $1")
             .bind(target)
