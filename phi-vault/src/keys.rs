@@ -1,5 +1,6 @@
 //! Key lifecycle: rewrapping every subject's data key under the current KEK version (records are
-//! never decrypted), and crypto-shredding a subject by destroying its data key.
+//! never decrypted), and crypto-shredding a subject: its data key is destroyed and its
+//! ciphertext rows deleted.
 //!
 //! Locks follow the order written in `records.rs`: the subject's row, then record rows (in `id`
 //! order), then the access log's chain lock last. No lock is held across a key-provider call:
@@ -112,8 +113,10 @@ pub async fn rewrap_batch(
     Ok((done, remaining))
 }
 
-/// Crypto-shreds a subject: its data key is destroyed, so every record of the subject becomes
-/// unreadable at once. The records' metadata and the access log remain. Only an admin may.
+/// Crypto-shreds a subject: its data key is destroyed and its ciphertext rows (`records`, and
+/// with them `documents`) are deleted, so nothing of the subject can be read again. What the
+/// accounting of disclosures needs stays: the subject's row (with `shredded_at`), its
+/// `disclosures` and the access log. Only an admin may.
 #[delete("/internal/v1/subjects/<subject>/key")]
 async fn shred(
     call: InternalCall,
@@ -123,25 +126,25 @@ async fn shred(
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
     let admin = claims.role == "admin";
-    let mut tx = pool.begin().await?;
-    let decision = if admin { (true, "admin erasure") } else { (false, "only an admin erases a subject") };
-    let entry = Access {
+    let entry = |permitted: bool, reason: &'static str| Access {
         actor: &claims.sub,
         actor_role: &claims.role,
         purpose: &claims.purpose,
         subject_id: Some(subject),
         record_id: None,
         action: "subject.shred",
-        permitted: decision.0,
-        reason: decision.1,
+        permitted,
+        reason,
         flagged: false,
         request_id: &claims.request_id,
     };
-    access_log::append(&mut tx, &entry).await?;
     if !admin {
-        tx.commit().await?;
+        access_log::append_alone(pool, &entry(false, "only an admin erases a subject")).await?;
         return Err(ApiError::Forbidden);
     }
+    let mut tx = pool.begin().await?;
+    // Locks, in the order of records.rs: the subject's row, its record rows in id order, then
+    // the access log's chain lock last.
     let shredded = sqlx::query(
         "UPDATE subjects SET wrapped_data_key = NULL, kek_id = NULL, kek_version = NULL, shredded_at = now() \
          WHERE id = $1 AND wrapped_data_key IS NOT NULL",
@@ -150,13 +153,22 @@ async fn shred(
     .execute(&mut *tx)
     .await?;
     if shredded.rows_affected() == 0 {
+        access_log::append(&mut tx, &entry(false, "no key to destroy: no such subject, or already erased")).await?;
+        tx.commit().await?;
         return Err(ApiError::NotFound);
     }
+    let deleted = sqlx::query(
+        "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 ORDER BY id FOR UPDATE)",
+    )
+    .bind(subject)
+    .execute(&mut *tx)
+    .await?;
     // Delivered at commit to every instance, which drops its cached copy of the key.
     sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
+    access_log::append(&mut tx, &entry(true, "admin erasure")).await?;
     tx.commit().await?;
     vault.cache.forget(subject);
-    tracing::warn!(request_id = %claims.request_id, %subject, "subject crypto-shredded");
+    tracing::warn!(request_id = %claims.request_id, %subject, records_deleted = deleted.rows_affected(), "subject crypto-shredded");
     Ok(Status::NoContent)
 }
 
