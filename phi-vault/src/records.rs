@@ -728,3 +728,20 @@ async fn review_access(
 pub fn routes() -> Vec<Route> {
     routes![create, read, replace, remove, assign, list, access_log_page, review_access]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_record_is_reported_without_a_word_of_it() {
+        let unreadable: [&[u8]; 4] =
+            [b"Jane Doe, 1990-01-01", b"{\"legal_name\": \"Jane Doe\"", b"\"Jane Doe\" 1990", b"{\"Jane Doe\" 1990}"];
+        for plaintext in unreadable {
+            let error = parse_content(plaintext).expect_err("not JSON");
+            assert!(matches!(&error, ApiError::Internal(m) if m == UNREADABLE_CONTENT), "{error:?}");
+            assert!(!format!("{error:?}").contains("Jane"));
+        }
+        assert_eq!(parse_content(b"{\"a\": 1}").expect("JSON"), serde_json::json!({"a": 1}));
+    }
+}
