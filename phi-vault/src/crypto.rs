@@ -8,7 +8,9 @@
 //!   HashiCorp Vault's Transit engine in production, or a local key file in the dev profile only.
 //!   The KEK version is stored with each wrapped key, so rotation can rewrap without touching
 //!   records.
-//! - Unwrapped data keys live in a bounded, time-limited cache and are zeroized when dropped.
+//! - Unwrapped data keys live in a bounded, time-limited cache, are swept out by a timer once
+//!   expired ([`sweep_expired`]), and are zeroized when dropped, as are the AES key schedules
+//!   (the `aes` crate's `zeroize` feature).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -338,12 +340,50 @@ impl KeyCache {
         }
     }
 
+    /// Drops (and so wipes) every expired key; returns how many.
+    pub fn sweep(&self) -> usize {
+        let Ok(mut entries) = self.entries.lock() else { return 0 };
+        let before = entries.len();
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        before - entries.len()
+    }
+
+    /// How often [`sweep_expired`] should sweep this cache: half the keys' lifetime, between 1
+    /// and 30 seconds.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// Entries held, expired or not (counting touches nothing).
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Sweeps expired keys out of `cache` every `every` until `shutdown`, so a key nobody asks for
+/// again is wiped soon after it expires rather than kept until its subject is next looked up.
+pub async fn sweep_expired(
+    cache: std::sync::Arc<KeyCache>,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {
+                let swept = cache.sweep();
+                if swept > 0 {
+                    tracing::debug!(swept, "expired data keys dropped from the cache");
+                }
+            }
+        }
     }
 }
 
@@ -420,5 +460,62 @@ mod tests {
         assert!(cache.get(a).is_none(), "the oldest was evicted");
         std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get(c).is_none(), "entries expire");
+    }
+
+    impl KeyCache {
+        /// Makes a subject's entry `by` older, as if time had passed.
+        fn age(&self, subject: Uuid, by: Duration) {
+            let mut entries = self.entries.lock().expect("lock");
+            let (_, at) = entries.get_mut(&subject).expect("cached");
+            *at = at.checked_sub(by).expect("an instant that far back");
+        }
+    }
+
+    #[test]
+    fn a_sweep_drops_expired_keys_and_keeps_live_ones() {
+        let ttl = Duration::from_secs(300);
+        let cache = KeyCache::new(10, ttl);
+        let (expired, live) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.put(expired, DataKey::generate().expect("key"));
+        cache.put(live, DataKey::generate().expect("key"));
+        cache.age(expired, ttl + Duration::from_secs(1));
+        assert_eq!(cache.len(), 2, "an expired key stays until something removes it");
+        assert_eq!(cache.sweep(), 1);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(live).is_some(), "the live key stays");
+        assert_eq!(cache.sweep(), 0);
+        assert_eq!(cache.sweep_interval(), Duration::from_secs(30));
+        assert_eq!(KeyCache::new(1, Duration::from_millis(10)).sweep_interval(), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_timer_drops_expired_keys_nobody_touches() {
+        let ttl = Duration::from_secs(300);
+        let cache = std::sync::Arc::new(KeyCache::new(10, ttl));
+        let (expired, live) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.put(expired, DataKey::generate().expect("key"));
+        cache.put(live, DataKey::generate().expect("key"));
+        cache.age(expired, ttl + Duration::from_secs(1));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sweeper = tokio::spawn(sweep_expired(cache.clone(), Duration::from_millis(10), async {
+            let _ = stopped.await;
+        }));
+        // Nothing gets or puts: only the timer can remove the expired key.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while cache.len() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.len(), 1, "the expired key was swept without being touched");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), sweeper).await.expect("stops at shutdown").expect("task");
+        assert!(cache.get(live).is_some(), "the live key stays");
+    }
+
+    /// The AES key schedules inside AES-256-GCM-SIV wipe themselves when dropped: this compiles
+    /// only while the `aes` crate's `zeroize` feature is on.
+    #[test]
+    fn aes_key_schedules_are_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<aes::Aes256>();
     }
 }

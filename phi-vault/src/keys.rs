@@ -1,5 +1,11 @@
 //! Key lifecycle: rewrapping every subject's data key under the current KEK version (records are
-//! never decrypted), and crypto-shredding a subject by destroying its data key.
+//! never decrypted), and crypto-shredding a subject: its data key is destroyed and its
+//! ciphertext rows deleted.
+//!
+//! Locks follow the order written in `records.rs`: the subject's row, then record rows (in `id`
+//! order), then the access log's chain lock last. No lock is held across a key-provider call:
+//! rewrap unwraps and wraps outside any transaction, then writes each key back in its own short
+//! transaction, only if the stored wrapping is still the one it unwrapped.
 
 use rocket::http::Status;
 use rocket::{delete, routes, Route, State};
@@ -21,9 +27,15 @@ pub enum KeyOpError {
     Database(#[from] sqlx::Error),
 }
 
-/// Rewraps up to `batch` data keys still under an older KEK version, in one transaction;
-/// returns (rewrapped now, still remaining). Safe to interrupt and run again, and to run from
-/// several processes at once (rows are locked with SKIP LOCKED).
+/// Rewraps up to `batch` data keys still under an older KEK version; returns (rewrapped now,
+/// still remaining).
+///
+/// Each key is unwrapped and wrapped again outside any transaction, then written back in a
+/// transaction of its own (with its access-log entry) only if the stored wrapping is still the
+/// one unwrapped: a subject shredded or rewrapped meanwhile is skipped. Reads never wait on it,
+/// and it never waits on them. Safe to interrupt and run again, and to run from several
+/// processes at once: each batch starts at a random subject, so concurrent runs mostly take
+/// different rows, and a row two runs both take is written by one of them only.
 pub async fn rewrap_batch(
     pool: &PgPool,
     provider: &dyn KeyProvider,
@@ -32,32 +44,50 @@ pub async fn rewrap_batch(
     request_id: &str,
 ) -> Result<(u64, i64), KeyOpError> {
     let target = provider.current_version().await?;
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
-         WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    let candidates = sqlx::query(
+        "(SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id >= $3 ORDER BY id LIMIT $2) \
+         UNION ALL \
+         (SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id < $3 ORDER BY id LIMIT $2) \
+         LIMIT $2",
     )
     .bind(target)
     .bind(batch)
-    .fetch_all(&mut *tx)
+    .bind(Uuid::new_v4())
+    .fetch_all(pool)
     .await?;
     let mut done = 0;
-    for row in rows {
+    for row in candidates {
         let subject: Uuid = row.try_get("id")?;
         let old = WrappedKey {
             ciphertext: row.try_get("wrapped_data_key")?,
             kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
             kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
         };
-        let key = provider.unwrap(subject, &old).await?;
-        let new = provider.wrap(subject, &key).await?;
-        sqlx::query("UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 WHERE id = $1")
-            .bind(subject)
-            .bind(&new.ciphertext)
-            .bind(&new.kek_id)
-            .bind(new.kek_version)
-            .execute(&mut *tx)
-            .await?;
+        // Outside any transaction: the provider calls hold no lock.
+        let new = {
+            let key = provider.unwrap(subject, &old).await?;
+            provider.wrap(subject, &key).await?
+        };
+        // Locks: the subject's row, then the access log's chain lock, for two statements.
+        let mut tx = pool.begin().await?;
+        let written = sqlx::query(
+            "UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 \
+             WHERE id = $1 AND wrapped_data_key = $5",
+        )
+        .bind(subject)
+        .bind(&new.ciphertext)
+        .bind(&new.kek_id)
+        .bind(new.kek_version)
+        .bind(&old.ciphertext)
+        .execute(&mut *tx)
+        .await?;
+        if written.rows_affected() == 0 {
+            // Shredded, or rewrapped by another run, since it was read.
+            tx.rollback().await?;
+            continue;
+        }
         let reason = format!("kek v{} -> v{}", old.kek_version, new.kek_version);
         let entry = Access {
             actor,
@@ -72,9 +102,9 @@ pub async fn rewrap_batch(
             request_id,
         };
         access_log::append(&mut tx, &entry).await?;
+        tx.commit().await?;
         done += 1;
     }
-    tx.commit().await?;
     let remaining: i64 =
         sqlx::query_scalar("SELECT count(*) FROM subjects WHERE wrapped_data_key IS NOT NULL AND kek_version < $1")
             .bind(target)
@@ -83,8 +113,10 @@ pub async fn rewrap_batch(
     Ok((done, remaining))
 }
 
-/// Crypto-shreds a subject: its data key is destroyed, so every record of the subject becomes
-/// unreadable at once. The records' metadata and the access log remain. Only an admin may.
+/// Crypto-shreds a subject: its data key is destroyed and its ciphertext rows (`records`, and
+/// with them `documents`) are deleted, so nothing of the subject can be read again. What the
+/// accounting of disclosures needs stays: the subject's row (with `shredded_at`), its
+/// `disclosures` and the access log. Only an admin may.
 #[delete("/internal/v1/subjects/<subject>/key")]
 async fn shred(
     call: InternalCall,
@@ -94,25 +126,25 @@ async fn shred(
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
     let admin = claims.role == Role::Admin;
-    let mut tx = pool.begin().await?;
-    let decision = if admin { (true, "admin erasure") } else { (false, "only an admin erases a subject") };
-    let entry = Access {
+    let entry = |permitted: bool, reason: &'static str| Access {
         actor: &claims.sub,
         actor_role: claims.role.as_str(),
         purpose: &claims.purpose,
         subject_id: Some(subject),
         record_id: None,
         action: "subject.shred",
-        permitted: decision.0,
-        reason: decision.1,
+        permitted,
+        reason,
         flagged: false,
         request_id: &claims.request_id,
     };
-    access_log::append(&mut tx, &entry).await?;
     if !admin {
-        tx.commit().await?;
+        access_log::append_alone(pool, &entry(false, "only an admin erases a subject")).await?;
         return Err(ApiError::Forbidden);
     }
+    let mut tx = pool.begin().await?;
+    // Locks, in the order of records.rs: the subject's row, its record rows in id order, then
+    // the access log's chain lock last.
     let shredded = sqlx::query(
         "UPDATE subjects SET wrapped_data_key = NULL, kek_id = NULL, kek_version = NULL, shredded_at = now() \
          WHERE id = $1 AND wrapped_data_key IS NOT NULL",
@@ -121,13 +153,22 @@ async fn shred(
     .execute(&mut *tx)
     .await?;
     if shredded.rows_affected() == 0 {
+        access_log::append(&mut tx, &entry(false, "no key to destroy: no such subject, or already erased")).await?;
+        tx.commit().await?;
         return Err(ApiError::NotFound);
     }
+    let deleted = sqlx::query(
+        "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 ORDER BY id FOR UPDATE)",
+    )
+    .bind(subject)
+    .execute(&mut *tx)
+    .await?;
     // Delivered at commit to every instance, which drops its cached copy of the key.
     sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
+    access_log::append(&mut tx, &entry(true, "admin erasure")).await?;
     tx.commit().await?;
     vault.cache.forget(subject);
-    tracing::warn!(request_id = %claims.request_id, %subject, "subject crypto-shredded");
+    tracing::warn!(request_id = %claims.request_id, %subject, records_deleted = deleted.rows_affected(), "subject crypto-shredded");
     Ok(Status::NoContent)
 }
 

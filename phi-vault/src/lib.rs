@@ -135,8 +135,10 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             Box::pin(async move {
                 if let Some(pool) = pool {
                     tokio::spawn(retention::run(pool.clone(), consent, policy, interval, shutdown.clone()));
-                    tokio::spawn(keys::evict_shredded(pool, cache, shutdown.clone()));
-                    tokio::spawn(volume::sweep_until(watch.clone(), shutdown));
+                    tokio::spawn(keys::evict_shredded(pool, cache.clone(), shutdown.clone()));
+                    tokio::spawn(volume::sweep_until(watch.clone(), shutdown.clone()));
+                    let every = cache.sweep_interval();
+                    tokio::spawn(crypto::sweep_expired(cache, every, shutdown));
                 }
             })
         }))

@@ -1,13 +1,40 @@
 //! PHI records: create, read, replace and delete, each encrypted under its subject's data key
 //! and each decided by the access policy from the caller's verified assertion. Every access —
-//! permitted or denied — is written to the access log in the same transaction. A record the
-//! caller may not see answers 404, exactly like a missing one.
+//! permitted or denied — is written to the access log in the same transaction as what it
+//! records. A record the caller may not see answers 404, exactly like a missing one.
+//!
+//! # No lock is held across the network
+//!
+//! Each route works in two phases.
+//!
+//! 1. **Outside any transaction**: the record's metadata is looked up, the access policy decides
+//!    (it may ask the consent service), and the subject's data key is taken from the cache or
+//!    unwrapped by the key provider (Vault); a subject's first key is generated and wrapped here
+//!    too. No transaction is open, so no row or advisory lock is held, during any network call.
+//! 2. **One short transaction with no network call in it**, which re-checks what phase 1 found
+//!    (the record may have been deleted, the subject erased), writes, appends to the access log
+//!    and commits.
+//!
+//! Phase 2 takes its locks in one order, everywhere in phi-vault (here, in `keys.rs` for
+//! rewrap and shred, and in `retention.rs`):
+//!
+//! 1. the subject's row in `subjects` (`FOR SHARE` when a record is created, the row update of
+//!    a rewrap or a shred);
+//! 2. record rows in `records` (update, delete; several rows are locked in `id` order);
+//! 3. the chain locks of other trails written with the access (the accounting of disclosures);
+//! 4. the access log's chain lock, taken by [`access_log::append`]: always last, just before
+//!    commit, so it is held for the few statements that append one entry.
+//!
+//! Nothing takes a lock earlier in this list while holding one later in it, so these
+//! transactions cannot deadlock one another, and the access log, which every PHI access on every
+//! instance appends to, is never held while anything waits on the network.
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, put, routes, Route, State};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use common::assertion::{Claims, InternalCall};
 use common::client::{
@@ -25,6 +52,10 @@ use crate::policy::{self, Decision, Intent};
 pub const CATEGORIES: [&str; 6] =
     ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
 const FIELD: &str = "content";
+
+/// The message of every error about a decrypted record's content. Fixed: serde's own messages
+/// can quote the text they failed on, and error causes go to the log.
+pub const UNREADABLE_CONTENT: &str = "a decrypted record is not valid JSON";
 
 /// The keys and limits the record routes need.
 pub struct Vault {
@@ -49,52 +80,136 @@ fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
     }
 }
 
+/// A decrypted record's content, parsed. The error never quotes the record.
+fn parse_content(plaintext: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(plaintext).map_err(|_| ApiError::internal(UNREADABLE_CONTENT))
+}
+
+/// Content as it is sealed, wiped from memory when dropped.
+fn serialize_content(content: &serde_json::Value) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    serde_json::to_vec(content)
+        .map(Zeroizing::new)
+        .map_err(|_| ApiError::internal("record content is not serialisable"))
+}
+
+/// A subject's data key as phase 1 found it.
+enum SubjectKey {
+    /// From the cache, or unwrapped from the stored wrapping.
+    Ready(DataKey),
+    /// The subject had no key: this one was just generated and wrapped; phase 2 stores it.
+    New { key: DataKey, wrapped: WrappedKey },
+    /// No such subject, or its key was destroyed (crypto-shredded).
+    Erased,
+}
+
+impl SubjectKey {
+    fn key(&self) -> Option<&DataKey> {
+        match self {
+            Self::Ready(key) | Self::New { key, .. } => Some(key),
+            Self::Erased => None,
+        }
+    }
+}
+
+/// What phase 2 found of the subject's row.
+enum SubjectRow {
+    Live,
+    Erased,
+    /// A new key could not be stored: another request stored the subject's first key meanwhile.
+    Raced,
+}
+
 impl Vault {
-    /// The subject's data key: from the cache, or unwrapped by the provider; created (and
-    /// wrapped) on the subject's first record when `create` is set.
+    /// Phase 1: the subject's data key, from the cache or unwrapped by the provider; with
+    /// `create`, a subject without one gets a new key, generated and wrapped here and stored by
+    /// the caller's transaction ([`lock_subject`]). Runs outside any transaction, so the
+    /// provider's network call holds no lock.
     async fn subject_key(
         &self,
-        tx: &mut PgConnection,
+        pool: &PgPool,
         subject: Uuid,
         create: bool,
         request_id: &str,
-    ) -> Result<Option<DataKey>, ApiError> {
+    ) -> Result<SubjectKey, ApiError> {
         if let Some(key) = self.cache.get(subject) {
-            return Ok(Some(key));
+            return Ok(SubjectKey::Ready(key));
         }
-        let row = sqlx::query("SELECT wrapped_data_key, kek_id, kek_version FROM subjects WHERE id = $1 FOR UPDATE")
+        let row = sqlx::query("SELECT wrapped_data_key, kek_id, kek_version FROM subjects WHERE id = $1")
             .bind(subject)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(pool)
             .await?;
-        let key = match row {
+        match row {
             Some(row) => {
                 let Some(ciphertext) = row.try_get::<Option<Vec<u8>>, _>("wrapped_data_key")? else {
-                    return Ok(None); // crypto-shredded
+                    return Ok(SubjectKey::Erased);
                 };
                 let wrapped = WrappedKey {
                     ciphertext,
                     kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
                     kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
                 };
-                self.provider.unwrap(subject, &wrapped).await.map_err(|e| crypto_error(e, request_id))?
+                let key = self.provider.unwrap(subject, &wrapped).await.map_err(|e| crypto_error(e, request_id))?;
+                self.cache.put(subject, key.clone());
+                Ok(SubjectKey::Ready(key))
             }
             None if create => {
                 let key = DataKey::generate().map_err(|e| crypto_error(e, request_id))?;
                 let wrapped = self.provider.wrap(subject, &key).await.map_err(|e| crypto_error(e, request_id))?;
-                sqlx::query("INSERT INTO subjects (id, wrapped_data_key, kek_id, kek_version) VALUES ($1, $2, $3, $4)")
-                    .bind(subject)
-                    .bind(&wrapped.ciphertext)
-                    .bind(&wrapped.kek_id)
-                    .bind(wrapped.kek_version)
-                    .execute(&mut *tx)
-                    .await?;
-                key
+                Ok(SubjectKey::New { key, wrapped })
             }
-            None => return Ok(None),
-        };
-        self.cache.put(subject, key.clone());
-        Ok(Some(key))
+            None => Ok(SubjectKey::Erased),
+        }
     }
+}
+
+/// Phase 2, first lock (see the module docs): stores a new subject's wrapped key, or takes a
+/// share lock on an existing subject's row, so a shred cannot commit between this check and the
+/// caller's commit (a record written under a destroyed key would outlive the erasure).
+async fn lock_subject(tx: &mut PgConnection, subject: Uuid, key: &SubjectKey) -> Result<SubjectRow, sqlx::Error> {
+    match key {
+        SubjectKey::New { wrapped, .. } => {
+            let stored = sqlx::query(
+                "INSERT INTO subjects (id, wrapped_data_key, kek_id, kek_version) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(subject)
+            .bind(&wrapped.ciphertext)
+            .bind(&wrapped.kek_id)
+            .bind(wrapped.kek_version)
+            .execute(&mut *tx)
+            .await?;
+            Ok(if stored.rows_affected() == 1 { SubjectRow::Live } else { SubjectRow::Raced })
+        }
+        SubjectKey::Ready(_) | SubjectKey::Erased => {
+            let erased: Option<bool> =
+                sqlx::query_scalar("SELECT wrapped_data_key IS NULL FROM subjects WHERE id = $1 FOR SHARE")
+                    .bind(subject)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            Ok(if erased == Some(false) { SubjectRow::Live } else { SubjectRow::Erased })
+        }
+    }
+}
+
+/// Logs a denied (or failed) access alone, in its own short transaction.
+async fn log_alone(pool: &PgPool, entry: &Access<'_>) -> Result<(), ApiError> {
+    access_log::append_alone(pool, entry).await?;
+    Ok(())
+}
+
+/// Logs a permitted access that then failed on its key or its integrity: the decision and the
+/// failure, in one transaction.
+async fn log_failed(
+    tx: &mut PgConnection,
+    claims: &Claims,
+    subject: Uuid,
+    record: Uuid,
+    action: &str,
+    decision: &Decision,
+) -> Result<(), sqlx::Error> {
+    access_log::append(tx, &access(claims, Some(subject), Some(record), action, decision)).await?;
+    let failed = Decision::deny("integrity or key failure");
+    access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await
 }
 
 fn access<'a>(
@@ -128,66 +243,129 @@ async fn create(
 ) -> Result<(Status, Json<RecordCreated>), ApiError> {
     let new = body.into_inner();
     let claims = &call.0;
+    let subject = new.subject_id;
     if !CATEGORIES.contains(&new.category.as_str()) {
         return Err(ApiError::Unprocessable(format!("category: one of {}", CATEGORIES.join(", "))));
     }
-    let plaintext = serde_json::to_vec(&new.content).map_err(ApiError::internal)?;
+    let plaintext = serialize_content(&new.content)?;
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
-    let mut tx = pool.begin().await?;
-    let decision = policy::decide(&mut tx, &vault.consent, &vault.watch, claims, new.subject_id, Intent::Write).await?;
+    // Phase 1, no transaction: decide, ask the consent service, get the key.
+    let decision = {
+        let mut conn = pool.acquire().await?;
+        policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, Intent::Write).await?
+    };
     if !decision.permitted {
-        access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", &decision)).await?;
-        tx.commit().await?;
+        log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
         return Err(ApiError::Forbidden);
     }
     if let Some(purpose) = retention.consent_purpose(&new.category) {
         let ctx = common::assertion::CallContext::on_behalf_of(claims, "retention_check");
-        let stands = crate::retention::consent_stands(&vault.consent, &ctx, new.subject_id, &new.category, purpose)
+        let stands = crate::retention::consent_stands(&vault.consent, &ctx, subject, &new.category, purpose)
             .await
             .map_err(|e| ApiError::Unavailable(format!("consent service: {e}")))?;
         if !stands {
             let refused = Decision::deny("no standing consent to keep records of this category");
-            access_log::append(&mut tx, &access(claims, Some(new.subject_id), None, "record.create", &refused)).await?;
-            tx.commit().await?;
+            log_alone(pool, &access(claims, Some(subject), None, "record.create", &refused)).await?;
             return Err(ApiError::Conflict(format!(
                 "{}: kept only under the subject's consent ({purpose}), which is not on file",
                 new.category
             )));
         }
     }
-    let key = vault.subject_key(&mut tx, new.subject_id, true, &claims.request_id).await?.ok_or(ApiError::NotFound)?;
     let id = Uuid::new_v4();
-    let binding = Binding { subject: new.subject_id, record: id, category: &new.category, field: FIELD };
-    let (nonce, ciphertext) =
-        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
-    sqlx::query(
-        "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
-         VALUES ($1, $2, $3::record_category, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(new.subject_id)
-    .bind(&new.category)
-    .bind(nonce)
-    .bind(ciphertext)
-    .bind(&claims.sub)
-    .bind(retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc()))
-    .execute(&mut *tx)
-    .await?;
-    access_log::append(&mut tx, &access(claims, Some(new.subject_id), Some(id), "record.create", &decision)).await?;
-    tx.commit().await?;
-    Ok((Status::Created, Json(RecordCreated { record_id: id })))
+    let expires_at = retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc());
+    // A second attempt only when another request stored the subject's first key meanwhile: it
+    // then finds that key and unwraps it.
+    for _ in 0..2 {
+        let key = vault.subject_key(pool, subject, true, &claims.request_id).await?;
+        let Some(data_key) = key.key() else {
+            log_alone(pool, &access(claims, Some(subject), None, "record.create", &Decision::deny("subject erased")))
+                .await?;
+            return Err(ApiError::NotFound);
+        };
+        let binding = Binding { subject, record: id, category: &new.category, field: FIELD };
+        let (nonce, ciphertext) =
+            crypto::seal(data_key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
+        // Phase 2. Locks: the subject's row, then the access log's chain lock (module docs).
+        let mut tx = pool.begin().await?;
+        match lock_subject(&mut tx, subject, &key).await? {
+            SubjectRow::Live => {}
+            SubjectRow::Raced => {
+                tx.rollback().await?;
+                continue;
+            }
+            SubjectRow::Erased => {
+                vault.cache.forget(subject);
+                let erased = Decision::deny("subject erased");
+                access_log::append(&mut tx, &access(claims, Some(subject), None, "record.create", &erased)).await?;
+                tx.commit().await?;
+                return Err(ApiError::NotFound);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
+             VALUES ($1, $2, $3::record_category, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(subject)
+        .bind(&new.category)
+        .bind(nonce)
+        .bind(ciphertext)
+        .bind(&claims.sub)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        access_log::append(&mut tx, &access(claims, Some(subject), Some(id), "record.create", &decision)).await?;
+        tx.commit().await?;
+        if let SubjectKey::New { key, .. } = key {
+            vault.cache.put(subject, key);
+        }
+        return Ok((Status::Created, Json(RecordCreated { record_id: id })));
+    }
+    Err(ApiError::internal("the subject's first data key changed twice while a record was written"))
 }
 
-/// Loads a record's row and decides; logs a denial (or a miss) and answers 404 for both.
+/// Phase 1's key for reading or changing an existing record: from the cache or unwrapped
+/// through the provider, outside any transaction. A failure is logged with the decision it
+/// follows, and answered.
+async fn existing_key(
+    pool: &PgPool,
+    vault: &Vault,
+    claims: &Claims,
+    (subject, id): (Uuid, Uuid),
+    action: &str,
+    decision: &Decision,
+) -> Result<DataKey, ApiError> {
+    match vault.subject_key(pool, subject, false, &claims.request_id).await {
+        Ok(SubjectKey::Ready(key)) => Ok(key),
+        Ok(SubjectKey::New { .. } | SubjectKey::Erased) => {
+            vault.cache.forget(subject);
+            log_alone(pool, &access(claims, Some(subject), Some(id), action, &Decision::deny("subject erased")))
+                .await?;
+            Err(ApiError::NotFound)
+        }
+        Err(e) => {
+            let mut tx = pool.begin().await?;
+            log_failed(&mut tx, claims, subject, id, action, decision).await?;
+            tx.commit().await?;
+            Err(e)
+        }
+    }
+}
+
+/// Phase 1 of the record routes: looks up the record's metadata and decides, without a
+/// transaction (the policy may ask the consent service). A denial or a miss is logged here and
+/// answers 404; a permitted access is logged by the caller's phase 2, with what it does.
 async fn authorized(
-    tx: &mut PgConnection,
+    pool: &PgPool,
     vault: &Vault,
     claims: &Claims,
     id: Uuid,
     action: &'static str,
 ) -> Result<(Uuid, String, Decision), ApiError> {
+    let mut conn = pool.acquire().await?;
     // The subject's key state is read with the record: a subject erased through another
     // instance is refused here even while this instance still caches its key.
     let row = sqlx::query(
@@ -196,58 +374,31 @@ async fn authorized(
          WHERE r.id = $1 AND (r.expires_at IS NULL OR r.expires_at > now())",
     )
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        access_log::append(tx, &access(claims, None, Some(id), action, &Decision::deny("no such record"))).await?;
+        drop(conn);
+        log_alone(pool, &access(claims, None, Some(id), action, &Decision::deny("no such record"))).await?;
         return Err(ApiError::NotFound);
     };
     let subject: Uuid = row.try_get("subject_id")?;
     if row.try_get::<bool, _>("shredded")? {
-        access_log::append(tx, &access(claims, Some(subject), Some(id), action, &Decision::deny("subject erased")))
-            .await?;
+        drop(conn);
+        log_alone(pool, &access(claims, Some(subject), Some(id), action, &Decision::deny("subject erased"))).await?;
         return Err(ApiError::NotFound);
     }
     let category: String = row.try_get("category")?;
     let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
-    let decision = policy::decide(tx, &vault.consent, &vault.watch, claims, subject, intent).await?;
-    access_log::append(tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
+    let decision = policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, intent).await?;
+    drop(conn);
     if !decision.permitted {
+        log_alone(pool, &access(claims, Some(subject), Some(id), action, &decision)).await?;
         return Err(decision.refusal());
     }
     if decision.flagged {
         tracing::warn!(request_id = %claims.request_id, %subject, alarm = "break_glass", "break-glass access; flagged for review");
     }
     Ok((subject, category, decision))
-}
-
-async fn load(
-    tx: &mut PgConnection,
-    vault: &Vault,
-    claims: &Claims,
-    id: Uuid,
-    subject: Uuid,
-    category: &str,
-) -> Result<Record, ApiError> {
-    let row = sqlx::query("SELECT nonce, ciphertext, created_at, updated_at FROM records WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let key = vault.subject_key(tx, subject, false, &claims.request_id).await?.ok_or(ApiError::NotFound)?;
-    let binding = Binding { subject, record: id, category, field: FIELD };
-    let nonce: Vec<u8> = row.try_get("nonce")?;
-    let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
-    let plaintext =
-        crypto::open(&key, binding, &nonce, &ciphertext).map_err(|e| crypto_error(e, &claims.request_id))?;
-    let content = serde_json::from_slice(&plaintext).map_err(ApiError::internal)?;
-    Ok(Record {
-        record_id: id,
-        subject_id: subject,
-        category: category.to_owned(),
-        content,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 #[get("/internal/v1/records/<id>")]
@@ -257,32 +408,61 @@ async fn read(
     pool: &State<PgPool>,
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
+    let claims = &call.0;
+    let action = "record.read";
+    // Phase 1, no transaction: decide, then the key (unwrapped through the provider if not cached).
+    let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
+    let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
+    // Phase 2: the record and the subject's key state again (either may have gone meanwhile),
+    // decryption, the disclosure, then the access log last. No lock but the trails' own.
     let mut tx = pool.begin().await?;
-    let (subject, category, decision) = match authorized(&mut tx, vault, &call.0, id, "record.read").await {
-        Ok(found) => found,
-        Err(e) => {
-            tx.commit().await?; // keep the logged denial
-            return Err(e);
+    let row = sqlx::query(
+        "SELECT r.nonce, r.ciphertext, r.created_at, r.updated_at, s.wrapped_data_key IS NULL AS shredded \
+         FROM records r JOIN subjects s ON s.id = r.subject_id \
+         WHERE r.id = $1 AND r.subject_id = $2 AND (r.expires_at IS NULL OR r.expires_at > now())",
+    )
+    .bind(id)
+    .bind(subject)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = match row {
+        Some(row) if !row.try_get::<bool, _>("shredded")? => row,
+        gone => {
+            let reason = if gone.is_some() { "subject erased" } else { "no such record" };
+            vault.cache.forget(subject);
+            let denied = Decision::deny(reason);
+            access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &denied)).await?;
+            tx.commit().await?;
+            return Err(ApiError::NotFound);
         }
     };
-    let record = match load(&mut tx, vault, &call.0, id, subject, &category).await {
-        Ok(r) => r,
+    let binding = Binding { subject, record: id, category: &category, field: FIELD };
+    let nonce: Vec<u8> = row.try_get("nonce")?;
+    let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
+    let content = crypto::open(&key, binding, &nonce, &ciphertext)
+        .map_err(|e| crypto_error(e, &claims.request_id))
+        .and_then(|plaintext| parse_content(&plaintext));
+    let content = match content {
+        Ok(content) => content,
         Err(e) => {
-            // The access was logged as permitted; record that it failed.
-            access_log::append(
-                &mut tx,
-                &access(&call.0, Some(subject), Some(id), "record.read", &Decision::deny("integrity or key failure")),
-            )
-            .await?;
+            log_failed(&mut tx, claims, subject, id, action, &decision).await?;
             tx.commit().await?;
             return Err(e);
         }
     };
     if let Some(disclosure) = &decision.disclosure {
-        record_disclosure(&mut tx, subject, disclosure, &call.0.request_id).await?;
+        record_disclosure(&mut tx, subject, disclosure, &claims.request_id).await?;
     }
+    access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
-    Ok(Json(record))
+    Ok(Json(Record {
+        record_id: id,
+        subject_id: subject,
+        category,
+        content,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
 }
 
 #[put("/internal/v1/records/<id>", data = "<body>")]
@@ -293,42 +473,66 @@ async fn replace(
     pool: &State<PgPool>,
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
-    let plaintext = serde_json::to_vec(&body.into_inner().content).map_err(ApiError::internal)?;
+    let claims = &call.0;
+    let action = "record.update";
+    let content = body.into_inner().content;
+    let plaintext = serialize_content(&content)?;
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
-    let mut tx = pool.begin().await?;
-    let (subject, category, _) = match authorized(&mut tx, vault, &call.0, id, "record.update").await {
-        Ok(found) => found,
-        Err(e) => {
-            tx.commit().await?;
-            return Err(e);
-        }
-    };
-    let key = vault.subject_key(&mut tx, subject, false, &call.0.request_id).await?.ok_or(ApiError::NotFound)?;
+    // Phase 1, no transaction.
+    let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
+    let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     let binding = Binding { subject, record: id, category: &category, field: FIELD };
     let (nonce, ciphertext) =
-        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &call.0.request_id))?;
-    sqlx::query("UPDATE records SET nonce = $2, ciphertext = $3, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(nonce)
-        .bind(ciphertext)
-        .execute(&mut *tx)
-        .await?;
-    let record = load(&mut tx, vault, &call.0, id, subject, &category).await?;
+        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
+    // Phase 2. Locks: the record's row, then the access log's chain lock (module docs). A
+    // record deleted, expired or erased meanwhile is not written.
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE records SET nonce = $3, ciphertext = $4, updated_at = now() \
+         WHERE id = $1 AND subject_id = $2 AND (expires_at IS NULL OR expires_at > now()) \
+         AND EXISTS (SELECT 1 FROM subjects WHERE id = $2 AND wrapped_data_key IS NOT NULL) \
+         RETURNING created_at, updated_at",
+    )
+    .bind(id)
+    .bind(subject)
+    .bind(nonce)
+    .bind(ciphertext)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        let gone = Decision::deny("no such record");
+        access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &gone)).await?;
+        tx.commit().await?;
+        return Err(ApiError::NotFound);
+    };
+    access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
-    Ok(Json(record))
+    Ok(Json(Record {
+        record_id: id,
+        subject_id: subject,
+        category,
+        content,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
 }
 
 #[delete("/internal/v1/records/<id>")]
 async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>, vault: &State<Vault>) -> Result<Status, ApiError> {
+    let claims = &call.0;
+    let (subject, _, decision) = authorized(pool, vault, claims, id, "record.delete").await?;
+    // Phase 2. Locks: the record's row, then the access log's chain lock (module docs).
     let mut tx = pool.begin().await?;
-    if let Err(e) = authorized(&mut tx, vault, &call.0, id, "record.delete").await {
-        tx.commit().await?;
-        return Err(e);
-    }
-    sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    let deleted = sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    let found = deleted.rows_affected() == 1;
+    let logged = if found { decision } else { Decision::deny("no such record") };
+    access_log::append(&mut tx, &access(claims, Some(subject), Some(id), "record.delete", &logged)).await?;
     tx.commit().await?;
+    if !found {
+        return Err(ApiError::NotFound);
+    }
     Ok(Status::NoContent)
 }
 
@@ -343,17 +547,24 @@ async fn assign(
     vault: &State<Vault>,
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
-    let mut tx = pool.begin().await?;
     let admin = claims.role == Role::Admin;
-    let decision = if admin { Decision::permit("admin") } else { Decision::deny("only an admin assigns care teams") };
-    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", &decision)).await?;
     if !admin {
-        tx.commit().await?;
+        let refused = Decision::deny("only an admin assigns care teams");
+        log_alone(pool, &access(claims, Some(subject), None, "care_team.assign", &refused)).await?;
         return Err(ApiError::Forbidden);
     }
+    let decision = Decision::permit("admin");
     let assigned_by = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Forbidden)?;
-    // The subject may have no records yet: give it its data key now.
-    vault.subject_key(&mut tx, subject, true, &claims.request_id).await?;
+    // The subject may have no records yet: give it its data key now (phase 1: generated and
+    // wrapped outside any transaction).
+    let key = vault.subject_key(pool, subject, true, &claims.request_id).await?;
+    // Phase 2. Locks: the subject's row, then the access log's chain lock (module docs).
+    let mut tx = pool.begin().await?;
+    // A subject whose first key another request stored meanwhile keeps that one.
+    let stored_new = match &key {
+        SubjectKey::New { .. } => matches!(lock_subject(&mut tx, subject, &key).await?, SubjectRow::Live),
+        SubjectKey::Ready(_) | SubjectKey::Erased => false,
+    };
     sqlx::query(
         "INSERT INTO care_team (caseworker_id, subject_id, assigned_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -362,7 +573,11 @@ async fn assign(
     .bind(assigned_by)
     .execute(&mut *tx)
     .await?;
+    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", &decision)).await?;
     tx.commit().await?;
+    if let (true, SubjectKey::New { key, .. }) = (stored_new, key) {
+        vault.cache.put(subject, key);
+    }
     Ok(Status::NoContent)
 }
 
@@ -382,14 +597,17 @@ async fn list(
         }
     }
     let claims = &call.0;
-    let mut tx = pool.begin().await?;
-    let decision =
-        policy::decide(&mut tx, &vault.consent, &vault.watch, claims, subject, Intent::Read(category)).await?;
-    access_log::append(&mut tx, &access(claims, Some(subject), None, "record.list", &decision)).await?;
+    // Phase 1, no transaction: the policy may ask the consent service.
+    let decision = {
+        let mut conn = pool.acquire().await?;
+        policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, Intent::Read(category)).await?
+    };
     if !decision.permitted {
-        tx.commit().await?;
+        log_alone(pool, &access(claims, Some(subject), None, "record.list", &decision)).await?;
         return Err(decision.refusal());
     }
+    // Phase 2: the list, then the access log's chain lock last.
+    let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "SELECT id, category::text AS category, created_at, updated_at, expires_at FROM records \
          WHERE subject_id = $1 AND ($2::text IS NULL OR category::text = $2) \
@@ -399,6 +617,7 @@ async fn list(
     .bind(category)
     .fetch_all(&mut *tx)
     .await?;
+    access_log::append(&mut tx, &access(claims, Some(subject), None, "record.list", &decision)).await?;
     tx.commit().await?;
     let records = rows
         .iter()
@@ -431,13 +650,15 @@ async fn access_log_page(
     } else {
         Decision::deny("only compliance officers read the access log")
     };
-    let mut tx = pool.begin().await?;
-    access_log::append(&mut tx, &access(claims, query.subject_id, None, "access_log.read", &decision)).await?;
+    let entry = access(claims, query.subject_id, None, "access_log.read", &decision);
     if !officer {
-        tx.commit().await?;
+        log_alone(pool, &entry).await?;
         return Err(ApiError::Forbidden);
     }
+    // The page, then the access log's chain lock last (module docs).
+    let mut tx = pool.begin().await?;
     let page = access_log::page(&mut tx, &query).await?;
+    access_log::append(&mut tx, &entry).await?;
     tx.commit().await?;
     Ok(Json(page))
 }
@@ -457,14 +678,16 @@ async fn review_access(
     let officer = claims.role == Role::ComplianceOfficer;
     let decision =
         if officer { Decision::permit("compliance review") } else { Decision::deny("only compliance officers review") };
-    let mut tx = pool.begin().await?;
-    access_log::append(&mut tx, &access(claims, None, None, "access_log.review", &decision)).await?;
+    let entry = access(claims, None, None, "access_log.review", &decision);
     if !officer {
-        tx.commit().await?;
+        log_alone(pool, &entry).await?;
         return Err(ApiError::Forbidden);
     }
+    // The review, then the access log's chain lock last (module docs).
+    let mut tx = pool.begin().await?;
     match access_log::review(&mut tx, seq, &request.outcome, request.note.trim(), &claims.sub).await? {
         Ok(review) => {
+            access_log::append(&mut tx, &entry).await?;
             tx.commit().await?;
             Ok(Json(review))
         }
@@ -477,7 +700,7 @@ async fn review_access(
                 }
                 access_log::ReviewRefusal::OwnAccess => {
                     let refused = Decision::deny("separation of duties: the reviewer made this access");
-                    access_log::append_alone(pool, &access(claims, None, None, "access_log.review", &refused)).await?;
+                    log_alone(pool, &access(claims, None, None, "access_log.review", &refused)).await?;
                     ApiError::Forbidden
                 }
             })
@@ -487,4 +710,21 @@ async fn review_access(
 
 pub fn routes() -> Vec<Route> {
     routes![create, read, replace, remove, assign, list, access_log_page, review_access]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_record_is_reported_without_a_word_of_it() {
+        let unreadable: [&[u8]; 4] =
+            [b"Jane Doe, 1990-01-01", b"{\"legal_name\": \"Jane Doe\"", b"\"Jane Doe\" 1990", b"{\"Jane Doe\" 1990}"];
+        for plaintext in unreadable {
+            let error = parse_content(plaintext).expect_err("not JSON");
+            assert!(matches!(&error, ApiError::Internal(m) if m == UNREADABLE_CONTENT), "{error:?}");
+            assert!(!format!("{error:?}").contains("Jane"));
+        }
+        assert_eq!(parse_content(b"{\"a\": 1}").expect("JSON"), serde_json::json!({"a": 1}));
+    }
 }

@@ -1,6 +1,7 @@
 //! Retention: expiry dates and consent-bound categories from `policies/retention.toml`, and the
 //! job that purges expired records and records whose subject's consent to keep them ended. Safe with several instances running it at once: rows are claimed with
-//! `FOR UPDATE SKIP LOCKED`, so each record is purged (and logged) exactly once.
+//! `FOR UPDATE SKIP LOCKED`, so each record is purged (and logged) exactly once. The consent
+//! service is asked before any transaction begins; locks follow the order in `records.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -128,9 +129,11 @@ pub async fn purge_unconsented(
                     continue;
                 }
             }
+            // Locks in the order of records.rs: record rows in id order, the access log last.
             let mut tx = pool.begin().await?;
             let rows = sqlx::query(
-                "DELETE FROM records WHERE subject_id = $1 AND category::text = $2 RETURNING id, subject_id",
+                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 AND category::text = $2 \
+                 ORDER BY id FOR UPDATE) RETURNING id, subject_id",
             )
             .bind(subject)
             .bind(category)

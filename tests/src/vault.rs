@@ -33,6 +33,13 @@ pub struct State {
     pub renewals: AtomicU32,
     /// Refuse renewals (as Vault does past a token's max TTL).
     pub refuse_renewal: AtomicBool,
+    /// How long the Transit routes (encrypt, decrypt, key read) take to answer, in
+    /// milliseconds: a slow or distant Vault. Each request waits on its own.
+    pub delay_ms: AtomicU64,
+    /// Transit decrypt requests received (counted on arrival, before any delay).
+    pub decrypts: AtomicU32,
+    /// Transit encrypt requests received (counted on arrival, before any delay).
+    pub encrypts: AtomicU32,
 }
 
 impl State {
@@ -100,6 +107,7 @@ impl Respond for Transit {
             return error(403, "permission denied");
         };
         let latest = self.0.latest.load(Ordering::SeqCst);
+        let delay = Duration::from_millis(self.0.delay_ms.load(Ordering::SeqCst));
         match self.1 {
             "renew-self" => {
                 if self.0.refuse_renewal.load(Ordering::SeqCst) || token == TOKEN {
@@ -124,12 +132,15 @@ impl Respond for Transit {
                 }))
             }
             "encrypt" => {
+                self.0.encrypts.fetch_add(1, Ordering::SeqCst);
                 let inner = json!({"p": body["plaintext"], "ad": body["associated_data"]});
                 envelope(
                     json!({"ciphertext": format!("vault:v{latest}:{}", STANDARD.encode(inner.to_string())), "key_version": latest}),
                 )
+                .set_delay(delay)
             }
             "decrypt" => {
+                self.0.decrypts.fetch_add(1, Ordering::SeqCst);
                 let ciphertext = body["ciphertext"].as_str().unwrap_or_default();
                 let Some((version, payload)) = ciphertext.strip_prefix("vault:v").and_then(|r| r.split_once(':'))
                 else {
@@ -143,7 +154,7 @@ impl Respond for Transit {
                 if inner["ad"] != body["associated_data"] {
                     return error(400, "cipher: message authentication failed");
                 }
-                envelope(json!({"plaintext": inner["p"]}))
+                envelope(json!({"plaintext": inner["p"]})).set_delay(delay)
             }
             _ => {
                 let keys: serde_json::Map<String, Value> =
@@ -155,6 +166,7 @@ impl Respond for Transit {
                     "supports_decryption": true, "supports_derivation": true, "supports_signing": false,
                     "imported": false, "latest_version": latest
                 }))
+                .set_delay(delay)
             }
         }
     }
@@ -227,4 +239,57 @@ impl TransitDouble {
     pub fn seal(&self, sealed: bool) {
         self.state.sealed.store(sealed, Ordering::SeqCst);
     }
+
+    /// Makes every Transit answer (wrap, unwrap, key read) arrive after `delay`.
+    pub fn answer_after(&self, delay: Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn decrypts(&self) -> u32 {
+        self.state.decrypts.load(Ordering::SeqCst)
+    }
+}
+
+/// Stores `count` subjects, each with one identity record (`content`), straight into the PHI
+/// database, their data keys wrapped by `provider`: subjects that no running phi-vault has in
+/// its key cache, so their first read unwraps through the provider. Returns (subject, record).
+pub async fn seed_uncached_subjects(
+    phi: &sqlx::PgPool,
+    provider: &dyn phi_vault::crypto::KeyProvider,
+    count: usize,
+    content: &Value,
+) -> Vec<(uuid::Uuid, uuid::Uuid)> {
+    use phi_vault::crypto::{self, Binding, DataKey};
+    let plaintext = serde_json::to_vec(content).expect("json");
+    let mut seeded = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (subject, record) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let key = DataKey::generate().expect("key");
+        let wrapped = provider.wrap(subject, &key).await.expect("wrap");
+        let binding = Binding { subject, record, category: "identity", field: "content" };
+        let (nonce, ciphertext) = crypto::seal(&key, binding, &plaintext).expect("seal");
+        let mut tx = phi.begin().await.expect("begin");
+        sqlx::query("INSERT INTO subjects (id, wrapped_data_key, kek_id, kek_version) VALUES ($1, $2, $3, $4)")
+            .bind(subject)
+            .bind(&wrapped.ciphertext)
+            .bind(&wrapped.kek_id)
+            .bind(wrapped.kek_version)
+            .execute(&mut *tx)
+            .await
+            .expect("subject");
+        sqlx::query(
+            "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by) \
+             VALUES ($1, $2, 'identity', $3, $4, 'seed')",
+        )
+        .bind(record)
+        .bind(subject)
+        .bind(nonce)
+        .bind(ciphertext)
+        .execute(&mut *tx)
+        .await
+        .expect("record");
+        tx.commit().await.expect("commit");
+        seeded.push((subject, record));
+    }
+    seeded
 }

@@ -4,6 +4,7 @@
 
 use common::client::{AccessLogPage, AccessLogQuery, ClientError, RecordList};
 use common::db::Database;
+use harness::consents::{consent_to, revoke};
 use harness::{sample_profile, TestApp};
 use serde_json::{json, Value};
 
@@ -192,8 +193,9 @@ async fn only_compliance_officers_read_the_access_log_and_it_pages() {
             None => break,
         }
     }
-    // Each page read about this subject is logged before the page is taken, so the officer's own
-    // reads follow the beneficiary's accesses.
+    // Each page read about this subject is logged in the page's transaction (after the page is
+    // taken, the chain lock last), so the officer's reads show on later pages, after the
+    // beneficiary's accesses.
     let actions: Vec<&str> = seen.iter().map(|(_, a)| a.as_str()).collect();
     assert_eq!(actions[..4], ["record.create", "record.read", "record.read", "record.read"]);
     assert!(actions.len() > 4 && actions[4..].iter().all(|a| *a == "access_log.read"), "{actions:?}");
@@ -213,52 +215,6 @@ async fn only_compliance_officers_read_the_access_log_and_it_pages() {
     assert!(reads.clone().any(|e| e.decision == "permit" && e.actor == officer.user_id));
     assert_eq!(reads.filter(|e| e.decision == "deny").count(), 1);
     app.stop().await;
-}
-
-/// Records a signed consent the way the consent service does (`consent::consents::record`: the
-/// form's hash checked, the row chained; the routes arrive with the consent issue); returns its id.
-async fn consent_to(
-    consent_db: &sqlx::PgPool,
-    subject: uuid::Uuid,
-    recipient: &str,
-    categories: &[&str],
-    purpose: &str,
-    expires_in: time::Duration,
-) -> uuid::Uuid {
-    const FORM: &str = "I consent to SecondWind disclosing the records named below to the recipient named below.";
-    let mut tx = consent_db.begin().await.expect("begin");
-    let published: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_forms WHERE version = '2026-11')")
-        .fetch_one(&mut *tx)
-        .await
-        .expect("form");
-    if !published {
-        consent::consents::publish_form(&mut tx, "2026-11", FORM).await.expect("form");
-    }
-    let categories: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
-    let now = time::OffsetDateTime::now_utc();
-    let signed = consent::consents::NewConsent {
-        subject_id: subject,
-        discloser: "SecondWind",
-        recipient,
-        categories: &categories,
-        purpose,
-        expires_at: Some(now + expires_in),
-        expiry_event: None,
-        form_version: "2026-11",
-        signed_name: "Jordan Q. Example",
-        signed_at: now,
-    };
-    let shown = common::chain::sha256(FORM.as_bytes());
-    let (id, _) = consent::consents::record(&mut tx, &signed, &shown).await.expect("consent");
-    tx.commit().await.expect("commit");
-    id
-}
-
-/// Revokes a consent the way the consent service does.
-async fn revoke(consent_db: &sqlx::PgPool, consent: uuid::Uuid, by: &str, reason: Option<&str>) {
-    let mut tx = consent_db.begin().await.expect("begin");
-    consent::revocations::revoke(&mut tx, consent, by, reason).await.expect("revoke");
-    tx.commit().await.expect("commit");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `phi rotate-kek` and `phi rewrap`: rotate the key-encryption key, then rewrap every data key
 //! under the new version without decrypting a single record. Rewrap works in batches, reports
-//! progress, and can be interrupted and run again (or run from several places at once).
+//! progress, and can be interrupted and run again (or run from several places at once). Each key
+//! is written back in its own short transaction; no lock is held while the key provider works.
 
 use std::path::PathBuf;
 
@@ -107,21 +108,24 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
                     .await?;
             let request_id = format!("cli-rewrap-{}", uuid::Uuid::new_v4());
             let mut total = 0;
+            let mut before = i64::MAX;
             let remaining = loop {
                 let (done, remaining) =
                     phi_vault::keys::rewrap_batch(&pool, provider.as_ref(), args.batch, &args.by, &request_id).await?;
                 total += done;
                 out.progress(format!("rewrapped {total}, {remaining} to go"));
-                if remaining == 0 || done == 0 {
+                // Another run may have taken this batch's rows; stop only when nobody progresses.
+                if remaining == 0 || (done == 0 && remaining >= before) {
                     break remaining;
                 }
+                before = remaining;
             };
             pool.close().await;
             let report = RewrapReport { rewrapped: total, remaining };
             out.result(&report, || {
                 format!("rewrapped {} data keys; {} remaining", report.rewrapped, report.remaining)
             })?;
-            anyhow::ensure!(remaining == 0, "{remaining} data keys are locked by another rewrap; run again");
+            anyhow::ensure!(remaining == 0, "{remaining} data keys changed while being rewrapped; run again");
             Ok(())
         }
     }
