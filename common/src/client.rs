@@ -75,6 +75,10 @@ pub struct Record {
     pub created_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: time::OffsetDateTime,
+    /// The vault's access-log entry for this access: what the caller's own audit trail refers to
+    /// (the reason of a break-glass read stays in the vault's log, never leaves it).
+    #[serde(default)]
+    pub access_seq: Option<i64>,
 }
 
 /// One record's metadata: what a list shows, without contents.

@@ -52,7 +52,8 @@ impl Canonical<'_> {
     }
 }
 
-pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::Error> {
+/// Appends an entry; returns its sequence number (which other trails may refer to).
+pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<i64, sqlx::Error> {
     let at = chain::now();
     let decision = if a.permitted { "permit" } else { "deny" };
     let canonical = Canonical {
@@ -72,7 +73,8 @@ pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::E
     let row_hash = chain::link(&prev, &canonical.bytes());
     sqlx::query(
         "INSERT INTO access_log (occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
-         request_id, flagged, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         request_id, flagged, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         RETURNING seq",
     )
     .bind(at)
     .bind(a.actor)
@@ -87,15 +89,16 @@ pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<(), sqlx::E
     .bind(a.flagged)
     .bind(prev)
     .bind(&row_hash[..])
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut *tx)
+    .await
+    .and_then(|row| row.try_get("seq"))
 }
 
-pub async fn append_alone(pool: &PgPool, a: &Access<'_>) -> Result<(), sqlx::Error> {
+pub async fn append_alone(pool: &PgPool, a: &Access<'_>) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    append(&mut tx, a).await?;
-    tx.commit().await
+    let seq = append(&mut tx, a).await?;
+    tx.commit().await?;
+    Ok(seq)
 }
 
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {

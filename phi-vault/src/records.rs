@@ -209,7 +209,7 @@ async fn log_failed(
 ) -> Result<(), sqlx::Error> {
     access_log::append(tx, &access(claims, Some(subject), Some(record), action, decision)).await?;
     let failed = Decision::deny("integrity or key failure");
-    access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await
+    access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await.map(|_| ())
 }
 
 fn access<'a>(
@@ -453,7 +453,7 @@ async fn read(
     if let Some(disclosure) = &decision.disclosure {
         record_disclosure(&mut tx, subject, disclosure, &claims.request_id).await?;
     }
-    access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
+    let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
     Ok(Json(Record {
         record_id: id,
@@ -462,6 +462,7 @@ async fn read(
         content,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        access_seq: Some(seq),
     }))
 }
 
@@ -507,7 +508,7 @@ async fn replace(
         tx.commit().await?;
         return Err(ApiError::NotFound);
     };
-    access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
+    let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
     Ok(Json(Record {
         record_id: id,
@@ -516,6 +517,7 @@ async fn replace(
         content,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        access_seq: Some(seq),
     }))
 }
 

@@ -80,17 +80,17 @@ pub async fn read_beneficiary_profile(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let ctx = caseworker.call(&meta, "treatment");
-    beneficiary_profile(pool, vault, beneficiary_id, &ctx).await
+    beneficiary_profile(pool, vault, beneficiary_id, &ctx).await.map(|(profile, _)| Json(profile))
 }
 
-/// Reads a beneficiary's identity profile from the vault under `ctx`; 404 when there is none or
-/// the vault refuses.
+/// Reads a beneficiary's identity profile from the vault under `ctx`, with the vault's
+/// access-log entry for the read; 404 when there is none or the vault refuses.
 async fn beneficiary_profile(
     pool: &PgPool,
     vault: &PhiVaultClient,
     beneficiary_id: Uuid,
     ctx: &CallContext,
-) -> Result<Json<BeneficiaryProfile>, ApiError> {
+) -> Result<(BeneficiaryProfile, Option<i64>), ApiError> {
     let record: Option<Uuid> = sqlx::query_scalar(
         "SELECT identity_record_id FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL",
     )
@@ -100,7 +100,7 @@ async fn beneficiary_profile(
     .flatten();
     let record = record.ok_or(ApiError::NotFound)?;
     let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
-    BeneficiaryProfile::from_record(found.content).map(Json)
+    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq))
 }
 
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
@@ -142,7 +142,7 @@ pub async fn partner_read_profile(
             )
         })?;
     let ctx = partner.call(&meta, purpose);
-    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
+    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await.map(|(profile, _)| Json(profile));
     if result.is_ok() {
         let mut event = meta.event(
             Some(partner.user_id()),
@@ -165,8 +165,9 @@ pub struct BreakGlass {
 }
 
 /// Break-glass: in a medical emergency a caseworker reads any beneficiary's profile, giving a
-/// written reason. The vault flags the access for compliance review; the public audit log
-/// records the attempt and its reason whatever the outcome.
+/// written reason. The vault flags the access for compliance review and keeps the reason in its
+/// access log; the public audit log records the attempt, whatever the outcome, referring to the
+/// vault's entry.
 #[utoipa::path(post, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile/break-glass", tag = "staff",
     security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = BreakGlass,
     responses(
@@ -188,14 +189,20 @@ pub async fn break_glass(
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
     let reason = body.into_inner().reason.trim().to_owned();
     common::json::printable("reason", &reason, common::assertion::BREAK_GLASS_REASON_CHARS, false)?;
-    let ctx = caseworker.call(&meta, "break_glass").with_reason(reason.clone());
+    // The reason may describe the emergency: it goes only to the vault, inside the assertion,
+    // and stays in its access log. This trail refers to the vault's entry.
+    let ctx = caseworker.call(&meta, "break_glass").with_reason(reason);
     let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
-    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    let (outcome, reference) = match &result {
+        Ok((_, Some(seq))) => (Outcome::Success, format!("reason in phi-vault access log entry {seq}")),
+        Ok((_, None)) => (Outcome::Success, "reason in phi-vault's access log, under this request id".to_owned()),
+        Err(_) => (Outcome::Failure, "reason in phi-vault's access log, under this request id".to_owned()),
+    };
     let mut event =
         meta.event(Some(caseworker.user_id()), "phi.break_glass", Some(("user", beneficiary_id.to_string())), outcome);
-    event.reason = Some(reason);
+    event.reason = Some(reference);
     audit::record_alone(pool, &event).await?;
-    result
+    result.map(|(profile, _)| Json(profile))
 }
 
 /// The PHI access log for compliance review: who touched which beneficiary's records, when, why,
