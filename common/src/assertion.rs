@@ -4,14 +4,17 @@
 //! Claims: `iss` caller, `aud` callee, `sub` acting user (or `system`), `sid` the user's session,
 //! `role`, `purpose`, `request_id`, `exp` at most 60 s ahead, a single-use `jti`, and the request
 //! it was made for (as DPoP, RFC 9449, binds `htm`/`htu`): `htm` the method, `htu` the path with
-//! its query exactly as sent, `bsh` the SHA-256 of the body (base64url). When a user acts, their
-//! own access token rides inside (`user_token`), so a service's key alone cannot act as a user.
+//! its query exactly as sent, `bsh` the SHA-256 of the body (base64url). When a person acts, a
+//! delegation token rides inside (`delegation`, [`crate::user_token`]): minted by public-api's
+//! user-token key after it verified that person, for this callee and this assertion only. So a
+//! service's internal key alone cannot act as a user, and a leaked assertion carries no token
+//! usable anywhere else.
 //!
 //! The callee ([`InternalCall`], the only way a handler obtains verified claims) checks the
 //! signature with the caller's public key, the audience and lifetime, the request id, the method,
 //! path and query, that a body is present exactly when the assertion covers one (the JSON body
 //! guard, [`crate::json::Body`], then compares the hash of the bytes it reads), the allowlist
-//! (caller and purpose, `policies/internal-calls.toml`), the user's token where it verifies them,
+//! (caller and purpose, `policies/internal-calls.toml`), the delegation token where it verifies them,
 //! and finally spends the `jti` in its database: an assertion is accepted once, across every
 //! instance of the callee.
 
@@ -27,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorMessage;
 use crate::policy::{CallPolicy, Denied};
-use crate::user_token::UserTokenVerifier;
-use crate::{RequestId, Secret, ServiceName};
+use crate::user_token::{DelegationSigner, UserTokenVerifier};
+use crate::{RequestId, ServiceName};
 
 /// How long a break-glass justification (the `reason` claim) must be, in characters.
 pub const BREAK_GLASS_REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
@@ -100,9 +103,9 @@ pub struct Claims {
     pub htm: String,
     pub htu: String,
     pub bsh: String,
-    /// The acting user's own access token (a bearer credential: never logged).
+    /// The acting person's delegation token (for this callee and this assertion only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_token: Option<String>,
+    pub delegation: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
@@ -120,9 +123,24 @@ impl std::fmt::Debug for Claims {
             .field("request_id", &self.request_id)
             .field("htm", &self.htm)
             .field("htu", &self.htu)
-            .field("user_token", &self.user_token.as_ref().map(|_| "[redacted]"))
+            .field("delegation", &self.delegation.as_ref().map(|_| "[redacted]"))
             .field("jti", &self.jti)
             .finish_non_exhaustive()
+    }
+}
+
+/// A person's standing as public-api verified it, to be delegated to each call made for them.
+#[derive(Clone)]
+pub struct Delegation {
+    pub user: uuid::Uuid,
+    pub session: uuid::Uuid,
+    pub roles: Vec<String>,
+    pub signer: std::sync::Arc<DelegationSigner>,
+}
+
+impl std::fmt::Debug for Delegation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delegation").field("user", &self.user).field("session", &self.session).finish_non_exhaustive()
     }
 }
 
@@ -137,29 +155,22 @@ pub struct CallContext {
     purpose: String,
     request_id: RequestId,
     reason: Option<String>,
-    user_token: Option<Secret<String>>,
+    delegation: Option<Delegation>,
 }
 
 impl CallContext {
-    /// A person acting, with their session and their own access token. public-api calls this
-    /// only from its role guards (clippy's `disallowed-methods` keeps it there), so the role a
-    /// call carries is the role a guard checked.
-    pub fn user(
-        user_id: uuid::Uuid,
-        session_id: uuid::Uuid,
-        role: Role,
-        purpose: &str,
-        request_id: RequestId,
-        token: Secret<String>,
-    ) -> Self {
+    /// A person acting in `role`, with their standing to delegate. public-api calls this only
+    /// from its role guards (clippy's `disallowed-methods` keeps it there), so the role a call
+    /// carries is the role a guard checked.
+    pub fn user(role: Role, purpose: &str, request_id: RequestId, delegation: Delegation) -> Self {
         Self {
-            sub: user_id.to_string(),
-            sid: Some(session_id),
+            sub: delegation.user.to_string(),
+            sid: Some(delegation.session),
             role,
             purpose: purpose.into(),
             request_id,
             reason: None,
-            user_token: Some(token),
+            delegation: Some(delegation),
         }
     }
 
@@ -174,7 +185,7 @@ impl CallContext {
             purpose: purpose.into(),
             request_id: RequestId(claims.request_id.clone()),
             reason: None,
-            user_token: None,
+            delegation: None,
         }
     }
 
@@ -187,7 +198,7 @@ impl CallContext {
             purpose: purpose.into(),
             request_id,
             reason: None,
-            user_token: None,
+            delegation: None,
         }
     }
 
@@ -255,6 +266,11 @@ impl Signer {
         request: RequestBinding<'_>,
     ) -> Result<String, SignError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (jti, exp) = (uuid::Uuid::new_v4().to_string(), now + self.ttl_secs);
+        let delegation = match &ctx.delegation {
+            Some(d) => Some(d.signer.mint(d.user, d.session, &d.roles, audience, &jti, exp).map_err(SignError)?),
+            None => None,
+        };
         let claims = Claims {
             iss: self.service,
             aud: audience,
@@ -267,10 +283,10 @@ impl Signer {
             htm: request.method.to_owned(),
             htu: request.path_and_query.to_owned(),
             bsh: body_hash(request.body),
-            user_token: ctx.user_token.as_ref().map(|t| t.expose().clone()),
+            delegation,
             iat: now,
-            exp: now + self.ttl_secs,
-            jti: uuid::Uuid::new_v4().to_string(),
+            exp,
+            jti,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.service.as_str().to_owned());
@@ -322,7 +338,7 @@ pub struct Verifier {
     service: ServiceName,
     keys: HashMap<ServiceName, DecodingKey>,
     policy: CallPolicy,
-    /// Where set, a call in a person's role must carry that person's own, valid access token.
+    /// Where set, a call in a person's role must carry a delegation token for it.
     user_tokens: Option<UserTokenVerifier>,
 }
 
@@ -333,7 +349,7 @@ impl Verifier {
         Self { service, keys, policy, user_tokens: None }
     }
 
-    /// Requires every call made in a person's role to carry that person's token.
+    /// Requires every call made in a person's role to carry a delegation token for it.
     pub fn requiring_user_tokens(mut self, verifier: UserTokenVerifier) -> Self {
         self.user_tokens = Some(verifier);
         self
@@ -405,7 +421,8 @@ impl Verifier {
         Ok(())
     }
 
-    /// `sub`, `sid` and `role` agree, and a person's own token vouches for them where required.
+    /// `sub`, `sid` and `role` agree, and a delegation token for this very assertion vouches for
+    /// them where required.
     fn check_actor(&self, claims: &Claims) -> Result<(), Refusal> {
         if !claims.role.is_user() {
             return if claims.sub == SYSTEM && claims.sid.is_none() {
@@ -415,16 +432,21 @@ impl Verifier {
             };
         }
         let Some(verifier) = &self.user_tokens else { return Ok(()) };
-        let token = claims.user_token.as_deref().ok_or_else(|| Refusal::Invalid("no user token".into()))?;
-        let user = verifier.verify(token).map_err(|e| Refusal::Invalid(format!("user token: {e}")))?;
+        let token = claims.delegation.as_deref().ok_or_else(|| Refusal::Invalid("no delegation token".into()))?;
+        let user = verifier
+            .verify_delegation(token, self.service)
+            .map_err(|e| Refusal::Invalid(format!("delegation token: {e}")))?;
+        if user.jti != claims.jti {
+            return Err(Refusal::Invalid("delegation token is another assertion's".into()));
+        }
         if user.sub.to_string() != claims.sub {
-            return Err(Refusal::Invalid("user token is another user's".into()));
+            return Err(Refusal::Invalid("delegation token is another user's".into()));
         }
         if claims.sid.as_deref() != Some(user.sid.to_string().as_str()) {
-            return Err(Refusal::Invalid("user token is another session's".into()));
+            return Err(Refusal::Invalid("delegation token is another session's".into()));
         }
         if !user.roles.iter().any(|r| r == claims.role.as_str()) {
-            return Err(Refusal::Invalid(format!("user token does not hold role {}", claims.role)));
+            return Err(Refusal::Invalid(format!("delegation token does not hold role {}", claims.role)));
         }
         Ok(())
     }
@@ -556,17 +578,7 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)]
-    fn claims_never_print_the_user_token() {
-        let ctx = CallContext::user(
-            uuid::Uuid::new_v4(),
-            uuid::Uuid::new_v4(),
-            Role::Beneficiary,
-            "self_service",
-            RequestId::generate(),
-            Secret::new("eyJ.secret.token".into()),
-        );
-        assert!(!format!("{ctx:?}").contains("secret"), "{ctx:?}");
+    fn claims_never_print_the_delegation_token() {
         let claims = Claims {
             iss: ServiceName::PublicApi,
             aud: ServiceName::PhiVault,
@@ -579,7 +591,7 @@ mod tests {
             htm: "GET".into(),
             htu: "/".into(),
             bsh: body_hash(b""),
-            user_token: Some("eyJ.secret.token".into()),
+            delegation: Some("eyJ.secret.token".into()),
             iat: 0,
             exp: 0,
             jti: "j".into(),

@@ -197,7 +197,7 @@ mod tests {
             htm: "GET".into(),
             htu: "/".into(),
             bsh: String::new(),
-            user_token: None,
+            delegation: None,
             iat: 0,
             exp: 0,
             jti: "j".into(),

@@ -41,6 +41,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         return Err(invalid("service.auth.dev_login", "production refuses the dev login".into()));
     }
     let token_keys = auth::TokenKeys::load(&auth_settings).map_err(|e| invalid("service.auth.signing_keys", e))?;
+    let delegation = std::sync::Arc::new(token_keys.delegation_signer());
     let policy =
         auth::AccessPolicy::load(&auth_settings.roles_file).map_err(|e| invalid("service.auth.roles_file", e))?;
     let oidc = auth::oidc::OidcProviders::new(auth_settings.oidc.clone(), config.profile == Profile::Production)
@@ -58,6 +59,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(phi_vault)
         .manage(consent)
         .manage(token_keys)
+        .manage(delegation)
         .manage(policy)
         .manage(oidc)
         .manage(auth_settings.clone())

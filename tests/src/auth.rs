@@ -82,9 +82,9 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// A phi-vault client signing as public-api, acting for `sub` in `role` with a token minted
-    /// for them (as public-api would send for a signed-in user): how a test reaches the vault's
-    /// internal routes directly. The purpose is the role's usual one.
+    /// A phi-vault client signing as public-api, acting for `sub` in `role` (delegating as
+    /// public-api would for a signed-in person): how a test reaches the vault's internal routes
+    /// directly. The purpose is the role's usual one.
     pub fn vault_as(&self, sub: &str, role: &str) -> (common::client::PhiVaultClient, common::assertion::CallContext) {
         let role: common::Role = serde_json::from_value(Value::String(role.into())).expect("a role");
         let purpose = match role {
@@ -96,20 +96,17 @@ impl TestApp {
         (self.vault_client(), self.user_call(sub, role, purpose))
     }
 
-    /// The context of a call made for `sub` in `role` for `purpose`, with a minted token.
+    /// The context of a call made for `sub` in `role` for `purpose`, delegating as public-api
+    /// would for a signed-in person holding that role.
     pub fn user_call(&self, sub: &str, role: common::Role, purpose: &str) -> common::assertion::CallContext {
-        let user = uuid::Uuid::parse_str(sub).expect("a user id");
-        let session = uuid::Uuid::new_v4();
-        let token = self.mint_user_token(user, session, &[role.as_str()]);
+        let delegation = common::assertion::Delegation {
+            user: uuid::Uuid::parse_str(sub).expect("a user id"),
+            session: uuid::Uuid::new_v4(),
+            roles: vec![role.as_str().to_owned()],
+            signer: self.delegation_signer(),
+        };
         #[allow(clippy::disallowed_methods)] // tests stand in for public-api's role guards
-        common::assertion::CallContext::user(
-            user,
-            session,
-            role,
-            purpose,
-            common::RequestId::generate(),
-            common::Secret::new(token),
-        )
+        common::assertion::CallContext::user(role, purpose, common::RequestId::generate(), delegation)
     }
 
     /// A phi-vault client signing as public-api.

@@ -1,7 +1,7 @@
 //! A hostile peer: signs internal assertions with any claims, using a service's real key, and
-//! mints user access tokens with the test app's user-token key. It is what a thief of those keys
-//! (or a compromised public-api, which holds both) can do; tests use it to prove what the callee
-//! refuses anyway.
+//! mints user access and delegation tokens with the test app's user-token key. It is what a thief
+//! of those keys (or a compromised public-api, which holds both) can do; tests use it to prove
+//! what the callee refuses anyway.
 
 use common::assertion::{body_hash, Claims, Role};
 use common::ServiceName;
@@ -48,7 +48,7 @@ impl TestApp {
             htm: method.as_str().to_owned(),
             htu: path.to_owned(),
             bsh: body_hash(b""),
-            user_token: None,
+            delegation: None,
             iat: now(),
             exp: now() + 30,
             jti: Uuid::new_v4().to_string(),
@@ -71,19 +71,33 @@ impl TestApp {
         let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
         keys.issue(user, session, roles.iter().map(|r| (*r).to_owned()).collect()).expect("token")
     }
+
+    /// What mints delegation tokens in public-api (the test app's signing key).
+    pub fn delegation_signer(&self) -> std::sync::Arc<common::user_token::DelegationSigner> {
+        let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
+        std::sync::Arc::new(keys.delegation_signer())
+    }
 }
 
 impl ForgedCall {
-    /// Acts as `user` in `role` for `purpose`, carrying a freshly minted token of that user
-    /// holding that role (what a compromised public-api can produce for anyone).
+    /// Acts as `user` in `role` for `purpose`, carrying a delegation token for this assertion of
+    /// that user holding that role (what a compromised public-api can produce for anyone).
     pub fn as_user(mut self, app: &TestApp, user: Uuid, role: Role, purpose: &str) -> Self {
         let session = Uuid::new_v4();
         self.claims.sub = user.to_string();
         self.claims.sid = Some(session.to_string());
         self.claims.role = role;
         self.claims.purpose = purpose.to_owned();
-        self.claims.user_token = Some(app.mint_user_token(user, session, &[role.as_str()]));
+        self.claims.delegation = Some(self.delegate(app, user, session, &[role.as_str()]));
         self
+    }
+
+    /// A delegation token for this call's audience and `jti`, of any user, session and roles.
+    pub fn delegate(&self, app: &TestApp, user: Uuid, session: Uuid, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        app.delegation_signer()
+            .mint(user, session, &roles, self.claims.aud, &self.claims.jti, self.claims.exp)
+            .expect("delegation token")
     }
 
     /// Sends `body` as JSON and binds the assertion to it.

@@ -342,54 +342,122 @@ async fn the_internal_key_alone_cannot_act_as_a_user() {
             "self_service",
         )
     };
+    let sid = |call: &ForgedCall| -> uuid::Uuid { call.claims.sid.as_deref().expect("sid").parse().expect("uuid") };
 
     let mut no_token = read();
-    no_token.claims.user_token = None;
-    refused(&no_token, &no_token.token(), 401, "no user token").await;
+    no_token.claims.delegation = None;
+    refused(&no_token, &no_token.token(), 401, "no delegation token").await;
 
     let mut someone_else = read();
-    let other = uuid::Uuid::new_v4();
-    someone_else.claims.user_token = Some(app.mint_user_token(other, uuid::Uuid::new_v4(), &["beneficiary"]));
+    someone_else.claims.delegation =
+        Some(someone_else.delegate(&app, uuid::Uuid::new_v4(), sid(&someone_else), &["beneficiary"]));
     refused(&someone_else, &someone_else.token(), 401, "another user's").await;
 
     let mut other_session = read();
-    other_session.claims.user_token = Some(app.mint_user_token(subject, uuid::Uuid::new_v4(), &["beneficiary"]));
+    other_session.claims.delegation =
+        Some(other_session.delegate(&app, subject, uuid::Uuid::new_v4(), &["beneficiary"]));
     refused(&other_session, &other_session.token(), 401, "another session's").await;
 
     let mut wrong_role = read();
-    let sid: uuid::Uuid = wrong_role.claims.sid.as_deref().expect("sid").parse().expect("uuid");
-    wrong_role.claims.user_token = Some(app.mint_user_token(subject, sid, &["donor"]));
+    wrong_role.claims.delegation = Some(wrong_role.delegate(&app, subject, sid(&wrong_role), &["donor"]));
     refused(&wrong_role, &wrong_role.token(), 401, "does not hold role beneficiary").await;
+
+    // A delegation token made for another assertion (another jti) does not transfer.
+    let mut other_assertion = read();
+    let donor = read();
+    other_assertion.claims.sid = donor.claims.sid.clone();
+    other_assertion.claims.delegation = donor.claims.delegation.clone();
+    refused(&other_assertion, &other_assertion.token(), 401, "another assertion's").await;
+
+    // The person's own access token is no delegation token: forwarding it is refused.
+    let mut forwarded = read();
+    forwarded.claims.delegation = Some(app.mint_user_token(subject, sid(&forwarded), &["beneficiary"]));
+    refused(&forwarded, &forwarded.token(), 401, "InvalidAudience").await;
 
     // A token signed with a key public-api does not have.
     let mut foreign = read();
     let (key, _) = common::keys::generate().expect("key");
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(harness::USER_TOKEN_KID.into());
-    let claims = common::user_token::AccessClaims {
-        iss: "secondwind".into(),
-        aud: common::user_token::AUDIENCE.into(),
-        sub: subject,
-        sid,
-        roles: vec!["beneficiary".into()],
-        iat: now(),
-        exp: now() + 600,
-        jti: uuid::Uuid::new_v4(),
-    };
-    foreign.claims.sid = Some(sid.to_string());
-    foreign.claims.user_token =
-        Some(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key)).expect("sign"));
-    refused(&foreign, &foreign.token(), 401, "user token").await;
+    let signer = common::user_token::DelegationSigner::new(
+        "secondwind",
+        harness::USER_TOKEN_KID,
+        EncodingKey::from_ed_der(&key),
+    );
+    let roles = vec!["beneficiary".to_owned()];
+    foreign.claims.delegation = Some(
+        signer
+            .mint(subject, sid(&foreign), &roles, ServiceName::PhiVault, &foreign.claims.jti, foreign.claims.exp)
+            .expect("mint"),
+    );
+    refused(&foreign, &foreign.token(), 401, "InvalidSignature").await;
 
     // Calling itself a service while naming the user is no way round it.
     let mut as_service = read();
     as_service.claims.role = Role::Service;
-    as_service.claims.user_token = None;
+    as_service.claims.delegation = None;
     refused(&as_service, &as_service.token(), 401, "never as a user").await;
 
     let (status, body) = read().send().await;
-    assert_eq!(status, 200, "the user's own token works: {body}");
+    assert_eq!(status, 200, "a delegation for this very call works: {body}");
     app.stop().await;
+}
+
+/// What rides inside an assertion is good for nothing outside it: the delegation token of a
+/// real call, taken from the assertion, is refused by public-api as a bearer token.
+#[tokio::test]
+async fn a_leaked_assertion_carries_no_token_public_api_accepts() {
+    // Capture what public-api sends to phi-vault for an admin's care-team assignment.
+    let spy = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&spy)
+        .await;
+    let spied = TestApp::spawn_with({
+        let uri = spy.uri();
+        move |public| {
+            public.internal.peers.get_mut(&ServiceName::PhiVault).expect("peer").url = Some(uri);
+        }
+    })
+    .await;
+    let spied_admin = spied.dev_login("admin").await;
+    let spied_caseworker = spied.dev_login("caseworker").await;
+    let spied_beneficiary = spied.dev_login("beneficiary").await;
+    let assign = spied
+        .http
+        .put(spied.api(&format!("/staff/care-team/{}/{}", spied_caseworker.user_id, spied_beneficiary.user_id)))
+        .bearer_auth(&spied_admin.access_token)
+        .send()
+        .await
+        .expect("assign");
+    assert_eq!(assign.status(), 204);
+    let requests = spy.received_requests().await.expect("recorded");
+    let authorization = requests
+        .iter()
+        .find(|r| r.url.path().starts_with("/internal/v1/care-team/"))
+        .and_then(|r| r.headers.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .expect("the assertion")
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    let payload = authorization.split('.').nth(1).expect("payload");
+    let claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+            .expect("json")
+    };
+    let delegated = claims["delegation"].as_str().expect("a delegation token rides inside");
+    assert_ne!(delegated, spied_admin.access_token, "never the access token itself");
+    // Used as a bearer token against public-api: refused. (The same admin's real token works.)
+    let erase = |token: &str| {
+        spied
+            .http
+            .delete(spied.api(&format!("/staff/beneficiaries/{}/phi?reason=stolen", spied_beneficiary.user_id)))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(erase(delegated).await.expect("erase").status(), 401);
+    let me = spied.get_as(delegated, "/users/me").await;
+    assert_eq!(me.status(), 401);
+    spied.stop().await;
 }
 
 #[tokio::test]

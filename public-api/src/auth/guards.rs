@@ -3,6 +3,8 @@
 //! [`AuthUser`] checks), and the guard is the only way to build an internal-call context in that
 //! role. So the role phi-vault is told is the role a guard checked, by construction: no handler
 //! writes a role. (`CallContext::user` is a disallowed method everywhere else; see `clippy.toml`.)
+//! The context carries the person's standing (user, session, roles) for a delegation token
+//! minted per call (`common::user_token`); their access token itself never leaves public-api.
 
 use std::marker::PhantomData;
 
@@ -11,7 +13,8 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
 use uuid::Uuid;
 
-use common::assertion::CallContext;
+use common::assertion::{CallContext, Delegation};
+use common::user_token::DelegationSigner;
 use common::Role;
 
 use super::{refuse, AuthError, AuthUser};
@@ -46,10 +49,17 @@ pub mod role {
 }
 
 /// A signed-in caller proved to hold role `R`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Acting<R: ActingRole> {
     user: AuthUser,
+    signer: std::sync::Arc<DelegationSigner>,
     _role: PhantomData<R>,
+}
+
+impl<R: ActingRole> std::fmt::Debug for Acting<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acting").field("user", &self.user).field("role", &R::ROLE).finish_non_exhaustive()
+    }
 }
 
 pub type Beneficiary = Acting<role::Beneficiary>;
@@ -63,18 +73,17 @@ impl<R: ActingRole> Acting<R> {
         self.user.user_id
     }
 
-    /// The context of an internal call made for this person, in role `R`, for `purpose`. Their
-    /// own access token and session ride along for the callee to check.
+    /// The context of an internal call made for this person, in role `R`, for `purpose`. Each
+    /// call it signs carries a delegation token of their user, session and roles.
     pub fn call(&self, meta: &RequestMeta, purpose: &str) -> CallContext {
+        let delegation = Delegation {
+            user: self.user.user_id,
+            session: self.user.session_id,
+            roles: self.user.roles.clone(),
+            signer: self.signer.clone(),
+        };
         #[allow(clippy::disallowed_methods)] // the one place a person's call context is built
-        CallContext::user(
-            self.user.user_id,
-            self.user.session_id,
-            R::ROLE,
-            purpose,
-            meta.request_id.clone(),
-            self.user.token.clone(),
-        )
+        CallContext::user(R::ROLE, purpose, meta.request_id.clone(), delegation)
     }
 }
 
@@ -91,6 +100,9 @@ impl<'r, R: ActingRole> FromRequest<'r> for Acting<R> {
         if !user.roles.iter().any(|r| r == R::ROLE.as_str()) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(format!("not a {}", R::ROLE)));
         }
-        Outcome::Success(Acting { user, _role: PhantomData })
+        let Some(signer) = request.rocket().state::<std::sync::Arc<DelegationSigner>>() else {
+            return refuse(request, Status::InternalServerError, AuthError::Unavailable("no delegation signer".into()));
+        };
+        Outcome::Success(Acting { user, signer: signer.clone(), _role: PhantomData })
     }
 }

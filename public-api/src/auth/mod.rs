@@ -98,9 +98,6 @@ pub struct AuthUser {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub roles: Vec<String>,
-    /// The access token the caller presented: it travels inside internal calls made for them,
-    /// so phi-vault sees the user's own proof, not only public-api's word.
-    pub token: common::Secret<String>,
 }
 
 #[derive(Debug)]
@@ -158,11 +155,6 @@ impl<'r> FromRequest<'r> for AuthUser {
         if !policy.permits(&route, &claims.roles) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(route));
         }
-        Outcome::Success(AuthUser {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            roles: claims.roles,
-            token: common::Secret::new(token.to_owned()),
-        })
+        Outcome::Success(AuthUser { user_id: claims.sub, session_id: claims.sid, roles: claims.roles })
     }
 }

@@ -5,8 +5,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use uuid::Uuid;
 
-use common::user_token::UserTokenVerifier;
 pub use common::user_token::{AccessClaims, AUDIENCE, MAX_TTL_SECS as MAX_ACCESS_TTL_SECS};
+use common::user_token::{DelegationSigner, UserTokenVerifier};
 
 use super::AuthSettings;
 
@@ -47,6 +47,12 @@ impl TokenKeys {
             signing: signing.ok_or("no signing key")?,
             verifier: UserTokenVerifier::new(settings.issuer.clone(), public_keys),
         })
+    }
+
+    /// Mints delegation tokens (for internal calls made for a verified person) with the current
+    /// signing key: phi-vault checks them with public-api's public keys.
+    pub fn delegation_signer(&self) -> DelegationSigner {
+        DelegationSigner::new(self.issuer.clone(), self.signing_kid.clone(), self.signing.clone())
     }
 
     pub fn ttl_secs(&self) -> u64 {
