@@ -307,6 +307,8 @@ pub enum Refusal {
     NotAllowed { caller: ServiceName, route: String },
     #[error("{route} does not serve purpose `{purpose}`")]
     Purpose { purpose: String, route: String },
+    #[error("purpose `{purpose}` is not for role {role}")]
+    PurposeRole { purpose: String, role: Role },
     #[error("cannot check the assertion: {0}")]
     Unavailable(String),
 }
@@ -315,7 +317,7 @@ impl Refusal {
     pub fn status(&self) -> Status {
         match self {
             Self::Missing | Self::Invalid(_) | Self::Replayed(_) => Status::Unauthorized,
-            Self::NotAllowed { .. } | Self::Purpose { .. } => Status::Forbidden,
+            Self::NotAllowed { .. } | Self::Purpose { .. } | Self::PurposeRole { .. } => Status::Forbidden,
             Self::Unavailable(_) => Status::ServiceUnavailable,
         }
     }
@@ -398,10 +400,11 @@ impl Verifier {
         self.check_binding(&claims, request)?;
         self.check_actor(&claims)?;
         let route = format!("{} {}", request.method, request.route);
-        match self.policy.decide(self.service, claims.iss, &route, &claims.purpose) {
+        match self.policy.decide(self.service, claims.iss, &route, &claims.purpose, claims.role) {
             Ok(()) => {}
             Err(Denied::Caller) => return Err(Refusal::NotAllowed { caller: claims.iss, route }),
             Err(Denied::Purpose) => return Err(Refusal::Purpose { purpose: claims.purpose, route }),
+            Err(Denied::Role) => return Err(Refusal::PurposeRole { purpose: claims.purpose, role: claims.role }),
         }
         Ok(claims)
     }
@@ -469,9 +472,13 @@ pub async fn spend(pool: &sqlx::PgPool, claims: &Claims) -> Result<bool, sqlx::E
     Ok(done.rows_affected() == 1)
 }
 
-/// Drops spent `jti`s whose assertions have expired; returns how many.
+/// Drops spent `jti`s whose assertions expired more than five minutes ago (by the database's
+/// clock; the margin covers a service clock running behind it); returns how many.
 pub async fn sweep_spent(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM internal_call_replays WHERE expires_at < now()").execute(pool).await?.rows_affected())
+    Ok(sqlx::query("DELETE FROM internal_call_replays WHERE expires_at < now() - interval '5 minutes'")
+        .execute(pool)
+        .await?
+        .rows_affected())
 }
 
 /// The hash of the body the verified assertion covers, for the body guard to compare.

@@ -131,6 +131,12 @@ impl Trail {
     fn index(self) -> i64 {
         Self::ALL.iter().position(|t| *t == self).unwrap_or_default() as i64
     }
+
+    /// The advisory lock a publisher takes for this trail (so several instances publish each
+    /// checkpoint once).
+    pub fn publish_lock(self) -> i64 {
+        PUBLISH_LOCK + self.index()
+    }
 }
 
 impl std::fmt::Display for Trail {
@@ -463,6 +469,31 @@ pub fn append_file(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> 
     file.sync_data()
 }
 
+/// The latest checkpoint of each trail in this service's own file that its own key signed.
+fn last_in_file(path: &Path, key: &CheckpointKey) -> HashMap<Trail, Checkpoint> {
+    let mut mine = CheckpointKeys::default();
+    mine.insert(key.service, key.public());
+    let mut out: HashMap<Trail, Checkpoint> = HashMap::new();
+    let lines = match read_file(path) {
+        Ok(lines) => lines,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            tracing::error!(error = %e, alarm = "checkpoint_file", "cannot read this service's checkpoint file");
+            return out;
+        }
+    };
+    for checkpoint in lines.into_iter().filter_map(|(_, line)| line.ok()) {
+        if checkpoint.origin != key.service || mine.verify(&checkpoint).is_err() {
+            continue;
+        }
+        let newer = out.get(&checkpoint.trail).is_none_or(|known| known.number < checkpoint.number);
+        if newer {
+            out.insert(checkpoint.trail, checkpoint);
+        }
+    }
+    out
+}
+
 /// A checkpoint file's lines: each a checkpoint, or why the line is not one (with its number).
 pub fn read_file(path: &Path) -> std::io::Result<Vec<(usize, Result<Checkpoint, String>)>> {
     let text = std::fs::read_to_string(path)?;
@@ -555,13 +586,27 @@ pub fn routes() -> Vec<Route> {
 
 // ---------------------------------------------------------------- publishing
 
+/// Rounds in a row a trail's publish lock may be busy before the publisher raises an alarm:
+/// publishing takes milliseconds, so a lock held longer means something is holding it.
+const STALL_ROUNDS: u32 = 3;
+
 /// Publishes this service's checkpoints and delivers them to its receivers.
+///
+/// It does not trust its own database about what it signed: it remembers the last checkpoint it
+/// published of each trail (seeded at start from its own checkpoint file), checks that the
+/// database still holds exactly that, and checks the database's latest with its own public key.
+/// Someone who deletes or rewrites checkpoints in the database, to have the publisher sign a
+/// rewritten trail next, gets an alarm instead.
 pub struct Publisher {
     key: CheckpointKey,
     pool: PgPool,
     receivers: Vec<(ServiceName, CheckpointClient)>,
     file: Option<PathBuf>,
     interval: Duration,
+    /// The last checkpoint of each trail this process published or found in its file.
+    remembered: std::sync::Mutex<HashMap<Trail, Checkpoint>>,
+    /// Rounds in a row each trail's publish lock was busy.
+    busy: std::sync::Mutex<HashMap<Trail, u32>>,
 }
 
 impl Publisher {
@@ -572,7 +617,63 @@ impl Publisher {
         file: Option<PathBuf>,
         interval: Duration,
     ) -> Self {
-        Self { key, pool, receivers, file, interval }
+        let remembered = std::sync::Mutex::new(file.as_deref().map(|f| last_in_file(f, &key)).unwrap_or_default());
+        Self { key, pool, receivers, file, interval, remembered, busy: Default::default() }
+    }
+
+    fn remembered(&self, trail: Trail) -> Option<Checkpoint> {
+        self.remembered.lock().unwrap_or_else(|p| p.into_inner()).get(&trail).cloned()
+    }
+
+    /// Counts a round in which another holder had the trail's publish lock; alarms once it
+    /// has gone on for [`STALL_ROUNDS`] rounds.
+    fn lock_busy(&self, trail: Trail, busy: bool) {
+        let mut counts = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(trail).or_default();
+        *count = if busy { *count + 1 } else { 0 };
+        if *count >= STALL_ROUNDS {
+            tracing::error!(
+                trail = trail.as_str(),
+                rounds = *count,
+                alarm = "checkpoint_stalled",
+                "AUDIT ALARM: something has held this trail's checkpoint lock for several rounds; \
+                 nothing anchors the trail meanwhile"
+            );
+        }
+    }
+
+    /// Whether the database's checkpoints of `trail` still agree with what this process knows it
+    /// signed, and the latest is signed by this service's own key.
+    async fn checkpoints_agree(
+        &self,
+        tx: &mut PgConnection,
+        trail: Trail,
+        last: Option<&Checkpoint>,
+    ) -> Result<bool, sqlx::Error> {
+        let mine = {
+            let mut keys = CheckpointKeys::default();
+            keys.insert(self.service(), self.key.public());
+            keys
+        };
+        if let Some(last) = last {
+            if mine.verify(last).is_err() {
+                return Ok(false);
+            }
+        }
+        let Some(known) = self.remembered(trail) else { return Ok(true) };
+        let Some(last) = last else { return Ok(false) };
+        if last.number < known.number {
+            return Ok(false);
+        }
+        let held = sqlx::query(&format!("SELECT {COLUMNS} FROM checkpoints c WHERE c.trail = $1 AND c.number = $2"))
+            .bind(trail.as_str())
+            .bind(known.number)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match held {
+            Some(row) => from_row(&row)?.same_as(&known),
+            None => false,
+        })
     }
 
     pub fn service(&self) -> ServiceName {
@@ -606,9 +707,10 @@ impl Publisher {
         let (table, seq_column) = (trail.table(), trail.seq_column());
         let mut tx = self.pool.begin().await?;
         let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(PUBLISH_LOCK + trail.index())
+            .bind(trail.publish_lock())
             .fetch_one(&mut *tx)
             .await?;
+        self.lock_busy(trail, !mine);
         if !mine {
             return Ok(None); // another instance is publishing this trail right now
         }
@@ -618,6 +720,15 @@ impl Publisher {
                 .await?;
         let Some((seq, head_hash)) = head else { return Ok(None) };
         let last = latest(&mut tx, self.service(), trail).await?;
+        if !self.checkpoints_agree(&mut tx, trail, last.as_ref()).await? {
+            tracing::error!(
+                trail = trail.as_str(),
+                alarm = "checkpoints_rewritten",
+                "AUDIT ALARM: the checkpoints in this service's database are not the ones it signed \
+                 (deleted, changed or forged); publishing stopped for this trail (run secondwind-admin audit verify)"
+            );
+            return Ok(None);
+        }
         if let Some(last) = &last {
             if last.seq == seq && last.head_hash == head_hash {
                 return Ok(None); // the head has not moved
@@ -647,6 +758,7 @@ impl Publisher {
         }
         tx.commit().await?;
         tracing::info!(trail = trail.as_str(), number, seq, "checkpoint published");
+        self.remembered.lock().unwrap_or_else(|p| p.into_inner()).insert(trail, checkpoint.clone());
         Ok(Some(checkpoint))
     }
 

@@ -281,7 +281,10 @@ impl InternalClient {
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
         let peer = self.peer;
-        let url = self.base.join(path).map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ClientError::Unreachable { peer, message: format!("invalid internal path: {e}") })?;
         let bytes = match body {
             Some(body) => serde_json::to_vec(body).map_err(|e| ClientError::Body { peer, message: e.to_string() })?,
             None => Vec::new(),
@@ -297,7 +300,11 @@ impl InternalClient {
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
-        let response = request.send().await.map_err(|e| ClientError::Unreachable { peer, message: e.to_string() })?;
+        // Errors name no URL: its path and query may carry ids and filters, and errors are logged.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { peer, message: e.without_url().to_string() })?;
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Status { peer, status: status.as_u16() });
@@ -306,7 +313,7 @@ impl InternalClient {
     }
 
     pub async fn json<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, ClientError> {
-        response.json().await.map_err(|e| ClientError::Body { peer: self.peer, message: e.to_string() })
+        response.json().await.map_err(|e| ClientError::Body { peer: self.peer, message: e.without_url().to_string() })
     }
 }
 

@@ -1,14 +1,16 @@
-//! The internal-call allowlist (`policies/internal-calls.toml`): for each callee, each route as
-//! Rocket mounts it (`"GET /internal/v1/records/<id>"`), the callers that may use it and the
-//! purposes it serves. Anything not listed is refused: an unknown caller or route with 403, and
-//! a purpose the route does not serve with 403.
+//! The internal-call allowlist (`policies/internal-calls.toml`): which roles may act for each
+//! purpose (`[purposes]`), and for each callee, each route as Rocket mounts it
+//! (`"GET /internal/v1/records/<id>"`), the callers that may use it and the purposes it serves.
+//! Anything not listed is refused with 403: an unknown caller or route, a purpose the route does
+//! not serve, a purpose claimed in a role it is not for. So the purpose the access log records is
+//! one the acting role can have.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::ServiceName;
+use crate::{Role, ServiceName};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,8 @@ struct RouteRule {
 #[derive(Debug, Clone, Default)]
 pub struct CallPolicy {
     rules: BTreeMap<ServiceName, BTreeMap<String, RouteRule>>,
+    /// Each purpose and the roles that may act for it.
+    purposes: BTreeMap<String, BTreeSet<Role>>,
 }
 
 /// Why the allowlist refused a verified caller.
@@ -29,6 +33,8 @@ pub enum Denied {
     Caller,
     /// The route does not serve the asserted purpose.
     Purpose,
+    /// The purpose is not one the asserted role acts for.
+    Role,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +52,17 @@ impl CallPolicy {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let purposes: BTreeMap<String, BTreeSet<Role>> = table
+            .remove("purposes")
+            .ok_or("a [purposes] table is required: which roles act for which purpose")?
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[purposes]: {e}"))?;
         let rules: BTreeMap<ServiceName, BTreeMap<String, RouteRule>> =
-            toml::from_str(text).map_err(|e| e.to_string())?;
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        if let Some((bad, _)) = purposes.iter().find(|(p, roles)| !is_purpose(p) || roles.is_empty()) {
+            return Err(format!("[purposes] `{bad}`: a purpose name and at least one role"));
+        }
         for (route, rule) in rules.values().flat_map(|routes| routes.iter()) {
             let (method, path) =
                 route.split_once(' ').ok_or_else(|| format!("route `{route}` must be `METHOD /path`"))?;
@@ -57,25 +72,35 @@ impl CallPolicy {
             if rule.callers.is_empty() || rule.purposes.is_empty() {
                 return Err(format!("route `{route}` must list at least one caller and one purpose"));
             }
-            if let Some(bad) = rule.purposes.iter().find(|p| !is_purpose(p)) {
-                return Err(format!("route `{route}`: purpose `{bad}` must be lowercase letters, digits and _"));
+            if let Some(bad) = rule.purposes.iter().find(|p| !purposes.contains_key(*p)) {
+                return Err(format!("route `{route}`: purpose `{bad}` is not in [purposes]"));
             }
         }
-        Ok(Self { rules })
+        Ok(Self { rules, purposes })
     }
 
     fn rule(&self, callee: ServiceName, route: &str) -> Option<&RouteRule> {
         self.rules.get(&callee).and_then(|routes| routes.get(route))
     }
 
-    /// May `caller` use `route` (`"METHOD /internal/..."`) of `callee` for `purpose`?
-    pub fn decide(&self, callee: ServiceName, caller: ServiceName, route: &str, purpose: &str) -> Result<(), Denied> {
+    /// May `caller` use `route` (`"METHOD /internal/..."`) of `callee` for `purpose`, acting in
+    /// `role`?
+    pub fn decide(
+        &self,
+        callee: ServiceName,
+        caller: ServiceName,
+        route: &str,
+        purpose: &str,
+        role: Role,
+    ) -> Result<(), Denied> {
         let rule = self.rule(callee, route).filter(|r| r.callers.contains(&caller)).ok_or(Denied::Caller)?;
-        if rule.purposes.contains(purpose) {
-            Ok(())
-        } else {
-            Err(Denied::Purpose)
+        if !rule.purposes.contains(purpose) {
+            return Err(Denied::Purpose);
         }
+        if !self.purposes.get(purpose).is_some_and(|roles| roles.contains(&role)) {
+            return Err(Denied::Role);
+        }
+        Ok(())
     }
 
     /// Whether `route` of `callee` serves `purpose` (for a caller that checks before it asks).
@@ -102,26 +127,33 @@ mod tests {
     fn parses_and_decides() {
         let p = CallPolicy::parse(
             r#"
+            [purposes]
+            health_check = ["service"]
+            treatment = ["caseworker"]
+
             [phi-vault."GET /internal/v1/ready"]
             callers = ["public-api"]
-            purposes = ["health_check"]
+            purposes = ["health_check", "treatment"]
             "#,
         )
         .expect("valid");
         let ready = "GET /internal/v1/ready";
-        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, ready, "health_check"), Ok(()));
-        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, ready, "treatment"), Err(Denied::Purpose));
-        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::Consent, ready, "health_check"), Err(Denied::Caller));
-        let post = "POST /internal/v1/ready";
-        assert_eq!(p.decide(ServiceName::PhiVault, ServiceName::PublicApi, post, "health_check"), Err(Denied::Caller));
-        assert_eq!(p.decide(ServiceName::Consent, ServiceName::PublicApi, ready, "health_check"), Err(Denied::Caller));
-        assert!(p.serves(ServiceName::PhiVault, ready, "health_check"));
+        let (phi, public, consent, svc) =
+            (ServiceName::PhiVault, ServiceName::PublicApi, ServiceName::Consent, Role::Service);
+        assert_eq!(p.decide(phi, public, ready, "health_check", svc), Ok(()));
+        assert_eq!(p.decide(phi, public, ready, "erasure", svc), Err(Denied::Purpose));
+        assert_eq!(p.decide(phi, public, ready, "treatment", svc), Err(Denied::Role));
+        assert_eq!(p.decide(phi, public, ready, "treatment", Role::Caseworker), Ok(()));
+        assert_eq!(p.decide(phi, consent, ready, "health_check", svc), Err(Denied::Caller));
+        assert_eq!(p.decide(phi, public, "POST /internal/v1/ready", "health_check", svc), Err(Denied::Caller));
+        assert_eq!(p.decide(consent, public, ready, "health_check", svc), Err(Denied::Caller));
+        assert!(p.serves(phi, ready, "health_check"));
     }
 
     #[test]
     fn rejects_bad_entries() {
         let rule = |callee: &str, route: &str, callers: &str, purposes: &str| {
-            format!("[{callee}.\"{route}\"]\ncallers = {callers}\npurposes = {purposes}\n")
+            format!("[purposes]\na = [\"service\"]\nhealth_check = [\"service\"]\n[{callee}.\"{route}\"]\ncallers = {callers}\npurposes = {purposes}\n")
         };
         let ok = rule("consent", "GET /internal/x", r#"["public-api"]"#, r#"["health_check"]"#);
         assert!(CallPolicy::parse(&ok).is_ok());
@@ -132,7 +164,10 @@ mod tests {
         assert!(
             CallPolicy::parse(&rule("consent", "GET /internal/x", r#"["public-api"]"#, r#"["Bad Purpose"]"#)).is_err()
         );
-        assert!(CallPolicy::parse("[consent.\"GET /internal/x\"]\ncallers = [\"public-api\"]\n").is_err());
+        assert!(CallPolicy::parse(&rule("consent", "GET /internal/x", r#"["public-api"]"#, r#"["unlisted"]"#)).is_err());
+        assert!(CallPolicy::parse("[consent.\"GET /internal/x\"]\ncallers = [\"public-api\"]\npurposes = [\"a\"]\n")
+            .is_err());
+        assert!(CallPolicy::parse("[purposes]\na = [\"wizard\"]\n").is_err());
     }
 
     #[test]

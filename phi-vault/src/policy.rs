@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use sqlx::PgConnection;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::assertion::{CallContext, Claims, BREAK_GLASS_REASON_CHARS};
@@ -84,14 +84,14 @@ pub enum Intent<'a> {
 /// Decides, then counts a permitted read against the caller's read volume: past a threshold the
 /// read is refused as throttled (503), and the first refusal in a window is flagged for review.
 pub async fn decide(
-    tx: &mut PgConnection,
+    pool: &PgPool,
     consent: &ConsentClient,
     watch: &VolumeWatch,
     claims: &Claims,
     subject: Uuid,
     intent: Intent<'_>,
 ) -> Result<Decision, sqlx::Error> {
-    let decision = grant(tx, consent, claims, subject, intent).await?;
+    let decision = grant(pool, consent, claims, subject, intent).await?;
     if !decision.permitted || intent == Intent::Write {
         return Ok(decision);
     }
@@ -115,7 +115,7 @@ pub async fn decide(
 }
 
 async fn grant(
-    tx: &mut PgConnection,
+    pool: &PgPool,
     consent: &ConsentClient,
     claims: &Claims,
     subject: Uuid,
@@ -135,7 +135,7 @@ async fn grant(
             )
             .bind(caseworker)
             .bind(subject)
-            .fetch_one(&mut *tx)
+            .fetch_one(pool)
             .await?;
             Ok(match (on_team, intent) {
                 (true, Intent::Read(_)) => Decision::permit("care_team"),

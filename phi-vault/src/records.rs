@@ -252,10 +252,7 @@ async fn create(
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
     // Phase 1, no transaction: decide, ask the consent service, get the key.
-    let decision = {
-        let mut conn = pool.acquire().await?;
-        policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, Intent::Write).await?
-    };
+    let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, Intent::Write).await?;
     if !decision.permitted {
         log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
         return Err(ApiError::Forbidden);
@@ -389,8 +386,8 @@ async fn authorized(
     }
     let category: String = row.try_get("category")?;
     let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
-    let decision = policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, intent).await?;
-    drop(conn);
+    drop(conn); // no connection is held while the policy may ask the consent service
+    let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, intent).await?;
     if !decision.permitted {
         log_alone(pool, &access(claims, Some(subject), Some(id), action, &decision)).await?;
         return Err(decision.refusal());
@@ -600,10 +597,7 @@ async fn list(
     }
     let claims = &call.0;
     // Phase 1, no transaction: the policy may ask the consent service.
-    let decision = {
-        let mut conn = pool.acquire().await?;
-        policy::decide(&mut conn, &vault.consent, &vault.watch, claims, subject, Intent::Read(category)).await?
-    };
+    let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, Intent::Read(category)).await?;
     if !decision.permitted {
         log_alone(pool, &access(claims, Some(subject), None, "record.list", &decision)).await?;
         return Err(decision.refusal());

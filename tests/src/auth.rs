@@ -91,6 +91,8 @@ impl TestApp {
             common::Role::Beneficiary => "self_service",
             common::Role::ComplianceOfficer => "compliance_review",
             common::Role::Admin => "care_team_assignment",
+            common::Role::Partner => "housing_placement",
+            common::Role::Insurer => "payment",
             _ => "treatment",
         };
         (self.vault_client(), self.user_call(sub, role, purpose))

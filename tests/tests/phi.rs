@@ -265,11 +265,10 @@ async fn a_caseworker_reads_a_profile_only_once_on_the_care_team() {
     let change = common::client::RecordContent { content: json!({"legal_name": "changed"}) };
     // Changing records is no treatment purpose: the route refuses it outright (403) ...
     assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 403, .. })));
-    // ... and claiming the self-service purpose gets the caseworker no further: need-to-know
-    // refuses, like a missing record (404).
+    // ... and the self-service purpose, which the write routes serve, is not a caseworker's.
     let ctx = app.user_call(&caseworker.user_id, common::Role::Caseworker, "self_service");
-    assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 404, .. })));
-    assert!(matches!(vault.delete_record(&ctx, record).await, Err(ClientError::Status { status: 404, .. })));
+    assert!(matches!(vault.replace_record(&ctx, record, &change).await, Err(ClientError::Status { status: 403, .. })));
+    assert!(matches!(vault.delete_record(&ctx, record).await, Err(ClientError::Status { status: 403, .. })));
     let note = common::client::NewRecord {
         subject_id: subject,
         category: "application_details".into(),

@@ -124,7 +124,7 @@ pub struct VerifyArgs {
     #[arg(long = "checkpoint-key", value_name = "SERVICE=FILE", value_parser = parse_key_arg)]
     pub checkpoint_keys: Vec<(ServiceName, PathBuf)>,
     /// How old a row beyond the last checkpoint may be before that counts as a missing checkpoint.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub max_unanchored_secs: u64,
     /// Stop after this many chain breaks per trail.
     #[arg(long, default_value_t = 100)]

@@ -304,3 +304,85 @@ async fn missing_and_forged_checkpoints_are_caught() {
     let _ = (consent_owner.close().await, public_owner.close().await);
     app.stop().await;
 }
+
+/// Someone holding the owner roles of the origin's and the receiver's databases rewrites the
+/// trail and deletes the checkpoints that vouch for the rewritten part, hoping the publisher
+/// signs the forged head next. It does not: it remembers what it signed (and, after a restart,
+/// reads it from its own checkpoint file), sees the database disagree, and raises an alarm.
+#[tokio::test]
+async fn the_publisher_will_not_sign_a_rewritten_history() {
+    let app = TestApp::spawn().await;
+    audited_logins(&app, 2).await;
+    app.publish_checkpoints().await;
+    let proven = last_seq(&app).await;
+    audited_logins(&app, 2).await;
+    app.publish_checkpoints().await;
+
+    let mut public_owner = owner(&app, Database::Public).await;
+    sqlx::query("UPDATE audit_logs SET outcome = 'failure' WHERE seq = $1")
+        .bind(proven + 1)
+        .execute(&mut public_owner)
+        .await
+        .expect("edit");
+    rehash_audit_logs(&mut public_owner, proven + 1).await;
+    take_checkpoint(&mut public_owner, 2).await;
+    sqlx::query("DELETE FROM checkpoint_deliveries WHERE trail = 'audit_logs' AND number = 2")
+        .execute(&mut public_owner)
+        .await
+        .expect("deliveries");
+    let mut consent_owner = owner(&app, Database::Consent).await;
+    take_checkpoint(&mut consent_owner, 2).await;
+    audited_logins(&app, 1).await;
+
+    let alarms = || harness::logs().into_iter().filter(|l| l["alarm"] == "checkpoints_rewritten").count();
+    let publisher = app.public_api.checkpoints.as_ref().expect("publisher");
+    assert!(publisher.publish().await.expect("publish").is_empty(), "nothing signed over the rewrite");
+    assert_eq!(alarms(), 1);
+
+    // A fresh process (as after a restart) knows it from its checkpoint file.
+    let service = common::ServiceName::PublicApi;
+    let key = app.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+    let pool = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
+    let restarted = common::checkpoint::Publisher::new(
+        common::checkpoint::CheckpointKey::load(service, &key).expect("key"),
+        pool.clone(),
+        Vec::new(),
+        Some(app.keys.dir.join("logs/public-api.checkpoints.jsonl")),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(restarted.publish().await.expect("publish").is_empty());
+    assert_eq!(alarms(), 2);
+    let signed: i64 = sqlx::query_scalar("SELECT max(number) FROM checkpoints WHERE trail = 'audit_logs'")
+        .fetch_one(&pool)
+        .await
+        .expect("checkpoints");
+    assert_eq!(signed, 1, "no checkpoint of the rewritten trail exists");
+    pool.close().await;
+    let _ = public_owner.close().await;
+    let _ = consent_owner.close().await;
+    app.stop().await;
+}
+
+/// Holding a trail's publish lock stops its checkpoints; after a few rounds the publisher says so.
+#[tokio::test]
+async fn a_publisher_kept_from_publishing_raises_an_alarm() {
+    let app = TestApp::spawn().await;
+    audited_logins(&app, 1).await;
+    let mut holder = PgConnection::connect(&app.database(Database::Public).app_url()).await.expect("connect");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(common::checkpoint::Trail::AuditLogs.publish_lock())
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let publisher = app.public_api.checkpoints.as_ref().expect("publisher");
+    let stalled = || harness::logs().into_iter().filter(|l| l["alarm"] == "checkpoint_stalled").count();
+    for _ in 0..2 {
+        assert!(publisher.publish().await.expect("publish").is_empty());
+    }
+    assert_eq!(stalled(), 0, "a busy lock for a round or two is normal");
+    assert!(publisher.publish().await.expect("publish").is_empty());
+    assert_eq!(stalled(), 1);
+    let _ = holder.close().await;
+    assert_eq!(publisher.publish().await.expect("publish").len(), 1, "released, it publishes again");
+    app.stop().await;
+}
