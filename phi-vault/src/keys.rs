@@ -126,21 +126,22 @@ async fn shred(
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
     let admin = claims.role == Role::Admin;
-    let entry = |permitted: bool, reason: &'static str| Access {
-        actor: &claims.sub,
-        actor_role: claims.role.as_str(),
-        purpose: &claims.purpose,
-        subject_id: Some(subject),
-        record_id: None,
-        action: "subject.shred",
-        permitted,
-        reason,
-        flagged: false,
-        request_id: &claims.request_id,
-    };
+    let entry =
+        |permitted: bool, reason: &'static str, flagged: bool| shred_entry(claims, subject, permitted, reason, flagged);
     if !admin {
-        access_log::append_alone(pool, &entry(false, "only an admin erases a subject")).await?;
+        access_log::append_alone(pool, &entry(false, "only an admin erases a subject", false)).await?;
         return Err(ApiError::Forbidden);
+    }
+    // Erasure is irreversible: a caller erasing many subjects is stopped, and compliance told.
+    if let Err(over) = vault.watch.observe_erasure(claims, subject) {
+        tracing::error!(
+            request_id = %claims.request_id, scope = %over.scope, limit = over.limit,
+            window_secs = over.window.as_secs(), alarm = "erasure_volume",
+            "ERASURE VOLUME ALARM: subjects erased past the threshold; refusing erasures"
+        );
+        let reason = format!("erasure volume: {} more than {} in {} s", over.scope, over.limit, over.window.as_secs());
+        access_log::append_alone(pool, &shred_entry(claims, subject, false, &reason, over.first)).await?;
+        return Err(ApiError::Unavailable("erasure volume threshold exceeded".into()));
     }
     let mut tx = pool.begin().await?;
     // Locks, in the order of records.rs: the subject's row, its record rows in id order, then
@@ -153,7 +154,8 @@ async fn shred(
     .execute(&mut *tx)
     .await?;
     if shredded.rows_affected() == 0 {
-        access_log::append(&mut tx, &entry(false, "no key to destroy: no such subject, or already erased")).await?;
+        access_log::append(&mut tx, &entry(false, "no key to destroy: no such subject, or already erased", false))
+            .await?;
         tx.commit().await?;
         return Err(ApiError::NotFound);
     }
@@ -165,11 +167,32 @@ async fn shred(
     .await?;
     // Delivered at commit to every instance, which drops its cached copy of the key.
     sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
-    access_log::append(&mut tx, &entry(true, "admin erasure")).await?;
+    access_log::append(&mut tx, &entry(true, "admin erasure", false)).await?;
     tx.commit().await?;
     vault.cache.forget(subject);
     tracing::warn!(request_id = %claims.request_id, %subject, records_deleted = deleted.rows_affected(), "subject crypto-shredded");
     Ok(Status::NoContent)
+}
+
+fn shred_entry<'a>(
+    claims: &'a common::assertion::Claims,
+    subject: Uuid,
+    permitted: bool,
+    reason: &'a str,
+    flagged: bool,
+) -> Access<'a> {
+    Access {
+        actor: &claims.sub,
+        actor_role: claims.role.as_str(),
+        purpose: &claims.purpose,
+        subject_id: Some(subject),
+        record_id: None,
+        action: "subject.shred",
+        permitted,
+        reason,
+        flagged,
+        request_id: &claims.request_id,
+    }
 }
 
 /// The channel a shred is announced on.

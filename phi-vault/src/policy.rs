@@ -100,14 +100,17 @@ pub async fn decide(
         Err(over) => {
             tracing::error!(
                 request_id = %claims.request_id, caller = claims.iss.as_str(), scope = %over.scope, limit = over.limit,
-                alarm = "read_volume", "READ VOLUME ALARM: distinct subjects read past the threshold; refusing reads"
+                window_secs = over.window.as_secs(), alarm = "read_volume",
+                "READ VOLUME ALARM: distinct subjects read past the threshold; refusing reads"
             );
             Decision {
                 flagged: over.first,
                 throttled: true,
                 ..Decision::deny(format!(
-                    "read volume: {} read more than {} distinct subjects in the window",
-                    over.scope, over.limit
+                    "read volume: {} read more than {} distinct subjects in {} s",
+                    over.scope,
+                    over.limit,
+                    over.window.as_secs()
                 ))
             }
         }

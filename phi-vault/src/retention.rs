@@ -17,11 +17,26 @@ use common::client::{ClientError, ConsentClient, DisclosureQuestion};
 
 use crate::access_log::{self, Access};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     #[serde(default)]
     categories: BTreeMap<String, CategoryRule>,
+    /// The most subjects one run may purge because their consent no longer stands. More at once
+    /// is what a compromised or broken consent service would order: the run purges nothing,
+    /// alarms, and an operator looks (raising the figure if the mass expiry is real).
+    #[serde(default = "default_max_consent_purges")]
+    max_consent_purges_per_run: usize,
+}
+
+fn default_max_consent_purges() -> usize {
+    100
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self { categories: BTreeMap::new(), max_consent_purges_per_run: default_max_consent_purges() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +128,9 @@ pub async fn purge_unconsented(
 ) -> Result<u64, sqlx::Error> {
     let request_id = format!("retention-{}", Uuid::new_v4());
     let ctx = CallContext::system("retention_check", common::RequestId(request_id.clone()));
-    let mut purged = 0;
+    // First ask about every subject, then purge: a run that would purge more than the policy
+    // allows purges nothing.
+    let mut due = Vec::new();
     for (category, purpose) in policy.consent_bound() {
         let subjects: Vec<Uuid> =
             sqlx::query_scalar("SELECT DISTINCT subject_id FROM records WHERE category::text = $1")
@@ -123,12 +140,27 @@ pub async fn purge_unconsented(
         for subject in subjects {
             match consent_stands(consent, &ctx, subject, category, purpose).await {
                 Ok(true) => continue,
-                Ok(false) => {}
+                Ok(false) => due.push((subject, category)),
                 Err(e) => {
                     tracing::warn!(error = %e, %subject, "retention: consent unknown; records kept for now");
                     continue;
                 }
             }
+        }
+    }
+    if due.len() > policy.max_consent_purges_per_run {
+        tracing::error!(
+            subjects = due.len(),
+            limit = policy.max_consent_purges_per_run,
+            alarm = "retention_volume",
+            "RETENTION ALARM: the consent service says more subjects' consents ended than one run may purge; \
+             nothing purged (check the consent service; raise max_consent_purges_per_run if this is real)"
+        );
+        return Ok(0);
+    }
+    let mut purged = 0;
+    for (subject, category) in due {
+        {
             // Locks in the order of records.rs: record rows in id order, the access log last.
             let mut tx = pool.begin().await?;
             let rows = sqlx::query(
@@ -146,6 +178,14 @@ pub async fn purge_unconsented(
         }
     }
     Ok(purged)
+}
+
+impl RetentionPolicy {
+    /// The same policy with another purge cap (tests).
+    pub fn with_max_consent_purges(mut self, max: usize) -> Self {
+        self.max_consent_purges_per_run = max;
+        self
+    }
 }
 
 /// Logs each purged record (rows carry `id` and `subject_id`) in the access log.

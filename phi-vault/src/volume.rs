@@ -1,15 +1,17 @@
-//! Read-volume watch: how many distinct subjects each caller has read in the last window
-//! (`policies/phi-volume.toml`). A compromised public-api holds every key it needs to mint calls
-//! for any user, so no per-call check can stop it reading the whole vault one subject at a time;
-//! volume can. Past a threshold phi-vault refuses reads (503) until the window has moved on,
-//! writes a flagged entry to the access log for compliance review (once per window and scope),
-//! and logs an alarm.
+//! Volume watch: how many distinct subjects each caller has read, or erased, in the last minute,
+//! hour and day (`policies/phi-volume.toml`). A compromised public-api holds every key it needs
+//! to mint calls for any user, so no per-call check can stop it going through the vault one
+//! subject at a time; volume can. Past a threshold phi-vault refuses (503) until the window has
+//! moved on, writes a flagged entry to the access log for compliance review (once per window and
+//! scope), and logs an alarm.
 //!
-//! Two scopes are counted: the calling service (every user it acts for, together) and each
-//! acting person (by the role they act in). Re-reading a subject already counted is free; a
-//! refused read is not counted. Counts are kept per instance, in memory: with N instances a
-//! caller can reach N times a threshold before every instance refuses (see the README's threat
-//! model).
+//! Reads are counted in two scopes: the calling service (every user it acts for, together) and
+//! each acting person (by the role they act in). Erasures are counted per calling service.
+//! Re-reading a subject already counted is free; a refused action is not counted. A break-glass
+//! read is never refused by the service-wide scope (an emergency must not wait on someone
+//! else's sweep), only by its caseworker's own. Counts are kept per instance, in memory: with N
+//! instances a caller can reach N times a threshold before every instance refuses (see the
+//! README's threat model).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,15 +24,28 @@ use uuid::Uuid;
 use common::assertion::Claims;
 use common::{Role, ServiceName};
 
+/// One window's thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowRule {
+    /// The window distinct subjects are counted over, in seconds.
+    secs: u64,
+    /// Distinct subjects read per window by each calling service, all its users together.
+    #[serde(default)]
+    reads_per_service: BTreeMap<ServiceName, usize>,
+    /// Distinct subjects read per window by one person acting in a role.
+    #[serde(default)]
+    reads_per_person: BTreeMap<Role, usize>,
+    /// Subjects erased per window through each calling service.
+    #[serde(default)]
+    erasures_per_service: BTreeMap<ServiceName, usize>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumePolicy {
-    /// The window distinct subjects are counted over, in seconds.
-    window_secs: u64,
-    /// Distinct subjects per window for each calling service, all its users together.
-    per_service: BTreeMap<ServiceName, usize>,
-    /// Distinct subjects per window for one person acting in a role.
-    per_person: BTreeMap<Role, usize>,
+    #[serde(rename = "window")]
+    windows: Vec<WindowRule>,
 }
 
 impl VolumePolicy {
@@ -41,45 +56,54 @@ impl VolumePolicy {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let policy: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if policy.window_secs == 0 {
-            return Err("window_secs must be at least 1".into());
+        if policy.windows.is_empty() {
+            return Err("at least one [[window]]".into());
         }
-        if policy.per_service.values().chain(policy.per_person.values()).any(|n| *n == 0) {
-            return Err("every threshold must be at least 1".into());
+        for w in &policy.windows {
+            if w.secs == 0 {
+                return Err("window secs must be at least 1".into());
+            }
+            let limits =
+                w.reads_per_service.values().chain(w.reads_per_person.values()).chain(w.erasures_per_service.values());
+            if limits.copied().any(|n| n == 0) {
+                return Err("every threshold must be at least 1".into());
+            }
         }
         Ok(policy)
     }
 
-    pub fn window(&self) -> Duration {
-        Duration::from_secs(self.window_secs)
+    /// The shortest window's read threshold for everything `service` asks, together.
+    pub fn service_limit(&self, service: ServiceName) -> Option<usize> {
+        self.windows.iter().min_by_key(|w| w.secs).and_then(|w| w.reads_per_service.get(&service).copied())
     }
 
-    /// The threshold for everything `service` asks, together.
-    pub fn service_limit(&self, service: ServiceName) -> Option<usize> {
-        self.per_service.get(&service).copied()
+    /// The shortest window's erasure threshold for `service`.
+    pub fn erasure_limit(&self, service: ServiceName) -> Option<usize> {
+        self.windows.iter().min_by_key(|w| w.secs).and_then(|w| w.erasures_per_service.get(&service).copied())
     }
 }
 
-/// Why a read was refused.
+/// Why an action was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exceeded {
-    /// `service public-api` or `caseworker 3f0c…`.
+    /// `service public-api`, `caseworker 3f0c…` or `erasures by public-api`.
     pub scope: String,
     pub limit: usize,
-    /// The first refusal of this scope in the window: the one compliance is asked to review.
+    pub window: Duration,
+    /// The first refusal of this scope in its window: the one compliance is asked to review.
     pub first: bool,
 }
 
 #[derive(Default)]
 struct Window {
-    /// Each subject read, with when it was last read.
+    /// Each subject counted, with when it was last seen.
     seen: HashMap<Uuid, Instant>,
     /// Until when this scope's alarm has been raised.
     alarmed_until: Option<Instant>,
 }
 
 impl Window {
-    /// Whether reading `subject` keeps the scope within `limit` (forgetting reads older than
+    /// Whether counting `subject` keeps the scope within `limit` (forgetting subjects older than
     /// `window` when it must count).
     fn admits(&mut self, subject: Uuid, limit: usize, now: Instant, window: Duration) -> bool {
         if self.seen.contains_key(&subject) {
@@ -91,91 +115,129 @@ impl Window {
         self.seen.len() < limit
     }
 
+    fn refuse(&mut self, scope: String, limit: usize, now: Instant, window: Duration) -> Exceeded {
+        let first = self.alarmed_until.is_none_or(|until| until <= now);
+        if first {
+            self.alarmed_until = Some(now + window);
+        }
+        Exceeded { scope, limit, window, first }
+    }
+
     fn stale(&self, now: Instant, window: Duration) -> bool {
         self.seen.values().all(|at| now.duration_since(*at) >= window)
             && self.alarmed_until.is_none_or(|until| until <= now)
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    services: HashMap<ServiceName, Window>,
-    people: HashMap<(ServiceName, Role, String), Window>,
+/// A counted scope: who, and what they do.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Scope {
+    ServiceReads(ServiceName),
+    PersonReads(ServiceName, Role, String),
+    ServiceErasures(ServiceName),
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        match self {
+            Scope::ServiceReads(s) => format!("service {s}"),
+            Scope::PersonReads(_, role, sub) => format!("{role} {sub}"),
+            Scope::ServiceErasures(s) => format!("erasures by {s}"),
+        }
+    }
 }
 
 pub struct VolumeWatch {
     policy: VolumePolicy,
-    counts: Mutex<Counts>,
+    /// One map of scopes per window, in the policy's order.
+    counts: Mutex<Vec<HashMap<Scope, Window>>>,
 }
 
 impl VolumeWatch {
     pub fn new(policy: VolumePolicy) -> Self {
-        Self { policy, counts: Mutex::new(Counts::default()) }
+        let counts = Mutex::new(policy.windows.iter().map(|_| HashMap::new()).collect());
+        Self { policy, counts }
     }
 
-    /// Counts a read of `subject` by the verified caller; refuses it when either scope is past
-    /// its threshold.
+    /// Counts a read of `subject` by the verified caller; refuses it when any scope is past its
+    /// threshold in any window.
     pub fn observe(&self, claims: &Claims, subject: Uuid) -> Result<(), Exceeded> {
         self.observe_at(claims, subject, Instant::now())
     }
 
-    fn observe_at(&self, claims: &Claims, subject: Uuid, now: Instant) -> Result<(), Exceeded> {
-        let window = self.policy.window();
-        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let counts = &mut *counts;
-        let service_limit = self.policy.per_service.get(&claims.iss).copied();
-        let person_limit = self.policy.per_person.get(&claims.role).copied();
-        let person_key = (claims.iss, claims.role, claims.sub.clone());
-
-        let refuse = |w: &mut Window, scope: String, limit: usize| {
-            let first = w.alarmed_until.is_none_or(|until| until <= now);
-            if first {
-                w.alarmed_until = Some(now + window);
-            }
-            Err(Exceeded { scope, limit, first })
+    /// Counts an erasure of `subject` through the verified caller; refuses it past a threshold.
+    pub fn observe_erasure(&self, claims: &Claims, subject: Uuid) -> Result<(), Exceeded> {
+        let scopes = |w: &WindowRule| {
+            w.erasures_per_service.get(&claims.iss).map(|limit| (Scope::ServiceErasures(claims.iss), *limit, true))
         };
-        if let Some(limit) = service_limit {
-            let w = counts.services.entry(claims.iss).or_default();
-            if !w.admits(subject, limit, now, window) {
-                return refuse(w, format!("service {}", claims.iss), limit);
+        self.count(subject, Instant::now(), |w| scopes(w).into_iter().collect())
+    }
+
+    fn observe_at(&self, claims: &Claims, subject: Uuid, now: Instant) -> Result<(), Exceeded> {
+        // An emergency read is not held up by the service-wide count (it is still counted, and
+        // its caseworker's own count still applies).
+        let emergency = claims.purpose == crate::policy::BREAK_GLASS;
+        self.count(subject, now, |w| {
+            let mut scopes = Vec::new();
+            if let Some(limit) = w.reads_per_service.get(&claims.iss) {
+                scopes.push((Scope::ServiceReads(claims.iss), *limit, !emergency));
+            }
+            if let Some(limit) = w.reads_per_person.get(&claims.role) {
+                scopes.push((Scope::PersonReads(claims.iss, claims.role, claims.sub.clone()), *limit, true));
+            }
+            scopes
+        })
+    }
+
+    /// Checks `subject` against every (scope, limit, enforced) the rule names in every window;
+    /// counts it everywhere only when none refuses.
+    fn count(
+        &self,
+        subject: Uuid,
+        now: Instant,
+        scopes_of: impl Fn(&WindowRule) -> Vec<(Scope, usize, bool)>,
+    ) -> Result<(), Exceeded> {
+        let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut admitted = Vec::new();
+        for (i, rule) in self.policy.windows.iter().enumerate() {
+            let window = Duration::from_secs(rule.secs);
+            for (scope, limit, enforced) in scopes_of(rule) {
+                let w = counts[i].entry(scope.clone()).or_default();
+                if !w.admits(subject, limit, now, window) && enforced {
+                    return Err(w.refuse(scope.describe(), limit, now, window));
+                }
+                admitted.push((i, scope));
             }
         }
-        if let Some(limit) = person_limit {
-            let w = counts.people.entry(person_key.clone()).or_default();
-            if !w.admits(subject, limit, now, window) {
-                return refuse(w, format!("{} {}", claims.role, claims.sub), limit);
-            }
-        }
-        if service_limit.is_some() {
-            counts.services.entry(claims.iss).or_default().seen.insert(subject, now);
-        }
-        if person_limit.is_some() {
-            counts.people.entry(person_key).or_default().seen.insert(subject, now);
+        for (i, scope) in admitted {
+            counts[i].entry(scope).or_default().seen.insert(subject, now);
         }
         Ok(())
     }
 
-    /// Forgets scopes with nothing in the window (run on a timer: people come and go).
+    /// Forgets scopes with nothing in their window (run on a timer: people come and go).
     pub fn sweep(&self) {
         let now = Instant::now();
-        let window = self.policy.window();
         let mut counts = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        counts.people.retain(|_, w| !w.stale(now, window));
-        counts.services.retain(|_, w| !w.stale(now, window));
+        for (i, rule) in self.policy.windows.iter().enumerate() {
+            let window = Duration::from_secs(rule.secs);
+            counts[i].retain(|_, w| !w.stale(now, window));
+        }
     }
 
-    pub fn window(&self) -> Duration {
-        self.policy.window()
+    /// How often [`VolumeWatch::sweep`] is worth running: the shortest window.
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_secs(self.policy.windows.iter().map(|w| w.secs).min().unwrap_or(60))
     }
 }
 
-/// Sweeps the watch every window until shutdown.
+/// Sweeps the watch every shortest window until shutdown.
 pub async fn sweep_until(watch: std::sync::Arc<VolumeWatch>, shutdown: rocket::Shutdown) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(watch.window()) => watch.sweep(),
+            _ = tokio::time::sleep(watch.sweep_every()) => watch.sweep(),
         }
     }
 }
@@ -184,14 +246,14 @@ pub async fn sweep_until(watch: std::sync::Arc<VolumeWatch>, shutdown: rocket::S
 mod tests {
     use super::*;
 
-    fn claims(role: Role, sub: &str) -> Claims {
+    fn claims(role: Role, sub: &str, purpose: &str) -> Claims {
         Claims {
             iss: ServiceName::PublicApi,
             aud: ServiceName::PhiVault,
             sub: sub.into(),
             sid: None,
             role,
-            purpose: "treatment".into(),
+            purpose: purpose.into(),
             request_id: "r".into(),
             reason: None,
             htm: "GET".into(),
@@ -206,8 +268,12 @@ mod tests {
 
     fn watch() -> VolumeWatch {
         VolumeWatch::new(
-            VolumePolicy::parse("window_secs = 60\n[per_service]\npublic-api = 3\n[per_person]\ncaseworker = 2\n")
-                .expect("policy"),
+            VolumePolicy::parse(
+                "[[window]]\nsecs = 60\nreads_per_service = { public-api = 3 }\nreads_per_person = { caseworker = 2 }\n\
+                 erasures_per_service = { public-api = 1 }\n\
+                 [[window]]\nsecs = 3600\nreads_per_service = { public-api = 4 }\n",
+            )
+            .expect("policy"),
         )
     }
 
@@ -215,33 +281,60 @@ mod tests {
     fn counts_distinct_subjects_per_service_and_alarms_once_a_window() {
         let w = watch();
         let t0 = Instant::now();
-        let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let me = |i: usize| claims(Role::Beneficiary, &i.to_string(), "self_service");
+        let subjects: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
         for (i, s) in subjects.iter().take(3).enumerate() {
-            assert!(w.observe_at(&claims(Role::Beneficiary, &i.to_string()), *s, t0).is_ok());
+            assert!(w.observe_at(&me(i), *s, t0).is_ok());
         }
         // Re-reading a counted subject is free; a fourth subject is refused.
-        assert!(w.observe_at(&claims(Role::Beneficiary, "0"), subjects[0], t0).is_ok());
-        let refused = w.observe_at(&claims(Role::Beneficiary, "3"), subjects[3], t0).expect_err("over");
+        assert!(w.observe_at(&me(0), subjects[0], t0).is_ok());
+        let refused = w.observe_at(&me(3), subjects[3], t0).expect_err("over");
         assert_eq!((refused.scope.as_str(), refused.limit, refused.first), ("service public-api", 3, true));
-        let again = w.observe_at(&claims(Role::Beneficiary, "4"), subjects[4], t0).expect_err("over");
+        let again = w.observe_at(&me(4), subjects[4], t0).expect_err("over");
         assert!(!again.first, "one alarm per window");
-        // A window later the old reads no longer count.
+        // A minute later the minute's reads no longer count, but the hour's do: one more fits.
         let later = t0 + Duration::from_secs(61);
-        assert!(w.observe_at(&claims(Role::Beneficiary, "3"), subjects[3], later).is_ok());
+        assert!(w.observe_at(&me(3), subjects[3], later).is_ok());
+        let hourly = w.observe_at(&me(4), subjects[4], later).expect_err("over the hour");
+        assert_eq!((hourly.limit, hourly.window), (4, Duration::from_secs(3600)));
     }
 
     #[test]
     fn one_person_past_their_role_threshold_is_refused_alone() {
         let w = watch();
         let t0 = Instant::now();
+        let cw = |sub: &str| claims(Role::Caseworker, sub, "treatment");
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert!(w.observe_at(&claims(Role::Caseworker, "cw1"), a, t0).is_ok());
-        assert!(w.observe_at(&claims(Role::Caseworker, "cw1"), b, t0).is_ok());
-        let refused = w.observe_at(&claims(Role::Caseworker, "cw1"), c, t0).expect_err("over");
+        assert!(w.observe_at(&cw("cw1"), a, t0).is_ok());
+        assert!(w.observe_at(&cw("cw1"), b, t0).is_ok());
+        let refused = w.observe_at(&cw("cw1"), c, t0).expect_err("over");
         assert_eq!(refused.scope, "caseworker cw1");
         // The refused read was not counted against the service.
-        assert!(w.observe_at(&claims(Role::Caseworker, "cw2"), c, t0).is_ok());
+        assert!(w.observe_at(&cw("cw2"), c, t0).is_ok());
         w.sweep();
+    }
+
+    #[test]
+    fn a_break_glass_read_is_not_refused_by_the_service_count() {
+        let w = watch();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(w
+                .observe_at(&claims(Role::Beneficiary, &i.to_string(), "self_service"), Uuid::new_v4(), t0)
+                .is_ok());
+        }
+        let glass = claims(Role::Caseworker, "cw", crate::policy::BREAK_GLASS);
+        assert!(w.observe_at(&glass, Uuid::new_v4(), t0).is_ok(), "an emergency goes through");
+        assert!(w.observe_at(&glass, Uuid::new_v4(), t0).is_ok());
+        assert_eq!(w.observe_at(&glass, Uuid::new_v4(), t0).expect_err("over").scope, "caseworker cw");
+    }
+
+    #[test]
+    fn erasures_are_counted_per_service() {
+        let w = watch();
+        let admin = claims(Role::Admin, "a", "erasure");
+        assert!(w.observe_erasure(&admin, Uuid::new_v4()).is_ok());
+        assert_eq!(w.observe_erasure(&admin, Uuid::new_v4()).expect_err("over").scope, "erasures by public-api");
     }
 
     #[test]

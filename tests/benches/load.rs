@@ -219,7 +219,7 @@ fn main() {
         // The read-volume watch would rightly stop this many distinct subjects a minute from one
         // caller (policies/phi-volume.toml); the load run measures speed, so it raises the bar.
         let volume_file = std::env::temp_dir().join(format!("secondwind-load-volume-{}.toml", std::process::id()));
-        std::fs::write(&volume_file, "window_secs = 60\n[per_service]\npublic-api = 1000000\n[per_person]\n")
+        std::fs::write(&volume_file, "[[window]]\nsecs = 60\nreads_per_service = { public-api = 1000000 }\n")
             .expect("volume policy");
         let phi_volume = volume_file.clone();
         let app = TestApp::spawn_configured(

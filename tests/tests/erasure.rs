@@ -119,3 +119,56 @@ async fn a_shred_deletes_the_subjects_ciphertext_and_keeps_the_accounting_of_dis
     phi.close().await;
     app.stop().await;
 }
+
+/// Erasure is irreversible: past the per-service threshold (policies/phi-volume.toml) further
+/// erasures are refused (503) and compliance gets a flagged entry, so a compromised public-api
+/// (which can mint an admin's call) cannot shred the whole vault in a minute.
+#[tokio::test]
+async fn a_burst_of_erasures_is_refused_and_flagged() {
+    let app = TestApp::spawn().await;
+    let limit = phi_vault::volume::VolumePolicy::load(&harness::repo_root().join("policies/phi-volume.toml"))
+        .expect("policy")
+        .erasure_limit(common::ServiceName::PublicApi)
+        .expect("an erasure limit");
+    let vault = app.vault_client();
+    let mut subjects = Vec::new();
+    for _ in 0..=limit {
+        let subject = uuid::Uuid::new_v4();
+        let ctx = app.user_call(&subject.to_string(), common::Role::Beneficiary, "self_service");
+        let record =
+            NewRecord { subject_id: subject, category: "identity".into(), content: sample_profile(), expires_at: None };
+        vault.create_record(&ctx, &record).await.expect("a record");
+        subjects.push(subject);
+    }
+    let admin = app.dev_login("admin").await;
+    let mut statuses = Vec::new();
+    for subject in &subjects {
+        let erase = app
+            .http
+            .delete(app.api(&format!("/staff/beneficiaries/{subject}/phi?reason=requested")))
+            .bearer_auth(&admin.access_token)
+            .send()
+            .await
+            .expect("erase");
+        statuses.push(erase.status().as_u16());
+    }
+    assert_eq!(statuses[..limit], vec![204; limit][..]);
+    assert_eq!(statuses[limit], 503);
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let flagged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE action = 'subject.shred' AND flagged AND reason LIKE 'erasure volume:%'",
+    )
+    .fetch_one(&phi)
+    .await
+    .expect("log");
+    assert_eq!(flagged, 1);
+    let kept: Option<Vec<u8>> = sqlx::query_scalar("SELECT wrapped_data_key FROM subjects WHERE id = $1")
+        .bind(subjects[limit])
+        .fetch_one(&phi)
+        .await
+        .expect("subject");
+    assert!(kept.is_some(), "the refused erasure destroyed nothing");
+    assert!(harness::logs().iter().any(|l| l["alarm"] == "erasure_volume"));
+    phi.close().await;
+    app.stop().await;
+}

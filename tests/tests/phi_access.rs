@@ -510,6 +510,12 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
 
     // Withdrawn: the next run purges the conversations, logged once; other records stay.
     revoke(&consent_db, keep, &beneficiary.user_id, None).await;
+    // A run told to purge more subjects than it may (here: any) purges nothing and alarms: a
+    // consent service saying "no" to everyone must not empty the vault.
+    let capped = policy.clone().with_max_consent_purges(0);
+    assert_eq!(phi_vault::retention::purge_unconsented(&phi, &consent, &capped).await.expect("purge"), 0);
+    assert!(harness::logs().iter().any(|l| l["alarm"] == "retention_volume"));
+    assert!(vault.read_record(&ctx, kept.record_id).await.is_ok(), "kept");
     assert_eq!(purge().await.expect("purge"), 1);
     assert_eq!(purge().await.expect("purge"), 0);
     not_found(vault.read_record(&ctx, kept.record_id).await);
