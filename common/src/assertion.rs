@@ -134,7 +134,6 @@ impl std::fmt::Debug for Claims {
 pub struct Delegation {
     pub user: uuid::Uuid,
     pub session: uuid::Uuid,
-    pub roles: Vec<String>,
     pub signer: std::sync::Arc<DelegationSigner>,
 }
 
@@ -268,7 +267,9 @@ impl Signer {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (jti, exp) = (uuid::Uuid::new_v4().to_string(), now + self.ttl_secs);
         let delegation = match &ctx.delegation {
-            Some(d) => Some(d.signer.mint(d.user, d.session, &d.roles, audience, &jti, exp).map_err(SignError)?),
+            Some(d) => {
+                Some(d.signer.mint(d.user, d.session, ctx.role, self.service, audience, &jti, exp).map_err(SignError)?)
+            }
             None => None,
         };
         let claims = Claims {
@@ -439,7 +440,7 @@ impl Verifier {
         let user = verifier
             .verify_delegation(token, self.service)
             .map_err(|e| Refusal::Invalid(format!("delegation token: {e}")))?;
-        if user.jti != claims.jti {
+        if user.jti != claims.jti || user.azp != claims.iss {
             return Err(Refusal::Invalid("delegation token is another assertion's".into()));
         }
         if user.sub.to_string() != claims.sub {
@@ -448,8 +449,8 @@ impl Verifier {
         if claims.sid.as_deref() != Some(user.sid.to_string().as_str()) {
             return Err(Refusal::Invalid("delegation token is another session's".into()));
         }
-        if !user.roles.iter().any(|r| r == claims.role.as_str()) {
-            return Err(Refusal::Invalid(format!("delegation token does not hold role {}", claims.role)));
+        if user.role != claims.role {
+            return Err(Refusal::Invalid(format!("delegation token is not for role {}", claims.role)));
         }
         Ok(())
     }

@@ -469,10 +469,8 @@ pub fn append_file(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> 
     file.sync_data()
 }
 
-/// The latest checkpoint of each trail in this service's own file that its own key signed.
-fn last_in_file(path: &Path, key: &CheckpointKey) -> HashMap<Trail, Checkpoint> {
-    let mut mine = CheckpointKeys::default();
-    mine.insert(key.service, key.public());
+/// The latest checkpoint of each trail in this service's own file that one of its own keys signed.
+fn last_in_file(path: &Path, service: ServiceName, mine: &CheckpointKeys) -> HashMap<Trail, Checkpoint> {
     let mut out: HashMap<Trail, Checkpoint> = HashMap::new();
     let lines = match read_file(path) {
         Ok(lines) => lines,
@@ -483,7 +481,7 @@ fn last_in_file(path: &Path, key: &CheckpointKey) -> HashMap<Trail, Checkpoint> 
         }
     };
     for checkpoint in lines.into_iter().filter_map(|(_, line)| line.ok()) {
-        if checkpoint.origin != key.service || mine.verify(&checkpoint).is_err() {
+        if checkpoint.origin != service || mine.verify(&checkpoint).is_err() {
             continue;
         }
         let newer = out.get(&checkpoint.trail).is_none_or(|known| known.number < checkpoint.number);
@@ -603,7 +601,10 @@ pub struct Publisher {
     receivers: Vec<(ServiceName, CheckpointClient)>,
     file: Option<PathBuf>,
     interval: Duration,
-    /// The last checkpoint of each trail this process published or found in its file.
+    /// This service's checkpoint public keys: the current one and any retired ones.
+    own_keys: CheckpointKeys,
+    /// The latest checkpoint of each trail this process has published, found in its file, or
+    /// seen in the database (and found signed by its own key) on an earlier round.
     remembered: std::sync::Mutex<HashMap<Trail, Checkpoint>>,
     /// Rounds in a row each trail's publish lock was busy.
     busy: std::sync::Mutex<HashMap<Trail, u32>>,
@@ -617,29 +618,76 @@ impl Publisher {
         file: Option<PathBuf>,
         interval: Duration,
     ) -> Self {
-        let remembered = std::sync::Mutex::new(file.as_deref().map(|f| last_in_file(f, &key)).unwrap_or_default());
-        Self { key, pool, receivers, file, interval, remembered, busy: Default::default() }
+        Self::with_retired_keys(key, &[], pool, receivers, file, interval)
+    }
+
+    /// Like [`Publisher::new`], also accepting this service's checkpoints signed with `retired`
+    /// public keys (after a key rotation).
+    pub fn with_retired_keys(
+        key: CheckpointKey,
+        retired: &[[u8; 32]],
+        pool: PgPool,
+        receivers: Vec<(ServiceName, CheckpointClient)>,
+        file: Option<PathBuf>,
+        interval: Duration,
+    ) -> Self {
+        let mut own_keys = CheckpointKeys::default();
+        own_keys.insert(key.service, key.public());
+        for old in retired {
+            own_keys.insert(key.service, *old);
+        }
+        let remembered =
+            std::sync::Mutex::new(file.as_deref().map(|f| last_in_file(f, key.service, &own_keys)).unwrap_or_default());
+        Self { key, own_keys, pool, receivers, file, interval, remembered, busy: Default::default() }
+    }
+
+    fn remember(&self, checkpoint: &Checkpoint) {
+        let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        if remembered.get(&checkpoint.trail).is_none_or(|known| known.number < checkpoint.number) {
+            remembered.insert(checkpoint.trail, checkpoint.clone());
+        }
     }
 
     fn remembered(&self, trail: Trail) -> Option<Checkpoint> {
         self.remembered.lock().unwrap_or_else(|p| p.into_inner()).get(&trail).cloned()
     }
 
-    /// Counts a round in which another holder had the trail's publish lock; alarms once it
-    /// has gone on for [`STALL_ROUNDS`] rounds.
-    fn lock_busy(&self, trail: Trail, busy: bool) {
-        let mut counts = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(trail).or_default();
-        *count = if busy { *count + 1 } else { 0 };
-        if *count >= STALL_ROUNDS {
+    /// Counts a round in which another holder had the trail's publish lock; once that has gone
+    /// on for [`STALL_ROUNDS`] rounds and no instance has published the moved head meanwhile,
+    /// alarms. (Another instance publishing each round is fine: its checkpoints are fresh.)
+    async fn lock_busy(&self, tx: &mut PgConnection, trail: Trail, busy: bool) -> Result<(), sqlx::Error> {
+        let count = {
+            let mut counts = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+            let count = counts.entry(trail).or_default();
+            *count = if busy { *count + 1 } else { 0 };
+            *count
+        };
+        if count < STALL_ROUNDS {
+            return Ok(());
+        }
+        let (table, seq_column) = (trail.table(), trail.seq_column());
+        let head: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT max({seq_column}) FROM {table}")).fetch_one(&mut *tx).await?;
+        let last = latest(tx, self.service(), trail).await?;
+        let stale_after = self.interval * STALL_ROUNDS;
+        let anchored = match (&last, head) {
+            (_, None) => true,
+            (Some(last), Some(head)) => {
+                last.seq == head
+                    || (chain::now() - last.published_at) < time::Duration::try_from(stale_after).unwrap_or_default()
+            }
+            (None, Some(_)) => false,
+        };
+        if !anchored {
             tracing::error!(
                 trail = trail.as_str(),
-                rounds = *count,
+                rounds = count,
                 alarm = "checkpoint_stalled",
                 "AUDIT ALARM: something has held this trail's checkpoint lock for several rounds; \
                  nothing anchors the trail meanwhile"
             );
         }
+        Ok(())
     }
 
     /// Whether the database's checkpoints of `trail` still agree with what this process knows it
@@ -650,13 +698,8 @@ impl Publisher {
         trail: Trail,
         last: Option<&Checkpoint>,
     ) -> Result<bool, sqlx::Error> {
-        let mine = {
-            let mut keys = CheckpointKeys::default();
-            keys.insert(self.service(), self.key.public());
-            keys
-        };
         if let Some(last) = last {
-            if mine.verify(last).is_err() {
+            if self.own_keys.verify(last).is_err() {
                 return Ok(false);
             }
         }
@@ -710,7 +753,7 @@ impl Publisher {
             .bind(trail.publish_lock())
             .fetch_one(&mut *tx)
             .await?;
-        self.lock_busy(trail, !mine);
+        self.lock_busy(&mut tx, trail, !mine).await?;
         if !mine {
             return Ok(None); // another instance is publishing this trail right now
         }
@@ -728,6 +771,11 @@ impl Publisher {
                  (deleted, changed or forged); publishing stopped for this trail (run secondwind-admin audit verify)"
             );
             return Ok(None);
+        }
+        // What this instance has now seen is what it holds the database to next round (so it
+        // notices checkpoints another instance published being deleted too).
+        if let Some(last) = &last {
+            self.remember(last);
         }
         if let Some(last) = &last {
             if last.seq == seq && last.head_hash == head_hash {
@@ -758,7 +806,7 @@ impl Publisher {
         }
         tx.commit().await?;
         tracing::info!(trail = trail.as_str(), number, seq, "checkpoint published");
-        self.remembered.lock().unwrap_or_else(|p| p.into_inner()).insert(trail, checkpoint.clone());
+        self.remember(&checkpoint);
         Ok(Some(checkpoint))
     }
 
@@ -904,7 +952,11 @@ impl Anchor {
         }
         let file = config.log.dir.as_deref().map(|dir| file_in(dir, service));
         let interval = Duration::from_secs(settings.interval_secs.max(1));
-        let publisher = Publisher::new(key, pool.clone(), receivers, file, interval);
+        let mut retired = Vec::new();
+        for file in &settings.retired_public_key_files {
+            retired.push(keys::read_public(file)?);
+        }
+        let publisher = Publisher::with_retired_keys(key, &retired, pool.clone(), receivers, file, interval);
         Ok(Self { publisher: Some(Arc::new(publisher)), keys })
     }
 

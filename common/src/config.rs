@@ -100,6 +100,10 @@ pub struct CheckpointConfig {
     /// The peers that store this service's checkpoints in their databases (each needs
     /// `internal.peers.<peer>.url`).
     pub receivers: Vec<ServiceName>,
+    /// This service's earlier checkpoint public keys, after a rotation: its latest checkpoint
+    /// may be signed with one of them.
+    #[serde(default)]
+    pub retired_public_key_files: Vec<PathBuf>,
 }
 
 fn default_checkpoint_interval() -> u64 {

@@ -50,9 +50,12 @@ pub const MAX_DELEGATION_TTL_SECS: i64 = 60;
 pub struct DelegationClaims {
     pub iss: String,
     pub aud: String,
+    /// The service whose assertion this token rides in (public-api).
+    pub azp: crate::ServiceName,
     pub sub: Uuid,
     pub sid: Uuid,
-    pub roles: Vec<String>,
+    /// The one role public-api's guard checked the person holds, for this call.
+    pub role: crate::Role,
     pub iat: i64,
     pub exp: i64,
     /// The `jti` of the one assertion this token rides in.
@@ -71,13 +74,15 @@ impl DelegationSigner {
         Self { issuer: issuer.into(), kid: kid.into(), key }
     }
 
-    /// A token for `user` in `session` holding `roles`, for the assertion `jti` to `callee`,
-    /// expiring with it.
+    /// A token for `user` in `session` acting in `role`, for the assertion `jti` that `caller`
+    /// sends to `callee`, expiring with it.
+    #[allow(clippy::too_many_arguments)]
     pub fn mint(
         &self,
         user: Uuid,
         session: Uuid,
-        roles: &[String],
+        role: crate::Role,
+        caller: crate::ServiceName,
         callee: crate::ServiceName,
         jti: &str,
         exp: i64,
@@ -86,9 +91,10 @@ impl DelegationSigner {
         let claims = DelegationClaims {
             iss: self.issuer.clone(),
             aud: delegation_audience(callee),
+            azp: caller,
             sub: user,
             sid: session,
-            roles: roles.to_vec(),
+            role,
             iat: now,
             exp: exp.min(now + MAX_DELEGATION_TTL_SECS),
             jti: jti.to_owned(),

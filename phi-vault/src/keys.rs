@@ -132,17 +132,6 @@ async fn shred(
         access_log::append_alone(pool, &entry(false, "only an admin erases a subject", false)).await?;
         return Err(ApiError::Forbidden);
     }
-    // Erasure is irreversible: a caller erasing many subjects is stopped, and compliance told.
-    if let Err(over) = vault.watch.observe_erasure(claims, subject) {
-        tracing::error!(
-            request_id = %claims.request_id, scope = %over.scope, limit = over.limit,
-            window_secs = over.window.as_secs(), alarm = "erasure_volume",
-            "ERASURE VOLUME ALARM: subjects erased past the threshold; refusing erasures"
-        );
-        let reason = format!("erasure volume: {} more than {} in {} s", over.scope, over.limit, over.window.as_secs());
-        access_log::append_alone(pool, &shred_entry(claims, subject, false, &reason, over.first)).await?;
-        return Err(ApiError::Unavailable("erasure volume threshold exceeded".into()));
-    }
     let mut tx = pool.begin().await?;
     // Locks, in the order of records.rs: the subject's row, its record rows in id order, then
     // the access log's chain lock last.
@@ -158,6 +147,19 @@ async fn shred(
             .await?;
         tx.commit().await?;
         return Err(ApiError::NotFound);
+    }
+    // Erasure is irreversible: a caller erasing many subjects is stopped, and compliance told.
+    // Counted only for a subject that is there to erase, so misses cannot use the figure up.
+    if let Err(over) = vault.watch.observe_erasure(claims, subject) {
+        tx.rollback().await?;
+        tracing::error!(
+            request_id = %claims.request_id, scope = %over.scope, limit = over.limit,
+            window_secs = over.window.as_secs(), alarm = "erasure_volume",
+            "ERASURE VOLUME ALARM: subjects erased past the threshold; refusing erasures"
+        );
+        let reason = format!("erasure volume: {} more than {} in {} s", over.scope, over.limit, over.window.as_secs());
+        access_log::append_alone(pool, &shred_entry(claims, subject, false, &reason, over.first)).await?;
+        return Err(ApiError::Unavailable("erasure volume threshold exceeded".into()));
     }
     let deleted = sqlx::query(
         "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 ORDER BY id FOR UPDATE)",

@@ -81,8 +81,8 @@ pub enum Intent<'a> {
     Write,
 }
 
-/// Decides, then counts a permitted read against the caller's read volume: past a threshold the
-/// read is refused as throttled (503), and the first refusal in a window is flagged for review.
+/// Decides, then counts a permitted read or write against the caller's volume: past a threshold
+/// it is refused as throttled (503), and the first refusal in a window is flagged for review.
 pub async fn decide(
     pool: &PgPool,
     consent: &ConsentClient,
@@ -92,22 +92,26 @@ pub async fn decide(
     intent: Intent<'_>,
 ) -> Result<Decision, sqlx::Error> {
     let decision = grant(pool, consent, claims, subject, intent).await?;
-    if !decision.permitted || intent == Intent::Write {
+    if !decision.permitted {
         return Ok(decision);
     }
-    Ok(match watch.observe(claims, subject) {
+    let (counted, what) = match intent {
+        Intent::Write => (watch.observe_write(claims, subject), "write volume"),
+        Intent::Read(_) => (watch.observe(claims, subject), "read volume"),
+    };
+    Ok(match counted {
         Ok(()) => decision,
         Err(over) => {
             tracing::error!(
                 request_id = %claims.request_id, caller = claims.iss.as_str(), scope = %over.scope, limit = over.limit,
-                window_secs = over.window.as_secs(), alarm = "read_volume",
-                "READ VOLUME ALARM: distinct subjects read past the threshold; refusing reads"
+                window_secs = over.window.as_secs(), alarm = "read_volume", what,
+                "VOLUME ALARM: distinct subjects past the threshold; refusing"
             );
             Decision {
                 flagged: over.first,
                 throttled: true,
                 ..Decision::deny(format!(
-                    "read volume: {} read more than {} distinct subjects in {} s",
+                    "{what}: {} more than {} distinct subjects in {} s",
                     over.scope,
                     over.limit,
                     over.window.as_secs()

@@ -22,11 +22,12 @@ use crate::access_log::{self, Access};
 pub struct RetentionPolicy {
     #[serde(default)]
     categories: BTreeMap<String, CategoryRule>,
-    /// The most subjects one run may purge because their consent no longer stands. More at once
-    /// is what a compromised or broken consent service would order: the run purges nothing,
-    /// alarms, and an operator looks (raising the figure if the mass expiry is real).
+    /// The most subjects whose records may be purged in 24 hours because their consent no
+    /// longer stands (counted from the access log, so across runs and instances). More is what a
+    /// compromised or broken consent service would order: a run that would pass the figure
+    /// purges nothing, alarms, and an operator looks (raising it if the mass expiry is real).
     #[serde(default = "default_max_consent_purges")]
-    max_consent_purges_per_run: usize,
+    max_consent_purges_per_day: usize,
 }
 
 fn default_max_consent_purges() -> usize {
@@ -35,7 +36,7 @@ fn default_max_consent_purges() -> usize {
 
 impl Default for RetentionPolicy {
     fn default() -> Self {
-        Self { categories: BTreeMap::new(), max_consent_purges_per_run: default_max_consent_purges() }
+        Self { categories: BTreeMap::new(), max_consent_purges_per_day: default_max_consent_purges() }
     }
 }
 
@@ -50,6 +51,11 @@ struct CategoryRule {
     #[serde(default)]
     while_consented: Option<String>,
 }
+
+/// The actor the retention job's access-log entries name.
+const JOB: &str = "retention-job";
+/// Why records whose consent ended were purged (also how the day's purges are counted).
+const CONSENT_ENDED: &str = "the subject's consent to keep these records no longer stands";
 
 /// The recipient named by a consent to keep records: the program itself.
 pub const PROGRAM: &str = "secondwind";
@@ -128,8 +134,11 @@ pub async fn purge_unconsented(
 ) -> Result<u64, sqlx::Error> {
     let request_id = format!("retention-{}", Uuid::new_v4());
     let ctx = CallContext::system("retention_check", common::RequestId(request_id.clone()));
-    // First ask about every subject, then purge: a run that would purge more than the policy
-    // allows purges nothing.
+    // Records stored after the questions were asked are not purged on their answers (a consent
+    // may have been renewed meanwhile).
+    let asked_from: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(pool).await?;
+    // First ask about every subject, then purge: a run that would take the day past the
+    // policy's figure purges nothing.
     let mut due = Vec::new();
     for (category, purpose) in policy.consent_bound() {
         let subjects: Vec<Uuid> =
@@ -148,13 +157,23 @@ pub async fn purge_unconsented(
             }
         }
     }
-    if due.len() > policy.max_consent_purges_per_run {
+    let subjects: std::collections::HashSet<Uuid> = due.iter().map(|(subject, _)| *subject).collect();
+    let today: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT subject_id) FROM access_log WHERE action = 'record.purge' AND actor = $1 \
+         AND reason = $2 AND occurred_at > now() - interval '1 day'",
+    )
+    .bind(JOB)
+    .bind(CONSENT_ENDED)
+    .fetch_one(pool)
+    .await?;
+    if !subjects.is_empty() && today as usize + subjects.len() > policy.max_consent_purges_per_day {
         tracing::error!(
-            subjects = due.len(),
-            limit = policy.max_consent_purges_per_run,
+            subjects = subjects.len(),
+            purged_today = today,
+            limit = policy.max_consent_purges_per_day,
             alarm = "retention_volume",
-            "RETENTION ALARM: the consent service says more subjects' consents ended than one run may purge; \
-             nothing purged (check the consent service; raise max_consent_purges_per_run if this is real)"
+            "RETENTION ALARM: the consent service says more subjects' consents ended than may be purged in a day; \
+             nothing purged (check the consent service; raise max_consent_purges_per_day if this is real)"
         );
         return Ok(0);
     }
@@ -165,14 +184,14 @@ pub async fn purge_unconsented(
             let mut tx = pool.begin().await?;
             let rows = sqlx::query(
                 "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 AND category::text = $2 \
-                 ORDER BY id FOR UPDATE) RETURNING id, subject_id",
+                 AND created_at < $3 ORDER BY id FOR UPDATE) RETURNING id, subject_id",
             )
             .bind(subject)
             .bind(category)
+            .bind(asked_from)
             .fetch_all(&mut *tx)
             .await?;
-            log_purges(&mut tx, &rows, "the subject's consent to keep these records no longer stands", &request_id)
-                .await?;
+            log_purges(&mut tx, &rows, CONSENT_ENDED, &request_id).await?;
             tx.commit().await?;
             purged += rows.len() as u64;
         }
@@ -181,9 +200,9 @@ pub async fn purge_unconsented(
 }
 
 impl RetentionPolicy {
-    /// The same policy with another purge cap (tests).
+    /// The same policy with another daily purge figure (tests).
     pub fn with_max_consent_purges(mut self, max: usize) -> Self {
-        self.max_consent_purges_per_run = max;
+        self.max_consent_purges_per_day = max;
         self
     }
 }
@@ -197,7 +216,7 @@ async fn log_purges(
 ) -> Result<(), sqlx::Error> {
     for row in rows {
         let entry = Access {
-            actor: "retention-job",
+            actor: JOB,
             actor_role: "system",
             purpose: "retention",
             subject_id: Some(row.try_get("subject_id")?),

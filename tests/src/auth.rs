@@ -104,7 +104,6 @@ impl TestApp {
         let delegation = common::assertion::Delegation {
             user: uuid::Uuid::parse_str(sub).expect("a user id"),
             session: uuid::Uuid::new_v4(),
-            roles: vec![role.as_str().to_owned()],
             signer: self.delegation_signer(),
         };
         #[allow(clippy::disallowed_methods)] // tests stand in for public-api's role guards

@@ -88,15 +88,14 @@ impl ForgedCall {
         self.claims.sid = Some(session.to_string());
         self.claims.role = role;
         self.claims.purpose = purpose.to_owned();
-        self.claims.delegation = Some(self.delegate(app, user, session, &[role.as_str()]));
+        self.claims.delegation = Some(self.delegate(app, user, session, role));
         self
     }
 
-    /// A delegation token for this call's audience and `jti`, of any user, session and roles.
-    pub fn delegate(&self, app: &TestApp, user: Uuid, session: Uuid, roles: &[&str]) -> String {
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    /// A delegation token for this call's caller, audience and `jti`, of any user, session and role.
+    pub fn delegate(&self, app: &TestApp, user: Uuid, session: Uuid, role: Role) -> String {
         app.delegation_signer()
-            .mint(user, session, &roles, self.claims.aud, &self.claims.jti, self.claims.exp)
+            .mint(user, session, role, self.claims.iss, self.claims.aud, &self.claims.jti, self.claims.exp)
             .expect("delegation token")
     }
 

@@ -269,6 +269,7 @@ pub fn config_for<S: Default>(
             key_file,
             interval_secs: 3600,
             receivers,
+            retired_public_key_files: Vec::new(),
         });
     Config {
         profile: Profile::Dev,

@@ -350,17 +350,17 @@ async fn the_internal_key_alone_cannot_act_as_a_user() {
 
     let mut someone_else = read();
     someone_else.claims.delegation =
-        Some(someone_else.delegate(&app, uuid::Uuid::new_v4(), sid(&someone_else), &["beneficiary"]));
+        Some(someone_else.delegate(&app, uuid::Uuid::new_v4(), sid(&someone_else), Role::Beneficiary));
     refused(&someone_else, &someone_else.token(), 401, "another user's").await;
 
     let mut other_session = read();
     other_session.claims.delegation =
-        Some(other_session.delegate(&app, subject, uuid::Uuid::new_v4(), &["beneficiary"]));
+        Some(other_session.delegate(&app, subject, uuid::Uuid::new_v4(), Role::Beneficiary));
     refused(&other_session, &other_session.token(), 401, "another session's").await;
 
     let mut wrong_role = read();
-    wrong_role.claims.delegation = Some(wrong_role.delegate(&app, subject, sid(&wrong_role), &["donor"]));
-    refused(&wrong_role, &wrong_role.token(), 401, "does not hold role beneficiary").await;
+    wrong_role.claims.delegation = Some(wrong_role.delegate(&app, subject, sid(&wrong_role), Role::Donor));
+    refused(&wrong_role, &wrong_role.token(), 401, "is not for role beneficiary").await;
 
     // A delegation token made for another assertion (another jti) does not transfer.
     let mut other_assertion = read();
@@ -369,10 +369,28 @@ async fn the_internal_key_alone_cannot_act_as_a_user() {
     other_assertion.claims.delegation = donor.claims.delegation.clone();
     refused(&other_assertion, &other_assertion.token(), 401, "another assertion's").await;
 
+    // Minted for another caller's assertion (same jti, another `azp`).
+    let mut other_caller = read();
+    let session = sid(&other_caller);
+    other_caller.claims.delegation = Some(
+        app.delegation_signer()
+            .mint(
+                subject,
+                session,
+                Role::Beneficiary,
+                ServiceName::Consent,
+                ServiceName::PhiVault,
+                &other_caller.claims.jti,
+                other_caller.claims.exp,
+            )
+            .expect("mint"),
+    );
+    refused(&other_caller, &other_caller.token(), 401, "another assertion's").await;
+
     // The person's own access token is no delegation token: forwarding it is refused.
     let mut forwarded = read();
     forwarded.claims.delegation = Some(app.mint_user_token(subject, sid(&forwarded), &["beneficiary"]));
-    refused(&forwarded, &forwarded.token(), 401, "InvalidAudience").await;
+    refused(&forwarded, &forwarded.token(), 401, "delegation token").await;
 
     // A token signed with a key public-api does not have.
     let mut foreign = read();
@@ -382,10 +400,17 @@ async fn the_internal_key_alone_cannot_act_as_a_user() {
         harness::USER_TOKEN_KID,
         EncodingKey::from_ed_der(&key),
     );
-    let roles = vec!["beneficiary".to_owned()];
     foreign.claims.delegation = Some(
         signer
-            .mint(subject, sid(&foreign), &roles, ServiceName::PhiVault, &foreign.claims.jti, foreign.claims.exp)
+            .mint(
+                subject,
+                sid(&foreign),
+                Role::Beneficiary,
+                ServiceName::PublicApi,
+                ServiceName::PhiVault,
+                &foreign.claims.jti,
+                foreign.claims.exp,
+            )
             .expect("mint"),
     );
     refused(&foreign, &foreign.token(), 401, "InvalidSignature").await;

@@ -595,32 +595,15 @@ async fn a_sweep_of_a_thousand_subjects_is_refused_and_flagged() {
         .expect("a limit for public-api");
     assert!(limit < 1000, "the shipped threshold must stop a 1,000-subject sweep");
 
-    // 1,000 beneficiaries with a record each (writes are not reads: none of this counts).
-    let started = std::time::Instant::now();
-    let mut created = Vec::new();
-    for chunk in 0..50 {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..20 {
-            let subject = uuid::Uuid::new_v4();
-            let call = app
-                .forge(
-                    common::ServiceName::PublicApi,
-                    common::ServiceName::PhiVault,
-                    Method::POST,
-                    "/internal/v1/records",
-                )
-                .as_user(&app, subject, Role::Beneficiary, "self_service")
-                .json(&json!({"subject_id": subject, "category": "identity", "content": {"legal_name": "Someone"}}));
-            tasks.spawn(async move { (subject, call.send().await) });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (subject, (status, body)) = done.expect("task");
-            assert_eq!(status, 201, "chunk {chunk}: {body}");
-            created.push((subject, body["record_id"].as_str().expect("id").to_owned()));
-        }
-    }
-
-    eprintln!("created 1,000 records in {:?}", started.elapsed());
+    // 1,000 beneficiaries with a record each, stored straight into the vault's database.
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let kek = phi_vault::crypto::LocalKeyFile::load(&app.keys.dir.join("kek")).expect("kek");
+    let created: Vec<(uuid::Uuid, String)> =
+        harness::vault::seed_uncached_subjects(&phi, &kek, 1000, &json!({"legal_name": "Someone"}))
+            .await
+            .into_iter()
+            .map(|(subject, record)| (subject, record.to_string()))
+            .collect();
     // The sweep: each subject's record, read "as" that subject with a minted token.
     let mut statuses = Vec::new();
     for chunk in created.chunks(20) {
@@ -645,7 +628,6 @@ async fn a_sweep_of_a_thousand_subjects_is_refused_and_flagged() {
     assert_eq!((served, refused), (limit, 1000 - limit), "served up to the threshold, refused the rest");
 
     // One flagged alarm entry for compliance to review; every refusal is logged as a denial.
-    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let (flagged, denied): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE flagged), count(*) FROM access_log \
          WHERE action = 'record.read' AND decision = 'deny' AND reason LIKE 'read volume:%'",

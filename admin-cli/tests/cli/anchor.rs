@@ -386,3 +386,80 @@ async fn a_publisher_kept_from_publishing_raises_an_alarm() {
     assert_eq!(publisher.publish().await.expect("publish").len(), 1, "released, it publishes again");
     app.stop().await;
 }
+
+/// Another instance's checkpoints count too: an instance that has seen them will not sign over
+/// their deletion. And a rotated key: the latest checkpoint, signed with the retired key, is
+/// accepted once that key is listed, and refused (with an alarm) when it is not.
+#[tokio::test]
+async fn instances_remember_each_others_checkpoints_and_keys_rotate() {
+    let app = TestApp::spawn().await;
+    let service = common::ServiceName::PublicApi;
+    let key_file = app.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+    let pool = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
+    let instance = |file: &str, key: common::checkpoint::CheckpointKey, retired: &[[u8; 32]]| {
+        common::checkpoint::Publisher::with_retired_keys(
+            key,
+            retired,
+            pool.clone(),
+            Vec::new(),
+            Some(app.keys.dir.join(file)),
+            std::time::Duration::from_secs(60),
+        )
+    };
+    let key = || common::checkpoint::CheckpointKey::load(service, &key_file).expect("key");
+    let a = instance("a.jsonl", key(), &[]);
+    let b = instance("b.jsonl", key(), &[]);
+    audited_logins(&app, 2).await;
+    assert_eq!(a.publish().await.expect("publish").len(), 1);
+    let proven = last_seq(&app).await;
+    audited_logins(&app, 2).await;
+    assert_eq!(b.publish().await.expect("publish").len(), 1);
+    assert!(a.publish().await.expect("publish").is_empty(), "nothing moved; a has now seen b's checkpoint");
+
+    let mut public_owner = owner(&app, Database::Public).await;
+    rehash_after_edit(&mut public_owner, proven + 1).await;
+    take_checkpoint(&mut public_owner, 2).await;
+    let alarms = || harness::logs().into_iter().filter(|l| l["alarm"] == "checkpoints_rewritten").count();
+    assert!(a.publish().await.expect("publish").is_empty(), "a does not sign over b's deleted checkpoint");
+    assert_eq!(alarms(), 1);
+
+    // Rotation, on a fresh database state: a new key signs on only with the old one listed.
+    let app2 = TestApp::spawn().await;
+    let pool2 = sqlx::PgPool::connect(&app2.database(Database::Public).app_url()).await.expect("pool");
+    let old_file = app2.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
+    let old = common::checkpoint::CheckpointKey::load(service, &old_file).expect("old key");
+    let old_public = old.public();
+    let publisher = |key: common::checkpoint::CheckpointKey, retired: &[[u8; 32]]| {
+        common::checkpoint::Publisher::with_retired_keys(
+            key,
+            retired,
+            pool2.clone(),
+            Vec::new(),
+            None,
+            std::time::Duration::from_secs(60),
+        )
+    };
+    audited_logins(&app2, 1).await;
+    assert_eq!(publisher(old, &[]).publish().await.expect("publish").len(), 1);
+    let (new_der, _) = common::keys::generate().expect("key");
+    let new_key = || common::checkpoint::CheckpointKey::from_pkcs8(service, &new_der).expect("new key");
+    audited_logins(&app2, 1).await;
+    let before = alarms();
+    assert!(publisher(new_key(), &[]).publish().await.expect("publish").is_empty(), "old key not listed");
+    assert_eq!(alarms(), before + 1);
+    assert_eq!(publisher(new_key(), &[old_public]).publish().await.expect("publish").len(), 1);
+    pool.close().await;
+    pool2.close().await;
+    let _ = public_owner.close().await;
+    app2.stop().await;
+    app.stop().await;
+}
+
+async fn rehash_after_edit(owner: &mut PgConnection, seq: i64) {
+    sqlx::query("UPDATE audit_logs SET outcome = 'failure' WHERE seq = $1")
+        .bind(seq)
+        .execute(&mut *owner)
+        .await
+        .expect("edit");
+    rehash_audit_logs(owner, seq).await;
+}

@@ -74,14 +74,10 @@ impl<R: ActingRole> Acting<R> {
     }
 
     /// The context of an internal call made for this person, in role `R`, for `purpose`. Each
-    /// call it signs carries a delegation token of their user, session and roles.
+    /// call it signs carries a delegation token of their user, session and role `R`.
     pub fn call(&self, meta: &RequestMeta, purpose: &str) -> CallContext {
-        let delegation = Delegation {
-            user: self.user.user_id,
-            session: self.user.session_id,
-            roles: self.user.roles.clone(),
-            signer: self.signer.clone(),
-        };
+        let delegation =
+            Delegation { user: self.user.user_id, session: self.user.session_id, signer: self.signer.clone() };
         #[allow(clippy::disallowed_methods)] // the one place a person's call context is built
         CallContext::user(R::ROLE, purpose, meta.request_id.clone(), delegation)
     }
