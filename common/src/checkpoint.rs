@@ -315,15 +315,38 @@ impl CheckpointKeys {
         self.0.contains_key(&service)
     }
 
-    /// The peers' keys configured as `internal.peers.<peer>.checkpoint_public_key_file`.
+    /// The peers' keys configured as `internal.peers.<peer>.checkpoint_public_key_file` and
+    /// `checkpoint_accepted_public_key_files`.
     pub fn from_config<S>(config: &Config<S>) -> Result<Self, KeyError> {
         let mut out = Self::default();
         for (peer, settings) in &config.internal.peers {
-            if let Some(file) = &settings.checkpoint_public_key_file {
+            for file in settings.checkpoint_public_key_file.iter().chain(&settings.checkpoint_accepted_public_key_files)
+            {
                 out.insert(*peer, keys::read_public(file)?);
             }
         }
         Ok(out)
+    }
+
+    /// The peers' keys and `service`'s own (`checkpoint.public_key_file` and
+    /// `accepted_public_key_files`): every key a config names.
+    pub fn all_from_config<S>(service: ServiceName, config: &Config<S>) -> Result<Self, KeyError> {
+        let mut out = Self::from_config(config)?;
+        if let Some(own) = &config.checkpoint {
+            for file in own.public_key_file.iter().chain(&own.accepted_public_key_files) {
+                out.insert(service, keys::read_public(file)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: CheckpointKeys) {
+        for (service, keys) in other.0 {
+            for key in keys {
+                self.insert(service, key);
+            }
+        }
     }
 
     pub fn verify(&self, checkpoint: &Checkpoint) -> Result<(), SignatureError> {
@@ -480,12 +503,13 @@ fn last_in_file(path: &Path, service: ServiceName, mine: &CheckpointKeys) -> Has
             return out;
         }
     };
-    for checkpoint in lines.into_iter().filter_map(|(_, line)| line.ok()) {
-        if checkpoint.origin != service || mine.verify(&checkpoint).is_err() {
-            continue;
-        }
-        let newer = out.get(&checkpoint.trail).is_none_or(|known| known.number < checkpoint.number);
-        if newer {
+    // The newest line of each trail whose signature verifies: candidates newest first, so a
+    // file that only grows is not verified line by line at every start.
+    let mut candidates: Vec<Checkpoint> =
+        lines.into_iter().filter_map(|(_, line)| line.ok()).filter(|c| c.origin == service).collect();
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.number));
+    for checkpoint in candidates {
+        if !out.contains_key(&checkpoint.trail) && mine.verify(&checkpoint).is_ok() {
             out.insert(checkpoint.trail, checkpoint);
         }
     }
@@ -618,14 +642,14 @@ impl Publisher {
         file: Option<PathBuf>,
         interval: Duration,
     ) -> Self {
-        Self::with_retired_keys(key, &[], pool, receivers, file, interval)
+        Self::with_accepted_keys(key, &[], pool, receivers, file, interval)
     }
 
-    /// Like [`Publisher::new`], also accepting this service's checkpoints signed with `retired`
-    /// public keys (after a key rotation).
-    pub fn with_retired_keys(
+    /// Like [`Publisher::new`], also accepting this service's checkpoints signed with the
+    /// `accepted` public keys (during a key rotation).
+    pub fn with_accepted_keys(
         key: CheckpointKey,
-        retired: &[[u8; 32]],
+        accepted: &[[u8; 32]],
         pool: PgPool,
         receivers: Vec<(ServiceName, CheckpointClient)>,
         file: Option<PathBuf>,
@@ -633,8 +657,8 @@ impl Publisher {
     ) -> Self {
         let mut own_keys = CheckpointKeys::default();
         own_keys.insert(key.service, key.public());
-        for old in retired {
-            own_keys.insert(key.service, *old);
+        for other in accepted {
+            own_keys.insert(key.service, *other);
         }
         let remembered =
             std::sync::Mutex::new(file.as_deref().map(|f| last_in_file(f, key.service, &own_keys)).unwrap_or_default());
@@ -668,14 +692,15 @@ impl Publisher {
         let (table, seq_column) = (trail.table(), trail.seq_column());
         let head: Option<i64> =
             sqlx::query_scalar(&format!("SELECT max({seq_column}) FROM {table}")).fetch_one(&mut *tx).await?;
-        let last = latest(tx, self.service(), trail).await?;
-        let stale_after = self.interval * STALL_ROUNDS;
+        // Only a checkpoint this service signed, no older than what it already knows, shows the
+        // trail anchored: a row someone inserted to look fresh does not.
+        let last = latest(tx, self.service(), trail).await?.filter(|last| {
+            self.own_keys.verify(last).is_ok() && self.remembered(trail).is_none_or(|known| known.number <= last.number)
+        });
+        let stale_after = time::Duration::try_from(self.interval * STALL_ROUNDS).unwrap_or_default();
         let anchored = match (&last, head) {
             (_, None) => true,
-            (Some(last), Some(head)) => {
-                last.seq == head
-                    || (chain::now() - last.published_at) < time::Duration::try_from(stale_after).unwrap_or_default()
-            }
+            (Some(last), Some(head)) => last.seq == head || chain::now() - last.published_at < stale_after,
             (None, Some(_)) => false,
         };
         if !anchored {
@@ -705,8 +730,8 @@ impl Publisher {
         }
         let Some(known) = self.remembered(trail) else { return Ok(true) };
         let Some(last) = last else { return Ok(false) };
-        if last.number < known.number {
-            return Ok(false);
+        if last.number <= known.number {
+            return Ok(last.same_as(&known));
         }
         let held = sqlx::query(&format!("SELECT {COLUMNS} FROM checkpoints c WHERE c.trail = $1 AND c.number = $2"))
             .bind(trail.as_str())
@@ -753,7 +778,9 @@ impl Publisher {
             .bind(trail.publish_lock())
             .fetch_one(&mut *tx)
             .await?;
-        self.lock_busy(&mut tx, trail, !mine).await?;
+        if let Err(e) = self.lock_busy(&mut tx, trail, !mine).await {
+            tracing::warn!(trail = trail.as_str(), error = %e, "could not check whether publishing is stalled");
+        }
         if !mine {
             return Ok(None); // another instance is publishing this trail right now
         }
@@ -776,8 +803,6 @@ impl Publisher {
         // notices checkpoints another instance published being deleted too).
         if let Some(last) = &last {
             self.remember(last);
-        }
-        if let Some(last) = &last {
             if last.seq == seq && last.head_hash == head_hash {
                 return Ok(None); // the head has not moved
             }
@@ -834,13 +859,16 @@ impl Publisher {
                 }
                 let outcome = match client.store(&ctx, &checkpoint).await {
                     Ok(()) => "stored",
-                    Err(ClientError::Status { status: 409, .. }) => {
+                    // Going backwards (409) or a signature the receiver does not accept (422): final,
+                    // so the trail's later checkpoints are not held up behind it.
+                    Err(ClientError::Status { status: status @ (409 | 422), .. }) => {
                         tracing::error!(
                             receiver = receiver.as_str(),
                             trail = checkpoint.trail.as_str(),
                             number = checkpoint.number,
+                            status,
                             alarm = "checkpoint_refused",
-                            "AUDIT ALARM: a receiver refused a checkpoint as going backwards"
+                            "AUDIT ALARM: a receiver refused a checkpoint (409: going backwards; 422: signature not accepted)"
                         );
                         "refused"
                     }
@@ -952,11 +980,11 @@ impl Anchor {
         }
         let file = config.log.dir.as_deref().map(|dir| file_in(dir, service));
         let interval = Duration::from_secs(settings.interval_secs.max(1));
-        let mut retired = Vec::new();
-        for file in &settings.retired_public_key_files {
-            retired.push(keys::read_public(file)?);
+        let mut accepted = Vec::new();
+        for file in &settings.accepted_public_key_files {
+            accepted.push(keys::read_public(file)?);
         }
-        let publisher = Publisher::with_retired_keys(key, &retired, pool.clone(), receivers, file, interval);
+        let publisher = Publisher::with_accepted_keys(key, &accepted, pool.clone(), receivers, file, interval);
         Ok(Self { publisher: Some(Arc::new(publisher)), keys })
     }
 

@@ -82,6 +82,10 @@ pub struct PeerConfig {
     /// trail checkpoints (`crate::checkpoint`).
     #[serde(default)]
     pub checkpoint_public_key_file: Option<PathBuf>,
+    /// Further checkpoint public keys of the peer accepted during a key rotation (the one it is
+    /// moving to, or the one it moved from).
+    #[serde(default)]
+    pub checkpoint_accepted_public_key_files: Vec<PathBuf>,
 }
 
 /// Signed checkpoints of this service's trails (`crate::checkpoint`).
@@ -100,10 +104,12 @@ pub struct CheckpointConfig {
     /// The peers that store this service's checkpoints in their databases (each needs
     /// `internal.peers.<peer>.url`).
     pub receivers: Vec<ServiceName>,
-    /// This service's earlier checkpoint public keys, after a rotation: its latest checkpoint
-    /// may be signed with one of them.
+    /// This service's other checkpoint public keys accepted during a rotation: the one it moves
+    /// to (other instances may sign with it first) or the one it moved from (its latest
+    /// checkpoint may be signed with it). Remove the old one once every trail has a checkpoint
+    /// signed with the new key.
     #[serde(default)]
-    pub retired_public_key_files: Vec<PathBuf>,
+    pub accepted_public_key_files: Vec<PathBuf>,
 }
 
 fn default_checkpoint_interval() -> u64 {

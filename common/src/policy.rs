@@ -103,9 +103,18 @@ impl CallPolicy {
         Ok(())
     }
 
-    /// Whether `route` of `callee` serves `purpose` (for a caller that checks before it asks).
-    pub fn serves(&self, callee: ServiceName, route: &str, purpose: &str) -> bool {
-        self.rule(callee, route).is_some_and(|r| r.purposes.contains(purpose))
+    /// The purposes `route` of `callee` serves for `role`, for a caller that tells its own
+    /// client what it may ask.
+    pub fn purposes_for(&self, callee: ServiceName, route: &str, role: Role) -> Vec<&str> {
+        self.rule(callee, route)
+            .map(|r| {
+                r.purposes
+                    .iter()
+                    .filter(|p| self.purposes.get(*p).is_some_and(|roles| roles.contains(&role)))
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Every route listed for `callee`, for the test that each internal route is covered.
@@ -147,7 +156,8 @@ mod tests {
         assert_eq!(p.decide(phi, consent, ready, "health_check", svc), Err(Denied::Caller));
         assert_eq!(p.decide(phi, public, "POST /internal/v1/ready", "health_check", svc), Err(Denied::Caller));
         assert_eq!(p.decide(consent, public, ready, "health_check", svc), Err(Denied::Caller));
-        assert!(p.serves(phi, ready, "health_check"));
+        assert_eq!(p.purposes_for(phi, ready, svc), ["health_check"]);
+        assert_eq!(p.purposes_for(phi, ready, Role::Caseworker), ["treatment"]);
     }
 
     #[test]

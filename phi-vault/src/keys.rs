@@ -17,7 +17,10 @@ use common::{ApiError, Role};
 
 use crate::access_log::{self, Access};
 use crate::crypto::{CryptoError, KeyCache, KeyProvider, WrappedKey};
+use crate::policy::{self, Decision};
+use crate::records;
 use crate::records::Vault;
+use crate::volume::Activity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyOpError {
@@ -125,11 +128,12 @@ async fn shred(
     vault: &State<Vault>,
 ) -> Result<Status, ApiError> {
     let claims = &call.0;
-    let admin = claims.role == Role::Admin;
-    let entry =
-        |permitted: bool, reason: &'static str, flagged: bool| shred_entry(claims, subject, permitted, reason, flagged);
-    if !admin {
-        access_log::append_alone(pool, &entry(false, "only an admin erases a subject", false)).await?;
+    if claims.role != Role::Admin {
+        access_log::append_alone(
+            pool,
+            &records::access(claims, Some(subject), None, SHRED, &Decision::deny("only an admin erases a subject")),
+        )
+        .await?;
         return Err(ApiError::Forbidden);
     }
     let mut tx = pool.begin().await?;
@@ -143,23 +147,18 @@ async fn shred(
     .execute(&mut *tx)
     .await?;
     if shredded.rows_affected() == 0 {
-        access_log::append(&mut tx, &entry(false, "no key to destroy: no such subject, or already erased", false))
-            .await?;
+        let missing = Decision::deny("no key to destroy: no such subject, or already erased");
+        access_log::append(&mut tx, &records::access(claims, Some(subject), None, SHRED, &missing)).await?;
         tx.commit().await?;
         return Err(ApiError::NotFound);
     }
     // Erasure is irreversible: a caller erasing many subjects is stopped, and compliance told.
     // Counted only for a subject that is there to erase, so misses cannot use the figure up.
-    if let Err(over) = vault.watch.observe_erasure(claims, subject) {
+    if let Err(over) = vault.watch.observe(claims, Activity::Erasure, subject) {
         tx.rollback().await?;
-        tracing::error!(
-            request_id = %claims.request_id, scope = %over.scope, limit = over.limit,
-            window_secs = over.window.as_secs(), alarm = "erasure_volume",
-            "ERASURE VOLUME ALARM: subjects erased past the threshold; refusing erasures"
-        );
-        let reason = format!("erasure volume: {} more than {} in {} s", over.scope, over.limit, over.window.as_secs());
-        access_log::append_alone(pool, &shred_entry(claims, subject, false, &reason, over.first)).await?;
-        return Err(ApiError::Unavailable("erasure volume threshold exceeded".into()));
+        let refused = policy::throttled(claims, Activity::Erasure, &over);
+        access_log::append_alone(pool, &records::access(claims, Some(subject), None, SHRED, &refused)).await?;
+        return Err(refused.refusal());
     }
     let deleted = sqlx::query(
         "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 ORDER BY id FOR UPDATE)",
@@ -169,33 +168,19 @@ async fn shred(
     .await?;
     // Delivered at commit to every instance, which drops its cached copy of the key.
     sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
-    access_log::append(&mut tx, &entry(true, "admin erasure", false)).await?;
+    access_log::append(
+        &mut tx,
+        &records::access(claims, Some(subject), None, SHRED, &Decision::permit("admin erasure")),
+    )
+    .await?;
     tx.commit().await?;
     vault.cache.forget(subject);
     tracing::warn!(request_id = %claims.request_id, %subject, records_deleted = deleted.rows_affected(), "subject crypto-shredded");
     Ok(Status::NoContent)
 }
 
-fn shred_entry<'a>(
-    claims: &'a common::assertion::Claims,
-    subject: Uuid,
-    permitted: bool,
-    reason: &'a str,
-    flagged: bool,
-) -> Access<'a> {
-    Access {
-        actor: &claims.sub,
-        actor_role: claims.role.as_str(),
-        purpose: &claims.purpose,
-        subject_id: Some(subject),
-        record_id: None,
-        action: "subject.shred",
-        permitted,
-        reason,
-        flagged,
-        request_id: &claims.request_id,
-    }
-}
+/// The access-log action of a shred.
+const SHRED: &str = "subject.shred";
 
 /// The channel a shred is announced on.
 pub const SHRED_CHANNEL: &str = "phi_subject_shredded";

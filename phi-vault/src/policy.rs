@@ -21,7 +21,7 @@ use common::assertion::{CallContext, Claims, BREAK_GLASS_REASON_CHARS};
 use common::client::{ConsentClient, DisclosureQuestion};
 use common::Role;
 
-use crate::volume::VolumeWatch;
+use crate::volume::{Activity, Exceeded, VolumeWatch};
 
 /// The purpose a break-glass caller asserts.
 pub const BREAK_GLASS: &str = "break_glass";
@@ -58,10 +58,10 @@ impl Decision {
     }
 
     /// How a refused access answers: 404, exactly like a missing record, unless the caller is
-    /// throttled for reading too many subjects (503).
+    /// throttled for acting on too many subjects (503).
     pub fn refusal(&self) -> common::ApiError {
         if self.throttled {
-            common::ApiError::Unavailable("read volume threshold exceeded".into())
+            common::ApiError::Unavailable("volume threshold exceeded".into())
         } else {
             common::ApiError::NotFound
         }
@@ -81,8 +81,7 @@ pub enum Intent<'a> {
     Write,
 }
 
-/// Decides, then counts a permitted read or write against the caller's volume: past a threshold
-/// it is refused as throttled (503), and the first refusal in a window is flagged for review.
+/// Decides, then counts a permitted access against the caller's volume ([`counted`]).
 pub async fn decide(
     pool: &PgPool,
     consent: &ConsentClient,
@@ -92,36 +91,56 @@ pub async fn decide(
     intent: Intent<'_>,
 ) -> Result<Decision, sqlx::Error> {
     let decision = grant(pool, consent, claims, subject, intent).await?;
-    if !decision.permitted {
-        return Ok(decision);
-    }
-    let (counted, what) = match intent {
-        Intent::Write => (watch.observe_write(claims, subject), "write volume"),
-        Intent::Read(_) => (watch.observe(claims, subject), "read volume"),
-    };
-    Ok(match counted {
-        Ok(()) => decision,
-        Err(over) => {
-            tracing::error!(
-                request_id = %claims.request_id, caller = claims.iss.as_str(), scope = %over.scope, limit = over.limit,
-                window_secs = over.window.as_secs(), alarm = "read_volume", what,
-                "VOLUME ALARM: distinct subjects past the threshold; refusing"
-            );
-            Decision {
-                flagged: over.first,
-                throttled: true,
-                ..Decision::deny(format!(
-                    "{what}: {} more than {} distinct subjects in {} s",
-                    over.scope,
-                    over.limit,
-                    over.window.as_secs()
-                ))
-            }
-        }
-    })
+    Ok(counted(watch, claims, subject, intent, decision))
 }
 
-async fn grant(
+/// Counts a permitted access against the caller's volume: past a figure it is refused as
+/// throttled (503), and the first refusal in a window is flagged for review. A refused decision
+/// is returned as it is, uncounted.
+pub fn counted(
+    watch: &VolumeWatch,
+    claims: &Claims,
+    subject: Uuid,
+    intent: Intent<'_>,
+    decision: Decision,
+) -> Decision {
+    if !decision.permitted {
+        return decision;
+    }
+    let activity = match intent {
+        Intent::Write => Activity::Write,
+        Intent::Read(_) if claims.purpose == BREAK_GLASS => Activity::BreakGlass,
+        Intent::Read(_) => Activity::Read,
+    };
+    match watch.observe(claims, activity, subject) {
+        Ok(()) => decision,
+        Err(over) => throttled(claims, activity, &over),
+    }
+}
+
+/// The refusal of an action past a volume figure, with its alarm.
+pub fn throttled(claims: &Claims, activity: Activity, over: &Exceeded) -> Decision {
+    tracing::error!(
+        request_id = %claims.request_id, caller = claims.iss.as_str(), scope = %over.scope, limit = over.limit,
+        window_secs = over.window.as_secs(), alarm = activity.alarm(),
+        "VOLUME ALARM: distinct subjects past the threshold; refusing"
+    );
+    Decision {
+        flagged: over.first,
+        throttled: true,
+        ..Decision::deny(format!(
+            "{}: {} more than {} distinct subjects in {} s",
+            activity.noun(),
+            over.scope,
+            over.limit,
+            over.window.as_secs()
+        ))
+    }
+}
+
+/// Who may act on the subject's records, without counting (the caller counts, with
+/// [`counted`], once the action is certain).
+pub async fn grant(
     pool: &PgPool,
     consent: &ConsentClient,
     claims: &Claims,
@@ -129,7 +148,7 @@ async fn grant(
     intent: Intent<'_>,
 ) -> Result<Decision, sqlx::Error> {
     match claims.role {
-        // The subject, acting as a beneficiary (their own token vouched for it: see
+        // The subject, acting as a beneficiary (a delegation token vouched for it: see
         // `common::assertion`), on their own records.
         Role::Beneficiary if claims.sub == subject.to_string() => Ok(Decision::permit("subject")),
         Role::Caseworker if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent)),

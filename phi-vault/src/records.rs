@@ -212,7 +212,27 @@ async fn log_failed(
     access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await.map(|_| ())
 }
 
-fn access<'a>(
+/// A record as served: its row's times, and the access-log entry of this access.
+fn served(
+    id: Uuid,
+    subject: Uuid,
+    category: String,
+    content: serde_json::Value,
+    row: &sqlx::postgres::PgRow,
+    access_seq: i64,
+) -> Result<Record, ApiError> {
+    Ok(Record {
+        record_id: id,
+        subject_id: subject,
+        category,
+        content,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        access_seq: Some(access_seq),
+    })
+}
+
+pub(crate) fn access<'a>(
     call: &'a Claims,
     subject: Option<Uuid>,
     record: Option<Uuid>,
@@ -251,8 +271,9 @@ async fn create(
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
-    // Phase 1, no transaction: decide, ask the consent service, get the key.
-    let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, Intent::Write).await?;
+    // Phase 1, no transaction: decide, ask the consent service, get the key. The write is
+    // counted against the caller's volume only once nothing else refuses it.
+    let decision = policy::grant(pool, &vault.consent, claims, subject, Intent::Write).await?;
     if !decision.permitted {
         log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
         return Err(ApiError::Forbidden);
@@ -270,6 +291,11 @@ async fn create(
                 new.category
             )));
         }
+    }
+    let decision = policy::counted(&vault.watch, claims, subject, Intent::Write, decision);
+    if !decision.permitted {
+        log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
+        return Err(decision.refusal());
     }
     let id = Uuid::new_v4();
     let expires_at = retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc());
@@ -452,15 +478,7 @@ async fn read(
     }
     let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
-    Ok(Json(Record {
-        record_id: id,
-        subject_id: subject,
-        category,
-        content,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        access_seq: Some(seq),
-    }))
+    served(id, subject, category, content, &row, seq).map(Json)
 }
 
 #[put("/internal/v1/records/<id>", data = "<body>")]
@@ -507,15 +525,7 @@ async fn replace(
     };
     let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
     tx.commit().await?;
-    Ok(Json(Record {
-        record_id: id,
-        subject_id: subject,
-        category,
-        content,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        access_seq: Some(seq),
-    }))
+    served(id, subject, category, content, &row, seq).map(Json)
 }
 
 #[delete("/internal/v1/records/<id>")]

@@ -3,12 +3,12 @@
 //! `FOR UPDATE SKIP LOCKED`, so each record is purged (and logged) exactly once. The consent
 //! service is asked before any transaction begins; locks follow the order in `records.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ pub struct RetentionPolicy {
     #[serde(default)]
     categories: BTreeMap<String, CategoryRule>,
     /// The most subjects whose records may be purged in 24 hours because their consent no
-    /// longer stands (counted from the access log, so across runs and instances). More is what a
+    /// longer stands (counted from the access log, so across runs; one instance runs at a time). More is what a
     /// compromised or broken consent service would order: a run that would pass the figure
     /// purges nothing, alarms, and an operator looks (raising it if the mass expiry is real).
     #[serde(default = "default_max_consent_purges")]
@@ -51,6 +51,9 @@ struct CategoryRule {
     #[serde(default)]
     while_consented: Option<String>,
 }
+
+/// The advisory lock one instance's consent-ended purge run holds.
+pub const RETENTION_LOCK: i64 = 0x5357_5245_5445_4e54;
 
 /// The actor the retention job's access-log entries name.
 const JOB: &str = "retention-job";
@@ -132,10 +135,28 @@ pub async fn purge_unconsented(
     consent: &ConsentClient,
     policy: &RetentionPolicy,
 ) -> Result<u64, sqlx::Error> {
+    // One instance at a time: the day's count and the purge must not interleave with another
+    // run's. The lock is a session lock on a connection of its own, so it ends with the
+    // connection (and with a crashed process); no request ever waits on it.
+    let mut lock = PgConnection::connect_with(&pool.connect_options()).await?;
+    let mine: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RETENTION_LOCK).fetch_one(&mut lock).await?;
+    if !mine {
+        return Ok(0); // another instance is running it
+    }
+    let purged = purge_unconsented_locked(pool, consent, policy).await;
+    let _ = lock.close().await;
+    purged
+}
+
+async fn purge_unconsented_locked(
+    pool: &PgPool,
+    consent: &ConsentClient,
+    policy: &RetentionPolicy,
+) -> Result<u64, sqlx::Error> {
     let request_id = format!("retention-{}", Uuid::new_v4());
     let ctx = CallContext::system("retention_check", common::RequestId(request_id.clone()));
-    // Records stored after the questions were asked are not purged on their answers (a consent
-    // may have been renewed meanwhile).
+    // Records stored or changed after the questions were asked are not purged on their answers.
     let asked_from: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(pool).await?;
     // First ask about every subject, then purge: a run that would take the day past the
     // policy's figure purges nothing.
@@ -149,7 +170,7 @@ pub async fn purge_unconsented(
         for subject in subjects {
             match consent_stands(consent, &ctx, subject, category, purpose).await {
                 Ok(true) => continue,
-                Ok(false) => due.push((subject, category)),
+                Ok(false) => due.push((subject, category, purpose)),
                 Err(e) => {
                     tracing::warn!(error = %e, %subject, "retention: consent unknown; records kept for now");
                     continue;
@@ -157,19 +178,23 @@ pub async fn purge_unconsented(
             }
         }
     }
-    let subjects: std::collections::HashSet<Uuid> = due.iter().map(|(subject, _)| *subject).collect();
-    let today: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT subject_id) FROM access_log WHERE action = 'record.purge' AND actor = $1 \
-         AND reason = $2 AND occurred_at > now() - interval '1 day'",
+    // The day's subjects: those already purged in the last 24 hours, and these.
+    let mut day: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT subject_id FROM access_log WHERE action = 'record.purge' AND actor = $1 \
+         AND reason = $2 AND occurred_at > now() - interval '1 day' AND subject_id IS NOT NULL",
     )
     .bind(JOB)
     .bind(CONSENT_ENDED)
-    .fetch_one(pool)
-    .await?;
-    if !subjects.is_empty() && today as usize + subjects.len() > policy.max_consent_purges_per_day {
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let before = day.len();
+    day.extend(due.iter().map(|(subject, _, _)| *subject));
+    if day.len() > before && day.len() > policy.max_consent_purges_per_day {
         tracing::error!(
-            subjects = subjects.len(),
-            purged_today = today,
+            subjects = day.len() - before,
+            purged_today = before,
             limit = policy.max_consent_purges_per_day,
             alarm = "retention_volume",
             "RETENTION ALARM: the consent service says more subjects' consents ended than may be purged in a day; \
@@ -178,23 +203,26 @@ pub async fn purge_unconsented(
         return Ok(0);
     }
     let mut purged = 0;
-    for (subject, category) in due {
-        {
-            // Locks in the order of records.rs: record rows in id order, the access log last.
-            let mut tx = pool.begin().await?;
-            let rows = sqlx::query(
-                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 AND category::text = $2 \
-                 AND created_at < $3 ORDER BY id FOR UPDATE) RETURNING id, subject_id",
-            )
-            .bind(subject)
-            .bind(category)
-            .bind(asked_from)
-            .fetch_all(&mut *tx)
-            .await?;
-            log_purges(&mut tx, &rows, CONSENT_ENDED, &request_id).await?;
-            tx.commit().await?;
-            purged += rows.len() as u64;
+    for (subject, category, purpose) in due {
+        // Asked again just before the irreversible delete: a consent renewed during the run
+        // keeps the records.
+        if !matches!(consent_stands(consent, &ctx, subject, category, purpose).await, Ok(false)) {
+            continue;
         }
+        // Locks in the order of records.rs: record rows in id order, the access log last.
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(
+            "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 AND category::text = $2 \
+             AND created_at < $3 AND updated_at < $3 ORDER BY id FOR UPDATE) RETURNING id, subject_id",
+        )
+        .bind(subject)
+        .bind(category)
+        .bind(asked_from)
+        .fetch_all(&mut *tx)
+        .await?;
+        log_purges(&mut tx, &rows, CONSENT_ENDED, &request_id).await?;
+        tx.commit().await?;
+        purged += rows.len() as u64;
     }
     Ok(purged)
 }

@@ -6,10 +6,11 @@
 //! scope), and logs an alarm.
 //!
 //! Reads are counted in two scopes: the calling service (every user it acts for, together) and
-//! each acting person (by the role they act in). Break-glass reads are counted apart, per
-//! service, with their own (small) figure: an emergency does not wait on someone else's sweep of
-//! ordinary reads, and a sweep dressed as emergencies is stopped by its own figure. Writes
-//! (create, change, delete) and erasures are counted per calling service. Re-reading a subject
+//! each acting person (by the role they act in). Break-glass reads are counted apart, per person
+//! (a small figure: one caseworker cannot use up emergencies) and per service (many times
+//! normal use: it stops a sweep dressed as emergencies under ever new names), so an emergency
+//! never waits on a sweep of ordinary reads. Writes (create, change, delete) and erasures are
+//! counted per calling service. Re-reading a subject
 //! already counted is free; a refused action is not counted. Counts are kept per instance, in
 //! memory: with N instances a caller can reach N times a threshold before every instance refuses
 //! (see the README's threat model).
@@ -37,9 +38,13 @@ struct WindowRule {
     /// Distinct subjects read per window by one person acting in a role.
     #[serde(default)]
     reads_per_person: BTreeMap<Role, usize>,
-    /// Distinct subjects read in break-glass emergencies per window through each calling service.
+    /// Distinct subjects read in break-glass emergencies per window through each calling service
+    /// (set many times normal use: it stops a sweep dressed as emergencies, not emergencies).
     #[serde(default)]
     break_glass_per_service: BTreeMap<ServiceName, usize>,
+    /// Distinct subjects one person reads in break-glass emergencies per window.
+    #[serde(default)]
+    break_glass_per_person: Option<usize>,
     /// Distinct subjects whose records are created, changed or deleted per window through each
     /// calling service.
     #[serde(default)]
@@ -76,6 +81,7 @@ impl VolumePolicy {
                 .values()
                 .chain(w.reads_per_person.values())
                 .chain(w.break_glass_per_service.values())
+                .chain(w.break_glass_per_person.iter())
                 .chain(w.writes_per_service.values())
                 .chain(w.erasures_per_service.values());
             if limits.copied().any(|n| n == 0) {
@@ -143,24 +149,55 @@ impl Window {
     }
 }
 
-/// A counted scope: who, and what they do.
+/// What is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activity {
+    /// Reading (or listing) a subject's records.
+    Read,
+    /// Reading in a medical emergency.
+    BreakGlass,
+    /// Creating, changing or deleting a subject's records.
+    Write,
+    /// Crypto-shredding a subject.
+    Erasure,
+}
+
+impl Activity {
+    /// The alarm a refusal raises, and how the access log names the volume.
+    pub fn alarm(self) -> &'static str {
+        match self {
+            Activity::Read | Activity::BreakGlass => "read_volume",
+            Activity::Write => "write_volume",
+            Activity::Erasure => "erasure_volume",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            Activity::Read => "read volume",
+            Activity::BreakGlass => "break-glass volume",
+            Activity::Write => "write volume",
+            Activity::Erasure => "erasure volume",
+        }
+    }
+}
+
+/// A counted scope: what, by whom.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Scope {
-    ServiceReads(ServiceName),
-    PersonReads(ServiceName, Role, String),
-    ServiceBreakGlass(ServiceName),
-    ServiceWrites(ServiceName),
-    ServiceErasures(ServiceName),
+    Service(Activity, ServiceName),
+    Person(Activity, ServiceName, Role, String),
 }
 
 impl Scope {
     fn describe(&self) -> String {
         match self {
-            Scope::ServiceReads(s) => format!("service {s}"),
-            Scope::PersonReads(_, role, sub) => format!("{role} {sub}"),
-            Scope::ServiceBreakGlass(s) => format!("break-glass reads by {s}"),
-            Scope::ServiceWrites(s) => format!("writes by {s}"),
-            Scope::ServiceErasures(s) => format!("erasures by {s}"),
+            Scope::Service(Activity::Read, s) => format!("service {s}"),
+            Scope::Service(Activity::BreakGlass, s) => format!("break-glass reads by {s}"),
+            Scope::Service(Activity::Write, s) => format!("writes by {s}"),
+            Scope::Service(Activity::Erasure, s) => format!("erasures by {s}"),
+            Scope::Person(Activity::BreakGlass, _, role, sub) => format!("break-glass reads by {role} {sub}"),
+            Scope::Person(_, _, role, sub) => format!("{role} {sub}"),
         }
     }
 }
@@ -177,43 +214,25 @@ impl VolumeWatch {
         Self { policy, counts }
     }
 
-    /// Counts a read of `subject` by the verified caller; refuses it when any scope is past its
-    /// threshold in any window.
-    pub fn observe(&self, claims: &Claims, subject: Uuid) -> Result<(), Exceeded> {
-        self.observe_at(claims, subject, Instant::now())
+    /// Counts `activity` on `subject` by the verified caller; refuses it when any scope is past
+    /// its figure in any window.
+    pub fn observe(&self, claims: &Claims, activity: Activity, subject: Uuid) -> Result<(), Exceeded> {
+        self.observe_at(claims, activity, subject, Instant::now())
     }
 
-    /// Counts an erasure of `subject` (one that will happen) through the verified caller;
-    /// refuses it past a threshold.
-    pub fn observe_erasure(&self, claims: &Claims, subject: Uuid) -> Result<(), Exceeded> {
-        let scope = |w: &WindowRule| {
-            w.erasures_per_service.get(&claims.iss).map(|limit| (Scope::ServiceErasures(claims.iss), *limit))
-        };
-        self.count(subject, Instant::now(), |w| scope(w).into_iter().collect())
-    }
-
-    /// Counts a write (create, change, delete) of `subject`'s records through the verified
-    /// caller; refuses it past a threshold.
-    pub fn observe_write(&self, claims: &Claims, subject: Uuid) -> Result<(), Exceeded> {
-        let scope = |w: &WindowRule| {
-            w.writes_per_service.get(&claims.iss).map(|limit| (Scope::ServiceWrites(claims.iss), *limit))
-        };
-        self.count(subject, Instant::now(), |w| scope(w).into_iter().collect())
-    }
-
-    fn observe_at(&self, claims: &Claims, subject: Uuid, now: Instant) -> Result<(), Exceeded> {
-        let emergency = claims.purpose == crate::policy::BREAK_GLASS;
+    fn observe_at(&self, claims: &Claims, activity: Activity, subject: Uuid, now: Instant) -> Result<(), Exceeded> {
+        let service = claims.iss;
+        let person = || Scope::Person(activity, service, claims.role, claims.sub.clone());
         self.count(subject, now, |w| {
             let mut scopes = Vec::new();
-            let service = if emergency {
-                w.break_glass_per_service.get(&claims.iss).map(|limit| (Scope::ServiceBreakGlass(claims.iss), *limit))
-            } else {
-                w.reads_per_service.get(&claims.iss).map(|limit| (Scope::ServiceReads(claims.iss), *limit))
+            let (per_service, per_person) = match activity {
+                Activity::Read => (w.reads_per_service.get(&service), w.reads_per_person.get(&claims.role)),
+                Activity::BreakGlass => (w.break_glass_per_service.get(&service), w.break_glass_per_person.as_ref()),
+                Activity::Write => (w.writes_per_service.get(&service), None),
+                Activity::Erasure => (w.erasures_per_service.get(&service), None),
             };
-            scopes.extend(service);
-            if let Some(limit) = w.reads_per_person.get(&claims.role) {
-                scopes.push((Scope::PersonReads(claims.iss, claims.role, claims.sub.clone()), *limit));
-            }
+            scopes.extend(per_service.map(|limit| (Scope::Service(activity, service), *limit)));
+            scopes.extend(per_person.map(|limit| (person(), *limit)));
             scopes
         })
     }
@@ -300,7 +319,7 @@ mod tests {
             VolumePolicy::parse(
                 "[[window]]\nsecs = 60\nreads_per_service = { public-api = 3 }\nreads_per_person = { caseworker = 2 }\n\
                  erasures_per_service = { public-api = 1 }\nbreak_glass_per_service = { public-api = 3 }\n\
-                 writes_per_service = { public-api = 2 }\n\
+                 break_glass_per_person = 2\nwrites_per_service = { public-api = 2 }\n\
                  [[window]]\nsecs = 3600\nreads_per_service = { public-api = 4 }\n",
             )
             .expect("policy"),
@@ -311,21 +330,22 @@ mod tests {
     fn counts_distinct_subjects_per_service_and_alarms_once_a_window() {
         let w = watch();
         let t0 = Instant::now();
-        let me = |i: usize| claims(Role::Beneficiary, &i.to_string(), "self_service");
+        let read = |i: usize, s: Uuid, at: Instant| {
+            w.observe_at(&claims(Role::Beneficiary, &i.to_string(), "self_service"), Activity::Read, s, at)
+        };
         let subjects: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
         for (i, s) in subjects.iter().take(3).enumerate() {
-            assert!(w.observe_at(&me(i), *s, t0).is_ok());
+            assert!(read(i, *s, t0).is_ok());
         }
         // Re-reading a counted subject is free; a fourth subject is refused.
-        assert!(w.observe_at(&me(0), subjects[0], t0).is_ok());
-        let refused = w.observe_at(&me(3), subjects[3], t0).expect_err("over");
+        assert!(read(0, subjects[0], t0).is_ok());
+        let refused = read(3, subjects[3], t0).expect_err("over");
         assert_eq!((refused.scope.as_str(), refused.limit, refused.first), ("service public-api", 3, true));
-        let again = w.observe_at(&me(4), subjects[4], t0).expect_err("over");
-        assert!(!again.first, "one alarm per window");
+        assert!(!read(4, subjects[4], t0).expect_err("over").first, "one alarm per window");
         // A minute later the minute's reads no longer count, but the hour's do: one more fits.
         let later = t0 + Duration::from_secs(61);
-        assert!(w.observe_at(&me(3), subjects[3], later).is_ok());
-        let hourly = w.observe_at(&me(4), subjects[4], later).expect_err("over the hour");
+        assert!(read(3, subjects[3], later).is_ok());
+        let hourly = read(4, subjects[4], later).expect_err("over the hour");
         assert_eq!((hourly.limit, hourly.window), (4, Duration::from_secs(3600)));
     }
 
@@ -333,54 +353,67 @@ mod tests {
     fn one_person_past_their_role_threshold_is_refused_alone() {
         let w = watch();
         let t0 = Instant::now();
-        let cw = |sub: &str| claims(Role::Caseworker, sub, "treatment");
+        let read =
+            |sub: &str, s: Uuid| w.observe_at(&claims(Role::Caseworker, sub, "treatment"), Activity::Read, s, t0);
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert!(w.observe_at(&cw("cw1"), a, t0).is_ok());
-        assert!(w.observe_at(&cw("cw1"), b, t0).is_ok());
-        let refused = w.observe_at(&cw("cw1"), c, t0).expect_err("over");
-        assert_eq!(refused.scope, "caseworker cw1");
+        assert!(read("cw1", a).is_ok());
+        assert!(read("cw1", b).is_ok());
+        assert_eq!(read("cw1", c).expect_err("over").scope, "caseworker cw1");
         // The refused read was not counted against the service.
-        assert!(w.observe_at(&cw("cw2"), c, t0).is_ok());
+        assert!(read("cw2", c).is_ok());
         w.sweep();
     }
 
     #[test]
-    fn break_glass_reads_have_their_own_service_figure() {
+    fn break_glass_reads_have_their_own_figures() {
         let w = watch();
         let t0 = Instant::now();
         for i in 0..3 {
-            assert!(w
-                .observe_at(&claims(Role::Beneficiary, &i.to_string(), "self_service"), Uuid::new_v4(), t0)
-                .is_ok());
+            let me = claims(Role::Beneficiary, &i.to_string(), "self_service");
+            assert!(w.observe_at(&me, Activity::Read, Uuid::new_v4(), t0).is_ok());
         }
         // Ordinary reads are at their limit; an emergency still goes through.
-        let glass = |sub: &str| claims(Role::Caseworker, sub, crate::policy::BREAK_GLASS);
-        assert!(w.observe_at(&glass("cw"), Uuid::new_v4(), t0).is_ok(), "an emergency goes through");
-        assert!(w.observe_at(&glass("cw"), Uuid::new_v4(), t0).is_ok());
-        assert_eq!(w.observe_at(&glass("cw"), Uuid::new_v4(), t0).expect_err("over").scope, "caseworker cw");
-        // A sweep dressed as emergencies by ever new "caseworkers" meets the break-glass figure.
-        assert!(w.observe_at(&glass("cw2"), Uuid::new_v4(), t0).is_ok());
-        let over = w.observe_at(&glass("cw3"), Uuid::new_v4(), t0).expect_err("over");
-        assert_eq!(over.scope, "break-glass reads by public-api");
+        let glass = |sub: &str| {
+            w.observe_at(
+                &claims(Role::Caseworker, sub, crate::policy::BREAK_GLASS),
+                Activity::BreakGlass,
+                Uuid::new_v4(),
+                t0,
+            )
+        };
+        assert!(glass("cw").is_ok(), "an emergency goes through");
+        assert!(glass("cw").is_ok());
+        // One caseworker cannot use up everyone's emergencies ...
+        assert_eq!(glass("cw").expect_err("over").scope, "break-glass reads by caseworker cw");
+        // ... and a sweep dressed as emergencies under ever new names meets the service figure.
+        assert!(glass("cw2").is_ok());
+        assert_eq!(glass("cw3").expect_err("over").scope, "break-glass reads by public-api");
     }
 
     #[test]
-    fn writes_are_counted_per_service() {
+    fn writes_and_erasures_are_counted_per_service() {
         let w = watch();
         let me = |s: Uuid| claims(Role::Beneficiary, &s.to_string(), "self_service");
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert!(w.observe_write(&me(a), a).is_ok());
-        assert!(w.observe_write(&me(b), b).is_ok());
-        assert!(w.observe_write(&me(a), a).is_ok(), "the same subject again is free");
-        assert_eq!(w.observe_write(&me(c), c).expect_err("over").scope, "writes by public-api");
+        assert!(w.observe(&me(a), Activity::Write, a).is_ok());
+        assert!(w.observe(&me(b), Activity::Write, b).is_ok());
+        assert!(w.observe(&me(a), Activity::Write, a).is_ok(), "the same subject again is free");
+        assert_eq!(w.observe(&me(c), Activity::Write, c).expect_err("over").scope, "writes by public-api");
+        let admin = claims(Role::Admin, "a", "erasure");
+        assert!(w.observe(&admin, Activity::Erasure, Uuid::new_v4()).is_ok());
+        assert_eq!(
+            w.observe(&admin, Activity::Erasure, Uuid::new_v4()).expect_err("over").scope,
+            "erasures by public-api"
+        );
     }
 
     #[test]
-    fn erasures_are_counted_per_service() {
-        let w = watch();
-        let admin = claims(Role::Admin, "a", "erasure");
-        assert!(w.observe_erasure(&admin, Uuid::new_v4()).is_ok());
-        assert_eq!(w.observe_erasure(&admin, Uuid::new_v4()).expect_err("over").scope, "erasures by public-api");
+    fn bad_policies_are_refused() {
+        assert!(VolumePolicy::parse("").is_err(), "no window");
+        assert!(VolumePolicy::parse("[[window]]\nsecs = 0\n").is_err());
+        assert!(VolumePolicy::parse("[[window]]\nsecs = 60\nreads_per_service = { public-api = 0 }\n").is_err());
+        assert!(VolumePolicy::parse("[[window]]\nsecs = 60\nreads_per_service = { nobody = 5 }\n").is_err());
+        assert!(VolumePolicy::parse("[[window]]\nsecs = 60\nunknown = 1\n").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use common::assertion::{CallContext, Verifier};
 use common::client::{AccessLogFilter, AccessLogPage, AccessReview, PhiVaultClient, ReviewRequest};
 use common::json::Body;
-use common::{ApiError, ServiceName};
+use common::{ApiError, Role, ServiceName};
 
 use crate::audit::{self, Outcome};
 use crate::auth::{Admin, Caseworker, ComplianceOfficer, Partner};
@@ -127,19 +127,17 @@ pub async fn partner_read_profile(
     vault: &State<PhiVaultClient>,
     verifier: &State<Verifier>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
-    // Only a purpose phi-vault serves for disclosures (policies/internal-calls.toml).
+    // Only a purpose phi-vault serves a partner on this route (policies/internal-calls.toml).
     let purpose = purpose
         .map(str::trim)
         .filter(|p| {
-            common::policy::is_purpose(p)
-                && !matches!(*p, "self_service" | "treatment" | "break_glass")
-                && verifier.policy().serves(ServiceName::PhiVault, PhiVaultClient::READ_RECORD, p)
+            let route = PhiVaultClient::READ_RECORD;
+            verifier.policy().decide(ServiceName::PhiVault, ServiceName::PublicApi, route, p, Role::Partner).is_ok()
         })
         .ok_or_else(|| {
-            ApiError::Unprocessable(
-                "purpose: a disclosure purpose (housing_placement, care_coordination, benefits_eligibility, payment)"
-                    .into(),
-            )
+            let served =
+                verifier.policy().purposes_for(ServiceName::PhiVault, PhiVaultClient::READ_RECORD, Role::Partner);
+            ApiError::Unprocessable(format!("purpose: one of {}", served.join(", ")))
         })?;
     let ctx = partner.call(&meta, purpose);
     let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await.map(|(profile, _)| Json(profile));

@@ -257,6 +257,7 @@ pub fn config_for<S: Default>(
                     url: peer_urls.get(&p).cloned(),
                     public_key_file: Some(keys.dir.join(format!("{}.pub", p.as_str()))),
                     checkpoint_public_key_file: Some(keys.dir.join(format!("{}.pub", common::checkpoint::key_name(p)))),
+                    checkpoint_accepted_public_key_files: Vec::new(),
                 },
             )
         })
@@ -269,7 +270,7 @@ pub fn config_for<S: Default>(
             key_file,
             interval_secs: 3600,
             receivers,
-            retired_public_key_files: Vec::new(),
+            accepted_public_key_files: Vec::new(),
         });
     Config {
         profile: Profile::Dev,

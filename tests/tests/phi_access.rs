@@ -512,6 +512,18 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     revoke(&consent_db, keep, &beneficiary.user_id, None).await;
     // A run told to purge more subjects than it may (here: any) purges nothing and alarms: a
     // consent service saying "no" to everyone must not empty the vault.
+    // Another instance running it (holding the job's lock): this run does nothing.
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database(Database::Phi).app_url())
+        .await
+        .expect("connect");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(phi_vault::retention::RETENTION_LOCK)
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    assert_eq!(purge().await.expect("purge"), 0);
+    assert!(vault.read_record(&ctx, kept.record_id).await.is_ok(), "kept while another run holds the lock");
+    sqlx::Connection::close(holder).await.expect("release");
     let capped = policy.clone().with_max_consent_purges(0);
     assert_eq!(phi_vault::retention::purge_unconsented(&phi, &consent, &capped).await.expect("purge"), 0);
     assert!(harness::logs().iter().any(|l| l["alarm"] == "retention_volume"));

@@ -189,16 +189,9 @@ fn load_config(service: ServiceName, file: &Path) -> anyhow::Result<Config<toml:
     Config::load(service, Some(file)).with_context(|| format!("reading {}", file.display()))
 }
 
-/// The checkpoint keys a config names: its peers' and its own public key.
+/// The checkpoint keys a config names: its peers' and its own.
 fn keys_from(service: ServiceName, config: &Config<toml::Table>, keys: &mut CheckpointKeys) -> anyhow::Result<()> {
-    for (peer, settings) in &config.internal.peers {
-        if let Some(file) = &settings.checkpoint_public_key_file {
-            keys.insert(*peer, common::keys::read_public(file)?);
-        }
-    }
-    if let Some(file) = config.checkpoint.as_ref().and_then(|c| c.public_key_file.as_ref()) {
-        keys.insert(service, common::keys::read_public(file)?);
-    }
+    keys.extend(CheckpointKeys::all_from_config(service, config)?);
     Ok(())
 }
 

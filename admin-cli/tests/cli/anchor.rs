@@ -397,7 +397,7 @@ async fn instances_remember_each_others_checkpoints_and_keys_rotate() {
     let key_file = app.keys.dir.join(format!("{}.key", common::checkpoint::key_name(service)));
     let pool = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
     let instance = |file: &str, key: common::checkpoint::CheckpointKey, retired: &[[u8; 32]]| {
-        common::checkpoint::Publisher::with_retired_keys(
+        common::checkpoint::Publisher::with_accepted_keys(
             key,
             retired,
             pool.clone(),
@@ -430,7 +430,7 @@ async fn instances_remember_each_others_checkpoints_and_keys_rotate() {
     let old = common::checkpoint::CheckpointKey::load(service, &old_file).expect("old key");
     let old_public = old.public();
     let publisher = |key: common::checkpoint::CheckpointKey, retired: &[[u8; 32]]| {
-        common::checkpoint::Publisher::with_retired_keys(
+        common::checkpoint::Publisher::with_accepted_keys(
             key,
             retired,
             pool2.clone(),
