@@ -113,6 +113,29 @@ fn options(url: &str) -> Result<PgConnectOptions, DbError> {
     url.parse::<PgConnectOptions>().map_err(|e| DbError::Url(e.to_string()))
 }
 
+/// A connection idle longer than this is pinged before it is handed out; a busier one is not.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// The pool every service uses. sqlx's default pings each connection as it is handed out, a
+/// round trip before every query; here only a connection idle for a while is pinged (one
+/// dropped by a restarted or failed-over server is then replaced before use, as before). A
+/// busy connection that broke fails its query, and the pool closes it. sqlx 0.8 also pings each
+/// connection as it comes back, after the response has gone; that one cannot be turned off.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Connects, retrying with exponential backoff (250 ms doubling to 5 s) until `timeout` has
 /// passed; then gives up with the last error. Later outages are the pool's business: it
 /// reconnects by itself, and `/health` reports them meanwhile.
@@ -131,11 +154,7 @@ pub async fn connect_with_backoff(url: &str, max_connections: u32, timeout: Dura
         match attempt {
             Ok(probe) => {
                 let _ = probe.close().await;
-                return Ok(PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(opts)
-                    .await?);
+                return Ok(pool_options(max_connections).connect_with(opts).await?);
             }
             Err(e) if started.elapsed() + delay < timeout => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");

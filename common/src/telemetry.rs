@@ -1,5 +1,6 @@
 //! One place that sets up logging: JSON lines to stdout and, when a directory is configured, to a
-//! daily-rolling file. Rocket logs through the `log` crate; `tracing-log` bridges it in.
+//! daily-rolling file, written by background threads. Rocket logs through the `log` crate;
+//! `tracing-log` bridges it in.
 //!
 //! Never log: tokens, cookies, passwords, keys, PHI or record contents, email addresses.
 //! Log ids (request, user, record) and outcomes instead.
@@ -13,7 +14,7 @@ use crate::config::LogConfig;
 
 /// Keep the guard alive for the life of the process: dropping it flushes the file writer.
 pub struct TelemetryGuard {
-    _file: Option<WorkerGuard>,
+    _writers: Vec<WorkerGuard>,
 }
 
 /// The filter for `level`, with Rocket's own request lines always off: they quote the full URI,
@@ -24,15 +25,17 @@ pub fn filter(level: &str) -> Result<EnvFilter, String> {
     Ok(EnvFilter::try_new(level).map_err(|e| format!("log.level: {e}"))?.add_directive(quiet))
 }
 
+/// Logging is set up once per process. Each line is formatted once and handed to a writer
+/// thread for stdout (and another for the file, when `log.dir` is set), so no request waits on
+/// a write. The writers never drop lines: when they fall behind, logging blocks.
 pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String> {
+    use tracing_appender::non_blocking::NonBlockingBuilder;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+
     let filter = filter(&config.level)?;
-    let stdout = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_writer(std::io::stdout)
-        .boxed();
-    let (file, guard) = match &config.dir {
+    let (stdout, stdout_guard) = NonBlockingBuilder::default().lossy(false).finish(std::io::stdout());
+    let mut guards = vec![stdout_guard];
+    let file = match &config.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("log.dir {}: {e}", dir.display()))?;
             let appender = tracing_appender::rolling::Builder::new()
@@ -41,24 +44,22 @@ pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String>
                 .filename_suffix("log")
                 .build(dir)
                 .map_err(|e| format!("log.dir {}: {e}", dir.display()))?;
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_ansi(false)
-                .with_writer(writer)
-                .boxed();
-            (Some(layer), Some(guard))
+            let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(appender);
+            guards.push(guard);
+            Some(writer)
         }
-        None => (None, None),
+        None => None,
+    };
+    let layer = tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false).with_ansi(false);
+    let layer = match file {
+        Some(file) => layer.with_writer(stdout.and(file)).boxed(),
+        None => layer.with_writer(stdout).boxed(),
     };
     // `try_init` also installs the `log` → `tracing` bridge, so Rocket's own lines arrive here.
     tracing_subscriber::registry()
         .with(filter)
-        .with(stdout)
-        .with(file)
+        .with(layer)
         .try_init()
         .map_err(|e| format!("telemetry already initialised: {e}"))?;
-    Ok(TelemetryGuard { _file: guard })
+    Ok(TelemetryGuard { _writers: guards })
 }

@@ -1,0 +1,833 @@
+//! `secondwind-load`: measures the request paths of running services against what PostgreSQL
+//! itself costs for the same SQL. `scripts/bench` starts the services (as `scripts/run` does,
+//! each its own process) and runs this; run by hand it needs the same environment.
+//!
+//! For each path (`GET /users/me`, `GET` and `PUT /beneficiaries/me/profile`) it prints:
+//! - throughput at saturation (closed loop, `LOAD_CONCURRENCY` requests in flight);
+//! - p50/p95/p99 in an open loop at fixed rates, each latency counted from the request's
+//!   scheduled time, so a stall is not hidden by requests that were never sent;
+//! - the CPU milliseconds per request of each service and of PostgreSQL (from `/proc`, over the
+//!   saturation run);
+//! - pgbench running the same SQL on the same database (prepared statements, over TCP,
+//!   2 threads): its rate, PostgreSQL's CPU per transaction, and the service's ratio to it.
+//!
+//! Requests come from many loopback source addresses and many users' tokens, so the per-address
+//! and per-user limits never trigger: the figures are the request path's, not the limiters'.
+//!
+//! Modes (`LOAD_MODE`): `paths` (the above), `guard` (a fixed number of requests per path; CPU
+//! per request compared with the committed baseline, failing when one grew by more than 50%),
+//! `memory` (each service's RSS after 10,000 and after `LOAD_MEMORY_REQUESTS` requests).
+//!
+//! Environment: `LOAD_DATA` (the data directory `scripts/run --data` used: its configs give the
+//! database URLs and the user-token key), `LOAD_API` (public-api's URL), `LOAD_PIDS`
+//! (`public-api=PID,phi-vault=PID,consent=PID,postgres=PID`, the last the postmaster),
+//! `LOAD_USERS` (2000), `LOAD_ADDRESSES` (500), `LOAD_SECS` (10), `LOAD_CONCURRENCY` (32),
+//! `LOAD_RATES` (`200,1000`), `LOAD_WRITE_RATES` (`200,500`), `LOAD_LABEL` (a name for the build),
+//! `LOAD_JSON` (a file to write the figures to), `LOAD_BASELINE` (guard: the baseline file),
+//! `LOAD_GUARD_REQUESTS` (3000), `LOAD_MEMORY_REQUESTS` (1,000,000).
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use common::ServiceName;
+use serde_json::{json, Value};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<u64> {
+    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU and memory of the processes under test, from /proc.
+
+/// The processes whose CPU is counted: the three services and the postmaster.
+#[derive(Clone)]
+struct Pids(Vec<(String, u32)>);
+
+impl Pids {
+    fn parse(s: &str) -> Result<Self> {
+        let mut out = Vec::new();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (name, pid) = part.split_once('=').ok_or_else(|| anyhow!("LOAD_PIDS: `{part}` is not name=pid"))?;
+            out.push((name.to_owned(), pid.parse().with_context(|| format!("LOAD_PIDS: {part}"))?));
+        }
+        if out.is_empty() {
+            bail!("LOAD_PIDS names no process");
+        }
+        Ok(Self(out))
+    }
+
+    /// CPU ticks so far of each named process; for `postgres`, the postmaster, every backend it
+    /// runs and every backend that has exited.
+    fn ticks(&self) -> BTreeMap<String, u64> {
+        self.0
+            .iter()
+            .map(|(name, pid)| {
+                let ticks = if name == "postgres" { tree_ticks(*pid) } else { stat(*pid).map_or(0, |s| s.ticks) };
+                (name.clone(), ticks)
+            })
+            .collect()
+    }
+
+    fn rss_kib(&self) -> BTreeMap<String, u64> {
+        self.0.iter().filter(|(name, _)| name != "postgres").map(|(name, pid)| (name.clone(), rss_kib(*pid))).collect()
+    }
+}
+
+struct Stat {
+    ppid: u32,
+    /// utime + stime.
+    ticks: u64,
+    /// cutime + cstime: children that have exited and been waited for.
+    children: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are fixed.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Some(Stat { ppid: n(1) as u32, ticks: n(11) + n(12), children: n(13) + n(14) })
+}
+
+fn tree_ticks(root: u32) -> u64 {
+    let mut total = stat(root).map_or(0, |s| s.ticks + s.children);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if let Some(s) = stat(pid).filter(|s| s.ppid == root) {
+                total += s.ticks;
+            }
+        }
+    }
+    total
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU milliseconds per request of each process between two readings.
+fn cpu_ms_per(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: usize,
+    hz: f64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, t)| {
+            let used = t.saturating_sub(*before.get(name).unwrap_or(&0)) as f64;
+            (name.clone(), round3(used * 1000.0 / hz / requests.max(1) as f64))
+        })
+        .collect()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users, tokens and clients.
+
+struct Fleet {
+    api: String,
+    clients: Vec<reqwest::Client>,
+    tokens: Vec<String>,
+    profile: Value,
+    next: AtomicUsize,
+}
+
+impl Fleet {
+    /// Round-robins requests over clients (source addresses) and users.
+    fn pick(&self) -> (usize, &reqwest::Client, &str) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        // Every user in turn; the address shifts each round, so an address carries many users.
+        let round = i / self.tokens.len();
+        (i, &self.clients[(i + round) % self.clients.len()], &self.tokens[i % self.tokens.len()])
+    }
+
+    fn request(&self, path: Route) -> reqwest::RequestBuilder {
+        let (i, client, token) = self.pick();
+        match path {
+            Route::Me => client.get(format!("{}/api/v1/users/me", self.api)).bearer_auth(token),
+            Route::ProfileRead => {
+                client.get(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(token)
+            }
+            Route::ProfileWrite => {
+                let mut body = self.profile.clone();
+                body["phone"] = json!(format!("303-555-{:04}", i % 10_000));
+                client.put(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(token).json(&body)
+            }
+        }
+    }
+}
+
+fn clients(count: usize) -> Result<Vec<reqwest::Client>> {
+    (0..count)
+        .map(|i| {
+            // 127.0.1.1, 127.0.1.2, … : all of 127/8 is loopback on Linux.
+            let address = Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
+            reqwest::Client::builder()
+                .local_address(IpAddr::V4(address))
+                .http1_only()
+                .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .context("http client")
+        })
+        .collect()
+}
+
+/// Creates `count` beneficiaries, each with a live session, and mints their access tokens with
+/// public-api's own key, as a sign-in would.
+async fn beneficiaries(config: &public_api::PublicApiConfig, count: usize) -> Result<(Vec<String>, Vec<uuid::Uuid>)> {
+    let pool = sqlx::PgPool::connect(config.database.url.expose()).await.context("public database")?;
+    let keys = public_api::auth::TokenKeys::load(&config.service.auth).map_err(|e| anyhow!(e))?;
+    let (mut tokens, mut ids) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+        let mut tx = pool.begin().await?;
+        for _ in chunk {
+            let user = uuid::Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO users (id, user_type, email, display_name, roles) VALUES ($1, 'beneficiary', $2, 'Load', '{}')",
+            )
+            .bind(user)
+            .bind(format!("load+{user}@secondwind.invalid"))
+            .execute(&mut *tx)
+            .await?;
+            let (session, _) = public_api::auth::sessions::create(&mut tx, user, 1, None, None).await?;
+            tokens.push(keys.issue(user, session, vec!["beneficiary".into()]).map_err(|e| anyhow!(e))?);
+            ids.push(user);
+        }
+        tx.commit().await?;
+    }
+    pool.close().await;
+    Ok((tokens, ids))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runs.
+
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Me,
+    ProfileRead,
+    ProfileWrite,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Me => "GET /users/me",
+            Route::ProfileRead => "GET /beneficiaries/me/profile",
+            Route::ProfileWrite => "PUT /beneficiaries/me/profile",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Route::Me => "users_me",
+            Route::ProfileRead => "profile_read",
+            Route::ProfileWrite => "profile_write",
+        }
+    }
+}
+
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            // Read the body, as a client would, so the connection is reused.
+            let _ = response.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Saturation {
+    requests: usize,
+    errors: BTreeMap<u16, usize>,
+    seconds: f64,
+    rps: f64,
+    cpu_ms_per_request: BTreeMap<String, f64>,
+}
+
+/// Closed loop: `concurrency` requests always in flight, for `secs` after a warm-up; or, with
+/// `count`, until that many have completed.
+async fn saturate(
+    fleet: &Arc<Fleet>,
+    route: Route,
+    concurrency: usize,
+    limit: Limit,
+    pids: &Pids,
+    hz: f64,
+) -> Saturation {
+    // Warm-up: connections opened, caches filled, nothing counted.
+    drive(fleet, route, concurrency, Limit::Count(concurrency * 20)).await;
+    let before = pids.ticks();
+    let started = Instant::now();
+    let (requests, errors) = drive(fleet, route, concurrency, limit).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = pids.ticks();
+    let ok = requests - errors.values().sum::<usize>();
+    Saturation {
+        requests,
+        rps: round3(ok as f64 / seconds),
+        seconds: round3(seconds),
+        cpu_ms_per_request: cpu_ms_per(&before, &after, requests, hz),
+        errors,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Limit {
+    For(Duration),
+    Count(usize),
+}
+
+async fn drive(fleet: &Arc<Fleet>, route: Route, concurrency: usize, limit: Limit) -> (usize, BTreeMap<u16, usize>) {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let deadline = match limit {
+        Limit::For(d) => Some(Instant::now() + d),
+        Limit::Count(_) => None,
+    };
+    let count = match limit {
+        Limit::Count(n) => n,
+        Limit::For(_) => usize::MAX,
+    };
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (fleet, issued) = (fleet.clone(), issued.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut done, mut errors) = (0usize, BTreeMap::new());
+            while deadline.is_none_or(|d| Instant::now() < d) && issued.fetch_add(1, Ordering::Relaxed) < count {
+                let status = status_of(fleet.request(route)).await;
+                done += 1;
+                if !(200..300).contains(&status) {
+                    *errors.entry(status).or_insert(0) += 1;
+                }
+            }
+            (done, errors)
+        }));
+    }
+    let (mut total, mut errors) = (0, BTreeMap::new());
+    for worker in workers {
+        let (done, e) = worker.await.expect("worker");
+        total += done;
+        for (status, n) in e {
+            *errors.entry(status).or_insert(0) += n;
+        }
+    }
+    (total, errors)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct OpenLoop {
+    rate: u64,
+    requests: usize,
+    errors: BTreeMap<u16, usize>,
+    achieved_rps: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    round3(sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0)
+}
+
+/// Open loop: one request due every 1/`rate` s for `secs`, each latency counted from when it
+/// was due.
+async fn open_loop(fleet: &Arc<Fleet>, route: Route, rate: u64, secs: u64) -> OpenLoop {
+    let total = (rate * secs) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let pending = status_of(fleet.request(route));
+        tasks.push(tokio::spawn(async move {
+            let status = pending.await;
+            (status, due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = BTreeMap::new();
+    for task in tasks {
+        let (status, latency) = task.await.expect("task");
+        if !(200..300).contains(&status) {
+            *errors.entry(status).or_insert(0) += 1;
+        }
+        latencies.push(latency);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    OpenLoop {
+        rate,
+        requests: total,
+        achieved_rps: round3((total - errors.values().sum::<usize>()) as f64 / elapsed),
+        errors,
+        p50_ms: percentile(&latencies, 50.0),
+        p95_ms: percentile(&latencies, 95.0),
+        p99_ms: percentile(&latencies, 99.0),
+        max_ms: percentile(&latencies, 100.0),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pgbench: the same SQL, straight to PostgreSQL.
+
+#[derive(Debug, serde::Serialize)]
+struct PgbenchPart {
+    database: &'static str,
+    script: &'static str,
+    transactions: u64,
+    tps: f64,
+    postgres_cpu_ms_per_transaction: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Pgbench {
+    /// Each database's share of the path, run on its own.
+    parts: Vec<PgbenchPart>,
+    /// The rate PostgreSQL could serve the whole path at: every part takes its share of the
+    /// same server, so 1 / Σ (1 / rate of each part).
+    tps: f64,
+    postgres_cpu_ms_per_transaction: f64,
+}
+
+/// The SQL each path sends, one pgbench script per database it touches, as the services send
+/// it (prepared, in order). `:uid`/`:sid` are a user and session, `:subject` and `:record` a
+/// profile. The trails' appends go to scratch copies of their tables (`bench_access_log`,
+/// `bench_audit_logs`, same columns and indexes), so the real chains stay intact.
+fn pgbench_scripts(route: Route) -> Vec<(ServiceName, &'static str, &'static str)> {
+    match route {
+        Route::Me => vec![(ServiceName::PublicApi, "users_me.sql", include_str!("../../pgbench/users_me.sql"))],
+        Route::ProfileRead => vec![
+            (ServiceName::PublicApi, "profile_read_public.sql", include_str!("../../pgbench/profile_read_public.sql")),
+            (ServiceName::PhiVault, "profile_read_phi.sql", include_str!("../../pgbench/profile_read_phi.sql")),
+        ],
+        Route::ProfileWrite => vec![
+            (
+                ServiceName::PublicApi,
+                "profile_write_public.sql",
+                include_str!("../../pgbench/profile_write_public.sql"),
+            ),
+            (ServiceName::PhiVault, "profile_write_phi.sql", include_str!("../../pgbench/profile_write_phi.sql")),
+        ],
+    }
+}
+
+async fn pgbench(route: Route, s: &Setup, secs: u64) -> Result<Pgbench> {
+    let mut parts = Vec::new();
+    for (database, name, script) in pgbench_scripts(route) {
+        let file = s.work.join(name);
+        std::fs::write(&file, script)?;
+        let url = s.urls.get(&database).ok_or_else(|| anyhow!("no URL for {database}"))?;
+        let mut command = tokio::process::Command::new(std::env::var("PGBENCH").unwrap_or_else(|_| "pgbench".into()));
+        command.args(["-n", "-M", "prepared", "-j", "2", "-c", "8", "-T", &secs.to_string(), "-f"]).arg(&file);
+        for (name, value) in &s.vars {
+            command.arg("-D").arg(format!("{name}={value}"));
+        }
+        // The service's own runtime role and URL: its rights, over TCP.
+        command.arg(url);
+        let before = s.pids.ticks();
+        let output = command.output().await.context("running pgbench")?;
+        let after = s.pids.ticks();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!("pgbench {name} failed: {}{}", stdout, String::from_utf8_lossy(&output.stderr));
+        }
+        let field = |prefix: &str| -> Result<f64> {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .ok_or_else(|| anyhow!("pgbench {name} printed no `{prefix}`: {stdout}"))
+        };
+        let transactions = field("number of transactions actually processed:")? as u64;
+        let tps = field("tps =")?;
+        let pg = cpu_ms_per(&before, &after, transactions as usize, s.hz).get("postgres").copied().unwrap_or(f64::NAN);
+        parts.push(PgbenchPart {
+            database: database.as_str(),
+            script: name,
+            transactions,
+            tps: round3(tps),
+            postgres_cpu_ms_per_transaction: pg,
+        });
+    }
+    let tps = 1.0 / parts.iter().map(|p| 1.0 / p.tps).sum::<f64>();
+    let cpu = parts.iter().map(|p| p.postgres_cpu_ms_per_transaction).sum::<f64>();
+    Ok(Pgbench { parts, tps: round3(tps), postgres_cpu_ms_per_transaction: round3(cpu) })
+}
+
+/// Scratch copies of the trails the pgbench scripts append to, made by the databases' owners.
+async fn scratch_tables(data: &Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        url: String,
+    }
+    let text = std::fs::read_to_string(data.join("admin/owners.toml")).context("the owners file")?;
+    let owners: BTreeMap<String, Owner> = toml::from_str(&text).context("the owners file")?;
+    let url_of = |key: &str| -> Result<String> {
+        owners.get(key).map(|o| o.url.clone()).ok_or_else(|| anyhow!("the owners file names no `{key}` database"))
+    };
+    for (key, table) in [("phi", "access_log"), ("public", "audit_logs")] {
+        let pool = sqlx::PgPool::connect(&url_of(key)?).await.with_context(|| format!("{key} owner"))?;
+        sqlx::raw_sql(&format!(
+            "DROP TABLE IF EXISTS bench_{table}; CREATE TABLE bench_{table} (LIKE {table} INCLUDING ALL)"
+        ))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("bench_{table}"))?;
+        pool.close().await;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Setup {
+    fleet: Arc<Fleet>,
+    pids: Pids,
+    hz: f64,
+    urls: BTreeMap<ServiceName, String>,
+    vars: Vec<(&'static str, String)>,
+    work: PathBuf,
+}
+
+async fn setup() -> Result<Setup> {
+    let data = PathBuf::from(std::env::var("LOAD_DATA").context("LOAD_DATA: the data directory")?);
+    let api = std::env::var("LOAD_API").context("LOAD_API: public-api's URL")?;
+    let pids = Pids::parse(&std::env::var("LOAD_PIDS").context("LOAD_PIDS")?)?;
+    let users = env_or("LOAD_USERS", 2000usize).max(1);
+    let addresses = env_or("LOAD_ADDRESSES", 500usize).clamp(1, 1000);
+
+    let config_of = |service: ServiceName| data.join("config").join(format!("{}.toml", service.as_str()));
+    let public = public_api::PublicApiConfig::load(ServiceName::PublicApi, Some(&config_of(ServiceName::PublicApi)))?;
+    let phi = phi_vault::PhiVaultConfig::load(ServiceName::PhiVault, Some(&config_of(ServiceName::PhiVault)))?;
+    let urls: BTreeMap<ServiceName, String> = [
+        (ServiceName::PublicApi, public.database.url.expose().clone()),
+        (ServiceName::PhiVault, phi.database.url.expose().clone()),
+    ]
+    .into();
+
+    println!("setting up: {users} beneficiaries with sessions, {addresses} loopback source addresses");
+    // One more than the fleet: pgbench works on that one's rows (what PostgreSQL does per
+    // request is the same for any user), and its writes leave a record no service reads again.
+    let (mut tokens, mut ids) = beneficiaries(&public, users + 1).await?;
+    let (mut clients, profile) = (clients(addresses)?, harness::sample_profile());
+    // Every beneficiary stores a profile, so reads find one and writes replace one.
+    let seeding = Arc::new(Fleet { api: api.clone(), clients, tokens, profile, next: AtomicUsize::new(0) });
+    let (_, errors) = drive(&seeding, Route::ProfileWrite, 16, Limit::Count(users + 1)).await;
+    if !errors.is_empty() {
+        bail!("storing the first profiles failed: {errors:?} (is the bench volume policy in place?)");
+    }
+    let seeding = Arc::into_inner(seeding).ok_or_else(|| anyhow!("seeding fleet still shared"))?;
+    (clients, tokens) = (seeding.clients, seeding.tokens);
+    let uid = ids.pop().ok_or_else(|| anyhow!("no users"))?;
+    tokens.pop();
+    let fleet = Arc::new(Fleet { api, clients, tokens, profile: seeding.profile, next: AtomicUsize::new(0) });
+
+    let (uid, sid): (uuid::Uuid, uuid::Uuid) = {
+        let pool = sqlx::PgPool::connect(public.database.url.expose()).await?;
+        let sid = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1").bind(uid).fetch_one(&pool).await?;
+        pool.close().await;
+        (uid, sid)
+    };
+    let (subject, record): (uuid::Uuid, uuid::Uuid) = {
+        let pool = sqlx::PgPool::connect(phi.database.url.expose()).await?;
+        let row: (uuid::Uuid, uuid::Uuid) =
+            sqlx::query_as("SELECT subject_id, id FROM records WHERE subject_id = $1 AND category = 'identity'")
+                .bind(uid)
+                .fetch_one(&pool)
+                .await?;
+        pool.close().await;
+        row
+    };
+    scratch_tables(&data).await?;
+    let work = std::env::temp_dir().join(format!("secondwind-load-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    Ok(Setup {
+        fleet,
+        pids,
+        hz: clock_ticks_per_second(),
+        urls,
+        vars: vec![
+            ("uid", uid.to_string()),
+            ("sid", sid.to_string()),
+            ("subject", subject.to_string()),
+            ("record", record.to_string()),
+        ],
+        work,
+    })
+}
+
+async fn paths(s: &Setup) -> Result<Value> {
+    let secs = env_or("LOAD_SECS", 10u64).max(1);
+    let concurrency = env_or("LOAD_CONCURRENCY", 32usize).max(1);
+    let rates = env_list("LOAD_RATES", "200,1000");
+    let write_rates = env_list("LOAD_WRITE_RATES", "200,500");
+    let mut out = Vec::new();
+    for route in [Route::Me, Route::ProfileRead, Route::ProfileWrite] {
+        println!("{}: saturation ({concurrency} in flight, {secs} s)", route.name());
+        let saturation =
+            saturate(&s.fleet, route, concurrency, Limit::For(Duration::from_secs(secs)), &s.pids, s.hz).await;
+        let mut open = Vec::new();
+        for &rate in if matches!(route, Route::ProfileWrite) { &write_rates } else { &rates } {
+            println!("{}: open loop at {rate} req/s ({secs} s)", route.name());
+            open.push(open_loop(&s.fleet, route, rate, secs).await);
+        }
+        println!("{}: pgbench on the same SQL ({secs} s)", route.name());
+        let bench = pgbench(route, s, secs).await?;
+        let ratio = round3(saturation.rps / bench.tps);
+        out.push(json!({"key": route.key(), "path": route.name(), "saturation": saturation, "open_loop": open,
+                        "pgbench": bench, "ratio_to_pgbench": ratio}));
+    }
+    Ok(Value::Array(out))
+}
+
+fn print_paths(label: &str, figures: &Value) {
+    println!();
+    println!("figures for the {label} build (CPU ms per request at saturation; latency from the scheduled time)");
+    println!(
+        "{:<32} {:>9} {:>9} {:>6}  {:<34} {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "path", "sat req/s", "pgbench", "ratio", "p50/p95/p99 ms @ rate", "api", "vault", "consent", "pg", "pg(pgb)"
+    );
+    for f in figures.as_array().into_iter().flatten() {
+        let cpu = &f["saturation"]["cpu_ms_per_request"];
+        let mut first = true;
+        for o in f["open_loop"].as_array().into_iter().flatten() {
+            let lat = format!(
+                "{:.2}/{:.2}/{:.2} @ {}",
+                o["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                o["p95_ms"].as_f64().unwrap_or(f64::NAN),
+                o["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                o["rate"]
+            );
+            if first {
+                println!(
+                    "{:<32} {:>9.0} {:>9.0} {:>6.3}  {:<34} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>8.3}",
+                    f["path"].as_str().unwrap_or(""),
+                    f["saturation"]["rps"].as_f64().unwrap_or(f64::NAN),
+                    f["pgbench"]["tps"].as_f64().unwrap_or(f64::NAN),
+                    f["ratio_to_pgbench"].as_f64().unwrap_or(f64::NAN),
+                    lat,
+                    cpu["public-api"].as_f64().unwrap_or(f64::NAN),
+                    cpu["phi-vault"].as_f64().unwrap_or(f64::NAN),
+                    cpu["consent"].as_f64().unwrap_or(f64::NAN),
+                    cpu["postgres"].as_f64().unwrap_or(f64::NAN),
+                    f["pgbench"]["postgres_cpu_ms_per_transaction"].as_f64().unwrap_or(f64::NAN),
+                );
+                first = false;
+            } else {
+                println!("{:<32} {:>9} {:>9} {:>6}  {:<34}", "", "", "", "", lat);
+            }
+        }
+        for o in f["open_loop"].as_array().into_iter().flatten().filter(|o| o["errors"] != json!({})) {
+            println!(
+                "  {} at {} req/s: failed responses by status {}",
+                f["path"].as_str().unwrap_or(""),
+                o["rate"],
+                o["errors"]
+            );
+        }
+        if f["saturation"]["errors"] != json!({}) {
+            println!(
+                "  {} at saturation: failed responses by status {}",
+                f["path"].as_str().unwrap_or(""),
+                f["saturation"]["errors"]
+            );
+        }
+    }
+}
+
+/// The guard: CPU per request of each path, compared with the committed baseline.
+async fn guard(s: &Setup) -> Result<Value> {
+    let requests = env_or("LOAD_GUARD_REQUESTS", 3000usize).max(100);
+    let mut out = serde_json::Map::new();
+    for route in [Route::Me, Route::ProfileRead, Route::ProfileWrite] {
+        let sat = saturate(&s.fleet, route, 8, Limit::Count(requests), &s.pids, s.hz).await;
+        if !sat.errors.is_empty() {
+            bail!("{}: failed responses by status {:?}", route.name(), sat.errors);
+        }
+        out.insert(route.key().into(), json!(sat.cpu_ms_per_request));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Compares guard figures with the baseline: a path's service CPU per request may not grow by
+/// more than half. Figures under `floor` ms are too small for the clock's tick to compare.
+fn compare(baseline: &Value, measured: &Value) -> Vec<String> {
+    const GROWTH: f64 = 1.5;
+    const FLOOR_MS: f64 = 0.05;
+    let mut failures = Vec::new();
+    for (path, procs) in measured.as_object().into_iter().flatten() {
+        for (process, now) in procs.as_object().into_iter().flatten() {
+            let (Some(now), Some(was)) = (now.as_f64(), baseline["paths"][path][process].as_f64()) else { continue };
+            let verdict = if now > (was * GROWTH).max(FLOOR_MS) { "GREW" } else { "ok" };
+            println!("{path:<14} {process:<10} baseline {was:>7.3} ms  now {now:>7.3} ms  {verdict}");
+            if verdict == "GREW" {
+                failures.push(format!("{path} {process}: {now:.3} ms per request against {was:.3}"));
+            }
+        }
+    }
+    failures
+}
+
+async fn memory(s: &Setup) -> Result<Value> {
+    let total = env_or("LOAD_MEMORY_REQUESTS", 1_000_000usize).max(20_000);
+    let concurrency = env_or("LOAD_CONCURRENCY", 32usize).max(1);
+    let routes = [Route::Me, Route::ProfileRead, Route::ProfileWrite];
+    // A mix: mostly reads, a write in ten.
+    let mut done = 0usize;
+    let mut at_10k = None;
+    let started = Instant::now();
+    let step = 10_000usize;
+    while done < total {
+        for (route, share) in routes.iter().zip([0.45, 0.45, 0.10]) {
+            let n = ((step as f64) * share) as usize;
+            let (_, errors) = drive(&s.fleet, *route, concurrency, Limit::Count(n)).await;
+            if !errors.is_empty() {
+                bail!("{}: failed responses by status {errors:?}", route.name());
+            }
+            done += n;
+        }
+        if at_10k.is_none() {
+            at_10k = Some(s.pids.rss_kib());
+        }
+        if done % 100_000 < step {
+            println!(
+                "memory: {done} requests in {:.0} s; RSS KiB {:?}",
+                started.elapsed().as_secs_f64(),
+                s.pids.rss_kib()
+            );
+        }
+    }
+    let at_end = s.pids.rss_kib();
+    let at_10k = at_10k.unwrap_or_default();
+    let growth: BTreeMap<String, f64> = at_end
+        .iter()
+        .map(|(name, end)| {
+            let start = *at_10k.get(name).unwrap_or(&1) as f64;
+            (name.clone(), round3(100.0 * (*end as f64 - start) / start.max(1.0)))
+        })
+        .collect();
+    Ok(json!({"requests": done, "rss_kib_after_10000": at_10k, "rss_kib_at_end": at_end, "growth_percent": growth,
+              "seconds": round3(started.elapsed().as_secs_f64())}))
+}
+
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("secondwind-load: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("secondwind-load: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
+    common::install_crypto_provider();
+    let mode = std::env::var("LOAD_MODE").unwrap_or_else(|_| "paths".into());
+    let label = std::env::var("LOAD_LABEL").unwrap_or_else(|_| "measured".into());
+    let s = setup().await?;
+    let figures = match mode.as_str() {
+        "paths" => {
+            let f = paths(&s).await?;
+            print_paths(&label, &f);
+            f
+        }
+        "guard" => {
+            let f = guard(&s).await?;
+            let file = std::env::var("LOAD_BASELINE").context("LOAD_BASELINE: the committed baseline")?;
+            if std::env::var("LOAD_WRITE_BASELINE").is_ok_and(|v| v == "1") {
+                let baseline = json!({"build": label, "requests_per_path": env_or("LOAD_GUARD_REQUESTS", 3000usize),
+                                      "paths": f});
+                std::fs::write(&file, serde_json::to_string_pretty(&baseline)? + "\n")?;
+                println!("guard: baseline written to {file}");
+            } else {
+                let baseline: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+                let failures = compare(&baseline, &f);
+                if !failures.is_empty() {
+                    bail!("CPU per request grew by more than 50%: {}", failures.join("; "));
+                }
+                println!("guard: no path's CPU per request grew by more than 50%");
+            }
+            f
+        }
+        "memory" => {
+            let f = memory(&s).await?;
+            println!("memory: {f}");
+            f
+        }
+        other => bail!("LOAD_MODE `{other}`: expected paths, guard or memory"),
+    };
+    let _ = std::fs::remove_dir_all(&s.work);
+    let line = json!({"build": label, "mode": mode, "figures": figures});
+    println!("{line}");
+    if let Ok(file) = std::env::var("LOAD_JSON") {
+        std::fs::write(&file, line.to_string() + "\n").with_context(|| format!("writing {file}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_fails_only_on_growth_past_half_above_the_floor() {
+        let baseline = json!({"paths": {"users_me": {"public-api": 0.4, "consent": 0.0, "postgres": 0.02}}});
+        let within = json!({"users_me": {"public-api": 0.59, "consent": 0.0, "postgres": 0.04}});
+        assert!(compare(&baseline, &within).is_empty(), "0.59 against 0.4 is within half; 0.04 is under the floor");
+        let grown = json!({"users_me": {"public-api": 0.61, "consent": 0.0, "postgres": 0.02}});
+        let failures = compare(&baseline, &grown);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("users_me public-api"), "{failures:?}");
+        let past_floor = json!({"users_me": {"public-api": 0.4, "consent": 0.0, "postgres": 0.06}});
+        assert_eq!(compare(&baseline, &past_floor).len(), 1, "0.06 ms is past both the floor and half again 0.02");
+    }
+}
