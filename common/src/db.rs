@@ -118,8 +118,10 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 
 /// The pool every service uses. sqlx's default pings each connection as it is handed out, a
 /// round trip before every query; here only a connection idle for a while is pinged (one
-/// dropped by a restarted or failed-over server is then replaced before use, as before). A
-/// busy connection that broke fails its query, and the pool closes it. sqlx 0.8 also pings each
+/// dropped by a restarted or failed-over server is then replaced before use). A connection used
+/// in the last 10 s that broke fails its one query (503, nothing half-written: each write is one
+/// transaction), and the pool closes it; after a server restart a busy service sees up to a
+/// pool's worth of such failures. sqlx 0.8 also pings each
 /// connection as it comes back, after the response has gone; that one cannot be turned off.
 fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()

@@ -27,7 +27,9 @@ pub fn filter(level: &str) -> Result<EnvFilter, String> {
 
 /// Logging is set up once per process. Each line is formatted once and handed to a writer
 /// thread for stdout (and another for the file, when `log.dir` is set), so no request waits on
-/// a write. The writers never drop lines: when they fall behind, logging blocks.
+/// a write. While the process runs the writers drop no line: when they fall behind, logging
+/// blocks. Lines still queued when the process is killed are lost (the trails in the databases,
+/// not the log, are the record: a break-glass alarm's entry is its flagged access-log row).
 pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String> {
     use tracing_appender::non_blocking::NonBlockingBuilder;
     use tracing_subscriber::fmt::writer::MakeWriterExt;

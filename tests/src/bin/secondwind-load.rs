@@ -464,8 +464,14 @@ async fn pgbench(route: Route, s: &Setup, secs: u64) -> Result<Pgbench> {
         for (name, value) in &s.vars {
             command.arg("-D").arg(format!("{name}={value}"));
         }
-        // The service's own runtime role and URL: its rights, over TCP.
-        command.arg(url);
+        // The service's own runtime role and URL: its rights, over TCP. The password goes in the
+        // environment, never on a command line other users can read.
+        let mut url = reqwest::Url::parse(url).context("database URL")?;
+        if let Some(password) = url.password().map(str::to_owned) {
+            let _ = url.set_password(None);
+            command.env("PGPASSWORD", password);
+        }
+        command.arg(url.as_str());
         let before = s.pids.ticks();
         let output = command.output().await.context("running pgbench")?;
         let after = s.pids.ticks();
@@ -539,6 +545,14 @@ async fn setup() -> Result<Setup> {
     let addresses = env_or("LOAD_ADDRESSES", 500usize).clamp(1, 1000);
 
     let config_of = |service: ServiceName| data.join("config").join(format!("{}.toml", service.as_str()));
+    // Only ever a data directory scripts/bench made: this creates users, records and tables.
+    let phi_config = std::fs::read_to_string(config_of(ServiceName::PhiVault)).context("phi-vault's config")?;
+    if !data.join("bench-volume.toml").is_file() || !phi_config.contains("bench-volume.toml") {
+        bail!(
+            "{} is not a scripts/bench data directory (no bench volume policy); refusing to write to it",
+            data.display()
+        );
+    }
     let public = public_api::PublicApiConfig::load(ServiceName::PublicApi, Some(&config_of(ServiceName::PublicApi)))?;
     let phi = phi_vault::PhiVaultConfig::load(ServiceName::PhiVault, Some(&config_of(ServiceName::PhiVault)))?;
     let urls: BTreeMap<ServiceName, String> = [
@@ -581,8 +595,9 @@ async fn setup() -> Result<Setup> {
         row
     };
     scratch_tables(&data).await?;
-    let work = std::env::temp_dir().join(format!("secondwind-load-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    // Inside the bench's own data directory, new (never one someone else made first).
+    let work = data.join(format!("load-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&work).context("the load generator's work directory")?;
     Ok(Setup {
         fleet,
         pids,
@@ -682,17 +697,26 @@ async fn guard(s: &Setup) -> Result<Value> {
     let requests = env_or("LOAD_GUARD_REQUESTS", 3000usize).max(100);
     let mut out = serde_json::Map::new();
     for route in [Route::Me, Route::ProfileRead, Route::ProfileWrite] {
-        let sat = saturate(&s.fleet, route, 8, Limit::Count(requests), &s.pids, s.hz).await;
-        if !sat.errors.is_empty() {
-            bail!("{}: failed responses by status {:?}", route.name(), sat.errors);
+        // The least of three runs: interference from elsewhere on the machine only ever adds.
+        let mut least: BTreeMap<String, f64> = BTreeMap::new();
+        for _ in 0..3 {
+            let sat = saturate(&s.fleet, route, 8, Limit::Count(requests), &s.pids, s.hz).await;
+            if !sat.errors.is_empty() {
+                bail!("{}: failed responses by status {:?}", route.name(), sat.errors);
+            }
+            for (process, ms) in sat.cpu_ms_per_request {
+                let entry = least.entry(process).or_insert(f64::INFINITY);
+                *entry = entry.min(ms);
+            }
         }
-        out.insert(route.key().into(), json!(sat.cpu_ms_per_request));
+        out.insert(route.key().into(), json!(least));
     }
     Ok(Value::Object(out))
 }
 
-/// Compares guard figures with the baseline: a path's service CPU per request may not grow by
-/// more than half. Figures under `floor` ms are too small for the clock's tick to compare.
+/// Compares guard figures with the baseline: a path's CPU per request in a service may not grow
+/// by more than half. Figures under `FLOOR_MS` are too small for the clock's tick to compare.
+/// PostgreSQL's figure is shown, not judged: autovacuum and checkpoints move it.
 fn compare(baseline: &Value, measured: &Value) -> Vec<String> {
     const GROWTH: f64 = 1.5;
     const FLOOR_MS: f64 = 0.05;
@@ -700,7 +724,13 @@ fn compare(baseline: &Value, measured: &Value) -> Vec<String> {
     for (path, procs) in measured.as_object().into_iter().flatten() {
         for (process, now) in procs.as_object().into_iter().flatten() {
             let (Some(now), Some(was)) = (now.as_f64(), baseline["paths"][path][process].as_f64()) else { continue };
-            let verdict = if now > (was * GROWTH).max(FLOOR_MS) { "GREW" } else { "ok" };
+            let verdict = if process == "postgres" {
+                "shown only"
+            } else if now > (was * GROWTH).max(FLOOR_MS) {
+                "GREW"
+            } else {
+                "ok"
+            };
             println!("{path:<14} {process:<10} baseline {was:>7.3} ms  now {now:>7.3} ms  {verdict}");
             if verdict == "GREW" {
                 failures.push(format!("{path} {process}: {now:.3} ms per request against {was:.3}"));
@@ -827,7 +857,9 @@ mod tests {
         let failures = compare(&baseline, &grown);
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(failures[0].starts_with("users_me public-api"), "{failures:?}");
-        let past_floor = json!({"users_me": {"public-api": 0.4, "consent": 0.0, "postgres": 0.06}});
-        assert_eq!(compare(&baseline, &past_floor).len(), 1, "0.06 ms is past both the floor and half again 0.02");
+        let past_floor = json!({"users_me": {"public-api": 0.4, "consent": 0.06, "postgres": 0.9}});
+        let failures = compare(&baseline, &past_floor);
+        assert_eq!(failures.len(), 1, "consent's 0.06 ms is past the floor; PostgreSQL is not judged: {failures:?}");
+        assert!(failures[0].starts_with("users_me consent"), "{failures:?}");
     }
 }
