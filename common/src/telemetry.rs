@@ -65,3 +65,27 @@ pub fn init(service: &str, config: &LogConfig) -> Result<TelemetryGuard, String>
         .map_err(|e| format!("telemetry already initialised: {e}"))?;
     Ok(TelemetryGuard { _writers: guards })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines written by the background writer all reach the file, formatted once, by the time
+    /// the guard is dropped (as it is when a service stops).
+    #[test]
+    fn every_line_reaches_the_log_file_when_the_guard_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("secondwind-telemetry-{}", uuid::Uuid::new_v4()));
+        let guard = init("telemetry-test", &LogConfig { level: "info".into(), dir: Some(dir.clone()) }).expect("init");
+        for i in 0..2000 {
+            tracing::info!(n = i, "line");
+        }
+        drop(guard);
+        let file = std::fs::read_dir(&dir).expect("dir").flatten().next().expect("a log file").path();
+        let text = std::fs::read_to_string(file).expect("read");
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        let ours: Vec<_> = lines.iter().filter(|l| l["message"] == "line").collect();
+        assert_eq!(ours.len(), 2000, "no line dropped");
+        assert!(ours.iter().enumerate().all(|(i, l)| l["n"] == i), "in order");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -21,35 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::db::Database;
+use harness::load::{env_or, open_loop, OpenLoop};
 use harness::vault::{seed_uncached_subjects, TransitDouble};
 use harness::TestApp;
 use serde_json::json;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 #[derive(Debug, serde::Serialize)]
 struct Figures {
     path: &'static str,
-    target_rps: u64,
-    achieved_rps: f64,
-    requests: usize,
-    errors: usize,
-    /// Failed responses by status (0: no response).
-    error_statuses: std::collections::BTreeMap<u16, usize>,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+    #[serde(flatten)]
+    run: OpenLoop,
 }
 
 /// An HTTP request's status (0: no response).
@@ -58,49 +39,11 @@ fn status_of(request: reqwest::RequestBuilder) -> impl Future<Output = u16> + Se
     async move { pending.await.map_or(0, |r| r.status().as_u16()) }
 }
 
-/// Sends `rps` requests a second for `secs` seconds, each made by `request(i)`, which resolves
-/// to the response status.
 async fn run<F>(path: &'static str, rps: u64, secs: u64, request: impl Fn(usize) -> F) -> Figures
 where
     F: Future<Output = u16> + Send + 'static,
 {
-    let total = (rps * secs) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rps as f64);
-    let start = Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let pending = request(i);
-        tasks.push(tokio::spawn(async move {
-            let status = pending.await;
-            (status, due.elapsed())
-        }));
-    }
-    let mut latencies = Vec::with_capacity(total);
-    let mut error_statuses = std::collections::BTreeMap::new();
-    for task in tasks {
-        let (status, latency) = task.await.expect("task");
-        if !(200..300).contains(&status) {
-            *error_statuses.entry(status).or_insert(0) += 1;
-        }
-        latencies.push(latency);
-    }
-    let errors = error_statuses.values().sum();
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort();
-    Figures {
-        path,
-        target_rps: rps,
-        achieved_rps: (total - errors) as f64 / elapsed,
-        requests: total,
-        errors,
-        error_statuses,
-        p50_ms: percentile(&latencies, 50.0),
-        p95_ms: percentile(&latencies, 95.0),
-        p99_ms: percentile(&latencies, 99.0),
-        max_ms: latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
-    }
+    Figures { path, run: open_loop(rps, secs, request).await }
 }
 
 /// The mean cost of encrypting one profile-sized record, in milliseconds.
@@ -197,17 +140,24 @@ fn print_figures(rows: &[&Figures]) {
     for f in rows {
         println!(
             "{:<30} {:>8} {:>8.1} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-            f.path, f.target_rps, f.achieved_rps, f.errors, f.p50_ms, f.p95_ms, f.p99_ms, f.max_ms
+            f.path,
+            f.run.rate,
+            f.run.achieved_rps,
+            f.run.failed(),
+            f.run.p50_ms,
+            f.run.p95_ms,
+            f.run.p99_ms,
+            f.run.max_ms
         );
     }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes its settings from the environment.
-    let rps = env_or("LOAD_RPS", 200).max(1);
+    let rps = env_or("LOAD_RPS", 200u64).max(1);
     let secs = env_or("LOAD_SECS", 20).max(1);
     let users = env_or("LOAD_USERS", 200).max(1) as usize;
-    let vault_ms = env_or("LOAD_VAULT_MS", 50);
+    let vault_ms = env_or("LOAD_VAULT_MS", 50u64);
     let uncached_rps = env_or("LOAD_UNCACHED_RPS", 20).max(1);
     let workers = env_or("LOAD_REWRAP_WORKERS", 2).max(1);
     let batch = env_or("LOAD_REWRAP_BATCH", 50).max(1) as i64;
@@ -310,7 +260,7 @@ fn main() {
 
         let plaintext = serde_json::to_vec(&profile).expect("json");
         let seal_ms = seal_cost_ms(&plaintext);
-        let share = 100.0 * seal_ms / write.p50_ms;
+        let share = 100.0 * seal_ms / write.run.p50_ms;
 
         print_figures(&[&write, &read, &cached, &uncached_reads]);
         println!(
@@ -330,8 +280,8 @@ fn main() {
             progress.remaining,
             progress.errors,
         );
-        for f in [&write, &read, &cached, &uncached_reads].into_iter().filter(|f| f.errors > 0) {
-            println!("{}: failed responses by status {:?}", f.path, f.error_statuses);
+        for f in [&write, &read, &cached, &uncached_reads].into_iter().filter(|f| f.run.failed() > 0) {
+            println!("{}: failed responses by status {:?}", f.path, f.run.errors);
         }
         let mut errors: Vec<String> = harness::logs()
             .iter()
@@ -343,7 +293,7 @@ fn main() {
         for line in errors.iter().take(10) {
             println!("logged: {line}");
         }
-        let verdict = |f: &Figures| if f.errors == 0 && f.p95_ms < 25.0 { "met" } else { "NOT met" };
+        let verdict = |f: &Figures| if f.run.failed() == 0 && f.run.p95_ms < 25.0 { "met" } else { "NOT met" };
         println!(
             "target p95 < 25 ms at {rps} req/s: write {}, read {}, cached read during uncached reads and rewrap {}; \
              encryption < 5%: {}",

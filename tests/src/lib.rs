@@ -14,6 +14,7 @@ pub mod auth;
 pub mod consents;
 pub use auth::{sample_profile, Login};
 pub mod hostile;
+pub mod load;
 pub mod oidc;
 pub mod vault;
 

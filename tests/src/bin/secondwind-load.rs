@@ -37,11 +37,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use common::ServiceName;
+use harness::load::{env_or, round3, OpenLoop};
 use serde_json::{json, Value};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn env_list(name: &str, default: &str) -> Vec<u64> {
     std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
@@ -79,6 +76,12 @@ impl Pids {
             .collect()
     }
 
+    /// How many processes the postmaster runs now.
+    fn postgres_backends(&self) -> usize {
+        let Some((_, root)) = self.0.iter().find(|(name, _)| name == "postgres") else { return 0 };
+        children(*root).len()
+    }
+
     fn rss_kib(&self) -> BTreeMap<String, u64> {
         self.0.iter().filter(|(name, _)| name != "postgres").map(|(name, pid)| (name.clone(), rss_kib(*pid))).collect()
     }
@@ -101,17 +104,18 @@ fn stat(pid: u32) -> Option<Stat> {
     Some(Stat { ppid: n(1) as u32, ticks: n(11) + n(12), children: n(13) + n(14) })
 }
 
+/// The live children of `root`, with their stats.
+fn children(root: u32) -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(stat)
+        .filter(|s| s.ppid == root)
+        .collect()
+}
+
 fn tree_ticks(root: u32) -> u64 {
-    let mut total = stat(root).map_or(0, |s| s.ticks + s.children);
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if let Some(s) = stat(pid).filter(|s| s.ppid == root) {
-                total += s.ticks;
-            }
-        }
-    }
-    total
+    stat(root).map_or(0, |s| s.ticks + s.children) + children(root).iter().map(|s| s.ticks).sum::<u64>()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -149,41 +153,73 @@ fn cpu_ms_per(
         .collect()
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 // ---------------------------------------------------------------------------------------------
 // Users, tokens and clients.
 
 struct Fleet {
     api: String,
     clients: Vec<reqwest::Client>,
-    tokens: Vec<String>,
+    /// Each user's (user id, session id), and the key that signs their access tokens.
+    sessions: Vec<(uuid::Uuid, uuid::Uuid)>,
+    keys: Arc<public_api::auth::TokenKeys>,
+    /// Access tokens live 15 minutes at most: [`Fleet::refresh`] mints new ones between phases.
+    tokens: std::sync::RwLock<Arc<Vec<String>>>,
     profile: Value,
     next: AtomicUsize,
 }
 
 impl Fleet {
+    fn new(
+        api: String,
+        clients: Vec<reqwest::Client>,
+        sessions: Vec<(uuid::Uuid, uuid::Uuid)>,
+        keys: Arc<public_api::auth::TokenKeys>,
+    ) -> Result<Self> {
+        let fleet = Self {
+            api,
+            clients,
+            sessions,
+            keys,
+            tokens: std::sync::RwLock::new(Arc::new(Vec::new())),
+            profile: harness::sample_profile(),
+            next: AtomicUsize::new(0),
+        };
+        fleet.refresh()?;
+        Ok(fleet)
+    }
+
+    /// Mints every user a fresh access token for their session, as a refresh would.
+    fn refresh(&self) -> Result<()> {
+        let tokens = self
+            .sessions
+            .iter()
+            .map(|(user, session)| self.keys.issue(*user, *session, vec!["beneficiary".into()]).map_err(|e| anyhow!(e)))
+            .collect::<Result<Vec<_>>>()?;
+        *self.tokens.write().map_err(|_| anyhow!("token lock poisoned"))? = Arc::new(tokens);
+        Ok(())
+    }
+
     /// Round-robins requests over clients (source addresses) and users.
-    fn pick(&self) -> (usize, &reqwest::Client, &str) {
+    fn pick(&self) -> (usize, &reqwest::Client, String) {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let tokens = self.tokens.read().map(|t| t.clone()).unwrap_or_default();
         // Every user in turn; the address shifts each round, so an address carries many users.
-        let round = i / self.tokens.len();
-        (i, &self.clients[(i + round) % self.clients.len()], &self.tokens[i % self.tokens.len()])
+        let round = i / tokens.len().max(1);
+        let token = tokens.get(i % tokens.len().max(1)).cloned().unwrap_or_default();
+        (i, &self.clients[(i + round) % self.clients.len()], token)
     }
 
     fn request(&self, path: Route) -> reqwest::RequestBuilder {
         let (i, client, token) = self.pick();
         match path {
-            Route::Me => client.get(format!("{}/api/v1/users/me", self.api)).bearer_auth(token),
+            Route::Me => client.get(format!("{}/api/v1/users/me", self.api)).bearer_auth(&token),
             Route::ProfileRead => {
-                client.get(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(token)
+                client.get(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(&token)
             }
             Route::ProfileWrite => {
                 let mut body = self.profile.clone();
                 body["phone"] = json!(format!("303-555-{:04}", i % 10_000));
-                client.put(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(token).json(&body)
+                client.put(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(&token).json(&body)
             }
         }
     }
@@ -205,12 +241,11 @@ fn clients(count: usize) -> Result<Vec<reqwest::Client>> {
         .collect()
 }
 
-/// Creates `count` beneficiaries, each with a live session, and mints their access tokens with
-/// public-api's own key, as a sign-in would.
-async fn beneficiaries(config: &public_api::PublicApiConfig, count: usize) -> Result<(Vec<String>, Vec<uuid::Uuid>)> {
+/// Creates `count` beneficiaries, each with a live session, as a sign-in would; returns each
+/// one's (user id, session id).
+async fn beneficiaries(config: &public_api::PublicApiConfig, count: usize) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>> {
     let pool = sqlx::PgPool::connect(config.database.url.expose()).await.context("public database")?;
-    let keys = public_api::auth::TokenKeys::load(&config.service.auth).map_err(|e| anyhow!(e))?;
-    let (mut tokens, mut ids) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let mut sessions = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
         let mut tx = pool.begin().await?;
         for _ in chunk {
@@ -223,13 +258,12 @@ async fn beneficiaries(config: &public_api::PublicApiConfig, count: usize) -> Re
             .execute(&mut *tx)
             .await?;
             let (session, _) = public_api::auth::sessions::create(&mut tx, user, 1, None, None).await?;
-            tokens.push(keys.issue(user, session, vec!["beneficiary".into()]).map_err(|e| anyhow!(e))?);
-            ids.push(user);
+            sessions.push((user, session));
         }
         tx.commit().await?;
     }
     pool.close().await;
-    Ok((tokens, ids))
+    Ok(sessions)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,63 +384,9 @@ async fn drive(fleet: &Arc<Fleet>, route: Route, concurrency: usize, limit: Limi
     (total, errors)
 }
 
-#[derive(Debug, serde::Serialize)]
-struct OpenLoop {
-    rate: u64,
-    requests: usize,
-    errors: BTreeMap<u16, usize>,
-    achieved_rps: f64,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    round3(sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0)
-}
-
-/// Open loop: one request due every 1/`rate` s for `secs`, each latency counted from when it
-/// was due.
+/// The open loop for `route` (see [`harness::load::open_loop`]).
 async fn open_loop(fleet: &Arc<Fleet>, route: Route, rate: u64, secs: u64) -> OpenLoop {
-    let total = (rate * secs) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let due = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let pending = status_of(fleet.request(route));
-        tasks.push(tokio::spawn(async move {
-            let status = pending.await;
-            (status, due.elapsed())
-        }));
-    }
-    let mut latencies = Vec::with_capacity(total);
-    let mut errors = BTreeMap::new();
-    for task in tasks {
-        let (status, latency) = task.await.expect("task");
-        if !(200..300).contains(&status) {
-            *errors.entry(status).or_insert(0) += 1;
-        }
-        latencies.push(latency);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort();
-    OpenLoop {
-        rate,
-        requests: total,
-        achieved_rps: round3((total - errors.values().sum::<usize>()) as f64 / elapsed),
-        errors,
-        p50_ms: percentile(&latencies, 50.0),
-        p95_ms: percentile(&latencies, 95.0),
-        p99_ms: percentile(&latencies, 99.0),
-        max_ms: percentile(&latencies, 100.0),
-    }
+    harness::load::open_loop(rate, secs, |_| status_of(fleet.request(route))).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,8 +452,17 @@ async fn pgbench(route: Route, s: &Setup, secs: u64) -> Result<Pgbench> {
             command.env("PGPASSWORD", password);
         }
         command.arg(url.as_str());
+        let backends = s.pids.postgres_backends();
         let before = s.pids.ticks();
         let output = command.output().await.context("running pgbench")?;
+        // pgbench's backends exit after it does; read once they are gone (and counted in the
+        // postmaster's total for exited children).
+        for _ in 0..40 {
+            if s.pids.postgres_backends() <= backends {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let after = s.pids.ticks();
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
@@ -537,6 +526,21 @@ struct Setup {
     work: PathBuf,
 }
 
+/// Only ever a data directory `scripts/bench` made: the load run creates users, records and
+/// tables. Its mark is phi-vault's config naming the bench volume policy beside it.
+fn bench_directory(data: &Path) -> Result<()> {
+    let policy = data.join("bench-volume.toml");
+    let config = std::fs::read_to_string(data.join("config/phi-vault.toml")).unwrap_or_default();
+    let named = config.lines().any(|l| l.trim() == format!("volume_file = \"{}\"", policy.display()));
+    if !policy.is_file() || !named {
+        bail!(
+            "{} is not a scripts/bench data directory (no bench volume policy); refusing to write to it",
+            data.display()
+        );
+    }
+    Ok(())
+}
+
 async fn setup() -> Result<Setup> {
     let data = PathBuf::from(std::env::var("LOAD_DATA").context("LOAD_DATA: the data directory")?);
     let api = std::env::var("LOAD_API").context("LOAD_API: public-api's URL")?;
@@ -545,14 +549,7 @@ async fn setup() -> Result<Setup> {
     let addresses = env_or("LOAD_ADDRESSES", 500usize).clamp(1, 1000);
 
     let config_of = |service: ServiceName| data.join("config").join(format!("{}.toml", service.as_str()));
-    // Only ever a data directory scripts/bench made: this creates users, records and tables.
-    let phi_config = std::fs::read_to_string(config_of(ServiceName::PhiVault)).context("phi-vault's config")?;
-    if !data.join("bench-volume.toml").is_file() || !phi_config.contains("bench-volume.toml") {
-        bail!(
-            "{} is not a scripts/bench data directory (no bench volume policy); refusing to write to it",
-            data.display()
-        );
-    }
+    bench_directory(&data)?;
     let public = public_api::PublicApiConfig::load(ServiceName::PublicApi, Some(&config_of(ServiceName::PublicApi)))?;
     let phi = phi_vault::PhiVaultConfig::load(ServiceName::PhiVault, Some(&config_of(ServiceName::PhiVault)))?;
     let urls: BTreeMap<ServiceName, String> = [
@@ -564,26 +561,18 @@ async fn setup() -> Result<Setup> {
     println!("setting up: {users} beneficiaries with sessions, {addresses} loopback source addresses");
     // One more than the fleet: pgbench works on that one's rows (what PostgreSQL does per
     // request is the same for any user), and its writes leave a record no service reads again.
-    let (mut tokens, mut ids) = beneficiaries(&public, users + 1).await?;
-    let (mut clients, profile) = (clients(addresses)?, harness::sample_profile());
+    let mut sessions = beneficiaries(&public, users + 1).await?;
+    let keys = Arc::new(public_api::auth::TokenKeys::load(&public.service.auth).map_err(|e| anyhow!(e))?);
+    let clients = clients(addresses)?;
     // Every beneficiary stores a profile, so reads find one and writes replace one.
-    let seeding = Arc::new(Fleet { api: api.clone(), clients, tokens, profile, next: AtomicUsize::new(0) });
+    let seeding = Arc::new(Fleet::new(api.clone(), clients.clone(), sessions.clone(), keys.clone())?);
     let (_, errors) = drive(&seeding, Route::ProfileWrite, 16, Limit::Count(users + 1)).await;
     if !errors.is_empty() {
         bail!("storing the first profiles failed: {errors:?} (is the bench volume policy in place?)");
     }
-    let seeding = Arc::into_inner(seeding).ok_or_else(|| anyhow!("seeding fleet still shared"))?;
-    (clients, tokens) = (seeding.clients, seeding.tokens);
-    let uid = ids.pop().ok_or_else(|| anyhow!("no users"))?;
-    tokens.pop();
-    let fleet = Arc::new(Fleet { api, clients, tokens, profile: seeding.profile, next: AtomicUsize::new(0) });
+    let (uid, sid) = sessions.pop().ok_or_else(|| anyhow!("no users"))?;
+    let fleet = Arc::new(Fleet::new(api, clients, sessions, keys)?);
 
-    let (uid, sid): (uuid::Uuid, uuid::Uuid) = {
-        let pool = sqlx::PgPool::connect(public.database.url.expose()).await?;
-        let sid = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1").bind(uid).fetch_one(&pool).await?;
-        pool.close().await;
-        (uid, sid)
-    };
     let (subject, record): (uuid::Uuid, uuid::Uuid) = {
         let pool = sqlx::PgPool::connect(phi.database.url.expose()).await?;
         let row: (uuid::Uuid, uuid::Uuid) =
@@ -620,6 +609,7 @@ async fn paths(s: &Setup) -> Result<Value> {
     let write_rates = env_list("LOAD_WRITE_RATES", "200,500");
     let mut out = Vec::new();
     for route in [Route::Me, Route::ProfileRead, Route::ProfileWrite] {
+        s.fleet.refresh()?;
         println!("{}: saturation ({concurrency} in flight, {secs} s)", route.name());
         let saturation =
             saturate(&s.fleet, route, concurrency, Limit::For(Duration::from_secs(secs)), &s.pids, s.hz).await;
@@ -697,6 +687,7 @@ async fn guard(s: &Setup) -> Result<Value> {
     let requests = env_or("LOAD_GUARD_REQUESTS", 3000usize).max(100);
     let mut out = serde_json::Map::new();
     for route in [Route::Me, Route::ProfileRead, Route::ProfileWrite] {
+        s.fleet.refresh()?;
         // The least of three runs: interference from elsewhere on the machine only ever adds.
         let mut least: BTreeMap<String, f64> = BTreeMap::new();
         for _ in 0..3 {
@@ -762,6 +753,7 @@ async fn memory(s: &Setup) -> Result<Value> {
             at_10k = Some(s.pids.rss_kib());
         }
         if done % 100_000 < step {
+            s.fleet.refresh()?;
             println!(
                 "memory: {done} requests in {:.0} s; RSS KiB {:?}",
                 started.elapsed().as_secs_f64(),
@@ -847,6 +839,24 @@ async fn run() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_bench_data_directory_is_written_to() {
+        let dir = std::env::temp_dir().join(format!("secondwind-load-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("config")).expect("dir");
+        let config = dir.join("config/phi-vault.toml");
+        let policy = dir.join("bench-volume.toml");
+        std::fs::write(&config, "[service]\nvolume_file = \"/srv/policies/phi-volume.toml\"\n").expect("config");
+        assert!(bench_directory(&dir).is_err(), "a config naming the shipped policy");
+        std::fs::write(&policy, "[[window]]\n").expect("policy");
+        assert!(bench_directory(&dir).is_err(), "a bench policy the config does not name");
+        std::fs::write(&config, format!("[service]\nvolume_file = \"{}\"\n", policy.display())).expect("config");
+        assert!(bench_directory(&dir).is_ok(), "the bench's own directory");
+        std::fs::remove_file(&policy).expect("remove");
+        assert!(bench_directory(&dir).is_err(), "the named policy is gone");
+        assert!(bench_directory(&dir.join("nowhere")).is_err(), "no directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_guard_fails_only_on_growth_past_half_above_the_floor() {
