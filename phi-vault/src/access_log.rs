@@ -54,44 +54,126 @@ impl Canonical<'_> {
 
 /// Appends an entry; returns its sequence number (which other trails may refer to).
 pub async fn append(tx: &mut PgConnection, a: &Access<'_>) -> Result<i64, sqlx::Error> {
-    let at = chain::now();
-    let decision = if a.permitted { "permit" } else { "deny" };
-    let canonical = Canonical {
-        occurred_at_us: chain::micros(at),
-        actor: a.actor,
-        actor_role: a.actor_role,
-        purpose: a.purpose,
-        subject_id: a.subject_id,
-        record_id: a.record_id,
-        action: a.action,
-        decision,
-        reason: Some(a.reason),
-        request_id: Some(a.request_id),
-        flagged: a.flagged,
-    };
-    let prev = chain::head(tx, CHAIN_LOCK, "access_log").await?;
-    let row_hash = chain::link(&prev, &canonical.bytes());
-    sqlx::query(
-        "INSERT INTO access_log (occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
-         request_id, flagged, prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         RETURNING seq",
+    let seqs = append_all(tx, std::slice::from_ref(a)).await?;
+    seqs.first().copied().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Appends entries in order under one take of the chain lock, in one statement; returns their
+/// sequence numbers in the same order. The group commit (`crate::commit`) appends a batch's
+/// entries this way.
+pub async fn append_all(tx: &mut PgConnection, entries: &[Access<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut prev = chain::head(tx, CHAIN_LOCK, "access_log").await?;
+    let n = entries.len();
+    let (mut times, mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let decision = |a: &Access<'_>| if a.permitted { "permit" } else { "deny" };
+    for a in entries {
+        let at = chain::now();
+        let canonical = Canonical {
+            occurred_at_us: chain::micros(at),
+            actor: a.actor,
+            actor_role: a.actor_role,
+            purpose: a.purpose,
+            subject_id: a.subject_id,
+            record_id: a.record_id,
+            action: a.action,
+            decision: decision(a),
+            reason: Some(a.reason),
+            request_id: Some(a.request_id),
+            flagged: a.flagged,
+        };
+        let row_hash = chain::link(&prev, &canonical.bytes()).to_vec();
+        times.push(at);
+        prevs.push(std::mem::replace(&mut prev, row_hash.clone()));
+        hashes.push(row_hash);
+    }
+    let column = |f: for<'e> fn(&'e Access<'e>) -> &'e str| entries.iter().map(f).collect::<Vec<_>>();
+    // Identity values are drawn in the order rows reach the insert, which `ORDER BY n` fixes:
+    // sequence order is chain order.
+    let rows = sqlx::query(
+        "INSERT INTO access_log (occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, \
+         reason, request_id, flagged, prev_hash, row_hash) \
+         SELECT occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, request_id, \
+         flagged, prev_hash, row_hash FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+         $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::bytea[], $13::bytea[]) \
+         WITH ORDINALITY AS e(occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
+         request_id, flagged, prev_hash, row_hash, n) ORDER BY n RETURNING seq",
     )
-    .bind(at)
-    .bind(a.actor)
-    .bind(a.actor_role)
-    .bind(a.purpose)
-    .bind(a.subject_id)
-    .bind(a.record_id)
-    .bind(a.action)
-    .bind(decision)
-    .bind(a.reason)
-    .bind(a.request_id)
-    .bind(a.flagged)
-    .bind(prev)
-    .bind(&row_hash[..])
-    .fetch_one(&mut *tx)
-    .await
-    .and_then(|row| row.try_get("seq"))
+    .bind(times)
+    .bind(column(|a| a.actor))
+    .bind(column(|a| a.actor_role))
+    .bind(column(|a| a.purpose))
+    .bind(entries.iter().map(|a| a.subject_id).collect::<Vec<_>>())
+    .bind(entries.iter().map(|a| a.record_id).collect::<Vec<_>>())
+    .bind(column(|a| a.action))
+    .bind(entries.iter().map(decision).collect::<Vec<_>>())
+    .bind(column(|a| a.reason))
+    .bind(column(|a| a.request_id))
+    .bind(entries.iter().map(|a| a.flagged).collect::<Vec<_>>())
+    .bind(prevs)
+    .bind(hashes)
+    .fetch_all(&mut *tx)
+    .await?;
+    let seqs = rows.iter().map(|row| row.try_get::<i64, _>("seq")).collect::<Result<Vec<_>, _>>()?;
+    // RETURNING's order is not promised: sort, as the identity values were drawn in order.
+    let mut seqs = seqs;
+    seqs.sort_unstable();
+    if seqs.len() != n {
+        return Err(sqlx::Error::Protocol(format!("{} access-log entries written of {n}", seqs.len())));
+    }
+    Ok(seqs)
+}
+
+/// An access-log entry that owns its fields, for work that outlives the request's borrows (the
+/// group commit's steps, which may run twice).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub actor: String,
+    pub actor_role: String,
+    pub purpose: String,
+    pub subject_id: Option<Uuid>,
+    pub record_id: Option<Uuid>,
+    pub action: String,
+    pub permitted: bool,
+    pub reason: String,
+    pub flagged: bool,
+    pub request_id: String,
+}
+
+impl Entry {
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            actor: &self.actor,
+            actor_role: &self.actor_role,
+            purpose: &self.purpose,
+            subject_id: self.subject_id,
+            record_id: self.record_id,
+            action: &self.action,
+            permitted: self.permitted,
+            reason: &self.reason,
+            flagged: self.flagged,
+            request_id: &self.request_id,
+        }
+    }
+}
+
+impl Access<'_> {
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            actor: self.actor.into(),
+            actor_role: self.actor_role.into(),
+            purpose: self.purpose.into(),
+            subject_id: self.subject_id,
+            record_id: self.record_id,
+            action: self.action.into(),
+            permitted: self.permitted,
+            reason: self.reason.into(),
+            flagged: self.flagged,
+            request_id: self.request_id.into(),
+        }
+    }
 }
 
 pub async fn append_alone(pool: &PgPool, a: &Access<'_>) -> Result<i64, sqlx::Error> {

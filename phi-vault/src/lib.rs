@@ -11,6 +11,7 @@ use common::service::{Parts, StartError};
 use common::ServiceName;
 
 pub mod access_log;
+pub mod commit;
 pub mod crypto;
 pub mod disclosures;
 mod internal;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub retention_interval_secs: u64,
     /// `policies/phi-volume.toml`: distinct subjects a caller may read per window.
     pub volume_file: std::path::PathBuf,
+    /// Connections that commit record reads and replaces in groups (`commit` module docs).
+    pub commit_workers: usize,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             retention_file: "policies/retention.toml".into(),
             retention_interval_secs: 300,
             volume_file: "policies/phi-volume.toml".into(),
+            commit_workers: 2,
         }
     }
 }
@@ -117,6 +121,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         max_record_bytes: settings.max_record_bytes,
         consent: consent.clone(),
         watch: watch.clone(),
+        commit: commit::Committer::start(parts.pool.clone(), settings.commit_workers),
     };
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;

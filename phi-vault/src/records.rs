@@ -44,7 +44,9 @@ use common::client::{
 use common::json::Body;
 use common::{ApiError, Role};
 
-use crate::access_log::{self, Access};
+use std::sync::Arc;
+
+use crate::access_log::{self, Access, Entry};
 use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
 use crate::disclosures::record_disclosure;
 use crate::policy::{self, Decision, Intent};
@@ -52,6 +54,8 @@ use crate::policy::{self, Decision, Intent};
 pub const CATEGORIES: [&str; 6] =
     ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
 const FIELD: &str = "content";
+/// The access-log reason of a permitted access that failed on its key or its integrity.
+const FAILED: &str = "integrity or key failure";
 
 /// The message of every error about a decrypted record's content. Fixed: serde's own messages
 /// can quote the text they failed on, and error causes go to the log.
@@ -67,6 +71,8 @@ pub struct Vault {
     pub consent: ConsentClient,
     /// Distinct subjects each caller reads.
     pub watch: std::sync::Arc<crate::volume::VolumeWatch>,
+    /// Phase 2 of reads and replaces, committed in groups.
+    pub commit: crate::commit::Committer,
 }
 
 fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -208,7 +214,7 @@ async fn log_failed(
     decision: &Decision,
 ) -> Result<(), sqlx::Error> {
     access_log::append(tx, &access(claims, Some(subject), Some(record), action, decision)).await?;
-    let failed = Decision::deny("integrity or key failure");
+    let failed = Decision::deny(FAILED);
     access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await.map(|_| ())
 }
 
@@ -218,7 +224,7 @@ fn served(
     subject: Uuid,
     category: String,
     content: serde_json::Value,
-    row: &sqlx::postgres::PgRow,
+    (created_at, updated_at): Times,
     access_seq: i64,
 ) -> Result<Record, ApiError> {
     Ok(Record {
@@ -226,8 +232,8 @@ fn served(
         subject_id: subject,
         category,
         content,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        created_at,
+        updated_at,
         access_seq: Some(access_seq),
     })
 }
@@ -436,49 +442,18 @@ async fn read(
     // Phase 1, no transaction: decide, then the key (unwrapped through the provider if not cached).
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
-    // Phase 2: the record and the subject's key state again (either may have gone meanwhile),
-    // decryption, the disclosure, then the access log last. No lock but the trails' own.
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "SELECT r.nonce, r.ciphertext, r.created_at, r.updated_at, s.wrapped_data_key IS NULL AS shredded \
-         FROM records r JOIN subjects s ON s.id = r.subject_id \
-         WHERE r.id = $1 AND r.subject_id = $2 AND (r.expires_at IS NULL OR r.expires_at > now())",
-    )
-    .bind(id)
-    .bind(subject)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let row = match row {
-        Some(row) if !row.try_get::<bool, _>("shredded")? => row,
-        gone => {
-            let reason = if gone.is_some() { "subject erased" } else { "no such record" };
-            vault.cache.forget(subject);
-            let denied = Decision::deny(reason);
-            access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &denied)).await?;
-            tx.commit().await?;
-            return Err(ApiError::NotFound);
-        }
-    };
-    let binding = Binding { subject, record: id, category: &category, field: FIELD };
-    let nonce: Vec<u8> = row.try_get("nonce")?;
-    let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
-    let content = crypto::open(&key, binding, &nonce, &ciphertext)
-        .map_err(|e| crypto_error(e, &claims.request_id))
-        .and_then(|plaintext| parse_content(&plaintext));
-    let content = match content {
-        Ok(content) => content,
-        Err(e) => {
-            log_failed(&mut tx, claims, subject, id, action, &decision).await?;
-            tx.commit().await?;
-            return Err(e);
-        }
-    };
-    if let Some(disclosure) = &decision.disclosure {
-        record_disclosure(&mut tx, subject, disclosure, &claims.request_id).await?;
-    }
-    let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
-    tx.commit().await?;
-    served(id, subject, category, content, &row, seq).map(Json)
+    // Phase 2, in the next group commit (`crate::commit`).
+    let access = Arc::new(Phase2 { claims: call.0.clone(), subject, id, category, decision, action });
+    let cache = vault.cache.clone();
+    let (outcome, seqs) = vault
+        .commit
+        .run(id, move |conn| {
+            let (access, key, cache) = (access.clone(), key.clone(), cache.clone());
+            Box::pin(async move { access.read(conn, &key, &cache).await })
+        })
+        .await?;
+    let (category, content, times) = outcome?;
+    served(id, subject, category, content, times, last(&seqs)?).map(Json)
 }
 
 #[put("/internal/v1/records/<id>", data = "<body>")]
@@ -500,32 +475,119 @@ async fn replace(
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     let binding = Binding { subject, record: id, category: &category, field: FIELD };
-    let (nonce, ciphertext) =
-        crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
-    // Phase 2. Locks: the record's row, then the access log's chain lock (module docs). A
-    // record deleted, expired or erased meanwhile is not written.
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "UPDATE records SET nonce = $3, ciphertext = $4, updated_at = now() \
-         WHERE id = $1 AND subject_id = $2 AND (expires_at IS NULL OR expires_at > now()) \
-         AND EXISTS (SELECT 1 FROM subjects WHERE id = $2 AND wrapped_data_key IS NOT NULL) \
-         RETURNING created_at, updated_at",
-    )
-    .bind(id)
-    .bind(subject)
-    .bind(nonce)
-    .bind(ciphertext)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        let gone = Decision::deny("no such record");
-        access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &gone)).await?;
-        tx.commit().await?;
-        return Err(ApiError::NotFound);
-    };
-    let seq = access_log::append(&mut tx, &access(claims, Some(subject), Some(id), action, &decision)).await?;
-    tx.commit().await?;
-    served(id, subject, category, content, &row, seq).map(Json)
+    let sealed = crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
+    // Phase 2, in the next group commit (`crate::commit`).
+    let access = Arc::new(Phase2 { claims: call.0.clone(), subject, id, category, decision, action });
+    let sealed = Arc::new(sealed);
+    let (outcome, seqs) = vault
+        .commit
+        .run(id, move |conn| {
+            let (access, sealed) = (access.clone(), sealed.clone());
+            Box::pin(async move { access.replace(conn, &sealed).await })
+        })
+        .await?;
+    let (category, times) = outcome?;
+    served(id, subject, category, content, times, last(&seqs)?).map(Json)
+}
+
+/// The access-log entry of a served access: the last its phase 2 appended.
+fn last(seqs: &[i64]) -> Result<i64, ApiError> {
+    seqs.last().copied().ok_or_else(|| ApiError::internal("an access was served without its access-log entry"))
+}
+
+/// A record's times, as phase 2 found them.
+type Times = (time::OffsetDateTime, time::OffsetDateTime);
+
+/// What phase 2 of a read or a replace needs from phase 1. Its steps run in a group commit's
+/// transaction, possibly twice (`crate::commit`), so they change nothing outside it but the key
+/// cache, and only to forget.
+struct Phase2 {
+    claims: Claims,
+    subject: Uuid,
+    id: Uuid,
+    category: String,
+    decision: Decision,
+    action: &'static str,
+}
+
+impl Phase2 {
+    fn entry(&self, decision: &Decision) -> Entry {
+        access(&self.claims, Some(self.subject), Some(self.id), self.action, decision).to_entry()
+    }
+
+    /// The record and the subject's key state again (either may have gone since phase 1),
+    /// decryption, and the disclosure. No lock but the trails' own.
+    async fn read(
+        &self,
+        tx: &mut PgConnection,
+        key: &DataKey,
+        cache: &KeyCache,
+    ) -> Result<(Result<(String, serde_json::Value, Times), ApiError>, Vec<Entry>), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT r.nonce, r.ciphertext, r.created_at, r.updated_at, s.wrapped_data_key IS NULL AS shredded \
+             FROM records r JOIN subjects s ON s.id = r.subject_id \
+             WHERE r.id = $1 AND r.subject_id = $2 AND (r.expires_at IS NULL OR r.expires_at > now())",
+        )
+        .bind(self.id)
+        .bind(self.subject)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = match row {
+            Some(row) if !row.try_get::<bool, _>("shredded")? => row,
+            gone => {
+                let reason = if gone.is_some() { "subject erased" } else { "no such record" };
+                cache.forget(self.subject);
+                return Ok((Err(ApiError::NotFound), vec![self.entry(&Decision::deny(reason))]));
+            }
+        };
+        let binding = Binding { subject: self.subject, record: self.id, category: &self.category, field: FIELD };
+        let nonce: Vec<u8> = row.try_get("nonce")?;
+        let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
+        let content = crypto::open(key, binding, &nonce, &ciphertext)
+            .map_err(|e| crypto_error(e, &self.claims.request_id))
+            .and_then(|plaintext| parse_content(&plaintext));
+        let content = match content {
+            Ok(content) => content,
+            Err(e) => return Ok((Err(e), self.failed())),
+        };
+        if let Some(disclosure) = &self.decision.disclosure {
+            record_disclosure(tx, self.subject, disclosure, &self.claims.request_id).await?;
+        }
+        let times = (row.try_get("created_at")?, row.try_get("updated_at")?);
+        Ok((Ok((self.category.clone(), content, times)), vec![self.entry(&self.decision)]))
+    }
+
+    /// The new ciphertext, unless the record was deleted, expired or erased meanwhile. Locks
+    /// the record's row, then (in the group commit) the access log's chain lock.
+    async fn replace(
+        &self,
+        tx: &mut PgConnection,
+        (nonce, ciphertext): &(Vec<u8>, Vec<u8>),
+    ) -> Result<(Result<(String, Times), ApiError>, Vec<Entry>), sqlx::Error> {
+        let row = sqlx::query(
+            "UPDATE records SET nonce = $3, ciphertext = $4, updated_at = now() \
+             WHERE id = $1 AND subject_id = $2 AND (expires_at IS NULL OR expires_at > now()) \
+             AND EXISTS (SELECT 1 FROM subjects WHERE id = $2 AND wrapped_data_key IS NOT NULL) \
+             RETURNING created_at, updated_at",
+        )
+        .bind(self.id)
+        .bind(self.subject)
+        .bind(nonce.as_slice())
+        .bind(ciphertext.as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok((Err(ApiError::NotFound), vec![self.entry(&Decision::deny("no such record"))]));
+        };
+        let times = (row.try_get("created_at")?, row.try_get("updated_at")?);
+        Ok((Ok((self.category.clone(), times)), vec![self.entry(&self.decision)]))
+    }
+
+    /// A permitted access that then failed on its key or its integrity: the decision and the
+    /// failure.
+    fn failed(&self) -> Vec<Entry> {
+        vec![self.entry(&self.decision), self.entry(&Decision::deny(FAILED))]
+    }
 }
 
 #[delete("/internal/v1/records/<id>")]

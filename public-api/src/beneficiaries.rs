@@ -7,7 +7,6 @@ use rocket::{get, put, routes, Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 use common::client::{NewRecord, PhiVaultClient, RecordContent};
 use common::json::Body;
@@ -74,13 +73,6 @@ fn validate(p: &BeneficiaryProfile) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn record_id(pool: &PgPool, user: Uuid) -> Result<Option<Uuid>, ApiError> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT identity_record_id FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_one(pool)
-        .await?)
-}
-
 /// The signed-in beneficiary's identity profile (PHI, held by the PHI vault).
 #[utoipa::path(get, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])),
     responses(
@@ -94,10 +86,9 @@ async fn record_id(pool: &PgPool, user: Uuid) -> Result<Option<Uuid>, ApiError> 
 pub async fn get_profile(
     user: Beneficiary,
     meta: RequestMeta,
-    pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<BeneficiaryProfile>, ApiError> {
-    let id = record_id(pool, user.user_id()).await?.ok_or(ApiError::NotFound)?;
+    let id = user.account().identity_record_id.ok_or(ApiError::NotFound)?;
     let record = vault.read_record(&user.call(&meta, "self_service"), id).await.map_err(|e| e.into_api_error())?;
     BeneficiaryProfile::from_record(record.content).map(Json)
 }
@@ -124,7 +115,7 @@ pub async fn put_profile(
     validate(&profile)?;
     let ctx = user.call(&meta, "self_service");
     let content = serde_json::to_value(&profile).map_err(ApiError::internal)?;
-    match record_id(pool, user.user_id()).await? {
+    match user.account().identity_record_id {
         Some(id) => {
             vault.replace_record(&ctx, id, &RecordContent { content }).await.map_err(|e| e.into_api_error())?;
         }

@@ -5,6 +5,7 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, routes, Route, State};
 use serde::{Deserialize, Deserializer, Serialize};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -20,7 +21,7 @@ use crate::meta::RequestMeta;
 const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     /// donor, beneficiary, partner or staff.
@@ -36,26 +37,53 @@ pub struct UserView {
     pub created_at: OffsetDateTime,
 }
 
+/// The account's columns, of `users u`: read with the session check on every request
+/// (`auth::sessions::live_account`), so a route that needs the account asks nothing more.
+pub const ACCOUNT_COLUMNS: &str = "u.id, u.user_type::text AS user_type, u.email, u.display_name, u.roles, \
+     u.sobriety_date, u.notification_preferences, u.created_at, u.identity_record_id";
+
+/// The signed-in user's account, as the request's session check read it.
+#[derive(Clone)]
+pub struct Account {
+    pub view: UserView,
+    /// The PHI vault record holding the beneficiary's profile.
+    pub identity_record_id: Option<Uuid>,
+}
+
+/// Only the id: the rest is personal.
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").field("id", &self.view.id).finish_non_exhaustive()
+    }
+}
+
+impl Account {
+    /// From a row of [`ACCOUNT_COLUMNS`].
+    pub fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let sobriety: Option<Date> = row.try_get("sobriety_date")?;
+        Ok(Self {
+            view: UserView {
+                id: row.try_get("id")?,
+                user_type: row.try_get("user_type")?,
+                email: row.try_get("email")?,
+                display_name: row.try_get("display_name")?,
+                roles: row.try_get("roles")?,
+                sobriety_date: sobriety.and_then(|d| d.format(DATE).ok()),
+                notification_preferences: row.try_get("notification_preferences")?,
+                created_at: row.try_get("created_at")?,
+            },
+            identity_record_id: row.try_get("identity_record_id")?,
+        })
+    }
+}
+
 async fn load(pool: &PgPool, id: Uuid) -> Result<UserView, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, user_type::text AS user_type, email, display_name, roles, sobriety_date, \
-         notification_preferences, created_at FROM users WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    let sobriety: Option<Date> = row.try_get("sobriety_date")?;
-    Ok(UserView {
-        id: row.try_get("id")?,
-        user_type: row.try_get("user_type")?,
-        email: row.try_get("email")?,
-        display_name: row.try_get("display_name")?,
-        roles: row.try_get("roles")?,
-        sobriety_date: sobriety.and_then(|d| d.format(DATE).ok()),
-        notification_preferences: row.try_get("notification_preferences")?,
-        created_at: row.try_get("created_at")?,
-    })
+    let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Account::from_row(&row)?.view)
 }
 
 /// The signed-in user's account.
@@ -65,8 +93,8 @@ async fn load(pool: &PgPool, id: Uuid) -> Result<UserView, ApiError> {
         (status = 401, description = "Not signed in", body = common::ErrorBody),
     ))]
 #[get("/users/me")]
-pub async fn me(user: AuthUser, pool: &State<PgPool>) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(load(pool, user.user_id).await?))
+pub async fn me(user: AuthUser) -> Json<UserView> {
+    Json(user.account.view)
 }
 
 /// `null` clears a field; absent leaves it.

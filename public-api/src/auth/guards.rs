@@ -73,6 +73,11 @@ impl<R: ActingRole> Acting<R> {
         self.user.user_id
     }
 
+    /// The account, as the session check read it at the start of this request.
+    pub fn account(&self) -> &crate::users::Account {
+        &self.user.account
+    }
+
     /// The context of an internal call made for this person, in role `R`, for `purpose`. Each
     /// call it signs carries a delegation token of their user, session and role `R`.
     pub fn call(&self, meta: &RequestMeta, purpose: &str) -> CallContext {

@@ -98,6 +98,8 @@ pub struct AuthUser {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub roles: Vec<String>,
+    /// The account, read with the session check.
+    pub account: crate::users::Account,
 }
 
 #[derive(Debug)]
@@ -141,11 +143,11 @@ impl<'r> FromRequest<'r> for AuthUser {
             Ok(c) => c,
             Err(reason) => return refuse(request, Status::Unauthorized, AuthError::Invalid(reason)),
         };
-        match sessions::is_live(pool, claims.sid, claims.sub).await {
-            Ok(true) => {}
-            Ok(false) => return refuse(request, Status::Unauthorized, AuthError::SessionEnded),
+        let account = match sessions::live_account(pool, claims.sid, claims.sub).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return refuse(request, Status::Unauthorized, AuthError::SessionEnded),
             Err(e) => return refuse(request, Status::ServiceUnavailable, AuthError::Unavailable(e.to_string())),
-        }
+        };
         if let Some(limits) = request.rocket().state::<common::protect::RateLimits>() {
             if let Err(status) = limits.check_user(request, &claims.sub.to_string()) {
                 return Outcome::Error((status, AuthError::RateLimited));
@@ -155,6 +157,6 @@ impl<'r> FromRequest<'r> for AuthUser {
         if !policy.permits(&route, &claims.roles) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(route));
         }
-        Outcome::Success(AuthUser { user_id: claims.sub, session_id: claims.sid, roles: claims.roles })
+        Outcome::Success(AuthUser { user_id: claims.sub, session_id: claims.sid, roles: claims.roles, account })
     }
 }

@@ -62,17 +62,26 @@ pub async fn create(
     Ok((id, token))
 }
 
-/// Whether the session is open, unexpired, and its user not deleted. Asked on every request.
-pub async fn is_live(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.deleted_at IS NULL)",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .fetch_one(pool)
-    .await
+/// The account of a live session (open, unexpired, its user not deleted), or `None`. Asked on
+/// every request; the account comes in the same query, so no route reads it again.
+pub async fn live_account(
+    pool: &PgPool,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<crate::users::Account>, sqlx::Error> {
+    let sql = LIVE_ACCOUNT.get_or_init(|| {
+        format!(
+            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() \
+             AND u.deleted_at IS NULL",
+            crate::users::ACCOUNT_COLUMNS
+        )
+    });
+    let row = sqlx::query(sql).bind(session_id).bind(user_id).fetch_optional(pool).await?;
+    row.as_ref().map(crate::users::Account::from_row).transpose()
 }
+
+static LIVE_ACCOUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Debug)]
 pub enum Refresh {

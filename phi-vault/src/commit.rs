@@ -1,0 +1,150 @@
+//! Group commit of the record routes' phase 2.
+//!
+//! Every PHI access appends to one hash chain, and an append holds the chain's lock until its
+//! transaction commits, fsync included: one access at a time, so the access log, not the
+//! service, was the limit of every PHI path (about a thousand commits a second here, whatever the
+//! CPU). Here the phase 2 of many concurrent reads and replaces runs in one transaction: each
+//! access's statements, then all their access-log entries under one take of the lock, then one
+//! commit and one fsync for the batch. What each access promises is unchanged:
+//!
+//! - its entry is written in the same transaction as the read or write it records: both commit,
+//!   or neither does;
+//! - nothing is answered before that commit is durable (`synchronous_commit` is untouched);
+//! - a step's failure sinks only its own access: when a batch fails, each of its accesses runs
+//!   again in a transaction of its own and gets its own outcome.
+//!
+//! A batch is what arrived while the previous one was committing (no added wait), at most
+//! [`MAX_BATCH`] accesses. Its steps run in record-id order, so the rows a batch's writes lock are
+//! locked in `id` order, as every other transaction in phi-vault locks them (`records` module
+//! docs), and the access log's lock is still taken last.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use common::ApiError;
+
+use crate::access_log::{self, Entry};
+
+/// The most accesses one transaction commits.
+pub const MAX_BATCH: usize = 64;
+/// Accesses waiting for a batch; a request beyond this waits to queue.
+const QUEUE: usize = 4096;
+
+/// One access's phase 2: its statements, run on the batch's transaction, and the access-log
+/// entries they leave. It may run twice (in a batch, then alone), so it keeps no state between
+/// runs but what it returns.
+type Step = Box<dyn for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<Vec<Entry>, sqlx::Error>> + Send + Sync>;
+
+struct Job {
+    /// The record the step reads or writes: a batch's steps run in this order.
+    record: Uuid,
+    step: Step,
+    done: oneshot::Sender<Result<Vec<i64>, sqlx::Error>>,
+}
+
+/// The handle the routes hold; clones share the same workers.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts `workers` committers on `pool`. Two let one batch run its statements while the
+    /// other waits on its fsync. They stop when every handle is dropped.
+    pub fn start(pool: PgPool, workers: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..workers.max(1) {
+            tokio::spawn(work(pool.clone(), receiver.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Runs `step` in the next batch's transaction and returns, once that transaction is
+    /// durable, what the step produced and the sequence numbers of its access-log entries.
+    pub async fn run<T, F>(&self, record: Uuid, step: F) -> Result<(T, Vec<i64>), ApiError>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let slot = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let step: Step = Box::new(move |conn| {
+            let run = step(conn);
+            let out = out.clone();
+            Box::pin(async move {
+                let (value, entries) = run.await?;
+                *out.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(value);
+                Ok(entries)
+            })
+        });
+        let (done, outcome) = oneshot::channel();
+        let stopped = || ApiError::Unavailable("the access log's committer has stopped".into());
+        self.queue.send(Job { record, step, done }).await.map_err(|_| stopped())?;
+        let seqs = outcome.await.map_err(|_| stopped())??;
+        let value = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        value.map(|value| (value, seqs)).ok_or_else(|| ApiError::internal("a committed step left no result"))
+    }
+}
+
+async fn work(pool: PgPool, receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        {
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return; // every handle dropped
+            }
+        }
+        commit(&pool, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Commits a batch and answers each of its accesses.
+async fn commit(pool: &PgPool, mut batch: Vec<Job>) {
+    batch.sort_by_key(|job| job.record);
+    let steps: Vec<&Step> = batch.iter().map(|job| &job.step).collect();
+    match attempt(pool, &steps).await {
+        Ok(seqs) => {
+            for (job, seqs) in batch.into_iter().zip(seqs) {
+                let _ = job.done.send(Ok(seqs));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(job) = batch.pop() {
+                let _ = job.done.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, accesses = batch.len(), "a group commit failed; its accesses run one by one");
+            for job in batch {
+                let outcome = attempt(pool, &[&job.step]).await.map(|mut seqs| seqs.pop().unwrap_or_default());
+                let _ = job.done.send(outcome);
+            }
+        }
+    }
+}
+
+/// One transaction: every step in order, their entries appended together, one commit. Returns
+/// each step's sequence numbers.
+async fn attempt(pool: &PgPool, steps: &[&Step]) -> Result<Vec<Vec<i64>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut entries = Vec::with_capacity(steps.len());
+    let mut counts = Vec::with_capacity(steps.len());
+    for step in steps {
+        let left = step(&mut tx).await?;
+        counts.push(left.len());
+        entries.extend(left);
+    }
+    let accesses: Vec<_> = entries.iter().map(Entry::access).collect();
+    let mut seqs = access_log::append_all(&mut tx, &accesses).await?.into_iter();
+    tx.commit().await?;
+    Ok(counts.into_iter().map(|n| seqs.by_ref().take(n).collect()).collect())
+}
