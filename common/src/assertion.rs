@@ -460,15 +460,20 @@ impl Verifier {
 /// replay. Every instance of a service shares its database, and the primary key makes the
 /// insert atomic, so exactly one instance accepts a given assertion. Rows live until the
 /// assertion has expired (it is refused on its expiry after that), then [`sweep_spent`] drops them.
+///
+/// Tried again on a lost connection ([`crate::db::retry_if_lost`]): if the first insert did
+/// commit, the second finds the `jti` spent and the call is refused, which fails closed.
 pub async fn spend(pool: &sqlx::PgPool, claims: &Claims) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO internal_call_replays (issuer, jti, expires_at) VALUES ($1, $2, to_timestamp($3)) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(claims.iss.as_str())
-    .bind(&claims.jti)
-    .bind((claims.exp + LEEWAY_SECS as i64 + 1) as f64)
-    .execute(pool)
+    let done = crate::db::retry_if_lost(|| {
+        sqlx::query(
+            "INSERT INTO internal_call_replays (issuer, jti, expires_at) VALUES ($1, $2, to_timestamp($3)) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(claims.iss.as_str())
+        .bind(&claims.jti)
+        .bind((claims.exp + LEEWAY_SECS as i64 + 1) as f64)
+        .execute(pool)
+    })
     .await?;
     Ok(done.rows_affected() == 1)
 }

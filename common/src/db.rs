@@ -115,13 +115,71 @@ fn options(url: &str) -> Result<PgConnectOptions, DbError> {
 
 /// A connection idle longer than this is pinged before it is handed out; a busier one is not.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+/// For this long after a connection was found lost, every connection is pinged before it is
+/// handed out: a server restart or failover drops them all at once.
+const PING_ALL_AFTER_LOSS: Duration = Duration::from_secs(30);
+
+/// When this process last found a connection lost, in milliseconds after [`EPOCH`]; 0 never.
+static LAST_LOSS_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn since_epoch() -> Duration {
+    EPOCH.get_or_init(Instant::now).elapsed()
+}
+
+fn recently_lost() -> bool {
+    let at = LAST_LOSS_MS.load(std::sync::atomic::Ordering::Relaxed);
+    at != 0 && since_epoch().saturating_sub(Duration::from_millis(at)) < PING_ALL_AFTER_LOSS
+}
+
+/// Whether an error means the connection itself is gone (the server restarted, failed over or
+/// ended the session), not that the statement failed.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        // 08: connection exception; 57P01-03: the server is shutting down or cannot connect now.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
+
+/// Records that a connection was found lost: for [`PING_ALL_AFTER_LOSS`] every connection is
+/// pinged before it is handed out.
+pub fn note_connection_lost() {
+    let at = since_epoch().as_millis().max(1);
+    LAST_LOSS_MS.store(u64::try_from(at).unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs `op`, and once more if it failed because its connection was lost; from then on, for a
+/// while, every connection is pinged before use, so the second run gets a live one. For
+/// statements safe to run twice, or whose first run cannot have committed when the connection
+/// was lost before the answer (one caveat: a commit whose acknowledgement was lost may have
+/// happened; a second audit row is preferred to none).
+pub async fn retry_if_lost<T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    match op().await {
+        Err(e) if is_connection_lost(&e) => {
+            note_connection_lost();
+            tracing::warn!(error = %e, "a database connection was lost; trying once more on a checked one");
+            op().await
+        }
+        outcome => outcome,
+    }
+}
 
 /// The pool every service uses. sqlx's default pings each connection as it is handed out, a
 /// round trip before every query; here only a connection idle for a while is pinged (one
-/// dropped by a restarted or failed-over server is then replaced before use). A connection used
-/// in the last 10 s that broke fails its one query (503, nothing half-written: each write is one
-/// transaction), and the pool closes it; after a server restart a busy service sees up to a
-/// pool's worth of such failures. sqlx 0.8 also pings each
+/// dropped by a restarted or failed-over server is then replaced before use), or every one for
+/// a while after a lost connection was seen ([`retry_if_lost`]). A connection used in the last
+/// 10 s that broke fails its query, and the pool closes it; the statements that begin a request
+/// (the session check, spending an internal call's assertion) and the audit appends that end
+/// one run through [`retry_if_lost`], so after a server restart a request neither fails on a
+/// stale connection nor leaves its work without its audit entry. sqlx 0.8 also pings each
 /// connection as it comes back, after the response has gone; that one cannot be turned off.
 fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
@@ -130,7 +188,7 @@ fn pool_options(max_connections: u32) -> PgPoolOptions {
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for > PING_IF_IDLE_FOR {
+                if meta.idle_for > PING_IF_IDLE_FOR || recently_lost() {
                     sqlx::Connection::ping(conn).await?;
                 }
                 Ok(true)

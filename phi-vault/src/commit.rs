@@ -11,7 +11,9 @@
 //!   or neither does;
 //! - nothing is answered before that commit is durable (`synchronous_commit` is untouched);
 //! - a step's failure sinks only its own access: when a batch fails, each of its accesses runs
-//!   again in a transaction of its own and gets its own outcome.
+//!   again in a transaction of its own and gets its own outcome (a lone access is run again
+//!   only when its connection was lost; a commit whose acknowledgement was lost may then leave
+//!   a second entry for one access, never none).
 //!
 //! A batch is what arrived while the previous one was committing (no added wait), at most
 //! [`MAX_BATCH`] accesses. Its steps run in record-id order, so the rows a batch's writes lock are
@@ -117,12 +119,16 @@ async fn commit(pool: &PgPool, mut batch: Vec<Job>) {
                 let _ = job.done.send(Ok(seqs));
             }
         }
-        Err(e) if batch.len() == 1 => {
+        Err(e) if batch.len() == 1 && !common::db::is_connection_lost(&e) => {
             if let Some(job) = batch.pop() {
                 let _ = job.done.send(Err(e));
             }
         }
         Err(e) => {
+            // A lost connection (a server restart) is tried again, alone, on a checked one.
+            if common::db::is_connection_lost(&e) {
+                common::db::note_connection_lost();
+            }
             tracing::warn!(error = %e, accesses = batch.len(), "a group commit failed; its accesses run one by one");
             for job in batch {
                 let outcome = attempt(pool, &[&job.step]).await.map(|mut seqs| seqs.pop().unwrap_or_default());

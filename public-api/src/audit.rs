@@ -117,11 +117,16 @@ pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, s
 }
 
 /// Appends `event` in a transaction of its own (auth failures, where nothing else is written).
+/// Tried again on a lost connection ([`common::db::retry_if_lost`]): the event often records
+/// work already done elsewhere (in the PHI vault), which must not stay unaudited.
 pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let id = record(&mut tx, event).await?;
-    tx.commit().await?;
-    Ok(id)
+    common::db::retry_if_lost(|| async {
+        let mut tx = pool.begin().await?;
+        let id = record(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(id)
+    })
+    .await
 }
 
 /// The whole trail in chain order, with every column [`canonical_of`] reads.

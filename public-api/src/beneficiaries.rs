@@ -122,12 +122,17 @@ pub async fn put_profile(
         None => {
             let new = NewRecord { subject_id: user.user_id(), category: "identity".into(), content, expires_at: None };
             let created = vault.create_record(&ctx, &new).await.map_err(|e| e.into_api_error())?;
-            let linked =
-                sqlx::query("UPDATE users SET identity_record_id = $2 WHERE id = $1 AND identity_record_id IS NULL")
-                    .bind(user.user_id())
-                    .bind(created.record_id)
-                    .execute(pool.inner())
-                    .await?;
+            // Run again on a lost connection: a first run that did commit is found, not refused.
+            let linked = common::db::retry_if_lost(|| {
+                sqlx::query(
+                    "UPDATE users SET identity_record_id = $2 \
+                     WHERE id = $1 AND (identity_record_id IS NULL OR identity_record_id = $2)",
+                )
+                .bind(user.user_id())
+                .bind(created.record_id)
+                .execute(pool.inner())
+            })
+            .await?;
             if linked.rows_affected() == 0 {
                 // A concurrent PUT linked its record first: do not leave ours orphaned.
                 let _ = vault.delete_record(&ctx, created.record_id).await;

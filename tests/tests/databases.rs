@@ -226,3 +226,60 @@ async fn start_up_gives_up_on_an_unreachable_database_after_its_timeout() {
     assert!(waited < Duration::from_secs(20), "retried past its bound: {waited:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Every connection the services hold is cut at once, as a server restart cuts them. The pools
+/// do not ping a connection used in the last seconds, so the next request meets dead ones: it
+/// still succeeds (the session check and the assertion's spend run again on a checked
+/// connection), and a profile change is stored and audited, never stored unaudited.
+#[tokio::test]
+async fn requests_after_every_connection_is_cut_succeed_and_are_audited() {
+    let app = TestApp::spawn().await;
+    let me = app.dev_login("beneficiary").await;
+    let put = |profile: serde_json::Value| {
+        app.http.put(app.api("/beneficiaries/me/profile")).bearer_auth(&me.access_token).json(&profile).send()
+    };
+    assert_eq!(put(harness::sample_profile()).await.expect("put").status(), 200);
+    for _ in 0..4 {
+        assert_eq!(app.get_as(&me.access_token, "/beneficiaries/me/profile").await.status(), 200);
+    }
+
+    let names: Vec<String> = Database::ALL.iter().map(|d| app.database(*d).name.clone()).collect();
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("admin");
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+    )
+    .bind(&names)
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(cut.len() >= 2, "the services held connections: {cut:?}");
+    for _ in 0..100 {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)")
+            .bind(&names)
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut changed = harness::sample_profile();
+    changed["phone"] = serde_json::json!("720-555-0199");
+    assert_eq!(put(changed).await.expect("put").status(), 200, "a request after the cut succeeds");
+    let got: serde_json::Value =
+        app.get_as(&me.access_token, "/beneficiaries/me/profile").await.json().await.expect("json");
+    assert_eq!(got["phone"], "720-555-0199");
+    assert_eq!(app.get_as(&me.access_token, "/users/me").await.status(), 200);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE action = 'beneficiary.profile_update' AND actor_id = $1::uuid",
+    )
+    .bind(&me.user_id)
+    .fetch_one(&mut PgConnection::connect(&app.database(Database::Public).url_as("postgres")).await.expect("db"))
+    .await
+    .expect("audit");
+    assert_eq!(audited, 2, "both changes are audited");
+    let _ = admin.close().await;
+    app.stop().await;
+}

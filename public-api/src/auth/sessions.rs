@@ -77,7 +77,8 @@ pub async fn live_account(
             crate::users::ACCOUNT_COLUMNS
         )
     });
-    let row = sqlx::query(sql).bind(session_id).bind(user_id).fetch_optional(pool).await?;
+    let row =
+        common::db::retry_if_lost(|| sqlx::query(sql).bind(session_id).bind(user_id).fetch_optional(pool)).await?;
     row.as_ref().map(crate::users::Account::from_row).transpose()
 }
 
