@@ -13,21 +13,42 @@ use common::ServiceName;
 
 pub mod consents;
 pub mod decisions;
+pub mod forms;
 mod internal;
 pub mod revocations;
 
 pub const SERVICE: ServiceName = ServiceName::Consent;
 
 /// The consent service's own settings, `[service]` in its config file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The consent forms' directory (`forms` module docs): recorded at start, checked unchanged.
+    pub forms_dir: std::path::PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { forms_dir: "policies/consent-forms".into() }
+    }
+}
 
 pub type ConsentConfig = Config<Settings>;
 
 /// The one builder `main` and the tests share.
 pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
+    let forms = forms::load_dir(&config.service.forms_dir).map_err(|message| {
+        StartError::Config(common::config::ConfigError::Invalid { key: "service.forms_dir".into(), message })
+    })?;
     let parts = Parts::load(SERVICE, &config).await?;
+    forms::publish(&parts.pool, &forms).await.map_err(|e| match e {
+        forms::PublishError::Changed(_) => StartError::Config(common::config::ConfigError::Invalid {
+            key: "service.forms_dir".into(),
+            message: e.to_string(),
+        }),
+        forms::PublishError::Sql(e) => StartError::Database(e.into()),
+    })?;
+    tracing::info!(forms = forms.len(), "consent forms recorded");
     Ok(parts
         .into_rocket(&config)
         .mount("/", internal::routes())

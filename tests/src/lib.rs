@@ -242,6 +242,17 @@ impl TestKeys {
 
 /// Configuration as the embedded default would write it, on ephemeral ports. Checkpoints are
 /// configured when this service's checkpoint key exists and its receivers' URLs are known.
+/// The consent service's configuration, with the repository's consent forms.
+pub fn consent_config(
+    database_url: String,
+    keys: &TestKeys,
+    peer_urls: &BTreeMap<ServiceName, String>,
+) -> consent::ConsentConfig {
+    let mut config: consent::ConsentConfig = config_for(ServiceName::Consent, database_url, keys, peer_urls);
+    config.service.forms_dir = repo_root().join("policies/consent-forms");
+    config
+}
+
 pub fn config_for<S: Default>(
     service: ServiceName,
     database_url: String,
@@ -396,7 +407,7 @@ impl TestApp {
         let (phi_vault_later, phi_vault_port) = forwarder().await;
         urls.insert(ServiceName::PhiVault, phi_vault_later);
 
-        let consent_cfg = config_for(ServiceName::Consent, consent_db.app_url(), &keys, &urls);
+        let consent_cfg = consent_config(consent_db.app_url(), &keys, &urls);
         let consent = launch(consent::build(consent_cfg).await.expect("build consent")).await;
         urls.insert(ServiceName::Consent, consent.url.clone());
 

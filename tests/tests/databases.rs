@@ -211,12 +211,7 @@ async fn start_up_gives_up_on_an_unreachable_database_after_its_timeout() {
     }
     let keys = harness::TestKeys { dir: dir.clone() };
     // Nothing listens on port 1.
-    let mut config: consent::ConsentConfig = harness::config_for(
-        ServiceName::Consent,
-        "postgres://sw_consent@127.0.0.1:1/x".into(),
-        &keys,
-        &Default::default(),
-    );
+    let mut config = harness::consent_config("postgres://sw_consent@127.0.0.1:1/x".into(), &keys, &Default::default());
     config.database.connect_timeout_secs = 2;
     let started = std::time::Instant::now();
     let Err(err) = consent::build(config).await else { panic!("start-up must fail without a database") };

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use common::db::Database;
-use common::ServiceName;
-use harness::{config_for, launch, logs_for_request, TestDatabase, TestKeys};
+use harness::{launch, logs_for_request, TestDatabase, TestKeys};
 use rocket::serde::json::Json;
 use rocket::{get, post, routes};
 use serde::Deserialize;
@@ -36,8 +35,7 @@ async fn errors_share_one_body_and_500s_reveal_nothing() {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let database = TestDatabase::create(Database::Consent, &id).await;
     let keys = TestKeys::new(&id);
-    let mut config: consent::ConsentConfig =
-        config_for(ServiceName::Consent, database.app_url(), &keys, &BTreeMap::new());
+    let mut config = harness::consent_config(database.app_url(), &keys, &BTreeMap::new());
     config.server.json_limit_bytes = 1024;
     let rocket = consent::build(config).await.expect("build").mount("/", routes![panics, takes_json]);
     let running = launch(rocket).await;

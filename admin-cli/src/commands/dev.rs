@@ -201,6 +201,13 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
                 quote(&policies.join("phi-volume.toml").display().to_string())
             ));
         }
+        if service == ServiceName::Consent {
+            let policies = absolute(&args.policies_dir)?;
+            text.push_str(&format!(
+                "\n[service]\nforms_dir = {}\n",
+                quote(&policies.join("consent-forms").display().to_string())
+            ));
+        }
         if service == ServiceName::PublicApi {
             text.push_str(&format!(
                 "\n[service.auth]\ndev_login = true\nroles_file = {roles}\nallowed_origins = [{origin}]\n\
