@@ -59,6 +59,23 @@ fn valid_version(version: &str) -> bool {
         && !version.starts_with('.')
 }
 
+/// The largest form file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A form file's text: a regular file (not a symbolic link, a FIFO or a device), at most
+/// [`MAX_FILE_BYTES`], UTF-8.
+fn read_regular(path: &Path) -> Result<String, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("{}: larger than {MAX_FILE_BYTES} bytes", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
+}
+
 /// Loads every form in `dir` (each `<version>.toml` with its `<version>.txt`), sorted by version.
 /// The error names the file and what is wrong with it.
 pub fn load_dir(dir: &Path) -> Result<Vec<Form>, String> {
@@ -75,15 +92,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Form>, String> {
         if !valid_version(stem) {
             return Err(format!("{}: a version is lowercase letters, digits, '.' and '-'", path.display()));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_regular(&path)?;
         let meta: Metadata = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let published = match (meta.published.date, meta.published.time) {
             (Some(date), None) => date.to_string(),
             _ => return Err(format!("{}: published is a date (YYYY-MM-DD)", path.display())),
         };
         let body_path = path.with_extension("txt");
-        let bytes = std::fs::read(&body_path).map_err(|e| format!("{}: {e}", body_path.display()))?;
-        let body = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", body_path.display()))?;
+        let body = read_regular(&body_path)?;
         if body.trim().is_empty() || meta.title.trim().is_empty() {
             return Err(format!("{}: the title and the text are required", path.display()));
         }
@@ -114,7 +130,9 @@ pub enum PublishError {
 }
 
 /// Records every form not yet recorded, and checks that each recorded one still has its text
-/// (its hash and its metadata), all in one transaction.
+/// (its hash and its metadata), all in one transaction. A version recorded without metadata
+/// (by `consents::publish_form`, before forms were files) cannot be described by a file: its
+/// row is immutable, so such a file is refused; give the wording a new version.
 pub async fn publish(pool: &PgPool, forms: &[Form]) -> Result<(), PublishError> {
     let mut tx = pool.begin().await?;
     for form in forms {
@@ -131,7 +149,7 @@ pub async fn publish(pool: &PgPool, forms: &[Form]) -> Result<(), PublishError> 
         .execute(&mut *tx)
         .await?;
         let row = sqlx::query(
-            "SELECT body_sha256, title, recipient_kind, published_on::text AS published FROM consent_forms \
+            "SELECT body_sha256, title, recipient_kind, to_char(published_on, 'YYYY-MM-DD') AS published FROM consent_forms \
              WHERE version = $1",
         )
         .bind(&form.version)

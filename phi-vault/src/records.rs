@@ -443,15 +443,15 @@ async fn read(
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     // Phase 2, in the next group commit (`crate::commit`).
+    let discloses = decision.disclosure.is_some();
     let access = Arc::new(Phase2 { claims: call.0.clone(), subject, id, category, decision, action });
     let cache = vault.cache.clone();
-    let (outcome, seqs) = vault
-        .commit
-        .run(id, move |conn| {
-            let (access, key, cache) = (access.clone(), key.clone(), cache.clone());
-            Box::pin(async move { access.read(conn, &key, &cache).await })
-        })
-        .await?;
+    let step = crate::commit::step(move |conn| {
+        let (access, key, cache) = (access.clone(), key.clone(), cache.clone());
+        Box::pin(async move { access.read(conn, &key, &cache).await })
+    });
+    let (outcome, seqs) =
+        if discloses { vault.commit.run_alone(step).await? } else { vault.commit.run(id, step).await? };
     let (category, content, times) = outcome?;
     served(id, subject, category, content, times, last(&seqs)?).map(Json)
 }

@@ -108,6 +108,18 @@ async fn malformed_form_files_are_refused_with_the_file_named() {
         let error = forms::load_dir(&dir).err().unwrap_or_else(|| panic!("case {i} must be refused"));
         assert!(error.contains(named), "case {i}: {error}");
     }
+    // A symbolic link in place of a form's text is refused, as is a text over 1 MiB.
+    let dir = base.join("link");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("v1.toml"), "title = \"T\"\nrecipient = \"named\"\npublished = 2026-11-26\n")
+        .expect("meta");
+    std::fs::write(base.join("elsewhere.txt"), "text").expect("text");
+    std::os::unix::fs::symlink(base.join("elsewhere.txt"), dir.join("v1.txt")).expect("symlink");
+    assert!(forms::load_dir(&dir).expect_err("a symlink").contains("not a regular file"));
+    std::fs::remove_file(dir.join("v1.txt")).expect("rm");
+    std::fs::write(dir.join("v1.txt"), "x".repeat(1024 * 1024 + 1)).expect("big");
+    assert!(forms::load_dir(&dir).expect_err("too big").contains("larger than"));
+
     let empty = base.join("empty");
     std::fs::create_dir_all(&empty).expect("dir");
     assert!(forms::load_dir(&empty).expect_err("no forms").contains("no consent forms"));

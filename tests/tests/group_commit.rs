@@ -112,6 +112,45 @@ async fn concurrent_accesses_commit_together_and_a_failure_sinks_only_its_own() 
     let verification = access_log::verify(&pool, 100).await.expect("verify");
     assert!(verification.intact());
     assert_eq!(verification.rows_checked, 47);
+
+    // A caller that gave up while its access waited for a batch: the access is never run, so
+    // nothing is read for nobody and no entry is written.
+    let slow = {
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            committer
+                .run(Uuid::from_u128(1), |conn| {
+                    Box::pin(async move {
+                        sqlx::query("SELECT pg_sleep(0.3)").execute(&mut *conn).await?;
+                        Ok(((), vec![entry("slow")]))
+                    })
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let gone = {
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            committer
+                .run(Uuid::from_u128(2), |conn| {
+                    Box::pin(async move {
+                        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                        Ok(((), vec![entry("gone")]))
+                    })
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    gone.abort();
+    slow.await.expect("join").expect("the slow access commits");
+    let logged: Vec<String> =
+        sqlx::query_scalar("SELECT request_id FROM access_log WHERE request_id IN ('slow', 'gone')")
+            .fetch_all(&pool)
+            .await
+            .expect("entries");
+    assert_eq!(logged, vec!["slow".to_owned()], "the abandoned access was not run");
     pool.close().await;
     db.drop_now().await;
 }
