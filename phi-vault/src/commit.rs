@@ -66,15 +66,23 @@ pub struct Committer {
     pool: PgPool,
 }
 
+/// A typed step: on the transaction it is given, its statements; what it produced for its
+/// caller and the access-log entries it leaves.
+pub trait StepFn<T>:
+    for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>> + Send + Sync + 'static
+{
+}
+
+impl<T, F> StepFn<T> for F where
+    F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>> + Send + Sync + 'static
+{
+}
+
 /// What a step produced, kept beside the type-erased [`Step`] that fills it.
 type Slot<T> = Arc<Mutex<Option<T>>>;
 
 /// A typed step as a [`Step`] and the slot its last run leaves its value in.
-fn erase<T, F>(step: F) -> (Step, Slot<T>)
-where
-    T: Send + 'static,
-    F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>> + Send + Sync + 'static,
-{
+fn erase<T: Send + 'static, F: StepFn<T>>(step: F) -> (Step, Slot<T>) {
     let slot: Slot<T> = Arc::new(Mutex::new(None));
     let out = slot.clone();
     let step: Step = Box::new(move |conn| {
@@ -121,10 +129,7 @@ impl Committer {
     pub async fn run<T, F>(&self, record: Uuid, step: F) -> Result<(T, Vec<i64>), ApiError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>>
-            + Send
-            + Sync
-            + 'static,
+        F: StepFn<T>,
     {
         let (step, slot) = erase(step);
         let (done, outcome) = oneshot::channel();
@@ -140,10 +145,7 @@ impl Committer {
     pub async fn run_alone<T, F>(&self, step: F) -> Result<(T, Vec<i64>), ApiError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<(T, Vec<Entry>), sqlx::Error>>
-            + Send
-            + Sync
-            + 'static,
+        F: StepFn<T>,
     {
         let (step, slot) = erase(step);
         let mut seqs = attempt(&self.pool, &[&step]).await?;
