@@ -436,6 +436,13 @@ impl Verifier {
             };
         }
         let Some(verifier) = &self.user_tokens else { return Ok(()) };
+        if claims.iss != ServiceName::PublicApi {
+            // Only public-api mints delegation tokens (their `azp`). A person's call relayed by
+            // another service (phi-vault asking the consent service about a disclosure it is
+            // serving, after checking the person's token itself) carries none; the allowlist
+            // keeps such relays to the routes that serve them.
+            return Ok(());
+        }
         let token = claims.delegation.as_deref().ok_or_else(|| Refusal::Invalid("no delegation token".into()))?;
         let user = verifier
             .verify_delegation(token, self.service)

@@ -861,7 +861,8 @@ impl Publisher {
                     Ok(()) => "stored",
                     // Going backwards (409) or a signature the receiver does not accept (422): final,
                     // so the trail's later checkpoints are not held up behind it.
-                    Err(ClientError::Status { status: status @ (409 | 422), .. }) => {
+                    Err(ClientError::Status { status: status @ (409 | 422), .. })
+                    | Err(ClientError::Refused { status: status @ (409 | 422), .. }) => {
                         tracing::error!(
                             receiver = receiver.as_str(),
                             trail = checkpoint.trail.as_str(),

@@ -8,6 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::assertion::{CallContext, RequestBinding, Signer};
+use crate::consents::{
+    ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentView, DirectoryEntry, DirectoryPage, FormText,
+    NewDirectoryEntry, RevokeConsent, SignConsent,
+};
 use crate::{request_id, ServiceName};
 
 /// One check in a readiness report.
@@ -41,6 +45,10 @@ pub enum ClientError {
     Unreachable { peer: ServiceName, message: String },
     #[error("{peer} answered {status}")]
     Status { peer: ServiceName, status: u16 },
+    /// The consent service refused a request as invalid (422) or conflicting (409), saying why
+    /// in its error body: a message about the consent asked for, meant for the person asking.
+    #[error("{peer} answered {status}: {message}")]
+    Refused { peer: ServiceName, status: u16, message: String },
     #[error("{peer} sent an unreadable body: {message}")]
     Body { peer: ServiceName, message: String },
     #[error(transparent)]
@@ -243,6 +251,19 @@ pub struct RecordContent {
     pub content: serde_json::Value,
 }
 
+/// A path segment a person typed, percent-encoded so it stays one segment.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The signed HTTP channel to one peer.
 #[derive(Clone)]
 pub struct InternalClient {
@@ -307,7 +328,15 @@ impl InternalClient {
             .map_err(|e| ClientError::Unreachable { peer, message: e.without_url().to_string() })?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ClientError::Status { peer, status: status.as_u16() });
+            let status = status.as_u16();
+            // Only the consent service's refusals are passed on: they speak of the consent the
+            // person asked for. Others may echo a record's contents and stay behind a fixed text.
+            if peer == ServiceName::Consent && (status == 409 || status == 422) {
+                if let Ok(body) = response.json::<crate::ErrorBody>().await {
+                    return Err(ClientError::Refused { peer, status, message: body.error.message });
+                }
+            }
+            return Err(ClientError::Status { peer, status });
         }
         Ok(response)
     }
@@ -426,6 +455,8 @@ impl ClientError {
                 crate::ApiError::Conflict("refused: it conflicts with what is already recorded".into())
             }
             ClientError::Status { status: 429, peer } => crate::ApiError::Unavailable(format!("{peer} is busy")),
+            ClientError::Refused { status: 409, message, .. } => crate::ApiError::Conflict(message),
+            ClientError::Refused { message, .. } => crate::ApiError::Unprocessable(message),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
             other => crate::ApiError::internal(other),
         }
@@ -443,6 +474,93 @@ impl ConsentClient {
 
     pub async fn ready(&self, ctx: &CallContext) -> Result<Readiness, ClientError> {
         self.0.get("/internal/v1/ready", ctx).await
+    }
+
+    /// The forms offered for signing and every value a consent may hold.
+    pub async fn consent_options(&self, ctx: &CallContext) -> Result<ConsentOptions, ClientError> {
+        self.0.get("/internal/v1/consent-options", ctx).await
+    }
+
+    pub async fn consent_form(&self, ctx: &CallContext, version: &str) -> Result<FormText, ClientError> {
+        self.0.get(&format!("/internal/v1/consent-forms/{}", path_segment(version)), ctx).await
+    }
+
+    pub async fn consents(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        query: &ConsentQuery,
+    ) -> Result<ConsentPage, ClientError> {
+        self.0.get(&format!("/internal/v1/subjects/{subject}/consents{}", query.query_string()), ctx).await
+    }
+
+    pub async fn consent(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        id: uuid::Uuid,
+    ) -> Result<ConsentDetail, ClientError> {
+        self.0.get(&format!("/internal/v1/subjects/{subject}/consents/{id}"), ctx).await
+    }
+
+    pub async fn sign_consent(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        consent: &SignConsent,
+    ) -> Result<ConsentDetail, ClientError> {
+        let path = format!("/internal/v1/subjects/{subject}/consents");
+        let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(consent)).await?;
+        self.0.json(response).await
+    }
+
+    pub async fn revoke_consent(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        id: uuid::Uuid,
+        revocation: &RevokeConsent,
+    ) -> Result<ConsentView, ClientError> {
+        let path = format!("/internal/v1/subjects/{subject}/consents/{id}/revocation");
+        let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(revocation)).await?;
+        self.0.json(response).await
+    }
+
+    /// A page of the recipient directory (retired entries too, for an admin who asks).
+    pub async fn recipients(
+        &self,
+        ctx: &CallContext,
+        after: Option<i64>,
+        limit: Option<i64>,
+        include_retired: bool,
+    ) -> Result<DirectoryPage, ClientError> {
+        let mut pairs = Vec::new();
+        if let Some(after) = after {
+            pairs.push(format!("after={after}"));
+        }
+        if let Some(limit) = limit {
+            pairs.push(format!("limit={limit}"));
+        }
+        if include_retired {
+            pairs.push("include_retired=true".to_owned());
+        }
+        let query = if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) };
+        self.0.get(&format!("/internal/v1/recipients{query}"), ctx).await
+    }
+
+    pub async fn add_recipient(
+        &self,
+        ctx: &CallContext,
+        entry: &NewDirectoryEntry,
+    ) -> Result<DirectoryEntry, ClientError> {
+        let response = self.0.send(reqwest::Method::POST, "/internal/v1/recipients", ctx, Some(entry)).await?;
+        self.0.json(response).await
+    }
+
+    pub async fn retire_recipient(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<DirectoryEntry, ClientError> {
+        let path = format!("/internal/v1/recipients/{id}");
+        let response = self.0.send(reqwest::Method::DELETE, &path, ctx, None::<&()>).await?;
+        self.0.json(response).await
     }
 
     /// May this recipient see these categories of the subject's records, for this purpose?

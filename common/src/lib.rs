@@ -9,6 +9,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
+pub mod consents;
 pub mod db;
 pub mod error;
 pub mod json;

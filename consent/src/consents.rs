@@ -36,6 +36,22 @@ pub struct NewConsent<'a> {
     pub form_version: &'a str,
     pub signed_name: &'a str,
     pub signed_at: OffsetDateTime,
+    /// The elements terms-v2 adds. Every consent recorded now has them; `None` only describes
+    /// a row recorded before they were kept (terms-v1), when verifying its chain.
+    pub elements: Option<Elements<'a>>,
+}
+
+/// The §2.31 elements of a terms-v2 consent beyond the v1 ones: the recipient as copied at
+/// signing, and how and from where it was signed.
+#[derive(Debug, Clone, Copy)]
+pub struct Elements<'a> {
+    /// `named` or `class`.
+    pub recipient_kind: &'a str,
+    pub recipient_name: &'a str,
+    pub recipient_directory_id: Option<Uuid>,
+    pub recipient_address: Option<&'a str>,
+    pub signature_method: &'a str,
+    pub signed_from: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +69,33 @@ pub enum ConsentError {
 
 /// The terms a consent grants, as hashed into `terms_sha256`.
 fn terms(c: &NewConsent<'_>, form_sha256: &[u8]) -> Vec<u8> {
-    Fields::new("consent-terms-v1")
+    let Some(e) = &c.elements else { return terms_v1(c, form_sha256) };
+    Fields::new(TERMS_V2)
+        .uuid(c.subject_id)
+        .text(c.discloser)
+        .text(c.recipient)
+        .text(e.recipient_kind)
+        .text(e.recipient_name)
+        .opt_uuid(e.recipient_directory_id)
+        .opt_text(e.recipient_address)
+        .list(c.categories)
+        .text(c.purpose)
+        .opt_time(c.expires_at)
+        .opt_text(c.expiry_event)
+        .text(c.form_version)
+        .opt_bytes(Some(form_sha256))
+        .text(c.signed_name)
+        .text(e.signature_method)
+        .time(c.signed_at)
+        .text(e.signed_from)
+        .into_bytes()
+}
+
+const TERMS_V1: &str = "consent-terms-v1";
+const TERMS_V2: &str = "consent-terms-v2";
+
+fn terms_v1(c: &NewConsent<'_>, form_sha256: &[u8]) -> Vec<u8> {
+    Fields::new(TERMS_V1)
         .uuid(c.subject_id)
         .text(c.discloser)
         .text(c.recipient)
@@ -87,6 +129,18 @@ fn validate(c: &NewConsent<'_>) -> Result<(), ConsentError> {
     if c.expires_at.is_none() && c.expiry_event.is_none() {
         return Err(ConsentError::Invalid("an expiry date or an expiry event is required".into()));
     }
+    let Some(e) = &c.elements else {
+        return Err(ConsentError::Invalid("a consent records its recipient and signature elements".into()));
+    };
+    if !["named", "class"].contains(&e.recipient_kind) {
+        return Err(ConsentError::Invalid("recipient kind: named or class".into()));
+    }
+    common::json::printable("recipient.name", e.recipient_name, 1..=200, false).map_err(invalid)?;
+    if let Some(address) = e.recipient_address {
+        common::json::printable("recipient.address", address, 1..=300, false).map_err(invalid)?;
+    }
+    common::json::printable("signature.method", e.signature_method, 1..=50, false).map_err(invalid)?;
+    common::json::printable("signed_from", e.signed_from, 1..=100, false).map_err(invalid)?;
     Ok(())
 }
 
@@ -111,6 +165,7 @@ pub async fn record(
     shown_form_sha256: &[u8],
 ) -> Result<(Uuid, [u8; 32]), ConsentError> {
     validate(consent)?;
+    let elements = consent.elements.expect("validated");
     let form: Option<(String, Vec<u8>)> =
         sqlx::query_as("SELECT body, body_sha256 FROM consent_forms WHERE version = $1")
             .bind(consent.form_version)
@@ -132,8 +187,11 @@ pub async fn record(
     let row_hash = chain::link(&prev, &row_canonical(id, &terms, &terms_sha256, created_at));
     sqlx::query(
         "INSERT INTO consents (id, subject_id, discloser, recipient, categories, purpose, expires_at, expiry_event, \
-         form_version, form_sha256, signed_name, signed_at, created_at, terms_sha256, prev_hash, row_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         form_version, form_sha256, signed_name, signed_at, created_at, terms_sha256, prev_hash, row_hash, \
+         terms_format, recipient_kind, recipient_name, recipient_directory_id, recipient_address, \
+         signature_method, signed_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+         $22, $23)",
     )
     .bind(id)
     .bind(consent.subject_id)
@@ -151,6 +209,13 @@ pub async fn record(
     .bind(&terms_sha256[..])
     .bind(prev)
     .bind(&row_hash[..])
+    .bind(TERMS_V2)
+    .bind(elements.recipient_kind)
+    .bind(elements.recipient_name)
+    .bind(elements.recipient_directory_id)
+    .bind(elements.recipient_address)
+    .bind(elements.signature_method)
+    .bind(elements.signed_from)
     .execute(&mut *tx)
     .await?;
     Ok((id, terms_sha256))
@@ -159,7 +224,8 @@ pub async fn record(
 /// Every column [`canonical_of`] reads, in chain order.
 pub const SELECT: &str = "SELECT seq, id, subject_id, discloser, recipient, categories, purpose, expires_at, \
                           expiry_event, form_version, form_sha256, signed_name, signed_at, created_at, terms_sha256, \
-                          prev_hash, row_hash FROM consents ORDER BY seq";
+                          prev_hash, row_hash, terms_format, recipient_kind, recipient_name, recipient_directory_id, \
+                          recipient_address, signature_method, signed_from FROM consents ORDER BY seq";
 
 /// The hashed content of a stored consent: its terms recomputed from the columns, and the
 /// stored terms hash, so an edit of either breaks the chain.
@@ -170,6 +236,27 @@ pub fn canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
     let categories: Vec<String> = row.try_get("categories")?;
     let expiry_event: Option<String> = row.try_get("expiry_event")?;
     let form_sha256: Vec<u8> = row.try_get("form_sha256")?;
+    let format: String = row.try_get("terms_format")?;
+    let opt = |name: &str| row.try_get::<Option<String>, _>(name);
+    let (kind, name, address, method, from) = (
+        opt("recipient_kind")?,
+        opt("recipient_name")?,
+        opt("recipient_address")?,
+        opt("signature_method")?,
+        opt("signed_from")?,
+    );
+    let elements = match format.as_str() {
+        TERMS_V1 => None,
+        // The table's check guarantees these on a terms-v2 row; a missing one breaks the chain.
+        _ => Some(Elements {
+            recipient_kind: kind.as_deref().unwrap_or_default(),
+            recipient_name: name.as_deref().unwrap_or_default(),
+            recipient_directory_id: row.try_get("recipient_directory_id")?,
+            recipient_address: address.as_deref(),
+            signature_method: method.as_deref().unwrap_or_default(),
+            signed_from: from.as_deref().unwrap_or_default(),
+        }),
+    };
     let consent = NewConsent {
         subject_id: row.try_get("subject_id")?,
         discloser: &discloser,
@@ -181,6 +268,7 @@ pub fn canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
         form_version: &form_version,
         signed_name: &signed_name,
         signed_at: row.try_get("signed_at")?,
+        elements,
     };
     let stored_terms: Vec<u8> = row.try_get("terms_sha256")?;
     Ok(row_canonical(row.try_get("id")?, &terms(&consent, &form_sha256), &stored_terms, row.try_get("created_at")?))

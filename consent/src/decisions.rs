@@ -1,7 +1,9 @@
 //! Disclosure decisions: may this recipient see these categories of the subject's records, for
 //! this purpose? Yes only under a standing consent (42 CFR §2.31) naming that recipient and
-//! purpose and covering every category asked: signed, not revoked, not expired. Anything else is
-//! no. Every question and its answer is appended to the hash-chained `decisions` trail; a yes
+//! purpose, or naming the recipient's class for treatment, payment and health care operations
+//! when the purpose is one of those, and covering every category asked: signed, not revoked, not
+//! expired by date or by an event recorded since. Anything else is no, and the answer's reason
+//! is the same whether or not any consent exists. Every question and its answer is appended to the hash-chained `decisions` trail; a yes
 //! carries the hash of the consent terms it relied on (`consents.terms_sha256`).
 
 use rocket::serde::json::Json;
@@ -16,10 +18,27 @@ use common::client::{DisclosureAnswer, DisclosureQuestion};
 use common::json::Body;
 use common::ApiError;
 
+use crate::beneficiary::ENDED_BY_EVENT;
+
 const CHAIN_LOCK: i64 = 0x5357_434f_4e44_4543;
 /// The categories records are kept under (phi-vault's `record_category`).
 pub const CATEGORIES: [&str; 6] =
     ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
+/// The purposes a consent naming one recipient may give (the disclosure purposes of
+/// `policies/internal-calls.toml`).
+pub const PURPOSES: [&str; 4] = ["housing_placement", "care_coordination", "benefits_eligibility", "payment"];
+/// The purpose of a single consent for treatment, payment and health care operations (TPO).
+pub const TPO_PURPOSE: &str = "treatment_payment_operations";
+/// The disclosure purposes a TPO consent covers: treatment (care coordination) and payment.
+pub const TPO_COVERS: [&str; 2] = ["care_coordination", "payment"];
+/// The classes of recipient a TPO consent may name: (class, the role acting for its members,
+/// what the patient reads).
+pub const CLASSES: [(&str, &str, &str); 2] = [
+    ("health_plans", "insurer", "Health plans and insurers paying for my care"),
+    ("recovery_residences", "partner", "Recovery residences providing my care"),
+];
+/// Events that may end a consent (§2.31(a)(6)), as staff record them.
+pub const EXPIRY_EVENTS: [&str; 3] = ["program_exit", "placement_end", "coverage_end"];
 
 #[derive(Serialize)]
 struct Canonical<'a> {
@@ -63,17 +82,25 @@ struct Standing {
 /// The standing consent that covers the question, if any: its id, the form version signed and
 /// the hash of its terms.
 async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Result<Option<Standing>, sqlx::Error> {
-    let row = sqlx::query(
+    // A class consent (TPO) names the role that acts for the class's members.
+    let class = q.recipient.split_once(':').map(|(role, _)| format!("class:{role}"));
+    let row = sqlx::query(&format!(
         "SELECT c.id, c.form_version, c.terms_sha256 FROM consents c \
-         WHERE c.subject_id = $1 AND c.recipient = $2 AND c.purpose = $3 AND c.categories @> $4::text[] \
+         WHERE c.subject_id = $1 AND c.categories @> $4::text[] \
+         AND ((c.recipient = $2 AND c.purpose = $3) \
+              OR (c.recipient_kind = 'class' AND c.recipient = $5 AND c.purpose = $6 AND $3 = ANY($7::text[]))) \
          AND c.signed_at <= now() AND (c.expires_at IS NULL OR c.expires_at > now()) \
+         AND NOT {ENDED_BY_EVENT} \
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id) \
-         ORDER BY c.signed_at DESC LIMIT 1",
-    )
+         ORDER BY c.signed_at DESC LIMIT 1"
+    ))
     .bind(q.subject_id)
     .bind(&q.recipient)
     .bind(&q.purpose)
     .bind(&q.categories)
+    .bind(class)
+    .bind(TPO_PURPOSE)
+    .bind(&TPO_COVERS[..])
     .fetch_optional(&mut *tx)
     .await?;
     row.map(|r| {

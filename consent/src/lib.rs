@@ -1,8 +1,8 @@
 //! The consent service: holds 42 CFR §2.31 consents and answers whether a disclosure is
 //! permitted (default deny), keeping every decision in a hash-chained trail. Consents, forms and
 //! revocations are immutable for the runtime role; consents and revocations are chained too.
-//! Routes to record, list and revoke consents arrive with the consent issue; until then
-//! [`consents::record`] and [`revocations::revoke`] are how consents enter (operators, tests).
+//! Beneficiaries sign, read and revoke their consents through public-api, which calls this
+//! service as them ([`beneficiary`]); admins keep the recipient directory ([`directory`]).
 
 use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,10 @@ use common::config::Config;
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
+pub mod beneficiary;
 pub mod consents;
 pub mod decisions;
+pub mod directory;
 pub mod forms;
 mod internal;
 pub mod revocations;
@@ -40,6 +42,14 @@ pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
     let forms = forms::load_dir(&config.service.forms_dir).map_err(|message| {
         StartError::Config(common::config::ConfigError::Invalid { key: "service.forms_dir".into(), message })
     })?;
+    if config.internal.user_tokens.is_none() {
+        // Beneficiaries sign and revoke here: a call made as a person must carry their own
+        // token, or public-api's key alone could sign consents for anyone.
+        return Err(StartError::Config(common::config::ConfigError::Invalid {
+            key: "internal.user_tokens".into(),
+            message: "is required: public-api's user-token public keys".into(),
+        }));
+    }
     let parts = Parts::load(SERVICE, &config).await?;
     forms::publish(&parts.pool, &forms).await.map_err(|e| match e {
         forms::PublishError::Changed(_) => StartError::Config(common::config::ConfigError::Invalid {
@@ -53,5 +63,7 @@ pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
         .into_rocket(&config)
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())
-        .mount("/", decisions::routes()))
+        .mount("/", decisions::routes())
+        .mount("/", beneficiary::routes())
+        .mount("/", directory::routes()))
 }

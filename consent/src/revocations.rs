@@ -9,8 +9,34 @@ use common::chain::{self, Fields, Verification};
 
 const CHAIN_LOCK: i64 = 0x5357_434f_5245_564b;
 
-fn canonical(consent_id: Uuid, revoked_at: time::OffsetDateTime, revoked_by: &str, reason: Option<&str>) -> Vec<u8> {
-    Fields::new("revocations-v1").uuid(consent_id).time(revoked_at).text(revoked_by).opt_text(reason).into_bytes()
+const V1: &str = "revocations-v1";
+const V2: &str = "revocations-v2";
+
+/// A revocation signed by its subject (revocations-v2): typed name, method, and the address it
+/// came from. Staff recording a written revocation give none (revocations-v1).
+#[derive(Debug, Clone, Copy)]
+pub struct RevocationSignature<'a> {
+    pub signed_name: &'a str,
+    pub method: &'a str,
+    pub signed_from: &'a str,
+}
+
+fn canonical(
+    consent_id: Uuid,
+    revoked_at: time::OffsetDateTime,
+    revoked_by: &str,
+    reason: Option<&str>,
+    signature: Option<&RevocationSignature<'_>>,
+) -> Vec<u8> {
+    let fields = Fields::new(if signature.is_some() { V2 } else { V1 })
+        .uuid(consent_id)
+        .time(revoked_at)
+        .text(revoked_by)
+        .opt_text(reason);
+    match signature {
+        Some(s) => fields.text(s.signed_name).text(s.method).text(s.signed_from).into_bytes(),
+        None => fields.into_bytes(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +56,8 @@ pub async fn revoke(
     consent_id: Uuid,
     revoked_by: &str,
     reason: Option<&str>,
-) -> Result<(), RevokeError> {
+    signature: Option<RevocationSignature<'_>>,
+) -> Result<time::OffsetDateTime, RevokeError> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consents WHERE id = $1)")
         .bind(consent_id)
         .fetch_one(&mut *tx)
@@ -40,10 +67,11 @@ pub async fn revoke(
     }
     let revoked_at = chain::now();
     let prev = chain::head(tx, CHAIN_LOCK, "revocations").await?;
-    let row_hash = chain::link(&prev, &canonical(consent_id, revoked_at, revoked_by, reason));
+    let row_hash = chain::link(&prev, &canonical(consent_id, revoked_at, revoked_by, reason, signature.as_ref()));
     let inserted = sqlx::query(
-        "INSERT INTO revocations (consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consent_id) DO NOTHING",
+        "INSERT INTO revocations (consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash, format, \
+         signed_name, signature_method, signed_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (consent_id) DO NOTHING",
     )
     .bind(consent_id)
     .bind(revoked_at)
@@ -51,23 +79,37 @@ pub async fn revoke(
     .bind(reason)
     .bind(prev)
     .bind(&row_hash[..])
+    .bind(if signature.is_some() { V2 } else { V1 })
+    .bind(signature.map(|s| s.signed_name))
+    .bind(signature.map(|s| s.method))
+    .bind(signature.map(|s| s.signed_from))
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(RevokeError::AlreadyRevoked(consent_id));
     }
-    Ok(())
+    Ok(revoked_at)
 }
 
 /// Every column [`canonical_of`] reads, in chain order.
-pub const SELECT: &str =
-    "SELECT seq, consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash FROM revocations ORDER BY seq";
+pub const SELECT: &str = "SELECT seq, consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash, format, \
+                          signed_name, signature_method, signed_from FROM revocations ORDER BY seq";
 
 /// The hashed content of a stored revocation (also how a test recomputes a tampered chain).
 pub fn canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
     let revoked_by: String = row.try_get("revoked_by")?;
     let reason: Option<String> = row.try_get("reason")?;
-    Ok(canonical(row.try_get("consent_id")?, row.try_get("revoked_at")?, &revoked_by, reason.as_deref()))
+    let format: String = row.try_get("format")?;
+    let opt = |name: &str| row.try_get::<Option<String>, _>(name);
+    let (name, method, from) = (opt("signed_name")?, opt("signature_method")?, opt("signed_from")?);
+    // The table's check guarantees the three on a v2 row; a missing one breaks the chain.
+    let signature = (format != V1).then(|| RevocationSignature {
+        signed_name: name.as_deref().unwrap_or_default(),
+        method: method.as_deref().unwrap_or_default(),
+        signed_from: from.as_deref().unwrap_or_default(),
+    });
+    let (consent_id, revoked_at) = (row.try_get("consent_id")?, row.try_get("revoked_at")?);
+    Ok(canonical(consent_id, revoked_at, &revoked_by, reason.as_deref(), signature.as_ref()))
 }
 
 /// Verifies the revocations trail (`secondwind-admin audit verify --trail revocations`).

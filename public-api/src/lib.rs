@@ -13,6 +13,7 @@ use common::ServiceName;
 pub mod audit;
 pub mod auth;
 pub mod beneficiaries;
+pub mod consents;
 mod cors;
 pub mod meta;
 pub mod openapi;
@@ -71,5 +72,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", auth::oidc_routes::routes())
         .mount("/api/v1", users::routes())
         .mount("/api/v1", beneficiaries::routes())
+        .mount("/api/v1", consents::routes())
         .mount("/api/v1", staff_routes::routes()))
 }

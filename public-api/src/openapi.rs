@@ -26,6 +26,9 @@ use common::ErrorBody;
         crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
         crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile, crate::staff_routes::partner_read_profile,
         crate::staff_routes::break_glass, crate::staff_routes::phi_access_log, crate::staff_routes::review_access, crate::staff_routes::erase_phi,
+        crate::consents::options, crate::consents::form, crate::consents::recipients, crate::consents::list,
+        crate::consents::read, crate::consents::sign, crate::consents::revoke, crate::consents::staff_recipients,
+        crate::consents::add_recipient, crate::consents::retire_recipient,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),
@@ -34,6 +37,7 @@ use common::ErrorBody;
         (name = "auth", description = "Sign-in, token refresh and sign-out"),
         (name = "users", description = "The signed-in user's account and sessions"),
         (name = "beneficiaries", description = "Beneficiary data held in the PHI vault"),
+        (name = "consents", description = "42 CFR Part 2 consents: forms, signing, revocation, the recipient directory"),
         (name = "staff", description = "Caseworker and admin work"),
         (name = "partners", description = "Partner recovery residences: reads under the beneficiary's consent"),
     )

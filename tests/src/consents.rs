@@ -33,6 +33,14 @@ pub async fn consent_to(
         form_version: "2026-11",
         signed_name: "Jordan Q. Example",
         signed_at: now,
+        elements: Some(consent::consents::Elements {
+            recipient_kind: "named",
+            recipient_name: "A recipient",
+            recipient_directory_id: None,
+            recipient_address: None,
+            signature_method: "typed_name",
+            signed_from: "127.0.0.1",
+        }),
     };
     let shown = common::chain::sha256(FORM.as_bytes());
     let (id, _) = consent::consents::record(&mut tx, &signed, &shown).await.expect("consent");
@@ -43,6 +51,6 @@ pub async fn consent_to(
 /// Revokes a consent the way the consent service does.
 pub async fn revoke(consent_db: &sqlx::PgPool, consent: uuid::Uuid, by: &str, reason: Option<&str>) {
     let mut tx = consent_db.begin().await.expect("begin");
-    consent::revocations::revoke(&mut tx, consent, by, reason).await.expect("revoke");
+    consent::revocations::revoke(&mut tx, consent, by, reason, None).await.expect("revoke");
     tx.commit().await.expect("commit");
 }

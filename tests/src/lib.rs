@@ -250,6 +250,7 @@ pub fn consent_config(
 ) -> consent::ConsentConfig {
     let mut config: consent::ConsentConfig = config_for(ServiceName::Consent, database_url, keys, peer_urls);
     config.service.forms_dir = repo_root().join("policies/consent-forms");
+    config.internal.user_tokens = Some(keys.user_token_config());
     config
 }
 

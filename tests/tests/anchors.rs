@@ -17,7 +17,7 @@ fn key(app: &TestApp, service: ServiceName) -> CheckpointKey {
 fn status(result: Result<(), ClientError>) -> u16 {
     match result {
         Ok(()) => 204,
-        Err(ClientError::Status { status, .. }) => status,
+        Err(ClientError::Status { status, .. } | ClientError::Refused { status, .. }) => status,
         Err(e) => panic!("{e}"),
     }
 }

@@ -97,6 +97,14 @@ async fn consents_are_immutable_and_signed_on_the_form_on_file() {
         form_version: "2026-12",
         signed_name: "Jordan Q. Example",
         signed_at: now,
+        elements: Some(consent::consents::Elements {
+            recipient_kind: "named",
+            recipient_name: "A recipient",
+            recipient_directory_id: None,
+            recipient_address: None,
+            signature_method: "typed_name",
+            signed_from: "127.0.0.1",
+        }),
     };
     // Signed on another text than the one on file: refused.
     let mut tx = pool.begin().await.expect("begin");
@@ -209,6 +217,7 @@ async fn start_up_gives_up_on_an_unreachable_database_after_its_timeout() {
     for service in ServiceName::ALL {
         common::keys::generate_files(&dir, service.as_str()).expect("keys");
     }
+    common::keys::generate_files(&dir, harness::USER_TOKEN_KID).expect("keys");
     let keys = harness::TestKeys { dir: dir.clone() };
     // Nothing listens on port 1.
     let mut config = harness::consent_config("postgres://sw_consent@127.0.0.1:1/x".into(), &keys, &Default::default());

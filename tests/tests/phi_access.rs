@@ -344,7 +344,7 @@ async fn the_consent_service_refuses_malformed_questions_and_other_callers() {
         DisclosureQuestion { purpose: "x".repeat(101), ..good.clone() },
     ] {
         match client(common::ServiceName::PhiVault).decide(&ctx, &bad).await {
-            Err(ClientError::Status { status: 422, .. }) => {}
+            Err(ClientError::Refused { status: 422, .. }) => {}
             other => panic!("expected 422 for {bad:?}, got {other:?}"),
         }
     }

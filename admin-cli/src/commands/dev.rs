@@ -183,14 +183,16 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
                 cp = path_of(format!("{}.pub", common::checkpoint::key_name(peer))),
             ));
         }
-        if service == ServiceName::PhiVault {
-            // A call made for a person must carry their own token: phi-vault checks it with
-            // public-api's user-token public key.
+        if service != ServiceName::PublicApi {
+            // A call made for a person must carry their own token: phi-vault and the consent
+            // service check it with public-api's user-token public key.
             text.push_str(&format!(
                 "\n[internal.user_tokens]\nkeys = [{{ kid = {kid}, public_key_file = {key} }}]\n",
                 kid = quote(USER_TOKEN_KID),
                 key = quote(&keys_dir.join(format!("{USER_TOKEN_KID}.pub")).display().to_string()),
             ));
+        }
+        if service == ServiceName::PhiVault {
             let kek = keys_dir.join("phi-kek");
             phi_vault::crypto::LocalKeyFile::create(&kek).map_err(anyhow::Error::msg)?;
             let policies = absolute(&args.policies_dir)?;

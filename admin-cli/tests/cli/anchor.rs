@@ -85,6 +85,14 @@ async fn every_trail_is_anchored_in_another_database_and_a_cut_off_tail_is_caugh
         form_version: "f1",
         signed_name: "Jordan Q. Example",
         signed_at: now,
+        elements: Some(consent::consents::Elements {
+            recipient_kind: "named",
+            recipient_name: "A recipient",
+            recipient_directory_id: None,
+            recipient_address: None,
+            signature_method: "typed_name",
+            signed_from: "127.0.0.1",
+        }),
     };
     consent::consents::record(&mut tx, &signed, &form).await.expect("consent");
     tx.commit().await.expect("commit");

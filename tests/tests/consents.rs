@@ -1,0 +1,408 @@
+//! Consents through the public API (issue 10): a beneficiary reads a form, signs a consent
+//! naming a recipient from the directory, the recipient reads under it, the beneficiary lists,
+//! reads and revokes it, and every trail still verifies. Bad input is refused with nothing stored.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use common::db::Database;
+use common::{Role, ServiceName};
+use harness::auth::Login;
+use harness::TestApp;
+
+impl Client<'_> {
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut request = self.app.http.request(method, self.app.api(path)).bearer_auth(&self.who.access_token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("text");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+}
+
+struct Client<'a> {
+    app: &'a TestApp,
+    who: &'a Login,
+}
+
+/// The form's SHA-256 as the API gives it, after checking its text is the file's.
+async fn form_hash(beneficiary: &Client<'_>, version: &str) -> String {
+    let (status, form) = beneficiary.get(&format!("/consent-forms/{version}")).await;
+    assert_eq!(status, 200, "{form}");
+    let file = std::fs::read(harness::repo_root().join(format!("policies/consent-forms/{version}.txt"))).expect("file");
+    assert_eq!(form["text"].as_str().expect("text").as_bytes(), &file[..]);
+    let hash = form["form"]["sha256"].as_str().expect("sha256").to_owned();
+    assert_eq!(hash, common::chain::hex(&common::chain::sha256(&file)));
+    hash
+}
+
+fn in_days(days: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    at.format(&time::format_description::well_known::Rfc3339).expect("format")
+}
+
+fn signature() -> Value {
+    json!({ "typed_name": "Jordan Q. Example", "method": "typed_name" })
+}
+
+async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.expect("count")
+}
+
+#[tokio::test]
+async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_it_ends_the_reads() {
+    let app = TestApp::spawn().await;
+    let (beneficiary_login, partner_login, admin_login) =
+        (app.dev_login("beneficiary").await, app.dev_login("partner").await, app.dev_login("admin").await);
+    app.put_sample_profile(&beneficiary_login).await;
+    let beneficiary = Client { app: &app, who: &beneficiary_login };
+    let admin = Client { app: &app, who: &admin_login };
+    let partner = Client { app: &app, who: &partner_login };
+
+    // An admin puts the partner's residence in the directory, linked to the partner's account.
+    let (status, entry) = admin
+        .post(
+            "/staff/consent-recipients",
+            &json!({ "kind": "residence", "name": "Harbor House", "address": "12 Pine St, Denver CO",
+                     "account_id": partner_login.user_id }),
+        )
+        .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(entry["linked"], true);
+    let (status, page) = beneficiary.get("/consent-recipients").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["recipients"][0]["name"], "Harbor House");
+
+    // The beneficiary reads the options and the form, then signs.
+    let (status, options) = beneficiary.get("/consent-options").await;
+    assert_eq!(status, 200);
+    let versions: Vec<&str> =
+        options["forms"].as_array().expect("forms").iter().filter_map(|f| f["version"].as_str()).collect();
+    assert!(versions.contains(&"part2-disclosure-2026-11"), "{options}");
+    let hash = form_hash(&beneficiary, "part2-disclosure-2026-11").await;
+    let request = json!({
+        "form_version": "part2-disclosure-2026-11",
+        "form_sha256": hash,
+        "recipient": { "directory_id": entry["id"] },
+        "categories": ["identity"],
+        "purpose": "housing_placement",
+        "expires_at": in_days(90),
+        "signature": signature(),
+    });
+    let profile = format!("/partner/beneficiaries/{}/profile?purpose=housing_placement", beneficiary_login.user_id);
+    assert_eq!(partner.get(&profile).await.0, 404, "no consent yet");
+    let (status, signed) = beneficiary.post("/beneficiaries/me/consents", &request).await;
+    assert_eq!(status, 201, "{signed}");
+    let consent = &signed["consent"];
+    assert_eq!(consent["state"], "signed");
+    assert_eq!(consent["discloser"], "SecondWind");
+    assert_eq!(consent["recipient"]["name"], "Harbor House");
+    assert_eq!(consent["recipient"]["address"], "12 Pine St, Denver CO");
+    assert_eq!(consent["signature"]["method"], "typed_name");
+    assert_eq!(consent["signature"]["signed_from"], "127.0.0.1");
+    assert!(signed["form_text"].as_str().expect("text").contains("My right to revoke"));
+    let id = consent["id"].as_str().expect("id").to_owned();
+
+    // The partner reads under it.
+    let (status, read) = partner.get(&profile).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read, harness::auth::sample_profile());
+
+    // Retiring the directory entry changes nothing consented: the copy stands, and so do reads.
+    let (status, _) = admin
+        .send(Method::DELETE, &format!("/staff/consent-recipients/{}", entry["id"].as_str().expect("present")), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, again) = beneficiary.get(&format!("/beneficiaries/me/consents/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["consent"], *consent);
+    assert_eq!(partner.get(&profile).await.0, 200);
+    // A retired entry cannot be named again.
+    let (status, body) = beneficiary.post("/beneficiaries/me/consents", &request).await;
+    assert_eq!(status, 422, "{body}");
+
+    // Lists, by state.
+    for (filter, expected) in [("", 1), ("?state=signed", 1), ("?state=revoked", 0), ("?state=expired", 0)] {
+        let (status, page) = beneficiary.get(&format!("/beneficiaries/me/consents{filter}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["consents"].as_array().expect("consents").len(), expected, "{filter}: {page}");
+    }
+
+    // Revoking: a signed record; every later read is denied; a second revocation is refused.
+    let revoke = json!({ "signature": signature(), "reason": "I moved out" });
+    let (status, revoked) = beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &revoke).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["state"], "revoked");
+    assert!(revoked["revoked_at"].is_string());
+    assert_eq!(partner.get(&profile).await.0, 404, "revoked");
+    let (status, body) = beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &revoke).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().expect("present").contains("already revoked"), "{body}");
+    let (_, page) = beneficiary.get("/beneficiaries/me/consents?state=revoked").await;
+    assert_eq!(page["consents"][0]["id"], id.as_str());
+
+    // What was disclosed before stays on record; every trail verifies.
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    assert_eq!(count(&phi, "disclosures").await, 2);
+    let (by, signed_name): (String, Option<String>) =
+        sqlx::query_as("SELECT revoked_by, signed_name FROM revocations").fetch_one(&consent_db).await.expect("rev");
+    assert_eq!(by, format!("beneficiary:{}", beneficiary_login.user_id));
+    assert_eq!(signed_name.as_deref(), Some("Jordan Q. Example"));
+    assert!(consent::consents::verify(&consent_db, 10).await.expect("verify").intact());
+    assert!(consent::revocations::verify(&consent_db, 10).await.expect("verify").intact());
+    assert!(consent::decisions::verify(&consent_db, 10).await.expect("verify").intact());
+    assert!(phi_vault::disclosures::verify(&phi, 10).await.expect("verify").intact());
+    assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_logs WHERE action LIKE 'consent%' ORDER BY seq")
+            .fetch_all(&public)
+            .await
+            .expect("audit");
+    assert_eq!(actions, ["consent_recipient.add", "consent.sign", "consent_recipient.retire", "consent.revoke"]);
+    for pool in [consent_db, phi, public] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_consents_are_refused_by_name_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let login = app.dev_login("beneficiary").await;
+    let beneficiary = Client { app: &app, who: &login };
+    let hash = form_hash(&beneficiary, "part2-disclosure-2026-11").await;
+    let tpo_hash = form_hash(&beneficiary, "part2-tpo-2026-11").await;
+    let good = json!({
+        "form_version": "part2-disclosure-2026-11",
+        "form_sha256": hash,
+        "recipient": { "name": "Dr. Ada Lovelace", "address": "1 Main St, Boulder CO" },
+        "categories": ["identity", "insurance"],
+        "purpose": "care_coordination",
+        "expiry_event": "program_exit",
+        "signature": signature(),
+    });
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body
+    };
+    let without = |field: &str| {
+        let mut body = good.clone();
+        body.as_object_mut().expect("present").remove(field);
+        body
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("unknown category", with("categories", json!(["diary"])), 422, "categories"),
+        ("no category", with("categories", json!([])), 422, "categories"),
+        ("unknown purpose", with("purpose", json!("marketing")), 422, "purpose"),
+        ("unknown form", with("form_version", json!("part2-1999")), 422, "form_version"),
+        ("expiry in the past", with("expires_at", json!(in_days(-1))), 422, "expires_at"),
+        ("unknown expiry event", with("expiry_event", json!("whenever")), 422, "expiry_event"),
+        ("no expiry", without("expiry_event"), 422, "expiry"),
+        ("no signature", without("signature"), 422, "signature"),
+        ("empty typed name", with("signature", json!({"typed_name": " ", "method": "typed_name"})), 422, "typed_name"),
+        ("unknown method", with("signature", json!({"typed_name": "J", "method": "checkbox"})), 422, "method"),
+        ("a form not read", with("form_sha256", json!("00".repeat(32))), 409, "form"),
+        ("a malformed hash", with("form_sha256", json!("abc")), 422, "form_sha256"),
+        ("two recipients", with("recipient", json!({"name": "A", "class": "health_plans"})), 422, "recipient"),
+        ("no recipient", with("recipient", json!({})), 422, "recipient"),
+        ("a class on a named form", with("recipient", json!({"class": "health_plans"})), 422, "recipient.class"),
+        ("an unknown directory id", with("recipient", json!({"directory_id": Uuid::new_v4()})), 422, "directory_id"),
+        ("signing for someone else", with("subject_id", json!(Uuid::new_v4())), 422, "subject_id"),
+        ("a wrong type", with("categories", json!("identity")), 422, "categories"),
+        (
+            "a TPO form naming one recipient",
+            json!({"form_version": "part2-tpo-2026-11", "form_sha256": tpo_hash, "recipient": {"name": "A"},
+                   "categories": ["insurance"], "purpose": "treatment_payment_operations",
+                   "expires_at": in_days(30), "signature": signature()}),
+            422,
+            "class",
+        ),
+        (
+            "a TPO form for another purpose",
+            json!({"form_version": "part2-tpo-2026-11", "form_sha256": tpo_hash, "recipient": {"class": "health_plans"},
+                   "categories": ["insurance"], "purpose": "housing_placement",
+                   "expires_at": in_days(30), "signature": signature()}),
+            422,
+            "purpose",
+        ),
+    ];
+    for (what, body, status, names) in cases {
+        let (got, answer) = beneficiary.post("/beneficiaries/me/consents", &body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(answer["error"]["request_id"].as_str().map(str::is_empty), Some(false), "{what}: {answer}");
+        let message = answer["error"]["message"].as_str().expect("message");
+        assert!(message.contains(names), "{what}: {message}");
+    }
+    // Malformed JSON and an oversize body.
+    let raw = |body: String| {
+        app.http
+            .post(app.api("/beneficiaries/me/consents"))
+            .bearer_auth(&login.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(raw("{\"form_version\":".into()).await.expect("send").status(), 400);
+    assert_eq!(raw(format!("{{\"x\":\"{}\"}}", "a".repeat(70 * 1024))).await.expect("send").status(), 413);
+
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    assert_eq!(count(&consent_db, "consents").await, 0, "nothing stored");
+
+    // The good one, outside the directory and ending on an event, is stored.
+    let (status, signed) = beneficiary.post("/beneficiaries/me/consents", &good).await;
+    assert_eq!(status, 201, "{signed}");
+    assert_eq!(signed["consent"]["recipient"]["name"], "Dr. Ada Lovelace");
+    assert_eq!(signed["consent"]["recipient"]["directory_id"], Value::Null);
+    let id = signed["consent"]["id"].as_str().expect("id").to_owned();
+
+    // Another beneficiary neither reads nor revokes it; a partner has no consent routes.
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let (_, other_token) = app.new_beneficiary_token(&public).await;
+    let other = Login { access_token: other_token, ..login.clone() };
+    let other = Client { app: &app, who: &other };
+    assert_eq!(other.get(&format!("/beneficiaries/me/consents/{id}")).await.0, 404);
+    let revoke = json!({ "signature": signature() });
+    assert_eq!(other.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &revoke).await.0, 404);
+    assert_eq!(other.get("/beneficiaries/me/consents").await.1["consents"], json!([]));
+    let partner_login = app.dev_login("partner").await;
+    let partner = Client { app: &app, who: &partner_login };
+    assert_eq!(partner.get("/beneficiaries/me/consents").await.0, 403);
+    assert_eq!(partner.post("/beneficiaries/me/consents", &good).await.0, 403);
+    // Bad filters and revocations.
+    for filter in ["?state=pending", "?limit=0", "?limit=101", "?after=x"] {
+        assert_eq!(beneficiary.get(&format!("/beneficiaries/me/consents{filter}")).await.0, 422, "{filter}");
+    }
+    let unsigned = json!({ "signature": {"typed_name": "", "method": "typed_name"} });
+    assert_eq!(beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &unsigned).await.0, 422);
+    assert_eq!(count(&consent_db, "revocations").await, 0);
+    assert_eq!(count(&consent_db, "consents").await, 1);
+    for pool in [consent_db, public] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
+
+/// A compromised public-api can mint a delegation for anyone, but only for the person the path
+/// names; a call naming another subject is refused, as is one from phi-vault or without a
+/// delegation token. Pages follow `next_after`.
+#[tokio::test]
+async fn the_consent_service_acts_only_for_the_subject_who_signs() {
+    let app = TestApp::spawn().await;
+    let login = app.dev_login("beneficiary").await;
+    let me: Uuid = login.user_id.parse().expect("uuid");
+    let beneficiary = Client { app: &app, who: &login };
+    let hash = form_hash(&beneficiary, "part2-disclosure-2026-11").await;
+    let body = json!({ "consent": {
+        "form_version": "part2-disclosure-2026-11", "form_sha256": hash, "recipient": {"name": "Dr. A"},
+        "categories": ["identity"], "purpose": "payment", "expires_at": in_days(10), "signature": signature()
+    }, "signed_from": "203.0.113.9" });
+    let victim = Uuid::new_v4();
+    let path = |subject: Uuid| format!("/internal/v1/subjects/{subject}/consents");
+    let forged = app
+        .forge(ServiceName::PublicApi, ServiceName::Consent, Method::POST, &path(victim))
+        .as_user(&app, me, Role::Beneficiary, "self_service")
+        .json(&body);
+    assert_eq!(forged.send().await.0, 403, "signing for someone else");
+    let mut no_delegation = app
+        .forge(ServiceName::PublicApi, ServiceName::Consent, Method::POST, &path(me))
+        .as_user(&app, me, Role::Beneficiary, "self_service")
+        .json(&body);
+    no_delegation.claims.delegation = None;
+    assert_eq!(no_delegation.send().await.0, 401, "no delegation token");
+    let from_vault = app
+        .forge(ServiceName::PhiVault, ServiceName::Consent, Method::POST, &path(me))
+        .as_user(&app, me, Role::Beneficiary, "self_service")
+        .json(&body);
+    assert_eq!(from_vault.send().await.0, 403, "phi-vault may not sign");
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    assert_eq!(count(&consent_db, "consents").await, 0);
+
+    // Three consents, two per page.
+    for _ in 0..3 {
+        let mut request = body["consent"].clone();
+        request["purpose"] = json!("payment");
+        assert_eq!(beneficiary.post("/beneficiaries/me/consents", &request).await.0, 201);
+    }
+    let (_, first) = beneficiary.get("/beneficiaries/me/consents?limit=2").await;
+    assert_eq!(first["consents"].as_array().expect("present").len(), 2);
+    let next = first["next_after"].as_i64().expect("a next page");
+    let (_, second) = beneficiary.get(&format!("/beneficiaries/me/consents?limit=2&after={next}")).await;
+    assert_eq!(second["consents"].as_array().expect("present").len(), 1);
+    assert_eq!(second["next_after"], Value::Null);
+    consent_db.close().await;
+    app.stop().await;
+}
+
+/// A single TPO consent naming a class: any insurer may read for payment, none for housing; an
+/// expiry event staff record ends consents waiting on it.
+#[tokio::test]
+async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
+    use common::client::{ConsentClient, DisclosureQuestion};
+    let app = TestApp::spawn().await;
+    let login = app.dev_login("beneficiary").await;
+    let me: Uuid = login.user_id.parse().expect("uuid");
+    let beneficiary = Client { app: &app, who: &login };
+    let hash = form_hash(&beneficiary, "part2-tpo-2026-11").await;
+    let (status, signed) = beneficiary
+        .post(
+            "/beneficiaries/me/consents",
+            &json!({"form_version": "part2-tpo-2026-11", "form_sha256": hash,
+                    "recipient": {"class": "health_plans"}, "categories": ["insurance"],
+                    "purpose": "treatment_payment_operations", "expiry_event": "coverage_end",
+                    "signature": signature()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{signed}");
+    assert_eq!(signed["consent"]["recipient"]["kind"], "class");
+    assert_eq!(signed["consent"]["recipient"]["class"], "health_plans");
+
+    let consent = ConsentClient::new(app.internal_client(ServiceName::PhiVault, ServiceName::Consent));
+    let ask = |role: Role, purpose: &str, category: &str| {
+        let insurer = Uuid::new_v4();
+        let ctx = app.user_call(&insurer.to_string(), role, "disclosure_decision");
+        let question = DisclosureQuestion {
+            subject_id: me,
+            recipient: format!("{role}:{insurer}"),
+            categories: vec![category.into()],
+            purpose: purpose.into(),
+        };
+        let consent = consent.clone();
+        async move { consent.decide(&ctx, &question).await.expect("answer") }
+    };
+    let yes = ask(Role::Insurer, "payment", "insurance").await;
+    assert!(yes.permitted, "{yes:?}");
+    assert_eq!(yes.consent_id.map(|id| id.to_string()), signed["consent"]["id"].as_str().map(str::to_owned));
+    assert!(!ask(Role::Insurer, "housing_placement", "insurance").await.permitted, "not a TPO purpose");
+    assert!(!ask(Role::Insurer, "payment", "identity").await.permitted, "not a category consented");
+    assert!(!ask(Role::Partner, "payment", "insurance").await.permitted, "not the class");
+
+    // The event staff record ends it.
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    sqlx::query("INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, 'coverage_end', now(), 'admin:test')")
+        .bind(me)
+        .execute(&consent_db)
+        .await
+        .expect("event");
+    let no = ask(Role::Insurer, "payment", "insurance").await;
+    assert!(!no.permitted && no.consent_id.is_none(), "{no:?}");
+    let (_, page) = beneficiary.get("/beneficiaries/me/consents?state=expired").await;
+    assert_eq!(page["consents"].as_array().expect("present").len(), 1);
+    assert!(consent::decisions::verify(&consent_db, 10).await.expect("verify").intact());
+    consent_db.close().await;
+    app.stop().await;
+}
