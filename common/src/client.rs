@@ -87,6 +87,117 @@ pub struct Record {
     /// (the reason of a break-glass read stays in the vault's log, never leaves it).
     #[serde(default)]
     pub access_seq: Option<i64>,
+    /// Present when the record is disclosed to a recipient outside the program: the notice
+    /// that must travel with it and the consent it was disclosed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<DisclosureNotice>,
+}
+
+/// What travels with records disclosed outside the program (42 CFR §2.32): the redisclosure
+/// notice, its version, and the consent relied on (none for a medical emergency, §2.51).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DisclosureNotice {
+    pub consent_id: Option<uuid::Uuid>,
+    pub notice_version: String,
+    /// The notice's exact text.
+    pub notice: String,
+}
+
+/// A date range and page of the accounting of disclosures (42 CFR §2.24, HIPAA §164.528).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountingQuery {
+    /// First day included (`YYYY-MM-DD`); six years back when absent.
+    pub from: Option<time::Date>,
+    /// Last day included; today when absent.
+    pub to: Option<time::Date>,
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+impl AccountingQuery {
+    /// Parses raw query parameters strictly: a malformed one is a 422 naming it.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        after: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Self, crate::ApiError> {
+        let date = |field: &str, raw: Option<&str>| {
+            raw.map(|text| {
+                time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| crate::ApiError::Unprocessable(format!("{field}: a date, YYYY-MM-DD")))
+            })
+            .transpose()
+        };
+        let query = Self {
+            from: date("from", from)?,
+            to: date("to", to)?,
+            after: crate::json::query_param("after", after, "an integer")?,
+            limit: crate::json::query_param("limit", limit, "an integer from 1 to 100")?,
+        };
+        if query.limit.is_some_and(|l| !(1..=100).contains(&l)) {
+            return Err(crate::ApiError::Unprocessable("limit: an integer from 1 to 100".into()));
+        }
+        if let (Some(from), Some(to)) = (query.from, query.to) {
+            if from > to {
+                return Err(crate::ApiError::Unprocessable("from: on or before to".into()));
+            }
+        }
+        Ok(query)
+    }
+
+    pub fn query_string(&self) -> String {
+        let mut pairs = Vec::new();
+        if let Some(from) = self.from {
+            pairs.push(format!("from={from}"));
+        }
+        if let Some(to) = self.to {
+            pairs.push(format!("to={to}"));
+        }
+        if let Some(after) = self.after {
+            pairs.push(format!("after={after}"));
+        }
+        if let Some(limit) = self.limit {
+            pairs.push(format!("limit={limit}"));
+        }
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        }
+    }
+}
+
+/// One disclosure in a patient's accounting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AccountedDisclosure {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub disclosed_at: time::OffsetDateTime,
+    /// Who received the records, by name where known.
+    pub recipient: String,
+    /// The categories of records disclosed.
+    pub categories: Vec<String>,
+    pub purpose: String,
+    /// The consent relied on; none for a medical emergency.
+    pub consent_id: Option<uuid::Uuid>,
+    /// The redisclosure notice version sent with the records.
+    pub notice_version: String,
+    /// `consent`, or `medical_emergency` (42 CFR §2.51).
+    pub kind: String,
+    /// The nature of the emergency, for a medical emergency.
+    pub emergency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AccountingPage {
+    pub subject_id: uuid::Uuid,
+    /// The range covered, inclusive (`YYYY-MM-DD`).
+    pub from: String,
+    pub to: String,
+    pub disclosures: Vec<AccountedDisclosure>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
 }
 
 /// One record's metadata: what a list shows, without contents.
@@ -432,6 +543,16 @@ impl PhiVaultClient {
         self.0.get(&format!("/internal/v1/access-log{query}"), ctx).await
     }
 
+    /// A subject's accounting of disclosures (the subject themselves, or a compliance officer).
+    pub async fn accounting(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        query: &AccountingQuery,
+    ) -> Result<AccountingPage, ClientError> {
+        self.0.get(&format!("/internal/v1/subjects/{subject}/disclosures{}", query.query_string()), ctx).await
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }
@@ -611,9 +732,13 @@ pub struct DisclosureAnswer {
     pub permitted: bool,
     #[serde(default)]
     pub consent_id: Option<uuid::Uuid>,
-    /// The consent form version the subject signed: the notice the disclosure is made under.
+    /// The consent form version the subject signed.
     #[serde(default)]
     pub form_version: Option<String>,
+    /// The recipient's name, for the accounting of disclosures: its directory entry's, or as
+    /// the consent names it.
+    #[serde(default)]
+    pub recipient_name: Option<String>,
     pub reason: String,
 }
 

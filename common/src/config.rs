@@ -271,3 +271,25 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
         Ok(())
     }
 }
+
+/// A policy text file's contents (a consent form, a notice): a regular file (not a symbolic
+/// link, a FIFO or a device), at most `max_bytes`, UTF-8. The error names the file.
+pub fn read_text_file(path: &Path, max_bytes: u64) -> Result<String, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if meta.len() > max_bytes {
+        return Err(format!("{}: larger than {max_bytes} bytes", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
+}
+
+/// A version names its policy files: lowercase letters, digits, `.` and `-`, 1 to 64
+/// characters, not starting with `.`.
+pub fn valid_version(version: &str) -> bool {
+    (1..=64).contains(&version.len())
+        && version.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !version.starts_with('.')
+}

@@ -77,6 +77,8 @@ struct Standing {
     id: Uuid,
     form_version: String,
     terms_sha256: Vec<u8>,
+    /// The recipient's directory name, or as the consent names it.
+    recipient_name: Option<String>,
 }
 
 /// The standing consent that covers the question, if any: its id, the form version signed and
@@ -85,7 +87,9 @@ async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Resu
     // A class consent (TPO) names the role that acts for the class's members.
     let class = q.recipient.split_once(':').map(|(role, _)| format!("class:{role}"));
     let row = sqlx::query(&format!(
-        "SELECT c.id, c.form_version, c.terms_sha256 FROM consents c \
+        "SELECT c.id, c.form_version, c.terms_sha256, \
+         coalesce((SELECT d.name FROM recipients d WHERE d.principal = $2), c.recipient_name) AS recipient_name \
+         FROM consents c \
          WHERE c.subject_id = $1 AND c.categories @> $4::text[] \
          AND ((c.recipient = $2 AND c.purpose = $3) \
               OR (c.recipient_kind = 'class' AND c.recipient = $5 AND c.purpose = $6 AND $3 = ANY($7::text[]))) \
@@ -108,6 +112,7 @@ async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Resu
             id: r.try_get("id")?,
             form_version: r.try_get("form_version")?,
             terms_sha256: r.try_get("terms_sha256")?,
+            recipient_name: r.try_get("recipient_name")?,
         })
     })
     .transpose()
@@ -194,7 +199,8 @@ async fn decide(
     append(&mut tx, &question, &answer).await?;
     tx.commit().await?;
     tracing::info!(request_id = %claims.request_id, permitted, "disclosure decided");
-    Ok(Json(DisclosureAnswer { permitted, consent_id, form_version: consent.map(|c| c.form_version), reason }))
+    let (form_version, recipient_name) = consent.map(|c| (Some(c.form_version), c.recipient_name)).unwrap_or_default();
+    Ok(Json(DisclosureAnswer { permitted, consent_id, form_version, recipient_name, reason }))
 }
 
 /// Verifies the decisions trail (`secondwind-admin audit verify --trail consent`).

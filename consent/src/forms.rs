@@ -52,28 +52,11 @@ pub struct Form {
     pub sha256: [u8; 32],
 }
 
-/// A version names its files: lowercase letters, digits, `.` and `-`, 1 to 64 characters.
-fn valid_version(version: &str) -> bool {
-    (1..=64).contains(&version.len())
-        && version.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && !version.starts_with('.')
-}
-
 /// The largest form file read.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// A form file's text: a regular file (not a symbolic link, a FIFO or a device), at most
-/// [`MAX_FILE_BYTES`], UTF-8.
 fn read_regular(path: &Path) -> Result<String, String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.file_type().is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_FILE_BYTES} bytes", path.display()));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
+    common::config::read_text_file(path, MAX_FILE_BYTES)
 }
 
 /// Loads every form in `dir` (each `<version>.toml` with its `<version>.txt`), sorted by version.
@@ -89,7 +72,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Form>, String> {
         if ext != "toml" {
             continue;
         }
-        if !valid_version(stem) {
+        if !common::config::valid_version(stem) {
             return Err(format!("{}: a version is lowercase letters, digits, '.' and '-'", path.display()));
         }
         let text = read_regular(&path)?;

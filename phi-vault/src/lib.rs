@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod disclosures;
 mod internal;
 pub mod keys;
+pub mod notice;
 pub mod policy;
 pub mod records;
 pub mod retention;
@@ -46,6 +47,9 @@ pub struct Settings {
     pub volume_file: std::path::PathBuf,
     /// Connections that commit record reads and replaces in groups (`commit` module docs).
     pub commit_workers: usize,
+    /// The redisclosure notice (42 CFR §2.32) sent with every disclosure: a versioned policy
+    /// file, `policies/redisclosure-notices/<version>.txt` (`notice` module docs).
+    pub notice_file: std::path::PathBuf,
 }
 
 impl Default for Settings {
@@ -60,6 +64,7 @@ impl Default for Settings {
             retention_interval_secs: 300,
             volume_file: "policies/phi-volume.toml".into(),
             commit_workers: 2,
+            notice_file: "policies/redisclosure-notices/part2-2024.txt".into(),
         }
     }
 }
@@ -110,7 +115,14 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
     let watch = std::sync::Arc::new(volume::VolumeWatch::new(volume));
     let provider = key_provider(&config)?;
     tracing::info!(provider = provider.kind(), "key-encryption key provider ready");
+    let notice = notice::Notice::load(&settings.notice_file)
+        .map_err(|e| invalid_config("service.notice_file", e.to_string()))?;
     let parts = Parts::load(SERVICE, &config).await?;
+    notice.record(&parts.pool).await.map_err(|e| match e {
+        notice::NoticeError::Sql(e) => StartError::Database(e.into()),
+        other => invalid_config("service.notice_file", other.to_string()),
+    })?;
+    tracing::info!(version = notice.version.as_str(), "redisclosure notice recorded");
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     let vault = records::Vault {
         provider,
@@ -122,6 +134,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         consent: consent.clone(),
         watch: watch.clone(),
         commit: commit::Committer::start(parts.pool.clone(), settings.commit_workers),
+        notice: std::sync::Arc::new(notice),
     };
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;

@@ -45,11 +45,15 @@ pub struct Decision {
 /// What the accounting of disclosures (42 CFR §2.24) records of a consented read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disclosure {
+    /// As the recipient acts (`role:id`).
     pub recipient: String,
+    /// Its name, where the consent service knows it.
+    pub recipient_name: Option<String>,
     pub purpose: String,
     pub category: String,
     pub consent_id: Option<Uuid>,
-    pub notice_version: String,
+    /// The nature of a medical emergency (§2.51): a disclosure made without consent.
+    pub emergency: Option<String>,
 }
 
 impl Decision {
@@ -204,9 +208,9 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
     let ctx = CallContext::on_behalf_of(claims, "disclosure_decision");
     match consent.decide(&ctx, &question).await {
         Ok(answer) if answer.permitted => {
-            let Some(notice_version) = answer.form_version else {
-                return Decision::deny("consent permitted without naming the form signed");
-            };
+            if answer.form_version.is_none() || answer.consent_id.is_none() {
+                return Decision::deny("consent permitted without naming the consent and the form signed");
+            }
             let reason = match answer.consent_id {
                 Some(id) => Cow::Owned(format!("consent {id}")),
                 None => Cow::Borrowed("consent"),
@@ -214,10 +218,11 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
             Decision {
                 disclosure: Some(Disclosure {
                     recipient,
+                    recipient_name: answer.recipient_name,
                     purpose: claims.purpose.clone(),
                     category: category.to_owned(),
                     consent_id: answer.consent_id,
-                    notice_version,
+                    emergency: None,
                 }),
                 ..Decision::permit(reason)
             }

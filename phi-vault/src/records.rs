@@ -38,8 +38,8 @@ use zeroize::Zeroizing;
 
 use common::assertion::{Claims, InternalCall};
 use common::client::{
-    AccessLogFilter, AccessLogPage, AccessReview, ConsentClient, NewRecord, Record, RecordContent, RecordCreated,
-    RecordList, RecordSummary, ReviewRequest,
+    AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, ConsentClient, DisclosureNotice,
+    NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary, ReviewRequest,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -73,6 +73,8 @@ pub struct Vault {
     pub watch: std::sync::Arc<crate::volume::VolumeWatch>,
     /// Phase 2 of reads and replaces, committed in groups.
     pub commit: crate::commit::Committer,
+    /// The redisclosure notice sent with every disclosure outside the program.
+    pub notice: Arc<crate::notice::Notice>,
 }
 
 fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -235,6 +237,7 @@ fn served(
         created_at,
         updated_at,
         access_seq: Some(access_seq),
+        disclosure: None,
     })
 }
 
@@ -443,17 +446,31 @@ async fn read(
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     // Phase 2, in the next group commit (`crate::commit`).
-    let discloses = decision.disclosure.is_some();
-    let access = Arc::new(Phase2 { claims: call.0.clone(), subject, id, category, decision, action });
+    let notice = decision.disclosure.as_ref().map(|d| DisclosureNotice {
+        consent_id: d.consent_id,
+        notice_version: vault.notice.version.clone(),
+        notice: vault.notice.text.clone(),
+    });
+    let access = Arc::new(Phase2 {
+        claims: call.0.clone(),
+        subject,
+        id,
+        category,
+        decision,
+        action,
+        notice: vault.notice.clone(),
+    });
     let cache = vault.cache.clone();
     let step = crate::commit::step(move |conn| {
         let (access, key, cache) = (access.clone(), key.clone(), cache.clone());
         Box::pin(async move { access.read(conn, &key, &cache).await })
     });
     let (outcome, seqs) =
-        if discloses { vault.commit.run_alone(step).await? } else { vault.commit.run(id, step).await? };
+        if notice.is_some() { vault.commit.run_alone(step).await? } else { vault.commit.run(id, step).await? };
     let (category, content, times) = outcome?;
-    served(id, subject, category, content, times, last(&seqs)?).map(Json)
+    let mut record = served(id, subject, category, content, times, last(&seqs)?)?;
+    record.disclosure = notice;
+    Ok(Json(record))
 }
 
 #[put("/internal/v1/records/<id>", data = "<body>")]
@@ -477,7 +494,15 @@ async fn replace(
     let binding = Binding { subject, record: id, category: &category, field: FIELD };
     let sealed = crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;
     // Phase 2, in the next group commit (`crate::commit`).
-    let access = Arc::new(Phase2 { claims: call.0.clone(), subject, id, category, decision, action });
+    let access = Arc::new(Phase2 {
+        claims: call.0.clone(),
+        subject,
+        id,
+        category,
+        decision,
+        action,
+        notice: vault.notice.clone(),
+    });
     let sealed = Arc::new(sealed);
     let (outcome, seqs) = vault
         .commit
@@ -508,6 +533,8 @@ struct Phase2 {
     category: String,
     decision: Decision,
     action: &'static str,
+    /// The notice a disclosure is entered with.
+    notice: Arc<crate::notice::Notice>,
 }
 
 impl Phase2 {
@@ -551,7 +578,7 @@ impl Phase2 {
             Err(e) => return Ok((Err(e), self.failed())),
         };
         if let Some(disclosure) = &self.decision.disclosure {
-            record_disclosure(tx, self.subject, disclosure, &self.claims.request_id).await?;
+            record_disclosure(tx, self.subject, disclosure, &self.notice.version, &self.claims.request_id).await?;
         }
         let times = (row.try_get("created_at")?, row.try_get("updated_at")?);
         Ok((Ok((self.category.clone(), content, times)), vec![self.entry(&self.decision)]))
@@ -731,6 +758,38 @@ async fn access_log_page(
     Ok(Json(page))
 }
 
+/// A subject's accounting of disclosures (§2.24): for the subject themselves, or a compliance
+/// officer. Metadata of disclosures only, never contents; each reading is logged.
+#[get("/internal/v1/subjects/<subject>/disclosures?<from>&<to>&<after>&<limit>")]
+async fn accounting(
+    call: InternalCall,
+    subject: Uuid,
+    from: Option<&str>,
+    to: Option<&str>,
+    after: Option<&str>,
+    limit: Option<&str>,
+    pool: &State<PgPool>,
+) -> Result<Json<AccountingPage>, ApiError> {
+    let claims = &call.0;
+    let query = AccountingQuery::parse(from, to, after, limit)?;
+    let decision = match claims.role {
+        Role::Beneficiary if claims.sub == subject.to_string() => Decision::permit("subject"),
+        Role::ComplianceOfficer => Decision::permit("compliance review"),
+        _ => Decision::deny("only the subject or a compliance officer reads the accounting of disclosures"),
+    };
+    let entry = access(claims, Some(subject), None, "disclosures.read", &decision);
+    if !decision.permitted {
+        log_alone(pool, &entry).await?;
+        return Err(ApiError::Forbidden);
+    }
+    // The page, then the access log's chain lock last (module docs).
+    let mut tx = pool.begin().await?;
+    let page = crate::disclosures::accounting(&mut tx, subject, &query).await?;
+    access_log::append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(Json(page))
+}
+
 /// A compliance officer's finding on a flagged (break-glass) access: `justified` or
 /// `unjustified`, with a note. Final; the review is itself logged.
 #[put("/internal/v1/access-log/<seq>/review", data = "<body>")]
@@ -777,7 +836,7 @@ async fn review_access(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove, assign, list, access_log_page, review_access]
+    routes![create, read, replace, remove, assign, list, access_log_page, review_access, accounting]
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, put, routes, Route, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::assertion::{CallContext, Verifier};
-use common::client::{AccessLogFilter, AccessLogPage, AccessReview, PhiVaultClient, ReviewRequest};
+use common::client::{
+    AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, DisclosureNotice, PhiVaultClient,
+    ReviewRequest,
+};
 use common::json::Body;
 use common::{ApiError, Role, ServiceName};
 
@@ -91,6 +94,16 @@ async fn beneficiary_profile(
     beneficiary_id: Uuid,
     ctx: &CallContext,
 ) -> Result<(BeneficiaryProfile, Option<i64>), ApiError> {
+    beneficiary_record(pool, vault, beneficiary_id, ctx).await.map(|(profile, seq, _)| (profile, seq))
+}
+
+/// As [`beneficiary_profile`], with what a disclosure outside the program carries.
+async fn beneficiary_record(
+    pool: &PgPool,
+    vault: &PhiVaultClient,
+    beneficiary_id: Uuid,
+    ctx: &CallContext,
+) -> Result<(BeneficiaryProfile, Option<i64>, Option<DisclosureNotice>), ApiError> {
     let record: Option<Uuid> = sqlx::query_scalar(
         "SELECT identity_record_id FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL",
     )
@@ -100,7 +113,18 @@ async fn beneficiary_profile(
     .flatten();
     let record = record.ok_or(ApiError::NotFound)?;
     let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
-    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq))
+    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq, found.disclosure))
+}
+
+/// A profile disclosed to a recipient outside the program, with the redisclosure notice
+/// (42 CFR §2.32) that must travel with it and the consent it was disclosed under.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DisclosedProfile {
+    pub profile: BeneficiaryProfile,
+    pub consent_id: Option<Uuid>,
+    pub notice_version: String,
+    /// The notice's exact text: show it with the records, and keep it with any copy.
+    pub notice: String,
 }
 
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
@@ -110,7 +134,7 @@ async fn beneficiary_profile(
 #[utoipa::path(get, path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
     responses(
-        (status = 200, description = "The profile", body = BeneficiaryProfile),
+        (status = 200, description = "The profile, with the redisclosure notice and the consent relied on", body = DisclosedProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a partner", body = common::ErrorBody),
         (status = 404, description = "No profile, or no standing consent for this partner and purpose", body = common::ErrorBody),
@@ -126,7 +150,7 @@ pub async fn partner_read_profile(
     pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
     verifier: &State<Verifier>,
-) -> Result<Json<BeneficiaryProfile>, ApiError> {
+) -> Result<Json<DisclosedProfile>, ApiError> {
     // Only a purpose phi-vault serves a partner on this route (policies/internal-calls.toml).
     let purpose = purpose
         .map(str::trim)
@@ -140,7 +164,16 @@ pub async fn partner_read_profile(
             ApiError::Unprocessable(format!("purpose: one of {}", served.join(", ")))
         })?;
     let ctx = partner.call(&meta, purpose);
-    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await.map(|(profile, _)| Json(profile));
+    let result = beneficiary_record(pool, vault, beneficiary_id, &ctx).await.and_then(|(profile, _, notice)| {
+        // A disclosure never leaves without its notice.
+        let notice = notice.ok_or_else(|| ApiError::internal("phi-vault disclosed a record without its notice"))?;
+        Ok(Json(DisclosedProfile {
+            profile,
+            consent_id: notice.consent_id,
+            notice_version: notice.notice_version,
+            notice: notice.notice,
+        }))
+    });
     if result.is_ok() {
         let mut event = meta.event(
             Some(partner.user_id()),
@@ -224,6 +257,39 @@ pub async fn phi_access_log(
     let query = filter.parse()?;
     let ctx = officer.call(&meta, "compliance_review");
     vault.access_log(&ctx, &query).await.map(Json).map_err(|e| e.into_api_error())
+}
+
+/// A beneficiary's accounting of disclosures (42 CFR §2.24), for a compliance officer: what
+/// left the program, to whom, why, under which consent and notice. Reading it is logged in the
+/// vault's access log.
+#[utoipa::path(get, path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/disclosures", tag = "staff", security(("bearer" = [])),
+    params(("beneficiary_id" = Uuid, Path),
+           ("from" = Option<String>, Query, description = "First day included, YYYY-MM-DD; six years back when absent"),
+           ("to" = Option<String>, Query, description = "Last day included, YYYY-MM-DD; today when absent"),
+           ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
+           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+    responses(
+        (status = 200, description = "A page, oldest first", body = AccountingPage),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
+    ))]
+#[get("/compliance/beneficiaries/<beneficiary_id>/disclosures?<from>&<to>&<after>&<limit>")]
+#[allow(clippy::too_many_arguments)]
+pub async fn compliance_disclosures(
+    officer: ComplianceOfficer,
+    beneficiary_id: Uuid,
+    from: Option<&str>,
+    to: Option<&str>,
+    after: Option<&str>,
+    limit: Option<&str>,
+    meta: RequestMeta,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<AccountingPage>, ApiError> {
+    let query = AccountingQuery::parse(from, to, after, limit)?;
+    let ctx = officer.call(&meta, "compliance_review");
+    vault.accounting(&ctx, beneficiary_id, &query).await.map(Json).map_err(|e| e.into_api_error())
 }
 
 /// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key (and their
@@ -345,6 +411,7 @@ pub fn routes() -> Vec<Route> {
         break_glass,
         phi_access_log,
         review_access,
-        erase_phi
+        erase_phi,
+        compliance_disclosures
     ]
 }

@@ -415,6 +415,7 @@ impl TestApp {
         let mut phi_cfg: phi_vault::PhiVaultConfig = config_for(ServiceName::PhiVault, phi_db.app_url(), &keys, &urls);
         phi_cfg.service.kek_file = Some(keys.dir.join("kek"));
         phi_cfg.service.retention_file = repo_root().join("policies/retention.toml");
+        phi_cfg.service.notice_file = repo_root().join("policies/redisclosure-notices/part2-2024.txt");
         phi_cfg.service.volume_file = repo_root().join("policies/phi-volume.toml");
         phi_cfg.internal.user_tokens = Some(keys.user_token_config());
         configure_phi(&mut phi_cfg);

@@ -133,18 +133,24 @@ async fn rows_written_before_the_chains_are_kept_and_chained() {
     let reviews = phi_vault::access_log::verify_reviews(&pool, 10).await.expect("verify");
     assert!(reviews.intact() && reviews.rows_checked == 1, "{reviews:?}");
     // New rows continue the same chains.
+    let notice =
+        phi_vault::notice::Notice::load(&harness::repo_root().join("policies/redisclosure-notices/part2-2024.txt"))
+            .expect("notice");
+    notice.record(&pool).await.expect("record the notice");
     let mut tx = pool.begin().await.expect("begin");
     let disclosure = phi_vault::policy::Disclosure {
         recipient: "partner:r2".into(),
+        recipient_name: Some("Harbor House".into()),
         purpose: "housing_placement".into(),
         category: "identity".into(),
-        consent_id: None,
-        notice_version: "2026-11".into(),
+        consent_id: Some(uuid::Uuid::new_v4()),
+        emergency: None,
     };
     phi_vault::disclosures::record_disclosure(
         &mut tx,
         "00000000-0000-4000-8000-0000000000aa".parse().expect("uuid"),
         &disclosure,
+        &notice.version,
         "r3",
     )
     .await

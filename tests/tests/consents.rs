@@ -118,7 +118,12 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     // The partner reads under it.
     let (status, read) = partner.get(&profile).await;
     assert_eq!(status, 200, "{read}");
-    assert_eq!(read, harness::auth::sample_profile());
+    assert_eq!(read["profile"], harness::auth::sample_profile());
+    assert_eq!(read["consent_id"], id.as_str());
+    assert_eq!(read["notice_version"], "part2-2024");
+    let notice = std::fs::read_to_string(harness::repo_root().join("policies/redisclosure-notices/part2-2024.txt"))
+        .expect("notice file");
+    assert_eq!(read["notice"], notice.as_str());
 
     // Retiring the directory entry changes nothing consented: the copy stands, and so do reads.
     let (status, _) = admin
@@ -153,7 +158,38 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let (_, page) = beneficiary.get("/beneficiaries/me/consents?state=revoked").await;
     assert_eq!(page["consents"][0]["id"], id.as_str());
 
-    // What was disclosed before stays on record; every trail verifies.
+    // What was disclosed before stays in the accounting, which the beneficiary and a compliance
+    // officer read alike.
+    let (status, accounting) = beneficiary.get("/beneficiaries/me/disclosures").await;
+    assert_eq!(status, 200, "{accounting}");
+    let entries = accounting["disclosures"].as_array().expect("disclosures");
+    assert_eq!(entries.len(), 2, "{accounting}");
+    for entry in entries {
+        assert_eq!(entry["recipient"], "Harbor House");
+        assert_eq!(entry["categories"], json!(["identity"]));
+        assert_eq!(entry["purpose"], "housing_placement");
+        assert_eq!(entry["consent_id"], id.as_str());
+        assert_eq!(entry["notice_version"], "part2-2024");
+        assert_eq!(entry["kind"], "consent");
+    }
+    let officer_login = app.dev_login("compliance_officer").await;
+    let officer = Client { app: &app, who: &officer_login };
+    let compliance = format!("/compliance/beneficiaries/{}/disclosures", beneficiary_login.user_id);
+    let (status, seen) = officer.get(&compliance).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["disclosures"], accounting["disclosures"]);
+    assert_eq!(beneficiary.get(&compliance).await.0, 403, "only compliance officers");
+    let (_, one) = officer.get(&format!("{compliance}?limit=1")).await;
+    assert_eq!(one["disclosures"].as_array().expect("page").len(), 1);
+    let (_, rest) = officer.get(&format!("{compliance}?limit=1&after={}", one["next_after"])).await;
+    assert_eq!(rest["disclosures"][0], accounting["disclosures"][1]);
+    let (_, long_ago) = beneficiary.get("/beneficiaries/me/disclosures?from=2020-01-01&to=2020-12-31").await;
+    assert_eq!(long_ago["disclosures"], json!([]));
+    for bad in ["?from=yesterday", "?to=2026-13-01", "?from=2026-02-01&to=2026-01-01", "?limit=0", "?after=x"] {
+        assert_eq!(beneficiary.get(&format!("/beneficiaries/me/disclosures{bad}")).await.0, 422, "{bad}");
+    }
+
+    // Every trail verifies.
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
@@ -404,5 +440,40 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     assert_eq!(page["consents"].as_array().expect("present").len(), 1);
     assert!(consent::decisions::verify(&consent_db, 10).await.expect("verify").intact());
     consent_db.close().await;
+    app.stop().await;
+}
+
+/// The notice is a versioned file: phi-vault records the version it sends with its text's hash
+/// and refuses to start on an edited text under a recorded version, or a file it cannot name.
+#[tokio::test]
+async fn phi_vault_refuses_an_edited_notice_under_a_version_it_sent() {
+    let app = TestApp::spawn().await;
+    let dir = app.keys.dir.join("notices");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let original = std::fs::read_to_string(&app.phi_config.service.notice_file).expect("notice");
+    let edited = dir.join("part2-2024.txt");
+    std::fs::write(&edited, original.replace("NOT sufficient", "sufficient")).expect("write");
+    let mut config = app.phi_config.clone();
+    config.service.notice_file = edited;
+    let refused = phi_vault::build(config.clone()).await.map(|_| ()).expect_err("an edited notice").to_string();
+    assert!(refused.contains("service.notice_file") && refused.contains("part2-2024"), "{refused}");
+    // A new wording under a new version is fine, and recorded.
+    let renamed = dir.join("part2-2024-r2.txt");
+    std::fs::write(&renamed, original.replace("NOT sufficient", "not sufficient")).expect("write");
+    config.service.notice_file = renamed;
+    let started = harness::launch(phi_vault::build(config.clone()).await.expect("a new version")).await;
+    started.shutdown.clone().notify();
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT version FROM notices ORDER BY version").fetch_all(&phi).await.expect("notices");
+    assert_eq!(versions, ["part2-2024", "part2-2024-r2"]);
+    for bad in ["Notice.txt", "notice.md"] {
+        let file = dir.join(bad);
+        std::fs::write(&file, &original).expect("write");
+        config.service.notice_file = file;
+        let refused = phi_vault::build(config.clone()).await.map(|_| ()).expect_err(bad).to_string();
+        assert!(refused.contains("service.notice_file"), "{bad}: {refused}");
+    }
+    phi.close().await;
     app.stop().await;
 }

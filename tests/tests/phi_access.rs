@@ -287,7 +287,7 @@ async fn outside_recipients_read_only_under_a_standing_consent() {
             .fetch_all(&phi)
             .await
             .expect("disclosures");
-    assert_eq!(disclosed, vec![(recipient.clone(), "housing_placement".into(), Some(consent), "2026-11".into())]);
+    assert_eq!(disclosed, vec![(recipient.clone(), "housing_placement".into(), Some(consent), "part2-2024".into())]);
 
     // Revoked: no again, at once.
     revoke(&consent_db, consent, &beneficiary.user_id, Some("changed my mind")).await;
@@ -567,7 +567,12 @@ async fn a_partner_reads_a_profile_through_the_api_only_under_consent() {
     consent_to(&consent_db, subject, &recipient, &["identity"], "housing_placement", time::Duration::days(30)).await;
     let read = app.get_as(&partner.access_token, &path("?purpose=housing_placement")).await;
     assert_eq!(read.status(), 200);
-    assert_eq!(read.json::<Value>().await.expect("json"), sample_profile());
+    let read: Value = read.json().await.expect("json");
+    assert_eq!(read["profile"], sample_profile());
+    // The §2.32 notice travels with the records, with the consent relied on.
+    assert_eq!(read["notice_version"], "part2-2024");
+    assert!(read["notice"].as_str().expect("notice").contains("42 CFR part 2"), "{read}");
+    assert!(read["consent_id"].is_string(), "{read}");
     // Another disclosure purpose, which no consent names: 404. Not a disclosure purpose: 422.
     assert_eq!(app.get_as(&partner.access_token, &path("?purpose=care_coordination")).await.status(), 404);
     for bad in ["marketing", "self_service", "treatment", "break_glass"] {

@@ -197,10 +197,11 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
             phi_vault::crypto::LocalKeyFile::create(&kek).map_err(anyhow::Error::msg)?;
             let policies = absolute(&args.policies_dir)?;
             text.push_str(&format!(
-                "\n[service]\nkek_file = {}\nretention_file = {}\nvolume_file = {}\n",
+                "\n[service]\nkek_file = {}\nretention_file = {}\nvolume_file = {}\nnotice_file = {}\n",
                 quote(&kek.display().to_string()),
                 quote(&policies.join("retention.toml").display().to_string()),
-                quote(&policies.join("phi-volume.toml").display().to_string())
+                quote(&policies.join("phi-volume.toml").display().to_string()),
+                quote(&policies.join("redisclosure-notices/part2-2024.txt").display().to_string())
             ));
         }
         if service == ServiceName::Consent {
