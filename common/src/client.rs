@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::assertion::{CallContext, RequestBinding, Signer};
 use crate::consents::{
-    ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentView, DirectoryEntry, DirectoryPage, FormText,
-    NewDirectoryEntry, RevokeConsent, SignConsent,
+    ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentView, DirectoryEntry, DirectoryPage,
+    ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, SignConsent,
 };
 use crate::{request_id, ServiceName};
 
@@ -101,6 +101,23 @@ pub struct DisclosureNotice {
     pub notice_version: String,
     /// The notice's exact text.
     pub notice: String,
+}
+
+/// A disclosure to medical personnel in a medical emergency (42 CFR §2.51): who receives the
+/// records and the nature of the emergency, both entered in the accounting of disclosures. The
+/// caseworker's written reason travels in the assertion, like a break-glass reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyDisclosure {
+    pub recipient: String,
+    pub nature: String,
+}
+
+impl EmergencyDisclosure {
+    pub fn validate(&self) -> Result<(), crate::ApiError> {
+        crate::json::printable("recipient", &self.recipient, 3..=200, false)?;
+        crate::json::printable("nature", &self.nature, 10..=500, false)
+    }
 }
 
 /// A date range and page of the accounting of disclosures (42 CFR §2.24, HIPAA §164.528).
@@ -543,6 +560,19 @@ impl PhiVaultClient {
         self.0.get(&format!("/internal/v1/access-log{query}"), ctx).await
     }
 
+    /// Reads a record to disclose it to medical personnel in an emergency (§2.51; caseworkers,
+    /// with a reason in `ctx`).
+    pub async fn emergency_disclosure(
+        &self,
+        ctx: &CallContext,
+        id: uuid::Uuid,
+        disclosure: &EmergencyDisclosure,
+    ) -> Result<Record, ClientError> {
+        let path = format!("/internal/v1/records/{id}/emergency-disclosure");
+        let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(disclosure)).await?;
+        self.0.json(response).await
+    }
+
     /// A subject's accounting of disclosures (the subject themselves, or a compliance officer).
     pub async fn accounting(
         &self,
@@ -644,6 +674,18 @@ impl ConsentClient {
     ) -> Result<ConsentView, ClientError> {
         let path = format!("/internal/v1/subjects/{subject}/consents/{id}/revocation");
         let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(revocation)).await?;
+        self.0.json(response).await
+    }
+
+    /// Records an event that ends the subject's consents waiting on it (caseworkers, admins).
+    pub async fn record_expiry_event(
+        &self,
+        ctx: &CallContext,
+        subject: uuid::Uuid,
+        event: &NewExpiryEvent,
+    ) -> Result<ExpiryEventRecorded, ClientError> {
+        let path = format!("/internal/v1/subjects/{subject}/expiry-events");
+        let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(event)).await?;
         self.0.json(response).await
     }
 

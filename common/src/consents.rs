@@ -283,3 +283,25 @@ pub struct DirectoryPage {
     /// Pass as `after` for the next page; absent on the last page.
     pub next_after: Option<i64>,
 }
+
+/// An event that ends a subject's consents waiting on it (42 CFR §2.31(a)(6)), as staff record it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExpiryEvent {
+    /// One of the consent options' `expiry_events`.
+    pub event: String,
+    /// When it happened (RFC 3339, not in the future); now when absent.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub occurred_at: Option<OffsetDateTime>,
+}
+
+/// An event recorded, and how many of the subject's consents it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ExpiryEventRecorded {
+    pub event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: OffsetDateTime,
+    pub consents_ended: i64,
+}

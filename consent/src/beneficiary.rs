@@ -19,7 +19,8 @@ use common::assertion::InternalCall;
 use common::chain;
 use common::consents::{
     ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentRecipient, ConsentRequest, ConsentView,
-    FormSummary, FormText, RecipientClass, RevokeConsent, SignConsent, Signature, SignatureRecord, SIGNATURE_METHOD,
+    ExpiryEventRecorded, FormSummary, FormText, NewExpiryEvent, RecipientClass, RevokeConsent, SignConsent, Signature,
+    SignatureRecord, SIGNATURE_METHOD,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -424,6 +425,51 @@ async fn revoke(
     Ok(Json(revoked.consent))
 }
 
+/// Staff record that an event happened for a subject (a caseworker): every consent
+/// of theirs signed before it and waiting on it ends, for every later decision.
+#[post("/internal/v1/subjects/<subject>/expiry-events", data = "<body>")]
+async fn expiry_event(
+    call: InternalCall,
+    subject: Uuid,
+    body: Body<NewExpiryEvent>,
+    pool: &State<PgPool>,
+) -> Result<(Status, Json<ExpiryEventRecorded>), ApiError> {
+    let claims = &call.0;
+    if claims.role != Role::Caseworker {
+        return Err(ApiError::Forbidden);
+    }
+    let event = body.into_inner();
+    if !EXPIRY_EVENTS.contains(&event.event.as_str()) {
+        return Err(invalid(format!("event: one of {}", EXPIRY_EVENTS.join(", "))));
+    }
+    let now = chain::now();
+    let occurred_at = event.occurred_at.unwrap_or(now);
+    if occurred_at > now {
+        return Err(invalid("occurred_at: not in the future"));
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, $2, $3, $4)")
+        .bind(subject)
+        .bind(&event.event)
+        .bind(occurred_at)
+        .bind(format!("{}:{}", claims.role, claims.sub))
+        .execute(&mut *tx)
+        .await?;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM consents c WHERE c.subject_id = $1 AND c.expiry_event = $2 AND c.signed_at <= $3 \
+         AND (c.expires_at IS NULL OR c.expires_at > $3) \
+         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id AND r.revoked_at <= $3)",
+    )
+    .bind(subject)
+    .bind(&event.event)
+    .bind(occurred_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(request_id = %claims.request_id, ended, "consent expiry event recorded");
+    Ok((Status::Created, Json(ExpiryEventRecorded { event: event.event, occurred_at, consents_ended: ended })))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![options, form, list, read, sign, revoke]
+    routes![options, form, list, read, sign, revoke, expiry_event]
 }

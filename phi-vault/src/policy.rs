@@ -25,6 +25,9 @@ use crate::volume::{Activity, Exceeded, VolumeWatch};
 
 /// The purpose a break-glass caller asserts.
 pub const BREAK_GLASS: &str = "break_glass";
+/// The purpose of a disclosure to medical personnel outside the program in a medical emergency
+/// (42 CFR §2.51): made without consent, with a written reason, flagged for review.
+pub const MEDICAL_EMERGENCY: &str = "medical_emergency";
 /// Roles outside the program: they see records only under a consent.
 pub const OUTSIDE_PROGRAM: [Role; 2] = [Role::Partner, Role::Insurer];
 
@@ -155,7 +158,10 @@ pub async fn grant(
         // The subject, acting as a beneficiary (a delegation token vouched for it: see
         // `common::assertion`), on their own records.
         Role::Beneficiary if claims.sub == subject.to_string() => Ok(Decision::permit("subject")),
-        Role::Caseworker if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent)),
+        Role::Caseworker if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent, "break-glass")),
+        Role::Caseworker if claims.purpose == MEDICAL_EMERGENCY => {
+            Ok(break_glass(claims, intent, "medical emergency (§2.51)"))
+        }
         Role::Caseworker => {
             let Ok(caseworker) = Uuid::parse_str(&claims.sub) else {
                 return Ok(Decision::deny("caseworker without a user id"));
@@ -183,15 +189,17 @@ pub async fn grant(
     }
 }
 
-fn break_glass(claims: &Claims, intent: Intent<'_>) -> Decision {
+/// An emergency read by a caseworker outside their care team (`label` says which kind): only
+/// reads, only with a written reason, always flagged for compliance review.
+fn break_glass(claims: &Claims, intent: Intent<'_>, label: &str) -> Decision {
     if intent == Intent::Write {
-        return Decision { flagged: true, ..Decision::deny("break-glass only reads") };
+        return Decision { flagged: true, ..Decision::deny(format!("{label} only reads")) };
     }
     match claims.reason.as_deref().map(str::trim) {
         Some(reason) if BREAK_GLASS_REASON_CHARS.contains(&reason.chars().count()) => {
-            Decision { flagged: true, ..Decision::permit(format!("break-glass: {reason}")) }
+            Decision { flagged: true, ..Decision::permit(format!("{label}: {reason}")) }
         }
-        _ => Decision { flagged: true, ..Decision::deny("break-glass without a written reason") },
+        _ => Decision { flagged: true, ..Decision::deny(format!("{label} without a written reason")) },
     }
 }
 

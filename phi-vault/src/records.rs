@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 use common::assertion::{Claims, InternalCall};
 use common::client::{
     AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, ConsentClient, DisclosureNotice,
-    NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary, ReviewRequest,
+    EmergencyDisclosure, NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary, ReviewRequest,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -420,7 +420,8 @@ async fn authorized(
         return Err(ApiError::NotFound);
     }
     let category: String = row.try_get("category")?;
-    let intent = if action == "record.read" { Intent::Read(Some(&category)) } else { Intent::Write };
+    let reads = action == "record.read" || action == "record.emergency_disclosure";
+    let intent = if reads { Intent::Read(Some(&category)) } else { Intent::Write };
     drop(conn); // no connection is held while the policy may ask the consent service
     let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, intent).await?;
     if !decision.permitted {
@@ -440,10 +441,51 @@ async fn read(
     pool: &State<PgPool>,
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
+    serve_read(call, id, pool, vault, None).await
+}
+
+/// A read disclosed to medical personnel outside the program in a medical emergency (§2.51):
+/// a caseworker, with a written reason (in the assertion), names the recipient and the nature of
+/// the emergency. Flagged for review, entered in the accounting like any disclosure, without a
+/// consent, and the records go with the redisclosure notice.
+#[post("/internal/v1/records/<id>/emergency-disclosure", data = "<body>")]
+async fn emergency_disclosure(
+    call: InternalCall,
+    id: Uuid,
+    body: Body<EmergencyDisclosure>,
+    pool: &State<PgPool>,
+    vault: &State<Vault>,
+) -> Result<Json<Record>, ApiError> {
+    let emergency = body.into_inner();
+    emergency.validate()?;
+    serve_read(call, id, pool, vault, Some(emergency)).await
+}
+
+async fn serve_read(
+    call: InternalCall,
+    id: Uuid,
+    pool: &PgPool,
+    vault: &Vault,
+    emergency: Option<EmergencyDisclosure>,
+) -> Result<Json<Record>, ApiError> {
     let claims = &call.0;
-    let action = "record.read";
+    let action = if emergency.is_some() { "record.emergency_disclosure" } else { "record.read" };
+    // An emergency read is a disclosure, and only the emergency route makes one.
+    if (claims.purpose == crate::policy::MEDICAL_EMERGENCY) != emergency.is_some() {
+        return Err(ApiError::Forbidden);
+    }
     // Phase 1, no transaction: decide, then the key (unwrapped through the provider if not cached).
-    let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
+    let (subject, category, mut decision) = authorized(pool, vault, claims, id, action).await?;
+    if let Some(EmergencyDisclosure { recipient, nature }) = emergency {
+        decision.disclosure = Some(crate::policy::Disclosure {
+            recipient: "medical_personnel".into(),
+            recipient_name: Some(recipient.trim().to_owned()),
+            purpose: crate::policy::MEDICAL_EMERGENCY.into(),
+            category: category.clone(),
+            consent_id: None,
+            emergency: Some(nature.trim().to_owned()),
+        });
+    }
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     // Phase 2, in the next group commit (`crate::commit`).
     let notice = decision.disclosure.as_ref().map(|d| DisclosureNotice {
@@ -836,7 +878,18 @@ async fn review_access(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove, assign, list, access_log_page, review_access, accounting]
+    routes![
+        create,
+        read,
+        emergency_disclosure,
+        replace,
+        remove,
+        assign,
+        list,
+        access_log_page,
+        review_access,
+        accounting
+    ]
 }
 
 #[cfg(test)]

@@ -14,13 +14,14 @@ use uuid::Uuid;
 use common::client::{ClientError, ConsentClient};
 use common::consents::{
     ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentRequest, ConsentView, DirectoryEntry,
-    DirectoryPage, FormText, NewDirectoryEntry, RevokeConsent, RevokeRequest, SignConsent,
+    DirectoryPage, ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, RevokeRequest,
+    SignConsent,
 };
 use common::json::Body;
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
-use crate::auth::{Admin, Beneficiary};
+use crate::auth::{Admin, Beneficiary, Caseworker};
 use crate::meta::RequestMeta;
 
 /// The address a signature came from, as this service saw it.
@@ -318,6 +319,60 @@ pub async fn retire_recipient(
     Ok(Json(retired))
 }
 
+/// Records that an event happened for a beneficiary (caseworkers): every consent
+/// of theirs waiting on that event, signed before it, ends for every later disclosure decision.
+#[utoipa::path(post, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/consent-events", tag = "staff",
+    security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = NewExpiryEvent,
+    responses(
+        (status = 201, description = "Recorded; how many consents it ended", body = ExpiryEventRecorded),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a caseworker", body = common::ErrorBody),
+        (status = 404, description = "No such beneficiary", body = common::ErrorBody),
+        (status = 422, description = "An unknown event, or a time in the future", body = common::ErrorBody),
+        (status = 503, description = "The consent service is unavailable; nothing was recorded", body = common::ErrorBody),
+    ))]
+#[post("/staff/beneficiaries/<beneficiary_id>/consent-events", data = "<body>")]
+pub async fn consent_event(
+    caseworker: Caseworker,
+    beneficiary_id: Uuid,
+    body: Body<NewExpiryEvent>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    consent: &State<ConsentClient>,
+) -> Result<(Status, Json<ExpiryEventRecorded>), ApiError> {
+    let beneficiary: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL)",
+    )
+    .bind(beneficiary_id)
+    .fetch_one(pool.inner())
+    .await?;
+    if !beneficiary {
+        return Err(ApiError::NotFound);
+    }
+    let (ctx, actor) = (caseworker.call(&meta, "consent_administration"), caseworker.user_id());
+    let recorded = consent
+        .record_expiry_event(&ctx, beneficiary_id, &body.into_inner())
+        .await
+        .map_err(ClientError::into_api_error)?;
+    let mut event =
+        meta.event(Some(actor), "consent.expiry_event", Some(("user", beneficiary_id.to_string())), Outcome::Success);
+    event.reason = Some(format!("{} ended {} consent(s)", recorded.event, recorded.consents_ended));
+    audit::record_alone(pool, &event).await?;
+    Ok((Status::Created, Json(recorded)))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![options, form, recipients, list, read, sign, revoke, staff_recipients, add_recipient, retire_recipient]
+    routes![
+        options,
+        form,
+        recipients,
+        list,
+        read,
+        sign,
+        revoke,
+        staff_recipients,
+        add_recipient,
+        retire_recipient,
+        consent_event
+    ]
 }

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use common::assertion::{CallContext, Verifier};
 use common::client::{
-    AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, DisclosureNotice, PhiVaultClient,
-    ReviewRequest,
+    AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, DisclosureNotice,
+    EmergencyDisclosure, PhiVaultClient, ReviewRequest,
 };
 use common::json::Body;
 use common::{ApiError, Role, ServiceName};
@@ -104,6 +104,13 @@ async fn beneficiary_record(
     beneficiary_id: Uuid,
     ctx: &CallContext,
 ) -> Result<(BeneficiaryProfile, Option<i64>, Option<DisclosureNotice>), ApiError> {
+    let record = identity_record(pool, beneficiary_id).await?;
+    let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
+    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq, found.disclosure))
+}
+
+/// The beneficiary's identity record id; 404 when there is none.
+async fn identity_record(pool: &PgPool, beneficiary_id: Uuid) -> Result<Uuid, ApiError> {
     let record: Option<Uuid> = sqlx::query_scalar(
         "SELECT identity_record_id FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL",
     )
@@ -111,9 +118,7 @@ async fn beneficiary_record(
     .fetch_optional(pool)
     .await?
     .flatten();
-    let record = record.ok_or(ApiError::NotFound)?;
-    let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
-    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq, found.disclosure))
+    record.ok_or(ApiError::NotFound)
 }
 
 /// A profile disclosed to a recipient outside the program, with the redisclosure notice
@@ -234,6 +239,78 @@ pub async fn break_glass(
     event.reason = Some(reference);
     audit::record_alone(pool, &event).await?;
     result.map(|(profile, _)| Json(profile))
+}
+
+/// What a caseworker gives to disclose a beneficiary's profile to medical personnel in a medical
+/// emergency (42 CFR §2.51).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyDisclosureRequest {
+    /// The medical personnel receiving the records and where (3 to 200 characters), as the
+    /// patient will read it in their accounting of disclosures.
+    pub recipient: String,
+    /// The nature of the emergency (10 to 500 characters), as the patient will read it.
+    pub nature: String,
+    /// Why the disclosure cannot wait for consent (10 to 500 characters), for compliance review.
+    pub reason: String,
+}
+
+/// A disclosure in a medical emergency (42 CFR §2.51): a caseworker hands a beneficiary's
+/// profile to medical personnel outside the program without consent, naming them, the nature of
+/// the emergency and the reason. The vault flags it for compliance review and enters it in the
+/// accounting of disclosures, which the beneficiary sees; the records come with the notice.
+#[utoipa::path(post, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/emergency-disclosure", tag = "staff",
+    security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = EmergencyDisclosureRequest,
+    responses(
+        (status = 200, description = "The profile and the notice to hand over with it; flagged for review", body = DisclosedProfile),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a caseworker", body = common::ErrorBody),
+        (status = 404, description = "No profile", body = common::ErrorBody),
+        (status = 422, description = "No usable recipient, nature or reason, named", body = common::ErrorBody),
+        (status = 503, description = "The PHI vault is unavailable; nothing was disclosed", body = common::ErrorBody),
+    ))]
+#[post("/caseworker/beneficiaries/<beneficiary_id>/emergency-disclosure", data = "<body>")]
+pub async fn emergency_disclosure(
+    caseworker: Caseworker,
+    beneficiary_id: Uuid,
+    body: Body<EmergencyDisclosureRequest>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    vault: &State<PhiVaultClient>,
+) -> Result<Json<DisclosedProfile>, ApiError> {
+    let request = body.into_inner();
+    let emergency = EmergencyDisclosure { recipient: request.recipient, nature: request.nature };
+    emergency.validate()?;
+    let reason = request.reason.trim().to_owned();
+    common::json::printable("reason", &reason, common::assertion::BREAK_GLASS_REASON_CHARS, false)?;
+    let ctx = caseworker.call(&meta, "medical_emergency").with_reason(reason);
+    let result = async {
+        let record = identity_record(pool, beneficiary_id).await?;
+        let found = vault.emergency_disclosure(&ctx, record, &emergency).await.map_err(|e| e.into_api_error())?;
+        let notice =
+            found.disclosure.ok_or_else(|| ApiError::internal("phi-vault disclosed a record without its notice"))?;
+        Ok::<_, ApiError>((BeneficiaryProfile::from_record(found.content)?, found.access_seq, notice))
+    }
+    .await;
+    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    let mut event = meta.event(
+        Some(caseworker.user_id()),
+        "phi.emergency_disclosure",
+        Some(("user", beneficiary_id.to_string())),
+        outcome,
+    );
+    event.reason = Some(match &result {
+        Ok((_, Some(seq), _)) => format!("reason in phi-vault access log entry {seq}"),
+        _ => "reason in phi-vault's access log, under this request id".to_owned(),
+    });
+    audit::record_alone(pool, &event).await?;
+    let (profile, _, notice) = result?;
+    Ok(Json(DisclosedProfile {
+        profile,
+        consent_id: notice.consent_id,
+        notice_version: notice.notice_version,
+        notice: notice.notice,
+    }))
 }
 
 /// The PHI access log for compliance review: who touched which beneficiary's records, when, why,
@@ -412,6 +489,7 @@ pub fn routes() -> Vec<Route> {
         phi_access_log,
         review_access,
         erase_phi,
-        compliance_disclosures
+        compliance_disclosures,
+        emergency_disclosure
     ]
 }

@@ -427,13 +427,28 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     assert!(!ask(Role::Insurer, "payment", "identity").await.permitted, "not a category consented");
     assert!(!ask(Role::Partner, "payment", "insurance").await.permitted, "not the class");
 
-    // The event staff record ends it.
+    // The event a caseworker records ends it.
+    let caseworker_login = app.dev_login("caseworker").await;
+    let caseworker = Client { app: &app, who: &caseworker_login };
+    let events = format!("/staff/beneficiaries/{me}/consent-events");
+    for (bad, status) in [
+        (json!({"event": "whenever"}), 422),
+        (json!({"event": "coverage_end", "occurred_at": in_days(1)}), 422),
+        (json!({"event": "coverage_end", "by": "someone"}), 422),
+    ] {
+        assert_eq!(caseworker.post(&events, &bad).await.0, status, "{bad}");
+    }
+    assert_eq!(beneficiary.post(&events, &json!({"event": "coverage_end"})).await.0, 403);
+    let stranger = format!("/staff/beneficiaries/{}/consent-events", Uuid::new_v4());
+    assert_eq!(caseworker.post(&stranger, &json!({"event": "coverage_end"})).await.0, 404);
+    assert!(ask(Role::Insurer, "payment", "insurance").await.permitted, "nothing recorded yet");
+    let (status, recorded) = caseworker.post(&events, &json!({"event": "coverage_end"})).await;
+    assert_eq!(status, 201, "{recorded}");
+    assert_eq!(recorded["consents_ended"], 1);
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    sqlx::query("INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, 'coverage_end', now(), 'admin:test')")
-        .bind(me)
-        .execute(&consent_db)
-        .await
-        .expect("event");
+    let by: String =
+        sqlx::query_scalar("SELECT recorded_by FROM expiry_events").fetch_one(&consent_db).await.expect("e");
+    assert_eq!(by, format!("caseworker:{}", caseworker_login.user_id), "the proven actor");
     let no = ask(Role::Insurer, "payment", "insurance").await;
     assert!(!no.permitted && no.consent_id.is_none(), "{no:?}");
     let (_, page) = beneficiary.get("/beneficiaries/me/consents?state=expired").await;
@@ -475,5 +490,89 @@ async fn phi_vault_refuses_an_edited_notice_under_a_version_it_sent() {
         assert!(refused.contains("service.notice_file"), "{bad}: {refused}");
     }
     phi.close().await;
+    app.stop().await;
+}
+
+/// A medical emergency (§2.51): a caseworker outside the care team discloses the profile to
+/// medical personnel without consent, with the recipient, the nature and a reason; it is
+/// flagged for review and the patient sees it in their accounting.
+#[tokio::test]
+async fn a_medical_emergency_disclosure_is_flagged_and_in_the_patients_accounting() {
+    let app = TestApp::spawn().await;
+    let beneficiary_login = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary_login).await;
+    let beneficiary = Client { app: &app, who: &beneficiary_login };
+    let caseworker_login = app.dev_login("caseworker").await;
+    let caseworker = Client { app: &app, who: &caseworker_login };
+    let path = format!("/caseworker/beneficiaries/{}/emergency-disclosure", beneficiary_login.user_id);
+    let good = json!({
+        "recipient": "Dr. Rivera, Denver Health emergency department",
+        "nature": "Unresponsive after a suspected overdose",
+        "reason": "The ED needs her medication history now; she cannot consent",
+    });
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body
+    };
+    for (what, body) in [
+        ("short reason", with("reason", json!("urgent"))),
+        ("short nature", with("nature", json!("bad"))),
+        ("no recipient", with("recipient", json!(""))),
+        ("a consent id", with("consent_id", json!(Uuid::new_v4()))),
+    ] {
+        assert_eq!(caseworker.post(&path, &body).await.0, 422, "{what}");
+    }
+    assert_eq!(beneficiary.post(&path, &good).await.0, 403);
+    let (status, disclosed) = caseworker.post(&path, &good).await;
+    assert_eq!(status, 200, "{disclosed}");
+    assert_eq!(disclosed["profile"], harness::auth::sample_profile());
+    assert_eq!(disclosed["consent_id"], Value::Null);
+    assert_eq!(disclosed["notice_version"], "part2-2024");
+
+    let (_, accounting) = beneficiary.get("/beneficiaries/me/disclosures").await;
+    let entries = accounting["disclosures"].as_array().expect("disclosures");
+    assert_eq!(entries.len(), 1, "{accounting}");
+    assert_eq!(entries[0]["kind"], "medical_emergency");
+    assert_eq!(entries[0]["recipient"], "Dr. Rivera, Denver Health emergency department");
+    assert_eq!(entries[0]["emergency"], "Unresponsive after a suspected overdose");
+    assert_eq!(entries[0]["purpose"], "medical_emergency");
+    assert_eq!(entries[0]["consent_id"], Value::Null);
+
+    // Flagged for compliance review, with the reason kept in the vault's log only.
+    let officer_login = app.dev_login("compliance_officer").await;
+    let officer = Client { app: &app, who: &officer_login };
+    let (_, flagged) = officer.get("/compliance/phi-access-log?flagged=true").await;
+    let entries = flagged["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{flagged}");
+    assert_eq!(entries[0]["action"], "record.emergency_disclosure");
+    assert_eq!(entries[0]["actor"], caseworker_login.user_id.as_str());
+    assert!(entries[0]["reason"].as_str().expect("reason").contains("cannot consent"));
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let audited: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome::text, reason FROM audit_logs WHERE action = 'phi.emergency_disclosure' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("audit");
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert!(!audited[0].1.as_deref().unwrap_or_default().contains("cannot consent"), "the reason stays in the vault");
+
+    // The ordinary read route serves no emergency purpose: no disclosure without the route
+    // that enters it in the accounting.
+    let forged = app
+        .forge(
+            ServiceName::PublicApi,
+            ServiceName::PhiVault,
+            Method::GET,
+            "/internal/v1/records/00000000-0000-4000-8000-000000000001",
+        )
+        .as_user(&app, caseworker_login.user_id.parse().expect("uuid"), Role::Caseworker, "medical_emergency");
+    assert_eq!(forged.send().await.0, 403);
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    assert!(phi_vault::disclosures::verify(&phi, 10).await.expect("verify").intact());
+    for pool in [phi, public] {
+        pool.close().await;
+    }
     app.stop().await;
 }
