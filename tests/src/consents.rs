@@ -1,8 +1,11 @@
-//! Consents for tests, recorded and revoked the way the consent service does (the routes that do
-//! it arrive with the consent issue).
+//! Consents for tests, recorded and revoked straight into the consent database the way the
+//! consent service does (`consent::consents::record`: the form's hash checked, the row chained),
+//! for tests about decisions rather than signing (signing goes through the API in `consents.rs`).
 
-/// Records a signed consent the way the consent service does (`consent::consents::record`: the
-/// form's hash checked, the row chained; the routes arrive with the consent issue); returns its id.
+const FORM: &str = "I consent to SecondWind disclosing the records named below to the recipient named below.";
+
+/// Records a signed consent naming `recipient` (`role:id`) for `purpose`, ending `expires_in`
+/// from now; returns its id.
 pub async fn consent_to(
     consent_db: &sqlx::PgPool,
     subject: uuid::Uuid,
@@ -11,7 +14,23 @@ pub async fn consent_to(
     purpose: &str,
     expires_in: time::Duration,
 ) -> uuid::Uuid {
-    const FORM: &str = "I consent to SecondWind disclosing the records named below to the recipient named below.";
+    let categories: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
+    let expires = time::OffsetDateTime::now_utc() + expires_in;
+    consent_with(consent_db, subject, recipient, "named", &categories, purpose, Some(expires), None).await
+}
+
+/// Records a consent with any recipient kind (`named` or `class`), expiry date and event.
+#[allow(clippy::too_many_arguments)]
+pub async fn consent_with(
+    consent_db: &sqlx::PgPool,
+    subject: uuid::Uuid,
+    recipient: &str,
+    kind: &str,
+    categories: &[String],
+    purpose: &str,
+    expires_at: Option<time::OffsetDateTime>,
+    expiry_event: Option<&str>,
+) -> uuid::Uuid {
     let mut tx = consent_db.begin().await.expect("begin");
     let published: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_forms WHERE version = '2026-11')")
         .fetch_one(&mut *tx)
@@ -20,21 +39,19 @@ pub async fn consent_to(
     if !published {
         consent::consents::publish_form(&mut tx, "2026-11", FORM).await.expect("form");
     }
-    let categories: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
-    let now = time::OffsetDateTime::now_utc();
     let signed = consent::consents::NewConsent {
         subject_id: subject,
         discloser: "SecondWind",
         recipient,
-        categories: &categories,
+        categories,
         purpose,
-        expires_at: Some(now + expires_in),
-        expiry_event: None,
+        expires_at,
+        expiry_event,
         form_version: "2026-11",
         signed_name: "Jordan Q. Example",
-        signed_at: now,
+        signed_at: common::chain::now(),
         elements: Some(consent::consents::Elements {
-            recipient_kind: "named",
+            recipient_kind: kind,
             recipient_name: "A recipient",
             recipient_directory_id: None,
             recipient_address: None,
