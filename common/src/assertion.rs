@@ -399,8 +399,8 @@ impl Verifier {
             return Err(Refusal::Invalid("request id does not match x-request-id".into()));
         }
         self.check_binding(&claims, request)?;
-        self.check_actor(&claims)?;
         let route = format!("{} {}", request.method, request.route);
+        self.check_actor(&claims, &route)?;
         match self.policy.decide(self.service, claims.iss, &route, &claims.purpose, claims.role) {
             Ok(()) => {}
             Err(Denied::Caller) => return Err(Refusal::NotAllowed { caller: claims.iss, route }),
@@ -427,7 +427,7 @@ impl Verifier {
 
     /// `sub`, `sid` and `role` agree, and a delegation token for this very assertion vouches for
     /// them where required.
-    fn check_actor(&self, claims: &Claims) -> Result<(), Refusal> {
+    fn check_actor(&self, claims: &Claims, route: &str) -> Result<(), Refusal> {
         if !claims.role.is_user() {
             return if claims.sub == SYSTEM && claims.sid.is_none() {
                 Ok(())
@@ -436,11 +436,11 @@ impl Verifier {
             };
         }
         let Some(verifier) = &self.user_tokens else { return Ok(()) };
-        if claims.iss != ServiceName::PublicApi {
+        if self.policy.relays(self.service, claims.iss, route) {
             // Only public-api mints delegation tokens (their `azp`). A person's call relayed by
             // another service (phi-vault asking the consent service about a disclosure it is
-            // serving, after checking the person's token itself) carries none; the allowlist
-            // keeps such relays to the routes that serve them.
+            // serving, after checking the person's token itself) carries none: the allowlist
+            // names each such relay on its route (`relayed_by`), and nothing else is exempt.
             return Ok(());
         }
         let token = claims.delegation.as_deref().ok_or_else(|| Refusal::Invalid("no delegation token".into()))?;

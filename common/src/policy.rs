@@ -17,6 +17,11 @@ use crate::{Role, ServiceName};
 struct RouteRule {
     callers: BTreeSet<ServiceName>,
     purposes: BTreeSet<String>,
+    /// Callers that relay a person's call they verified themselves (phi-vault asking the consent
+    /// service about a disclosure it serves): their calls in a person's role carry no delegation
+    /// token, since only public-api mints those. Every other call in a person's role must.
+    #[serde(default)]
+    relayed_by: BTreeSet<ServiceName>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,12 +80,20 @@ impl CallPolicy {
             if let Some(bad) = rule.purposes.iter().find(|p| !purposes.contains_key(*p)) {
                 return Err(format!("route `{route}`: purpose `{bad}` is not in [purposes]"));
             }
+            if let Some(bad) = rule.relayed_by.iter().find(|c| !rule.callers.contains(*c)) {
+                return Err(format!("route `{route}`: relaying caller `{bad}` is not one of its callers"));
+            }
         }
         Ok(Self { rules, purposes })
     }
 
     fn rule(&self, callee: ServiceName, route: &str) -> Option<&RouteRule> {
         self.rules.get(&callee).and_then(|routes| routes.get(route))
+    }
+
+    /// Does `caller` relay people's calls to `route` of `callee` (no delegation token of its own)?
+    pub fn relays(&self, callee: ServiceName, caller: ServiceName, route: &str) -> bool {
+        self.rule(callee, route).is_some_and(|r| r.relayed_by.contains(&caller))
     }
 
     /// May `caller` use `route` (`"METHOD /internal/..."`) of `callee` for `purpose`, acting in
@@ -183,6 +196,31 @@ mod tests {
     #[test]
     fn the_shipped_policy_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/internal-calls.toml");
-        CallPolicy::load(&path).expect("policies/internal-calls.toml is valid");
+        let policy = CallPolicy::load(&path).expect("policies/internal-calls.toml is valid");
+        // The one relay: phi-vault asking the consent service about a disclosure it serves.
+        let mut relays = Vec::new();
+        for callee in ServiceName::ALL {
+            for route in policy.routes_of(callee) {
+                for caller in ServiceName::ALL.into_iter().filter(|c| policy.relays(callee, *c, route)) {
+                    relays.push((callee, route, caller));
+                }
+            }
+        }
+        assert_eq!(relays, [(ServiceName::Consent, "POST /internal/v1/decisions", ServiceName::PhiVault)]);
+    }
+
+    #[test]
+    fn a_relay_must_be_a_caller() {
+        let policy = |relayed: &str| {
+            format!(
+                "[purposes]
+a = [\"partner\"]\n[consent.\"POST /internal/x\"]\ncallers = [\"phi-vault\"]\npurposes = [\"a\"]\nrelayed_by = {relayed}\n"
+            )
+        };
+        let ok = CallPolicy::parse(&policy(r#"["phi-vault"]"#)).expect("valid");
+        assert!(ok.relays(ServiceName::Consent, ServiceName::PhiVault, "POST /internal/x"));
+        assert!(!ok.relays(ServiceName::Consent, ServiceName::PublicApi, "POST /internal/x"));
+        assert!(!ok.relays(ServiceName::Consent, ServiceName::PhiVault, "GET /internal/x"));
+        assert!(CallPolicy::parse(&policy(r#"["public-api"]"#)).is_err());
     }
 }

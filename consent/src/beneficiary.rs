@@ -425,6 +425,10 @@ async fn revoke(
     Ok(Json(revoked.consent))
 }
 
+/// How far back staff may date an event: it ends consents for decisions from now on, and a date
+/// far in the past would misstate when they ended.
+const MAX_EVENT_BACKDATE_DAYS: i64 = 30;
+
 /// Staff record that an event happened for a subject (a caseworker): every consent
 /// of theirs signed before it and waiting on it ends, for every later decision.
 #[post("/internal/v1/subjects/<subject>/expiry-events", data = "<body>")]
@@ -447,6 +451,9 @@ async fn expiry_event(
     if occurred_at > now {
         return Err(invalid("occurred_at: not in the future"));
     }
+    if occurred_at < now - time::Duration::days(MAX_EVENT_BACKDATE_DAYS) {
+        return Err(invalid(format!("occurred_at: at most {MAX_EVENT_BACKDATE_DAYS} days ago")));
+    }
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, $2, $3, $4)")
         .bind(subject)
@@ -458,7 +465,9 @@ async fn expiry_event(
     let ended: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM consents c WHERE c.subject_id = $1 AND c.expiry_event = $2 AND c.signed_at <= $3 \
          AND (c.expires_at IS NULL OR c.expires_at > $3) \
-         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id AND r.revoked_at <= $3)",
+         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id AND r.revoked_at <= $3) \
+         AND NOT EXISTS (SELECT 1 FROM expiry_events e WHERE e.subject_id = c.subject_id \
+                         AND e.event = c.expiry_event AND e.occurred_at >= c.signed_at AND e.occurred_at < $3)",
     )
     .bind(subject)
     .bind(&event.event)

@@ -32,10 +32,10 @@ pub const TPO_PURPOSE: &str = "treatment_payment_operations";
 /// The disclosure purposes a TPO consent covers: treatment (care coordination) and payment.
 pub const TPO_COVERS: [&str; 2] = ["care_coordination", "payment"];
 /// The classes of recipient a TPO consent may name: (class, the role acting for its members,
-/// what the patient reads).
+/// what the patient reads). A class's members are the directory's entries of that kind.
 pub const CLASSES: [(&str, &str, &str); 2] = [
-    ("health_plans", "insurer", "Health plans and insurers paying for my care"),
-    ("recovery_residences", "partner", "Recovery residences providing my care"),
+    ("health_plans", "insurer", "Health plans and insurers in the SecondWind directory paying for my care"),
+    ("recovery_residences", "partner", "Recovery residences in the SecondWind directory providing my care"),
 ];
 /// Events that may end a consent (§2.31(a)(6)), as staff record them.
 pub const EXPIRY_EVENTS: [&str; 3] = ["program_exit", "placement_end", "coverage_end"];
@@ -84,7 +84,8 @@ struct Standing {
 /// The standing consent that covers the question, if any: its id, the form version signed and
 /// the hash of its terms.
 async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Result<Option<Standing>, sqlx::Error> {
-    // A class consent (TPO) names the role that acts for the class's members.
+    // A class consent (TPO) names the role that acts for the class's members; a member is an
+    // account the directory lists (not retired), never merely an account holding the role.
     let class = q.recipient.split_once(':').map(|(role, _)| format!("class:{role}"));
     let row = sqlx::query(&format!(
         "SELECT c.id, c.form_version, c.terms_sha256, \
@@ -92,7 +93,8 @@ async fn standing_consent(tx: &mut PgConnection, q: &DisclosureQuestion) -> Resu
          FROM consents c \
          WHERE c.subject_id = $1 AND c.categories @> $4::text[] \
          AND ((c.recipient = $2 AND c.purpose = $3) \
-              OR (c.recipient_kind = 'class' AND c.recipient = $5 AND c.purpose = $6 AND $3 = ANY($7::text[]))) \
+              OR (c.recipient_kind = 'class' AND c.recipient = $5 AND c.purpose = $6 AND $3 = ANY($7::text[]) \
+                  AND EXISTS (SELECT 1 FROM recipients d WHERE d.principal = $2 AND d.retired_at IS NULL))) \
          AND c.signed_at <= now() AND (c.expires_at IS NULL OR c.expires_at > now()) \
          AND NOT {ENDED_BY_EVENT} \
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id) \

@@ -35,7 +35,13 @@ ALTER TABLE consents
     ADD CONSTRAINT consents_v2_elements CHECK (
         terms_format = 'consent-terms-v1'
         OR (recipient_kind IS NOT NULL AND recipient_name IS NOT NULL
-            AND signature_method IS NOT NULL AND signed_from IS NOT NULL));
+            AND signature_method IS NOT NULL AND signed_from IS NOT NULL)),
+    -- A terms-v1 row's hash covers none of these: they stay empty, or a view could show what
+    -- no hash protects.
+    ADD CONSTRAINT consents_v1_bare CHECK (
+        terms_format = 'consent-terms-v2'
+        OR (recipient_kind IS NULL AND recipient_name IS NULL AND recipient_directory_id IS NULL
+            AND recipient_address IS NULL AND signature_method IS NULL AND signed_from IS NULL));
 CREATE INDEX consents_subject_seq ON consents (subject_id, seq);
 
 -- revocations: a revocation is itself signed (typed name, method, address) when its subject
@@ -46,7 +52,9 @@ ALTER TABLE revocations
     ADD COLUMN signature_method text,
     ADD COLUMN signed_from text,
     ADD CONSTRAINT revocations_v2_signature CHECK (
-        format = 'revocations-v1' OR (signed_name IS NOT NULL AND signature_method IS NOT NULL AND signed_from IS NOT NULL));
+        format = 'revocations-v1' OR (signed_name IS NOT NULL AND signature_method IS NOT NULL AND signed_from IS NOT NULL)),
+    ADD CONSTRAINT revocations_v1_bare CHECK (
+        format = 'revocations-v2' OR (signed_name IS NULL AND signature_method IS NULL AND signed_from IS NULL));
 
 -- Events that end consents waiting on them (§2.31(a)(6)): staff record that one happened for a
 -- subject, and every consent of that subject naming the event, signed before it, ends.

@@ -21,7 +21,10 @@ ALTER TABLE disclosures
     ADD CONSTRAINT disclosures_kind CHECK (
         format = 'disclosures-v1'
         OR (kind = 'consent' AND consent_id IS NOT NULL AND emergency IS NULL)
-        OR (kind = 'medical_emergency' AND consent_id IS NULL AND emergency IS NOT NULL AND recipient_name IS NOT NULL));
+        OR (kind = 'medical_emergency' AND consent_id IS NULL AND emergency IS NOT NULL AND recipient_name IS NOT NULL)),
+    -- A disclosures-v1 row's hash covers none of the new columns: they keep their defaults.
+    ADD CONSTRAINT disclosures_v1_bare CHECK (
+        format = 'disclosures-v2' OR (recipient_name IS NULL AND kind = 'consent' AND emergency IS NULL));
 ALTER TABLE disclosures ADD CONSTRAINT disclosures_notice FOREIGN KEY (notice_version) REFERENCES notices (version)
     NOT VALID;
 CREATE INDEX disclosures_subject_seq ON disclosures (subject_id, seq);

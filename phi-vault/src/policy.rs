@@ -116,7 +116,9 @@ pub fn counted(
     }
     let activity = match intent {
         Intent::Write => Activity::Write,
-        Intent::Read(_) if claims.purpose == BREAK_GLASS => Activity::BreakGlass,
+        // Both emergency reads share the emergencies' figures: a medical-emergency disclosure
+        // is not a way around break-glass limits.
+        Intent::Read(_) if claims.purpose == BREAK_GLASS || claims.purpose == MEDICAL_EMERGENCY => Activity::BreakGlass,
         Intent::Read(_) => Activity::Read,
     };
     match watch.observe(claims, activity, subject) {

@@ -1,7 +1,8 @@
 //! A property test of the consent decision (issue 10): over generated consents, revocations,
 //! expiry dates, expiry events and questions, the consent service permits exactly when a model
 //! of 42 CFR §2.31 says a signed, unexpired, unrevoked consent covers the recipient (or, for a
-//! TPO consent, its class and a TPO purpose), every category asked and the purpose, at that
+//! TPO consent, its class, of which the directory lists the recipient, and a TPO purpose), every
+//! category asked and the purpose, at that
 //! instant; and every permit names one of the consents that cover it.
 
 use proptest::prelude::*;
@@ -48,6 +49,8 @@ struct Question {
 #[derive(Debug, Clone)]
 struct Scenario {
     consents: Vec<GenConsent>,
+    /// Which named recipients the directory lists (only those are members of a class).
+    listed: [bool; 3],
     event: EventState,
     questions: Vec<Question>,
 }
@@ -86,8 +89,9 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         categories,
         purpose,
     });
-    (prop::collection::vec(consent, 1..7), event, prop::collection::vec(question, 4..12))
-        .prop_map(|(consents, event, questions)| Scenario { consents, event, questions })
+    let listed = prop::array::uniform3(prop::bool::weighted(0.75));
+    (prop::collection::vec(consent, 1..7), listed, event, prop::collection::vec(question, 4..12))
+        .prop_map(|(consents, listed, event, questions)| Scenario { consents, listed, event, questions })
 }
 
 fn categories(mask: u8) -> Vec<String> {
@@ -125,10 +129,12 @@ fn covering(s: &Scenario, names: &Recipients, q: &Question) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|(_, c)| {
-            let in_force = !c.expired && !c.revoked && !(c.waits_on_event && s.event == EventState::After);
+            let ended = c.expired || c.revoked || (c.waits_on_event && s.event == EventState::After);
+            let in_force = !ended;
             let covers_categories = c.categories & q.categories == q.categories;
             let named = c.recipient < 3 && names.0[c.recipient] == *asker && PURPOSES[c.purpose] == purpose;
             let class = c.recipient >= 3
+                && s.listed[q.recipient]
                 && names.of_consent(c.recipient) == format!("class:{role}")
                 && PURPOSES[c.purpose] == TPO_PURPOSE
                 && TPO_COVERS.contains(&purpose);
@@ -155,6 +161,18 @@ async fn record_event(pool: &sqlx::PgPool, subject: Uuid, ago: &str) {
 async fn check(app: &TestApp, pool: &sqlx::PgPool, s: Scenario) -> Result<(), TestCaseError> {
     let subject = Uuid::new_v4();
     let names = Recipients::new();
+    for (name, _) in names.0.iter().zip(s.listed).filter(|(_, listed)| *listed) {
+        let kind = if name.starts_with("partner:") { "residence" } else { "insurer" };
+        sqlx::query(
+            "INSERT INTO recipients (id, kind, name, principal, created_by) VALUES ($1, $2, 'Listed', $3, 'admin:test')",
+        )
+        .bind(Uuid::new_v4())
+        .bind(kind)
+        .bind(name)
+        .execute(pool)
+        .await
+        .expect("directory entry");
+    }
     if s.event == EventState::Before {
         record_event(pool, subject, "1 hour").await;
     }

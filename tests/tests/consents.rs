@@ -407,9 +407,20 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     assert_eq!(signed["consent"]["recipient"]["kind"], "class");
     assert_eq!(signed["consent"]["recipient"]["class"], "health_plans");
 
+    // The class's members are the directory's insurers: one listed, one not.
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let listed = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO recipients (id, kind, name, principal, created_by) \
+         VALUES ($1, 'insurer', 'Colorado Medicaid', $2, 'admin:test')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(format!("insurer:{listed}"))
+    .execute(&consent_db)
+    .await
+    .expect("directory entry");
     let consent = ConsentClient::new(app.internal_client(ServiceName::PhiVault, ServiceName::Consent));
-    let ask = |role: Role, purpose: &str, category: &str| {
-        let insurer = Uuid::new_v4();
+    let ask_as = |insurer: Uuid, role: Role, purpose: &str, category: &str| {
         let ctx = app.user_call(&insurer.to_string(), role, "disclosure_decision");
         let question = DisclosureQuestion {
             subject_id: me,
@@ -420,8 +431,12 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
         let consent = consent.clone();
         async move { consent.decide(&ctx, &question).await.expect("answer") }
     };
+    let ask = |role: Role, purpose: &str, category: &str| ask_as(listed, role, purpose, category);
     let yes = ask(Role::Insurer, "payment", "insurance").await;
     assert!(yes.permitted, "{yes:?}");
+    assert_eq!(yes.recipient_name.as_deref(), Some("Colorado Medicaid"));
+    let unlisted = ask_as(Uuid::new_v4(), Role::Insurer, "payment", "insurance").await;
+    assert!(!unlisted.permitted, "an insurer account the directory does not list is no member of the class");
     assert_eq!(yes.consent_id.map(|id| id.to_string()), signed["consent"]["id"].as_str().map(str::to_owned));
     assert!(!ask(Role::Insurer, "housing_placement", "insurance").await.permitted, "not a TPO purpose");
     assert!(!ask(Role::Insurer, "payment", "identity").await.permitted, "not a category consented");
@@ -445,7 +460,12 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     let (status, recorded) = caseworker.post(&events, &json!({"event": "coverage_end"})).await;
     assert_eq!(status, 201, "{recorded}");
     assert_eq!(recorded["consents_ended"], 1);
-    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let (_, again) = caseworker.post(&events, &json!({"event": "coverage_end"})).await;
+    assert_eq!(again["consents_ended"], 0, "already ended");
+    let long_ago = (time::OffsetDateTime::now_utc() - time::Duration::days(31))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    assert_eq!(caseworker.post(&events, &json!({"event": "coverage_end", "occurred_at": long_ago})).await.0, 422);
     let by: String =
         sqlx::query_scalar("SELECT recorded_by FROM expiry_events").fetch_one(&consent_db).await.expect("e");
     assert_eq!(by, format!("caseworker:{}", caseworker_login.user_id), "the proven actor");
