@@ -164,24 +164,12 @@ impl AccountingQuery {
     }
 
     pub fn query_string(&self) -> String {
-        let mut pairs = Vec::new();
-        if let Some(from) = self.from {
-            pairs.push(format!("from={from}"));
-        }
-        if let Some(to) = self.to {
-            pairs.push(format!("to={to}"));
-        }
-        if let Some(after) = self.after {
-            pairs.push(format!("after={after}"));
-        }
-        if let Some(limit) = self.limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        if pairs.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", pairs.join("&"))
-        }
+        query_of(&[
+            ("from", self.from.map(|v| v.to_string())),
+            ("to", self.to.map(|v| v.to_string())),
+            ("after", self.after.map(|v| v.to_string())),
+            ("limit", self.limit.map(|v| v.to_string())),
+        ])
     }
 }
 
@@ -350,26 +338,24 @@ pub struct AccessLogPage {
 }
 
 fn query_string(query: &AccessLogQuery) -> String {
-    let mut pairs = Vec::new();
-    if let Some(subject) = query.subject_id {
-        pairs.push(format!("subject_id={subject}"));
-    }
-    if let Some(flagged) = query.flagged {
-        pairs.push(format!("flagged={flagged}"));
-    }
-    if let Some(reviewed) = query.reviewed {
-        pairs.push(format!("reviewed={reviewed}"));
-    }
-    if let Some(after) = query.after_seq {
-        pairs.push(format!("after_seq={after}"));
-    }
-    if let Some(limit) = query.limit {
-        pairs.push(format!("limit={limit}"));
-    }
-    if pairs.is_empty() {
+    query_of(&[
+        ("subject_id", query.subject_id.map(|v| v.to_string())),
+        ("flagged", query.flagged.map(|v| v.to_string())),
+        ("reviewed", query.reviewed.map(|v| v.to_string())),
+        ("after_seq", query.after_seq.map(|v| v.to_string())),
+        ("limit", query.limit.map(|v| v.to_string())),
+    ])
+}
+
+/// `?name=value&…` of the pairs that have a value (values are numbers, dates, UUIDs or fixed
+/// words, so none needs escaping); empty when none has.
+pub(crate) fn query_of(pairs: &[(&str, Option<String>)]) -> String {
+    let set: Vec<String> =
+        pairs.iter().filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}"))).collect();
+    if set.is_empty() {
         String::new()
     } else {
-        format!("?{}", pairs.join("&"))
+        format!("?{}", set.join("&"))
     }
 }
 
@@ -697,17 +683,11 @@ impl ConsentClient {
         limit: Option<i64>,
         include_retired: bool,
     ) -> Result<DirectoryPage, ClientError> {
-        let mut pairs = Vec::new();
-        if let Some(after) = after {
-            pairs.push(format!("after={after}"));
-        }
-        if let Some(limit) = limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        if include_retired {
-            pairs.push("include_retired=true".to_owned());
-        }
-        let query = if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) };
+        let query = query_of(&[
+            ("after", after.map(|v| v.to_string())),
+            ("limit", limit.map(|v| v.to_string())),
+            ("include_retired", include_retired.then(|| "true".to_owned())),
+        ]);
         self.0.get(&format!("/internal/v1/recipients{query}"), ctx).await
     }
 

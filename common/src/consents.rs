@@ -186,21 +186,11 @@ impl ConsentQuery {
     }
 
     pub fn query_string(&self) -> String {
-        let mut pairs = Vec::new();
-        if let Some(state) = &self.state {
-            pairs.push(format!("state={state}"));
-        }
-        if let Some(after) = self.after {
-            pairs.push(format!("after={after}"));
-        }
-        if let Some(limit) = self.limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        if pairs.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", pairs.join("&"))
-        }
+        crate::client::query_of(&[
+            ("state", self.state.clone()),
+            ("after", self.after.map(|v| v.to_string())),
+            ("limit", self.limit.map(|v| v.to_string())),
+        ])
     }
 }
 

@@ -364,6 +364,21 @@ pub fn url_for(base: &str, user: &str, password: Option<&str>, dbname: &str) -> 
     Ok(url.to_string())
 }
 
+/// A page of rows fetched with `LIMIT limit + 1`, ordered by the `i64` column `key`: the first
+/// `limit` rows, and the key of the last of them when a further row shows there is a next page.
+pub fn page_after(
+    mut rows: Vec<sqlx::postgres::PgRow>,
+    limit: i64,
+    key: &str,
+) -> Result<(Vec<sqlx::postgres::PgRow>, Option<i64>), sqlx::Error> {
+    use sqlx::Row;
+    let limit = usize::try_from(limit.max(0)).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|r| r.try_get::<i64, _>(key)).transpose()? } else { None };
+    Ok((rows, next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

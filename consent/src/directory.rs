@@ -64,9 +64,7 @@ async fn list(
     .bind(limit + 1)
     .fetch_all(pool.inner())
     .await?;
-    let more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let next_after = if more { rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()? } else { None };
+    let (rows, next_after) = common::db::page_after(rows, limit, "seq")?;
     Ok(Json(DirectoryPage { recipients: rows.iter().map(entry).collect::<Result<_, _>>()?, next_after }))
 }
 

@@ -186,9 +186,7 @@ pub async fn accounting(
     .bind(limit + 1)
     .fetch_all(&mut *conn)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let next_after = if more { rows.last().map(|r| r.try_get::<i64, _>("seq")).transpose()? } else { None };
+    let (rows, next_after) = common::db::page_after(rows, limit, "seq")?;
     let disclosures = rows
         .iter()
         .map(|row| {

@@ -215,9 +215,25 @@ async fn log_failed(
     action: &str,
     decision: &Decision,
 ) -> Result<(), sqlx::Error> {
-    access_log::append(tx, &access(claims, Some(subject), Some(record), action, decision)).await?;
     let failed = Decision::deny(FAILED);
-    access_log::append(tx, &access(claims, Some(subject), Some(record), action, &failed)).await.map(|_| ())
+    let entries = failure(claims, subject, record, action, decision, &failed);
+    access_log::append_all(tx, &entries).await.map(|_| ())
+}
+
+/// The two entries of a permitted access that then failed on its key or its integrity: the
+/// decision, then the failure (`failed`, a denial with [`FAILED`]).
+fn failure<'a>(
+    claims: &'a Claims,
+    subject: Uuid,
+    record: Uuid,
+    action: &'a str,
+    decision: &'a Decision,
+    failed: &'a Decision,
+) -> [access_log::Access<'a>; 2] {
+    [
+        access(claims, Some(subject), Some(record), action, decision),
+        access(claims, Some(subject), Some(record), action, failed),
+    ]
 }
 
 /// A record as served: its row's times, and the access-log entry of this access.
@@ -655,7 +671,11 @@ impl Phase2 {
     /// A permitted access that then failed on its key or its integrity: the decision and the
     /// failure.
     fn failed(&self) -> Vec<Entry> {
-        vec![self.entry(&self.decision), self.entry(&Decision::deny(FAILED))]
+        let failed = Decision::deny(FAILED);
+        failure(&self.claims, self.subject, self.id, self.action, &self.decision, &failed)
+            .iter()
+            .map(access_log::Access::to_entry)
+            .collect()
     }
 }
 
