@@ -244,3 +244,48 @@ async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, ca
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caseworker(purpose: &str) -> Claims {
+        Claims {
+            iss: common::ServiceName::PublicApi,
+            aud: common::ServiceName::PhiVault,
+            sub: Uuid::new_v4().to_string(),
+            sid: None,
+            role: Role::Caseworker,
+            purpose: purpose.into(),
+            request_id: "r".into(),
+            reason: Some("an emergency, written down".into()),
+            htm: "POST".into(),
+            htu: "/".into(),
+            bsh: String::new(),
+            delegation: None,
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+        }
+    }
+
+    /// A medical-emergency disclosure is an emergency read: it counts against the break-glass
+    /// figures, not the far larger ordinary ones.
+    #[test]
+    fn emergency_disclosures_share_the_break_glass_figures() {
+        let policy = crate::volume::VolumePolicy::parse(
+            "[[window]]\nsecs = 60\nreads_per_service = { public-api = 100 }\nbreak_glass_per_person = 1\n",
+        )
+        .expect("policy");
+        for purpose in [BREAK_GLASS, MEDICAL_EMERGENCY] {
+            let watch = VolumeWatch::new(policy.clone());
+            let claims = caseworker(purpose);
+            let read = Intent::Read(Some("identity"));
+            let first = break_glass(&claims, read, purpose);
+            assert!(first.permitted && first.flagged, "{purpose}: {first:?}");
+            assert!(counted(&watch, &claims, Uuid::new_v4(), read, first.clone()).permitted);
+            let second = counted(&watch, &claims, Uuid::new_v4(), read, first);
+            assert!(!second.permitted && second.throttled, "{purpose}: a second subject is over the figure");
+        }
+    }
+}
