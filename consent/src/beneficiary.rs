@@ -453,23 +453,27 @@ async fn expiry_event(
         return Err(invalid(format!("occurred_at: at most {MAX_EVENT_BACKDATE_DAYS} days ago")));
     }
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, $2, $3, $4)")
-        .bind(subject)
-        .bind(&event.event)
-        .bind(occurred_at)
-        .bind(format!("{}:{}", claims.role, claims.sub))
-        .execute(&mut *tx)
-        .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, $2, $3, $4) RETURNING seq",
+    )
+    .bind(subject)
+    .bind(&event.event)
+    .bind(occurred_at)
+    .bind(format!("{}:{}", claims.role, claims.sub))
+    .fetch_one(&mut *tx)
+    .await?;
     let ended: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM consents c WHERE c.subject_id = $1 AND c.expiry_event = $2 AND c.signed_at <= $3 \
          AND (c.expires_at IS NULL OR c.expires_at > $3) \
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id AND r.revoked_at <= $3) \
          AND NOT EXISTS (SELECT 1 FROM expiry_events e WHERE e.subject_id = c.subject_id \
-                         AND e.event = c.expiry_event AND e.occurred_at >= c.signed_at AND e.occurred_at < $3)",
+                         AND e.event = c.expiry_event AND e.occurred_at >= c.signed_at \
+                         AND e.occurred_at <= $3 AND e.seq <> $4)",
     )
     .bind(subject)
     .bind(&event.event)
     .bind(occurred_at)
+    .bind(seq)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -365,6 +365,14 @@ async fn the_consent_service_acts_only_for_the_subject_who_signs() {
         .as_user(&app, me, Role::Beneficiary, "self_service")
         .json(&body);
     assert_eq!(from_vault.send().await.0, 403, "phi-vault may not sign");
+    // phi-vault relays people's calls only where the allowlist says so (the decisions route):
+    // elsewhere a call in a person's role without a delegation token is refused before anything.
+    let mut relayed = app
+        .forge(ServiceName::PhiVault, ServiceName::Consent, Method::POST, &path(me))
+        .as_user(&app, me, Role::Beneficiary, "self_service")
+        .json(&body);
+    relayed.claims.delegation = None;
+    assert_eq!(relayed.send().await.0, 401, "no relay on this route");
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
     assert_eq!(count(&consent_db, "consents").await, 0);
 
