@@ -250,23 +250,9 @@ mod tests {
     use super::*;
 
     fn caseworker(purpose: &str) -> Claims {
-        Claims {
-            iss: common::ServiceName::PublicApi,
-            aud: common::ServiceName::PhiVault,
-            sub: Uuid::new_v4().to_string(),
-            sid: None,
-            role: Role::Caseworker,
-            purpose: purpose.into(),
-            request_id: "r".into(),
-            reason: Some("an emergency, written down".into()),
-            htm: "POST".into(),
-            htu: "/".into(),
-            bsh: String::new(),
-            delegation: None,
-            iat: 0,
-            exp: 0,
-            jti: "j".into(),
-        }
+        let mut claims = crate::volume::tests::claims(Role::Caseworker, &Uuid::new_v4().to_string(), purpose);
+        claims.reason = Some("an emergency, written down".into());
+        claims
     }
 
     /// A medical-emergency disclosure is an emergency read: it counts against the break-glass

@@ -291,10 +291,11 @@ pub async fn sweep_until(watch: std::sync::Arc<VolumeWatch>, shutdown: rocket::S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn claims(role: Role, sub: &str, purpose: &str) -> Claims {
+    /// Claims of a call from public-api, for tests of the policy and the watch.
+    pub(crate) fn claims(role: Role, sub: &str, purpose: &str) -> Claims {
         Claims {
             iss: ServiceName::PublicApi,
             aud: ServiceName::PhiVault,
