@@ -600,6 +600,13 @@ impl ClientError {
     }
 }
 
+/// What a write under an idempotency key answered, and whether it only repeated an earlier one.
+#[derive(Debug, Clone)]
+pub struct Idempotent<T> {
+    pub value: T,
+    pub repeated: bool,
+}
+
 /// The consent service's internal API.
 #[derive(Clone)]
 pub struct ConsentClient(InternalClient);
@@ -645,10 +652,12 @@ impl ConsentClient {
         ctx: &CallContext,
         subject: uuid::Uuid,
         consent: &SignConsent,
-    ) -> Result<ConsentDetail, ClientError> {
+    ) -> Result<Idempotent<ConsentDetail>, ClientError> {
         let path = format!("/internal/v1/subjects/{subject}/consents");
         let response = self.0.send(reqwest::Method::POST, &path, ctx, Some(consent)).await?;
-        self.0.json(response).await
+        // 201: signed now; 200: a repeat under an idempotency key, answered with the first.
+        let repeated = response.status() == reqwest::StatusCode::OK;
+        Ok(Idempotent { value: self.0.json(response).await?, repeated })
     }
 
     pub async fn revoke_consent(

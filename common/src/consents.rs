@@ -68,6 +68,10 @@ pub struct SignConsent {
     pub consent: ConsentRequest,
     /// The client address the signature came from, as public-api saw it.
     pub signed_from: String,
+    /// The client's `Idempotency-Key`, if it sent one: a repeat of the request with the same
+    /// key returns the consent the first one made instead of signing a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A revocation, signed like a consent.

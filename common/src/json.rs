@@ -99,6 +99,45 @@ impl<'r, T: DeserializeOwned> FromData<'r> for Body<T> {
     }
 }
 
+/// The `Idempotency-Key` request header, if sent: 1 to 255 visible ASCII characters, else 422
+/// naming the header. A route that takes it makes a repeat of a request with the same key answer
+/// what the first one did, once, instead of acting twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    pub const HEADER: &'static str = "Idempotency-Key";
+
+    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        match raw {
+            None => Ok(IdempotencyKey(None)),
+            Some(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(IdempotencyKey(Some(key.to_owned())))
+            }
+            Some(_) => Err(format!("{}: 1 to 255 visible ASCII characters", Self::HEADER)),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for IdempotencyKey {
+    type Error = String;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        let mut values = req.headers().get(Self::HEADER);
+        let first = values.next();
+        let parsed =
+            if values.next().is_some() { Err(format!("{}: send it once", Self::HEADER)) } else { Self::parse(first) };
+        match parsed {
+            Ok(key) => rocket::request::Outcome::Success(key),
+            Err(message) => {
+                req.local_cache(|| ErrorMessage(Some(message.clone())));
+                rocket::request::Outcome::Error((Status::UnprocessableEntity, message))
+            }
+        }
+    }
+}
+
 /// Parses an optional query parameter strictly. Rocket turns a malformed `Option<T>` parameter
 /// into `None` silently; routes take the raw text instead and call this, so `?limit=ten` is a
 /// 422 naming the field rather than a default.
@@ -142,6 +181,17 @@ mod tests {
     struct Patch {
         name: Option<String>,
         amount: Option<u32>,
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_of_bounded_length() {
+        use super::IdempotencyKey;
+        assert_eq!(IdempotencyKey::parse(None), Ok(IdempotencyKey(None)));
+        assert_eq!(IdempotencyKey::parse(Some("a-1_B.")), Ok(IdempotencyKey(Some("a-1_B.".into()))));
+        assert!(IdempotencyKey::parse(Some(&"k".repeat(255))).is_ok());
+        for bad in ["", "has space", "tab\t", "é", &"k".repeat(256)] {
+            assert!(IdempotencyKey::parse(Some(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -304,7 +304,46 @@ async fn resolve_recipient(
     })
 }
 
-/// Signs a consent for the subject. 201 with the consent and its form text.
+/// Claims the subject's idempotency key for this request. `None`: claimed, go on and sign.
+/// `Some(id)`: the same request was signed before, as consent `id`. A different request under
+/// the same key is refused (422). A concurrent repeat waits here on the first one's row until
+/// it commits or rolls back, so one key never signs twice.
+async fn claim_key(
+    tx: &mut PgConnection,
+    subject: Uuid,
+    key: &str,
+    request_sha256: &[u8],
+) -> Result<Option<Uuid>, ApiError> {
+    let claimed = sqlx::query(
+        "INSERT INTO consent_sign_requests (subject_id, idempotency_key, request_sha256) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(subject)
+    .bind(key)
+    .bind(request_sha256)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if claimed {
+        return Ok(None);
+    }
+    let (earlier_sha256, consent_id): (Vec<u8>, Option<Uuid>) = sqlx::query_as(
+        "SELECT request_sha256, consent_id FROM consent_sign_requests WHERE subject_id = $1 AND idempotency_key = $2",
+    )
+    .bind(subject)
+    .bind(key)
+    .fetch_one(&mut *tx)
+    .await?;
+    match consent_id {
+        Some(id) if earlier_sha256 == request_sha256 => Ok(Some(id)),
+        Some(_) => Err(invalid("Idempotency-Key: already used for a different consent; use a new key")),
+        None => Err(ApiError::internal("an idempotency key claimed without its consent")),
+    }
+}
+
+/// Signs a consent for the subject. 201 with the consent and its form text; 200 with the same
+/// when the request repeats an earlier one under its idempotency key.
 #[post("/internal/v1/subjects/<subject>/consents", data = "<body>")]
 async fn sign(
     call: InternalCall,
@@ -313,7 +352,26 @@ async fn sign(
     pool: &State<PgPool>,
 ) -> Result<(Status, Json<ConsentDetail>), ApiError> {
     the_subject(&call, subject)?;
-    let SignConsent { consent: request, signed_from } = body.into_inner();
+    let SignConsent { consent: request, signed_from, idempotency_key } = body.into_inner();
+    let mut tx = pool.begin().await?;
+    // A repeat of a request already signed answers with that consent, before any check whose
+    // answer may have changed since (an expiry date now past).
+    let key = match idempotency_key {
+        Some(key) => {
+            common::json::IdempotencyKey::parse(Some(&key)).map_err(invalid)?;
+            let request_sha256 = chain::sha256(&serde_json::to_vec(&request).map_err(ApiError::internal)?);
+            if let Some(earlier) = claim_key(&mut tx, subject, &key, &request_sha256).await? {
+                let signed = detail(&mut tx, subject, earlier)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("a consent an idempotency key names"))?;
+                tx.commit().await?;
+                tracing::info!(request_id = %call.0.request_id, consent = %earlier, "consent signing repeated");
+                return Ok((Status::Ok, Json(signed)));
+            }
+            Some(key)
+        }
+        None => None,
+    };
     check_signature(&request.signature)?;
     check_signed_from(&signed_from)?;
     let shown = chain::from_hex(&request.form_sha256)
@@ -328,7 +386,6 @@ async fn sign(
             return Err(invalid(format!("expiry_event: one of {}", EXPIRY_EVENTS.join(", "))));
         }
     }
-    let mut tx = pool.begin().await?;
     let kind: Option<Option<String>> =
         sqlx::query_scalar("SELECT recipient_kind FROM consent_forms WHERE version = $1")
             .bind(&request.form_version)
@@ -375,6 +432,14 @@ async fn sign(
         ConsentError::Invalid(message) => invalid(message),
         ConsentError::Sql(e) => e.into(),
     })?;
+    if let Some(key) = &key {
+        sqlx::query("UPDATE consent_sign_requests SET consent_id = $3 WHERE subject_id = $1 AND idempotency_key = $2")
+            .bind(subject)
+            .bind(key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let signed = detail(&mut tx, subject, id).await?.ok_or_else(|| ApiError::internal("a consent just recorded"))?;
     tx.commit().await?;
     tracing::info!(request_id = %call.0.request_id, consent = %id, "consent signed");

@@ -99,7 +99,15 @@ async fn add(
     .bind(principal)
     .bind(&by)
     .fetch_optional(pool.inner())
-    .await?
+    .await
+    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
+        Some("recipients_active_name") => ApiError::Conflict(format!(
+            "name: an entry of kind {} in use already has that name (compared ignoring case, spacing and \
+             compatibility forms); retire it first or choose a distinct name",
+            new.kind
+        )),
+        _ => e.into(),
+    })?
     .ok_or_else(|| ApiError::Conflict("account_id: that account already acts for another directory entry".into()))?;
     tracing::info!(request_id = %call.0.request_id, "recipient directory entry added");
     Ok((Status::Created, Json(entry(&row)?)))

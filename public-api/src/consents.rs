@@ -17,7 +17,7 @@ use common::consents::{
     DirectoryPage, ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, RevokeRequest,
     SignConsent,
 };
-use common::json::Body;
+use common::json::{Body, IdempotencyKey};
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
@@ -162,31 +162,39 @@ pub async fn read(
 }
 
 /// Signs a consent. The form's SHA-256 from `GET /consent-forms/{version}` proves which text was
-/// read; the recipient's details are copied into the consent as they are now.
+/// read; the recipient's details are copied into the consent as they are now. Send an
+/// `Idempotency-Key` to make retries safe: a repeat with the same key and body answers 200 with
+/// the consent the first request signed, and signs nothing more.
 #[utoipa::path(post, path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters, new for each consent (a UUID will do); kept per person")),
     request_body = ConsentRequest,
     responses(
+        (status = 200, description = "A repeat of an earlier request under the same Idempotency-Key: the consent it signed", body = ConsentDetail),
         (status = 201, description = "Signed", body = ConsentDetail),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
         (status = 409, description = "The form text signed is not the form on file", body = common::ErrorBody),
-        (status = 422, description = "An element missing or invalid (unknown form, category, purpose, recipient; expiry in the past; no signature), named", body = common::ErrorBody),
+        (status = 422, description = "An element missing or invalid (unknown form, category, purpose, recipient; expiry in the past; no signature), named; or an Idempotency-Key malformed or already used for a different consent", body = common::ErrorBody),
         (status = 503, description = "The consent service is unavailable; nothing was signed", body = common::ErrorBody),
     ))]
 #[post("/beneficiaries/me/consents", data = "<body>")]
 pub async fn sign(
     user: Beneficiary,
+    key: IdempotencyKey,
     body: Body<ConsentRequest>,
     meta: RequestMeta,
     pool: &State<PgPool>,
     consent: &State<ConsentClient>,
 ) -> Result<(Status, Json<ConsentDetail>), ApiError> {
-    let request = SignConsent { consent: body.into_inner(), signed_from: signed_from(&meta) };
+    let request = SignConsent { consent: body.into_inner(), signed_from: signed_from(&meta), idempotency_key: key.0 };
     let ctx = user.call(&meta, "self_service");
     let signed = consent.sign_consent(&ctx, user.user_id(), &request).await.map_err(ClientError::into_api_error)?;
-    let resource = Some(("consent", signed.consent.id.to_string()));
-    audit::record_alone(pool, &meta.event(Some(user.user_id()), "consent.sign", resource, Outcome::Success)).await?;
-    Ok((Status::Created, Json(signed)))
+    let (action, status) =
+        if signed.repeated { ("consent.sign.repeated", Status::Ok) } else { ("consent.sign", Status::Created) };
+    let resource = Some(("consent", signed.value.consent.id.to_string()));
+    audit::record_alone(pool, &meta.event(Some(user.user_id()), action, resource, Outcome::Success)).await?;
+    Ok((status, Json(signed.value)))
 }
 
 /// Revokes one of my consents, signed like a consent. Every later disclosure decision sees it;
@@ -254,7 +262,7 @@ pub async fn staff_recipients(
         (status = 201, description = "Added", body = DirectoryEntry),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not an admin", body = common::ErrorBody),
-        (status = 409, description = "That account already acts for another entry", body = common::ErrorBody),
+        (status = 409, description = "That account already acts for another entry, or an entry of that kind in use has that name (ignoring case, spacing and compatibility forms)", body = common::ErrorBody),
         (status = 422, description = "Invalid fields, or an account that is not a partner's, named", body = common::ErrorBody),
         (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
     ))]

@@ -13,7 +13,14 @@ use harness::TestApp;
 
 impl Client<'_> {
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.send_keyed(method, path, body, None).await
+    }
+
+    async fn send_keyed(&self, method: Method, path: &str, body: Option<&Value>, key: Option<&str>) -> (u16, Value) {
         let mut request = self.app.http.request(method, self.app.api(path)).bearer_auth(&self.who.access_token);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -84,6 +91,16 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let (status, page) = beneficiary.get("/consent-recipients").await;
     assert_eq!(status, 200);
     assert_eq!(page["recipients"][0]["name"], "Harbor House");
+    // No look-alike of an entry in use: case, spacing and compatibility forms are one name.
+    for look_alike in ["harbor  house", "ＨＡＲＢＯＲ HOUSE", " Harbor\u{a0}House"] {
+        let (status, body) =
+            admin.post("/staff/consent-recipients", &json!({ "kind": "residence", "name": look_alike })).await;
+        assert_eq!(status, 409, "{look_alike:?}: {body}");
+        assert!(body["error"]["message"].as_str().expect("message").starts_with("name:"), "{body}");
+    }
+    let (status, body) =
+        admin.post("/staff/consent-recipients", &json!({ "kind": "insurer", "name": "Harbor House" })).await;
+    assert_eq!(status, 201, "another kind may share a name: {body}");
 
     // The beneficiary reads the options and the form, then signs.
     let (status, options) = beneficiary.get("/consent-options").await;
@@ -103,8 +120,24 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     });
     let profile = format!("/partner/beneficiaries/{}/profile?purpose=housing_placement", beneficiary_login.user_id);
     assert_eq!(partner.get(&profile).await.0, 404, "no consent yet");
-    let (status, signed) = beneficiary.post("/beneficiaries/me/consents", &request).await;
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let sign = |body: Value, key: &'static str| {
+        let beneficiary = &beneficiary;
+        async move { beneficiary.send_keyed(Method::POST, "/beneficiaries/me/consents", Some(&body), Some(key)).await }
+    };
+    let (status, signed) = sign(request.clone(), "sign-once-7c1e").await;
     assert_eq!(status, 201, "{signed}");
+    // A retry under the same key answers the same consent and signs nothing more; the same key on
+    // a different request, or a malformed key, is refused.
+    let (status, repeat) = sign(request.clone(), "sign-once-7c1e").await;
+    assert_eq!((status, &repeat), (200, &signed));
+    let mut other = request.clone();
+    other["purpose"] = json!("care_coordination");
+    let (status, body) = sign(other, "sign-once-7c1e").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("Idempotency-Key"), "{body}");
+    assert_eq!(sign(request.clone(), "two words").await.0, 422);
+    assert_eq!(count(&consent_db, "consents").await, 1, "one consent for one key");
     let consent = &signed["consent"];
     assert_eq!(consent["state"], "signed");
     assert_eq!(consent["discloser"], "SecondWind");
@@ -190,7 +223,6 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     }
 
     // Every trail verifies.
-    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     assert_eq!(count(&phi, "disclosures").await, 2);
@@ -208,7 +240,17 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
             .fetch_all(&public)
             .await
             .expect("audit");
-    assert_eq!(actions, ["consent_recipient.add", "consent.sign", "consent_recipient.retire", "consent.revoke"]);
+    assert_eq!(
+        actions,
+        [
+            "consent_recipient.add",
+            "consent_recipient.add",
+            "consent.sign",
+            "consent.sign.repeated",
+            "consent_recipient.retire",
+            "consent.revoke"
+        ]
+    );
     for pool in [consent_db, phi, public] {
         pool.close().await;
     }
@@ -427,6 +469,17 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     .execute(&consent_db)
     .await
     .expect("directory entry");
+    // A retired entry's account is no longer a member, though it once was.
+    let retired = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO recipients (id, kind, name, principal, created_by, retired_at, retired_by) \
+         VALUES ($1, 'insurer', 'Old Plan', $2, 'admin:test', now(), 'admin:test')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(format!("insurer:{retired}"))
+    .execute(&consent_db)
+    .await
+    .expect("retired directory entry");
     let consent = ConsentClient::new(app.internal_client(ServiceName::PhiVault, ServiceName::Consent));
     let ask_as = |insurer: Uuid, role: Role, purpose: &str, category: &str| {
         let ctx = app.user_call(&insurer.to_string(), role, "disclosure_decision");
@@ -445,6 +498,8 @@ async fn a_tpo_consent_covers_its_class_for_tpo_purposes_until_its_event() {
     assert_eq!(yes.recipient_name.as_deref(), Some("Colorado Medicaid"));
     let unlisted = ask_as(Uuid::new_v4(), Role::Insurer, "payment", "insurance").await;
     assert!(!unlisted.permitted, "an insurer account the directory does not list is no member of the class");
+    let gone = ask_as(retired, Role::Insurer, "payment", "insurance").await;
+    assert!(!gone.permitted, "a retired entry's account is no member of the class");
     assert_eq!(yes.consent_id.map(|id| id.to_string()), signed["consent"]["id"].as_str().map(str::to_owned));
     assert!(!ask(Role::Insurer, "housing_placement", "insurance").await.permitted, "not a TPO purpose");
     assert!(!ask(Role::Insurer, "payment", "identity").await.permitted, "not a category consented");
