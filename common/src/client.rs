@@ -150,11 +150,8 @@ impl AccountingQuery {
             from: date("from", from)?,
             to: date("to", to)?,
             after: crate::json::query_param("after", after, "an integer")?,
-            limit: crate::json::query_param("limit", limit, "an integer from 1 to 100")?,
+            limit: crate::json::page_limit(limit)?,
         };
-        if query.limit.is_some_and(|l| !(1..=100).contains(&l)) {
-            return Err(crate::ApiError::Unprocessable("limit: an integer from 1 to 100".into()));
-        }
         if let (Some(from), Some(to)) = (query.from, query.to) {
             if from > to {
                 return Err(crate::ApiError::Unprocessable("from: on or before to".into()));

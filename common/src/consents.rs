@@ -181,11 +181,8 @@ impl ConsentQuery {
         let query = Self {
             state: state.map(str::to_owned),
             after: crate::json::query_param("after", after, "an integer")?,
-            limit: crate::json::query_param("limit", limit, "an integer from 1 to 100")?,
+            limit: crate::json::page_limit(limit)?,
         };
-        if query.limit.is_some_and(|l| !(1..=100).contains(&l)) {
-            return Err(crate::ApiError::Unprocessable("limit: an integer from 1 to 100".into()));
-        }
         Ok(query)
     }
 

@@ -150,6 +150,15 @@ pub fn query_param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// A page size from the `limit` query parameter: 1 to 100, else 422 naming it; `None` when absent.
+pub fn page_limit(raw: Option<&str>) -> Result<Option<i64>, crate::ApiError> {
+    const EXPECTED: &str = "an integer from 1 to 100";
+    match query_param::<i64>("limit", raw, EXPECTED)? {
+        Some(limit) if !(1..=100).contains(&limit) => Err(crate::ApiError::Unprocessable(format!("limit: {EXPECTED}"))),
+        limit => Ok(limit),
+    }
+}
+
 /// Checks free text a person typed: `chars` characters once trimmed, and no control
 /// characters (newlines only where `multiline`). The 422 names the field and the bounds.
 pub fn printable(

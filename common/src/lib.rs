@@ -4,6 +4,7 @@
 //! services, and the signed checkpoints that anchor every trail outside its database. No
 //! business logic lives here.
 
+pub mod applications;
 pub mod assertion;
 pub mod chain;
 pub mod checkpoint;

@@ -47,10 +47,7 @@ async fn list(
     pool: &State<PgPool>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
     let after: i64 = common::json::query_param("after", after, "an integer")?.unwrap_or(0);
-    let limit: i64 = common::json::query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::Unprocessable("limit: an integer from 1 to 100".into()));
-    }
+    let limit = common::json::page_limit(limit)?.unwrap_or(50);
     let retired: bool =
         common::json::query_param("include_retired", include_retired, "true or false")?.unwrap_or(false);
     if retired {

@@ -10,12 +10,14 @@ use common::config::{Config, ConfigError, Profile};
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod beneficiaries;
 pub mod consents;
 mod cors;
 pub mod meta;
+pub mod notifications;
 pub mod openapi;
 pub mod staff;
 mod staff_routes;
@@ -73,5 +75,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", users::routes())
         .mount("/api/v1", beneficiaries::routes())
         .mount("/api/v1", consents::routes())
+        .mount("/api/v1", applications::routes())
+        .mount("/api/v1", notifications::routes())
         .mount("/api/v1", staff_routes::routes()))
 }

@@ -419,8 +419,8 @@ pub async fn erase_phi(
 }
 
 /// What the public database keeps that reveals a person's recovery, or points at their erased
-/// records: the sobriety date, the references into the vault, and notifications (which describe
-/// their applications). The account itself stays.
+/// records: the sobriety date, the references into the vault, staff notes on their applications,
+/// and notifications. The account itself stays.
 async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET sobriety_date = NULL, identity_record_id = NULL, updated_at = now() WHERE id = $1")
         .bind(user)
@@ -430,6 +430,14 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<
         .bind(user)
         .execute(&mut *tx)
         .await?;
+    // Staff notes on their applications may describe them.
+    sqlx::query(
+        "UPDATE application_events SET note = NULL \
+         WHERE application_id IN (SELECT id FROM applications WHERE beneficiary_id = $1)",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE chat_sessions SET transcript_record_id = NULL WHERE user_id = $1")
         .bind(user)
         .execute(&mut *tx)

@@ -11,6 +11,7 @@
 //! `scripts/test` starts one and sets it.
 
 pub mod auth;
+pub mod client;
 pub mod consents;
 pub use auth::{sample_profile, Login};
 pub mod hostile;

@@ -9,40 +9,8 @@ use uuid::Uuid;
 use common::db::Database;
 use common::{Role, ServiceName};
 use harness::auth::Login;
+use harness::client::Client;
 use harness::TestApp;
-
-impl Client<'_> {
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        self.send_keyed(method, path, body, None).await
-    }
-
-    async fn send_keyed(&self, method: Method, path: &str, body: Option<&Value>, key: Option<&str>) -> (u16, Value) {
-        let mut request = self.app.http.request(method, self.app.api(path)).bearer_auth(&self.who.access_token);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.expect("send");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("text");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.send(Method::POST, path, Some(body)).await
-    }
-}
-
-struct Client<'a> {
-    app: &'a TestApp,
-    who: &'a Login,
-}
 
 /// The form's SHA-256 as the API gives it, after checking its text is the file's.
 async fn form_hash(beneficiary: &Client<'_>, version: &str) -> String {

@@ -1,0 +1,278 @@
+//! Applications through the public API (issue 11): a beneficiary submits one, its details go to
+//! phi-vault and never rest in the public database; an admin assigns a caseworker, who then (and
+//! only then) reads the details; the status machine allows only its moves, each with a note, an
+//! event, a notification and an audit row naming the proven actor. Bad input changes nothing.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use common::db::Database;
+use harness::auth::Login;
+use harness::client::Client;
+use harness::TestApp;
+
+fn application(description: &str) -> Value {
+    json!({ "kind": "rent", "amount_cents": 85_000,
+            "details": { "description": description, "needed_by": "2099-01-31" } })
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count")
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_application_goes_from_submission_to_funding_with_its_details_only_in_the_vault() {
+    let app = TestApp::spawn().await;
+    let (ben_login, admin_login, cw_login) =
+        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let (other_id, other_token) = app.new_beneficiary_token(&public).await;
+    let other_login = Login { access_token: other_token, user_id: other_id.to_string(), ..ben_login.clone() };
+    let (beneficiary, admin, caseworker, other) = (
+        Client { app: &app, who: &ben_login },
+        Client { app: &app, who: &admin_login },
+        Client { app: &app, who: &cw_login },
+        Client { app: &app, who: &other_login },
+    );
+
+    // Submitting, once, under an idempotency key.
+    let secret = "Behind two months on rent after a relapse in March";
+    let submit = |body: Value, key: &'static str| {
+        let beneficiary = &beneficiary;
+        async move { beneficiary.send_keyed(Method::POST, "/applications", Some(&body), Some(key)).await }
+    };
+    let (status, submitted) = submit(application(secret), "apply-1").await;
+    assert_eq!(status, 201, "{submitted}");
+    assert_eq!(submitted["status"], "reviewing");
+    assert_eq!(submitted["amount_cents"], 85_000);
+    assert_eq!(submitted["beneficiary_id"], ben_login.user_id.as_str());
+    let (status, again) = submit(application(secret), "apply-1").await;
+    assert_eq!((status, &again), (200, &submitted), "a repeat answers the first");
+    let (status, body) = submit(application("A different request entirely"), "apply-1").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(message(&body).contains("Idempotency-Key"), "{body}");
+    let id = submitted["id"].as_str().expect("id").to_owned();
+    assert_eq!(count(&public, "SELECT count(*) FROM applications").await, 1);
+
+    // The details are in the vault, encrypted; the public row holds none of them.
+    let row: String =
+        sqlx::query_scalar("SELECT row_to_json(a)::text FROM applications a").fetch_one(&public).await.expect("row");
+    assert!(!row.contains("relapse"), "{row}");
+    let records = "SELECT count(*) FROM records WHERE category = 'application_details'";
+    assert_eq!(count(&phi, records).await, 1);
+
+    // The beneficiary reads it back, with its history; nobody else's id works.
+    let path = format!("/applications/{id}");
+    let (status, mine) = beneficiary.get(&path).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["details"]["description"], secret);
+    assert_eq!(mine["history"][0]["to_status"], "reviewing");
+    let (_, page) = beneficiary.get("/applications?status=reviewing").await;
+    assert_eq!(page["applications"][0]["id"], id.as_str());
+    assert_eq!(other.get(&path).await.0, 404, "another beneficiary's id");
+    assert_eq!(other.patch(&path, &json!({"amount_cents": 1})).await.0, 404);
+    let (_, theirs) = other.get("/applications").await;
+    assert_eq!(theirs["applications"], json!([]));
+
+    // Staff see the queue (no details); a caseworker not assigned reads nothing and decides nothing.
+    let (status, queue) = caseworker.get("/staff/applications?status=reviewing&assigned=none&kind=rent").await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["applications"][0]["id"], id.as_str());
+    assert!(!queue.to_string().contains("relapse"));
+    assert_eq!(beneficiary.get("/staff/applications").await.0, 403);
+    assert_eq!(caseworker.get(&format!("/caseworker/applications/{id}")).await.0, 404, "not on the care team");
+    let status_path = format!("/staff/applications/{id}/status");
+    let decide = |who: &'static str, status: &str, note: &str| {
+        let body = json!({ "status": status, "note": note });
+        let client = if who == "admin" { &admin } else { &caseworker };
+        let path = status_path.clone();
+        async move { client.post(&path, &body).await }
+    };
+    assert_eq!(decide("caseworker", "approved", "Looks complete").await.0, 403, "not assigned");
+
+    // An admin assigns the caseworker: they join the care team and may read the details.
+    let assign = format!("/staff/applications/{id}/caseworker");
+    assert_eq!(caseworker.put(&assign, &json!({"caseworker_id": cw_login.user_id})).await.0, 403);
+    assert_eq!(admin.put(&assign, &json!({"caseworker_id": ben_login.user_id})).await.0, 422, "not a caseworker");
+    let (status, assigned) = admin.put(&assign, &json!({"caseworker_id": cw_login.user_id})).await;
+    assert_eq!(status, 200, "{assigned}");
+    assert_eq!(assigned["caseworker_id"], cw_login.user_id.as_str());
+    let (status, seen) = caseworker.get(&format!("/caseworker/applications/{id}")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["details"]["description"], secret);
+    let (_, mine_to_review) = caseworker.get("/staff/applications?assigned=me").await;
+    assert_eq!(mine_to_review["applications"][0]["id"], id.as_str());
+
+    // The status machine: only its moves, each with a note.
+    let (status, body) = decide("caseworker", "funded", "Paying now").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(message(&body).contains("allowed: approved, action_needed, rejected"), "{body}");
+    assert_eq!(decide("caseworker", "action_needed", "").await.0, 422, "a note is required");
+    assert_eq!(decide("caseworker", "paused", "Waiting").await.0, 422, "no such status");
+    let (status, body) = decide("caseworker", "action_needed", "Please add the landlord's name").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "action_needed");
+
+    // The beneficiary hears of it, and updating sends it back to review with new details; the
+    // details replaced are deleted from the vault.
+    let (_, unread) = beneficiary.get("/notifications?unread=true").await;
+    let notes = unread["notifications"].as_array().expect("notifications");
+    assert_eq!(notes.len(), 1, "{unread}");
+    assert_eq!(notes[0]["kind"], "application.status");
+    assert_eq!(notes[0]["resource_id"], id.as_str());
+    assert!(!unread.to_string().contains("landlord"), "notifications carry no detail");
+    let updated_details = json!({"details": {"description": "Landlord is Pat Doe at Maple Court; two months behind"}});
+    let (status, updated) = beneficiary.patch(&path, &updated_details).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["status"], "reviewing");
+    assert_eq!(count(&phi, records).await, 1, "the replaced details are gone");
+    let (_, seen) = caseworker.get(&format!("/caseworker/applications/{id}")).await;
+    assert!(seen["details"]["description"].as_str().expect("d").starts_with("Landlord is Pat Doe"));
+
+    // Approved, then funded; after that the beneficiary may change nothing, staff nothing more.
+    assert_eq!(decide("caseworker", "approved", "Lease and amount check out").await.0, 200);
+    let (status, body) = beneficiary.patch(&path, &json!({"amount_cents": 90_000})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(message(&body).contains("reviewing or action_needed"), "{body}");
+    assert_eq!(decide("admin", "funded", "Paid to the landlord").await.0, 200);
+    let (status, body) = decide("admin", "approved", "Back again").await;
+    assert_eq!(status, 409);
+    assert!(message(&body).contains("allowed: none"), "{body}");
+
+    let (_, mine) = beneficiary.get(&path).await;
+    let steps: Vec<(&str, &str)> = mine["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| (e["to_status"].as_str().unwrap_or("?"), e["by_role"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("reviewing", "beneficiary"),
+            ("action_needed", "caseworker"),
+            ("reviewing", "beneficiary"),
+            ("approved", "caseworker"),
+            ("funded", "admin")
+        ]
+    );
+    assert_eq!(mine["history"][1]["note"], "Please add the landlord's name");
+    assert_eq!(mine["application"]["status"], "funded");
+
+    // Notifications: newest first, read one, nobody else's.
+    let (_, all) = beneficiary.get("/notifications?limit=2").await;
+    assert_eq!(all["notifications"].as_array().expect("page").len(), 2);
+    let (_, rest) = beneficiary.get(&format!("/notifications?after={}", all["next_after"])).await;
+    assert_eq!(rest["notifications"].as_array().expect("rest").len(), 1, "three status changes in all");
+    let first = all["notifications"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(other.send(Method::PATCH, &format!("/notifications/{first}/read"), None).await.0, 404);
+    let (status, read) = beneficiary.send(Method::PATCH, &format!("/notifications/{first}/read"), None).await;
+    assert_eq!(status, 200, "{read}");
+    assert!(read["read_at"].is_string());
+    let (_, unread) = beneficiary.get("/notifications?unread=true").await;
+    assert_eq!(unread["notifications"].as_array().expect("unread").len(), 2);
+    let (_, cw_notes) = caseworker.get("/notifications").await;
+    let kinds: Vec<&str> =
+        cw_notes["notifications"].as_array().expect("n").iter().filter_map(|n| n["kind"].as_str()).collect();
+    assert_eq!(kinds, ["application.updated", "application.assigned"]);
+
+    // The trail names the proven actors, and verifies.
+    let trail: Vec<(String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT action, actor_id FROM audit_logs WHERE action LIKE 'application.%' AND outcome = 'success' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("audit");
+    let id_of = |login: &Login| Uuid::parse_str(&login.user_id).ok();
+    let expected = [
+        ("application.submit", id_of(&ben_login)),
+        ("application.assign", id_of(&admin_login)),
+        ("application.status", id_of(&cw_login)),
+        ("application.update", id_of(&ben_login)),
+        ("application.status", id_of(&cw_login)),
+        ("application.status", id_of(&admin_login)),
+    ];
+    let trail: Vec<(&str, Option<Uuid>)> = trail.iter().map(|(a, id)| (a.as_str(), *id)).collect();
+    assert_eq!(trail, expected);
+    assert!(public_api::audit::verify(&public, 100).await.expect("verify").intact());
+    assert!(phi_vault::access_log::verify(&phi, 100).await.expect("verify").intact());
+    for pool in [public, phi] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_applications_are_refused_by_name_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let login = app.dev_login("beneficiary").await;
+    let beneficiary = Client { app: &app, who: &login };
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let with = |field: &str, value: Value| {
+        let mut body = application("Two months behind on rent");
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("kind", json!("yacht")), 422, "kind"),
+        (with("amount_cents", json!(0)), 422, "amount_cents"),
+        (with("amount_cents", json!(1_000_001)), 422, "amount_cents"),
+        (with("amount_cents", json!("850")), 422, "amount_cents"),
+        (with("details", json!({"description": "short"})), 422, "details.description"),
+        (
+            with("details", json!({"description": "Long enough text", "needed_by": "2001-01-01"})),
+            422,
+            "details.needed_by",
+        ),
+        (with("details", json!({"description": "Long enough text", "ssn": "123"})), 422, "ssn"),
+        (with("status", json!("approved")), 422, "status"),
+    ];
+    for (body, status, named) in cases {
+        let (got, answer) = beneficiary.post("/applications", &body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(message(&answer).contains(named), "{named}: {answer}");
+        assert!(answer["error"]["request_id"].is_string());
+    }
+    assert_eq!(beneficiary.post_raw("/applications", "{\"kind\": ").await.0, 400);
+    let oversize = json!({"kind": "rent", "amount_cents": 1, "details": {"description": "x".repeat(2 * 1024 * 1024)}});
+    assert_eq!(beneficiary.post("/applications", &oversize).await.0, 413);
+    let (status, body) = beneficiary
+        .send_keyed(Method::POST, "/applications", Some(&application("Valid text here")), Some("has space"))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let forged = Login { access_token: format!("{}x", login.access_token), ..login.clone() };
+    assert_eq!(Client { app: &app, who: &forged }.post("/applications", &application("Valid text here")).await.0, 401);
+    assert_eq!(count(&public, "SELECT count(*) FROM applications").await, 0, "nothing stored");
+    assert_eq!(count(&phi, "SELECT count(*) FROM records").await, 0, "nothing in the vault either");
+
+    // Concurrent twins under one key make one application and leave no orphaned record.
+    let body = application("Two months behind on rent");
+    let twin = || beneficiary.send_keyed(Method::POST, "/applications", Some(&body), Some("twin-key"));
+    let (a, b) = tokio::join!(twin(), twin());
+    assert_eq!(a.1["id"], b.1["id"], "{a:?} {b:?}");
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 201]);
+    assert_eq!(count(&public, "SELECT count(*) FROM applications").await, 1);
+    assert_eq!(count(&phi, "SELECT count(*) FROM records").await, 1, "the loser's record was deleted");
+
+    // An update with nothing in it, or to a bad amount, changes nothing.
+    let path = format!("/applications/{}", a.1["id"].as_str().expect("id"));
+    assert_eq!(beneficiary.patch(&path, &json!({})).await.0, 422);
+    assert_eq!(beneficiary.patch(&path, &json!({"amount_cents": -5})).await.0, 422);
+    assert_eq!(beneficiary.get("/applications?status=lost").await.0, 422);
+    assert_eq!(beneficiary.get("/applications?limit=0").await.0, 422);
+    let version: i32 = sqlx::query_scalar("SELECT version FROM applications").fetch_one(&public).await.expect("v");
+    assert_eq!(version, 1);
+    for pool in [public, phi] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
