@@ -198,6 +198,41 @@ pub struct NotificationPage {
     pub next_after: Option<i64>,
 }
 
+/// Something the beneficiary should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActionItem {
+    /// `complete_profile`, `update_application` (staff asked for something) or `resubmit_insurance`.
+    pub kind: String,
+    /// The application or verification request it is about.
+    pub resource_id: Option<Uuid>,
+    /// What staff said, where they said something.
+    pub note: Option<String>,
+}
+
+/// How many of my applications are in each status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusCounts {
+    pub reviewing: i64,
+    pub action_needed: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub funded: i64,
+}
+
+/// The beneficiary's dashboard, in one request, from the rows as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Dashboard {
+    pub applications: StatusCounts,
+    /// Applications not yet finished (reviewing, action needed, approved), oldest first; at most 20.
+    pub open_applications: Vec<ApplicationView>,
+    /// Whole days since the sobriety date in my account, when I gave one.
+    pub days_sober: Option<i64>,
+    /// My latest insurance verification request, if any.
+    pub insurance: Option<crate::insurance::InsuranceView>,
+    pub unread_notifications: i64,
+    pub action_items: Vec<ActionItem>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ApplicationStatus::{self, *};

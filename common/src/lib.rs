@@ -13,6 +13,7 @@ pub mod config;
 pub mod consents;
 pub mod db;
 pub mod error;
+pub mod insurance;
 pub mod json;
 pub mod keys;
 pub mod metrics;

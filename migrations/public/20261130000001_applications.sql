@@ -61,3 +61,23 @@ BEGIN
 END $$;
 CREATE TRIGGER notifications_announce AFTER INSERT ON notifications
     FOR EACH ROW EXECUTE FUNCTION notifications_announce();
+
+-- Insurance verification: the member details live in phi-vault (`details_record_id`); here, who
+-- asked, where it stands, and who decided when. One request may be pending per beneficiary.
+CREATE TABLE insurance_verifications (
+    id              uuid PRIMARY KEY,
+    seq             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    beneficiary_id  uuid NOT NULL REFERENCES users (id),
+    details_record_id uuid,
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'verified', 'rejected')),
+    -- How it was decided: `manual` (a caseworker), or an automated provider's name.
+    provider        text NOT NULL,
+    submitted_at    timestamptz NOT NULL DEFAULT now(),
+    decided_at      timestamptz,
+    decided_by      uuid REFERENCES users (id),
+    reason          text CHECK (length(reason) <= 1000),
+    CHECK ((status = 'pending') = (decided_at IS NULL))
+);
+CREATE UNIQUE INDEX insurance_one_pending ON insurance_verifications (beneficiary_id) WHERE status = 'pending';
+CREATE INDEX insurance_queue ON insurance_verifications (status, seq);
+REVOKE DELETE, TRUNCATE ON insurance_verifications FROM sw_public;

@@ -20,8 +20,9 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use common::applications::{
-    ApplicationDetail, ApplicationDetails, ApplicationPage, ApplicationStatus, ApplicationUpdate, ApplicationView,
-    Assignment, NewApplication, StatusChange, StatusEvent, DETAILS_CATEGORY, KINDS, MAX_AMOUNT_CENTS,
+    ActionItem, ApplicationDetail, ApplicationDetails, ApplicationPage, ApplicationStatus, ApplicationUpdate,
+    ApplicationView, Assignment, Dashboard, NewApplication, StatusChange, StatusCounts, StatusEvent, DETAILS_CATEGORY,
+    KINDS, MAX_AMOUNT_CENTS,
 };
 use common::assertion::CallContext;
 use common::chain;
@@ -73,14 +74,8 @@ fn check_details(details: &ApplicationDetails) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn details_content(details: &ApplicationDetails) -> Result<serde_json::Value, ApiError> {
+pub(crate) fn content_of(details: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(details).map_err(ApiError::internal)
-}
-
-/// Details as phi-vault returned them. A record of another shape is a 500 whose logged cause is
-/// fixed text: serde's message would quote the record.
-fn details_of(content: serde_json::Value) -> Result<ApplicationDetails, ApiError> {
-    serde_json::from_value(content).map_err(|_| ApiError::internal("a stored application record has another shape"))
 }
 
 /// The application's status history, oldest first.
@@ -133,17 +128,21 @@ async fn record_event(
     Ok(())
 }
 
-/// Reads the details through phi-vault under `ctx`; `None` when the record was erased.
-async fn read_details(
+/// Reads a record through phi-vault under `ctx` as a `T`; `None` when the record was erased
+/// (the public row no longer points at one). A record of another shape is a 500 whose logged
+/// cause is fixed text: serde's message would quote the record.
+pub(crate) async fn read_details<T: serde::de::DeserializeOwned>(
     vault: &PhiVaultClient,
     ctx: &CallContext,
     record: Option<Uuid>,
-) -> Result<Option<ApplicationDetails>, ApiError> {
+) -> Result<Option<T>, ApiError> {
     match record {
         None => Ok(None),
         Some(id) => {
             let record = vault.read_record(ctx, id).await.map_err(|e| e.into_api_error())?;
-            details_of(record.content).map(Some)
+            serde_json::from_value(record.content)
+                .map(Some)
+                .map_err(|_| ApiError::internal("a stored record does not have the shape its category has"))
         }
     }
 }
@@ -151,7 +150,7 @@ async fn read_details(
 /// Deletes a record this request made and could not link. Best effort: a failure is logged
 /// (without the id's contents, which are none) and the record stays the subject's, erased with
 /// the rest of their records.
-async fn discard(vault: &PhiVaultClient, ctx: &CallContext, record: Uuid) {
+pub(crate) async fn discard(vault: &PhiVaultClient, ctx: &CallContext, record: Uuid) {
     if let Err(e) = vault.delete_record(ctx, record).await {
         tracing::warn!(request_id = %ctx.request_id(), error = %e, "an unlinked application record was not deleted");
     }
@@ -237,7 +236,7 @@ pub async fn submit(
     let record = NewRecord {
         subject_id: me,
         category: DETAILS_CATEGORY.into(),
-        content: details_content(&new.details)?,
+        content: content_of(&new.details)?,
         expires_at: None,
     };
     let created = vault.create_record(&ctx, &record).await.map_err(|e| e.into_api_error())?.record_id;
@@ -418,7 +417,7 @@ pub async fn update_mine(
             let record = NewRecord {
                 subject_id: me,
                 category: DETAILS_CATEGORY.into(),
-                content: details_content(details)?,
+                content: content_of(details)?,
                 expires_at: None,
             };
             Some(vault.create_record(&ctx, &record).await.map_err(|e| e.into_api_error())?.record_id)
@@ -473,6 +472,89 @@ pub async fn update_mine(
     }
 }
 
+/// My dashboard: application counts and the open ones, days sober, insurance, unread
+/// notifications and what I should do next, read in one consistent snapshot.
+#[utoipa::path(get, path = "/api/v1/beneficiaries/me/dashboard", tag = "beneficiaries", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The dashboard", body = Dashboard),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
+    ))]
+#[get("/beneficiaries/me/dashboard")]
+pub async fn dashboard(user: Beneficiary, pool: &State<PgPool>) -> Result<Json<Dashboard>, ApiError> {
+    let me = user.user_id();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let mut counts = StatusCounts::default();
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM applications WHERE beneficiary_id = $1 GROUP BY status")
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (status, n) in rows {
+        let slot = match ApplicationStatus::parse(&status) {
+            Some(ApplicationStatus::Reviewing) => &mut counts.reviewing,
+            Some(ApplicationStatus::ActionNeeded) => &mut counts.action_needed,
+            Some(ApplicationStatus::Approved) => &mut counts.approved,
+            Some(ApplicationStatus::Rejected) => &mut counts.rejected,
+            Some(ApplicationStatus::Funded) => &mut counts.funded,
+            None => return Err(ApiError::internal("an unknown application status")),
+        };
+        *slot = n;
+    }
+    let open = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM applications WHERE beneficiary_id = $1 \
+         AND status IN ('reviewing', 'action_needed', 'approved') ORDER BY seq LIMIT 20"
+    ))
+    .bind(me)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(view)
+    .collect::<Result<Vec<_>, _>>()?;
+    let (days_sober, no_profile): (Option<i32>, bool) = sqlx::query_as(
+        "SELECT (now() AT TIME ZONE 'UTC')::date - sobriety_date, identity_record_id IS NULL FROM users WHERE id = $1",
+    )
+    .bind(me)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut action_items = Vec::new();
+    if no_profile {
+        action_items.push(ActionItem { kind: "complete_profile".into(), resource_id: None, note: None });
+    }
+    let waiting: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (a.seq) a.id, e.note FROM applications a \
+         JOIN application_events e ON e.application_id = a.id AND e.to_status = 'action_needed' \
+         WHERE a.beneficiary_id = $1 AND a.status = 'action_needed' ORDER BY a.seq, e.seq DESC",
+    )
+    .bind(me)
+    .fetch_all(&mut *tx)
+    .await?;
+    action_items.extend(waiting.into_iter().map(|(id, note)| ActionItem {
+        kind: "update_application".into(),
+        resource_id: Some(id),
+        note,
+    }));
+    let insurance = crate::insurance::latest(&mut tx, me).await?;
+    if let Some(rejected) = insurance.as_ref().filter(|i| i.status == common::insurance::InsuranceStatus::Rejected) {
+        action_items.push(ActionItem {
+            kind: "resubmit_insurance".into(),
+            resource_id: Some(rejected.id),
+            note: rejected.reason.clone(),
+        });
+    }
+    let unread_notifications = notifications::unread(&mut tx, me).await?;
+    tx.commit().await?;
+    Ok(Json(Dashboard {
+        applications: counts,
+        open_applications: open,
+        days_sober: days_sober.map(i64::from),
+        insurance,
+        unread_notifications,
+        action_items,
+    }))
+}
+
 fn not_editable(status: ApplicationStatus) -> ApiError {
     ApiError::Conflict(format!(
         "an application {} can no longer be changed; it can be changed while reviewing or action_needed",
@@ -483,8 +565,8 @@ fn not_editable(status: ApplicationStatus) -> ApiError {
 /// Staff acting on applications: a caseworker, or an admin. Built from the verified roles; an
 /// admin acts as admin when they hold both.
 pub struct Reviewer {
-    user: AuthUser,
-    role: &'static str,
+    pub user: AuthUser,
+    pub role: &'static str,
 }
 
 #[rocket::async_trait]
@@ -753,5 +835,5 @@ pub async fn change_status(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![submit, list_mine, read_mine, update_mine, queue, read_for_caseworker, assign, change_status]
+    routes![submit, list_mine, read_mine, update_mine, dashboard, queue, read_for_caseworker, assign, change_status]
 }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod beneficiaries;
 pub mod consents;
 mod cors;
+pub mod insurance;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
@@ -61,6 +62,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .into_rocket(&config)
         .manage(phi_vault)
         .manage(consent)
+        .manage(insurance::provider())
         .manage(token_keys)
         .manage(delegation)
         .manage(policy)
@@ -77,5 +79,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", consents::routes())
         .mount("/api/v1", applications::routes())
         .mount("/api/v1", notifications::routes())
+        .mount("/api/v1", insurance::routes())
         .mount("/api/v1", staff_routes::routes()))
 }

@@ -35,6 +35,16 @@ impl Notice {
         };
         Notice { kind, title, body, resource: Some(("application", id)) }
     }
+
+    /// A decision on an insurance verification request.
+    pub fn insurance(id: Uuid) -> Self {
+        Notice {
+            kind: "insurance.decided",
+            title: "Your insurance was reviewed",
+            body: "Sign in to see the result.",
+            resource: Some(("insurance_verification", id)),
+        }
+    }
 }
 
 /// Writes `notice` for `user` inside the caller's transaction.
@@ -71,10 +81,10 @@ fn view(row: &PgRow) -> Result<NotificationView, sqlx::Error> {
 }
 
 /// How many of a user's notifications are unread.
-pub async fn unread(pool: &PgPool, user: Uuid) -> Result<i64, sqlx::Error> {
+pub async fn unread(conn: &mut PgConnection, user: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
         .bind(user)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
 }
 

@@ -438,6 +438,10 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<
     .bind(user)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("UPDATE insurance_verifications SET details_record_id = NULL, reason = NULL WHERE beneficiary_id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE chat_sessions SET transcript_record_id = NULL WHERE user_id = $1")
         .bind(user)
         .execute(&mut *tx)

@@ -276,3 +276,95 @@ async fn bad_applications_are_refused_by_name_and_nothing_is_stored() {
     }
     app.stop().await;
 }
+
+/// Insurance goes pending → rejected by a caseworker on the care team, and the dashboard shows
+/// it all from the rows: counts, days sober, insurance, unread notifications, what to do next.
+#[tokio::test]
+async fn insurance_is_decided_by_the_care_team_and_the_dashboard_reflects_the_rows() {
+    let app = TestApp::spawn().await;
+    let (ben_login, admin_login, cw_login) =
+        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let (beneficiary, admin, caseworker) = (
+        Client { app: &app, who: &ben_login },
+        Client { app: &app, who: &admin_login },
+        Client { app: &app, who: &cw_login },
+    );
+    let (status, empty) = beneficiary.get("/beneficiaries/me/dashboard").await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(
+        empty["applications"],
+        json!({"reviewing": 0, "action_needed": 0, "approved": 0, "rejected": 0, "funded": 0})
+    );
+    assert_eq!(empty["days_sober"], Value::Null);
+    assert_eq!(empty["insurance"], Value::Null);
+    assert_eq!(empty["action_items"], json!([{"kind": "complete_profile", "resource_id": null, "note": null}]));
+    assert_eq!(caseworker.get("/beneficiaries/me/dashboard").await.0, 403);
+
+    // Insurance: member details to the vault, one pending at a time, bad fields named.
+    let card = json!({"payer": "Health First Colorado (Medicaid)", "member_id": "X123-4567"});
+    for (bad, named) in [
+        (json!({"payer": "HFC", "member_id": "no spaces allowed"}), "member_id"),
+        (json!({"payer": "", "member_id": "X1234"}), "payer"),
+        (json!({"payer": "HFC", "member_id": "X1234", "group_number": "G 1"}), "group_number"),
+        (json!({"payer": "HFC"}), "member_id"),
+    ] {
+        let (status, body) = beneficiary.post("/beneficiaries/me/insurance/verify", &bad).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(message(&body).contains(named), "{named}: {body}");
+    }
+    assert_eq!(beneficiary.get("/beneficiaries/me/insurance").await.0, 404, "none yet");
+    let (status, pending) = beneficiary.post("/beneficiaries/me/insurance/verify", &card).await;
+    assert_eq!(status, 201, "{pending}");
+    assert_eq!((pending["status"].as_str(), pending["provider"].as_str()), (Some("pending"), Some("manual")));
+    let (status, body) = beneficiary.post("/beneficiaries/me/insurance/verify", &card).await;
+    assert_eq!(status, 409, "{body}");
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    assert_eq!(
+        count(&phi, "SELECT count(*) FROM records WHERE category = 'insurance'").await,
+        1,
+        "the 409 kept nothing"
+    );
+    let id = pending["id"].as_str().expect("id").to_owned();
+
+    // A caseworker sees the queue; off the care team they neither read nor decide.
+    let (_, queue) = caseworker.get("/staff/insurance").await;
+    assert_eq!(queue["verifications"][0]["id"], id.as_str());
+    assert!(!queue.to_string().contains("X123"), "no member details in the queue");
+    let decision = format!("/staff/insurance/{id}/decision");
+    let reject = json!({"status": "rejected", "reason": "The member id does not match the card on file"});
+    assert_eq!(caseworker.post(&decision, &reject).await.0, 404, "not on the care team");
+    assert_eq!(caseworker.get(&format!("/caseworker/insurance/{id}")).await.0, 404);
+    assert_eq!(admin.post(&decision, &reject).await.0, 403, "caseworkers decide");
+    let team = format!("/staff/care-team/{}/{}", cw_login.user_id, ben_login.user_id);
+    assert_eq!(admin.send(Method::PUT, &team, None).await.0, 204);
+    let (status, seen) = caseworker.get(&format!("/caseworker/insurance/{id}")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["details"]["member_id"], "X123-4567");
+    assert_eq!(caseworker.post(&decision, &json!({"status": "rejected"})).await.0, 422, "a rejection needs a reason");
+    assert_eq!(caseworker.post(&decision, &json!({"status": "pending"})).await.0, 422);
+    let (status, decided) = caseworker.post(&decision, &reject).await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "rejected");
+    assert_eq!(decided["decided_by"], cw_login.user_id.as_str(), "the proven decider");
+    assert!(decided["decided_at"].is_string());
+    assert_eq!(caseworker.post(&decision, &json!({"status": "verified"})).await.0, 409, "already decided");
+
+    // The dashboard, from the rows.
+    let thirty_days_ago = (time::OffsetDateTime::now_utc() - time::Duration::days(30)).date();
+    let (status, body) = beneficiary.patch("/users/me", &json!({"sobriety_date": thirty_days_ago.to_string()})).await;
+    assert_eq!(status, 200, "{body}");
+    app.put_sample_profile(&ben_login).await;
+    assert_eq!(beneficiary.post("/applications", &application("Bus pass for the month to get to work")).await.0, 201);
+    let (_, board) = beneficiary.get("/beneficiaries/me/dashboard").await;
+    assert_eq!(board["days_sober"], 30, "{board}");
+    assert_eq!(board["applications"]["reviewing"], 1);
+    assert_eq!(board["open_applications"].as_array().expect("open").len(), 1);
+    assert_eq!(board["insurance"]["status"], "rejected");
+    assert_eq!(board["unread_notifications"], 1, "the insurance decision");
+    assert_eq!(
+        board["action_items"],
+        json!([{"kind": "resubmit_insurance", "resource_id": id, "note": "The member id does not match the card on file"}])
+    );
+    phi.close().await;
+    app.stop().await;
+}
