@@ -137,6 +137,9 @@ pub struct StatusEvent {
     pub to_status: ApplicationStatus,
     /// `beneficiary`, `caseworker` or `admin`.
     pub by_role: String,
+    /// The amount asked for after this event. An event whose `from_status` equals its
+    /// `to_status` is an edit by the beneficiary.
+    pub amount_cents: i64,
     pub note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -163,6 +166,9 @@ pub struct ApplicationPage {
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     pub status: ApplicationStatus,
+    /// The application's `version` as the decider read it: a decision on an application changed
+    /// since (its amount, its details) is refused with 409.
+    pub version: i32,
     /// Why, shown to the beneficiary: 3 to 1,000 characters, no clinical detail.
     pub note: String,
 }

@@ -366,6 +366,29 @@ pub fn url_for(base: &str, user: &str, password: Option<&str>, dbname: &str) -> 
 
 /// A page of rows fetched with `LIMIT limit + 1`, ordered by the `i64` column `key`: the first
 /// `limit` rows, and the key of the last of them when a further row shows there is a next page.
+/// A listener on `channel`, connecting again every 5 s until it works; `None` if `shutdown`
+/// fires first. The listener reconnects by itself later (`try_recv` answers `Ok(None)` when the
+/// connection was lost, and notices sent meanwhile are gone: callers resynchronise then).
+pub async fn listen_on<F: std::future::Future<Output = ()>>(
+    pool: &PgPool,
+    channel: &str,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<sqlx::postgres::PgListener> {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut listener) => match listener.listen(channel).await {
+                Ok(()) => return Some(listener),
+                Err(e) => tracing::warn!(channel, error = %e, "cannot listen; retrying"),
+            },
+            Err(e) => tracing::warn!(channel, error = %e, "cannot listen; retrying"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return None,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 pub fn page_after(
     mut rows: Vec<sqlx::postgres::PgRow>,
     limit: i64,

@@ -37,6 +37,15 @@ fn admin(call: &InternalCall) -> Result<String, ApiError> {
     }
 }
 
+/// Characters that show as nothing (or reorder what follows): a name holding one could pass for
+/// another entry's name on screen while comparing different.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
 /// A page of the directory, oldest entry first. Retired entries only for admins who ask.
 #[get("/internal/v1/recipients?<after>&<limit>&<include_retired>")]
 async fn list(
@@ -81,6 +90,9 @@ async fn add(
         _ => return Err(ApiError::Unprocessable("kind: residence or insurer".into())),
     };
     common::json::printable("name", &new.name, 1..=200, false)?;
+    if new.name.chars().any(invisible) {
+        return Err(ApiError::Unprocessable("name: no invisible or direction-changing characters".into()));
+    }
     if let Some(address) = &new.address {
         common::json::printable("address", address, 1..=300, false)?;
     }

@@ -18,7 +18,8 @@ ALTER TABLE applications
     -- Keyset pagination, oldest first.
     ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
     -- A client's Idempotency-Key for the request that made it, with that request's SHA-256, so a
-    -- repeat answers this application and a different request under the key is refused.
+    -- repeat answers this application and a different request under the key is refused. Kept
+    -- only when a key was sent; erasure clears both (the hash is of PHI).
     ADD COLUMN idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
     ADD COLUMN request_sha256 bytea CHECK (length(request_sha256) = 32),
     -- Bumped by every change: an edit or a decision made on a version that changed meanwhile
@@ -37,6 +38,9 @@ CREATE TABLE application_events (
     to_status       text NOT NULL,
     actor_id        uuid NOT NULL REFERENCES users (id),
     actor_role      text NOT NULL,
+    -- The amount asked for after this event: an edit by the beneficiary is an event too (same
+    -- status before and after), so staff see what changed between their reading and a decision.
+    amount_cents    bigint NOT NULL,
     note            text CHECK (length(note) <= 1000),
     created_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -81,3 +85,21 @@ CREATE TABLE insurance_verifications (
 CREATE UNIQUE INDEX insurance_one_pending ON insurance_verifications (beneficiary_id) WHERE status = 'pending';
 CREATE INDEX insurance_queue ON insurance_verifications (status, seq);
 REVOKE DELETE, TRUNCATE ON insurance_verifications FROM sw_public;
+REVOKE UPDATE ON insurance_verifications FROM sw_public;
+GRANT UPDATE (status, decided_at, decided_by, reason, details_record_id) ON insurance_verifications TO sw_public;
+
+-- A decision stands: once decided, who decided, when and what cannot change; erasure may still
+-- clear the reference to the member details and the reason.
+CREATE FUNCTION insurance_decision_stands() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status <> 'pending' AND (NEW.status, NEW.decided_at, NEW.decided_by)
+            IS DISTINCT FROM (OLD.status, OLD.decided_at, OLD.decided_by) THEN
+        RAISE EXCEPTION 'insurance verification % was already decided', OLD.id;
+    END IF;
+    IF OLD.status <> 'pending' AND NEW.reason IS NOT NULL AND NEW.reason IS DISTINCT FROM OLD.reason THEN
+        RAISE EXCEPTION 'insurance verification % was already decided', OLD.id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER insurance_decision_stands BEFORE UPDATE ON insurance_verifications
+    FOR EACH ROW EXECUTE FUNCTION insurance_decision_stands();

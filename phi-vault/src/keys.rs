@@ -195,19 +195,7 @@ pub async fn evict_shredded(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut listener = loop {
-        match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut l) => match l.listen(SHRED_CHANNEL).await {
-                Ok(()) => break l,
-                Err(e) => tracing::warn!(error = %e, "cannot listen for shreds; retrying"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot listen for shreds; retrying"),
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-        }
-    };
+    let Some(mut listener) = common::db::listen_on(&pool, SHRED_CHANNEL, shutdown.as_mut()).await else { return };
     loop {
         tokio::select! {
             _ = &mut shutdown => return,

@@ -81,7 +81,7 @@ pub(crate) fn content_of(details: &impl serde::Serialize) -> Result<serde_json::
 /// The application's status history, oldest first.
 async fn history(pool: &PgPool, application: Uuid) -> Result<Vec<StatusEvent>, ApiError> {
     let rows = sqlx::query(
-        "SELECT from_status, to_status, actor_role, note, created_at FROM application_events \
+        "SELECT from_status, to_status, actor_role, amount_cents, note, created_at FROM application_events \
          WHERE application_id = $1 ORDER BY seq",
     )
     .bind(application)
@@ -98,6 +98,7 @@ async fn history(pool: &PgPool, application: Uuid) -> Result<Vec<StatusEvent>, A
                 from_status: status("from_status")?,
                 to_status: status("to_status")?.ok_or_else(|| ApiError::internal("an event without a status"))?,
                 by_role: row.try_get("actor_role")?,
+                amount_cents: row.try_get("amount_cents")?,
                 note: row.try_get("note")?,
                 at: row.try_get("created_at")?,
             })
@@ -111,17 +112,20 @@ async fn record_event(
     from: Option<ApplicationStatus>,
     to: ApplicationStatus,
     actor: (Uuid, &str),
+    amount_cents: i64,
     note: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO application_events (application_id, from_status, to_status, actor_id, actor_role, note) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO application_events \
+         (application_id, from_status, to_status, actor_id, actor_role, amount_cents, note) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(application)
     .bind(from.map(ApplicationStatus::as_str))
     .bind(to.as_str())
     .bind(actor.0)
     .bind(actor.1)
+    .bind(amount_cents)
     .bind(note)
     .execute(&mut *tx)
     .await?;
@@ -144,6 +148,17 @@ pub(crate) async fn read_details<T: serde::de::DeserializeOwned>(
                 .map(Some)
                 .map_err(|_| ApiError::internal("a stored record does not have the shape its category has"))
         }
+    }
+}
+
+/// How a refused record write answers. phi-vault answers 404 for a subject whose records were
+/// erased (their key is destroyed): nothing new may be stored for them.
+pub(crate) fn stored_error(e: common::client::ClientError) -> ApiError {
+    match e {
+        common::client::ClientError::Status { status: 404, .. } => {
+            ApiError::Conflict("this account's records were erased; nothing new can be stored for it".into())
+        }
+        other => other.into_api_error(),
     }
 }
 
@@ -206,6 +221,7 @@ async fn made_under_key(
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
+        (status = 409, description = "This account's records were erased; nothing new can be stored", body = common::ErrorBody),
         (status = 413, description = "Too large", body = common::ErrorBody),
         (status = 422, description = "Invalid fields (each named), or an Idempotency-Key malformed or used for a different application", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing was stored", body = common::ErrorBody),
@@ -220,18 +236,26 @@ pub async fn submit(
     vault: &State<PhiVaultClient>,
 ) -> Result<(Status, Json<ApplicationView>), ApiError> {
     let new = body.into_inner();
+    let me = user.user_id();
+    // A repeat answers what the first request made, before any check whose answer may have
+    // changed since (a `needed_by` date now past). The hash is kept only with a key.
+    let request_sha256 = match &key.0 {
+        Some(_) => Some(chain::sha256(&serde_json::to_vec(&new).map_err(ApiError::internal)?)),
+        None => None,
+    };
+    if let (Some(key), Some(hash)) = (&key.0, &request_sha256) {
+        if let Some(earlier) = made_under_key(pool, me, key, hash).await? {
+            let resource = Some(("application", earlier.id.to_string()));
+            let event = meta.event(Some(me), "application.submit.repeated", resource, Outcome::Success);
+            audit::record_alone(pool, &event).await?;
+            return Ok((Status::Ok, Json(earlier)));
+        }
+    }
     if !KINDS.contains(&new.kind.as_str()) {
         return Err(ApiError::Unprocessable(format!("kind: one of {}", KINDS.join(", "))));
     }
     check_amount(new.amount_cents)?;
     check_details(&new.details)?;
-    let me = user.user_id();
-    let request_sha256 = chain::sha256(&serde_json::to_vec(&new).map_err(ApiError::internal)?);
-    if let Some(key) = &key.0 {
-        if let Some(earlier) = made_under_key(pool, me, key, &request_sha256).await? {
-            return Ok((Status::Ok, Json(earlier)));
-        }
-    }
     let ctx = user.call(&meta, "self_service");
     let record = NewRecord {
         subject_id: me,
@@ -239,7 +263,7 @@ pub async fn submit(
         content: content_of(&new.details)?,
         expires_at: None,
     };
-    let created = vault.create_record(&ctx, &record).await.map_err(|e| e.into_api_error())?.record_id;
+    let created = vault.create_record(&ctx, &record).await.map_err(stored_error)?.record_id;
     let linked = async {
         let mut tx = pool.begin().await?;
         let row = sqlx::query(&format!(
@@ -253,12 +277,13 @@ pub async fn submit(
         .bind(new.amount_cents)
         .bind(created)
         .bind(key.0.as_deref())
-        .bind(&request_sha256[..])
+        .bind(request_sha256.as_ref().map(|h| &h[..]))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok::<_, ApiError>(None) };
         let application = view(&row)?;
-        record_event(&mut tx, application.id, None, ApplicationStatus::Reviewing, (me, "beneficiary"), None).await?;
+        let (reviewing, by) = (ApplicationStatus::Reviewing, (me, "beneficiary"));
+        record_event(&mut tx, application.id, None, reviewing, by, application.amount_cents, None).await?;
         let resource = Some(("application", application.id.to_string()));
         audit::record(&mut tx, &meta.event(Some(me), "application.submit", resource, Outcome::Success)).await?;
         tx.commit().await?;
@@ -270,8 +295,8 @@ pub async fn submit(
         Ok(None) => {
             // A concurrent twin under the same key won: answer what it made.
             discard(vault, &ctx, created).await;
-            let key = key.0.as_deref().unwrap_or_default();
-            let earlier = made_under_key(pool, me, key, &request_sha256).await?;
+            let (key, hash) = (key.0.as_deref().unwrap_or_default(), request_sha256.unwrap_or_default());
+            let earlier = made_under_key(pool, me, key, &hash).await?;
             earlier
                 .map(|a| (Status::Ok, Json(a)))
                 .ok_or_else(|| ApiError::internal("an idempotency key's twin vanished"))
@@ -420,7 +445,7 @@ pub async fn update_mine(
                 content: content_of(details)?,
                 expires_at: None,
             };
-            Some(vault.create_record(&ctx, &record).await.map_err(|e| e.into_api_error())?.record_id)
+            Some(vault.create_record(&ctx, &record).await.map_err(stored_error)?.record_id)
         }
         None => None,
     };
@@ -442,9 +467,9 @@ pub async fn update_mine(
         .await?
         .ok_or_else(|| ApiError::Conflict("the application changed meanwhile; read it and try again".into()))?;
         let changed = view(&row)?;
-        if after != current.status {
-            record_event(&mut tx, id, Some(current.status), after, (me, "beneficiary"), None).await?;
-        }
+        // Every edit is an event, a status change or not, so staff see what changed.
+        let by = (me, "beneficiary");
+        record_event(&mut tx, id, Some(current.status), after, by, changed.amount_cents, None).await?;
         if let Some(caseworker) = changed.caseworker_id {
             notifications::add(&mut tx, caseworker, &Notice::application("application.updated", id)).await?;
         }
@@ -683,7 +708,7 @@ pub async fn queue(
         (status = 200, description = "The application, its details and its history", body = ApplicationDetail),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a caseworker", body = common::ErrorBody),
-        (status = 404, description = "No such application, or its beneficiary is not on your care team", body = common::ErrorBody),
+        (status = 404, description = "No such application, its beneficiary is not on your care team, or its details were erased", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
     ))]
 #[get("/caseworker/applications/<id>")]
@@ -699,8 +724,11 @@ pub async fn read_for_caseworker(
         .fetch_optional(pool.inner())
         .await?
         .ok_or(ApiError::NotFound)?;
-    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.try_get("details_record_id")?).await?;
-    Ok(Json(ApplicationDetail { application: view(&row)?, details, history: history(pool, id).await? }))
+    // With the details erased there is no vault read to check the care team: nothing to show.
+    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.try_get("details_record_id")?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(ApplicationDetail { application: view(&row)?, details: Some(details), history: history(pool, id).await? }))
 }
 
 /// Assigns the caseworker who reviews an application, and puts them on the beneficiary's care
@@ -710,9 +738,9 @@ pub async fn read_for_caseworker(
     responses(
         (status = 200, description = "Assigned", body = ApplicationView),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not an admin", body = common::ErrorBody),
+        (status = 403, description = "Not an admin; or the caseworker is the applicant or yourself", body = common::ErrorBody),
         (status = 404, description = "No such application", body = common::ErrorBody),
-        (status = 409, description = "Changed meanwhile", body = common::ErrorBody),
+        (status = 409, description = "Rejected or funded (no reviewer needed), or changed meanwhile (the care-team grant stays)", body = common::ErrorBody),
         (status = 422, description = "Not a caseworker", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing changed", body = common::ErrorBody),
     ))]
@@ -741,10 +769,24 @@ pub async fn assign(
         .await?
         .ok_or(ApiError::NotFound)?;
     let current = view(&row)?;
+    if caseworker == current.beneficiary_id || caseworker == admin.user_id() {
+        return Err(ApiError::Forbidden);
+    }
+    if !current.status.editable() && current.status != ApplicationStatus::Approved {
+        return Err(ApiError::Conflict(format!(
+            "an application {} needs no reviewer; assign while reviewing, action_needed or approved",
+            current.status.as_str()
+        )));
+    }
     vault
         .assign_care_team(&admin.call(&meta, "care_team_assignment"), caseworker, current.beneficiary_id)
         .await
         .map_err(|e| e.into_api_error())?;
+    // The care-team grant is made and stays even if the assignment below loses a race: the
+    // trail says so either way.
+    let resource = Some(("application", id.to_string()));
+    let mut event = meta.event(Some(admin.user_id()), "application.assign", resource, Outcome::Success);
+    event.reason = Some(format!("caseworker {caseworker}"));
     let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
         "UPDATE applications SET caseworker_id = $3, version = version + 1, updated_at = now() \
@@ -754,16 +796,15 @@ pub async fn assign(
     .bind(current.version)
     .bind(caseworker)
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::Conflict("the application changed meanwhile; read it and try again".into()))?;
+    .await?;
+    let Some(row) = row else {
+        drop(tx);
+        event.outcome = Outcome::Failure;
+        event.reason = Some(format!("caseworker {caseworker} joined the care team; the application changed meanwhile"));
+        audit::record_alone(pool, &event).await?;
+        return Err(ApiError::Conflict("the application changed meanwhile; read it and try again".into()));
+    };
     notifications::add(&mut tx, caseworker, &Notice::application("application.assigned", id)).await?;
-    let mut event = meta.event(
-        Some(admin.user_id()),
-        "application.assign",
-        Some(("application", id.to_string())),
-        Outcome::Success,
-    );
-    event.reason = Some(format!("caseworker {caseworker}"));
     audit::record(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Json(view(&row)?))
@@ -778,9 +819,9 @@ pub async fn assign(
         (status = 200, description = "Changed", body = ApplicationView),
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Neither the assigned caseworker nor an admin", body = common::ErrorBody),
+        (status = 403, description = "Neither the assigned caseworker nor an admin; or your own application; or funding what you approved", body = common::ErrorBody),
         (status = 404, description = "No such application", body = common::ErrorBody),
-        (status = 409, description = "Not a move allowed from its status (the message names those that are)", body = common::ErrorBody),
+        (status = 409, description = "Not a move allowed from its status (the message names those that are), or the application changed since the version given", body = common::ErrorBody),
         (status = 422, description = "No note, or an unknown status", body = common::ErrorBody),
     ))]
 #[post("/staff/applications/<id>/status", data = "<body>")]
@@ -803,8 +844,15 @@ pub async fn change_status(
         .await?
         .ok_or(ApiError::NotFound)?;
     let current = view(&row)?;
-    if staff.role == "caseworker" && current.caseworker_id != Some(actor) {
+    // Nobody decides their own application; a caseworker decides only what they were assigned.
+    if current.beneficiary_id == actor || staff.role == "caseworker" && current.caseworker_id != Some(actor) {
         return Err(ApiError::Forbidden);
+    }
+    if change.version != current.version {
+        return Err(ApiError::Conflict(format!(
+            "the application changed since version {} (it is at version {}); read it again before deciding",
+            change.version, current.version
+        )));
     }
     let allowed = current.status.staff_next();
     if !allowed.contains(&change.status) {
@@ -815,6 +863,19 @@ pub async fn change_status(
             ApplicationStatus::names(allowed)
         )));
     }
+    if change.status == ApplicationStatus::Funded {
+        // Two people: whoever approved does not also fund.
+        let approver: Option<Uuid> = sqlx::query_scalar(
+            "SELECT actor_id FROM application_events WHERE application_id = $1 AND to_status = 'approved' \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if approver == Some(actor) {
+            return Err(ApiError::Forbidden);
+        }
+    }
     let row = sqlx::query(&format!(
         "UPDATE applications SET status = $2, version = version + 1, updated_at = now(), \
          decided_at = CASE WHEN $2 IN ('approved', 'rejected') THEN now() ELSE decided_at END \
@@ -824,7 +885,8 @@ pub async fn change_status(
     .bind(change.status.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    record_event(&mut tx, id, Some(current.status), change.status, (actor, staff.role), Some(note)).await?;
+    let by = (actor, staff.role);
+    record_event(&mut tx, id, Some(current.status), change.status, by, current.amount_cents, Some(note)).await?;
     notifications::add(&mut tx, current.beneficiary_id, &Notice::application("application.status", id)).await?;
     let mut event =
         meta.event(Some(actor), "application.status", Some(("application", id.to_string())), Outcome::Success);

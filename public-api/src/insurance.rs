@@ -25,7 +25,7 @@ use common::insurance::{
 use common::json::Body;
 use common::ApiError;
 
-use crate::applications::{content_of, discard, read_details, Reviewer};
+use crate::applications::{content_of, discard, read_details, stored_error, Reviewer};
 use crate::audit::{self, Outcome};
 use crate::auth::{Beneficiary, Caseworker};
 use crate::meta::RequestMeta;
@@ -132,7 +132,7 @@ async fn decide(
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
-        (status = 409, description = "A request of mine is already pending", body = common::ErrorBody),
+        (status = 409, description = "A request of mine is already pending, or my records were erased", body = common::ErrorBody),
         (status = 422, description = "Invalid fields, each named", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing was stored", body = common::ErrorBody),
     ))]
@@ -161,7 +161,7 @@ pub async fn submit(
         content: content_of(&details)?,
         expires_at: None,
     };
-    let created = vault.create_record(&ctx, &record).await.map_err(|e| e.into_api_error())?.record_id;
+    let created = vault.create_record(&ctx, &record).await.map_err(stored_error)?.record_id;
     let stored = async {
         let mut tx = pool.begin().await?;
         let row = sqlx::query(&format!(
@@ -279,7 +279,7 @@ async fn by_id(pool: &PgPool, id: Uuid) -> Result<PgRow, ApiError> {
         (status = 200, description = "The request and its member details", body = InsuranceDetail),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a caseworker", body = common::ErrorBody),
-        (status = 404, description = "No such request, or its beneficiary is not on your care team", body = common::ErrorBody),
+        (status = 404, description = "No such request, its beneficiary is not on your care team, or its details were erased", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
     ))]
 #[get("/caseworker/insurance/<id>")]
@@ -291,8 +291,11 @@ pub async fn read_for_caseworker(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<InsuranceDetail>, ApiError> {
     let row = by_id(pool, id).await?;
-    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.try_get("details_record_id")?).await?;
-    Ok(Json(InsuranceDetail { verification: view(&row)?, details }))
+    // With the details erased there is no vault read to check the care team: nothing to show.
+    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.try_get("details_record_id")?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(InsuranceDetail { verification: view(&row)?, details: Some(details) }))
 }
 
 /// Decides a pending request: `verified`, or `rejected` with a reason the beneficiary sees. Only

@@ -17,6 +17,7 @@ pub mod beneficiaries;
 pub mod consents;
 mod cors;
 pub mod insurance;
+pub mod live;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
@@ -63,6 +64,16 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(phi_vault)
         .manage(consent)
         .manage(insurance::provider())
+        .manage(live::Live::new())
+        .attach(rocket::fairing::AdHoc::on_liftoff("notification relay", |r| {
+            let (pool, live, shutdown) =
+                (r.state::<sqlx::PgPool>().cloned(), r.state::<live::Live>().cloned(), r.shutdown());
+            Box::pin(async move {
+                if let (Some(pool), Some(live)) = (pool, live) {
+                    tokio::spawn(live::relay(pool, live, shutdown));
+                }
+            })
+        }))
         .manage(token_keys)
         .manage(delegation)
         .manage(policy)
@@ -80,5 +91,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", applications::routes())
         .mount("/api/v1", notifications::routes())
         .mount("/api/v1", insurance::routes())
+        .mount("/api/v1", live::routes())
         .mount("/api/v1", staff_routes::routes()))
 }

@@ -67,7 +67,7 @@ pub async fn add(tx: &mut PgConnection, user: Uuid, notice: &Notice) -> Result<(
 
 const COLUMNS: &str = "id, seq, kind, title, body, resource_type, resource_id, created_at, read_at";
 
-fn view(row: &PgRow) -> Result<NotificationView, sqlx::Error> {
+pub(crate) fn view(row: &PgRow) -> Result<NotificationView, sqlx::Error> {
     Ok(NotificationView {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,

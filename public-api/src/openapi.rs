@@ -35,6 +35,7 @@ use common::ErrorBody;
         crate::applications::assign, crate::applications::change_status, crate::notifications::list,
         crate::notifications::mark_read, crate::insurance::submit, crate::insurance::mine, crate::insurance::queue,
         crate::insurance::read_for_caseworker, crate::insurance::decision, crate::applications::dashboard,
+        crate::live::stream,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),

@@ -405,7 +405,7 @@ pub async fn erase_phi(
         Err(e) => return Err(e.into_api_error()),
     };
     let mut tx = pool.begin().await?;
-    erase_public_traces(&mut tx, beneficiary_id).await?;
+    erase_public_traces(&mut tx, beneficiary_id, admin.user_id()).await?;
     let outcome = if shredded { Outcome::Success } else { Outcome::Failure };
     let mut event = meta.event(Some(admin.user_id()), "phi.erase", Some(("user", beneficiary_id.to_string())), outcome);
     event.reason = Some(reason.to_owned());
@@ -421,15 +421,32 @@ pub async fn erase_phi(
 /// What the public database keeps that reveals a person's recovery, or points at their erased
 /// records: the sobriety date, the references into the vault, staff notes on their applications,
 /// and notifications. The account itself stays.
-async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<(), sqlx::Error> {
+async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid, admin: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET sobriety_date = NULL, identity_record_id = NULL, updated_at = now() WHERE id = $1")
         .bind(user)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE applications SET details_record_id = NULL, updated_at = now() WHERE beneficiary_id = $1")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+    // Applications still open cannot be reviewed or paid without their details: they end,
+    // rejected by the admin who erased, and the idempotency keys and request hashes go too.
+    sqlx::query(
+        "WITH open AS (SELECT id, status FROM applications \
+         WHERE beneficiary_id = $1 AND status IN ('reviewing', 'action_needed', 'approved') FOR UPDATE), \
+         ended AS (UPDATE applications a SET status = 'rejected', decided_at = now() FROM open \
+         WHERE a.id = open.id RETURNING a.id, a.amount_cents, open.status AS was) \
+         INSERT INTO application_events (application_id, from_status, to_status, actor_id, actor_role, amount_cents, note) \
+         SELECT id, was, 'rejected', $2, 'admin', amount_cents, NULL FROM ended",
+    )
+    .bind(user)
+    .bind(admin)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE applications SET details_record_id = NULL, idempotency_key = NULL, request_sha256 = NULL, \
+         version = version + 1, updated_at = now() WHERE beneficiary_id = $1",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
     // Staff notes on their applications may describe them.
     sqlx::query(
         "UPDATE application_events SET note = NULL \
@@ -442,6 +459,16 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid) -> Result<
         .bind(user)
         .execute(&mut *tx)
         .await?;
+    // A pending request cannot be decided without its details: it ends, so no request stays
+    // pending forever.
+    sqlx::query(
+        "UPDATE insurance_verifications SET status = 'rejected', decided_at = now(), decided_by = $2, \
+         reason = 'records erased' WHERE beneficiary_id = $1 AND status = 'pending'",
+    )
+    .bind(user)
+    .bind(admin)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE chat_sessions SET transcript_record_id = NULL WHERE user_id = $1")
         .bind(user)
         .execute(&mut *tx)

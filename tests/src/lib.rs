@@ -380,6 +380,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// phi-vault's configuration, to start more instances on the same database.
     pub phi_config: phi_vault::PhiVaultConfig,
+    /// public-api's configuration, likewise.
+    pub public_config: public_api::PublicApiConfig,
 }
 
 impl TestApp {
@@ -429,7 +431,7 @@ impl TestApp {
             config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
         public_cfg.service.auth = keys.auth_settings();
         configure(&mut public_cfg);
-        let public_api = launch(public_api::build(public_cfg).await.expect("build public-api")).await;
+        let public_api = launch(public_api::build(public_cfg.clone()).await.expect("build public-api")).await;
 
         Self {
             id,
@@ -440,6 +442,7 @@ impl TestApp {
             keys,
             http: reqwest::Client::new(),
             phi_config: phi_cfg,
+            public_config: public_cfg,
         }
     }
 
@@ -447,6 +450,12 @@ impl TestApp {
     /// Stop it with its `shutdown` before the test ends.
     pub async fn another_phi_vault(&self) -> Running {
         launch(phi_vault::build(self.phi_config.clone()).await.expect("build phi-vault")).await
+    }
+
+    /// Another public-api instance on the same database, keys and peers. Stop it with its
+    /// `shutdown` before the test ends.
+    pub async fn another_public_api(&self) -> Running {
+        launch(public_api::build(self.public_config.clone()).await.expect("build public-api")).await
     }
 
     pub fn database(&self, database: Database) -> &TestDatabase {

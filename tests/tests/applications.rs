@@ -88,13 +88,13 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     assert_eq!(beneficiary.get("/staff/applications").await.0, 403);
     assert_eq!(caseworker.get(&format!("/caseworker/applications/{id}")).await.0, 404, "not on the care team");
     let status_path = format!("/staff/applications/{id}/status");
-    let decide = |who: &'static str, status: &str, note: &str| {
-        let body = json!({ "status": status, "note": note });
+    let decide = |who: &'static str, status: &str, note: &str, version: i64| {
+        let body = json!({ "status": status, "note": note, "version": version });
         let client = if who == "admin" { &admin } else { &caseworker };
         let path = status_path.clone();
         async move { client.post(&path, &body).await }
     };
-    assert_eq!(decide("caseworker", "approved", "Looks complete").await.0, 403, "not assigned");
+    assert_eq!(decide("caseworker", "approved", "Looks complete", 1).await.0, 403, "not assigned");
 
     // An admin assigns the caseworker: they join the care team and may read the details.
     let assign = format!("/staff/applications/{id}/caseworker");
@@ -110,12 +110,12 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     assert_eq!(mine_to_review["applications"][0]["id"], id.as_str());
 
     // The status machine: only its moves, each with a note.
-    let (status, body) = decide("caseworker", "funded", "Paying now").await;
+    let (status, body) = decide("caseworker", "funded", "Paying now", 2).await;
     assert_eq!(status, 409, "{body}");
     assert!(message(&body).contains("allowed: approved, action_needed, rejected"), "{body}");
-    assert_eq!(decide("caseworker", "action_needed", "").await.0, 422, "a note is required");
-    assert_eq!(decide("caseworker", "paused", "Waiting").await.0, 422, "no such status");
-    let (status, body) = decide("caseworker", "action_needed", "Please add the landlord's name").await;
+    assert_eq!(decide("caseworker", "action_needed", "", 2).await.0, 422, "a note is required");
+    assert_eq!(decide("caseworker", "paused", "Waiting", 2).await.0, 422, "no such status");
+    let (status, body) = decide("caseworker", "action_needed", "Please add the landlord's name", 2).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "action_needed");
 
@@ -134,14 +134,20 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     assert_eq!(count(&phi, records).await, 1, "the replaced details are gone");
     let (_, seen) = caseworker.get(&format!("/caseworker/applications/{id}")).await;
     assert!(seen["details"]["description"].as_str().expect("d").starts_with("Landlord is Pat Doe"));
+    assert_eq!(seen["application"]["version"], 4);
+    // A decision made on what the caseworker read before the edit is refused.
+    let (status, body) = decide("caseworker", "approved", "Approving what I read", 3).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(message(&body).contains("read it again"), "{body}");
 
     // Approved, then funded; after that the beneficiary may change nothing, staff nothing more.
-    assert_eq!(decide("caseworker", "approved", "Lease and amount check out").await.0, 200);
+    assert_eq!(decide("caseworker", "approved", "Lease and amount check out", 4).await.0, 200);
     let (status, body) = beneficiary.patch(&path, &json!({"amount_cents": 90_000})).await;
     assert_eq!(status, 409, "{body}");
     assert!(message(&body).contains("reviewing or action_needed"), "{body}");
-    assert_eq!(decide("admin", "funded", "Paid to the landlord").await.0, 200);
-    let (status, body) = decide("admin", "approved", "Back again").await;
+    assert_eq!(decide("caseworker", "funded", "I approved it, so I pay it", 5).await.0, 403, "two people");
+    assert_eq!(decide("admin", "funded", "Paid to the landlord", 5).await.0, 200);
+    let (status, body) = decide("admin", "approved", "Back again", 6).await;
     assert_eq!(status, 409);
     assert!(message(&body).contains("allowed: none"), "{body}");
 
@@ -163,6 +169,7 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
         ]
     );
     assert_eq!(mine["history"][1]["note"], "Please add the landlord's name");
+    assert_eq!(mine["history"][0]["amount_cents"], 85_000);
     assert_eq!(mine["application"]["status"], "funded");
 
     // Notifications: newest first, read one, nobody else's.
@@ -192,6 +199,7 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     let id_of = |login: &Login| Uuid::parse_str(&login.user_id).ok();
     let expected = [
         ("application.submit", id_of(&ben_login)),
+        ("application.submit.repeated", id_of(&ben_login)),
         ("application.assign", id_of(&admin_login)),
         ("application.status", id_of(&cw_login)),
         ("application.update", id_of(&ben_login)),
@@ -365,6 +373,98 @@ async fn insurance_is_decided_by_the_care_team_and_the_dashboard_reflects_the_ro
         board["action_items"],
         json!([{"kind": "resubmit_insurance", "resource_id": id, "note": "The member id does not match the card on file"}])
     );
+
+    // Erasure ends what cannot go on without the records: the open application is rejected by
+    // the admin who erased, the pending insurance request too; nothing new can be stored.
+    let (status, again) = beneficiary.post("/beneficiaries/me/insurance/verify", &card).await;
+    assert_eq!(status, 201, "{again}");
+    let (_, page) = beneficiary.get("/applications").await;
+    let open = page["applications"][0]["id"].as_str().expect("id").to_owned();
+    let erase = format!("/staff/beneficiaries/{}/phi?reason=Patient%20asked%20to%20be%20forgotten", ben_login.user_id);
+    assert_eq!(admin.send(Method::DELETE, &erase, None).await.0, 204);
+    let (status, erased) = beneficiary.get(&format!("/applications/{open}")).await;
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["details"], Value::Null);
+    assert_eq!(erased["application"]["status"], "rejected");
+    let last = erased["history"].as_array().expect("history").last().cloned().unwrap_or_default();
+    assert_eq!((last["to_status"].as_str(), last["by_role"].as_str()), (Some("rejected"), Some("admin")));
+    let (_, insurance) = beneficiary.get("/beneficiaries/me/insurance").await;
+    assert_eq!(insurance["status"], "rejected");
+    assert_eq!(insurance["decided_by"], admin_login.user_id.as_str());
+    assert_eq!(caseworker.get(&format!("/caseworker/applications/{open}")).await.0, 404, "no details to read");
+    let (status, body) = beneficiary.post("/applications", &application("A new request after erasure")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(message(&body).contains("erased"), "{body}");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let decided_by = "UPDATE insurance_verifications SET decided_by = NULL WHERE status <> 'pending'";
+    assert!(sqlx::query(decided_by).execute(&public).await.is_err(), "a decision stands");
+    public.close().await;
     phi.close().await;
+    app.stop().await;
+}
+
+/// Reads a server-sent event stream until an event of `name` arrives; returns its data line.
+async fn next_event(response: &mut reqwest::Response, seen: &mut String, name: &str) -> String {
+    // Rocket writes `event:name` with no space; either form is valid.
+    let marker = format!("event:{name}\n");
+    let deadline = std::time::Duration::from_secs(60);
+    tokio::time::timeout(deadline, async {
+        loop {
+            if let Some(at) = seen.find(&marker) {
+                let rest = &seen[at + marker.len()..];
+                if let Some(end) = rest.find("\n\n") {
+                    let data = rest[..end].trim_start_matches("data:").trim().to_owned();
+                    *seen = rest[end..].to_owned();
+                    return data;
+                }
+            }
+            let chunk = response.chunk().await.expect("stream").expect("stream ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk).replace("event: ", "event:").replace("data: ", "data:"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{name}` event; the stream said: {seen}"))
+}
+
+/// A notification written through one public-api instance reaches a client streaming from
+/// another: the rows' trigger announces on PostgreSQL's channel, each instance listens.
+#[tokio::test]
+async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() {
+    let app = TestApp::spawn().await;
+    let second = app.another_public_api().await;
+    let (ben_login, admin_login) = (app.dev_login("beneficiary").await, app.dev_login("admin").await);
+    let (beneficiary, admin) = (Client { app: &app, who: &ben_login }, Client { app: &app, who: &admin_login });
+    let (status, submitted) = beneficiary.post("/applications", &application("Laptop for a job training course")).await;
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().expect("id").to_owned();
+
+    let stream = format!("{}/api/v1/notifications/stream", second.url);
+    assert_eq!(app.http.get(&stream).send().await.expect("send").status(), 401);
+    let mut response = app.http.get(&stream).bearer_auth(&ben_login.access_token).send().await.expect("stream");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let mut seen = String::new();
+    assert_eq!(next_event(&mut response, &mut seen, "unread").await, r#"{"unread":0}"#);
+
+    // The admin's decision goes through the first instance; the stream on the second hears it.
+    let decision = json!({"status": "action_needed", "note": "Please add the course's start date", "version": 1});
+    assert_eq!(admin.post(&format!("/staff/applications/{id}/status"), &decision).await.0, 200);
+    let data = next_event(&mut response, &mut seen, "notification").await;
+    let notification: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(notification["kind"], "application.status");
+    assert_eq!(notification["resource_id"], id.as_str());
+    assert!(!data.contains("start date"), "the note is not in the notification");
+    // Another user's notification does not reach this stream; the next of ours does.
+    let team = format!("/staff/care-team/{}/{}", Uuid::nil(), ben_login.user_id);
+    assert_eq!(admin.send(Method::PUT, &team, None).await.0, 422);
+    let update = json!({"details": {"description": "Laptop for a course that starts 2099-02-01"}});
+    assert_eq!(beneficiary.patch(&format!("/applications/{id}"), &update).await.0, 200);
+    let decision = json!({"status": "approved", "note": "Approved", "version": 3});
+    assert_eq!(admin.post(&format!("/staff/applications/{id}/status"), &decision).await.0, 200);
+    let data = next_event(&mut response, &mut seen, "notification").await;
+    assert!(data.contains("application.status"), "{data}");
+    drop(response);
+    second.shutdown.notify();
     app.stop().await;
 }

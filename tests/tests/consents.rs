@@ -60,10 +60,10 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     assert_eq!(status, 200);
     assert_eq!(page["recipients"][0]["name"], "Harbor House");
     // No look-alike of an entry in use: case, spacing and compatibility forms are one name.
-    for look_alike in ["harbor  house", "ＨＡＲＢＯＲ HOUSE", " Harbor\u{a0}House"] {
+    for look_alike in ["harbor  house", "ＨＡＲＢＯＲ HOUSE", " Harbor\u{a0}House", "Harbor\u{200b} House"] {
         let (status, body) =
             admin.post("/staff/consent-recipients", &json!({ "kind": "residence", "name": look_alike })).await;
-        assert_eq!(status, 409, "{look_alike:?}: {body}");
+        assert!(status == 409 || status == 422 && look_alike.contains('\u{200b}'), "{look_alike:?}: {body}");
         assert!(body["error"]["message"].as_str().expect("message").starts_with("name:"), "{body}");
     }
     let (status, body) =
