@@ -164,7 +164,7 @@ async fn check(app: &TestApp, pool: &sqlx::PgPool, s: Scenario) -> Result<(), Te
     for (name, _) in names.0.iter().zip(s.listed).filter(|(_, listed)| *listed) {
         let kind = if name.starts_with("partner:") { "residence" } else { "insurer" };
         sqlx::query(
-            "INSERT INTO recipients (id, kind, name, principal, created_by) VALUES ($1, $2, 'Listed', $3, 'admin:test')",
+            "INSERT INTO recipients (id, kind, name, principal, created_by) VALUES ($1, $2, 'Listed ' || $3, $3, 'admin:test')",
         )
         .bind(Uuid::new_v4())
         .bind(kind)
