@@ -140,3 +140,43 @@ oidc_start() {
   cat "$work/oidc.log" >&2
   die "the OpenID provider did not start"
 }
+
+# ClamAV's daemon, from Debian's clamav-daemon.
+ensure_clamd() {
+  command -v clamd >/dev/null || apt_install clamav-daemon
+}
+
+# clamd_start WORK_DIR PORT — starts clamd on 127.0.0.1:PORT with a private signature database
+# holding one local test signature (the EICAR test string: no signature download is possible
+# here; production runs the official signatures, kept fresh by freshclam). Sets CLAMD_PID and
+# exports SECONDWIND_TEST_CLAMD=127.0.0.1:PORT.
+clamd_start() {
+  local work="$1" port="$2" db="$1/clamav-db" hex reply=""
+  mkdir -p "$db" "$work/clamav-tmp"
+  hex="$(printf '%s' 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' | od -An -tx1 | tr -d ' \n')"
+  printf 'SecondWind.Test.EICAR:0:*:%s\n' "$hex" >"$db/secondwind-test.ndb"
+  cat >"$work/clamd.conf" <<CONF
+Foreground yes
+TCPAddr 127.0.0.1
+TCPSocket $port
+DatabaseDirectory $db
+TemporaryDirectory $work/clamav-tmp
+LogFile $work/clamd.log
+PidFile $work/clamd.pid
+StreamMaxLength 12M
+CONF
+  clamd --config-file="$work/clamd.conf" >"$work/clamd.out" 2>&1 &
+  CLAMD_PID=$!
+  export SECONDWIND_TEST_CLAMD="127.0.0.1:$port"
+  for _ in $(seq 1 300); do
+    if reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'zPING\0' >&3 && timeout 2 head -c 4 <&3) 2>/dev/null)" \
+      && [ "$reply" = "PONG" ]; then
+      say "clamd ready at $SECONDWIND_TEST_CLAMD (local test signature only)"
+      return 0
+    fi
+    kill -0 "$CLAMD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$work/clamd.out" "$work/clamd.log" >&2 2>/dev/null
+  die "clamd did not start"
+}
