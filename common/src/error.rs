@@ -43,6 +43,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal: {0}")]
@@ -63,6 +65,7 @@ impl ApiError {
             Self::Conflict(_) => Status::Conflict,
             Self::TooLarge(_) => Status::PayloadTooLarge,
             Self::Unprocessable(_) => Status::UnprocessableEntity,
+            Self::TooManyRequests(_) => Status::TooManyRequests,
             Self::Unavailable(_) => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
         }
@@ -71,7 +74,11 @@ impl ApiError {
     /// What the client may read: the detail only for errors that are about its own input.
     fn public_message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::Unprocessable(m) | Self::Conflict(m) | Self::TooLarge(m) => m.clone(),
+            Self::BadRequest(m)
+            | Self::Unprocessable(m)
+            | Self::Conflict(m)
+            | Self::TooLarge(m)
+            | Self::TooManyRequests(m) => m.clone(),
             other => default_message(other.status()).to_owned(),
         }
     }

@@ -99,6 +99,10 @@ BEGIN
     IF OLD.status <> 'pending' AND NEW.reason IS NOT NULL AND NEW.reason IS DISTINCT FROM OLD.reason THEN
         RAISE EXCEPTION 'insurance verification % was already decided', OLD.id;
     END IF;
+    IF OLD.status <> 'pending' AND NEW.details_record_id IS NOT NULL
+            AND NEW.details_record_id IS DISTINCT FROM OLD.details_record_id THEN
+        RAISE EXCEPTION 'insurance verification % was already decided', OLD.id;
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER insurance_decision_stands BEFORE UPDATE ON insurance_verifications

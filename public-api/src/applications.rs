@@ -406,7 +406,7 @@ pub async fn read_mine(
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
         (status = 404, description = "No such application of mine", body = common::ErrorBody),
-        (status = 409, description = "Not editable in its status (the message names the statuses that are), or changed meanwhile", body = common::ErrorBody),
+        (status = 409, description = "Not editable in its status (the message names the statuses that are), changed meanwhile, or my records were erased", body = common::ErrorBody),
         (status = 422, description = "Invalid fields, named, or nothing to change", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing changed", body = common::ErrorBody),
     ))]
@@ -782,8 +782,9 @@ pub async fn assign(
         .assign_care_team(&admin.call(&meta, "care_team_assignment"), caseworker, current.beneficiary_id)
         .await
         .map_err(|e| e.into_api_error())?;
-    // The care-team grant is made and stays even if the assignment below loses a race: the
-    // trail says so either way.
+    // The care-team grant is made and stays whatever happens below: the trail says so now.
+    let team = Some(("care_team", format!("{caseworker}:{}", current.beneficiary_id)));
+    audit::record_alone(pool, &meta.event(Some(admin.user_id()), "care_team.assign", team, Outcome::Success)).await?;
     let resource = Some(("application", id.to_string()));
     let mut event = meta.event(Some(admin.user_id()), "application.assign", resource, Outcome::Success);
     event.reason = Some(format!("caseworker {caseworker}"));
@@ -810,9 +811,9 @@ pub async fn assign(
     Ok(Json(view(&row)?))
 }
 
-/// Moves an application to its next status with a note the beneficiary sees. The caseworker
-/// assigned to it, or an admin; a move the status machine does not allow is 409, naming the
-/// moves it does.
+/// Moves an application to its next status with a note the beneficiary sees, on the `version` the
+/// decider read. The caseworker assigned to it, or an admin; a move the status machine does not
+/// allow is 409, naming the moves it does, and so is a version the application has moved past.
 #[utoipa::path(post, path = "/api/v1/staff/applications/{id}/status", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = StatusChange,
     responses(

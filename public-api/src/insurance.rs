@@ -307,8 +307,8 @@ pub async fn read_for_caseworker(
         (status = 200, description = "Decided", body = InsuranceView),
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not a caseworker", body = common::ErrorBody),
-        (status = 404, description = "No such request, or its beneficiary is not on your care team", body = common::ErrorBody),
+        (status = 403, description = "Not a caseworker, or your own request", body = common::ErrorBody),
+        (status = 404, description = "No such request, its beneficiary is not on your care team, or its details were erased", body = common::ErrorBody),
         (status = 409, description = "Already decided", body = common::ErrorBody),
         (status = 422, description = "`pending` is no decision, or a rejection without a reason", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing was decided", body = common::ErrorBody),
@@ -335,6 +335,9 @@ pub async fn decision(
         (InsuranceStatus::Verified, None) => {}
     }
     let row = by_id(pool, id).await?;
+    if view(&row)?.beneficiary_id == caseworker.user_id() {
+        return Err(ApiError::Forbidden);
+    }
     let record: Option<Uuid> = row.try_get("details_record_id")?;
     // The read is the care-team check: phi-vault refuses (404) a caseworker not on the team.
     read_details::<InsuranceDetails>(vault, &caseworker.call(&meta, "treatment"), record)

@@ -5,10 +5,14 @@
 //! user id crosses the channel.
 //!
 //! A stream opens with the unread count, then sends each new notification as it arrives. It ends
-//! when the session ends (checked every minute: a revoked session stops receiving), when the
-//! server shuts down, or when the client goes. If the listener lost its connection, notices may
-//! have been missed, so every stream looks for rows newer than the last it sent.
+//! when the access token it opened with expires (the client reconnects with a fresh one), when
+//! the session ends (checked before anything is sent, and every minute), when the server shuts
+//! down, or when the client goes. If the listener lost its connection, notices may have been
+//! missed, so every stream looks for rows newer than the last it sent. A person may hold
+//! [`PER_USER`] streams at once and an instance [`PER_INSTANCE`]; past that, 429 or 503.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::response::stream::{Event, EventStream};
@@ -18,6 +22,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use common::applications::NotificationView;
+use common::ApiError;
 
 use crate::auth::AuthUser;
 
@@ -25,14 +30,55 @@ use crate::auth::AuthUser;
 pub const CHANNEL: &str = "notifications";
 /// How often a stream checks its session is still live.
 const SESSION_CHECK: Duration = Duration::from_secs(60);
+/// Streams one person may hold open at once (tabs, devices).
+pub const PER_USER: usize = 5;
+/// Streams one instance holds open at once.
+pub const PER_INSTANCE: usize = 2000;
 
-/// Wakes the streams: a user id, or `Uuid::nil()` for "everyone look" after a lost connection.
+/// Wakes the streams (a user id, or `Uuid::nil()` for "everyone look" after a lost connection),
+/// and counts the open ones.
 #[derive(Clone)]
-pub struct Live(broadcast::Sender<Uuid>);
+pub struct Live {
+    wake: broadcast::Sender<Uuid>,
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
 
 impl Live {
     pub fn new() -> Self {
-        Live(broadcast::channel(1024).0)
+        Live { wake: broadcast::channel(1024).0, open: Arc::default() }
+    }
+
+    /// A place for one more stream of `user`, held until the guard drops.
+    fn admit(&self, user: Uuid) -> Result<Admitted, ApiError> {
+        let mut open = self.open.lock().map_err(|_| ApiError::internal("stream counts poisoned"))?;
+        if open.values().sum::<usize>() >= PER_INSTANCE {
+            return Err(ApiError::Unavailable("too many open streams on this instance; retry shortly".into()));
+        }
+        let mine = open.entry(user).or_default();
+        if *mine >= PER_USER {
+            return Err(ApiError::TooManyRequests(format!("at most {PER_USER} open streams per person")));
+        }
+        *mine += 1;
+        Ok(Admitted { open: self.open.clone(), user })
+    }
+}
+
+/// One admitted stream; its place is given back when the stream ends.
+struct Admitted {
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+    user: Uuid,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock() {
+            if let Some(n) = open.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.user);
+                }
+            }
+        }
     }
 }
 
@@ -52,12 +98,12 @@ pub async fn relay(pool: PgPool, live: Live, shutdown: Shutdown) {
             notice = listener.try_recv() => match notice {
                 Ok(Some(n)) => match n.payload().parse::<Uuid>() {
                     // No stream listening is not an error.
-                    Ok(user) => { let _ = live.0.send(user); }
+                    Ok(user) => { let _ = live.wake.send(user); }
                     Err(_) => tracing::warn!("unreadable notification notice"),
                 },
-                Ok(None) => { let _ = live.0.send(Uuid::nil()); }
+                Ok(None) => { let _ = live.wake.send(Uuid::nil()); }
                 Err(e) => {
-                    let _ = live.0.send(Uuid::nil());
+                    let _ = live.wake.send(Uuid::nil());
                     tracing::warn!(error = %e, "notification listener failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -66,15 +112,19 @@ pub async fn relay(pool: PgPool, live: Live, shutdown: Shutdown) {
     }
 }
 
+/// Rows read at a time.
+const PAGE: usize = 100;
+
 /// The user's notifications after `after` (by `seq`), oldest first, with their `seq`.
 async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, NotificationView)>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, seq, kind, title, body, resource_type, resource_id, created_at, read_at FROM notifications \
-         WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT 100",
+         WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
     .bind(user)
     .bind(after)
+    .bind(PAGE as i64)
     .fetch_all(pool)
     .await?;
     rows.iter().map(|row| Ok((row.try_get("seq")?, crate::notifications::view(row)?))).collect()
@@ -86,8 +136,10 @@ async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, Notifi
 /// EventSource); never put it in the URL.
 #[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
     responses(
-        (status = 200, description = "An event stream: `unread`, then `notification` events, `end` when the session ends", content_type = "text/event-stream"),
+        (status = 200, description = "An event stream: `unread`, then `notification` events; `end` when the access token expires (reconnect with a fresh one) or the session ends (found within a minute, and before anything more is sent)", content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 429, description = "Already 5 streams open for me", body = common::ErrorBody),
+        (status = 503, description = "This instance holds as many streams as it may", body = common::ErrorBody),
     ))]
 #[get("/notifications/stream")]
 pub async fn stream(
@@ -95,11 +147,20 @@ pub async fn stream(
     live: &State<Live>,
     pool: &State<PgPool>,
     mut shutdown: Shutdown,
-) -> EventStream![] {
-    let mut wake = live.0.subscribe();
+) -> Result<EventStream![], ApiError> {
+    let admitted = live.admit(user.user_id)?;
+    let mut wake = live.wake.subscribe();
     let pool = pool.inner().clone();
     let (me, session) = (user.user_id, user.session_id);
-    EventStream! {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token_left = Duration::from_secs(u64::try_from(user.token_expires_at - now).unwrap_or(0));
+    let live_session = move |pool: PgPool| async move {
+        matches!(crate::auth::sessions::live_account(&pool, session, me).await, Ok(Some(_)))
+    };
+    Ok(EventStream! {
+        let _admitted = admitted;
+        let expiry = tokio::time::sleep(token_left);
+        tokio::pin!(expiry);
         let start: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
             "SELECT COALESCE(max(seq), 0), count(*) FILTER (WHERE read_at IS NULL) FROM notifications WHERE user_id = $1",
         )
@@ -113,13 +174,14 @@ pub async fn stream(
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = &mut expiry => {
+                    yield Event::data("token expired").event("end");
+                    break;
+                }
                 _ = check.tick() => {
-                    match crate::auth::sessions::live_account(&pool, session, me).await {
-                        Ok(Some(_)) => {}
-                        _ => {
-                            yield Event::data("session ended").event("end");
-                            break;
-                        }
+                    if !live_session(pool.clone()).await {
+                        yield Event::data("session ended").event("end");
+                        break;
                     }
                 }
                 woke = wake.recv() => {
@@ -129,16 +191,27 @@ pub async fn stream(
                         // Ours, everyone's, or missed some (lagged): look.
                         _ => {}
                     }
-                    let Ok(rows) = newer(&pool, me, last).await else { break };
-                    for (seq, notification) in rows {
-                        last = seq;
-                        yield Event::json(&notification).event("notification");
+                    // Nothing more goes to a session revoked since the last check.
+                    if !live_session(pool.clone()).await {
+                        yield Event::data("session ended").event("end");
+                        break;
+                    }
+                    loop {
+                        let Ok(rows) = newer(&pool, me, last).await else { return };
+                        let full = rows.len() == PAGE;
+                        for (seq, notification) in rows {
+                            last = seq;
+                            yield Event::json(&notification).event("notification");
+                        }
+                        if !full {
+                            break;
+                        }
                     }
                 }
             }
         }
     }
-    .heartbeat(Duration::from_secs(15))
+    .heartbeat(Duration::from_secs(15)))
 }
 
 pub fn routes() -> Vec<Route> {

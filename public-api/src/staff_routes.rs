@@ -37,7 +37,7 @@ async fn has(pool: &PgPool, user: Uuid, check: &str) -> Result<bool, ApiError> {
     responses(
         (status = 204, description = "Assigned"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not an admin", body = common::ErrorBody),
+        (status = 403, description = "Not an admin; or the caseworker is the beneficiary or yourself", body = common::ErrorBody),
         (status = 422, description = "Not a caseworker, or not a beneficiary", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
     ))]
@@ -55,6 +55,10 @@ pub async fn assign_care_team(
     }
     if !has(pool, beneficiary_id, "user_type = 'beneficiary'").await? {
         return Err(ApiError::Unprocessable("beneficiary_id: not a beneficiary".into()));
+    }
+    // Nobody joins their own care team, or puts themselves on one.
+    if caseworker_id == beneficiary_id || caseworker_id == admin.user_id() {
+        return Err(ApiError::Forbidden);
     }
     let ctx = admin.call(&meta, "care_team_assignment");
     vault.assign_care_team(&ctx, caseworker_id, beneficiary_id).await.map_err(|e| e.into_api_error())?;
@@ -372,7 +376,9 @@ pub async fn compliance_disclosures(
 /// Erases a beneficiary's PHI by crypto-shredding: the vault destroys their data key (and their
 /// ciphertext), so every record of theirs is gone at once; public-api clears what its own
 /// database keeps that reveals their recovery (sobriety date, references to the erased records,
-/// notifications). Irreversible; the reason is audited.
+/// staff notes, insurance reasons, idempotency keys and request hashes, notifications) and ends
+/// what cannot go on without the records (open applications and a pending insurance request are
+/// rejected, by this admin). Irreversible; the reason is audited.
 #[utoipa::path(delete, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/phi", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path), ("reason" = String, Query, description = "Why; recorded in the audit log")),
     responses(
@@ -455,10 +461,14 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid, admin: Uui
     .bind(user)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE insurance_verifications SET details_record_id = NULL, reason = NULL WHERE beneficiary_id = $1")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+    // (A retried erasure keeps the reason an earlier one gave.)
+    sqlx::query(
+        "UPDATE insurance_verifications SET details_record_id = NULL, \
+         reason = CASE WHEN reason = 'records erased' THEN reason END WHERE beneficiary_id = $1",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
     // A pending request cannot be decided without its details: it ends, so no request stays
     // pending forever.
     sqlx::query(

@@ -464,6 +464,32 @@ async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() 
     assert_eq!(admin.post(&format!("/staff/applications/{id}/status"), &decision).await.0, 200);
     let data = next_event(&mut response, &mut seen, "notification").await;
     assert!(data.contains("application.status"), "{data}");
+
+    // At most five streams per person.
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        let extra = app.http.get(&stream).bearer_auth(&ben_login.access_token).send().await.expect("stream");
+        assert_eq!(extra.status(), 200);
+        more.push(extra);
+    }
+    let sixth = app.http.get(&stream).bearer_auth(&ben_login.access_token).send().await.expect("stream");
+    assert_eq!(sixth.status(), 429);
+    drop(more);
+
+    // Signing out ends the stream before anything more is sent to it.
+    assert_eq!(beneficiary.send(Method::POST, "/auth/logout", None).await.0, 204);
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    sqlx::query(
+        "INSERT INTO notifications (id, user_id, kind, title, body) VALUES ($1, $2, 'test', 'After logout', 'x')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(Uuid::parse_str(&ben_login.user_id).expect("uuid"))
+    .execute(&public)
+    .await
+    .expect("notification");
+    assert_eq!(next_event(&mut response, &mut seen, "end").await, "session ended");
+    assert!(!seen.contains("After logout"), "{seen}");
+    public.close().await;
     drop(response);
     second.shutdown.notify();
     app.stop().await;

@@ -100,6 +100,9 @@ pub struct AuthUser {
     pub roles: Vec<String>,
     /// The account, read with the session check.
     pub account: crate::users::Account,
+    /// When the access token presented expires (Unix seconds): a long-lived response (a stream)
+    /// ends then.
+    pub token_expires_at: i64,
 }
 
 #[derive(Debug)]
@@ -157,6 +160,12 @@ impl<'r> FromRequest<'r> for AuthUser {
         if !policy.permits(&route, &claims.roles) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(route));
         }
-        Outcome::Success(AuthUser { user_id: claims.sub, session_id: claims.sid, roles: claims.roles, account })
+        Outcome::Success(AuthUser {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            roles: claims.roles,
+            account,
+            token_expires_at: claims.exp,
+        })
     }
 }
