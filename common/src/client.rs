@@ -139,13 +139,7 @@ impl AccountingQuery {
         after: Option<&str>,
         limit: Option<&str>,
     ) -> Result<Self, crate::ApiError> {
-        let date = |field: &str, raw: Option<&str>| {
-            raw.map(|text| {
-                time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| crate::ApiError::Unprocessable(format!("{field}: a date, YYYY-MM-DD")))
-            })
-            .transpose()
-        };
+        let date = crate::json::date_param;
         let query = Self {
             from: date("from", from)?,
             to: date("to", to)?,

@@ -150,6 +150,17 @@ pub fn query_param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// A calendar date, `YYYY-MM-DD`, from a field or query parameter named `field`; 422 naming it.
+pub fn date(field: &str, text: &str) -> Result<time::Date, crate::ApiError> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| crate::ApiError::Unprocessable(format!("{field}: a date, YYYY-MM-DD")))
+}
+
+/// As [`date`], for an optional query parameter.
+pub fn date_param(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, crate::ApiError> {
+    raw.map(|text| date(field, text)).transpose()
+}
+
 /// A page size from the `limit` query parameter: 1 to 100, else 422 naming it; `None` when absent.
 pub fn page_limit(raw: Option<&str>) -> Result<Option<i64>, crate::ApiError> {
     const EXPECTED: &str = "an integer from 1 to 100";

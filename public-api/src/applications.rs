@@ -16,7 +16,7 @@ use rocket::serde::json::Json;
 use rocket::{get, patch, post, put, routes, Request, Route, State};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use common::applications::{
@@ -64,9 +64,7 @@ fn check_amount(amount_cents: i64) -> Result<(), ApiError> {
 fn check_details(details: &ApplicationDetails) -> Result<(), ApiError> {
     common::json::printable("details.description", &details.description, 10..=5000, true)?;
     if let Some(needed_by) = &details.needed_by {
-        let fmt = time::macros::format_description!("[year]-[month]-[day]");
-        let date = Date::parse(needed_by, fmt)
-            .map_err(|_| ApiError::Unprocessable("details.needed_by: a date, YYYY-MM-DD".into()))?;
+        let date = common::json::date("details.needed_by", needed_by)?;
         if date < OffsetDateTime::now_utc().date() {
             return Err(ApiError::Unprocessable("details.needed_by: today or later".into()));
         }
@@ -669,12 +667,7 @@ pub async fn queue(
             ),
         ),
     };
-    let date = |field: &str, raw: Option<&str>| -> Result<Option<Date>, ApiError> {
-        let fmt = time::macros::format_description!("[year]-[month]-[day]");
-        raw.map(|d| Date::parse(d, fmt).map_err(|_| ApiError::Unprocessable(format!("{field}: a date, YYYY-MM-DD"))))
-            .transpose()
-    };
-    let (from, to) = (date("from", from)?, date("to", to)?);
+    let (from, to) = (common::json::date_param("from", from)?, common::json::date_param("to", to)?);
     if let (Some(from), Some(to)) = (from, to) {
         if from > to {
             return Err(ApiError::Unprocessable("from: on or before to".into()));
