@@ -150,6 +150,28 @@ pub fn query_param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// Where a keyset page starts and how long it is, from the `after` and `limit` query parameters:
+/// `after` is the `next_after` of the previous page (absent for the first), `limit` 1 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+impl Keyset {
+    pub fn parse(after: Option<&str>, limit: Option<&str>, default_limit: i64) -> Result<Self, crate::ApiError> {
+        Ok(Keyset {
+            after: query_param("after", after, "an integer")?,
+            limit: page_limit(limit)?.unwrap_or(default_limit),
+        })
+    }
+
+    /// `after`, or 0 for a page oldest first from the start.
+    pub fn after_or_start(&self) -> i64 {
+        self.after.unwrap_or(0)
+    }
+}
+
 /// A calendar date, `YYYY-MM-DD`, from a field or query parameter named `field`; 422 naming it.
 pub fn date(field: &str, text: &str) -> Result<time::Date, crate::ApiError> {
     time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))

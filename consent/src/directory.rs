@@ -57,8 +57,8 @@ async fn list(
     include_retired: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
-    let after: i64 = common::json::query_param("after", after, "an integer")?.unwrap_or(0);
-    let limit = common::json::page_limit(limit)?.unwrap_or(50);
+    let page = common::json::Keyset::parse(after, limit, 50)?;
+    let (after, limit) = (page.after_or_start(), page.limit);
     let retired: bool =
         common::json::query_param("include_retired", include_retired, "true or false")?.unwrap_or(false);
     if retired {

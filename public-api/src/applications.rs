@@ -325,11 +325,8 @@ impl PageQuery {
                 })
             })
             .transpose()?;
-        Ok(PageQuery {
-            status,
-            after: common::json::query_param("after", after, "an integer")?.unwrap_or(0),
-            limit: common::json::page_limit(limit)?.unwrap_or(20),
-        })
+        let page = common::json::Keyset::parse(after, limit, 20)?;
+        Ok(PageQuery { status, after: page.after_or_start(), limit: page.limit })
     }
 }
 

@@ -250,8 +250,8 @@ pub async fn queue(
         Some(s) => InsuranceStatus::parse(s)
             .ok_or_else(|| ApiError::Unprocessable("status: pending, verified or rejected".into()))?,
     };
-    let after: i64 = common::json::query_param("after", after, "an integer")?.unwrap_or(0);
-    let limit = common::json::page_limit(limit)?.unwrap_or(20);
+    let page = common::json::Keyset::parse(after, limit, 20)?;
+    let (after, limit) = (page.after_or_start(), page.limit);
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM insurance_verifications WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     ))

@@ -107,8 +107,7 @@ pub async fn list(
     pool: &State<PgPool>,
 ) -> Result<Json<NotificationPage>, ApiError> {
     let unread: bool = common::json::query_param("unread", unread, "true or false")?.unwrap_or(false);
-    let after: Option<i64> = common::json::query_param("after", after, "an integer")?;
-    let limit = common::json::page_limit(limit)?.unwrap_or(20);
+    let common::json::Keyset { after, limit } = common::json::Keyset::parse(after, limit, 20)?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND ($2::bigint IS NULL OR seq < $2) \
          AND (NOT $3 OR read_at IS NULL) ORDER BY seq DESC LIMIT $4"
