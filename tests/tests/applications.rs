@@ -150,6 +150,8 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     let (status, body) = decide("admin", "approved", "Back again", 6).await;
     assert_eq!(status, 409);
     assert!(message(&body).contains("allowed: none"), "{body}");
+    let (status, body) = admin.put(&assign, &json!({"caseworker_id": cw_login.user_id})).await;
+    assert_eq!(status, 409, "a funded application needs no reviewer: {body}");
 
     let (_, mine) = beneficiary.get(&path).await;
     let steps: Vec<(&str, &str)> = mine["history"]
@@ -403,23 +405,31 @@ async fn insurance_is_decided_by_the_care_team_and_the_dashboard_reflects_the_ro
     app.stop().await;
 }
 
-/// Reads a server-sent event stream until an event of `name` arrives; returns its data line.
-async fn next_event(response: &mut reqwest::Response, seen: &mut String, name: &str) -> String {
-    // Rocket writes `event:name` with no space; either form is valid.
-    let marker = format!("event:{name}\n");
+/// Reads a server-sent event stream until an event of `name` arrives; returns its data. `seen`
+/// keeps everything the stream said; `at` is where the events not yet read start. Events are
+/// blocks ending in a blank line; comment lines (`:`, the heartbeat) are skipped wherever they
+/// fall.
+async fn next_event(response: &mut reqwest::Response, seen: &mut String, at: &mut usize, name: &str) -> String {
     let deadline = std::time::Duration::from_secs(60);
     tokio::time::timeout(deadline, async {
         loop {
-            if let Some(at) = seen.find(&marker) {
-                let rest = &seen[at + marker.len()..];
-                if let Some(end) = rest.find("\n\n") {
-                    let data = rest[..end].trim_start_matches("data:").trim().to_owned();
-                    *seen = rest[end..].to_owned();
-                    return data;
+            while let Some(end) = seen[*at..].find("\n\n") {
+                let block = seen[*at..*at + end].to_owned();
+                *at += end + 2;
+                let (mut event, mut data) = (None, Vec::new());
+                for line in block.lines().filter(|l| !l.starts_with(':')) {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        event = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+                    }
+                }
+                if event.as_deref() == Some(name) {
+                    return data.join("\n");
                 }
             }
             let chunk = response.chunk().await.expect("stream").expect("stream ended");
-            seen.push_str(&String::from_utf8_lossy(&chunk).replace("event: ", "event:").replace("data: ", "data:"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
         }
     })
     .await
@@ -444,13 +454,13 @@ async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() 
     assert_eq!(response.status(), 200);
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     assert!(content_type.starts_with("text/event-stream"), "{content_type}");
-    let mut seen = String::new();
-    assert_eq!(next_event(&mut response, &mut seen, "unread").await, r#"{"unread":0}"#);
+    let (mut seen, mut at) = (String::new(), 0);
+    assert_eq!(next_event(&mut response, &mut seen, &mut at, "unread").await, r#"{"unread":0}"#);
 
     // The admin's decision goes through the first instance; the stream on the second hears it.
     let decision = json!({"status": "action_needed", "note": "Please add the course's start date", "version": 1});
     assert_eq!(admin.post(&format!("/staff/applications/{id}/status"), &decision).await.0, 200);
-    let data = next_event(&mut response, &mut seen, "notification").await;
+    let data = next_event(&mut response, &mut seen, &mut at, "notification").await;
     let notification: Value = serde_json::from_str(&data).expect("json");
     assert_eq!(notification["kind"], "application.status");
     assert_eq!(notification["resource_id"], id.as_str());
@@ -462,7 +472,7 @@ async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() 
     assert_eq!(beneficiary.patch(&format!("/applications/{id}"), &update).await.0, 200);
     let decision = json!({"status": "approved", "note": "Approved", "version": 3});
     assert_eq!(admin.post(&format!("/staff/applications/{id}/status"), &decision).await.0, 200);
-    let data = next_event(&mut response, &mut seen, "notification").await;
+    let data = next_event(&mut response, &mut seen, &mut at, "notification").await;
     assert!(data.contains("application.status"), "{data}");
 
     // At most five streams per person.
@@ -487,7 +497,7 @@ async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() 
     .execute(&public)
     .await
     .expect("notification");
-    assert_eq!(next_event(&mut response, &mut seen, "end").await, "session ended");
+    assert_eq!(next_event(&mut response, &mut seen, &mut at, "end").await, "session ended");
     assert!(!seen.contains("After logout"), "{seen}");
     public.close().await;
     drop(response);

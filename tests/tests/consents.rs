@@ -66,6 +66,10 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
         assert!(status == 409 || status == 422 && look_alike.contains('\u{200b}'), "{look_alike:?}: {body}");
         assert!(body["error"]["message"].as_str().expect("message").starts_with("name:"), "{body}");
     }
+    let hidden = json!({ "kind": "insurer", "name": "Plain Name", "address": "1 Main St\u{202e}" });
+    let (status, body) = admin.post("/staff/consent-recipients", &hidden).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").starts_with("address:"), "{body}");
     let (status, body) =
         admin.post("/staff/consent-recipients", &json!({ "kind": "insurer", "name": "Harbor House" })).await;
     assert_eq!(status, 201, "another kind may share a name: {body}");
