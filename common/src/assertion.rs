@@ -241,6 +241,8 @@ pub fn body_hash(body: &[u8]) -> String {
 pub struct Signer {
     service: ServiceName,
     key: EncodingKey,
+    /// The same key, for sealing streamed bodies ([`StreamSeal`]).
+    pkcs8: zeroize::Zeroizing<Vec<u8>>,
     ttl_secs: i64,
 }
 
@@ -250,7 +252,12 @@ pub struct SignError(String);
 
 impl Signer {
     pub fn new(service: ServiceName, pkcs8_der: &[u8], ttl_secs: u64) -> Self {
-        Self { service, key: EncodingKey::from_ed_der(pkcs8_der), ttl_secs: (ttl_secs as i64).clamp(1, MAX_TTL_SECS) }
+        Self {
+            service,
+            key: EncodingKey::from_ed_der(pkcs8_der),
+            pkcs8: zeroize::Zeroizing::new(pkcs8_der.to_vec()),
+            ttl_secs: (ttl_secs as i64).clamp(1, MAX_TTL_SECS),
+        }
     }
 
     pub fn service(&self) -> ServiceName {
@@ -264,6 +271,33 @@ impl Signer {
         ctx: &CallContext,
         request: RequestBinding<'_>,
     ) -> Result<String, SignError> {
+        self.sign_for(audience, ctx, request.method, request.path_and_query, body_hash(request.body)).map(|(t, _)| t)
+    }
+
+    /// An assertion for a request whose body is streamed, so its hash is not known yet: `bsh`
+    /// is [`STREAMED_BODY`], and the body must end with the [`StreamSeal`] returned here, a
+    /// signature over the body's hash bound to this assertion.
+    pub fn sign_streamed(
+        &self,
+        audience: ServiceName,
+        ctx: &CallContext,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<(String, StreamSeal), SignError> {
+        let (token, jti) = self.sign_for(audience, ctx, method, path_and_query, STREAMED_BODY.to_owned())?;
+        let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8)
+            .map_err(|e| SignError(format!("internal key: {e}")))?;
+        Ok((token, StreamSeal { jti, key }))
+    }
+
+    fn sign_for(
+        &self,
+        audience: ServiceName,
+        ctx: &CallContext,
+        method: &str,
+        path_and_query: &str,
+        bsh: String,
+    ) -> Result<(String, String), SignError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (jti, exp) = (uuid::Uuid::new_v4().to_string(), now + self.ttl_secs);
         let delegation = match &ctx.delegation {
@@ -281,17 +315,53 @@ impl Signer {
             purpose: ctx.purpose.clone(),
             request_id: ctx.request_id.0.clone(),
             reason: ctx.reason.clone(),
-            htm: request.method.to_owned(),
-            htu: request.path_and_query.to_owned(),
-            bsh: body_hash(request.body),
+            htm: method.to_owned(),
+            htu: path_and_query.to_owned(),
+            bsh,
             delegation,
             iat: now,
             exp,
-            jti,
+            jti: jti.clone(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.service.as_str().to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| SignError(e.to_string()))
+        let token = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| SignError(e.to_string()))?;
+        Ok((token, jti))
+    }
+}
+
+/// The `bsh` claim of an assertion whose body is streamed ([`Signer::sign_streamed`]). No body
+/// hashes to it, so the JSON body guard refuses such an assertion, and only a route reading a
+/// sealed stream ([`StreamedCall`]) accepts one.
+pub const STREAMED_BODY: &str = "streamed-v1";
+/// The length of the seal that ends a streamed body: an Ed25519 signature.
+pub const STREAM_SEAL_LEN: usize = 64;
+
+/// What the seal of a streamed body signs: the assertion it belongs to, the SHA-256 of every
+/// byte before the seal, and their count.
+fn stream_message(jti: &str, digest: &[u8], length: u64) -> Vec<u8> {
+    let mut message = b"secondwind-stream-v1\0".to_vec();
+    message.extend_from_slice(jti.as_bytes());
+    message.push(0);
+    message.extend_from_slice(digest);
+    message.extend_from_slice(&length.to_be_bytes());
+    message
+}
+
+/// Seals a streamed body once it has all been sent: the caller appends [`StreamSeal::seal`]
+/// as the body's last [`STREAM_SEAL_LEN`] bytes. The callee accepts nothing it read until the
+/// seal verifies ([`Verifier::check_stream`]), so bytes changed, dropped or added on the way
+/// are refused as a changed JSON body is.
+pub struct StreamSeal {
+    jti: String,
+    key: ring::signature::Ed25519KeyPair,
+}
+
+impl StreamSeal {
+    pub fn seal(&self, digest: &[u8], length: u64) -> [u8; STREAM_SEAL_LEN] {
+        let mut out = [0u8; STREAM_SEAL_LEN];
+        out.copy_from_slice(self.key.sign(&stream_message(&self.jti, digest, length)).as_ref());
+        out
     }
 }
 
@@ -340,6 +410,8 @@ pub struct Presented<'a> {
 pub struct Verifier {
     service: ServiceName,
     keys: HashMap<ServiceName, DecodingKey>,
+    /// The same public keys, raw, for the seals of streamed bodies.
+    raw_keys: HashMap<ServiceName, [u8; 32]>,
     policy: CallPolicy,
     /// Where set, a call in a person's role must carry a delegation token for it.
     user_tokens: Option<UserTokenVerifier>,
@@ -348,8 +420,8 @@ pub struct Verifier {
 impl Verifier {
     /// `peers` maps each service allowed to call this one to its 32-byte public key.
     pub fn new(service: ServiceName, peers: HashMap<ServiceName, [u8; 32]>, policy: CallPolicy) -> Self {
-        let keys = peers.into_iter().map(|(name, key)| (name, DecodingKey::from_ed_der(&key))).collect();
-        Self { service, keys, policy, user_tokens: None }
+        let keys = peers.iter().map(|(name, key)| (*name, DecodingKey::from_ed_der(key))).collect();
+        Self { service, keys, raw_keys: peers, policy, user_tokens: None }
     }
 
     /// Requires every call made in a person's role to carry a delegation token for it.
@@ -408,6 +480,18 @@ impl Verifier {
             Err(Denied::Role) => return Err(Refusal::PurposeRole { purpose: claims.purpose, role: claims.role }),
         }
         Ok(claims)
+    }
+
+    /// Whether `seal` ends the body streamed under `claims`: the caller signed the SHA-256
+    /// `digest` of the `length` bytes before it, for this very assertion.
+    pub fn check_stream(&self, claims: &Claims, digest: &[u8], length: u64, seal: &[u8]) -> Result<(), Refusal> {
+        if claims.bsh != STREAMED_BODY {
+            return Err(Refusal::Invalid("the assertion is not for a streamed body".into()));
+        }
+        let key = self.raw_keys.get(&claims.iss).ok_or_else(|| Refusal::Invalid("no key for the caller".into()))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(&stream_message(&claims.jti, digest, length), seal)
+            .map_err(|_| Refusal::Invalid("the streamed body does not match its seal".into()))
     }
 
     /// The assertion was made for this method, path, query and body.
@@ -584,6 +668,32 @@ impl<'r> FromRequest<'r> for InternalCall {
                 Outcome::Error((refusal.status(), refusal))
             }
         }
+    }
+}
+
+/// A verified internal caller whose body is streamed and ends with a seal
+/// ([`Signer::sign_streamed`]). The route reads the body itself and must check the seal with
+/// [`Verifier::check_stream`] before it keeps anything it read.
+#[derive(Debug, Clone)]
+pub struct StreamedCall(pub Claims);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for StreamedCall {
+    type Error = Refusal;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Refusal> {
+        let call = match request.guard::<InternalCall>().await {
+            Outcome::Success(call) => call,
+            Outcome::Error(e) => return Outcome::Error(e),
+            Outcome::Forward(f) => return Outcome::Forward(f),
+        };
+        if call.0.bsh != STREAMED_BODY {
+            let refusal = Refusal::Invalid("the assertion is not for a streamed body".into());
+            log_refusal(request, &refusal);
+            request.local_cache(|| ErrorMessage(Some(GENERIC_401.to_owned())));
+            return Outcome::Error((Status::Unauthorized, refusal));
+        }
+        Outcome::Success(StreamedCall(call.0))
     }
 }
 

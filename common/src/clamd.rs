@@ -66,41 +66,46 @@ impl Scanner {
         }
     }
 
-    /// Scans everything `reader` yields.
+    /// Scans everything `reader` yields, within the scanner's timeout.
     pub async fn scan<R: AsyncRead + Unpin + Send>(&self, mut reader: R) -> Result<Verdict, ScanError> {
-        let reply = self
-            .exchange(|mut stream| async move {
-                let sent = async {
-                    stream.write_all(b"zINSTREAM\0").await?;
-                    let mut buffer = vec![0u8; CHUNK];
-                    loop {
-                        let n = reader.read(&mut buffer).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        let length = u32::try_from(n).map_err(std::io::Error::other)?;
-                        stream.write_all(&length.to_be_bytes()).await?;
-                        stream.write_all(&buffer[..n]).await?;
-                    }
-                    stream.write_all(&0u32.to_be_bytes()).await?;
-                    stream.flush().await
+        let work = async {
+            let mut session = self.start().await?;
+            let mut buffer = vec![0u8; CHUNK];
+            loop {
+                let n = reader.read(&mut buffer).await.map_err(|e| ScanError::Unavailable(e.to_string()))?;
+                if n == 0 {
+                    break;
                 }
-                .await;
-                // clamd closes early on a stream past its limit, and says why: read the reply
-                // whether or not everything was sent.
-                match (read_reply(&mut stream).await, sent) {
-                    (Ok(reply), _) if !reply.is_empty() => Ok(reply),
-                    (_, Err(e)) | (Err(e), Ok(())) => Err(e),
-                    (Ok(reply), Ok(())) => Ok(reply),
-                }
-            })
-            .await?;
-        parse(&reply)
+                session.send(&buffer[..n]).await?;
+            }
+            session.finish().await
+        };
+        tokio::time::timeout(self.timeout, work).await.unwrap_or_else(|_| Err(self.late()))
     }
 
     /// Scans `bytes`.
     pub async fn scan_bytes(&self, bytes: &[u8]) -> Result<Verdict, ScanError> {
         self.scan(bytes).await
+    }
+
+    /// Opens an `INSTREAM` scan fed piece by piece ([`ScanSession::send`]) as the bytes arrive,
+    /// so nothing need be held whole; [`ScanSession::finish`] gives the verdict. Each step is
+    /// bounded by the scanner's timeout.
+    pub async fn start(&self) -> Result<ScanSession, ScanError> {
+        let connect = async {
+            let mut stream = TcpStream::connect(&self.address).await?;
+            stream.write_all(b"zINSTREAM\0").await?;
+            Ok::<_, std::io::Error>(stream)
+        };
+        match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(stream)) => Ok(ScanSession { stream, timeout: self.timeout }),
+            Ok(Err(e)) => Err(ScanError::Unavailable(e.to_string())),
+            Err(_) => Err(self.late()),
+        }
+    }
+
+    fn late(&self) -> ScanError {
+        ScanError::Unavailable(format!("no answer within {} s", self.timeout.as_secs_f32()))
     }
 
     async fn exchange<F, Fut>(&self, talk: F) -> Result<String, ScanError>
@@ -114,6 +119,59 @@ impl Scanner {
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(ScanError::Unavailable(e.to_string())),
+            Err(_) => Err(self.late()),
+        }
+    }
+}
+
+/// An `INSTREAM` scan under way ([`Scanner::start`]).
+pub struct ScanSession {
+    stream: TcpStream,
+    timeout: Duration,
+}
+
+impl ScanSession {
+    /// Sends the next bytes of the stream.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
+        let stream = &mut self.stream;
+        let sent = async {
+            for piece in bytes.chunks(CHUNK) {
+                let length = u32::try_from(piece.len()).map_err(std::io::Error::other)?;
+                stream.write_all(&length.to_be_bytes()).await?;
+                stream.write_all(piece).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(())) => Ok(()),
+            // clamd closes early on a stream past its limit, and says why: read what it said.
+            Ok(Err(e)) => match tokio::time::timeout(self.timeout, read_reply(&mut self.stream)).await {
+                Ok(Ok(reply)) if !reply.is_empty() => parse(&reply).and(Err(ScanError::Unavailable(e.to_string()))),
+                _ => Err(ScanError::Unavailable(e.to_string())),
+            },
+            Err(_) => Err(ScanError::Unavailable(format!("no answer within {} s", self.timeout.as_secs_f32()))),
+        }
+    }
+
+    /// Ends the stream and reads clamd's verdict.
+    pub async fn finish(mut self) -> Result<Verdict, ScanError> {
+        let stream = &mut self.stream;
+        let work = async {
+            // A failed write is not yet an answer: clamd may have closed early and said why.
+            let ended = async {
+                stream.write_all(&0u32.to_be_bytes()).await?;
+                stream.flush().await
+            }
+            .await;
+            match (read_reply(stream).await, ended) {
+                (Ok(reply), _) if !reply.is_empty() => Ok(reply),
+                (_, Err(e)) | (Err(e), Ok(())) => Err(e),
+                (Ok(reply), Ok(())) => Ok(reply),
+            }
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(reply)) => parse(&reply),
             Ok(Err(e)) => Err(ScanError::Unavailable(e.to_string())),
             Err(_) => Err(ScanError::Unavailable(format!("no answer within {} s", self.timeout.as_secs_f32()))),
         }

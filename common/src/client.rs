@@ -406,6 +406,28 @@ impl InternalClient {
         ctx: &CallContext,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_inner(method, path, ctx, body, None).await
+    }
+
+    /// [`Self::send`] without a body, with `timeout` in place of the client's (a long transfer).
+    pub async fn send_with_timeout(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ctx: &CallContext,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.send_inner(method, path, ctx, None::<&()>, Some(timeout)).await
+    }
+
+    async fn send_inner<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ctx: &CallContext,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ClientError> {
         let peer = self.peer;
         let url = self
             .base
@@ -426,6 +448,9 @@ impl InternalClient {
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         // Errors name no URL: its path and query may carry ids and filters, and errors are logged.
         let response = request
             .send()
@@ -444,6 +469,69 @@ impl InternalClient {
             return Err(ClientError::Status { peer, status });
         }
         Ok(response)
+    }
+
+    /// Sends a body streamed from `body`, ending it with the seal of an assertion made for
+    /// a streamed body ([`Signer::sign_streamed`]). An error from `body` aborts the request, so
+    /// the peer never sees a complete, sealed body. `timeout` replaces the client's for this
+    /// transfer. A 409, 413, 415 or 422 passes the peer's message on ([`ClientError::Refused`]):
+    /// the routes that take streams speak there of the bytes sent, never of stored records.
+    pub async fn send_streamed<S>(
+        &self,
+        path: &str,
+        ctx: &CallContext,
+        body: S,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError>
+    where
+        S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    {
+        use futures_util::StreamExt;
+        let peer = self.peer;
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ClientError::Unreachable { peer, message: format!("invalid internal path: {e}") })?;
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let (token, seal) = self.signer.sign_streamed(peer, ctx, "POST", &path_and_query)?;
+        // Each piece passes through the hash on its way; the seal of the hash follows the last.
+        let start = (Box::pin(body), ring::digest::Context::new(&ring::digest::SHA256), 0u64, seal);
+        let sealed = futures_util::stream::unfold(Some(start), |state| async move {
+            let (mut body, mut digest, length, seal) = state?;
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    digest.update(&bytes);
+                    let length = length + bytes.len() as u64;
+                    Some((Ok(bytes), Some((body, digest, length, seal))))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => Some((Ok(bytes::Bytes::copy_from_slice(&seal.seal(digest.finish().as_ref(), length))), None)),
+            }
+        });
+        let response = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .bearer_auth(token)
+            .header(request_id::HEADER, ctx.request_id().as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(sealed))
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { peer, message: e.without_url().to_string() })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        if matches!(status, 409 | 413 | 415 | 422) {
+            if let Ok(body) = response.json::<crate::ErrorBody>().await {
+                return Err(ClientError::Refused { peer, status, message: body.error.message });
+            }
+        }
+        Err(ClientError::Status { peer, status })
     }
 
     pub async fn json<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, ClientError> {
@@ -560,6 +648,52 @@ impl PhiVaultClient {
         self.0.get(&format!("/internal/v1/subjects/{subject}/disclosures{}", query.query_string()), ctx).await
     }
 
+    /// Streams a document into the vault as record `id` of `subject`: a frame naming the file
+    /// (a 2-byte big-endian length and the UTF-8 name), then the content, then the seal.
+    /// phi-vault scans, types and encrypts it, and keeps it only whole, clean and sealed.
+    pub async fn upload_document<S>(
+        &self,
+        ctx: &CallContext,
+        (subject, id): (uuid::Uuid, uuid::Uuid),
+        name: &str,
+        content: S,
+        timeout: Duration,
+    ) -> Result<crate::documents::StoredDocument, ClientError>
+    where
+        S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    {
+        use futures_util::StreamExt;
+        let name = crate::documents::clean_name(name);
+        let mut frame = Vec::with_capacity(2 + name.len());
+        frame.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        frame.extend_from_slice(name.as_bytes());
+        let body = futures_util::stream::once(async move { Ok(bytes::Bytes::from(frame)) }).chain(content);
+        let path = format!("/internal/v1/subjects/{subject}/documents/{id}");
+        let response = self.0.send_streamed(&path, ctx, body, timeout).await?;
+        self.0.json(response).await
+    }
+
+    /// A document's metadata and a response streaming its content (decrypted by phi-vault,
+    /// which ends the stream with an error, never a clean end, if a piece fails to open).
+    pub async fn download_document(
+        &self,
+        ctx: &CallContext,
+        id: uuid::Uuid,
+        timeout: Duration,
+    ) -> Result<(crate::documents::DocumentMeta, reqwest::Response), ClientError> {
+        use base64::Engine;
+        let peer = ServiceName::PhiVault;
+        let path = format!("/internal/v1/documents/{id}/content");
+        let response = self.0.send_with_timeout(reqwest::Method::GET, &path, ctx, timeout).await?;
+        let meta = response
+            .headers()
+            .get(crate::documents::META_HEADER)
+            .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.as_bytes()).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| ClientError::Body { peer, message: "no readable document metadata".into() })?;
+        Ok((meta, response))
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }
@@ -584,6 +718,8 @@ impl ClientError {
             }
             ClientError::Status { status: 429, peer } => crate::ApiError::Unavailable(format!("{peer} is busy")),
             ClientError::Refused { status: 409, message, .. } => crate::ApiError::Conflict(message),
+            ClientError::Refused { status: 413, message, .. } => crate::ApiError::TooLarge(message),
+            ClientError::Refused { status: 415, message, .. } => crate::ApiError::UnsupportedMediaType(message),
             ClientError::Refused { message, .. } => crate::ApiError::Unprocessable(message),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
             other => crate::ApiError::internal(other),

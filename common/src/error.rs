@@ -43,6 +43,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     #[error("too many requests: {0}")]
     TooManyRequests(String),
     #[error("service unavailable: {0}")]
@@ -65,6 +67,7 @@ impl ApiError {
             Self::Conflict(_) => Status::Conflict,
             Self::TooLarge(_) => Status::PayloadTooLarge,
             Self::Unprocessable(_) => Status::UnprocessableEntity,
+            Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::TooManyRequests(_) => Status::TooManyRequests,
             Self::Unavailable(_) => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
@@ -78,6 +81,7 @@ impl ApiError {
             | Self::Unprocessable(m)
             | Self::Conflict(m)
             | Self::TooLarge(m)
+            | Self::UnsupportedMediaType(m)
             | Self::TooManyRequests(m) => m.clone(),
             other => default_message(other.status()).to_owned(),
         }

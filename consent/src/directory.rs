@@ -37,17 +37,6 @@ fn admin(call: &InternalCall) -> Result<String, ApiError> {
     }
 }
 
-/// Characters that show as nothing (or reorder what follows): a name holding one could pass for
-/// another entry's name on screen while comparing different.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
-        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{0600}'..='\u{0605}' | '\u{1D173}'..='\u{1D17A}'
-        | '\u{E0000}'..='\u{E0FFF}' | '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{10FFFF}')
-}
-
 /// A page of the directory, oldest entry first. Retired entries only for admins who ask.
 #[get("/internal/v1/recipients?<after>&<limit>&<include_retired>")]
 async fn list(
@@ -92,10 +81,10 @@ async fn add(
         _ => return Err(ApiError::Unprocessable("kind: residence or insurer".into())),
     };
     common::json::printable("name", &new.name, 1..=200, false)?;
-    if new.name.chars().any(invisible) {
+    if new.name.chars().any(common::json::is_invisible) {
         return Err(ApiError::Unprocessable("name: no invisible or direction-changing characters".into()));
     }
-    if new.address.as_deref().is_some_and(|a| a.chars().any(invisible)) {
+    if new.address.as_deref().is_some_and(|a| a.chars().any(common::json::is_invisible)) {
         return Err(ApiError::Unprocessable("address: no invisible or direction-changing characters".into()));
     }
     if let Some(address) = &new.address {

@@ -166,6 +166,8 @@ async fn shred(
     .bind(subject)
     .execute(&mut *tx)
     .await?;
+    // Documents still being uploaded (accepted ones went with their records).
+    sqlx::query("DELETE FROM document_contents WHERE subject_id = $1").bind(subject).execute(&mut *tx).await?;
     // Delivered at commit to every instance, which drops its cached copy of the key.
     sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
     access_log::append(

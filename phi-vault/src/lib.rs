@@ -14,6 +14,7 @@ pub mod access_log;
 pub mod commit;
 pub mod crypto;
 pub mod disclosures;
+pub mod documents;
 mod internal;
 pub mod keys;
 pub mod notice;
@@ -50,6 +51,16 @@ pub struct Settings {
     /// The redisclosure notice (42 CFR §2.32) sent with every disclosure: a versioned policy
     /// file, `policies/redisclosure-notices/<version>.txt` (`notice` module docs).
     pub notice_file: std::path::PathBuf,
+    /// The virus scanner documents pass before they are kept. Without one, no document is
+    /// accepted (503).
+    pub scanner: Option<documents::ScannerSettings>,
+    /// The largest document accepted, in bytes.
+    pub max_document_bytes: u64,
+    /// The longest one document upload may take.
+    pub document_timeout_secs: u64,
+    /// How old a document upload never accepted (its process died) must be before the sweep
+    /// deletes its pieces.
+    pub abandoned_upload_secs: u64,
 }
 
 impl Default for Settings {
@@ -65,6 +76,10 @@ impl Default for Settings {
             volume_file: "policies/phi-volume.toml".into(),
             commit_workers: 2,
             notice_file: "policies/redisclosure-notices/part2-2024.txt".into(),
+            scanner: None,
+            max_document_bytes: 10 * 1024 * 1024,
+            document_timeout_secs: 300,
+            abandoned_upload_secs: 3600,
         }
     }
 }
@@ -136,6 +151,17 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         commit: commit::Committer::start(parts.pool.clone(), settings.commit_workers),
         notice: std::sync::Arc::new(notice),
     };
+    let documents = documents::Documents {
+        scanner: settings.scanner.as_ref().map(|s| {
+            common::clamd::Scanner::new(s.address.clone(), std::time::Duration::from_secs(s.timeout_secs.max(1)))
+        }),
+        max_bytes: settings.max_document_bytes,
+        transfer_timeout: std::time::Duration::from_secs(settings.document_timeout_secs.max(1)),
+    };
+    if documents.scanner.is_none() {
+        tracing::warn!("no virus scanner configured ([service.scanner]): documents will be refused (503)");
+    }
+    let abandoned = std::time::Duration::from_secs(settings.abandoned_upload_secs.max(60));
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
     let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));
@@ -146,6 +172,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .manage(consent)
         .manage(vault)
         .manage(retention)
+        .manage(documents)
         .attach(rocket::fairing::AdHoc::on_liftoff("background jobs", move |r| {
             let pool = r.state::<sqlx::PgPool>().cloned();
             let (consent, policy) = (consent_for_job.clone(), policy_for_job.clone());
@@ -153,6 +180,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
             Box::pin(async move {
                 if let Some(pool) = pool {
                     tokio::spawn(retention::run(pool.clone(), consent, policy, interval, shutdown.clone()));
+                    tokio::spawn(documents::sweep_until(pool.clone(), abandoned, interval, shutdown.clone()));
                     tokio::spawn(keys::evict_shredded(pool, cache.clone(), shutdown.clone()));
                     tokio::spawn(volume::sweep_until(watch.clone(), shutdown.clone()));
                     let every = cache.sweep_interval();
@@ -163,5 +191,6 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())
         .mount("/", records::routes())
+        .mount("/", documents::routes())
         .mount("/", keys::routes()))
 }

@@ -53,7 +53,7 @@ use crate::policy::{self, Decision, Intent};
 
 pub const CATEGORIES: [&str; 6] =
     ["intake_conversation", "coach_conversation", "application_details", "insurance", "identity", "document"];
-const FIELD: &str = "content";
+pub(crate) const FIELD: &str = "content";
 /// The access-log reason of a permitted access that failed on its key or its integrity.
 const FAILED: &str = "integrity or key failure";
 
@@ -77,7 +77,7 @@ pub struct Vault {
     pub notice: Arc<crate::notice::Notice>,
 }
 
-fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
+pub(crate) fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
     match e {
         CryptoError::Unavailable(m) => ApiError::Unavailable(format!("key provider: {m}")),
         CryptoError::Integrity => {
@@ -189,18 +189,13 @@ async fn lock_subject(tx: &mut PgConnection, subject: Uuid, key: &SubjectKey) ->
             Ok(if stored.rows_affected() == 1 { SubjectRow::Live } else { SubjectRow::Raced })
         }
         SubjectKey::Ready(_) | SubjectKey::Erased => {
-            let erased: Option<bool> =
-                sqlx::query_scalar("SELECT wrapped_data_key IS NULL FROM subjects WHERE id = $1 FOR SHARE")
-                    .bind(subject)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            Ok(if erased == Some(false) { SubjectRow::Live } else { SubjectRow::Erased })
+            Ok(if subject_live(tx, subject).await? { SubjectRow::Live } else { SubjectRow::Erased })
         }
     }
 }
 
 /// Logs a denied (or failed) access alone, in its own short transaction.
-async fn log_alone(pool: &PgPool, entry: &Access<'_>) -> Result<(), ApiError> {
+pub(crate) async fn log_alone(pool: &PgPool, entry: &Access<'_>) -> Result<(), ApiError> {
     access_log::append_alone(pool, entry).await?;
     Ok(())
 }
@@ -278,6 +273,88 @@ pub(crate) fn access<'a>(
     }
 }
 
+/// Phase 1 of writing a new record of `category` for `subject`, outside any transaction: the
+/// access policy, the subject's consent where the retention policy keeps the category only under
+/// one, and the caller's volume (counted only once nothing else refuses). A refusal is logged
+/// under `action` and answered.
+pub(crate) async fn decide_new(
+    pool: &PgPool,
+    vault: &Vault,
+    retention: &crate::retention::RetentionPolicy,
+    claims: &Claims,
+    (subject, category): (Uuid, &str),
+    action: &str,
+) -> Result<Decision, ApiError> {
+    let decision = policy::grant(pool, &vault.consent, claims, subject, Intent::Write).await?;
+    if !decision.permitted {
+        log_alone(pool, &access(claims, Some(subject), None, action, &decision)).await?;
+        return Err(ApiError::Forbidden);
+    }
+    if let Some(purpose) = retention.consent_purpose(category) {
+        let ctx = common::assertion::CallContext::on_behalf_of(claims, "retention_check");
+        let stands = crate::retention::consent_stands(&vault.consent, &ctx, subject, category, purpose)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("consent service: {e}")))?;
+        if !stands {
+            let refused = Decision::deny("no standing consent to keep records of this category");
+            log_alone(pool, &access(claims, Some(subject), None, action, &refused)).await?;
+            return Err(ApiError::Conflict(format!(
+                "{category}: kept only under the subject's consent ({purpose}), which is not on file"
+            )));
+        }
+    }
+    let decision = policy::counted(&vault.watch, claims, subject, Intent::Write, decision);
+    if !decision.permitted {
+        log_alone(pool, &access(claims, Some(subject), None, action, &decision)).await?;
+        return Err(decision.refusal());
+    }
+    Ok(decision)
+}
+
+/// Phase 1's key for a new record written in several steps (a document's pieces): the
+/// subject's data key, its first one generated, wrapped and stored now (in a short transaction
+/// of its own) if it had none. `None`: the subject is erased.
+pub(crate) async fn writable_key(
+    pool: &PgPool,
+    vault: &Vault,
+    subject: Uuid,
+    request_id: &str,
+) -> Result<Option<DataKey>, ApiError> {
+    for _ in 0..2 {
+        let key = vault.subject_key(pool, subject, true, request_id).await?;
+        match key {
+            SubjectKey::Ready(key) => return Ok(Some(key)),
+            SubjectKey::Erased => return Ok(None),
+            SubjectKey::New { .. } => {
+                let mut tx = pool.begin().await?;
+                match lock_subject(&mut tx, subject, &key).await? {
+                    SubjectRow::Live => {
+                        tx.commit().await?;
+                        if let SubjectKey::New { key, .. } = key {
+                            vault.cache.put(subject, key.clone());
+                            return Ok(Some(key));
+                        }
+                    }
+                    SubjectRow::Raced => tx.rollback().await?,
+                    SubjectRow::Erased => return Ok(None),
+                }
+            }
+        }
+    }
+    Err(ApiError::internal("the subject's first data key changed twice while a record was written"))
+}
+
+/// Phase 2, first lock, for a record whose key phase 1 already holds: a share lock on the
+/// subject's row (as [`lock_subject`]). False if the subject was erased meanwhile.
+pub(crate) async fn subject_live(tx: &mut PgConnection, subject: Uuid) -> Result<bool, sqlx::Error> {
+    let erased: Option<bool> =
+        sqlx::query_scalar("SELECT wrapped_data_key IS NULL FROM subjects WHERE id = $1 FOR SHARE")
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(erased == Some(false))
+}
+
 #[post("/internal/v1/records", data = "<body>")]
 async fn create(
     call: InternalCall,
@@ -296,32 +373,7 @@ async fn create(
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
     }
-    // Phase 1, no transaction: decide, ask the consent service, get the key. The write is
-    // counted against the caller's volume only once nothing else refuses it.
-    let decision = policy::grant(pool, &vault.consent, claims, subject, Intent::Write).await?;
-    if !decision.permitted {
-        log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
-        return Err(ApiError::Forbidden);
-    }
-    if let Some(purpose) = retention.consent_purpose(&new.category) {
-        let ctx = common::assertion::CallContext::on_behalf_of(claims, "retention_check");
-        let stands = crate::retention::consent_stands(&vault.consent, &ctx, subject, &new.category, purpose)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("consent service: {e}")))?;
-        if !stands {
-            let refused = Decision::deny("no standing consent to keep records of this category");
-            log_alone(pool, &access(claims, Some(subject), None, "record.create", &refused)).await?;
-            return Err(ApiError::Conflict(format!(
-                "{}: kept only under the subject's consent ({purpose}), which is not on file",
-                new.category
-            )));
-        }
-    }
-    let decision = policy::counted(&vault.watch, claims, subject, Intent::Write, decision);
-    if !decision.permitted {
-        log_alone(pool, &access(claims, Some(subject), None, "record.create", &decision)).await?;
-        return Err(decision.refusal());
-    }
+    let decision = decide_new(pool, vault, retention, claims, (subject, &new.category), "record.create").await?;
     let id = Uuid::new_v4();
     let expires_at = retention.expiry(&new.category, new.expires_at, time::OffsetDateTime::now_utc());
     // A second attempt only when another request stored the subject's first key meanwhile: it
@@ -378,7 +430,7 @@ async fn create(
 /// Phase 1's key for reading or changing an existing record: from the cache or unwrapped
 /// through the provider, outside any transaction. A failure is logged with the decision it
 /// follows, and answered.
-async fn existing_key(
+pub(crate) async fn existing_key(
     pool: &PgPool,
     vault: &Vault,
     claims: &Claims,
@@ -406,7 +458,7 @@ async fn existing_key(
 /// Phase 1 of the record routes: looks up the record's metadata and decides, without a
 /// transaction (the policy may ask the consent service). A denial or a miss is logged here and
 /// answers 404; a permitted access is logged by the caller's phase 2, with what it does.
-async fn authorized(
+pub(crate) async fn authorized(
     pool: &PgPool,
     vault: &Vault,
     claims: &Claims,
@@ -436,7 +488,7 @@ async fn authorized(
         return Err(ApiError::NotFound);
     }
     let category: String = row.try_get("category")?;
-    let reads = action == "record.read" || action == "record.emergency_disclosure";
+    let reads = matches!(action, "record.read" | "record.emergency_disclosure" | "document.read");
     let intent = if reads { Intent::Read(Some(&category)) } else { Intent::Write };
     drop(conn); // no connection is held while the policy may ask the consent service
     let decision = policy::decide(pool, &vault.consent, &vault.watch, claims, subject, intent).await?;
@@ -509,8 +561,27 @@ async fn serve_read(
         notice_version: vault.notice.version.clone(),
         notice: vault.notice.text.clone(),
     });
+    let alone = notice.is_some();
+    let ((category, content, times), seq) =
+        commit_read(vault, claims, (subject, id), (category, decision, action), key, alone).await?;
+    let mut record = served(id, subject, category, content, times, seq)?;
+    record.disclosure = notice;
+    Ok(Json(record))
+}
+
+/// Phase 2 of a permitted read: the record decrypted and the access (and any disclosure) logged,
+/// in the next group commit, or `alone` in a transaction of its own. Returns the record and the
+/// access-log entry of the access.
+pub(crate) async fn commit_read(
+    vault: &Vault,
+    claims: &Claims,
+    (subject, id): (Uuid, Uuid),
+    (category, decision, action): (String, Decision, &'static str),
+    key: DataKey,
+    alone: bool,
+) -> Result<((String, serde_json::Value, Times), i64), ApiError> {
     let access = Arc::new(Phase2 {
-        claims: call.0.clone(),
+        claims: claims.clone(),
         subject,
         id,
         category,
@@ -523,12 +594,8 @@ async fn serve_read(
         let (access, key, cache) = (access.clone(), key.clone(), cache.clone());
         Box::pin(async move { access.read(conn, &key, &cache).await })
     });
-    let (outcome, seqs) =
-        if notice.is_some() { vault.commit.run_alone(step).await? } else { vault.commit.run(id, step).await? };
-    let (category, content, times) = outcome?;
-    let mut record = served(id, subject, category, content, times, last(&seqs)?)?;
-    record.disclosure = notice;
-    Ok(Json(record))
+    let (outcome, seqs) = if alone { vault.commit.run_alone(step).await? } else { vault.commit.run(id, step).await? };
+    Ok((outcome?, last(&seqs)?))
 }
 
 #[put("/internal/v1/records/<id>", data = "<body>")]
@@ -579,7 +646,7 @@ fn last(seqs: &[i64]) -> Result<i64, ApiError> {
 }
 
 /// A record's times, as phase 2 found them.
-type Times = (time::OffsetDateTime, time::OffsetDateTime);
+pub(crate) type Times = (time::OffsetDateTime, time::OffsetDateTime);
 
 /// What phase 2 of a read or a replace needs from phase 1. Its steps run in a group commit's
 /// transaction, possibly twice (`crate::commit`), so they change nothing outside it but the key

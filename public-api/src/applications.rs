@@ -575,7 +575,7 @@ pub async fn dashboard(user: Beneficiary, pool: &State<PgPool>) -> Result<Json<D
     }))
 }
 
-fn not_editable(status: ApplicationStatus) -> ApiError {
+pub(crate) fn not_editable(status: ApplicationStatus) -> ApiError {
     ApiError::Conflict(format!(
         "an application {} can no longer be changed; it can be changed while reviewing or action_needed",
         status.as_str()

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod beneficiaries;
 pub mod consents;
 mod cors;
+pub mod documents;
 pub mod insurance;
 pub mod live;
 pub mod meta;
@@ -34,6 +35,8 @@ pub const SERVICE: ServiceName = ServiceName::PublicApi;
 pub struct Settings {
     #[serde(default)]
     pub auth: auth::AuthSettings,
+    #[serde(default)]
+    pub documents: documents::DocumentSettings,
 }
 
 pub type PublicApiConfig = Config<Settings>;
@@ -64,6 +67,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(phi_vault)
         .manage(consent)
         .manage(insurance::provider())
+        .manage(config.service.documents.clone())
         .manage(live::Live::new())
         .attach(rocket::fairing::AdHoc::on_liftoff("notification relay", |r| {
             let (pool, live, shutdown) =
@@ -89,6 +93,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", beneficiaries::routes())
         .mount("/api/v1", consents::routes())
         .mount("/api/v1", applications::routes())
+        .mount("/api/v1", documents::routes())
         .mount("/api/v1", notifications::routes())
         .mount("/api/v1", insurance::routes())
         .mount("/api/v1", live::routes())

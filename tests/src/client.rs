@@ -68,4 +68,30 @@ impl Client<'_> {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
+
+    /// Posts `body` with `content_type` (a hand-made multipart form, whole or not).
+    pub async fn upload(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .app
+            .http
+            .post(self.app.api(path))
+            .bearer_auth(&self.who.access_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("text");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GETs raw bytes: the status, the headers and the body (an error if it was cut).
+    pub async fn download(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Result<Vec<u8>, String>) {
+        let response =
+            self.app.http.get(self.app.api(path)).bearer_auth(&self.who.access_token).send().await.expect("send");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.bytes().await.map(|b| b.to_vec()).map_err(|e| e.to_string());
+        (status, headers, body)
+    }
 }

@@ -421,6 +421,10 @@ impl TestApp {
         phi_cfg.service.notice_file = repo_root().join("policies/redisclosure-notices/part2-2024.txt");
         phi_cfg.service.volume_file = repo_root().join("policies/phi-volume.toml");
         phi_cfg.internal.user_tokens = Some(keys.user_token_config());
+        // scripts/test starts clamd; without it, documents are refused (503), as in production.
+        if let Ok(address) = std::env::var("SECONDWIND_TEST_CLAMD") {
+            phi_cfg.service.scanner = Some(phi_vault::documents::ScannerSettings { address, timeout_secs: 30 });
+        }
         configure_phi(&mut phi_cfg);
         let phi_vault = launch(phi_vault::build(phi_cfg.clone()).await.expect("build phi-vault")).await;
         urls.insert(ServiceName::PhiVault, phi_vault.url.clone());
