@@ -85,6 +85,8 @@ pub struct Documents {
     pub max_bytes: u64,
     /// The longest an upload may take from its first byte to its last.
     pub transfer_timeout: Duration,
+    /// Uploads taken at once; more are refused (503) rather than queued on the scanner.
+    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The field a piece is sealed under: its number binds its place.
@@ -238,6 +240,19 @@ impl Incoming<'_> {
     }
 }
 
+/// Why an upload was refused, for the access log: fixed words, never the client's.
+fn refusal(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::TooLarge(_) => "refused: larger than the limit",
+        ApiError::UnsupportedMediaType(_) => "refused: not an accepted type",
+        ApiError::Unprocessable(_) => "refused: empty, or its name invalid",
+        ApiError::BadRequest(_) => "refused: cut short or too slow",
+        ApiError::Unavailable(_) => "refused: the virus scanner or the database was unavailable",
+        ApiError::Conflict(_) => "refused: the id is taken",
+        _ => "refused: failed",
+    }
+}
+
 fn cut_short() -> ApiError {
     ApiError::BadRequest("the upload ended before it was complete".into())
 }
@@ -271,6 +286,9 @@ async fn upload(
     let action = "document.create";
     let Some(scanner) = &documents.scanner else {
         return Err(ApiError::Unavailable("no virus scanner is configured; documents cannot be accepted".into()));
+    };
+    let Ok(_slot) = documents.slots.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable("too many documents are being uploaded; try again shortly".into()));
     };
     // Phase 1, no transaction: decide, and the key (the subject's first is stored now).
     let decision = decide_new(pool, vault, retention, claims, (subject, CATEGORY), action).await?;
@@ -311,14 +329,24 @@ async fn upload(
             }
         }
     };
-    let (name, received, verdict, staged) = tokio::time::timeout(documents.transfer_timeout, transfer)
+    let transferred = tokio::time::timeout(documents.transfer_timeout, transfer)
         .await
-        .map_err(|_| ApiError::BadRequest("the upload took too long".into()))??;
+        .unwrap_or_else(|_| Err(ApiError::BadRequest("the upload took too long".into())));
+    let (name, received, verdict, staged) = match transferred {
+        Ok(done) => done,
+        Err(e) => {
+            // Every refusal is in the access log, with why in fixed words.
+            log_alone(pool, &access(claims, Some(subject), Some(id), action, &Decision::deny(refusal(&e)))).await?;
+            return Err(e);
+        }
+    };
     let (seal, digest, length) = incoming.seal();
     if let Err(refusal) = verifier.check_stream(claims, digest.as_ref(), length, &seal) {
         tracing::error!(request_id = %claims.request_id, reason = %refusal, alarm = "stream_seal",
             "a streamed document does not match its seal; refused");
         staged.discard().await;
+        let mismatch = Decision::deny("refused: the body does not match its seal");
+        log_alone(pool, &access(claims, Some(subject), Some(id), action, &mismatch)).await?;
         return Err(ApiError::Unauthorized);
     }
     if let Verdict::Infected(signature) = verdict {
@@ -452,6 +480,7 @@ async fn accept(
 /// A document's content, streamed, with its metadata in [`META_HEADER`].
 pub struct Content {
     meta: String,
+    size: u64,
     body: tokio_util::io::StreamReader<Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>, Bytes>,
 }
 
@@ -462,6 +491,9 @@ impl<'r> Responder<'r, 'static> for Content {
             .header(ContentType::Binary)
             .raw_header(META_HEADER, self.meta)
             .raw_header("cache-control", "no-store")
+            // Declared, so a body cut short on an integrity failure is an error to the reader,
+            // never a complete-looking file.
+            .raw_header("content-length", self.size.to_string())
             .streamed_body(self.body)
             .ok()
     }
@@ -492,8 +524,9 @@ async fn content(
     let meta: DocumentMeta = serde_json::from_value(content).map_err(|_| ApiError::internal(UNREADABLE_CONTENT))?;
     let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(&meta).map_err(|_| ApiError::internal(UNREADABLE_CONTENT))?);
+    let size = meta.size_bytes;
     let pieces = pieces(pool.inner().clone(), key, (subject, id), meta, claims.request_id.clone());
-    Ok(Content { meta: header, body: tokio_util::io::StreamReader::new(pieces) })
+    Ok(Content { meta: header, size, body: tokio_util::io::StreamReader::new(pieces) })
 }
 
 /// The content, opened piece by piece; an error (never a clean end) if any piece is missing or
@@ -534,7 +567,18 @@ fn pieces(
                 .await;
             let row = match row {
                 Ok(Some(row)) => row,
-                Ok(None) => return failed("is missing a piece"),
+                Ok(None) => {
+                    let there: Result<Option<i32>, _> =
+                        sqlx::query_scalar("SELECT 1 FROM document_contents WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&pool)
+                            .await;
+                    if let Ok(None) = there {
+                        tracing::warn!(request_id = %request_id, "a document was deleted while it was downloaded");
+                        return Some((Err(std::io::Error::other("deleted")), (seq, digest, true)));
+                    }
+                    return failed("is missing a piece");
+                }
                 Err(e) => {
                     tracing::warn!(request_id = %request_id, error = %e, "a document download failed on the database");
                     return Some((Err(std::io::Error::other("database")), (seq, digest, true)));

@@ -58,6 +58,8 @@ pub struct Settings {
     pub max_document_bytes: u64,
     /// The longest one document upload may take.
     pub document_timeout_secs: u64,
+    /// Document uploads taken at once by this instance (more: 503).
+    pub max_concurrent_uploads: usize,
     /// How old a document upload never accepted (its process died) must be before the sweep
     /// deletes its pieces.
     pub abandoned_upload_secs: u64,
@@ -79,6 +81,7 @@ impl Default for Settings {
             scanner: None,
             max_document_bytes: 10 * 1024 * 1024,
             document_timeout_secs: 300,
+            max_concurrent_uploads: 32,
             abandoned_upload_secs: 3600,
         }
     }
@@ -157,11 +160,20 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         }),
         max_bytes: settings.max_document_bytes,
         transfer_timeout: std::time::Duration::from_secs(settings.document_timeout_secs.max(1)),
+        slots: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_uploads.max(1))),
     };
+    // The sweep must never take an upload still under way.
+    let scan_secs = settings.scanner.as_ref().map_or(0, |s| s.timeout_secs);
+    if settings.abandoned_upload_secs <= settings.document_timeout_secs + 2 * scan_secs + 60 {
+        return Err(invalid_config(
+            "service.abandoned_upload_secs",
+            "must exceed document_timeout_secs plus twice the scanner's timeout plus 60 s".into(),
+        ));
+    }
     if documents.scanner.is_none() {
         tracing::warn!("no virus scanner configured ([service.scanner]): documents will be refused (503)");
     }
-    let abandoned = std::time::Duration::from_secs(settings.abandoned_upload_secs.max(60));
+    let abandoned = std::time::Duration::from_secs(settings.abandoned_upload_secs);
     let retention = retention::RetentionPolicy::load(&settings.retention_file)
         .map_err(|e| StartError::Config(ConfigError::Invalid { key: "service.retention_file".into(), message: e }))?;
     let interval = std::time::Duration::from_secs(settings.retention_interval_secs.max(1));

@@ -369,6 +369,9 @@ async fn create(
     if !CATEGORIES.contains(&new.category.as_str()) {
         return Err(ApiError::Unprocessable(format!("category: one of {}", CATEGORIES.join(", "))));
     }
+    if new.category == "document" {
+        return Err(ApiError::Unprocessable("category: documents are stored through the documents route".into()));
+    }
     let plaintext = serialize_content(&new.content)?;
     if plaintext.len() > vault.max_record_bytes {
         return Err(ApiError::TooLarge(format!("record content exceeds {} bytes", vault.max_record_bytes)));
@@ -544,6 +547,12 @@ async fn serve_read(
     }
     // Phase 1, no transaction: decide, then the key (unwrapped through the provider if not cached).
     let (subject, category, mut decision) = authorized(pool, vault, claims, id, action).await?;
+    // A document (even its name) is never disclosed outside the program.
+    if category == "document" && (decision.disclosure.is_some() || emergency.is_some()) {
+        let refused = Decision::deny("documents are not disclosed outside the program");
+        log_alone(pool, &access(claims, Some(subject), Some(id), action, &refused)).await?;
+        return Err(ApiError::Forbidden);
+    }
     if let Some(EmergencyDisclosure { recipient, nature }) = emergency {
         decision.disclosure = Some(crate::policy::Disclosure {
             recipient: "medical_personnel".into(),
@@ -615,6 +624,9 @@ async fn replace(
     }
     // Phase 1, no transaction.
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
+    if category == "document" {
+        return Err(ApiError::Unprocessable("a document is replaced by uploading another".into()));
+    }
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     let binding = Binding { subject, record: id, category: &category, field: FIELD };
     let sealed = crypto::seal(&key, binding, &plaintext).map_err(|e| crypto_error(e, &claims.request_id))?;

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use common::assertion::CallContext;
 use common::client::{ClientError, PhiVaultClient};
-use common::documents::{clean_name, DocumentList, DocumentMeta, DocumentView, ACCEPTED};
+use common::documents::{clean_name, DocumentList, DocumentMeta, DocumentView, StoredDocument, ACCEPTED};
 use common::ApiError;
 
 use crate::applications::{not_editable, stored_error};
@@ -51,11 +51,22 @@ pub struct DocumentSettings {
     pub transfer_timeout_secs: u64,
     /// How long a row may stay `uploading` before its owner's next listing finishes it.
     pub stale_after_secs: u64,
+    /// Uploads under way at once in this instance (more: 503).
+    pub max_concurrent: usize,
+    /// Uploads under way at once for one person (more: 429).
+    pub per_user_concurrent: u32,
 }
 
 impl Default for DocumentSettings {
     fn default() -> Self {
-        Self { max_bytes: 10 * 1024 * 1024, per_application: 20, transfer_timeout_secs: 300, stale_after_secs: 900 }
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            per_application: 20,
+            transfer_timeout_secs: 300,
+            stale_after_secs: 900,
+            max_concurrent: 16,
+            per_user_concurrent: 2,
+        }
     }
 }
 
@@ -140,6 +151,145 @@ async fn forget_row(pool: &PgPool, id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How an upload that was not stored ended.
+enum Relay {
+    /// Refused before phi-vault could keep anything (its answer, or a body it never saw end).
+    Refused(ApiError),
+    /// phi-vault may have kept it (its answer was lost, or it failed after accepting).
+    Unknown(ApiError),
+}
+
+/// How long the client may send nothing before the upload is given up.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Reads the form's file part and relays its bytes to phi-vault as they arrive; returns the
+/// cleaned name and what phi-vault stored.
+async fn relay(
+    data: Data<'_>,
+    boundary: String,
+    settings: &DocumentSettings,
+    vault: &PhiVaultClient,
+    ctx: &CallContext,
+    (me, document): (Uuid, Uuid),
+) -> Result<(String, StoredDocument), Relay> {
+    let whole = settings.max_bytes + MULTIPART_OVERHEAD;
+    let body = tokio_util::io::ReaderStream::new(data.open(whole.bytes()));
+    let limits = multer::SizeLimit::new().whole_stream(whole).per_field(whole);
+    let mut multipart =
+        multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(limits));
+    let cut = || ApiError::BadRequest("the upload was cut short, stalled, or is not valid multipart".into());
+    let field = match tokio::time::timeout(IDLE, multipart.next_field()).await {
+        Ok(Ok(Some(field))) if field.name() == Some("file") => field,
+        Ok(Ok(Some(_))) => {
+            return Err(Relay::Refused(ApiError::Unprocessable(
+                "the form's one part must be the file, named `file`".into(),
+            )))
+        }
+        _ => return Err(Relay::Refused(cut())),
+    };
+    let name = clean_name(field.file_name().unwrap_or_default());
+    // The file's bytes go to phi-vault as they arrive; a few pieces wait here at most.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let relayed =
+        futures_util::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let max = settings.max_bytes;
+    let pump = async move {
+        let mut field = field;
+        let mut total = 0u64;
+        loop {
+            let refusal = match tokio::time::timeout(IDLE, field.chunk()).await {
+                Ok(Ok(Some(bytes))) => {
+                    total += bytes.len() as u64;
+                    if total <= max {
+                        if sender.send(Ok(bytes)).await.is_err() {
+                            // phi-vault stopped reading: its answer says why.
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    ApiError::TooLarge(format!("the file is larger than the limit of {max} bytes; nothing was kept"))
+                }
+                // Dropping the sender ends the stream; the client then seals it.
+                Ok(Ok(None)) => return Ok(()),
+                _ => cut(),
+            };
+            // An error aborts the relayed body: phi-vault never sees it end, so keeps nothing.
+            let _ = sender.send(Err(std::io::Error::other("upload refused"))).await;
+            return Err(refusal);
+        }
+    };
+    let stored = vault.upload_document(ctx, (me, document), &name, relayed, timeout(settings));
+    match tokio::join!(pump, stored) {
+        (Err(refusal), _) => Err(Relay::Refused(refusal)),
+        (Ok(()), Ok(stored)) => Ok((name, stored)),
+        (Ok(()), Err(e)) => {
+            // phi-vault answers a refusal before it keeps anything; other failures may follow it.
+            let refused = match &e {
+                ClientError::Refused { .. } => true,
+                ClientError::Status { status, .. } => (400..500).contains(status) || *status == 503,
+                _ => false,
+            };
+            let e = stored_error(e);
+            Err(if refused { Relay::Refused(e) } else { Relay::Unknown(e) })
+        }
+    }
+}
+
+/// Uploads under way: at most a few per person (429) and a bound per instance (503), so nobody
+/// ties up the virus scanner or the vault for everyone.
+pub struct Uploads {
+    global: std::sync::Arc<tokio::sync::Semaphore>,
+    per_user: std::sync::Mutex<std::collections::HashMap<Uuid, u32>>,
+    per_user_max: u32,
+}
+
+impl Uploads {
+    pub fn new(settings: &DocumentSettings) -> Self {
+        Self {
+            global: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent.max(1))),
+            per_user: Default::default(),
+            per_user_max: settings.per_user_concurrent.max(1),
+        }
+    }
+
+    fn claim(&self, user: Uuid) -> Result<UploadSlot<'_>, ApiError> {
+        let permit = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Unavailable("too many uploads are under way; try again in a minute".into()))?;
+        let mut per_user = self.per_user.lock().map_err(|_| ApiError::internal("upload slots poisoned"))?;
+        let held = per_user.entry(user).or_insert(0);
+        if *held >= self.per_user_max {
+            return Err(ApiError::TooManyRequests(format!(
+                "at most {} uploads at a time; wait for one to finish",
+                self.per_user_max
+            )));
+        }
+        *held += 1;
+        Ok(UploadSlot { uploads: self, user, _permit: permit })
+    }
+}
+
+struct UploadSlot<'a> {
+    uploads: &'a Uploads,
+    user: Uuid,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut per_user) = self.uploads.per_user.lock() {
+            if let Some(held) = per_user.get_mut(&self.user) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    per_user.remove(&self.user);
+                }
+            }
+        }
+    }
+}
+
 /// Uploads a document to my application, which must be `reviewing` or `action_needed`.
 #[utoipa::path(post, path = "/api/v1/applications/{id}/documents", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
@@ -154,7 +304,8 @@ async fn forget_row(pool: &PgPool, id: Uuid) -> Result<(), ApiError> {
         (status = 413, description = "The file is over the size limit; nothing was kept", body = common::ErrorBody),
         (status = 415, description = "Not multipart/form-data, or the file is not a PDF, JPEG, PNG or HEIC image by its bytes", body = common::ErrorBody),
         (status = 422, description = "The file is empty, the part is not named `file`, or the virus scanner found malware (named in the message); nothing was kept", body = common::ErrorBody),
-        (status = 503, description = "The virus scanner or the PHI vault is unavailable; nothing was kept", body = common::ErrorBody),
+        (status = 429, description = "Two uploads of mine are already under way; nothing was kept", body = common::ErrorBody),
+        (status = 503, description = "The virus scanner or the PHI vault is unavailable, or too many uploads are under way; nothing was kept", body = common::ErrorBody),
     ))]
 #[allow(clippy::too_many_arguments)]
 #[post("/applications/<id>/documents", data = "<data>")]
@@ -167,70 +318,35 @@ pub async fn upload(
     pool: &State<PgPool>,
     vault: &State<PhiVaultClient>,
     settings: &State<DocumentSettings>,
+    uploads: &State<Uploads>,
 ) -> Result<(Status, Json<DocumentView>), ApiError> {
     let boundary = boundary(content_type)?;
     let me = user.user_id();
+    let _slot = uploads.claim(me)?;
     let document = reserve(pool, me, id, settings.per_application).await?;
-    let limit = (settings.max_bytes + MULTIPART_OVERHEAD).bytes();
-    let body = tokio_util::io::ReaderStream::new(data.open(limit));
-    let mut multipart = multer::Multipart::new(body, boundary);
-    let field = match multipart.next_field().await {
-        Ok(Some(field)) if field.name() == Some("file") => field,
-        Ok(Some(_)) => {
-            forget_row(pool, document).await?;
-            return Err(ApiError::Unprocessable("the form's one part must be the file, named `file`".into()));
-        }
-        Ok(None) | Err(_) => {
-            forget_row(pool, document).await?;
-            return Err(ApiError::BadRequest("the upload was cut short, or is not valid multipart".into()));
-        }
-    };
-    let name = clean_name(field.file_name().unwrap_or_default());
     let ctx = user.call(&meta, "self_service");
-    // The file's bytes go to phi-vault as they arrive; a few pieces wait here at most.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    let relayed =
-        futures_util::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let max = settings.max_bytes;
-    let pump = async move {
-        let mut field = field;
-        let mut total = 0u64;
-        loop {
-            let refusal = match field.chunk().await {
-                Ok(Some(bytes)) => {
-                    total += bytes.len() as u64;
-                    if total <= max {
-                        if sender.send(Ok(bytes)).await.is_err() {
-                            // phi-vault stopped reading: its answer says why.
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    ApiError::TooLarge(format!("the file is larger than the limit of {max} bytes; nothing was kept"))
+    let relayed = relay(data, boundary, settings, vault, &ctx, (me, document));
+    let outcome = tokio::time::timeout(timeout(settings), relayed)
+        .await
+        .unwrap_or_else(|_| Err(Relay::Unknown(ApiError::BadRequest("the upload took too long".into()))));
+    let (name, stored) = match outcome {
+        Ok(done) => done,
+        Err(relay) => {
+            let e = match relay {
+                Relay::Refused(e) => {
+                    forget_row(pool, document).await?;
+                    e
                 }
-                // Dropping the sender ends the stream; the client then seals it.
-                Ok(None) => return Ok(()),
-                Err(_) => ApiError::BadRequest("the upload was cut short, or is not valid multipart".into()),
+                Relay::Unknown(e) => {
+                    abandon(pool, vault, &ctx, document).await?;
+                    e
+                }
             };
-            // An error aborts the relayed body: phi-vault never sees it end, so keeps nothing.
-            let _ = sender.send(Err(std::io::Error::other("upload refused"))).await;
-            return Err(refusal);
-        }
-    };
-    let stored = vault.upload_document(&ctx, (me, document), &name, relayed, timeout(settings));
-    let (pumped, stored) = tokio::join!(pump, stored);
-    let stored = match (pumped, stored) {
-        (Err(refusal), _) => {
-            forget_row(pool, document).await?;
-            return Err(refusal);
-        }
-        (Ok(()), Ok(stored)) => stored,
-        // Whether phi-vault kept it is not known: the row stays `uploading`, and the owner's
-        // next listing after it is stale finishes it.
-        (Ok(()), Err(e @ ClientError::Unreachable { .. })) => return Err(e.into_api_error()),
-        (Ok(()), Err(e)) => {
-            forget_row(pool, document).await?;
-            return Err(stored_error(e));
+            let mut tx = pool.begin().await?;
+            let resource = Some(("document", document.to_string()));
+            audit::record(&mut tx, &meta.event(Some(me), "document.upload", resource, Outcome::Failure)).await?;
+            tx.commit().await?;
+            return Err(e);
         }
     };
     let mut tx = pool.begin().await?;
@@ -243,15 +359,14 @@ pub async fn upload(
     .await?;
     let Some(row) = row else {
         tx.rollback().await?;
-        discard(vault, &ctx, document).await;
+        abandon(pool, vault, &ctx, document).await?;
         return Err(ApiError::Conflict("the upload took too long and was abandoned; send it again".into()));
     };
     // A document is part of what is decided on: adding one is an edit (a decision made on the
     // version before it is refused), and one that arrives after a decision is not kept.
     if !edited(&mut tx, id).await? {
         tx.rollback().await?;
-        discard(vault, &ctx, document).await;
-        forget_row(pool, document).await?;
+        abandon(pool, vault, &ctx, document).await?;
         return Err(ApiError::Conflict(
             "the application was decided while the file was uploading; it can no longer be changed".into(),
         ));
@@ -273,9 +388,20 @@ pub async fn upload(
     ))
 }
 
-async fn discard(vault: &PhiVaultClient, ctx: &CallContext, document: Uuid) {
-    if let Err(e) = vault.delete_record(ctx, document).await {
-        tracing::warn!(request_id = %ctx.request_id(), error = %e, "an abandoned document was not deleted from the vault");
+/// Gives up a document whose upload phi-vault may have kept: its record is deleted (gone already
+/// is fine) and the row with it; if phi-vault cannot be reached, the row is marked `deleting`,
+/// hidden, and its owner's next listing finishes it.
+async fn abandon(pool: &PgPool, vault: &PhiVaultClient, ctx: &CallContext, document: Uuid) -> Result<(), ApiError> {
+    match vault.delete_record(ctx, document).await {
+        Ok(()) | Err(ClientError::Status { status: 404, .. }) => forget_row(pool, document).await,
+        Err(e) => {
+            tracing::warn!(request_id = %ctx.request_id(), error = %e, "an abandoned document is left for its owner's next listing");
+            sqlx::query("UPDATE application_documents SET state = 'deleting', updated_at = now() WHERE id = $1")
+                .bind(document)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
     }
 }
 
@@ -314,7 +440,7 @@ async fn list_of(
     vault: &PhiVaultClient,
     ctx: &CallContext,
     application: Uuid,
-    limit: u32,
+    (limit, owner): (u32, bool),
 ) -> Result<DocumentList, ApiError> {
     let rows = sqlx::query(
         "SELECT id, created_at FROM application_documents WHERE application_id = $1 AND state = 'stored' \
@@ -325,10 +451,21 @@ async fn list_of(
     .await?;
     let reads = rows.iter().map(|row| async move {
         let id: Uuid = row.try_get("id")?;
-        let record = vault.read_record(ctx, id).await.map_err(ClientError::into_api_error)?;
+        let record = match vault.read_record(ctx, id).await {
+            Ok(record) => record,
+            // Gone from the vault (erased, or deleted meanwhile): not listed, and the owner's
+            // listing drops the row.
+            Err(ClientError::Status { status: 404, .. }) => {
+                if owner {
+                    forget_row(pool, id).await?;
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into_api_error()),
+        };
         let meta: DocumentMeta = serde_json::from_value(record.content)
             .map_err(|_| ApiError::internal("a document's metadata is unreadable"))?;
-        Ok::<_, ApiError>(DocumentView {
+        Ok::<_, ApiError>(Some(DocumentView {
             id,
             application_id: application,
             name: meta.name,
@@ -336,9 +473,9 @@ async fn list_of(
             size_bytes: meta.size_bytes,
             sha256: meta.sha256,
             uploaded_at: row.try_get("created_at")?,
-        })
+        }))
     });
-    let items = futures_util::future::try_join_all(reads).await?;
+    let items = futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
     Ok(DocumentList { items, limit })
 }
 
@@ -364,7 +501,7 @@ pub async fn list_mine(
     own(pool, user.user_id(), id).await?;
     let ctx = user.call(&meta, "self_service");
     finish_leftovers(pool, vault, &ctx, id, settings.stale_after_secs).await?;
-    list_of(pool, vault, &ctx, id, settings.per_application).await.map(Json)
+    list_of(pool, vault, &ctx, id, (settings.per_application, true)).await.map(Json)
 }
 
 async fn own(pool: &PgPool, me: Uuid, application: Uuid) -> Result<(), ApiError> {
@@ -410,6 +547,9 @@ impl<'r> Responder<'r, 'static> for Download {
             .raw_header("content-disposition", disposition(&self.meta.name))
             .raw_header("cache-control", "no-store")
             .raw_header("x-content-sha256", self.meta.sha256)
+            // With the length declared, a body phi-vault cuts short reaches the client as an
+            // error, never as a complete file.
+            .raw_header("content-length", self.meta.size_bytes.to_string())
             .streamed_body(tokio_util::io::StreamReader::new(stream))
             .ok()
     }
@@ -541,14 +681,16 @@ pub async fn list_for_caseworker(
     vault: &State<PhiVaultClient>,
     settings: &State<DocumentSettings>,
 ) -> Result<Json<DocumentList>, ApiError> {
-    exists(pool, id).await?;
-    list_of(pool, vault, &caseworker.call(&meta, "treatment"), id, settings.per_application).await.map(Json)
-}
-
-async fn exists(pool: &PgPool, application: Uuid) -> Result<(), ApiError> {
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM applications WHERE id = $1").bind(application).fetch_optional(pool).await?;
-    found.map(|_| ()).ok_or(ApiError::NotFound)
+    let beneficiary: Uuid = sqlx::query_scalar("SELECT beneficiary_id FROM applications WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool.inner())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let ctx = caseworker.call(&meta, "treatment");
+    // The care-team check first, by phi-vault: anyone else learns nothing, not even whether
+    // there are documents.
+    vault.list_records(&ctx, beneficiary, Some("document")).await.map_err(ClientError::into_api_error)?;
+    list_of(pool, vault, &ctx, id, (settings.per_application, false)).await.map(Json)
 }
 
 /// Downloads a document of an application, for the caseworker on the beneficiary's care team.
@@ -577,4 +719,33 @@ pub async fn download_for_caseworker(
 
 pub fn routes() -> Vec<Route> {
     routes![upload, list_mine, download_mine, delete_mine, list_for_caseworker, download_for_caseworker]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_bounded_per_person_and_per_instance() {
+        let uploads =
+            Uploads::new(&DocumentSettings { max_concurrent: 3, per_user_concurrent: 2, ..Default::default() });
+        let (me, you) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = uploads.claim(me).expect("first");
+        let second = uploads.claim(me).expect("second");
+        assert!(matches!(uploads.claim(me), Err(ApiError::TooManyRequests(_))), "a third of mine");
+        let yours = uploads.claim(you).expect("yours");
+        assert!(matches!(uploads.claim(you), Err(ApiError::Unavailable(_))), "the instance is full");
+        drop(first);
+        let again = uploads.claim(me).expect("a slot of mine came free");
+        drop((second, yours, again));
+        assert!(uploads.per_user.lock().expect("lock").is_empty(), "nothing held once all are done");
+    }
+
+    #[test]
+    fn the_disposition_names_the_file_safely() {
+        assert_eq!(disposition("lease.pdf"), "attachment; filename=\"lease.pdf\"; filename*=UTF-8''lease.pdf");
+        let tricky = disposition("a\"b;c\u{e9}.pdf");
+        assert!(tricky.starts_with("attachment; filename=\"a_b;c_.pdf\"; "), "{tricky}");
+        assert!(tricky.ends_with("filename*=UTF-8''a%22b%3Bc%C3%A9.pdf"), "{tricky}");
+    }
 }

@@ -67,6 +67,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(phi_vault)
         .manage(consent)
         .manage(insurance::provider())
+        .manage(documents::Uploads::new(&config.service.documents))
         .manage(config.service.documents.clone())
         .manage(live::Live::new())
         .attach(rocket::fairing::AdHoc::on_liftoff("notification relay", |r| {

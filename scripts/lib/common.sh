@@ -164,6 +164,8 @@ TemporaryDirectory $work/clamav-tmp
 LogFile $work/clamd.log
 PidFile $work/clamd.pid
 StreamMaxLength 12M
+AlertExceedsMax yes
+AlertEncrypted yes
 CONF
   clamd --config-file="$work/clamd.conf" >"$work/clamd.out" 2>&1 &
   CLAMD_PID=$!
@@ -179,4 +181,41 @@ CONF
   done
   cat "$work/clamd.out" "$work/clamd.log" >&2 2>/dev/null
   die "clamd did not start"
+}
+
+# Python 3 and the SMTP catcher's packages (scripts/mail/requirements.txt, pinned) in
+# scripts/mail/.venv.
+ensure_mail_catcher() {
+  local venv=scripts/mail/.venv
+  command -v python3 >/dev/null || apt_install python3
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then return 0; fi
+  say "installing the SMTP catcher (aiosmtpd, in $venv)"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/mail/requirements.txt
+}
+
+# mail_start MAIL_DIR PORT LOG — starts the SMTP catcher on 127.0.0.1:PORT, writing each message
+# to MAIL_DIR as an .eml file. Sets MAIL_PID and exports SECONDWIND_TEST_SMTP=127.0.0.1:PORT and
+# SECONDWIND_TEST_MAIL_DIR.
+mail_start() {
+  local dir="$1" port="$2" log="$3"
+  mkdir -p "$dir"
+  scripts/mail/.venv/bin/python scripts/mail/catcher.py --port "$port" --dir "$dir" >"$log" 2>&1 &
+  MAIL_PID=$!
+  export SECONDWIND_TEST_SMTP="127.0.0.1:$port" SECONDWIND_TEST_MAIL_DIR="$dir"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      say "SMTP catcher ready at $SECONDWIND_TEST_SMTP, writing to $dir"
+      return 0
+    fi
+    kill -0 "$MAIL_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "the SMTP catcher did not start"
 }

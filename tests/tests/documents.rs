@@ -260,6 +260,17 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     assert_eq!(beneficiary.send(Method::DELETE, &one, None).await.0, 409);
     assert_eq!(beneficiary.download(&one).await.0, 200, "still readable");
     assert_eq!(consistent(&public, &phi).await, 1);
+
+    // A piece altered at rest: the download is cut, never a complete-looking file.
+    sqlx::query(
+        "UPDATE document_chunks SET ciphertext = overlay(ciphertext placing '\\x00' from 100 for 1) WHERE seq = 1",
+    )
+    .execute(&phi)
+    .await
+    .expect("tamper");
+    let (status, _, bytes) = beneficiary.download(&one).await;
+    assert_eq!(status, 200, "the first piece was sent before the second failed");
+    assert!(bytes.is_err(), "the body ends in an error, not a clean end");
 }
 
 #[tokio::test]

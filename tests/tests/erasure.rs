@@ -19,7 +19,7 @@ async fn a_shred_deletes_the_subjects_ciphertext_and_keeps_the_accounting_of_dis
     let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
     let (vault, own) = app.vault_as(&beneficiary.user_id, "beneficiary");
     let identity = vault.list_records(&own, subject, None).await.expect("list").records[0].record_id;
-    // A second record, with a document attached to it.
+    // A second record.
     let insurance = NewRecord {
         subject_id: subject,
         category: "insurance".into(),
@@ -28,14 +28,17 @@ async fn a_shred_deletes_the_subjects_ciphertext_and_keeps_the_accounting_of_dis
     };
     let insurance = vault.create_record(&own, &insurance).await.expect("create").record_id;
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
-    sqlx::query(
-        "INSERT INTO documents (id, record_id, content_type, size_bytes) VALUES ($1, $2, 'application/pdf', 10)",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(insurance)
-    .execute(&phi)
-    .await
-    .expect("document");
+    // A document as its rows stand (its contents do not matter here), and one still uploading.
+    let (document, uploading) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for sql in [
+        "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by) \
+         VALUES ($1, $3, 'document', '\\x00', '\\x00', 'test')",
+        "INSERT INTO document_contents (id, subject_id, record_id, created_by) VALUES ($1, $3, $1, 'test')",
+        "INSERT INTO document_contents (id, subject_id, created_by) VALUES ($2, $3, 'test')",
+        "INSERT INTO document_chunks (content_id, seq, nonce, ciphertext) VALUES ($1, 0, '\\x00', '\\x00'), ($2, 0, '\\x00', '\\x00')",
+    ] {
+        sqlx::query(sql).bind(document).bind(uploading).bind(subject).execute(&phi).await.expect("document rows");
+    }
     // A bystander, whose records must stay.
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let (bystander_id, bystander) = app.new_beneficiary_token(&public).await;
@@ -65,10 +68,11 @@ async fn a_shred_deletes_the_subjects_ciphertext_and_keeps_the_accounting_of_dis
     let pctx = app.user_call(&residence, common::Role::Partner, "housing_placement");
     assert_eq!(partner.read_record(&pctx, identity).await.expect("consented read").content, sample_profile());
     let records_sql = "SELECT count(*) FROM records WHERE subject_id = $1";
-    let documents_sql = "SELECT count(*) FROM documents d JOIN records r ON r.id = d.record_id WHERE r.subject_id = $1";
+    let documents_sql = "SELECT (SELECT count(*) FROM document_contents WHERE subject_id = $1) \
+        + (SELECT count(*) FROM document_chunks c JOIN document_contents d ON d.id = c.content_id WHERE d.subject_id = $1)";
     let disclosures_sql = "SELECT count(*) FROM disclosures WHERE subject_id = $1";
-    assert_eq!(count(&phi, records_sql, subject).await, 2);
-    assert_eq!(count(&phi, documents_sql, subject).await, 1);
+    assert_eq!(count(&phi, records_sql, subject).await, 3);
+    assert_eq!(count(&phi, documents_sql, subject).await, 4);
     assert_eq!(count(&phi, disclosures_sql, subject).await, 1);
 
     let admin = app.dev_login("admin").await;
@@ -84,8 +88,9 @@ async fn a_shred_deletes_the_subjects_ciphertext_and_keeps_the_accounting_of_dis
     // The ciphertext is gone, documents with it; the accounting of disclosures stays.
     assert_eq!(count(&phi, records_sql, subject).await, 0, "no record of the subject remains");
     assert_eq!(count(&phi, documents_sql, subject).await, 0);
-    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents").fetch_one(&phi).await.expect("docs");
-    assert_eq!(documents, 0, "the document went with its record");
+    let documents: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM document_contents").fetch_one(&phi).await.expect("docs");
+    assert_eq!(documents, 0, "the document went with its record, and the upload under way with the key");
     assert_eq!(count(&phi, disclosures_sql, subject).await, 1, "the disclosure stays on record");
     let (key, shredded_at): (Option<Vec<u8>>, Option<time::OffsetDateTime>) =
         sqlx::query_as("SELECT wrapped_data_key, shredded_at FROM subjects WHERE id = $1")
