@@ -204,6 +204,15 @@ pub struct NotificationPage {
     pub next_after: Option<i64>,
 }
 
+/// How a person hears of changes besides their notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPreferences {
+    /// Email when an application or insurance request of mine is decided (the email says only
+    /// that something changed, and to sign in).
+    pub email: bool,
+}
+
 /// Something the beneficiary should do next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionItem {

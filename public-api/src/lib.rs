@@ -19,6 +19,7 @@ mod cors;
 pub mod documents;
 pub mod insurance;
 pub mod live;
+pub mod mail;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
@@ -37,6 +38,9 @@ pub struct Settings {
     pub auth: auth::AuthSettings,
     #[serde(default)]
     pub documents: documents::DocumentSettings,
+    /// Where notification email goes; none: no email is sent.
+    #[serde(default)]
+    pub mail: Option<mail::MailSettings>,
 }
 
 pub type PublicApiConfig = Config<Settings>;
@@ -60,6 +64,16 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
             .await
             .map_err(|e| StartError::Other(format!("seeding demo users: {e}")))?;
     }
+    let mailer = match &config.service.mail {
+        Some(settings) => Some(
+            mail::Mailer::new(settings, config.profile == Profile::Production)
+                .map_err(|e| invalid("service.mail", e))?,
+        ),
+        None => {
+            tracing::warn!("no mail relay configured ([service.mail]): notification email waits in the outbox");
+            None
+        }
+    };
     let phi_vault = PhiVaultClient::new(parts.client(&config, ServiceName::PhiVault)?);
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     Ok(parts
@@ -74,8 +88,11 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
             let (pool, live, shutdown) =
                 (r.state::<sqlx::PgPool>().cloned(), r.state::<live::Live>().cloned(), r.shutdown());
             Box::pin(async move {
-                if let (Some(pool), Some(live)) = (pool, live) {
-                    tokio::spawn(live::relay(pool, live, shutdown));
+                if let (Some(pool), Some(live)) = (pool.clone(), live) {
+                    tokio::spawn(live::relay(pool, live, shutdown.clone()));
+                }
+                if let (Some(pool), Some(mailer)) = (pool, mailer) {
+                    tokio::spawn(mail::run(pool, mailer, shutdown));
                 }
             })
         }))

@@ -1,15 +1,16 @@
 //! Notifications: a row for each event a person should hear of, written in the transaction of
 //! the change it announces, announced on PostgreSQL's `notifications` channel by a trigger (the
-//! user's id only), listed newest first and marked read. The text never carries PHI: it says that
+//! user's id only), listed newest first and marked read; some are emailed too (`crate::mail`). The text never carries PHI: it says that
 //! something changed and where to look, never what.
 
 use rocket::serde::json::Json;
-use rocket::{get, patch, routes, Route, State};
+use rocket::{get, patch, put, routes, Route, State};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use common::applications::{NotificationPage, NotificationView};
+use common::applications::{NotificationPage, NotificationPreferences, NotificationView};
+use common::json::Body;
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
@@ -49,11 +50,12 @@ impl Notice {
 
 /// Writes `notice` for `user` inside the caller's transaction.
 pub async fn add(tx: &mut PgConnection, user: Uuid, notice: &Notice) -> Result<(), sqlx::Error> {
+    let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO notifications (id, user_id, kind, title, body, resource_type, resource_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(user)
     .bind(notice.kind)
     .bind(notice.title)
@@ -62,7 +64,8 @@ pub async fn add(tx: &mut PgConnection, user: Uuid, notice: &Notice) -> Result<(
     .bind(notice.resource.map(|(_, id)| id))
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    // And by email, later, from the outbox (`crate::mail`).
+    crate::mail::enqueue(tx, user, id, notice.kind).await
 }
 
 const COLUMNS: &str = "id, seq, kind, title, body, resource_type, resource_id, created_at, read_at";
@@ -153,6 +156,56 @@ pub async fn mark_read(
     Ok(Json(view(&row)?))
 }
 
+async fn email_wanted(pool: &PgPool, user: Uuid) -> Result<bool, ApiError> {
+    let email: Option<bool> = sqlx::query_scalar("SELECT email FROM notification_preferences WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(pool)
+        .await?;
+    Ok(email.unwrap_or(true))
+}
+
+/// How I hear of changes besides the notifications themselves.
+#[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "My preferences (email is on until turned off)", body = NotificationPreferences),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+    ))]
+#[get("/notifications/preferences")]
+pub async fn preferences(user: AuthUser, pool: &State<PgPool>) -> Result<Json<NotificationPreferences>, ApiError> {
+    Ok(Json(NotificationPreferences { email: email_wanted(pool, user.user_id).await? }))
+}
+
+/// Turns email about changes on or off. Off also stops email already queued.
+#[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    request_body = NotificationPreferences,
+    responses(
+        (status = 200, description = "My preferences, as changed", body = NotificationPreferences),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+    ))]
+#[put("/notifications/preferences", data = "<body>")]
+pub async fn set_preferences(
+    user: AuthUser,
+    body: Body<NotificationPreferences>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<NotificationPreferences>, ApiError> {
+    let wanted = body.into_inner();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, email) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, updated_at = now()",
+    )
+    .bind(user.user_id)
+    .bind(wanted.email)
+    .execute(&mut *tx)
+    .await?;
+    let action = if wanted.email { "notification.email_on" } else { "notification.email_off" };
+    let resource = Some(("user", user.user_id.to_string()));
+    audit::record(&mut tx, &meta.event(Some(user.user_id), action, resource, Outcome::Success)).await?;
+    tx.commit().await?;
+    Ok(Json(wanted))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![list, mark_read]
+    routes![list, mark_read, preferences, set_preferences]
 }

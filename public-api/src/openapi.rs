@@ -37,6 +37,7 @@ use common::ErrorBody;
         crate::insurance::read_for_caseworker, crate::insurance::decision, crate::applications::dashboard,
         crate::live::stream, crate::documents::upload, crate::documents::list_mine, crate::documents::download_mine,
         crate::documents::delete_mine, crate::documents::list_for_caseworker, crate::documents::download_for_caseworker,
+        crate::notifications::preferences, crate::notifications::set_preferences,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),

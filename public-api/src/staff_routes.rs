@@ -486,6 +486,7 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid, admin: Uui
     sqlx::query("DELETE FROM notifications WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
     // The documents went with the records; nothing here should point at them.
     sqlx::query("DELETE FROM application_documents WHERE beneficiary_id = $1").bind(user).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM notification_preferences WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
     Ok(())
 }
 
