@@ -221,6 +221,9 @@ impl Fleet {
                 body["phone"] = json!(format!("303-555-{:04}", i % 10_000));
                 client.put(format!("{}/api/v1/beneficiaries/me/profile", self.api)).bearer_auth(&token).json(&body)
             }
+            Route::Dashboard => {
+                client.get(format!("{}/api/v1/beneficiaries/me/dashboard", self.api)).bearer_auth(&token)
+            }
         }
     }
 }
@@ -274,6 +277,7 @@ enum Route {
     Me,
     ProfileRead,
     ProfileWrite,
+    Dashboard,
 }
 
 impl Route {
@@ -282,6 +286,7 @@ impl Route {
             Route::Me => "GET /users/me",
             Route::ProfileRead => "GET /beneficiaries/me/profile",
             Route::ProfileWrite => "PUT /beneficiaries/me/profile",
+            Route::Dashboard => "GET /beneficiaries/me/dashboard",
         }
     }
 
@@ -290,6 +295,7 @@ impl Route {
             Route::Me => "users_me",
             Route::ProfileRead => "profile_read",
             Route::ProfileWrite => "profile_write",
+            Route::Dashboard => "dashboard",
         }
     }
 }
@@ -430,6 +436,8 @@ fn pgbench_scripts(route: Route) -> Vec<(ServiceName, &'static str, &'static str
             ),
             (ServiceName::PhiVault, "profile_write_phi.sql", include_str!("../../pgbench/profile_write_phi.sql")),
         ],
+        // Measured in the journey mode, against its own target, not beside pgbench.
+        Route::Dashboard => vec![],
     }
 }
 
@@ -774,6 +782,215 @@ async fn memory(s: &Setup) -> Result<Value> {
               "seconds": round3(started.elapsed().as_secs_f64())}))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The beneficiary journey: the dashboard's latency, and uploads' memory and throughput.
+
+/// A PDF-typed file of `size` bytes of varied content.
+fn upload_file(path: &Path, size: usize) -> Result<()> {
+    let mut bytes = b"%PDF-1.7\n% secondwind load\n".to_vec();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    while bytes.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(size);
+    std::fs::write(path, bytes).context("writing the upload file")
+}
+
+/// `curl` with `args`; returns the HTTP status and the seconds the transfer took.
+fn curl(args: &[&str]) -> Result<(u16, f64)> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+        .args(args)
+        .output()
+        .context("running curl")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, secs) = text.trim().split_once(' ').ok_or_else(|| anyhow!("curl said `{text}`"))?;
+    Ok((code.parse()?, secs.parse()?))
+}
+
+/// A plain local file server: takes one `PUT` body per connection and writes it to a file, for
+/// the throughput a plain `curl` upload reaches on this machine.
+async fn file_server(dir: PathBuf) -> Result<u16> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut length = 0u64;
+                let mut expects_continue = false;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    expects_continue |= lower.starts_with("expect:") && lower.contains("100-continue");
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                // curl asks before sending a large body; a server that does not answer costs it a
+                // second's wait.
+                if expects_continue && stream.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    return;
+                }
+                let Ok(mut file) = tokio::fs::File::create(dir.join("received")).await else { return };
+                let mut body = (&mut stream).take(length);
+                if tokio::io::copy(&mut body, &mut file).await.is_err() {
+                    return;
+                }
+                let _ = file.sync_data().await;
+                let _ = stream
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn journey(s: &Setup) -> Result<Value> {
+    let secs = env_or("LOAD_SECS", 10u64).max(1);
+    let rate = env_or("LOAD_DASHBOARD_RATE", 200u64).max(1);
+    let dashboard = open_loop(&s.fleet, Route::Dashboard, rate, secs).await;
+    println!(
+        "dashboard at {rate}/s: p50 {} ms, p95 {} ms, p99 {} ms, {} failed (target p95 under 25 ms)",
+        dashboard.p50_ms,
+        dashboard.p95_ms,
+        dashboard.p99_ms,
+        dashboard.failed()
+    );
+
+    let size = env_or("LOAD_UPLOAD_BYTES", 10 * 1024 * 1024usize);
+    let concurrent = env_or("LOAD_UPLOADS", 10usize).max(1);
+    let file = s.work.join("upload.pdf");
+    upload_file(&file, size)?;
+    let file_arg = format!("file=@{};type=application/pdf", file.display());
+    let tokens = s.fleet.tokens.read().map(|t| t.clone()).map_err(|_| anyhow!("token lock poisoned"))?;
+    if tokens.len() < concurrent {
+        bail!("journey: {concurrent} uploads need as many users (LOAD_USERS)");
+    }
+    // Each uploader has an application of their own (a person may have two uploads under way).
+    let http = reqwest::Client::new();
+    let mut targets = Vec::new();
+    for token in tokens.iter().take(concurrent) {
+        let application = json!({"kind": "rent", "amount_cents": 50_000,
+            "details": {"description": "Load run: rent for this month", "needed_by": "2099-01-31"}});
+        let response = http
+            .post(format!("{}/api/v1/applications", s.fleet.api))
+            .bearer_auth(token)
+            .json(&application)
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        let id = body["id"].as_str().ok_or_else(|| anyhow!("submitting an application: {body}"))?.to_owned();
+        targets.push((token.clone(), format!("{}/api/v1/applications/{id}/documents", s.fleet.api)));
+    }
+    let upload = |token: String, url: String, file_arg: String| {
+        tokio::task::spawn_blocking(move || {
+            curl(&["-H", &format!("authorization: Bearer {token}"), "-F", &file_arg, &url])
+        })
+    };
+
+    // Memory: ten uploads at once, each service's RSS sampled every 10 ms.
+    let before = s.pids.rss_kib();
+    let peak = Arc::new(std::sync::Mutex::new(before.clone()));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (pids, peak, sampling) = (s.pids.clone(), peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let now = pids.rss_kib();
+                if let Ok(mut peak) = peak.lock() {
+                    for (name, kib) in now {
+                        let entry = peak.entry(name).or_insert(0);
+                        *entry = (*entry).max(kib);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let handles: Vec<_> =
+        targets.iter().map(|(token, url)| upload(token.clone(), url.clone(), file_arg.clone())).collect();
+    let mut statuses = BTreeMap::<u16, usize>::new();
+    for handle in handles {
+        let (status, _) = handle.await??;
+        *statuses.entry(status).or_default() += 1;
+    }
+    let concurrent_secs = started.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await?;
+    let peak = peak.lock().map_err(|_| anyhow!("peak lock poisoned"))?.clone();
+    let growth_mib: BTreeMap<String, f64> = ["public-api", "phi-vault"]
+        .iter()
+        .map(|name| {
+            let grew = peak.get(*name).copied().unwrap_or(0).saturating_sub(before.get(*name).copied().unwrap_or(0));
+            (name.to_string(), round3(grew as f64 / 1024.0))
+        })
+        .collect();
+    println!(
+        "uploads: {concurrent} x {} MiB at once in {concurrent_secs:.2} s, statuses {statuses:?}; RSS growth MiB {growth_mib:?} (target at most 64 each)",
+        size / (1024 * 1024)
+    );
+
+    // Throughput: one upload at a time through both services, against a plain curl upload of
+    // the same file to a local file server.
+    let rounds = env_or("LOAD_UPLOAD_ROUNDS", 5usize).max(1);
+    let (token, url) = targets.first().cloned().ok_or_else(|| anyhow!("no uploader"))?;
+    let mut ours = Vec::new();
+    for _ in 0..rounds {
+        let (status, secs) = upload(token.clone(), url.clone(), file_arg.clone()).await??;
+        if status != 201 {
+            bail!("an upload answered {status}");
+        }
+        ours.push(secs);
+    }
+    let port = file_server(s.work.clone()).await?;
+    let plain_target = format!("http://127.0.0.1:{port}/upload.pdf");
+    let file_path = file.display().to_string();
+    let mut plain = Vec::new();
+    for _ in 0..rounds {
+        let (target, path) = (plain_target.clone(), file_path.clone());
+        let (status, secs) = tokio::task::spawn_blocking(move || curl(&["-T", &path, &target])).await??;
+        if status != 201 {
+            bail!("the plain file server answered {status}");
+        }
+        plain.push(secs);
+    }
+    let mib = size as f64 / (1024.0 * 1024.0);
+    let (ours_mibps, plain_mibps) = (mib / median(ours), mib / median(plain));
+    println!(
+        "upload throughput: {ours_mibps:.1} MiB/s through public-api and phi-vault, {plain_mibps:.1} MiB/s plain curl to a local file server; ratio {:.2} (target at least 0.5)",
+        ours_mibps / plain_mibps
+    );
+    Ok(json!({
+        "dashboard": {"rate": rate, "p50_ms": dashboard.p50_ms, "p95_ms": dashboard.p95_ms, "p99_ms": dashboard.p99_ms,
+                      "failed": dashboard.failed(), "target_p95_ms": 25},
+        "uploads": {"concurrent": concurrent, "bytes_each": size, "seconds": round3(concurrent_secs),
+                    "statuses": statuses, "rss_growth_mib": growth_mib, "target_growth_mib": 64},
+        "throughput": {"ours_mib_per_s": round3(ours_mibps), "plain_mib_per_s": round3(plain_mibps),
+                       "ratio": round3(ours_mibps / plain_mibps), "target_ratio": 0.5},
+    }))
+}
+
 fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -825,7 +1042,12 @@ async fn run() -> Result<()> {
             println!("memory: {f}");
             f
         }
-        other => bail!("LOAD_MODE `{other}`: expected paths, guard or memory"),
+        "journey" => {
+            let f = journey(&s).await?;
+            println!("journey: {}", serde_json::to_string_pretty(&f)?);
+            f
+        }
+        other => bail!("LOAD_MODE `{other}`: expected paths, guard, memory or journey"),
     };
     let _ = std::fs::remove_dir_all(&s.work);
     let line = json!({"build": label, "mode": mode, "figures": figures});
