@@ -474,7 +474,7 @@ impl InternalClient {
     /// Sends a body streamed from `body`, ending it with the seal of an assertion made for
     /// a streamed body ([`Signer::sign_streamed`]). An error from `body` aborts the request, so
     /// the peer never sees a complete, sealed body. `timeout` replaces the client's for this
-    /// transfer. A 409, 413, 415 or 422 passes the peer's message on ([`ClientError::Refused`]):
+    /// transfer. A 409, 413, 415, 422 or 503 passes the peer's message on ([`ClientError::Refused`]):
     /// the routes that take streams speak there of the bytes sent, never of stored records.
     pub async fn send_streamed<S>(
         &self,
@@ -526,7 +526,9 @@ impl InternalClient {
         if response.status().is_success() {
             return Ok(response);
         }
-        if matches!(status, 409 | 413 | 415 | 422) {
+        // A 503 in the service's own error shape is its own refusal (nothing was kept); one in
+        // any other shape may be anything's.
+        if matches!(status, 409 | 413 | 415 | 422 | 503) {
             if let Ok(body) = response.json::<crate::ErrorBody>().await {
                 return Err(ClientError::Refused { peer, status, message: body.error.message });
             }
@@ -720,6 +722,7 @@ impl ClientError {
             ClientError::Refused { status: 409, message, .. } => crate::ApiError::Conflict(message),
             ClientError::Refused { status: 413, message, .. } => crate::ApiError::TooLarge(message),
             ClientError::Refused { status: 415, message, .. } => crate::ApiError::UnsupportedMediaType(message),
+            ClientError::Refused { status: 503, message, .. } => crate::ApiError::Unavailable(message),
             ClientError::Refused { message, .. } => crate::ApiError::Unprocessable(message),
             ClientError::Unreachable { peer, message } => crate::ApiError::Unavailable(format!("{peer}: {message}")),
             other => crate::ApiError::internal(other),

@@ -19,6 +19,10 @@
 //! record: the staged pieces are deleted at once, or by the sweep ([`sweep_until`]) if the
 //! process died.
 //!
+//! Every refusal answers before anything is kept: a 4xx, or a 503 (no scanner, the scanner or
+//! the database unavailable). Only a failure of the accepting commit itself is a 500, whose
+//! outcome the caller cannot know.
+//!
 //! Deleting the record (the record routes, the retention job, or a crypto-shred) deletes the
 //! content with it (`ON DELETE CASCADE`).
 //!
@@ -473,7 +477,9 @@ async fn accept(
         return Err(ApiError::Unavailable("the upload was swept before it was accepted; send it again".into()));
     }
     crate::access_log::append(&mut tx, &access(claims, Some(subject), Some(id), "document.create", decision)).await?;
-    tx.commit().await?;
+    // Whether a failed commit took effect is not known: a 500, never the 503 that means
+    // nothing was kept.
+    tx.commit().await.map_err(|e| ApiError::internal(format!("committing a document: {e}")))?;
     Ok(())
 }
 
@@ -554,11 +560,7 @@ fn pieces(
                 ))
             };
             if seq == meta.chunks {
-                return if hex(digest.finish().as_ref()) == meta.sha256 {
-                    None
-                } else {
-                    failed("differs from its hash")
-                };
+                return None;
             }
             let row = sqlx::query("SELECT nonce, ciphertext FROM document_chunks WHERE content_id = $1 AND seq = $2")
                 .bind(id)
@@ -594,6 +596,11 @@ fn pieces(
             match crypto::open(&key, binding, &nonce, &ciphertext) {
                 Ok(plaintext) => {
                     digest.update(&plaintext);
+                    // The whole is checked before its last piece goes: with the length declared,
+                    // a mismatch then cuts a body the client has not yet seen complete.
+                    if seq + 1 == meta.chunks && hex(digest.clone().finish().as_ref()) != meta.sha256 {
+                        return failed("differs from its hash");
+                    }
                     Some((Ok(Bytes::copy_from_slice(&plaintext)), (seq + 1, digest, false)))
                 }
                 Err(_) => failed("piece failed authentication"),

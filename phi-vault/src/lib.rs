@@ -162,6 +162,19 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         transfer_timeout: std::time::Duration::from_secs(settings.document_timeout_secs.max(1)),
         slots: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_uploads.max(1))),
     };
+    // Document bytes cross to clamd in clear, and its "OK" decides what is kept: production
+    // talks only to a scanner on this host.
+    if let (Some(scanner), Profile::Production) = (&settings.scanner, config.profile) {
+        let host = scanner.address.rsplit_once(':').map_or(scanner.address.as_str(), |(host, _)| host);
+        let loopback = host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(invalid_config(
+                "service.scanner.address",
+                "production requires clamd on this host (loopback)".into(),
+            ));
+        }
+    }
     // The sweep must never take an upload still under way.
     let scan_secs = settings.scanner.as_ref().map_or(0, |s| s.timeout_secs);
     if settings.abandoned_upload_secs <= settings.document_timeout_secs + 2 * scan_secs + 60 {

@@ -53,6 +53,8 @@ pub struct DocumentSettings {
     pub stale_after_secs: u64,
     /// Uploads under way at once in this instance (more: 503).
     pub max_concurrent: usize,
+    /// The most documents one person holds across their applications.
+    pub per_beneficiary: u32,
     /// Uploads under way at once for one person (more: 429).
     pub per_user_concurrent: u32,
 }
@@ -65,6 +67,7 @@ impl Default for DocumentSettings {
             transfer_timeout_secs: 300,
             stale_after_secs: 900,
             max_concurrent: 16,
+            per_beneficiary: 100,
             per_user_concurrent: 2,
         }
     }
@@ -99,7 +102,8 @@ fn boundary(content_type: Option<&ContentType>) -> Result<String, ApiError> {
 
 /// Writes the `uploading` row, if the application is mine, can be changed and has room. The
 /// application's row is locked, so concurrent uploads count one another.
-async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, limit: u32) -> Result<Uuid, ApiError> {
+async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, settings: &DocumentSettings) -> Result<Uuid, ApiError> {
+    let limit = settings.per_application;
     let mut tx = pool.begin().await?;
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM applications WHERE id = $1 AND beneficiary_id = $2 FOR UPDATE")
@@ -120,6 +124,16 @@ async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, limit: u32) -> Resu
     if held >= i64::from(limit) {
         return Err(ApiError::Conflict(format!(
             "an application holds at most {limit} documents; delete one before adding another"
+        )));
+    }
+    let mine: i64 = sqlx::query_scalar("SELECT count(*) FROM application_documents WHERE beneficiary_id = $1")
+        .bind(me)
+        .fetch_one(&mut *tx)
+        .await?;
+    if mine >= i64::from(settings.per_beneficiary) {
+        return Err(ApiError::Conflict(format!(
+            "one person holds at most {} documents; delete one before adding another",
+            settings.per_beneficiary
         )));
     }
     let id = Uuid::new_v4();
@@ -223,10 +237,11 @@ async fn relay(
         (Err(refusal), _) => Err(Relay::Refused(refusal)),
         (Ok(()), Ok(stored)) => Ok((name, stored)),
         (Ok(()), Err(e)) => {
-            // phi-vault answers a refusal before it keeps anything; other failures may follow it.
+            // phi-vault answers a 4xx, or a 503 in its own error shape, before it keeps anything;
+            // anything else (a failed commit's 500, a bare 503) may follow it.
             let refused = match &e {
                 ClientError::Refused { .. } => true,
-                ClientError::Status { status, .. } => (400..500).contains(status) || *status == 503,
+                ClientError::Status { status, .. } => (400..500).contains(status),
                 _ => false,
             };
             let e = stored_error(e);
@@ -323,7 +338,7 @@ pub async fn upload(
     let boundary = boundary(content_type)?;
     let me = user.user_id();
     let _slot = uploads.claim(me)?;
-    let document = reserve(pool, me, id, settings.per_application).await?;
+    let document = reserve(pool, me, id, settings).await?;
     let ctx = user.call(&meta, "self_service");
     let relayed = relay(data, boundary, settings, vault, &ctx, (me, document));
     let outcome = tokio::time::timeout(timeout(settings), relayed)
@@ -338,7 +353,9 @@ pub async fn upload(
                     e
                 }
                 Relay::Unknown(e) => {
-                    abandon(pool, vault, &ctx, document).await?;
+                    // phi-vault may still be finishing it: left for the owner's next listing
+                    // once older than any upload can take.
+                    mark_deleting(pool, document).await?;
                     e
                 }
             };
@@ -396,17 +413,22 @@ async fn abandon(pool: &PgPool, vault: &PhiVaultClient, ctx: &CallContext, docum
         Ok(()) | Err(ClientError::Status { status: 404, .. }) => forget_row(pool, document).await,
         Err(e) => {
             tracing::warn!(request_id = %ctx.request_id(), error = %e, "an abandoned document is left for its owner's next listing");
-            sqlx::query("UPDATE application_documents SET state = 'deleting', updated_at = now() WHERE id = $1")
-                .bind(document)
-                .execute(pool)
-                .await?;
-            Ok(())
+            mark_deleting(pool, document).await
         }
     }
 }
 
-/// Finishes my rows left between states: a stale `uploading` one, or a `deleting` one. The
-/// record goes first (already gone is fine), then the row.
+async fn mark_deleting(pool: &PgPool, document: Uuid) -> Result<(), ApiError> {
+    sqlx::query("UPDATE application_documents SET state = 'deleting', updated_at = now() WHERE id = $1")
+        .bind(document)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Finishes my rows left between states (`uploading` or `deleting`) once older than any upload
+/// can take, so phi-vault is no longer finishing one: the record goes first (already gone is
+/// fine), then the row.
 async fn finish_leftovers(
     pool: &PgPool,
     vault: &PhiVaultClient,
@@ -415,8 +437,8 @@ async fn finish_leftovers(
     stale_after: u64,
 ) -> Result<(), ApiError> {
     let leftovers: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM application_documents WHERE application_id = $1 AND (state = 'deleting' \
-         OR (state = 'uploading' AND updated_at < now() - make_interval(secs => $2)))",
+        "SELECT id FROM application_documents WHERE application_id = $1 AND state <> 'stored' \
+         AND updated_at < now() - make_interval(secs => $2)",
     )
     .bind(application)
     .bind(stale_after as f64)

@@ -64,6 +64,13 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
             .await
             .map_err(|e| StartError::Other(format!("seeding demo users: {e}")))?;
     }
+    let documents = &config.service.documents;
+    if documents.stale_after_secs <= documents.transfer_timeout_secs + 60 {
+        return Err(invalid(
+            "service.documents.stale_after_secs",
+            "must exceed transfer_timeout_secs by more than 60 s (and phi-vault's document_timeout_secs)".into(),
+        ));
+    }
     let mailer = match &config.service.mail {
         Some(settings) => Some(
             mail::Mailer::new(settings, config.profile == Profile::Production)

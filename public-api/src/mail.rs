@@ -61,10 +61,13 @@ mod defaults {
     }
 }
 
-/// How long a claimed row is left to its sender before another may take it.
+/// The subject of every email.
+pub const SUBJECT: &str = "An update is waiting for you";
+
+/// How long a claimed row is left to its sender before another may take it: far longer than
+/// one send may take (each is cut at `timeout_secs`), and one row is claimed at a time, so a
+/// lease never ends while its sender still holds the row.
 const LEASE_SECS: i64 = 300;
-/// Rows claimed at once.
-const BATCH: i64 = 20;
 
 /// Queues an email about notification `id` for `user`, in the caller's transaction, if its
 /// kind is emailed and the person has not turned email off.
@@ -99,9 +102,17 @@ pub struct Mailer {
 impl Mailer {
     /// Checks the settings; `production` refuses a relay without TLS.
     pub fn new(settings: &MailSettings, production: bool) -> Result<Self, String> {
-        let tls = settings.relay.starts_with("smtps://") || settings.relay.contains("tls=required");
+        let relay = reqwest::Url::parse(&settings.relay).map_err(|e| format!("relay: {e}"))?;
+        let tls = relay.scheme() == "smtps"
+            || (relay.scheme() == "smtp" && relay.query_pairs().any(|(k, v)| k == "tls" && v == "required"));
         if production && !tls {
             return Err("production requires a relay with TLS (smtps:// or ?tls=required)".into());
+        }
+        if production && !settings.sign_in_url.starts_with("https://") {
+            return Err("production requires an https sign_in_url".into());
+        }
+        if settings.timeout_secs as i64 * 2 >= LEASE_SECS {
+            return Err(format!("timeout_secs must be under {} s", LEASE_SECS / 2));
         }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.relay)
             .map_err(|e| format!("relay: {e}"))?
@@ -111,19 +122,18 @@ impl Mailer {
         Ok(Self { transport, from, settings: settings.clone() })
     }
 
-    fn message(&self, to: Mailbox, title: &str) -> Result<Message, lettre::error::Error> {
+    /// The one message every email is: it says only that something is waiting, never what or
+    /// about which program (a mailbox and a relay are outside 42 CFR Part 2's protection, and
+    /// even the fact of participation is protected), and where to sign in.
+    fn message(&self, to: Mailbox) -> Result<Message, lettre::error::Error> {
         let body = format!(
-            "Hello,\n\n{title}.\n\nSign in to SecondWind to see it:\n{}\n\n\
+            "Hello,\n\nThere is an update waiting for you in your account.\n\n\
+             Sign in to see it:\n{}\n\n\
              For your privacy we never put details in email.\n\
              You can turn these emails off in your notification settings.\n",
             self.settings.sign_in_url
         );
-        Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(format!("SecondWind: {title}"))
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
+        Message::builder().from(self.from.clone()).to(to).subject(SUBJECT).header(ContentType::TEXT_PLAIN).body(body)
     }
 }
 
@@ -135,28 +145,34 @@ struct Job {
     attempts: i32,
 }
 
-/// Claims up to [`BATCH`] due rows, leasing them.
-async fn claim(pool: &PgPool) -> Result<Vec<Job>, sqlx::Error> {
-    let rows = sqlx::query(
-        "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2) \
-         WHERE id IN (SELECT id FROM email_outbox WHERE sent_at IS NULL AND given_up_at IS NULL \
-         AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+/// Claims the next due row, leasing it. A due row whose attempts are used up (its sender died
+/// on the last one) is given up instead.
+async fn claim(pool: &PgPool, max_attempts: i32) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_outbox SET given_up_at = now(), last_error = 'attempts used up' \
+         WHERE sent_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= now() AND attempts >= $1",
+    )
+    .bind(max_attempts)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $1) \
+         WHERE id = (SELECT id FROM email_outbox WHERE sent_at IS NULL AND given_up_at IS NULL \
+         AND next_attempt_at <= now() ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, user_id, notification_id, attempts",
     )
-    .bind(BATCH)
     .bind(LEASE_SECS as f64)
-    .fetch_all(pool)
+    .fetch_optional(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Job {
-                id: row.try_get("id")?,
-                user: row.try_get("user_id")?,
-                notification: row.try_get("notification_id")?,
-                attempts: row.try_get("attempts")?,
-            })
+    row.map(|row| {
+        Ok(Job {
+            id: row.try_get("id")?,
+            user: row.try_get("user_id")?,
+            notification: row.try_get("notification_id")?,
+            attempts: row.try_get("attempts")?,
         })
-        .collect()
+    })
+    .transpose()
 }
 
 /// How an attempt ended.
@@ -173,7 +189,7 @@ enum Sent {
 
 async fn attempt(pool: &PgPool, mailer: &Mailer, job: &Job) -> Result<Sent, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.email, n.title, (u.deleted_at IS NOT NULL) AS gone, \
+        "SELECT u.email, (u.deleted_at IS NOT NULL) AS gone, \
          COALESCE((SELECT p.email FROM notification_preferences p WHERE p.user_id = u.id), true) AS wanted \
          FROM users u JOIN notifications n ON n.id = $2 AND n.user_id = u.id WHERE u.id = $1",
     )
@@ -191,16 +207,18 @@ async fn attempt(pool: &PgPool, mailer: &Mailer, job: &Job) -> Result<Sent, sqlx
     let Ok(to) = row.try_get::<String, _>("email")?.parse::<Mailbox>() else {
         return Ok(Sent::Moot("no usable address"));
     };
-    let title: String = row.try_get("title")?;
-    let message = match mailer.message(to, &title) {
+    let message = match mailer.message(to) {
         Ok(message) => message,
         Err(_) => return Ok(Sent::Moot("the message could not be built")),
     };
-    Ok(match mailer.transport.send(message).await {
-        Ok(_) => Sent::Yes,
+    // lettre bounds the connection, not a relay that stops answering: the whole send is bounded.
+    let limit = Duration::from_secs(mailer.settings.timeout_secs.max(1));
+    Ok(match tokio::time::timeout(limit, mailer.transport.send(message)).await {
+        Ok(Ok(_)) => Sent::Yes,
         // What is kept of an error names its kind and code, never the address it may quote.
-        Err(e) if e.is_permanent() => Sent::Never(smtp_error(&e)),
-        Err(e) => Sent::Later(smtp_error(&e)),
+        Ok(Err(e)) if e.is_permanent() => Sent::Never(smtp_error(&e)),
+        Ok(Err(e)) => Sent::Later(smtp_error(&e)),
+        Err(_) => Sent::Later("timeout".into()),
     })
 }
 
@@ -220,21 +238,27 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     }
 }
 
+/// Settles a row only while it is still this sender's claim: not settled, and not claimed again
+/// since (its attempt count unchanged).
+const STILL_MINE: &str = "WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND given_up_at IS NULL";
+
 async fn settle(pool: &PgPool, job: &Job, sent: Sent, max_attempts: i32) -> Result<(), sqlx::Error> {
     match sent {
         Sent::Yes => {
-            sqlx::query("UPDATE email_outbox SET sent_at = now(), last_error = NULL WHERE id = $1")
+            sqlx::query(&format!("UPDATE email_outbox SET sent_at = now(), last_error = NULL {STILL_MINE}"))
                 .bind(job.id)
+                .bind(job.attempts)
                 .execute(pool)
                 .await?;
             tracing::info!(email = job.id, "email sent");
         }
         Sent::Later(why) if job.attempts < max_attempts => {
-            sqlx::query(
-                "UPDATE email_outbox SET next_attempt_at = now() + make_interval(secs => $3), last_error = $2 \
-                 WHERE id = $1",
-            )
+            sqlx::query(&format!(
+                "UPDATE email_outbox SET next_attempt_at = now() + make_interval(secs => $4), last_error = $3 \
+                 {STILL_MINE}"
+            ))
             .bind(job.id)
+            .bind(job.attempts)
             .bind(&why)
             .bind(backoff(job.attempts).as_secs_f64())
             .execute(pool)
@@ -248,8 +272,9 @@ async fn settle(pool: &PgPool, job: &Job, sent: Sent, max_attempts: i32) -> Resu
 }
 
 async fn give_up(pool: &PgPool, job: &Job, why: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE email_outbox SET given_up_at = now(), last_error = $2 WHERE id = $1")
+    sqlx::query(&format!("UPDATE email_outbox SET given_up_at = now(), last_error = $3 {STILL_MINE}"))
         .bind(job.id)
+        .bind(job.attempts)
         .bind(why)
         .execute(pool)
         .await?;
@@ -257,31 +282,42 @@ async fn give_up(pool: &PgPool, job: &Job, why: &str) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// Sends what is due, then again every poll interval, until shutdown.
+/// Sends what is due, then again every poll interval, until shutdown. A worker that panics is
+/// started again (its row is taken again when its lease ends).
 pub async fn run(pool: PgPool, mailer: Mailer, shutdown: rocket::Shutdown) {
+    let mailer = std::sync::Arc::new(mailer);
+    loop {
+        let worker = tokio::spawn(work(pool.clone(), mailer.clone(), shutdown.clone()));
+        match worker.await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "the email worker stopped unexpectedly; starting it again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn work(pool: PgPool, mailer: std::sync::Arc<Mailer>, shutdown: rocket::Shutdown) {
     let every = Duration::from_millis(mailer.settings.poll_interval_ms.max(50));
     tokio::pin!(shutdown);
     loop {
         loop {
-            let jobs = match claim(&pool).await {
-                Ok(jobs) => jobs,
+            let job = match claim(&pool, mailer.settings.max_attempts).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "email outbox unreadable; will retry");
                     break;
                 }
             };
-            if jobs.is_empty() {
-                break;
-            }
-            for job in &jobs {
-                let outcome = match attempt(&pool, &mailer, job).await {
-                    Ok(sent) => settle(&pool, job, sent, mailer.settings.max_attempts).await,
-                    Err(e) => Err(e),
-                };
-                // The lease stands: the row is taken again once it ends.
-                if let Err(e) = outcome {
-                    tracing::warn!(email = job.id, error = %e, "email outbox update failed; the row will be retried");
-                }
+            let outcome = match attempt(&pool, &mailer, &job).await {
+                Ok(sent) => settle(&pool, &job, sent, mailer.settings.max_attempts).await,
+                Err(e) => Err(e),
+            };
+            // The lease stands: the row is taken again once it ends.
+            if let Err(e) = outcome {
+                tracing::warn!(email = job.id, error = %e, "email outbox update failed; the row will be retried");
             }
         }
         tokio::select! {
@@ -316,8 +352,21 @@ mod tests {
         };
         assert!(Mailer::new(&settings, true).is_err());
         assert!(Mailer::new(&settings, false).is_ok());
-        let tls = MailSettings { relay: "smtps://relay.secondwind.test:465".into(), ..settings.clone() };
+        let tls = MailSettings {
+            relay: "smtps://relay.secondwind.test:465".into(),
+            sign_in_url: "https://app.secondwind.test".into(),
+            ..settings.clone()
+        };
         assert!(Mailer::new(&tls, true).is_ok());
+        let starttls = MailSettings { relay: "smtp://relay.secondwind.test:587?tls=required".into(), ..tls.clone() };
+        assert!(Mailer::new(&starttls, true).is_ok());
+        let smuggled = MailSettings {
+            relay: "smtp://relay.secondwind.test:25?tls=opportunistic&x=tls=required".into(),
+            ..tls.clone()
+        };
+        assert!(Mailer::new(&smuggled, true).is_err(), "tls=required only as the tls parameter");
+        let plain_link = MailSettings { sign_in_url: "http://app.secondwind.test".into(), ..tls.clone() };
+        assert!(Mailer::new(&plain_link, true).is_err(), "production links are https");
         let bad_from = MailSettings { from: "not an address".into(), ..settings };
         assert!(Mailer::new(&bad_from, false).is_err());
     }
@@ -334,9 +383,14 @@ mod tests {
         };
         let mailer = Mailer::new(&settings, false).expect("mailer");
         let to: Mailbox = "pat@example.test".parse().expect("to");
-        let text = String::from_utf8(mailer.message(to, "Your application was updated").expect("message").formatted())
-            .expect("utf-8");
-        assert!(text.contains("Subject: SecondWind: Your application was updated"), "{text}");
+        let text = String::from_utf8(mailer.message(to).expect("message").formatted()).expect("utf-8");
+        assert!(text.contains(&format!("Subject: {SUBJECT}")), "{text}");
         assert!(text.contains("https://app.secondwind.test/sign-in"), "{text}");
+        // Not even the program or what changed: the fact of participation is protected (the
+        // sender is configured; production chooses a neutral one).
+        let body = text.split("\r\n\r\n").skip(1).collect::<String>();
+        for detail in ["SecondWind", "application", "insurance", "recovery", "treatment"] {
+            assert!(!body.contains(detail) && !text.contains(&format!("Subject: {detail}")), "{detail} in {text}");
+        }
     }
 }

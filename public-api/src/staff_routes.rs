@@ -486,7 +486,14 @@ async fn erase_public_traces(tx: &mut sqlx::PgConnection, user: Uuid, admin: Uui
     sqlx::query("DELETE FROM notifications WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
     // The documents went with the records; nothing here should point at them.
     sqlx::query("DELETE FROM application_documents WHERE beneficiary_id = $1").bind(user).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM notification_preferences WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
+    // No more email either: an erased account's address is not written to again.
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, email) SELECT id, false FROM users WHERE id = $1 \
+         ON CONFLICT (user_id) DO UPDATE SET email = false, updated_at = now()",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
