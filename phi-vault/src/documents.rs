@@ -62,7 +62,7 @@ use crate::records::{
 };
 
 /// Bytes of content per sealed piece.
-pub const PIECE: usize = 256 * 1024;
+pub const PIECE: usize = 512 * 1024;
 const CATEGORY: &str = "document";
 
 /// Where the virus scanner (clamd) listens.
@@ -409,19 +409,25 @@ async fn receive(
         let binding = Binding { subject, record: id, category: CATEGORY, field: &field };
         let (nonce, ciphertext) = crypto::seal(key, binding, &piece).map_err(|e| crypto_error(e, ""))?;
         let stored = async {
+            // Staged pieces need not be durable on their own: the accepting commit is
+            // synchronous, and flushing the log up to it makes every piece before it durable. A
+            // crash before it loses only an upload that was never accepted.
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
             sqlx::query("INSERT INTO document_chunks (content_id, seq, nonce, ciphertext) VALUES ($1, $2, $3, $4)")
                 .bind(id)
                 .bind(pieces as i32)
                 .bind(nonce)
                 .bind(ciphertext)
-                .execute(pool)
-                .await
-                .map_err(ApiError::from)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await.map_err(ApiError::from)
         };
         let scanned = async { session.send(&piece).await.map_err(|e| scan_error(e, max_bytes)) };
-        tokio::try_join!(stored, scanned)?;
+        // The next piece is read while this one is stored and scanned.
+        let ((), (), following) = tokio::try_join!(stored, scanned, incoming.piece())?;
         pieces += 1;
-        next = incoming.piece().await?;
+        next = following;
     }
     let verdict = session.finish().await.map_err(|e| scan_error(e, max_bytes))?;
     let received = Received { content_type, sha256: hex(content.finish().as_ref()), size_bytes: size, pieces };

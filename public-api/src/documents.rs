@@ -100,11 +100,12 @@ fn boundary(content_type: Option<&ContentType>) -> Result<String, ApiError> {
         })
 }
 
-/// Writes the `uploading` row, if the application is mine, can be changed and has room. The
-/// application's row is locked, so concurrent uploads count one another.
-async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, settings: &DocumentSettings) -> Result<Uuid, ApiError> {
-    let limit = settings.per_application;
-    let mut tx = pool.begin().await?;
+/// My application's status, its row locked until the transaction ends; 404 if it is not mine.
+async fn lock_mine(
+    tx: &mut sqlx::PgConnection,
+    me: Uuid,
+    application: Uuid,
+) -> Result<common::applications::ApplicationStatus, ApiError> {
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM applications WHERE id = $1 AND beneficiary_id = $2 FOR UPDATE")
             .bind(application)
@@ -112,8 +113,16 @@ async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, settings: &Document
             .fetch_optional(&mut *tx)
             .await?;
     let status = status.ok_or(ApiError::NotFound)?;
-    let status = common::applications::ApplicationStatus::parse(&status)
-        .ok_or_else(|| ApiError::internal(format!("unknown application status {status}")))?;
+    common::applications::ApplicationStatus::parse(&status)
+        .ok_or_else(|| ApiError::internal(format!("unknown application status {status}")))
+}
+
+/// Writes the `uploading` row, if the application is mine, can be changed and has room. The
+/// application's row is locked, so concurrent uploads count one another.
+async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, settings: &DocumentSettings) -> Result<Uuid, ApiError> {
+    let limit = settings.per_application;
+    let mut tx = pool.begin().await?;
+    let status = lock_mine(&mut tx, me, application).await?;
     if !status.editable() {
         return Err(not_editable(status));
     }
@@ -187,7 +196,7 @@ async fn relay(
     (me, document): (Uuid, Uuid),
 ) -> Result<(String, StoredDocument), Relay> {
     let whole = settings.max_bytes + MULTIPART_OVERHEAD;
-    let body = tokio_util::io::ReaderStream::new(data.open(whole.bytes()));
+    let body = tokio_util::io::ReaderStream::with_capacity(data.open(whole.bytes()), 64 * 1024);
     let limits = multer::SizeLimit::new().whole_stream(whole).per_field(whole);
     let mut multipart =
         multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(limits));
@@ -650,15 +659,7 @@ pub async fn delete_mine(
 ) -> Result<Status, ApiError> {
     let me = user.user_id();
     let mut tx = pool.begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM applications WHERE id = $1 AND beneficiary_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(me)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let status = status.ok_or(ApiError::NotFound)?;
-    let status = common::applications::ApplicationStatus::parse(&status)
-        .ok_or_else(|| ApiError::internal(format!("unknown application status {status}")))?;
+    let status = lock_mine(&mut tx, me, id).await?;
     let marked = sqlx::query(
         "UPDATE application_documents SET state = 'deleting', updated_at = now() \
          WHERE id = $1 AND application_id = $2 AND state = 'stored'",

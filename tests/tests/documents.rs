@@ -70,9 +70,10 @@ async fn consistent(public: &sqlx::PgPool, phi: &sqlx::PgPool) -> usize {
     ids.sort();
     assert_eq!(ids, records, "public rows and vault records match one to one");
     // An upload public-api cut off ends in phi-vault a moment after public-api answered: its
-    // staged pieces (never readable: no record) are deleted as its handler ends.
+    // staged pieces (never readable: no record) are deleted as its handler ends. Generous
+    // bounds: the whole suite runs at once on two cores.
     let staged = "SELECT count(*) FROM document_contents WHERE record_id IS NULL";
-    for _ in 0..100 {
+    for _ in 0..600 {
         if count(phi, staged).await == 0 {
             break;
         }
@@ -123,7 +124,7 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     assert_eq!(stored["size_bytes"], 600_000);
     assert_eq!(stored["sha256"], sha256_hex(&lease));
     let doc = stored["id"].as_str().expect("id").to_owned();
-    assert_eq!(count(&phi, "SELECT count(*) FROM document_chunks").await, 3, "600 kB in 256 KiB pieces");
+    assert_eq!(count(&phi, "SELECT count(*) FROM document_chunks").await, 2, "600 kB in 512 KiB pieces");
     let sealed: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT ciphertext FROM document_chunks").fetch_all(&phi).await.expect("pieces");
     assert!(sealed.iter().all(|c| !c.windows(9).any(|w| w == b"Maple Cou")), "pieces are encrypted");
@@ -263,7 +264,7 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
 
     // A piece altered at rest: the download is cut, never a complete-looking file.
     sqlx::query(
-        "UPDATE document_chunks SET ciphertext = overlay(ciphertext placing '\\x00' from 100 for 1) WHERE seq = 2",
+        "UPDATE document_chunks SET ciphertext = overlay(ciphertext placing '\\x00' from 100 for 1) WHERE seq = 1",
     )
     .execute(&phi)
     .await
