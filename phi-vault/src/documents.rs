@@ -156,8 +156,12 @@ impl Drop for Staged {
 }
 
 async fn delete_staged(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM document_contents WHERE id = $1 AND record_id IS NULL").bind(id).execute(pool).await?;
-    Ok(())
+    // A piece's insert dropped mid-transaction (a timed-out handler) keeps its lock until its
+    // connection is next used: wait a little, then leave the pieces to the sweep.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM document_contents WHERE id = $1 AND record_id IS NULL").bind(id).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 /// The upload body as it is read: pieces of content, holding back the last
@@ -424,8 +428,13 @@ async fn receive(
             tx.commit().await.map_err(ApiError::from)
         };
         let scanned = async { session.send(&piece).await.map_err(|e| scan_error(e, max_bytes)) };
-        // The next piece is read while this one is stored and scanned.
-        let ((), (), following) = tokio::try_join!(stored, scanned, incoming.piece())?;
+        // The next piece is read while this one is stored and scanned. All three are awaited
+        // to the end, even when one fails: a store dropped mid-transaction would hold its lock
+        // on the staging row until its connection is used again, and the discard would wait.
+        let (stored, scanned, following) = tokio::join!(stored, scanned, incoming.piece());
+        let following = following?;
+        stored?;
+        scanned?;
         pieces += 1;
         next = following;
     }
