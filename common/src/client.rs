@@ -429,17 +429,10 @@ impl InternalClient {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, ClientError> {
         let peer = self.peer;
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| ClientError::Unreachable { peer, message: format!("invalid internal path: {e}") })?;
+        let (url, path_and_query) = self.target(path)?;
         let bytes = match body {
             Some(body) => serde_json::to_vec(body).map_err(|e| ClientError::Body { peer, message: e.to_string() })?,
             None => Vec::new(),
-        };
-        let path_and_query = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
         };
         let binding = RequestBinding { method: method.as_str(), path_and_query: &path_and_query, body: &bytes };
         let token = self.signer.sign(peer, ctx, binding)?;
@@ -488,14 +481,7 @@ impl InternalClient {
     {
         use futures_util::StreamExt;
         let peer = self.peer;
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| ClientError::Unreachable { peer, message: format!("invalid internal path: {e}") })?;
-        let path_and_query = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        };
+        let (url, path_and_query) = self.target(path)?;
         let (token, seal) = self.signer.sign_streamed(peer, ctx, "POST", &path_and_query)?;
         // Each piece passes through the hash on its way; the seal of the hash follows the last.
         let start = (Box::pin(body), ring::digest::Context::new(&ring::digest::SHA256), 0u64, seal);
@@ -534,6 +520,20 @@ impl InternalClient {
             }
         }
         Err(ClientError::Status { peer, status })
+    }
+
+    /// The URL of `path` on the peer, and its path and query exactly as sent (what an
+    /// assertion is bound to).
+    fn target(&self, path: &str) -> Result<(reqwest::Url, String), ClientError> {
+        let url = self.base.join(path).map_err(|e| ClientError::Unreachable {
+            peer: self.peer,
+            message: format!("invalid internal path: {e}"),
+        })?;
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        Ok((url, path_and_query))
     }
 
     pub async fn json<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T, ClientError> {

@@ -57,8 +57,8 @@ use common::ApiError;
 use crate::crypto::{self, Binding, DataKey};
 use crate::policy::Decision;
 use crate::records::{
-    access, authorized, commit_read, crypto_error, decide_new, existing_key, log_alone, subject_live, writable_key,
-    Vault, FIELD, UNREADABLE_CONTENT,
+    access, authorized, commit_read, crypto_error, decide_new, existing_key, insert_record, log_alone, subject_live,
+    writable_key, Vault, FIELD, UNREADABLE_CONTENT,
 };
 
 /// Bytes of content per sealed piece.
@@ -79,6 +79,12 @@ impl Default for ScannerSettings {
     fn default() -> Self {
         Self { address: "127.0.0.1:3310".into(), timeout_secs: 30 }
     }
+}
+
+/// Whether `address` (`host:port`) is on this host: a loopback address or `localhost`.
+pub fn on_this_host(address: &str) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What the document routes need beside the vault.
@@ -156,8 +162,8 @@ impl Drop for Staged {
 }
 
 async fn delete_staged(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    // A piece's insert dropped mid-transaction (a timed-out handler) keeps its lock until its
-    // connection is next used: wait a little, then leave the pieces to the sweep.
+    // A piece's insert dropped mid-transaction (a timed-out handler) holds its lock until its
+    // rollback reaches the server: wait a little, then leave the pieces to the sweep.
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
     sqlx::query("DELETE FROM document_contents WHERE id = $1 AND record_id IS NULL").bind(id).execute(&mut *tx).await?;
@@ -414,8 +420,9 @@ async fn receive(
         let (nonce, ciphertext) = crypto::seal(key, binding, &piece).map_err(|e| crypto_error(e, ""))?;
         let stored = async {
             // Staged pieces need not be durable on their own: the accepting commit is
-            // synchronous, and flushing the log up to it makes every piece before it durable. A
-            // crash before it loses only an upload that was never accepted.
+            // synchronous, and flushing the log up to it makes every piece before it durable.
+            // A piece lost before that (a database crash mid-upload) is caught by `accept`,
+            // which counts the pieces.
             let mut tx = pool.begin().await?;
             sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
             sqlx::query("INSERT INTO document_chunks (content_id, seq, nonce, ciphertext) VALUES ($1, $2, $3, $4)")
@@ -469,20 +476,18 @@ async fn accept(
         tx.commit().await?;
         return Err(ApiError::NotFound);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
-         VALUES ($1, $2, 'document', $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(subject)
-    .bind(nonce)
-    .bind(ciphertext)
-    .bind(&claims.sub)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    if !insert_record(&mut tx, (id, subject, CATEGORY), (nonce, ciphertext), &claims.sub, expires_at).await? {
         return Err(ApiError::Conflict("a record with this id already exists".into()));
+    }
+    // Every piece is there: a staged piece commits asynchronously, so a database crash or
+    // failover during the upload can lose one that was answered as stored.
+    let (count, last): (i64, Option<i32>) =
+        sqlx::query_as("SELECT count(*), max(seq) FROM document_chunks WHERE content_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if count != i64::from(meta.chunks) || last != Some(meta.chunks as i32 - 1) {
+        return Err(ApiError::Unavailable("part of the file was lost while it was stored; send it again".into()));
     }
     let linked = sqlx::query("UPDATE document_contents SET record_id = id WHERE id = $1 AND record_id IS NULL")
         .bind(id)
@@ -655,4 +660,19 @@ pub async fn sweep_pending(pool: &PgPool, age: Duration) -> Result<u64, sqlx::Er
 
 pub fn routes() -> Vec<Route> {
     routes![upload, content]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_host;
+
+    #[test]
+    fn production_scanners_are_on_this_host() {
+        for here in ["127.0.0.1:3310", "localhost:3310", "[::1]:3310", "127.8.0.1:3310"] {
+            assert!(on_this_host(here), "{here}");
+        }
+        for away in ["10.0.0.5:3310", "clamd.internal:3310", "[2001:db8::1]:3310", "localhost.evil.test:3310"] {
+            assert!(!on_this_host(away), "{away}");
+        }
+    }
 }

@@ -165,10 +165,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
     // Document bytes cross to clamd in clear, and its "OK" decides what is kept: production
     // talks only to a scanner on this host.
     if let (Some(scanner), Profile::Production) = (&settings.scanner, config.profile) {
-        let host = scanner.address.rsplit_once(':').map_or(scanner.address.as_str(), |(host, _)| host);
-        let loopback = host == "localhost"
-            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
+        if !documents::on_this_host(&scanner.address) {
             return Err(invalid_config(
                 "service.scanner.address",
                 "production requires clamd on this host (loopback)".into(),

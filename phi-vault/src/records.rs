@@ -344,6 +344,30 @@ pub(crate) async fn writable_key(
     Err(ApiError::internal("the subject's first data key changed twice while a record was written"))
 }
 
+/// Writes a new record's row; false if its id is taken.
+pub(crate) async fn insert_record(
+    tx: &mut PgConnection,
+    (id, subject, category): (Uuid, Uuid, &str),
+    (nonce, ciphertext): (Vec<u8>, Vec<u8>),
+    created_by: &str,
+    expires_at: Option<time::OffsetDateTime>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
+         VALUES ($1, $2, $3::record_category, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(subject)
+    .bind(category)
+    .bind(nonce)
+    .bind(ciphertext)
+    .bind(created_by)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 /// Phase 2, first lock, for a record whose key phase 1 already holds: a share lock on the
 /// subject's row (as [`lock_subject`]). False if the subject was erased meanwhile.
 pub(crate) async fn subject_live(tx: &mut PgConnection, subject: Uuid) -> Result<bool, sqlx::Error> {
@@ -407,19 +431,10 @@ async fn create(
                 return Err(ApiError::NotFound);
             }
         }
-        sqlx::query(
-            "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
-             VALUES ($1, $2, $3::record_category, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(subject)
-        .bind(&new.category)
-        .bind(nonce)
-        .bind(ciphertext)
-        .bind(&claims.sub)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+        let sealed = (nonce, ciphertext);
+        if !insert_record(&mut tx, (id, subject, &new.category), sealed, &claims.sub, expires_at).await? {
+            return Err(ApiError::internal("a new record's id was already taken"));
+        }
         access_log::append(&mut tx, &access(claims, Some(subject), Some(id), "record.create", &decision)).await?;
         tx.commit().await?;
         if let SubjectKey::New { key, .. } = key {

@@ -185,3 +185,37 @@ async fn an_unreachable_relay_leaves_the_email_queued_for_later() {
     }
     panic!("the failed attempt was never recorded");
 }
+
+#[tokio::test]
+async fn an_email_is_given_up_once_its_attempts_are_used() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mail = MailSettings { max_attempts: 1, ..settings(format!("smtp://127.0.0.1:{port}"), &tag) };
+    let app = TestApp::spawn_configured(move |public| public.service.mail = Some(mail), |_| {}).await;
+    let (ben_login, admin_login, cw_login) =
+        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let beneficiary = Client { app: &app, who: &ben_login };
+    let admin = Client { app: &app, who: &admin_login };
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let application = json!({ "kind": "tech", "amount_cents": 20_000,
+        "details": { "description": "A phone for appointments", "needed_by": "2099-05-01" } });
+    let (_, submitted): (u16, Value) = beneficiary.send(Method::POST, "/applications", Some(&application)).await;
+    let id = submitted["id"].as_str().expect("id");
+    let assign = format!("/staff/applications/{id}/caseworker");
+    assert_eq!(admin.put(&assign, &json!({"caseworker_id": cw_login.user_id})).await.0, 200);
+    for _ in 0..200 {
+        let row: Option<(i32, Option<String>, bool)> = sqlx::query_as(
+            "SELECT attempts, last_error, given_up_at IS NOT NULL AND sent_at IS NULL FROM email_outbox",
+        )
+        .fetch_optional(&public)
+        .await
+        .expect("outbox");
+        if let Some((attempts, Some(error), true)) = row {
+            assert_eq!(attempts, 1);
+            assert!(!error.contains('@'), "{error}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the email was never given up");
+}
