@@ -1,19 +1,54 @@
-//! `secondwind-admin`: how staff and operators work with SecondWind. One module per command
-//! group; each has an options struct and a `run`. Output is a table or line for people and
-//! `--json` for scripts. Exit codes: 0 done, 1 failed, 2 bad usage.
+//! `secondwind-admin`: the staff CLI. Caseworkers, admins and compliance officers work through
+//! public-api over HTTPS, signed in as themselves: every action reaches the trails under the
+//! person the server proved, exactly as from the web app. It holds no database credentials and
+//! links no service or key code (only `common`'s wire types); operator tasks (migrations, keys,
+//! KEK rotation) are `secondwind-operator`'s, on the servers.
+//!
+//! Exit codes: 0 done, 1 failed, 2 bad usage, 3 permission denied, 4 not found.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub mod anchor;
+pub mod api;
 pub mod commands;
+pub mod failure;
 pub mod output;
+pub mod settings;
+
+use failure::{Failure, Result};
+use output::{Format, Output};
+
+const AFTER_HELP: &str = "\
+Start here:
+  secondwind-admin --api-url https://api.example.org login --dev caseworker
+  secondwind-admin applications list --mine
+  secondwind-admin applications show <ID>
+  secondwind-admin applications approve <ID> --note \"Lease checked\"
+
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 permission denied, 4 not found.
+The server comes from --api-url, SECONDWIND_API_URL, or api_url in config.toml in the config folder.";
 
 #[derive(Debug, Parser)]
-#[command(name = "secondwind-admin", version, about = "Administer SecondWind: databases, keys, the embedded default")]
+#[command(
+    name = "secondwind-admin",
+    version,
+    about = "SecondWind for staff: review applications and insurance, answer auditors, manage roles",
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
+    /// public-api's address, e.g. https://api.example.org (plain http only to this machine).
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Where the session and config.toml are kept.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Print JSON (for scripts).
+    #[arg(long, global = true, conflicts_with = "csv")]
     pub json: bool,
+    /// Print CSV (lists only; other results print JSON).
+    #[arg(long, global = true)]
+    pub csv: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -21,35 +56,109 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Audit trails: verify hash chains.
+    /// Sign in; the session is kept for later commands (mode 0600).
+    Login(commands::session::LoginArgs),
+    /// End the session on the server and forget it here.
+    Logout,
+    /// Who you are signed in as, and your roles.
+    Whoami,
+    /// The application queue and decisions (caseworkers, admins).
+    #[command(subcommand)]
+    Applications(commands::applications::ApplicationsCommand),
+    /// Insurance verification (caseworkers).
+    #[command(subcommand)]
+    Insurance(commands::insurance::InsuranceCommand),
+    /// The PHI access log and break-glass findings (compliance officers).
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
-    /// Database migrations and status.
+    /// A patient's accounting of disclosures (compliance officers).
     #[command(subcommand)]
-    Db(commands::db::DbCommand),
-    /// Internal-call signing keys.
-    #[command(subcommand)]
-    Keys(commands::keys::KeysCommand),
-    /// PHI key lifecycle: rotate the key-encryption key, rewrap data keys.
-    #[command(subcommand)]
-    Phi(commands::phi::PhiCommand),
-    /// Staff roles.
+    Disclosures(commands::disclosures::DisclosuresCommand),
+    /// Staff roles (admins).
     #[command(subcommand)]
     Users(commands::users::UsersCommand),
-    /// The embedded default (dev profile only).
-    #[command(subcommand)]
-    Dev(commands::dev::DevCommand),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Example:\n  secondwind-admin completions bash > ~/.local/share/bash-completion/completions/secondwind-admin"
+    )]
+    Completions { shell: clap_complete::Shell },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = output::Output { json: cli.json };
+/// What every command needs: where the session is, which server, how to print.
+pub struct Context {
+    pub dir: PathBuf,
+    api_url: Option<String>,
+    pub out: Output,
+}
+
+impl Context {
+    /// The server to talk to: the flag, the environment, config.toml, or else the server of
+    /// the stored session.
+    pub fn api_url(&self) -> Result<String> {
+        match settings::api_url(self.api_url.as_deref(), &self.dir) {
+            Ok(url) => Ok(url),
+            Err(f) if self.api_url.is_none() => match settings::load(&self.dir)? {
+                Some(c) => settings::check_url(&c.api_url),
+                None => Err(f),
+            },
+            Err(f) => Err(f),
+        }
+    }
+
+    /// A client signed in as the stored session's person.
+    pub fn api(&self) -> Result<api::Api> {
+        api::Api::signed_in(self.api_url()?, settings::load(&self.dir)?)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let format = match (cli.json, cli.csv) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Csv,
+        _ => Format::Table,
+    };
+    let dir = settings::config_dir(cli.config_dir.as_deref())?;
+    let ctx = Context { dir, api_url: cli.api_url, out: Output { format } };
     match cli.command {
-        Command::Audit(cmd) => commands::audit::run(cmd, &out).await,
-        Command::Db(cmd) => commands::db::run(cmd, &out).await,
-        Command::Keys(cmd) => commands::keys::run(cmd, &out),
-        Command::Phi(cmd) => commands::phi::run(cmd, &out).await,
-        Command::Users(cmd) => commands::users::run(cmd, &out).await,
-        Command::Dev(cmd) => commands::dev::run(cmd, &out).await,
+        Command::Login(args) => commands::session::login(&ctx, args).await,
+        Command::Logout => commands::session::logout(&ctx).await,
+        Command::Whoami => commands::session::whoami(&ctx).await,
+        Command::Applications(cmd) => commands::applications::run(&ctx, cmd).await,
+        Command::Insurance(cmd) => commands::insurance::run(&ctx, cmd).await,
+        Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
+        Command::Disclosures(cmd) => commands::disclosures::run(&ctx, cmd).await,
+        Command::Users(cmd) => commands::users::run(&ctx, cmd).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "secondwind-admin", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Runs the CLI to its exit code (the binary's whole `main`).
+pub fn main_exit_code() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(Failure { exit, message }) => {
+            eprintln!("error: {message}");
+            exit as u8
+        }
     }
 }
 

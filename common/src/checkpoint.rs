@@ -8,7 +8,7 @@
 //! is kept in three places: the origin's own `checkpoints` table (which numbers them), a
 //! checkpoint file under `log.dir` (`<service>.checkpoints.jsonl`, one JSON object a line), and
 //! the `checkpoints` table of every configured receiver (`checkpoint.receivers`), sent over a
-//! signed internal call (`POST /internal/v1/checkpoints`). `secondwind-admin audit verify`
+//! signed internal call (`POST /internal/v1/checkpoints`). `secondwind-operator audit verify`
 //! compares each trail with every checkpoint it finds.
 //!
 //! The receiver refuses a checkpoint whose signature does not verify with the origin's
@@ -233,7 +233,7 @@ mod base64_bytes {
     }
 }
 
-/// Where each service anchors its checkpoints, as `secondwind-admin dev init` and the test
+/// Where each service anchors its checkpoints, as `secondwind-operator dev init` and the test
 /// harness configure it (`checkpoint.receivers`): public-api and phi-vault in consent's
 /// database, consent in phi-vault's. Each trail is thus held outside its own database.
 pub fn topology(service: ServiceName) -> Vec<ServiceName> {
@@ -246,7 +246,7 @@ pub fn topology(service: ServiceName) -> Vec<ServiceName> {
 // ---------------------------------------------------------------- keys
 
 /// `<service>-checkpoint`: the conventional name (`.key`, `.pub`) of a service's checkpoint key,
-/// as `secondwind-admin dev init` and the test harness write it.
+/// as `secondwind-operator dev init` and the test harness write it.
 pub fn key_name(service: ServiceName) -> String {
     format!("{service}-checkpoint")
 }
@@ -795,7 +795,7 @@ impl Publisher {
                 trail = trail.as_str(),
                 alarm = "checkpoints_rewritten",
                 "AUDIT ALARM: the checkpoints in this service's database are not the ones it signed \
-                 (deleted, changed or forged); publishing stopped for this trail (run secondwind-admin audit verify)"
+                 (deleted, changed or forged); publishing stopped for this trail (run secondwind-operator audit verify)"
             );
             return Ok(None);
         }
@@ -818,7 +818,7 @@ impl Publisher {
                     seq = last.seq,
                     alarm = "trail_rewritten",
                     "AUDIT ALARM: the row a published checkpoint vouches for is gone or changed; \
-                     publishing stopped for this trail (run secondwind-admin audit verify)"
+                     publishing stopped for this trail (run secondwind-operator audit verify)"
                 );
                 return Ok(None);
             }

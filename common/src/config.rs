@@ -41,7 +41,7 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// The service's own runtime role (least privilege: data only, no DDL).
     pub url: Secret<String>,
-    /// Obsolete: services never migrate and never hold owner credentials (`secondwind-admin db
+    /// Obsolete: services never migrate and never hold owner credentials (`secondwind-operator db
     /// migrate` does, from a file only the admin reads). Production refuses it; dev ignores it
     /// with a warning, so configs written before the change still start.
     #[serde(default)]
@@ -95,7 +95,7 @@ pub struct CheckpointConfig {
     /// This service's checkpoint key: Ed25519, PKCS#8 PEM, mode 0600. Not the internal-call key.
     pub key_file: PathBuf,
     /// Its public key (SPKI PEM). Optional: when set, start-up checks it matches `key_file`;
-    /// `secondwind-admin audit verify --config-dir` reads it.
+    /// `secondwind-operator audit verify --config-dir` reads it.
     #[serde(default)]
     pub public_key_file: Option<PathBuf>,
     /// How often a checkpoint is published for each trail whose head moved (also at shutdown).
@@ -257,7 +257,7 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
                 return Err(ConfigError::invalid(
                     "database.migrate_url",
                     "production refuses owner credentials in a service's config: services never migrate \
-                     (run `secondwind-admin db migrate` before starting them)",
+                     (run `secondwind-operator db migrate` before starting them)",
                 ));
             }
             let url = self.database.url.expose();

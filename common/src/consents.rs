@@ -170,6 +170,7 @@ pub struct ConsentQuery {
 /// The states a consent can be in.
 pub const STATES: [&str; 3] = ["signed", "revoked", "expired"];
 
+#[cfg(feature = "server")]
 impl ConsentQuery {
     /// Parses the raw query parameters strictly (422 naming the field).
     pub fn parse(state: Option<&str>, after: Option<&str>, limit: Option<&str>) -> Result<Self, crate::ApiError> {

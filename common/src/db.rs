@@ -2,7 +2,7 @@
 //! retry, and the provisioning statements the admin CLI and the test harness share.
 //!
 //! Each database has two roles: an owner (`sw_<db>_owner`) that runs migrations (only through
-//! `secondwind-admin db migrate`), and an app role (`sw_<db>`) the service uses at run time with
+//! `secondwind-operator db migrate`), and an app role (`sw_<db>`) the service uses at run time with
 //! data privileges only. `CONNECT` on each database
 //! is revoked from `PUBLIC` and granted to its two roles alone, so the public API's role cannot
 //! even open the PHI or consent databases.
@@ -227,7 +227,7 @@ pub async fn connect_with_backoff(url: &str, max_connections: u32, timeout: Dura
 }
 
 /// Connects the service's pool as its runtime role. Services never migrate and never use owner
-/// credentials: `secondwind-admin db migrate` applies migrations before they start. A
+/// credentials: `secondwind-operator db migrate` applies migrations before they start. A
 /// `database.migrate_url` left in a dev config is ignored (production refuses it).
 pub async fn connect_service(database: Database, config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let timeout = Duration::from_secs(config.connect_timeout_secs);
@@ -235,7 +235,7 @@ pub async fn connect_service(database: Database, config: &DatabaseConfig) -> Res
         tracing::warn!(
             database = database.as_str(),
             "database.migrate_url is ignored: services no longer migrate; remove it from this config and \
-             run `secondwind-admin db migrate`"
+             run `secondwind-operator db migrate`"
         );
     }
     connect_with_backoff(config.url.expose(), config.max_connections, timeout).await

@@ -5,36 +5,59 @@
 //! business logic lives here.
 
 pub mod applications;
+#[cfg(feature = "server")]
 pub mod assertion;
+#[cfg(feature = "server")]
 pub mod chain;
+#[cfg(feature = "server")]
 pub mod checkpoint;
+#[cfg(feature = "server")]
 pub mod clamd;
+#[cfg(feature = "server")]
 pub mod client;
+pub mod compliance;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod consents;
+#[cfg(feature = "server")]
 pub mod db;
 pub mod documents;
 pub mod error;
 pub mod insurance;
+#[cfg(feature = "server")]
 pub mod json;
+#[cfg(feature = "server")]
 pub mod keys;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod ops;
+#[cfg(feature = "server")]
 pub mod policy;
+#[cfg(feature = "server")]
 pub mod protect;
+#[cfg(feature = "server")]
 pub mod request_id;
 pub mod secret;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
 pub mod user_token;
 
+#[cfg(feature = "server")]
 pub use assertion::Role;
-pub use error::{ApiError, ErrorBody};
+#[cfg(feature = "server")]
+pub use error::ApiError;
+pub use error::ErrorBody;
+#[cfg(feature = "server")]
 pub use request_id::RequestId;
 pub use secret::Secret;
 
 /// Installs the process-wide rustls crypto provider (ring). Call first thing in every `main`
 /// and in test set-up: the first TLS-capable client panics without it.
+#[cfg(feature = "server")]
 pub fn install_crypto_provider() {
     // Already installed is fine (tests call this more than once).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -69,6 +92,7 @@ impl ServiceName {
     }
 
     /// The database this service owns.
+    #[cfg(feature = "server")]
     pub fn database(self) -> db::Database {
         match self {
             Self::PublicApi => db::Database::Public,

@@ -174,7 +174,7 @@ fn default_issuer() -> String {
 #[serde(deny_unknown_fields)]
 pub struct UserTokenKey {
     pub kid: String,
-    /// SPKI PEM, as `secondwind-admin keys generate --name` writes next to the private key.
+    /// SPKI PEM, as `secondwind-operator keys generate --name` writes next to the private key.
     pub public_key_file: std::path::PathBuf,
 }
 

@@ -274,7 +274,7 @@ pub fn canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
     Ok(row_canonical(row.try_get("id")?, &terms(&consent, &form_sha256), &stored_terms, row.try_get("created_at")?))
 }
 
-/// Verifies the consents trail (`secondwind-admin audit verify --trail consents`).
+/// Verifies the consents trail (`secondwind-operator audit verify --trail consents`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     chain::verify_table(pool, SELECT, limit, canonical_of).await
 }

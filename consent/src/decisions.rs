@@ -205,7 +205,7 @@ async fn decide(
     Ok(Json(DisclosureAnswer { permitted, consent_id, form_version, recipient_name, reason }))
 }
 
-/// Verifies the decisions trail (`secondwind-admin audit verify --trail consent`).
+/// Verifies the decisions trail (`secondwind-operator audit verify --trail consent`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     let sql = "SELECT seq, decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, reason, \
                asked_by, request_id, terms_sha256, prev_hash, row_hash FROM decisions ORDER BY seq";

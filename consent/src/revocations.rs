@@ -112,7 +112,7 @@ pub fn canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
     Ok(canonical(consent_id, revoked_at, &revoked_by, reason.as_deref(), signature.as_ref()))
 }
 
-/// Verifies the revocations trail (`secondwind-admin audit verify --trail revocations`).
+/// Verifies the revocations trail (`secondwind-operator audit verify --trail revocations`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     chain::verify_table(pool, SELECT, limit, canonical_of).await
 }

@@ -370,7 +370,7 @@ pub fn review_canonical_of(row: &PgRow) -> Result<Vec<u8>, sqlx::Error> {
 pub const REVIEWS_SELECT: &str = "SELECT chain_seq AS seq, seq AS entry_seq, outcome, note, reviewed_by, \
                                   reviewed_at, prev_hash, row_hash FROM access_reviews ORDER BY chain_seq";
 
-/// Verifies the reviews trail (`secondwind-admin audit verify --trail access-reviews`).
+/// Verifies the reviews trail (`secondwind-operator audit verify --trail access-reviews`).
 pub async fn verify_reviews(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     chain::verify_table(pool, REVIEWS_SELECT, limit, review_canonical_of).await
 }

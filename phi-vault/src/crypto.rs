@@ -190,7 +190,7 @@ impl LocalKeyFile {
     }
 
     /// Appends a new KEK version to the file; returns it. Existing versions stay until every
-    /// data key has been rewrapped (`secondwind-admin phi rewrap`).
+    /// data key has been rewrapped (`secondwind-operator phi rewrap`).
     pub fn rotate(path: &Path) -> Result<i32, String> {
         let keys = Self::read(path)?;
         let next = keys.last().map(|(v, _)| v + 1).unwrap_or(1);

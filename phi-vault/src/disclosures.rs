@@ -151,7 +151,7 @@ pub const SELECT: &str = "SELECT seq, id, disclosed_at, subject_id, recipient, p
                           categories::text[] AS categories, consent_id, notice_version, request_id, prev_hash, \
                           row_hash, format, recipient_name, kind, emergency FROM disclosures ORDER BY seq";
 
-/// Verifies the trail (`secondwind-admin audit verify --trail disclosures`).
+/// Verifies the trail (`secondwind-operator audit verify --trail disclosures`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     chain::verify_table(pool, SELECT, limit, canonical_of).await
 }

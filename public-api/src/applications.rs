@@ -690,6 +690,33 @@ pub async fn queue(
     page(rows, query.limit).map(Json)
 }
 
+/// One application as the queue shows it: status, amount, reviewer, version and history, no
+/// details (those are PHI, read through `/caseworker/applications/{id}`). What a reviewer reads
+/// before deciding, so the decision can name the version it was made on.
+#[utoipa::path(get, path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The application and its history, without details", body = ApplicationDetail),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Neither caseworker nor admin", body = common::ErrorBody),
+        (status = 404, description = "No such application", body = common::ErrorBody),
+    ))]
+#[get("/staff/applications/<id>")]
+pub async fn read_for_staff(
+    _staff: Reviewer,
+    id: Uuid,
+    pool: &State<PgPool>,
+) -> Result<Json<ApplicationDetail>, ApiError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM applications WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool.inner())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let application = view(&row)?;
+    let history = history(pool, id).await?;
+    Ok(Json(ApplicationDetail { application, details: None, history }))
+}
+
 /// An application with its details, for the caseworker on the beneficiary's care team (phi-vault
 /// decides, and logs the read); 404 for anyone else.
 #[utoipa::path(get, path = "/api/v1/caseworker/applications/{id}", tag = "staff", security(("bearer" = [])),
@@ -888,5 +915,16 @@ pub async fn change_status(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![submit, list_mine, read_mine, update_mine, dashboard, queue, read_for_caseworker, assign, change_status]
+    routes![
+        submit,
+        list_mine,
+        read_mine,
+        update_mine,
+        dashboard,
+        queue,
+        read_for_staff,
+        read_for_caseworker,
+        assign,
+        change_status
+    ]
 }

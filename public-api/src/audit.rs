@@ -46,6 +46,9 @@ pub struct AuditEvent {
     pub outcome: Outcome,
     /// Why, for staff actions (e.g. a role grant's justification). Never PHI.
     pub reason: Option<String>,
+    /// For an operator's action (no user acted): the operating-system account that ran the
+    /// operator command (`secondwind-operator`), read from the process's uid. The role is `operator`.
+    pub operator: Option<String>,
 }
 
 /// The hashed form of a row: fixed field order, times in microseconds.
@@ -63,6 +66,8 @@ struct Canonical<'a> {
     outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<&'a str>,
 }
 
 impl Canonical<'_> {
@@ -90,13 +95,14 @@ pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, s
         request_id: event.request_id.as_deref(),
         outcome: event.outcome.as_str(),
         reason: event.reason.as_deref(),
+        operator: event.operator.as_deref(),
     };
     let prev = chain::head(tx, CHAIN_LOCK, "audit_logs").await?;
     let row_hash = chain::link(&prev, &canonical.bytes());
     sqlx::query(
         "INSERT INTO audit_logs (id, occurred_at, actor_id, action, resource_type, resource_id, ip, user_agent, \
-         request_id, outcome, reason, prev_hash, row_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12, $13)",
+         request_id, outcome, reason, operator, prev_hash, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(id)
     .bind(occurred_at)
@@ -109,6 +115,7 @@ pub async fn record(tx: &mut PgConnection, event: &AuditEvent) -> Result<Uuid, s
     .bind(event.request_id.as_deref())
     .bind(event.outcome.as_str())
     .bind(event.reason.as_deref())
+    .bind(event.operator.as_deref())
     .bind(prev)
     .bind(&row_hash[..])
     .execute(&mut *tx)
@@ -131,18 +138,19 @@ pub async fn record_alone(pool: &PgPool, event: &AuditEvent) -> Result<Uuid, sql
 
 /// The whole trail in chain order, with every column [`canonical_of`] reads.
 pub const SELECT: &str = "SELECT seq, id, occurred_at, actor_id, action, resource_type, resource_id, host(ip) AS ip, \
-                          user_agent, request_id, outcome, reason, prev_hash, row_hash FROM audit_logs ORDER BY seq";
+                          user_agent, request_id, outcome, reason, operator, prev_hash, row_hash FROM audit_logs ORDER BY seq";
 
 /// The hashed content of a stored row (also how a test recomputes a tampered chain).
 pub fn canonical_of(row: &sqlx::postgres::PgRow) -> Result<Vec<u8>, sqlx::Error> {
     let text = |name: &str| row.try_get::<Option<String>, _>(name);
-    let (ip, resource_id, resource_type, user_agent, request_id, reason) = (
+    let (ip, resource_id, resource_type, user_agent, request_id, reason, operator) = (
         text("ip")?,
         text("resource_id")?,
         text("resource_type")?,
         text("user_agent")?,
         text("request_id")?,
         text("reason")?,
+        text("operator")?,
     );
     let (action, outcome): (String, String) = (row.try_get("action")?, row.try_get("outcome")?);
     Ok(Canonical {
@@ -157,6 +165,7 @@ pub fn canonical_of(row: &sqlx::postgres::PgRow) -> Result<Vec<u8>, sqlx::Error>
         request_id: request_id.as_deref(),
         outcome: &outcome,
         reason: reason.as_deref(),
+        operator: operator.as_deref(),
     }
     .bytes())
 }

@@ -122,5 +122,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", notifications::routes())
         .mount("/api/v1", insurance::routes())
         .mount("/api/v1", live::routes())
-        .mount("/api/v1", staff_routes::routes()))
+        .mount("/api/v1", staff_routes::routes())
+        .mount("/api/v1", staff::routes()))
 }

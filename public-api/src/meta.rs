@@ -56,6 +56,7 @@ impl RequestMeta {
             request_id: Some(self.request_id.0.clone()),
             outcome,
             reason: None,
+            operator: None,
         }
     }
 }

@@ -1,15 +1,27 @@
-//! Staff roles (caseworker, admin, compliance_officer) change only here, called by
-//! `secondwind-admin users grant-role|revoke-role`: the acting admin and the reason are
-//! recorded in the audit log in the same transaction. Revoking a role ends the user's sessions,
-//! so tokens carrying the old role stop working at once.
+//! Staff roles (caseworker, admin, compliance_officer) change in two ways only:
+//! - a signed-in admin through `POST /api/v1/staff/role-changes` (`secondwind-admin users
+//!   grant-role|revoke-role`): the audit row names the proven admin, never a claimed one;
+//! - the first admin of a fresh installation, by `secondwind-operator users bootstrap-admin`,
+//!   refused once any admin exists: the audit row names the operating-system account.
+//!
+//! The reason is required and recorded in the same transaction as the change. Revoking a role
+//! ends the user's sessions, so tokens carrying the old role stop working at once.
 
-use sqlx::PgPool;
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route, State};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use common::json::Body;
+use common::ApiError;
+
 use crate::audit::{self, AuditEvent, Outcome};
-use crate::auth::sessions;
+use crate::auth::{sessions, Admin};
+use crate::meta::RequestMeta;
 
 pub const STAFF_ROLES: [&str; 3] = ["caseworker", "admin", "compliance_officer"];
+const MAX_REASON: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -17,23 +29,56 @@ pub enum RoleError {
     UnknownRole(String),
     #[error("no such user: {0}")]
     NoUser(String),
-    #[error("the acting user {0} is not an admin")]
-    NotAdmin(Uuid),
-    #[error("a reason is required")]
-    NoReason,
+    #[error("nobody changes their own roles: ask another admin")]
+    OwnRoles,
+    #[error("an admin already exists: grant roles as a signed-in admin (secondwind-admin users grant-role)")]
+    AdminExists,
+    #[error("a reason is required (at most {MAX_REASON} characters)")]
+    BadReason,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, serde::Serialize)]
+impl From<RoleError> for ApiError {
+    fn from(e: RoleError) -> Self {
+        match e {
+            RoleError::UnknownRole(_) | RoleError::BadReason => ApiError::Unprocessable(e.to_string()),
+            RoleError::NoUser(_) => ApiError::NotFound,
+            RoleError::OwnRoles | RoleError::AdminExists => ApiError::Forbidden,
+            RoleError::Database(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoleChange {
     pub user_id: Uuid,
     pub role: String,
     pub granted: bool,
-    /// False when the user already had (or already lacked) the role.
+    /// False when the user already had (or already lacked) the role. On a dry run: whether it
+    /// would change.
     pub changed: bool,
+    /// The user's staff roles after the change (as they would be, on a dry run).
     pub roles: Vec<String>,
     pub sessions_ended: u64,
+    pub dry_run: bool,
+}
+
+/// A role change asked for by an admin.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChangeRequest {
+    /// The user: id or email.
+    pub user: String,
+    /// `caseworker`, `admin` or `compliance_officer`.
+    pub role: String,
+    /// True to grant, false to revoke.
+    pub grant: bool,
+    /// Why; kept in the audit log. Required.
+    pub reason: String,
+    /// Report what would change and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Finds a live user by id or email.
@@ -55,31 +100,24 @@ pub async fn find_user(pool: &PgPool, who: &str) -> Result<Uuid, RoleError> {
     found.ok_or_else(|| RoleError::NoUser(who.to_owned()))
 }
 
-pub async fn change_role(
-    pool: &PgPool,
+fn checked_reason(reason: &str) -> Result<String, RoleError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(RoleError::BadReason);
+    }
+    Ok(reason.to_owned())
+}
+
+/// Applies a checked change inside `tx` and audits it with `event` (whose action and resource
+/// are filled in here). Nothing is written on a dry run or when nothing changes.
+async fn apply(
+    tx: &mut PgConnection,
     target: Uuid,
     role: &str,
     grant: bool,
-    actor: Uuid,
-    reason: &str,
     dry_run: bool,
+    mut event: AuditEvent,
 ) -> Result<RoleChange, RoleError> {
-    if !STAFF_ROLES.contains(&role) {
-        return Err(RoleError::UnknownRole(role.to_owned()));
-    }
-    if reason.trim().is_empty() {
-        return Err(RoleError::NoReason);
-    }
-    let mut tx = pool.begin().await?;
-    let actor_is_admin: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL AND 'admin' = ANY(roles))",
-    )
-    .bind(actor)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !actor_is_admin {
-        return Err(RoleError::NotAdmin(actor));
-    }
     let current: Vec<String> =
         sqlx::query_scalar("SELECT roles FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
             .bind(target)
@@ -88,7 +126,7 @@ pub async fn change_role(
             .ok_or_else(|| RoleError::NoUser(target.to_string()))?;
     let has = current.iter().any(|r| r == role);
     let changed = has != grant;
-    let mut roles = current.clone();
+    let mut roles = current;
     if grant && !has {
         roles.push(role.to_owned());
     } else if !grant {
@@ -102,21 +140,96 @@ pub async fn change_role(
             .execute(&mut *tx)
             .await?;
         if !grant {
-            sessions_ended = sessions::revoke_all(&mut tx, target, "role_revoked").await?;
+            sessions_ended = sessions::revoke_all(tx, target, "role_revoked").await?;
         }
-        let event = AuditEvent {
-            actor_id: Some(actor),
-            action: if grant { "user.role_grant" } else { "user.role_revoke" },
-            resource_type: Some("user"),
-            resource_id: Some(format!("{target}:{role}")),
-            ip: None,
-            user_agent: Some("secondwind-admin".into()),
-            request_id: Some(format!("cli-{}", Uuid::new_v4())),
-            outcome: Outcome::Success,
-            reason: Some(reason.trim().to_owned()),
-        };
-        audit::record(&mut tx, &event).await?;
-        tx.commit().await?;
+        event.action = if grant { "user.role_grant" } else { "user.role_revoke" };
+        event.resource_type = Some("user");
+        event.resource_id = Some(format!("{target}:{role}"));
+        audit::record(tx, &event).await?;
     }
-    Ok(RoleChange { user_id: target, role: role.to_owned(), granted: grant, changed, roles, sessions_ended })
+    Ok(RoleChange { user_id: target, role: role.to_owned(), granted: grant, changed, roles, sessions_ended, dry_run })
+}
+
+/// An admin's change: the admin is the proven actor; nobody changes their own roles.
+pub async fn change_role(
+    pool: &PgPool,
+    admin: Uuid,
+    request: &RoleChangeRequest,
+    meta: &RequestMeta,
+) -> Result<RoleChange, RoleError> {
+    if !STAFF_ROLES.contains(&request.role.as_str()) {
+        return Err(RoleError::UnknownRole(request.role.clone()));
+    }
+    let reason = checked_reason(&request.reason)?;
+    let target = find_user(pool, &request.user).await?;
+    if target == admin {
+        return Err(RoleError::OwnRoles);
+    }
+    let mut tx = pool.begin().await?;
+    let mut event = meta.event(Some(admin), "user.role_grant", None, Outcome::Success);
+    event.reason = Some(reason);
+    let change = apply(&mut tx, target, &request.role, request.grant, request.dry_run, event).await?;
+    tx.commit().await?;
+    Ok(change)
+}
+
+/// The first admin, made by the operator command: refused once any admin exists. Serialised
+/// with every other bootstrap by a transaction-scoped advisory lock.
+pub async fn bootstrap_admin(
+    pool: &PgPool,
+    target: Uuid,
+    operator: &str,
+    reason: &str,
+) -> Result<RoleChange, RoleError> {
+    const BOOTSTRAP_LOCK: i64 = 0x5357_4144_4d49_4e01;
+    let reason = checked_reason(reason)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(BOOTSTRAP_LOCK).execute(&mut *tx).await?;
+    let any_admin: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE deleted_at IS NULL AND 'admin' = ANY(roles))")
+            .fetch_one(&mut *tx)
+            .await?;
+    if any_admin {
+        return Err(RoleError::AdminExists);
+    }
+    let event = AuditEvent {
+        actor_id: None,
+        action: "user.role_grant",
+        resource_type: None,
+        resource_id: None,
+        ip: None,
+        user_agent: Some("secondwind-operator".into()),
+        request_id: Some(format!("operator-{}", Uuid::new_v4())),
+        outcome: Outcome::Success,
+        reason: Some(reason),
+        operator: Some(operator.to_owned()),
+    };
+    let change = apply(&mut tx, target, "admin", true, false, event).await?;
+    tx.commit().await?;
+    Ok(change)
+}
+
+/// Grants or revokes a staff role. The acting admin is the signed-in user.
+#[utoipa::path(post, path = "/api/v1/staff/role-changes", tag = "staff", security(("bearer" = [])),
+    request_body = RoleChangeRequest,
+    responses(
+        (status = 200, description = "Done (or, on a dry run, what would be done)", body = RoleChange),
+        (status = 400, description = "Malformed JSON", body = common::ErrorBody),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not an admin, or the admin's own roles", body = common::ErrorBody),
+        (status = 404, description = "No such user", body = common::ErrorBody),
+        (status = 422, description = "Not a staff role, or no reason", body = common::ErrorBody),
+    ))]
+#[post("/staff/role-changes", data = "<body>")]
+pub async fn role_change(
+    admin: Admin,
+    body: Body<RoleChangeRequest>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<RoleChange>, ApiError> {
+    Ok(Json(change_role(pool, admin.user_id(), &body.0, &meta).await?))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![role_change]
 }

@@ -104,6 +104,13 @@ check_boundary() {
     die "public-api depends on $bad — PHI crypto belongs to phi-vault alone"
   fi
   say "boundary holds: public-api links no vaultrs, aes-gcm-siv or phi-vault"
+  # The staff CLI runs on staff laptops: wire types and HTTP only.
+  bad=$(cargo tree -p secondwind-admin -e normal --prefix none 2>/dev/null \
+        | grep -E '^(sqlx|public-api|phi-vault|consent|vaultrs|aes-gcm-siv|rocket) ' | sort -u || true)
+  if [ -n "$bad" ]; then
+    die "secondwind-admin depends on $bad — the staff CLI talks HTTP to public-api and holds no database or key code"
+  fi
+  say "boundary holds: secondwind-admin links no sqlx, service crate, vaultrs or aes-gcm-siv"
 }
 
 # Node.js 20+ and the OpenID provider's packages (scripts/oidc, from its package-lock.json).

@@ -73,7 +73,7 @@ struct RewrapProgress {
     errors: u64,
 }
 
-/// Rewraps with `workers` concurrent runs (as several `secondwind-admin phi rewrap` processes
+/// Rewraps with `workers` concurrent runs (as several `secondwind-operator phi rewrap` processes
 /// would) until every key is done or `stop` is set.
 async fn rewrap(
     phi: sqlx::PgPool,

@@ -489,7 +489,7 @@ impl TestApp {
     }
 
     /// Writes the three services' config files into `dir` (as `<service>.toml`), as
-    /// `secondwind-admin audit verify --config-dir` reads them: runtime database URLs, log
+    /// `secondwind-operator audit verify --config-dir` reads them: runtime database URLs, log
     /// directories, checkpoint keys and receivers.
     pub fn write_configs(&self, dir: &Path) {
         std::fs::create_dir_all(dir).expect("config dir");

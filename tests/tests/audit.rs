@@ -1,4 +1,4 @@
-//! The public audit log is hash-chained: `secondwind-admin audit verify` accepts an intact
+//! The public audit log is hash-chained: `secondwind-operator audit verify` accepts an intact
 //! chain, built by concurrent writers, and finds every edit, removal and reordering done behind
 //! the service's back (by a superuser: the service role cannot update or delete rows at all).
 
@@ -24,6 +24,7 @@ fn event(n: usize) -> AuditEvent {
         request_id: Some(format!("req-{n}")),
         outcome: if n.is_multiple_of(3) { Outcome::Failure } else { Outcome::Success },
         reason: (n == 5).then(|| "checked by hand".to_owned()),
+        operator: None,
     }
 }
 

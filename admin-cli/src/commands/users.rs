@@ -1,98 +1,85 @@
-//! `users grant-role` / `users revoke-role`: the only way staff roles change. Records the acting
-//! admin and the reason; `--dry-run` shows what would change; revoking asks for confirmation
-//! unless `--yes`, since it signs the user out everywhere.
+//! `users`: staff roles, granted and revoked by a signed-in admin with a reason. The audit log
+//! names the admin as the server proved them, never a name given here.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::{Args, Subcommand};
-use common::config::Config;
-use common::ServiceName;
+use serde::{Deserialize, Serialize};
 
-use crate::output::Output;
+use crate::commands::confirm;
+use crate::failure::Result;
+use crate::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Grant a staff role (caseworker, admin, compliance_officer).
+    /// Grant a staff role: caseworker, admin or compliance_officer.
+    #[command(
+        after_help = "Example:\n  secondwind-admin users grant-role sam@example.org caseworker --reason \"joined the Denver team\""
+    )]
     GrantRole(RoleArgs),
-    /// Revoke a staff role; ends the user's sessions.
+    /// Revoke a staff role; the user's sessions end at once.
     RevokeRole(RoleArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RoleArgs {
-    /// public-api's config file (its database.url is used).
-    #[arg(long, value_name = "FILE", required_unless_present = "url")]
-    pub config: Option<PathBuf>,
-    /// Or the public database URL.
-    #[arg(long, value_name = "URL", env = "SECONDWIND_PUBLIC_DATABASE_URL", hide_env_values = true)]
-    pub url: Option<String>,
-    /// The user: id or email.
-    #[arg(long)]
+    /// The user: email or id.
     pub user: String,
-    #[arg(long)]
+    /// caseworker, admin or compliance_officer.
     pub role: String,
-    /// The admin acting: id or email. Must hold the admin role.
-    #[arg(long)]
-    pub by: String,
-    /// Why; recorded in the audit log.
+    /// Why; kept in the audit log. Required.
     #[arg(long)]
     pub reason: String,
-    /// Show what would change, change nothing.
+    /// Show what would change; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask for confirmation.
+    /// Do not ask before revoking.
     #[arg(long)]
     pub yes: bool,
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("{question}: pass --yes to confirm when not running interactively");
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+#[derive(Serialize)]
+struct RoleChangeRequest<'a> {
+    user: &'a str,
+    role: &'a str,
+    grant: bool,
+    reason: &'a str,
+    dry_run: bool,
 }
 
-pub async fn run(cmd: UsersCommand, out: &Output) -> anyhow::Result<()> {
+#[derive(Debug, Serialize, Deserialize)]
+struct RoleChange {
+    user_id: uuid::Uuid,
+    role: String,
+    granted: bool,
+    changed: bool,
+    roles: Vec<String>,
+    sessions_ended: u64,
+    dry_run: bool,
+}
+
+pub async fn run(ctx: &Context, cmd: UsersCommand) -> Result<()> {
     let (grant, args) = match cmd {
         UsersCommand::GrantRole(a) => (true, a),
         UsersCommand::RevokeRole(a) => (false, a),
     };
-    let url = match (&args.url, &args.config) {
-        (Some(url), _) => url.clone(),
-        (None, Some(file)) => {
-            let config: Config<toml::Table> = Config::load(ServiceName::PublicApi, Some(file))
-                .with_context(|| format!("reading {}", file.display()))?;
-            config.database.url.expose().clone()
-        }
-        (None, None) => anyhow::bail!("give --config or --url"),
-    };
-    let pool = common::db::connect_with_backoff(&url, 2, std::time::Duration::from_secs(10)).await?;
-    let target = public_api::staff::find_user(&pool, &args.user).await?;
-    let actor = public_api::staff::find_user(&pool, &args.by).await?;
-    if !grant
-        && !args.dry_run
-        && !args.yes
-        && !confirm(&format!("revoke {} from {target} and end their sessions?", args.role))?
-    {
-        anyhow::bail!("cancelled");
+    if !grant && !args.dry_run {
+        confirm(&format!("revoke {} from {} and end their sessions?", args.role, args.user), args.yes)?;
     }
-    let change: public_api::staff::RoleChange =
-        public_api::staff::change_role(&pool, target, &args.role, grant, actor, &args.reason, args.dry_run).await?;
-    pool.close().await;
-    out.result(&change, || {
+    let api = ctx.api()?;
+    let request =
+        RoleChangeRequest { user: &args.user, role: &args.role, grant, reason: &args.reason, dry_run: args.dry_run };
+    let change: RoleChange = api.post("/staff/role-changes", &request).await?;
+    ctx.out.one(&change, || {
         let verb = if grant { "granted" } else { "revoked" };
-        let prefix = if args.dry_run { "dry run: would have " } else { "" };
-        if change.changed {
-            format!("{prefix}{verb} {} for {}; roles now [{}]", change.role, change.user_id, change.roles.join(", "))
+        let roles = if change.roles.is_empty() { "none".to_owned() } else { change.roles.join(", ") };
+        if change.dry_run {
+            format!("dry run: {} would have {} {verb}; roles would be [{roles}]", args.user, change.role)
+        } else if change.changed {
+            format!(
+                "{verb} {} for {}; roles now [{roles}]; {} sessions ended",
+                change.role, args.user, change.sessions_ended
+            )
         } else {
-            format!("no change: {} already {verb} for {}", change.role, change.user_id)
+            format!("no change: {} already {verb} for {}", change.role, args.user)
         }
-    })?;
-    Ok(())
+    })
 }

@@ -2,7 +2,7 @@
 //! URL: the six roles with generated passwords, the three databases with `CONNECT` restricted to
 //! their own roles, Ed25519 keys (internal calls and checkpoints), one config file per service
 //! (mode 0600: they hold the runtime roles' passwords), and the owners file that only
-//! `secondwind-admin db migrate` reads (`admin/owners.toml`, mode 0600 in a 0700 directory): the
+//! `secondwind-operator db migrate` reads (`admin/owners.toml`, mode 0600 in a 0700 directory): the
 //! services' configs hold no owner credentials. Dev profile only; production databases are
 //! provisioned by their operators (runbooks/local-development.md explains what this does).
 
@@ -158,7 +158,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         let receivers: Vec<String> =
             common::checkpoint::topology(service).into_iter().map(|r| quote(r.as_str())).collect();
         let mut text = format!(
-            "# Written by `secondwind-admin dev init` for the embedded default. Holds the runtime role's \
+            "# Written by `secondwind-operator dev init` for the embedded default. Holds the runtime role's \
              password: keep it 0600.\n\
              profile = \"dev\"\n\n\
              [server]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
@@ -226,7 +226,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         files.push(path);
     }
 
-    // The owner URLs go where only the admin looks: `secondwind-admin db migrate --owners`.
+    // The owner URLs go where only the admin looks: `secondwind-operator db migrate --owners`.
     out.progress(format!("writing the owners file in {}", admin_dir.display()));
     std::fs::create_dir_all(&admin_dir)?;
     #[cfg(unix)]
@@ -235,8 +235,8 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
         std::fs::set_permissions(&admin_dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let mut owners = String::from(
-        "# Written by `secondwind-admin dev init`. The databases' owner (migration) credentials: only\n\
-         # `secondwind-admin db migrate --owners` reads this file; no service does. Keep it 0600.\n",
+        "# Written by `secondwind-operator dev init`. The databases' owner (migration) credentials: only\n\
+         # `secondwind-operator db migrate --owners` reads this file; no service does. Keep it 0600.\n",
     );
     for database in Database::ALL {
         let (_, owner_url) = &urls[database.as_str()];

@@ -32,9 +32,6 @@ pub struct PhiArgs {
 pub struct RotateArgs {
     #[command(flatten)]
     pub target: PhiArgs,
-    /// Who is running this, for the access log.
-    #[arg(long, default_value = "secondwind-admin")]
-    pub by: String,
 }
 
 #[derive(Debug, Args)]
@@ -44,9 +41,6 @@ pub struct RewrapArgs {
     /// Data keys per transaction.
     #[arg(long, default_value_t = 500)]
     pub batch: i64,
-    /// Who is running this, for the access log.
-    #[arg(long, default_value = "secondwind-admin")]
-    pub by: String,
 }
 
 #[derive(Serialize)]
@@ -76,8 +70,9 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
             let version = phi_vault::crypto::LocalKeyFile::rotate(&file).map_err(anyhow::Error::msg)?;
             let reason = format!("local kek now at v{version}");
             let request_id = format!("cli-rotate-{}", uuid::Uuid::new_v4());
+            let operator = crate::os_user::current()?;
             let entry = phi_vault::access_log::Access {
-                actor: &args.by,
+                actor: &operator,
                 actor_role: "operator",
                 purpose: "key_rotation",
                 subject_id: None,
@@ -94,7 +89,7 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
             pool.close().await;
             out.result(&serde_json::json!({ "kek_version": version }), || {
                 format!(
-                    "KEK version {version} added; run `secondwind-admin phi rewrap --config {}` next",
+                    "KEK version {version} added; run `secondwind-operator phi rewrap --config {}` next",
                     args.target.config.display()
                 )
             })
@@ -107,11 +102,12 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
                 common::db::connect_with_backoff(config.database.url.expose(), 2, std::time::Duration::from_secs(10))
                     .await?;
             let request_id = format!("cli-rewrap-{}", uuid::Uuid::new_v4());
+            let operator = crate::os_user::current()?;
             let mut total = 0;
             let mut before = i64::MAX;
             let remaining = loop {
                 let (done, remaining) =
-                    phi_vault::keys::rewrap_batch(&pool, provider.as_ref(), args.batch, &args.by, &request_id).await?;
+                    phi_vault::keys::rewrap_batch(&pool, provider.as_ref(), args.batch, &operator, &request_id).await?;
                 total += done;
                 out.progress(format!("rewrapped {total}, {remaining} to go"));
                 // Another run may have taken this batch's rows; stop only when nobody progresses.

@@ -1,4 +1,4 @@
-//! Real runs of `secondwind-admin` against the test cluster (`SECONDWIND_TEST_ADMIN_URL`).
+//! Real runs of `secondwind-operator` against the test cluster (`SECONDWIND_TEST_ADMIN_URL`).
 
 #[path = "cli/anchor.rs"]
 mod anchor;
@@ -13,7 +13,7 @@ fn admin_url() -> String {
 }
 
 fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("secondwind-admin").expect("binary");
+    let mut cmd = Command::cargo_bin("secondwind-operator").expect("binary");
     cmd.env_remove("SECONDWIND_MIGRATE_URL").env_remove("SECONDWIND_ADMIN_DATABASE_URL");
     cmd
 }
@@ -299,6 +299,7 @@ async fn audit_verify_reports_intact_and_broken_chains() {
             request_id: Some(format!("r{n}")),
             outcome: public_api::audit::Outcome::Failure,
             reason: None,
+            operator: None,
         };
         public_api::audit::record_alone(&pool, &event).await.expect("append");
     }
@@ -326,80 +327,63 @@ async fn audit_verify_reports_intact_and_broken_chains() {
     db.drop_now().await;
 }
 
+/// The first admin of an installation is made by the operator command, which names the
+/// operating-system account in the audit log; once any admin exists it refuses, and roles change
+/// only through a signed-in admin (secondwind-admin, tested in admin-cli/tests/staff.rs).
 #[tokio::test]
-async fn staff_roles_change_only_by_an_admin_with_a_reason() {
+async fn the_first_admin_is_made_by_the_operator_and_only_the_first() {
     let app = harness::TestApp::spawn().await;
     let url = app.database(Database::Public).app_url();
     let donor = "demo+donor@secondwind.invalid";
-    let admin = "demo+admin@secondwind.invalid";
-    let role = |verb: &str, by: &str, role: &str| {
+    let bootstrap = |user: &str| {
         let mut cmd = cli();
         cmd.args([
             "--json",
             "users",
-            verb,
+            "bootstrap-admin",
             "--url",
             &url,
             "--user",
-            donor,
-            "--role",
-            role,
-            "--by",
-            by,
+            user,
             "--reason",
-            "joined the care team",
+            "first admin at install",
         ]);
         cmd
     };
 
-    // Dry run: reports the change, makes none.
-    let out = role("grant-role", admin, "caseworker").arg("--dry-run").assert().success();
-    assert_eq!(json(&out.get_output().stdout)["changed"], true);
-    let login = app.dev_login("donor").await;
-    let me: Value = app.get_as(&login.access_token, "/users/me").await.json().await.expect("json");
-    assert_eq!(me["roles"], serde_json::json!([]));
+    // The demo data already has an admin: refused, nothing written.
+    let out = bootstrap(donor).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("an admin already exists"));
+    // An unknown user is named (a single --user: the refusal is the lookup's, not clap's).
+    let out = bootstrap("nobody@example.org").assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("no such user: nobody@example.org"));
 
-    let out = role("grant-role", admin, "caseworker").assert().success();
-    let change = json(&out.get_output().stdout);
-    assert_eq!(change["roles"], serde_json::json!(["caseworker"]));
-    let me: Value = app.get_as(&login.access_token, "/users/me").await.json().await.expect("json");
-    assert_eq!(me["roles"], serde_json::json!(["caseworker"]));
-    // Idempotent.
-    let out = role("grant-role", admin, "caseworker").assert().success();
-    assert_eq!(json(&out.get_output().stdout)["changed"], false);
+    // A fresh installation: no admin yet.
+    let mut su = PgConnection::connect(&app.database(Database::Public).url_as("postgres")).await.expect("superuser");
+    sqlx::query("UPDATE users SET roles = array_remove(roles, 'admin')").execute(&mut su).await.expect("no admins");
+    let _ = su.close().await;
+    let change = json(&bootstrap(donor).assert().success().get_output().stdout);
+    assert_eq!(change["roles"], serde_json::json!(["admin"]));
+    let out = bootstrap(donor).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("an admin already exists"));
 
-    // Refusals.
-    let out = role("grant-role", donor, "admin").assert().failure();
-    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("is not an admin"));
-    let out = role("grant-role", admin, "superuser").assert().failure();
-    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("not a staff role"));
-    let out = role("grant-role", admin, "caseworker").args(["--user", "nobody@example.org"]).assert().failure();
-    assert!(!out.get_output().status.success());
-
-    // Revoking needs confirmation and ends the user's sessions.
-    let out = role("revoke-role", admin, "caseworker").assert().failure();
-    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("--yes"));
-    let out = role("revoke-role", admin, "caseworker").arg("--yes").assert().success();
-    let change = json(&out.get_output().stdout);
-    assert_eq!(change["roles"], serde_json::json!([]));
-    assert!(change["sessions_ended"].as_u64().expect("count") >= 1);
-    assert_eq!(app.get_as(&login.access_token, "/users/me").await.status(), 401);
-
-    // Both changes are in the audit log with actor and reason, and the chain verifies.
+    // The audit row names the operating-system account (this process's uid), not a typed name.
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT action, reason FROM audit_logs WHERE action LIKE 'user.role_%' AND actor_id = '00000000-0000-4000-8000-000000000005' ORDER BY seq",
+    let rows: Vec<(Option<uuid::Uuid>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT actor_id, operator, reason FROM audit_logs WHERE action = 'user.role_grant' ORDER BY seq",
     )
     .fetch_all(&pool)
     .await
     .expect("rows");
-    assert_eq!(
-        rows,
-        vec![
-            ("user.role_grant".to_owned(), Some("joined the care team".to_owned())),
-            ("user.role_revoke".to_owned(), Some("joined the care team".to_owned())),
-        ]
+    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).expect("uid");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (actor, operator, reason) = &rows[0];
+    assert_eq!(*actor, None);
+    assert!(
+        operator.as_deref().is_some_and(|o| o.ends_with(&format!("(uid {uid})")) || o == format!("uid {uid}")),
+        "{operator:?}"
     );
+    assert_eq!(reason.as_deref(), Some("first admin at install"));
     assert!(public_api::audit::verify(&pool, 10).await.expect("verify").intact());
     pool.close().await;
     app.stop().await;

@@ -1,0 +1,169 @@
+//! The one way the CLI reaches SecondWind: HTTPS to public-api, as the signed-in person. A
+//! refusal becomes a [`Failure`] with the server's message, its request id, and what to do next.
+
+use std::time::Duration;
+
+use common::ErrorBody;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::failure::{Exit, Failure, Result};
+use crate::settings::Credentials;
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    /// A client for `base` (already checked by [`crate::settings::check_url`]).
+    pub fn new(base: String, token: Option<String>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("secondwind-admin/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .https_only(!base.starts_with("http://"))
+            .build()
+            .map_err(|e| Failure::failed(format!("starting the HTTP client: {e}")))?;
+        Ok(Self { http, base, token })
+    }
+
+    /// A client carrying the stored session, which must have been issued by `base`.
+    pub fn signed_in(base: String, credentials: Option<Credentials>) -> Result<Self> {
+        let credentials = credentials
+            .ok_or_else(|| Failure::denied("not signed in: run `secondwind-admin login` first".to_owned()))?;
+        if credentials.api_url != base {
+            return Err(Failure::denied(format!(
+                "your session is for {}, not {base}: run `secondwind-admin login --api-url {base}`",
+                credentials.api_url
+            )));
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if credentials.expires_at <= now {
+            return Err(Failure::denied("your sign-in has expired: run `secondwind-admin login` again".to_owned()));
+        }
+        Self::new(base, Some(credentials.access_token))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::failed(format!(
+                "cannot reach {}: {} (is public-api running? check --api-url or SECONDWIND_API_URL)",
+                self.base,
+                without_url(&e)
+            ))
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::failed(format!("reading the answer from {}: {}", self.base, without_url(&e))))?;
+        if status.is_success() {
+            let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+            return serde_json::from_slice(bytes).map_err(|e| {
+                Failure::failed(format!(
+                    "the server's answer was not understood ({e}): is this CLI older than the server?"
+                ))
+            });
+        }
+        Err(refusal(status, &bytes))
+    }
+}
+
+/// reqwest's errors name the URL, which may carry query parameters; keep the cause only.
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut cause = e.source();
+    let mut last = None;
+    while let Some(c) = cause {
+        last = Some(c.to_string());
+        cause = c.source();
+    }
+    last.unwrap_or_else(|| if e.is_timeout() { "timed out".into() } else { "request failed".into() })
+}
+
+/// The failure for a refused request, from the one error body shape.
+pub fn refusal(status: StatusCode, body: &[u8]) -> Failure {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let (message, request_id) = match &parsed {
+        Some(b) => (b.error.message.clone(), b.error.request_id.clone()),
+        None => (status.canonical_reason().unwrap_or("error").to_owned(), String::new()),
+    };
+    let quoted = if request_id.is_empty() { String::new() } else { format!(" (request id {request_id})") };
+    match status {
+        StatusCode::UNAUTHORIZED => Failure::new(
+            Exit::Denied,
+            format!("not signed in, or your session has ended{quoted}: run `secondwind-admin login`"),
+        ),
+        StatusCode::FORBIDDEN => Failure::new(
+            Exit::Denied,
+            format!(
+                "permission denied: {message}{quoted}. Your roles do not allow this \
+                 (see `secondwind-admin whoami`); an admin can grant roles"
+            ),
+        ),
+        StatusCode::NOT_FOUND => {
+            Failure::new(Exit::NotFound, format!("not found{quoted}: check the id, or that it is assigned to you"))
+        }
+        StatusCode::CONFLICT => {
+            Failure::failed(format!("refused: {message}{quoted}. Look again (`show`) and retry if it still applies"))
+        }
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+            Failure::new(Exit::Usage, format!("refused: {message}{quoted}"))
+        }
+        StatusCode::TOO_MANY_REQUESTS => Failure::failed(format!("too many requests{quoted}: wait a minute and retry")),
+        s if s.is_server_error() => Failure::failed(format!(
+            "the server failed ({s}){quoted}: try again; if it persists, quote the request id to support"
+        )),
+        s => Failure::failed(format!("refused ({s}): {message}{quoted}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_exit_codes_and_keep_the_request_id() {
+        let body = br#"{"error":{"code":"forbidden","message":"forbidden","request_id":"req-7"}}"#;
+        let f = refusal(StatusCode::FORBIDDEN, body);
+        assert_eq!(f.exit, Exit::Denied);
+        assert!(f.message.contains("req-7"), "{}", f.message);
+        assert_eq!(refusal(StatusCode::UNAUTHORIZED, b"").exit, Exit::Denied);
+        assert_eq!(refusal(StatusCode::NOT_FOUND, b"<html>").exit, Exit::NotFound);
+        assert_eq!(refusal(StatusCode::CONFLICT, body).exit, Exit::Failed);
+        assert_eq!(refusal(StatusCode::UNPROCESSABLE_ENTITY, body).exit, Exit::Usage);
+        assert_eq!(refusal(StatusCode::BAD_GATEWAY, body).exit, Exit::Failed);
+    }
+}

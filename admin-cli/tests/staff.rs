@@ -1,0 +1,295 @@
+//! Real runs of `secondwind-admin` against the services the harness starts: staff work through
+//! public-api as themselves, and the trails name the person the server proved.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use common::db::Database;
+use harness::client::Client;
+use harness::TestApp;
+use serde_json::{json, Value};
+
+/// One person's CLI: their own config folder (so their own session), pointed at the app.
+struct Staff {
+    dir: PathBuf,
+    api_url: String,
+}
+
+impl Staff {
+    async fn login(app: &TestApp, root: &Path, who: &str) -> Self {
+        let staff = Staff { dir: root.join(who), api_url: app.public_api.url.clone() };
+        let out = staff.run(&["--json", "login", "--dev", who]).await;
+        assert_eq!(out.status.code(), Some(0), "login {who}: {}", stderr(&out));
+        staff
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("secondwind-admin").expect("binary");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--config-dir")
+            .arg(&self.dir)
+            .args(["--api-url", &self.api_url])
+            .args(args);
+        cmd
+    }
+
+    /// Runs the CLI off the runtime's threads (the services answer on them meanwhile).
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(args);
+        tokio::task::spawn_blocking(move || cmd.output().expect("run secondwind-admin")).await.expect("join")
+    }
+
+    async fn ok(&self, args: &[&str]) -> Value {
+        let out = self.run(&[&["--json"], args].concat()).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    async fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args).await;
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "nothing on stdout when refused: {}", String::from_utf8_lossy(&out.stdout));
+        stderr(&out)
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn actors(pool: &sqlx::PgPool, action: &str) -> Vec<Option<uuid::Uuid>> {
+    sqlx::query_scalar("SELECT actor_id FROM audit_logs WHERE action = $1 ORDER BY seq")
+        .bind(action)
+        .fetch_all(pool)
+        .await
+        .expect("audit rows")
+}
+
+/// The "done when": a caseworker takes an application from the queue to funded, and a
+/// compliance officer reads the trails and a patient's accounting, each signed in as themselves,
+/// each action attributed to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let ben_login = app.dev_login("beneficiary").await;
+    let beneficiary = Client { app: &app, who: &ben_login };
+    let (status, submitted) = beneficiary
+        .post(
+            "/applications",
+            &json!({ "kind": "rent", "amount_cents": 85_000,
+                     "details": { "description": "Two months behind after a hospital stay", "needed_by": "2099-01-31" } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().expect("id").to_owned();
+
+    let admin = Staff::login(&app, root.path(), "admin").await;
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let officer = Staff::login(&app, root.path(), "compliance_officer").await;
+
+    // The session file is the user's alone.
+    let credentials = root.path().join("caseworker").join("credentials.json");
+    assert_eq!(std::fs::metadata(&credentials).expect("file").permissions().mode() & 0o777, 0o600);
+    let me = caseworker.ok(&["whoami"]).await;
+    assert_eq!(me["roles"], json!(["caseworker"]));
+    let caseworker_id = me["id"].as_str().expect("id").to_owned();
+    let admin_id: uuid::Uuid = admin.ok(&["whoami"]).await["id"].as_str().expect("id").parse().expect("uuid");
+
+    // The queue, for scripts and for people.
+    let queue = admin.ok(&["applications", "list", "--unassigned"]).await;
+    assert!(queue["applications"].as_array().expect("list").iter().any(|a| a["id"] == id.as_str()), "{queue}");
+    let table = admin.run(&["applications", "list", "--type", "rent"]).await;
+    assert!(String::from_utf8_lossy(&table.stdout).contains("$850.00"), "{}", String::from_utf8_lossy(&table.stdout));
+    let csv = admin.run(&["--csv", "applications", "list"]).await;
+    let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
+    assert!(csv.starts_with("id,type,amount,status,caseworker,version,submitted\n"), "{csv}");
+    assert!(csv.contains(&id), "{csv}");
+
+    // Assigned by the admin; the caseworker then finds it under --mine and reads its details,
+    // told that the read is logged.
+    let assigned = admin.ok(&["applications", "assign", &id, "--caseworker", &caseworker_id]).await;
+    assert_eq!(assigned["caseworker_id"], caseworker_id.as_str());
+    let mine = caseworker.ok(&["applications", "list", "--mine"]).await;
+    assert_eq!(mine["applications"][0]["id"], id.as_str());
+    let out = caseworker.run(&["--json", "applications", "show", &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("logged in the PHI access log under your name"));
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["details"]["description"], "Two months behind after a hospital stay");
+
+    // Decisions: ask for something, the beneficiary answers, approve; funding is someone else's.
+    let asked = caseworker.ok(&["applications", "request-action", &id, "--note", "Please upload the lease"]).await;
+    assert_eq!(asked["status"], "action_needed");
+    let (status, answered) = beneficiary
+        .send(reqwest::Method::PATCH, &format!("/applications/{id}"), Some(&json!({ "amount_cents": 85_000 })))
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    // A stale version is refused and changes nothing.
+    let refused = caseworker.fails(&["applications", "approve", &id, "--version", "1"], 1).await;
+    assert!(refused.contains("refused"), "{refused}");
+    let approved = caseworker.ok(&["applications", "approve", &id, "--note", "Lease checked"]).await;
+    assert_eq!(approved["status"], "approved");
+    let refused = caseworker.fails(&["applications", "fund", &id], 3).await;
+    assert!(refused.contains("permission denied"), "{refused}");
+    let funded = admin.ok(&["applications", "fund", &id]).await;
+    assert_eq!(funded["status"], "funded");
+
+    // Every decision's audit row names the person the server proved.
+    let cw: uuid::Uuid = caseworker_id.parse().expect("uuid");
+    let changes = actors(&public, "application.status").await;
+    assert_eq!(changes, vec![Some(cw), Some(cw), Some(admin_id)], "request-action, approve (caseworker), fund (admin)");
+    assert_eq!(actors(&public, "application.assign").await, vec![Some(admin_id)]);
+
+    // The compliance officer: refused the contents (exit 3), reads the PHI access log, which
+    // shows the caseworker's read, and the beneficiary's accounting of disclosures.
+    let denied = officer.fails(&["applications", "show", &id], 3).await;
+    assert!(denied.contains("permission denied"), "{denied}");
+    let log = officer.ok(&["audit", "access-log", "--subject", &ben_login.user_id, "--all"]).await;
+    let entries = log["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == caseworker_id.as_str() && e["action"] == "record.read" && e["decision"] == "permit"),
+        "{log}"
+    );
+    let report = officer.run(&["--csv", "disclosures", "report", "--subject", &ben_login.user_id]).await;
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert!(String::from_utf8_lossy(&report.stdout).starts_with("disclosed,recipient,records,purpose,basis,notice\n"));
+    // And a caseworker is refused the audit commands.
+    let denied = caseworker.fails(&["audit", "access-log"], 3).await;
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    // Not found is 4; a malformed id is bad usage, 2.
+    caseworker.fails(&["applications", "show", &uuid::Uuid::new_v4().to_string()], 4).await;
+    caseworker.fails(&["applications", "show", "not-an-id"], 2).await;
+
+    // Signing out ends the session on the server too.
+    let token: Value = serde_json::from_slice(&std::fs::read(&credentials).expect("read")).expect("json");
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    caseworker.ok(&["logout"]).await;
+    assert!(!credentials.exists());
+    assert_eq!(app.get_as(&token, "/users/me").await.status(), 401);
+    let out = caseworker.fails(&["whoami"], 3).await;
+    assert!(out.contains("secondwind-admin login"), "{out}");
+
+    public.close().await;
+    app.stop().await;
+}
+
+/// Roles change only through a signed-in admin, with a reason; the audit row names that admin.
+/// Nobody changes their own roles; revoking asks first and ends the user's sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_are_granted_by_a_signed_in_admin_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let admin = Staff::login(&app, root.path(), "admin").await;
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let donor = "demo+donor@secondwind.invalid";
+    let admin_id: uuid::Uuid = admin.ok(&["whoami"]).await["id"].as_str().expect("id").parse().expect("uuid");
+    let donor_login = app.dev_login("donor").await;
+
+    let dry = admin.ok(&["users", "grant-role", donor, "caseworker", "--reason", "joined", "--dry-run"]).await;
+    assert_eq!((dry["changed"].as_bool(), dry["dry_run"].as_bool()), (Some(true), Some(true)));
+    assert!(actors(&public, "user.role_grant").await.is_empty(), "a dry run writes nothing");
+
+    let granted = admin.ok(&["users", "grant-role", donor, "caseworker", "--reason", "joined the Denver team"]).await;
+    assert_eq!(granted["roles"], json!(["caseworker"]));
+    let again = admin.ok(&["users", "grant-role", donor, "caseworker", "--reason", "again"]).await;
+    assert_eq!(again["changed"], false);
+
+    // Refusals, each with its exit code and nothing written.
+    caseworker.fails(&["users", "grant-role", donor, "admin", "--reason", "x"], 3).await;
+    let own = admin
+        .fails(&["users", "revoke-role", "demo+admin@secondwind.invalid", "admin", "--reason", "x", "--yes"], 3)
+        .await;
+    assert!(own.contains("permission denied"), "{own}");
+    let unknown = admin.fails(&["users", "grant-role", "nobody@example.org", "caseworker", "--reason", "x"], 4).await;
+    assert!(unknown.contains("not found"), "{unknown}");
+    let bad = admin.fails(&["users", "grant-role", donor, "superuser", "--reason", "x"], 2).await;
+    assert!(bad.contains("not a staff role"), "{bad}");
+    let blank = admin.fails(&["users", "grant-role", donor, "admin", "--reason", "  "], 2).await;
+    assert!(blank.contains("reason"), "{blank}");
+    let unconfirmed = admin.fails(&["users", "revoke-role", donor, "caseworker", "--reason", "left"], 2).await;
+    assert!(unconfirmed.contains("--yes"), "{unconfirmed}");
+
+    let revoked = admin.ok(&["users", "revoke-role", donor, "caseworker", "--reason", "left the team", "--yes"]).await;
+    assert_eq!(revoked["roles"], json!([]));
+    assert!(revoked["sessions_ended"].as_u64().expect("count") >= 1);
+    assert_eq!(app.get_as(&donor_login.access_token, "/users/me").await.status(), 401);
+
+    type Row = (String, Option<uuid::Uuid>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT action, actor_id, reason, operator FROM audit_logs WHERE action LIKE 'user.role_%' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("user.role_grant".into(), Some(admin_id), Some("joined the Denver team".into()), None),
+            ("user.role_revoke".into(), Some(admin_id), Some("left the team".into()), None),
+        ]
+    );
+    assert!(public_api::audit::verify(&public, 10).await.expect("verify").intact());
+    public.close().await;
+    app.stop().await;
+}
+
+/// A token is never sent to a server other than the one that issued it, nor over plain http to
+/// another machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_goes_only_to_the_server_that_issued_it() {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let elsewhere = Staff { dir: caseworker.dir.clone(), api_url: "http://127.0.0.1:9".into() };
+    let out = elsewhere.fails(&["whoami"], 3).await;
+    assert!(out.contains("your session is for"), "{out}");
+    let remote = Staff { dir: caseworker.dir.clone(), api_url: "http://api.example.org".into() };
+    let out = remote.fails(&["whoami"], 2).await;
+    assert!(out.contains("https"), "{out}");
+    // A session file others can read is refused, not used.
+    let file = caseworker.dir.join("credentials.json");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = caseworker.fails(&["whoami"], 3).await;
+    assert!(out.contains("can be read by other users"), "{out}");
+    app.stop().await;
+}
+
+#[test]
+fn help_and_completions_work_without_a_server() {
+    let out = Command::cargo_bin("secondwind-admin").expect("bin").arg("--help").output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Exit codes: 0 done, 1 failed, 2 bad usage, 3 permission denied, 4 not found"), "{help}");
+    let out = Command::cargo_bin("secondwind-admin").expect("bin").args(["completions", "bash"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secondwind-admin"));
+    let out = Command::cargo_bin("secondwind-admin").expect("bin").arg("--no-such-flag").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The staff CLI holds no database driver, no service and no key code.
+#[test]
+fn the_staff_cli_links_no_database_service_or_key_code() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--offline", "-p", "secondwind-admin", "-e", "normal", "--prefix", "none"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("secondwind-common"), "{tree}");
+    for forbidden in ["sqlx", "public-api", "phi-vault", "consent ", "vaultrs", "aes-gcm-siv", "rocket"] {
+        assert!(!tree.lines().any(|l| l.starts_with(forbidden)), "{forbidden} in:\n{tree}");
+    }
+}
