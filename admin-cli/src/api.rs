@@ -25,6 +25,11 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .https_only(!base.starts_with("http://"))
+            // The token goes to the server named and nowhere else: no proxy from the
+            // environment (it would carry a loopback http request over the network), and no
+            // redirects (a POST body would be sent again to wherever the server points).
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Failure::failed(format!("starting the HTTP client: {e}")))?;
         Ok(Self { http, base, token })
@@ -63,6 +68,10 @@ impl Api {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::DELETE, path, None).await
+    }
+
     pub async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -85,10 +94,7 @@ impl Api {
             ))
         })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::failed(format!("reading the answer from {}: {}", self.base, without_url(&e))))?;
+        let bytes = read_capped(response, &self.base).await?;
         if status.is_success() {
             let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
             return serde_json::from_slice(bytes).map_err(|e| {
@@ -98,6 +104,35 @@ impl Api {
             });
         }
         Err(refusal(status, &bytes))
+    }
+}
+
+/// The largest answer read: every page the API serves is far smaller.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+async fn read_capped(mut response: reqwest::Response, base: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Failure::failed(format!("reading the answer from {base}: {}", without_url(&e))))?
+    {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Failure::failed(format!("{base} sent an answer over 16 MiB; refused")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Follows pages while the cursor moves strictly forward (a server repeating a cursor would
+/// otherwise keep the CLI reading forever).
+pub fn next_page(previous: Option<i64>, next: Option<i64>) -> Result<Option<i64>> {
+    match (previous, next) {
+        (Some(p), Some(n)) if n <= p => {
+            Err(Failure::failed(format!("the server's page cursor went from {p} back to {n}; stopped")))
+        }
+        (_, next) => Ok(next),
     }
 }
 
@@ -117,7 +152,7 @@ fn without_url(e: &reqwest::Error) -> String {
 pub fn refusal(status: StatusCode, body: &[u8]) -> Failure {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let (message, request_id) = match &parsed {
-        Some(b) => (b.error.message.clone(), b.error.request_id.clone()),
+        Some(b) => (crate::output::printable(&b.error.message), crate::output::printable(&b.error.request_id)),
         None => (status.canonical_reason().unwrap_or("error").to_owned(), String::new()),
     };
     let quoted = if request_id.is_empty() { String::new() } else { format!(" (request id {request_id})") };

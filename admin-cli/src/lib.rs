@@ -23,8 +23,8 @@ const AFTER_HELP: &str = "\
 Start here:
   secondwind-admin --api-url https://api.example.org login --dev caseworker
   secondwind-admin applications list --mine
-  secondwind-admin applications show <ID>
-  secondwind-admin applications approve <ID> --note \"Lease checked\"
+  secondwind-admin applications show <ID>            (prints the version you review)
+  secondwind-admin applications approve <ID> --version <V> --note \"Lease checked\"
 
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 permission denied, 4 not found.
 The server comes from --api-url, SECONDWIND_API_URL, or api_url in config.toml in the config folder.";
@@ -74,6 +74,9 @@ pub enum Command {
     /// A patient's accounting of disclosures (compliance officers).
     #[command(subcommand)]
     Disclosures(commands::disclosures::DisclosuresCommand),
+    /// The consent recipient directory: partner residences and insurers (admins).
+    #[command(subcommand)]
+    Recipients(commands::recipients::RecipientsCommand),
     /// Staff roles (admins).
     #[command(subcommand)]
     Users(commands::users::UsersCommand),
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Insurance(cmd) => commands::insurance::run(&ctx, cmd).await,
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Disclosures(cmd) => commands::disclosures::run(&ctx, cmd).await,
+        Command::Recipients(cmd) => commands::recipients::run(&ctx, cmd).await,
         Command::Users(cmd) => commands::users::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -156,7 +160,7 @@ pub fn main_exit_code() -> u8 {
     match runtime.block_on(run(cli)) {
         Ok(()) => 0,
         Err(Failure { exit, message }) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", output::printable(&message));
             exit as u8
         }
     }

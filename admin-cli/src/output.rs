@@ -39,7 +39,7 @@ pub struct Output {
 impl Output {
     /// A note for people (hints, "this view is logged"): stderr, never in JSON or CSV output.
     pub fn note(&self, message: impl std::fmt::Display) {
-        let _ = writeln!(std::io::stderr(), "{message}");
+        let _ = writeln!(std::io::stderr(), "{}", printable(&message.to_string()));
     }
 
     /// A list: `value` as JSON, or `table` as a table or CSV.
@@ -50,6 +50,7 @@ impl Output {
             Format::Csv => {
                 writeln!(stdout, "{}", csv_line(table.headers.iter().copied()))?;
                 for row in &table.rows {
+                    let row: Vec<String> = row.iter().map(|c| printable(c)).collect();
                     writeln!(stdout, "{}", csv_line(row.iter().map(String::as_str)))?;
                 }
             }
@@ -59,7 +60,7 @@ impl Output {
                     .set_content_arrangement(ContentArrangement::Dynamic)
                     .set_header(table.headers.clone());
                 for row in &table.rows {
-                    grid.add_row(row.clone());
+                    grid.add_row(row.iter().map(|c| printable(c)).collect::<Vec<_>>());
                 }
                 writeln!(stdout, "{grid}")?;
             }
@@ -73,7 +74,11 @@ impl Output {
         let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json | Format::Csv => json(&mut stdout, value)?,
-            Format::Table => writeln!(stdout, "{}", text())?,
+            Format::Table => {
+                let text = text();
+                let lines: Vec<String> = text.lines().map(printable).collect();
+                writeln!(stdout, "{}", lines.join("\n"))?
+            }
         }
         Ok(())
     }
@@ -86,12 +91,27 @@ fn json<T: Serialize>(out: &mut impl Write, value: &T) -> Result<()> {
     Ok(())
 }
 
+/// `text` safe to put on a terminal: control characters (C0, DEL, C1: the start of escape
+/// sequences that could rewrite the screen, set the clipboard or plant links) become `?`, and
+/// line breaks become spaces. Server text (a beneficiary's description, a note, an error
+/// message) passes through here before it is shown. JSON output needs none: it escapes them.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect()
+}
+
 /// One CSV line (RFC 4180): a field with a comma, quote or line break is quoted, quotes doubled.
 /// A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) is prefixed with `'`.
 pub fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
     fields
         .map(|f| {
-            let f = if f.starts_with(['=', '+', '-', '@']) { format!("'{f}") } else { f.to_owned() };
+            let formula = f.trim_start().starts_with(['=', '+', '-', '@']) || f.starts_with(['\t', '\r']);
+            let f = if formula { format!("'{f}") } else { f.to_owned() };
             if f.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", f.replace('"', "\"\""))
             } else {
@@ -148,6 +168,13 @@ mod tests {
             csv_line(["a", "b,c", "say \"hi\"", "=1+1", "x\ny"].into_iter()),
             "a,\"b,c\",\"say \"\"hi\"\"\",'=1+1,\"x\ny\""
         );
+    }
+
+    #[test]
+    fn escape_sequences_from_the_server_never_reach_the_terminal() {
+        assert_eq!(printable("ok\u{1b}]52;c;ZXZpbA==\u{7}done\u{9b}2J"), "ok?]52;c;ZXZpbA==?done?2J");
+        assert_eq!(printable("two\nlines"), "two lines");
+        assert_eq!(csv_line([" =cmd", "\t=x", "-5"].into_iter()), "' =cmd,'\t=x,'-5");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -99,34 +99,60 @@ pub struct Credentials {
     pub expires_at: i64,
 }
 
+/// The uid this process runs as (the owner of `/proc/self`).
+fn my_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// The folder must be the user's own and closed to others: otherwise another account could
+/// plant a `config.toml` pointing at its own server, or swap the session file.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| Failure::failed(format!("reading {}: {e}", dir.display())))?;
+    let foreign = my_uid().is_some_and(|uid| meta.uid() != uid);
+    if !meta.is_dir() || foreign || meta.permissions().mode() & 0o022 != 0 {
+        return Err(Failure::denied(format!(
+            "{} must be a folder you own that others cannot write to (chmod 700 it, or pass another --config-dir)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn save(dir: &Path, credentials: &Credentials) -> Result<PathBuf> {
     let fail = |what: &str, e: std::io::Error| Failure::failed(format!("{what} {}: {e}", dir.display()));
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| fail("creating", e))?;
+    check_private_dir(dir)?;
     let path = dir.join(CREDENTIALS);
-    let partial = dir.join(format!(".{CREDENTIALS}.{}", std::process::id()));
+    let partial = dir.join(format!(".{CREDENTIALS}.{}", uuid::Uuid::new_v4().simple()));
     let text = serde_json::to_vec_pretty(credentials).map_err(|e| Failure::failed(e.to_string()))?;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| fail("writing the session in", e))?;
-    file.write_all(&text).and_then(|()| file.sync_all()).map_err(|e| fail("writing the session in", e))?;
-    fs::rename(&partial, &path).map_err(|e| fail("writing the session in", e))?;
+    let written = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+        fs::rename(&partial, &path)
+    })();
+    if let Err(e) = written {
+        // Never leave a copy of the token behind.
+        let _ = fs::remove_file(&partial);
+        return Err(fail("writing the session in", e));
+    }
     Ok(path)
 }
 
 /// The stored session, if any. A file others can read is refused rather than used.
 pub fn load(dir: &Path) -> Result<Option<Credentials>> {
     let path = dir.join(CREDENTIALS);
-    let meta = match fs::metadata(&path) {
+    let meta = match fs::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Failure::failed(format!("reading {}: {e}", path.display()))),
     };
-    if meta.permissions().mode() & 0o077 != 0 {
+    check_private_dir(dir)?;
+    let foreign = my_uid().is_some_and(|uid| meta.uid() != uid);
+    if !meta.is_file() || foreign || meta.permissions().mode() & 0o077 != 0 {
         return Err(Failure::denied(format!(
-            "{} can be read by other users: run `secondwind-admin logout` and sign in again",
+            "{} is not a private file of yours (others can read it, or it is a link or another user's): \
+             run `secondwind-admin logout` and sign in again",
             path.display()
         )));
     }

@@ -690,8 +690,9 @@ pub async fn queue(
     page(rows, query.limit).map(Json)
 }
 
-/// One application as the queue shows it: status, amount, reviewer, version and history, no
-/// details (those are PHI, read through `/caseworker/applications/{id}`). What a reviewer reads
+/// One application as the queue shows it, with its history: no details (those are PHI, read
+/// through `/caseworker/applications/{id}`). For an admin, or the caseworker assigned to it (404
+/// for any other caseworker: the history's notes are for those deciding). What a reviewer reads
 /// before deciding, so the decision can name the version it was made on.
 #[utoipa::path(get, path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
@@ -699,11 +700,11 @@ pub async fn queue(
         (status = 200, description = "The application and its history, without details", body = ApplicationDetail),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Neither caseworker nor admin", body = common::ErrorBody),
-        (status = 404, description = "No such application", body = common::ErrorBody),
+        (status = 404, description = "No such application, or not assigned to you", body = common::ErrorBody),
     ))]
 #[get("/staff/applications/<id>")]
 pub async fn read_for_staff(
-    _staff: Reviewer,
+    staff: Reviewer,
     id: Uuid,
     pool: &State<PgPool>,
 ) -> Result<Json<ApplicationDetail>, ApiError> {
@@ -713,6 +714,9 @@ pub async fn read_for_staff(
         .await?
         .ok_or(ApiError::NotFound)?;
     let application = view(&row)?;
+    if staff.role != "admin" && application.caseworker_id != Some(staff.user.user_id) {
+        return Err(ApiError::NotFound);
+    }
     let history = history(pool, id).await?;
     Ok(Json(ApplicationDetail { application, details: None, history }))
 }

@@ -21,6 +21,8 @@ use crate::auth::{sessions, Admin};
 use crate::meta::RequestMeta;
 
 pub const STAFF_ROLES: [&str; 3] = ["caseworker", "admin", "compliance_officer"];
+/// Serialises every role change and the first-admin bootstrap.
+const ROLES_LOCK: i64 = 0x5357_4144_4d49_4e01;
 const MAX_REASON: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,10 @@ pub enum RoleError {
     OwnRoles,
     #[error("an admin already exists: grant roles as a signed-in admin (secondwind-admin users grant-role)")]
     AdminExists,
+    #[error("the acting user is no longer an admin")]
+    NotAdmin,
+    #[error("that would leave no admin")]
+    LastAdmin,
     #[error("a reason is required (at most {MAX_REASON} characters)")]
     BadReason,
     #[error(transparent)]
@@ -44,7 +50,8 @@ impl From<RoleError> for ApiError {
         match e {
             RoleError::UnknownRole(_) | RoleError::BadReason => ApiError::Unprocessable(e.to_string()),
             RoleError::NoUser(_) => ApiError::NotFound,
-            RoleError::OwnRoles | RoleError::AdminExists => ApiError::Forbidden,
+            RoleError::OwnRoles | RoleError::AdminExists | RoleError::NotAdmin => ApiError::Forbidden,
+            RoleError::LastAdmin => ApiError::Conflict(e.to_string()),
             RoleError::Database(e) => e.into(),
         }
     }
@@ -166,6 +173,30 @@ pub async fn change_role(
         return Err(RoleError::OwnRoles);
     }
     let mut tx = pool.begin().await?;
+    // One role change at a time, everywhere: the acting admin is checked again under the lock
+    // (a revocation committed meanwhile counts), and no change may leave the system without a
+    // live admin (two admins revoking each other at once).
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ROLES_LOCK).execute(&mut *tx).await?;
+    let still_admin: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL AND 'admin' = ANY(roles))",
+    )
+    .bind(admin)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !still_admin {
+        return Err(RoleError::NotAdmin);
+    }
+    if request.role == "admin" && !request.grant {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE id <> $1 AND deleted_at IS NULL AND 'admin' = ANY(roles)",
+        )
+        .bind(target)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others == 0 {
+            return Err(RoleError::LastAdmin);
+        }
+    }
     let mut event = meta.event(Some(admin), "user.role_grant", None, Outcome::Success);
     event.reason = Some(reason);
     let change = apply(&mut tx, target, &request.role, request.grant, request.dry_run, event).await?;
@@ -174,7 +205,7 @@ pub async fn change_role(
 }
 
 /// The first admin, made by the operator command: refused once any admin exists. Serialised
-/// with every other bootstrap by a transaction-scoped advisory lock.
+/// with every other role change by a transaction-scoped advisory lock.
 pub async fn bootstrap_admin(
     pool: &PgPool,
     target: Uuid,
@@ -218,6 +249,7 @@ pub async fn bootstrap_admin(
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not an admin, or the admin's own roles", body = common::ErrorBody),
         (status = 404, description = "No such user", body = common::ErrorBody),
+        (status = 409, description = "It would leave no admin", body = common::ErrorBody),
         (status = 422, description = "Not a staff role, or no reason", body = common::ErrorBody),
     ))]
 #[post("/staff/role-changes", data = "<body>")]
@@ -227,7 +259,18 @@ pub async fn role_change(
     meta: RequestMeta,
     pool: &State<PgPool>,
 ) -> Result<Json<RoleChange>, ApiError> {
-    Ok(Json(change_role(pool, admin.user_id(), &body.0, &meta).await?))
+    match change_role(pool, admin.user_id(), &body.0, &meta).await {
+        Ok(change) => Ok(Json(change)),
+        Err(e) => {
+            // A refused attempt on roles is itself worth an audit row (not a malformed one).
+            if matches!(e, RoleError::OwnRoles | RoleError::NotAdmin | RoleError::LastAdmin) {
+                let mut event = meta.event(Some(admin.user_id()), "user.role_change", None, Outcome::Denied);
+                event.reason = Some(e.to_string());
+                audit::record_alone(pool, &event).await?;
+            }
+            Err(e.into())
+        }
+    }
 }
 
 pub fn routes() -> Vec<Route> {

@@ -83,10 +83,10 @@ pub struct DecideArgs {
     /// Shown to the beneficiary (3 to 1,000 characters).
     #[arg(long, default_value = "Reviewed and approved by your caseworker.")]
     pub note: String,
-    /// Only if the application is still at this version (as `show` printed it); without it the
-    /// version is read just before deciding.
+    /// The version you reviewed, as `show` printed it. Required: money moves only on what you
+    /// saw, and an application edited since is refused.
     #[arg(long)]
-    pub version: Option<i32>,
+    pub version: i32,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +95,8 @@ pub struct NoteArgs {
     /// Shown to the beneficiary (3 to 1,000 characters, no clinical detail). Required.
     #[arg(long)]
     pub note: String,
+    /// The version you reviewed, as `show` printed it; without it, the version current just
+    /// before the request is used.
     #[arg(long)]
     pub version: Option<i32>,
 }
@@ -140,7 +142,7 @@ pub async fn run(ctx: &Context, cmd: ApplicationsCommand) -> Result<()> {
                 let page: ApplicationPage = api.get(&format!("/staff/applications{q}")).await?;
                 bar.inc(page.applications.len() as u64);
                 all.extend(page.applications);
-                match page.next_after {
+                match crate::api::next_page(after, page.next_after)? {
                     Some(n) if args.all => after = Some(n),
                     other => break other,
                 }
@@ -207,12 +209,12 @@ pub async fn run(ctx: &Context, cmd: ApplicationsCommand) -> Result<()> {
             ctx.out.one(&view, || format!("{} assigned to {}", view.id, args.caseworker))
         }
         ApplicationsCommand::Approve(a) => {
-            decide(ctx, &api, a.id, ApplicationStatus::Approved, a.note, a.version).await
+            decide(ctx, &api, a.id, ApplicationStatus::Approved, a.note, Some(a.version)).await
         }
         ApplicationsCommand::Fund(a) => {
             let note =
                 if a.note == "Reviewed and approved by your caseworker." { "Funded.".to_owned() } else { a.note };
-            decide(ctx, &api, a.id, ApplicationStatus::Funded, note, a.version).await
+            decide(ctx, &api, a.id, ApplicationStatus::Funded, note, Some(a.version)).await
         }
         ApplicationsCommand::Reject(a) => decide(ctx, &api, a.id, ApplicationStatus::Rejected, a.note, a.version).await,
         ApplicationsCommand::RequestAction(a) => {

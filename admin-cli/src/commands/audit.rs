@@ -98,7 +98,7 @@ async fn pages(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageA
         let got: AccessLogPage = api.get(&format!("/compliance/phi-access-log{}", query(&pairs))).await?;
         bar.inc(got.entries.len() as u64);
         entries.extend(got.entries);
-        match got.next_after_seq {
+        match crate::api::next_page(after, got.next_after_seq)? {
             Some(n) if page.all => after = Some(n),
             other => break other,
         }

@@ -47,7 +47,7 @@ pub async fn run(ctx: &Context, cmd: DisclosuresCommand) -> Result<()> {
         ]);
         let page: AccountingPage =
             api.get(&format!("/compliance/beneficiaries/{}/disclosures{q}", args.subject)).await?;
-        let next = page.next_after;
+        let next = crate::api::next_page(after, page.next_after)?;
         match report.as_mut() {
             None => report = Some(page),
             Some(r) => r.disclosures.extend(page.disclosures),

@@ -2,6 +2,7 @@ pub mod applications;
 pub mod audit;
 pub mod disclosures;
 pub mod insurance;
+pub mod recipients;
 pub mod session;
 pub mod users;
 
