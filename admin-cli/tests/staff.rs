@@ -301,3 +301,126 @@ fn the_staff_cli_links_no_database_service_or_key_code() {
         assert!(!tree.lines().any(|l| l.starts_with(forbidden)), "{forbidden} in:\n{tree}");
     }
 }
+
+/// Runs `login --provider test --email <hint>` and plays the person approving the device in a
+/// browser once the CLI prints the address; returns the CLI's exit code and stderr.
+async fn device_login(staff: &Staff, hint: &str) -> (Option<i32>, String) {
+    use std::io::BufRead;
+    let path = assert_cmd::cargo::cargo_bin("secondwind-admin");
+    let mut child = std::process::Command::new(path)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--config-dir")
+        .arg(&staff.dir)
+        .args(["--api-url", &staff.api_url, "login", "--provider", "test", "--email", hint])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the CLI");
+    let stderr = child.stderr.take().expect("stderr");
+    let (url, mut lines) = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("read") == 0 {
+                panic!("the CLI ended before showing an address: {seen}");
+            }
+            seen.push_str(&line);
+            if let Some(url) = line.trim().strip_prefix("Open: ") {
+                return (url.to_owned(), (reader, seen));
+            }
+        }
+    })
+    .await
+    .expect("join");
+    harness::oidc::approve_device(&url).await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let status = child.wait().expect("wait");
+        let _ = lines.0.read_to_string(&mut lines.1);
+        (status.code(), lines.1)
+    })
+    .await
+    .expect("join")
+}
+
+/// Production sign-in: the OpenID provider's device flow (RFC 8628). The person confirms the
+/// code in a browser; public-api, the provider's client, holds the device code and gives the
+/// CLI a handle; the session is for the account linked to the verified identity, and the trail
+/// names it. An identity with no account gets nothing; a handle works once; polling is paced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staff_sign_in_through_the_providers_device_flow() {
+    if harness::oidc::env().is_none() {
+        panic!("SECONDWIND_TEST_OIDC_*: run the tests with scripts/test, which starts the OpenID provider");
+    }
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let caseworker_id: uuid::Uuid = "00000000-0000-4000-8000-000000000004".parse().expect("uuid");
+    // The caseworker's account is linked to their identity at the provider (as a first web
+    // sign-in would link it).
+    sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ('test', 'casey', $1)")
+        .bind(caseworker_id)
+        .execute(&public)
+        .await
+        .expect("link");
+
+    let casey = Staff { dir: root.path().join("casey"), api_url: app.public_api.url.clone() };
+    let (code, stderr) = device_login(&casey, "casey").await;
+    let refusals: Vec<Value> =
+        harness::logs().into_iter().filter(|l| l.to_string().contains("sign-in refused")).collect();
+    assert_eq!(code, Some(0), "{stderr} {refusals:?}");
+    assert!(stderr.contains("confirm the code"), "{stderr}");
+    let me = casey.ok(&["whoami"]).await;
+    assert_eq!((me["id"].as_str(), &me["roles"]), (Some(caseworker_id.to_string().as_str()), &json!(["caseworker"])));
+    let mode = std::fs::metadata(casey.dir.join("credentials.json")).expect("file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(actors(&public, "auth.login").await, vec![Some(caseworker_id)]);
+
+    // An identity no account is linked to: refused (exit 3), audited, nothing kept.
+    let stranger = Staff { dir: root.path().join("stranger"), api_url: app.public_api.url.clone() };
+    let (code, stderr) = device_login(&stranger, "stranger").await;
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("no SecondWind account"), "{stderr}");
+    assert!(!stranger.dir.join("credentials.json").exists());
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE action = 'auth.login' AND outcome = 'failure'")
+            .fetch_one(&public)
+            .await
+            .expect("count");
+    assert_eq!(failures, 1);
+
+    // Over HTTP: paced polling, and a handle used once.
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", app.public_api.url);
+    let started: Value = http
+        .post(api("/auth/test/device"))
+        .json(&json!({ "login_hint": "casey" }))
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let handle = json!({ "handle": started["handle"] });
+    let poll = || http.post(api("/auth/test/device/token")).json(&handle).send();
+    assert_eq!(poll().await.expect("poll").status(), 202, "not approved yet");
+    assert_eq!(poll().await.expect("poll").status(), 429, "faster than the interval");
+    harness::oidc::approve_device(started["verification_uri_complete"].as_str().expect("url")).await;
+    let interval = started["interval"].as_u64().expect("interval");
+    tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+    let signed_in = poll().await.expect("poll");
+    assert_eq!(signed_in.status(), 200);
+    let tokens: Value = signed_in.json().await.expect("json");
+    assert_eq!(tokens["user_id"], caseworker_id.to_string());
+    tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+    assert_eq!(poll().await.expect("poll").status(), 401, "a handle works once");
+    let forged = http.post(api("/auth/test/device/token")).json(&json!({ "handle": "swd_forged" })).send().await;
+    assert_eq!(forged.expect("poll").status(), 401);
+    let unknown = http.post(api("/auth/nobody/device")).json(&json!({})).send().await.expect("start");
+    assert_eq!(unknown.status(), 404);
+
+    public.close().await;
+    app.stop().await;
+}

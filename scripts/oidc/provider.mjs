@@ -1,7 +1,9 @@
 // A real OpenID Connect provider (npm `oidc-provider`) for the login tests and the embedded
 // default. It listens on 127.0.0.1 only. There is no login page: an interaction signs in the
 // account named by the authorization request's `login_hint` and grants the requested scopes,
-// so a client that follows redirects reaches `redirect_uri?code=…` without a browser.
+// so a client that follows redirects reaches `redirect_uri?code=…` without a browser. The device
+// authorization flow (RFC 8628) is on: its pages are plain forms a test can post, and the
+// device authorization request's `login_hint` names the account the same way.
 //
 // Environment: OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI, and
 // OIDC_JWK_FILE, where the signing key (a private RS256 JWK) is written with mode 0600 so that
@@ -27,7 +29,7 @@ const provider = new Provider(issuer, {
     client_id: need('OIDC_CLIENT_ID'),
     client_secret: need('OIDC_CLIENT_SECRET'),
     redirect_uris: need('OIDC_REDIRECT_URI').split(','),
-    grant_types: ['authorization_code'],
+    grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
   }],
@@ -36,7 +38,21 @@ const provider = new Provider(issuer, {
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
   conformIdTokenClaims: false,
   pkce: { required: () => true },
-  features: { devInteractions: { enabled: false } },
+  features: {
+    devInteractions: { enabled: false },
+    deviceFlow: {
+      enabled: true,
+      async userCodeInputSource(ctx, form, out, err) {
+        ctx.body = `<!DOCTYPE html><html><body>${err ? '<p id="error">code not accepted</p>' : ''}${form}</body></html>`;
+      },
+      async userCodeConfirmSource(ctx, form, client, deviceInfo, userCode) {
+        ctx.body = `<!DOCTYPE html><html><body><p>Confirm the code <code>${userCode}</code></p>${form}</body></html>`;
+      },
+      async successSource(ctx) {
+        ctx.body = '<!DOCTYPE html><html><body><p id="signed-in">Signed in: return to your device.</p></body></html>';
+      },
+    },
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, id) {
     return {

@@ -90,3 +90,80 @@ pub fn mint(env: &OidcEnv, claims: &serde_json::Value, forged: bool) -> String {
     assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf8")
 }
+
+/// The value of `attribute="…"` in `tag`, with the provider's HTML escaping undone.
+fn attribute(tag: &str, attribute: &str) -> Option<String> {
+    let start = tag.find(&format!("{attribute}=\""))? + attribute.len() + 2;
+    let end = start + tag[start..].find('"')?;
+    Some(
+        tag[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The first form on a page: its action and its hidden fields.
+fn form_of(html: &str) -> Option<(String, Vec<(String, String)>)> {
+    let form = &html[html.find("<form")?..];
+    let action = attribute(&form[..form.find('>')?], "action")?;
+    let fields = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>')?];
+            (attribute(tag, "type").as_deref() == Some("hidden"))
+                .then(|| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
+                .flatten()
+        })
+        .collect();
+    Some((action, fields))
+}
+
+/// Plays the person approving a device sign-in (RFC 8628) in a browser: opens the
+/// verification URL with the code filled in, posts the provider's forms (the code, then the
+/// confirmation), follows its redirects through the sign-in and consent, and stops at its
+/// success page. The account is the one the device's `login_hint` named.
+pub async fn approve_device(verification_uri_complete: &str) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut cookies: BTreeMap<String, String> = BTreeMap::new();
+    let mut url = reqwest::Url::parse(verification_uri_complete).expect("url");
+    let mut post: Option<Vec<(String, String)>> = None;
+    for _ in 0..20 {
+        let header = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let request = match post.take() {
+            Some(fields) => {
+                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+                client.post(url.clone()).header("content-type", "application/x-www-form-urlencoded").body(body)
+            }
+            None => client.get(url.clone()),
+        };
+        let response = request.header("cookie", header).send().await.expect("provider request");
+        for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+            if let Some((name, rest)) = set.split_once('=') {
+                let value = rest.split(';').next().unwrap_or_default();
+                if value.is_empty() {
+                    cookies.remove(name);
+                } else {
+                    cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let status = response.status();
+        if let Some(location) = response.headers().get("location").and_then(|l| l.to_str().ok()) {
+            url = url.join(location).expect("location");
+            continue;
+        }
+        let html = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "provider answered {status}: {html}");
+        if html.contains("id=\"signed-in\"") {
+            return;
+        }
+        let (action, fields) = form_of(&html).unwrap_or_else(|| panic!("no form and no success on the page: {html}"));
+        url = url.join(&action).expect("action");
+        post = Some(fields);
+    }
+    panic!("the device approval did not finish");
+}

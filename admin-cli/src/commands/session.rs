@@ -11,13 +11,92 @@ use crate::Context;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  secondwind-admin --api-url http://127.0.0.1:8000 login --dev caseworker\n  secondwind-admin whoami"
+    after_help = "Examples:\n  secondwind-admin --api-url https://api.example.org login --provider google --email sam@example.org\n  \
+                  secondwind-admin --api-url http://127.0.0.1:8000 login --dev caseworker\n  secondwind-admin whoami"
 )]
+#[group(id = "how", required = true, args = ["provider", "dev"])]
 pub struct LoginArgs {
+    /// Sign in with your organisation's identity provider (as configured on the server, e.g.
+    /// google): the CLI shows a code and a web address; confirm the code there, in any browser.
+    #[arg(long, env = "SECONDWIND_SIGN_IN_PROVIDER")]
+    pub provider: Option<String>,
+    /// With --provider: your sign-in email, to pre-select the account at the provider.
+    #[arg(long, requires = "provider")]
+    pub email: Option<String>,
     /// Development profile only: sign in as a seeded demo user (donor, beneficiary, partner,
     /// caseworker, admin, compliance_officer). Production servers refuse it (404).
-    #[arg(long, value_name = "DEMO_USER", required = true)]
-    pub dev: String,
+    #[arg(long, value_name = "DEMO_USER", conflicts_with = "provider")]
+    pub dev: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeviceStart<'a> {
+    login_hint: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct DeviceStarted {
+    handle: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: Option<String>,
+    expires_in: u64,
+    interval: u64,
+}
+
+#[derive(Serialize)]
+struct DeviceToken<'a> {
+    handle: &'a str,
+}
+
+/// The poll's answer: the session, or "not yet".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DevicePoll {
+    Done(TokenResponse),
+    Pending { interval: u64 },
+}
+
+/// Signs in through the provider's device flow: the person confirms the code in any browser
+/// while this polls public-api, which alone talks to the provider.
+async fn device_login(api: &Api, provider: &str, email: Option<&str>) -> Result<TokenResponse> {
+    let provider_path = url::form_urlencoded::byte_serialize(provider.as_bytes()).collect::<String>();
+    let started: DeviceStarted =
+        api.post(&format!("/auth/{provider_path}/device"), &DeviceStart { login_hint: email }).await.map_err(|f| {
+            if f.exit == crate::failure::Exit::NotFound {
+                Failure::usage(format!("{} has no sign-in provider `{provider}`", api.base()))
+            } else {
+                f
+            }
+        })?;
+    let open = started.verification_uri_complete.as_deref().unwrap_or(&started.verification_uri);
+    eprintln!(
+        "To sign in, open this address in a browser and confirm the code {}:\nOpen: {}\nWaiting for you to confirm (up to {} minutes)...",
+        crate::output::printable(&started.user_code),
+        crate::output::printable(open),
+        started.expires_in.div_ceil(60)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(started.expires_in.min(1800));
+    let mut interval = started.interval.clamp(1, 60);
+    let path = format!("/auth/{provider_path}/device/token");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::failed("the code expired before it was confirmed: run `login` again"));
+        }
+        match api.post::<_, DevicePoll>(&path, &DeviceToken { handle: &started.handle }).await {
+            Ok(DevicePoll::Done(tokens)) => return Ok(tokens),
+            Ok(DevicePoll::Pending { interval: next }) => interval = next.clamp(1, 60),
+            Err(f) if f.message.contains("too many requests") => interval = (interval + 5).min(60),
+            Err(f) if f.exit == crate::failure::Exit::Denied => {
+                return Err(Failure::denied(
+                    "sign-in was declined, expired, or this identity has no SecondWind account \
+                     (an admin links staff accounts): run `login` again or ask an admin",
+                ))
+            }
+            Err(f) => return Err(f),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,17 +124,20 @@ pub struct Me {
 
 pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
     let api = Api::new(ctx.api_url()?, None)?;
-    let tokens: TokenResponse = api.post("/auth/dev-login", &DevLogin { user: &args.dev }).await.map_err(|f| {
-        if f.exit == crate::failure::Exit::NotFound {
-            Failure::failed(format!(
-                "{} has no demo user `{}`, or dev sign-in is off (it is, on every production server)",
-                api.base(),
-                args.dev
-            ))
-        } else {
-            f
-        }
-    })?;
+    let tokens = match (&args.dev, &args.provider) {
+        (Some(demo), _) => api.post("/auth/dev-login", &DevLogin { user: demo }).await.map_err(|f| {
+            if f.exit == crate::failure::Exit::NotFound {
+                Failure::failed(format!(
+                    "{} has no demo user `{demo}`, or dev sign-in is off (it is, on every production server)",
+                    api.base()
+                ))
+            } else {
+                f
+            }
+        })?,
+        (None, Some(provider)) => device_login(&api, provider, args.email.as_deref()).await?,
+        (None, None) => return Err(Failure::usage("give --provider NAME (or --dev DEMO_USER on a dev server)")),
+    };
     let credentials = Credentials {
         api_url: api.base().to_owned(),
         access_token: tokens.access_token,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use common::json::Body;
 use common::ApiError;
 
-use super::oidc::{OidcError, OidcProviders, VerifiedIdentity};
+use super::oidc::{DevicePoll, OidcError, OidcProviders, VerifiedIdentity};
 use super::routes::{SignIn, TokenResponse};
 use crate::audit::{self, Outcome};
 use crate::meta::RequestMeta;
@@ -301,8 +301,215 @@ async fn find_or_create(
     Ok(id)
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceStartRequest {
+    /// Passed to the provider to pre-select an account.
+    pub login_hint: Option<String>,
+}
+
+/// What the device shows the person, and the handle it polls with.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceStartResponse {
+    /// Secret to the device: give it to `/auth/{provider}/device/token`. Kept only hashed.
+    pub handle: String,
+    /// The code the person confirms at the provider.
+    pub user_code: String,
+    /// Where the person goes, on any device with a browser.
+    pub verification_uri: String,
+    /// The same, with the code filled in.
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: i64,
+    /// Seconds between polls.
+    pub interval: i64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRequest {
+    pub handle: String,
+}
+
+/// Not yet: the person has not approved the device.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DevicePending {
+    /// Always `pending`.
+    pub status: String,
+    /// Seconds to wait before polling again.
+    pub interval: i64,
+}
+
+fn handle_hash(handle: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, handle.as_bytes()).as_ref().to_vec()
+}
+
+/// Starts sign-in for a device without a browser (the staff CLI) through the provider's device
+/// authorization flow (RFC 8628). Existing accounts only: a device cannot sign up.
+#[utoipa::path(post, path = "/api/v1/auth/{provider}/device", tag = "auth", request_body = DeviceStartRequest,
+    params(("provider" = String, Path, description = "A configured provider that offers the device flow")),
+    responses(
+        (status = 200, description = "Show the person the code and where to confirm it; poll with the handle", body = DeviceStartResponse),
+        (status = 404, description = "No such provider", body = common::ErrorBody),
+        (status = 422, description = "Invalid body", body = common::ErrorBody),
+        (status = 503, description = "The provider cannot be reached, or offers no device flow", body = common::ErrorBody),
+    ))]
+#[post("/auth/<provider>/device", data = "<body>")]
+pub async fn device_start(
+    provider: &str,
+    body: Body<DeviceStartRequest>,
+    providers: &State<OidcProviders>,
+    pool: &State<PgPool>,
+    meta: RequestMeta,
+) -> Result<Json<DeviceStartResponse>, ApiError> {
+    let request = body.into_inner();
+    if request.login_hint.as_deref().is_some_and(|h| h.is_empty() || h.len() > 320 || h.chars().any(char::is_control)) {
+        return Err(ApiError::Unprocessable("login_hint: 1 to 320 printable characters".into()));
+    }
+    let started = providers.start_device(provider, request.login_hint.as_deref()).await.map_err(|e| match e {
+        OidcError::Config(m) => {
+            tracing::warn!(request_id = %meta.request_id, provider, error = %m, "device sign-in unavailable");
+            ApiError::Unavailable("this provider does not offer sign-in from a device".into())
+        }
+        other => provider_error(other),
+    })?;
+    let handle = super::sessions::random_secret("swd")?;
+    sqlx::query(
+        "INSERT INTO oidc_device_logins (handle_hash, provider, device_code, nonce, interval_secs, next_poll_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6))",
+    )
+    .bind(handle_hash(&handle))
+    .bind(provider)
+    .bind(&started.device_code)
+    .bind(&started.nonce)
+    .bind(started.interval as i32)
+    .bind(started.expires_in as f64)
+    .execute(pool.inner())
+    .await?;
+    Ok(Json(DeviceStartResponse {
+        handle,
+        user_code: started.user_code,
+        verification_uri: started.verification_uri,
+        verification_uri_complete: started.verification_uri_complete,
+        expires_in: started.expires_in,
+        interval: started.interval,
+    }))
+}
+
+/// One poll of a device sign-in: 202 while the person has not approved it; once they have, the
+/// session, as from any sign-in. Polling faster than the interval is 429. An unknown, expired,
+/// declined or already used handle is 401 (audited), and that sign-in is over.
+#[utoipa::path(post, path = "/api/v1/auth/{provider}/device/token", tag = "auth", request_body = DeviceTokenRequest,
+    params(("provider" = String, Path, description = "The provider the sign-in started with")),
+    responses(
+        (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
+        (status = 202, description = "Not approved yet: poll again after `interval` seconds", body = DevicePending),
+        (status = 401, description = "Unknown, expired, declined or used handle; id_token invalid; no account for this identity", body = common::ErrorBody),
+        (status = 404, description = "No such provider", body = common::ErrorBody),
+        (status = 429, description = "Polled faster than the interval", body = common::ErrorBody),
+        (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
+    ))]
+#[post("/auth/<provider>/device/token", data = "<body>")]
+pub async fn device_token(
+    provider: &str,
+    body: Body<DeviceTokenRequest>,
+    providers: &State<OidcProviders>,
+    sign_in: SignIn<'_>,
+) -> Result<rocket::Either<Json<TokenResponse>, (rocket::http::Status, Json<DevicePending>)>, ApiError> {
+    use rocket::Either;
+    let (pool, meta) = (sign_in.pool, &sign_in.meta);
+    if providers.names().all(|n| n != provider) {
+        return Err(ApiError::NotFound);
+    }
+    let hash = handle_hash(&body.into_inner().handle);
+    // Claims this poll: only one at a time, and no sooner than the interval.
+    let claimed: Option<(String, String, i32)> = sqlx::query_as(
+        "UPDATE oidc_device_logins SET next_poll_at = now() + make_interval(secs => interval_secs) \
+         WHERE handle_hash = $1 AND provider = $2 AND consumed_at IS NULL AND expires_at > now() \
+         AND next_poll_at <= now() RETURNING device_code, nonce, interval_secs",
+    )
+    .bind(&hash)
+    .bind(provider)
+    .fetch_optional(pool)
+    .await?;
+    let Some((device_code, nonce, interval)) = claimed else {
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM oidc_device_logins WHERE handle_hash = $1 AND provider = $2 \
+             AND consumed_at IS NULL AND expires_at > now())",
+        )
+        .bind(&hash)
+        .bind(provider)
+        .fetch_one(pool)
+        .await?;
+        if live {
+            return Err(ApiError::TooManyRequests("poll no faster than the interval".into()));
+        }
+        return Err(refuse(pool, meta, provider, "device sign-in: unknown, expired or used handle".into()).await);
+    };
+    let user_id = match providers.poll_device(provider, &device_code, &nonce).await {
+        Ok(DevicePoll::Pending) => {
+            return Ok(Either::Right((
+                rocket::http::Status::Accepted,
+                Json(DevicePending { status: "pending".into(), interval: interval.into() }),
+            )))
+        }
+        Ok(DevicePoll::SlowDown) => {
+            let interval = (interval + 5).min(60);
+            sqlx::query(
+                "UPDATE oidc_device_logins SET interval_secs = $2, next_poll_at = now() + make_interval(secs => $2) \
+                 WHERE handle_hash = $1",
+            )
+            .bind(&hash)
+            .bind(interval)
+            .execute(pool)
+            .await?;
+            return Ok(Either::Right((
+                rocket::http::Status::Accepted,
+                Json(DevicePending { status: "pending".into(), interval: interval.into() }),
+            )));
+        }
+        Ok(DevicePoll::Ended(reason)) => return Err(end_device(pool, meta, provider, &hash, reason).await),
+        Err(OidcError::Unreachable(m)) => return Err(ApiError::Unavailable(format!("identity provider: {m}"))),
+        Err(e) => return Err(end_device(pool, meta, provider, &hash, e.to_string()).await),
+        Ok(DevicePoll::Done(identity)) => {
+            // Used once: a second poll that raced this one finds it consumed.
+            let first: Option<i32> = sqlx::query_scalar(
+                "UPDATE oidc_device_logins SET consumed_at = now() WHERE handle_hash = $1 AND consumed_at IS NULL \
+                 RETURNING 1",
+            )
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await?;
+            if first.is_none() {
+                return Err(refuse(pool, meta, provider, "device sign-in: already used".into()).await);
+            }
+            match find_or_create(pool, &identity, None, None).await {
+                Ok(id) => id,
+                Err(ApiError::Unprocessable(_)) => {
+                    return Err(
+                        refuse(pool, meta, provider, "device sign-in: no account for this identity".into()).await
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    sign_in.open_session(user_id, "auth.login").await.map(Either::Left)
+}
+
+/// Ends a device sign-in that cannot succeed, and audits why.
+async fn end_device(pool: &PgPool, meta: &RequestMeta, provider: &str, hash: &[u8], reason: String) -> ApiError {
+    if let Err(e) = sqlx::query("UPDATE oidc_device_logins SET consumed_at = now() WHERE handle_hash = $1")
+        .bind(hash)
+        .execute(pool)
+        .await
+    {
+        return e.into();
+    }
+    refuse(pool, meta, provider, format!("device sign-in: {reason}")).await
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![start, callback, form_callback]
+    routes![start, callback, form_callback, device_start, device_token]
 }
 
 #[cfg(test)]

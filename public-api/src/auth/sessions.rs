@@ -13,10 +13,16 @@ pub fn hash(token: &str) -> Vec<u8> {
 }
 
 fn new_token() -> Result<String, sqlx::Error> {
+    random_secret("swr")
+}
+
+/// 32 random bytes, base64url, after `prefix_` (which says what the secret is when one turns
+/// up in a log or a paste).
+pub(crate) fn random_secret(prefix: &str) -> Result<String, sqlx::Error> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| sqlx::Error::Protocol("system random source failed".into()))?;
-    Ok(format!("swr_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// A user's roles for tokens and permission checks: their type, then granted staff roles.
