@@ -45,8 +45,7 @@ impl Api {
                 credentials.api_url
             )));
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if credentials.expires_at <= now {
+        if credentials.expires_at <= time::OffsetDateTime::now_utc().unix_timestamp() {
             return Err(Failure::denied("your sign-in has expired: run `secondwind-admin login` again".to_owned()));
         }
         Self::new(base, Some(credentials.access_token))
@@ -78,6 +77,17 @@ impl Api {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
+        self.call_keeping_refresh(method, path, body).await.map(|(value, _)| value)
+    }
+
+    /// Like [`Api::call`], also returning the refresh token the answer set in its `sw_refresh`
+    /// cookie (sign-in answers set one).
+    pub async fn call_keeping_refresh<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(T, Option<String>)> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -94,14 +104,23 @@ impl Api {
             ))
         })?;
         let status = response.status();
+        let refresh = response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next()?.trim().strip_prefix("sw_refresh="))
+            .find(|v| !v.is_empty())
+            .map(str::to_owned);
         let bytes = read_capped(response, &self.base).await?;
         if status.is_success() {
             let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
-            return serde_json::from_slice(bytes).map_err(|e| {
+            let value = serde_json::from_slice(bytes).map_err(|e| {
                 Failure::failed(format!(
                     "the server's answer was not understood ({e}): is this CLI older than the server?"
                 ))
-            });
+            })?;
+            return Ok((value, refresh));
         }
         Err(refusal(status, &bytes))
     }

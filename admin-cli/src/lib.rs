@@ -108,9 +108,62 @@ impl Context {
         }
     }
 
-    /// A client signed in as the stored session's person.
-    pub fn api(&self) -> Result<api::Api> {
-        api::Api::signed_in(self.api_url()?, settings::load(&self.dir)?)
+    /// A client signed in as the stored session's person. An access token that has expired
+    /// (or will within a minute) is first renewed with the refresh token, under a lock.
+    pub async fn api(&self) -> Result<api::Api> {
+        let base = self.api_url()?;
+        let stored = settings::load(&self.dir)?;
+        let soon = time::OffsetDateTime::now_utc().unix_timestamp() + 60;
+        let credentials = match stored {
+            Some(c) if c.expires_at <= soon && c.refresh_token.is_some() && c.api_url == base => {
+                Some(self.refreshed(&base).await?)
+            }
+            other => other,
+        };
+        api::Api::signed_in(base, credentials)
+    }
+
+    async fn refreshed(&self, base: &str) -> Result<settings::Credentials> {
+        #[derive(serde::Serialize)]
+        struct Request<'a> {
+            refresh_token: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            access_token: String,
+            expires_in: i64,
+            user_id: uuid::Uuid,
+            session_id: uuid::Uuid,
+            refresh_token: String,
+        }
+        let _lock = settings::lock(&self.dir)?;
+        // Another command may have refreshed while this one waited for the lock.
+        let Some(current) = settings::load(&self.dir)? else {
+            return Err(Failure::denied("not signed in: run `secondwind-admin login` first"));
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let Some(refresh_token) = current.refresh_token.as_deref().filter(|_| current.expires_at <= now + 60) else {
+            return Ok(current);
+        };
+        let answer: Answer =
+            match api::Api::new(base.to_owned(), None)?.post("/auth/token-refresh", &Request { refresh_token }).await {
+                Ok(answer) => answer,
+                Err(f) if f.exit == failure::Exit::Denied => {
+                    settings::forget(&self.dir)?;
+                    return Err(Failure::denied("your session has ended: run `secondwind-admin login` again"));
+                }
+                Err(f) => return Err(f),
+            };
+        let renewed = settings::Credentials {
+            api_url: current.api_url,
+            access_token: answer.access_token,
+            user_id: answer.user_id,
+            session_id: answer.session_id,
+            expires_at: now + answer.expires_in,
+            refresh_token: Some(answer.refresh_token),
+        };
+        settings::save(&self.dir, &renewed)?;
+        Ok(renewed)
     }
 }
 

@@ -97,6 +97,9 @@ pub struct Credentials {
     pub session_id: uuid::Uuid,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Spent at each refresh for a new one (a spent one presented again ends the session).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 /// The uid this process runs as (the owner of `/proc/self`).
@@ -162,6 +165,22 @@ pub fn load(dir: &Path) -> Result<Option<Credentials>> {
         .map_err(|_| Failure::failed(format!("{} is damaged: run `secondwind-admin login` again", path.display())))
 }
 
+/// Holds an exclusive lock on the session for as long as the returned file lives: two commands
+/// refreshing at once would present the same refresh token twice, which the server takes for
+/// theft and answers by ending the session.
+pub fn lock(dir: &Path) -> Result<fs::File> {
+    let fail = |e: std::io::Error| Failure::failed(format!("locking the session in {}: {e}", dir.display()));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join("credentials.lock"))
+        .map_err(fail)?;
+    file.lock().map_err(fail)?;
+    Ok(file)
+}
+
 /// Removes the stored session; true if there was one.
 pub fn forget(dir: &Path) -> Result<bool> {
     match fs::remove_file(dir.join(CREDENTIALS)) {
@@ -196,6 +215,7 @@ mod tests {
             user_id: uuid::Uuid::nil(),
             session_id: uuid::Uuid::nil(),
             expires_at: 0,
+            refresh_token: None,
         };
         let path = save(&home, &credentials).expect("save");
         assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);

@@ -57,6 +57,10 @@ impl Staff {
     }
 }
 
+fn time_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -264,8 +268,48 @@ async fn the_session_goes_only_to_the_server_that_issued_it() {
     let remote = Staff { dir: caseworker.dir.clone(), api_url: "http://api.example.org".into() };
     let out = remote.fails(&["whoami"], 2).await;
     assert!(out.contains("https"), "{out}");
-    // A session file others can read is refused, not used.
+    // An expired access token is renewed with the refresh token (rotated, audited) before the
+    // command runs; presenting a spent refresh token ends the whole session.
     let file = caseworker.dir.join("credentials.json");
+    let edit = |change: &dyn Fn(&mut Value)| {
+        let mut stored: Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+        change(&mut stored);
+        std::fs::write(&file, serde_json::to_vec(&stored).expect("json")).expect("write");
+    };
+    let first: Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    let spent = first["refresh_token"].as_str().expect("a refresh token is kept").to_owned();
+    edit(&|c| c["expires_at"] = json!(0));
+    let me = caseworker.ok(&["whoami"]).await;
+    assert_eq!(me["roles"], json!(["caseworker"]));
+    let renewed: Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_ne!(renewed["refresh_token"].as_str(), Some(spent.as_str()), "rotated");
+    assert_ne!(renewed["access_token"], first["access_token"]);
+    assert!(renewed["expires_at"].as_i64().expect("exp") > time_now());
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let refreshes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE action = 'auth.refresh' AND outcome = 'success' AND actor_id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(renewed["user_id"].as_str().expect("id")).expect("uuid"))
+    .fetch_one(&public)
+    .await
+    .expect("count");
+    assert_eq!(refreshes, 1);
+    edit(&|c| {
+        c["expires_at"] = json!(0);
+        c["refresh_token"] = json!(spent.clone());
+    });
+    let out = caseworker.fails(&["whoami"], 3).await;
+    assert!(out.contains("your session has ended"), "{out}");
+    assert!(!file.exists(), "a dead session is forgotten");
+    let reuse: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_logs WHERE action = 'auth.refresh_reuse_detected'")
+        .fetch_one(&public)
+        .await
+        .expect("count");
+    assert_eq!(reuse, 1);
+    public.close().await;
+
+    // A session file others can read is refused, not used.
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = caseworker.fails(&["whoami"], 3).await;
     assert!(out.contains("is not a private file of yours"), "{out}");

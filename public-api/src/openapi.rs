@@ -20,7 +20,7 @@ use common::ErrorBody;
     ),
     paths(
         common::ops::health, common::ops::status, common::ops::metrics, crate::system::ready, openapi_json,
-        crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::logout,
+        crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::token_refresh, crate::auth::routes::logout,
         crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback, crate::auth::oidc_routes::device_start, crate::auth::oidc_routes::device_token,
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
         crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,

@@ -118,7 +118,7 @@ fn table(apps: &[ApplicationView]) -> Table {
 }
 
 pub async fn run(ctx: &Context, cmd: ApplicationsCommand) -> Result<()> {
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     match cmd {
         ApplicationsCommand::List(args) => {
             let assigned = match (args.mine, args.unassigned) {

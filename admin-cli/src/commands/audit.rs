@@ -87,7 +87,7 @@ fn table(entries: &[AccessEntry]) -> Table {
 }
 
 async fn pages(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageArgs) -> Result<()> {
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     let mut after = page.after;
     let mut entries = Vec::new();
     let bar = progress(ctx.out.format, None, "reading the access log");
@@ -132,7 +132,7 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
             };
             let request = ReviewRequest { outcome: outcome.to_owned(), note: args.note };
             let review: AccessReview =
-                ctx.api()?.put(&format!("/compliance/phi-access-log/{}/review", args.seq), &request).await?;
+                ctx.api().await?.put(&format!("/compliance/phi-access-log/{}/review", args.seq), &request).await?;
             ctx.out
                 .one(&review, || format!("entry {} reviewed: {} by {}", args.seq, review.outcome, review.reviewed_by))
         }

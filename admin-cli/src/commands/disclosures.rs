@@ -35,7 +35,7 @@ pub struct ReportArgs {
 
 pub async fn run(ctx: &Context, cmd: DisclosuresCommand) -> Result<()> {
     let DisclosuresCommand::Report(args) = cmd;
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     let mut after: Option<i64> = None;
     let mut report: Option<AccountingPage> = None;
     loop {

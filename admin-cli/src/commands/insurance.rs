@@ -45,7 +45,7 @@ pub struct RejectArgs {
 }
 
 pub async fn run(ctx: &Context, cmd: InsuranceCommand) -> Result<()> {
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     let (id, decision) = match cmd {
         InsuranceCommand::Queue(args) => {
             let q = query(&[

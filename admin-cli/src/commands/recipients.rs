@@ -60,7 +60,7 @@ pub struct RetireArgs {
 }
 
 pub async fn run(ctx: &Context, cmd: RecipientsCommand) -> Result<()> {
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     match cmd {
         RecipientsCommand::List(args) => {
             let q = query(&[

@@ -2,6 +2,7 @@
 //! the person who signed in; every request carries it and every trail names that person.
 
 use clap::Args;
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Api;
@@ -59,7 +60,7 @@ enum DevicePoll {
 
 /// Signs in through the provider's device flow: the person confirms the code in any browser
 /// while this polls public-api, which alone talks to the provider.
-async fn device_login(api: &Api, provider: &str, email: Option<&str>) -> Result<TokenResponse> {
+async fn device_login(api: &Api, provider: &str, email: Option<&str>) -> Result<(TokenResponse, Option<String>)> {
     let provider_path = url::form_urlencoded::byte_serialize(provider.as_bytes()).collect::<String>();
     let started: DeviceStarted =
         api.post(&format!("/auth/{provider_path}/device"), &DeviceStart { login_hint: email }).await.map_err(|f| {
@@ -84,9 +85,10 @@ async fn device_login(api: &Api, provider: &str, email: Option<&str>) -> Result<
         if std::time::Instant::now() > deadline {
             return Err(Failure::failed("the code expired before it was confirmed: run `login` again"));
         }
-        match api.post::<_, DevicePoll>(&path, &DeviceToken { handle: &started.handle }).await {
-            Ok(DevicePoll::Done(tokens)) => return Ok(tokens),
-            Ok(DevicePoll::Pending { interval: next }) => interval = next.clamp(1, 60),
+        let poll = DeviceToken { handle: &started.handle };
+        match api.call_keeping_refresh::<_, DevicePoll>(Method::POST, &path, Some(&poll)).await {
+            Ok((DevicePoll::Done(tokens), refresh)) => return Ok((tokens, refresh)),
+            Ok((DevicePoll::Pending { interval: next }, _)) => interval = next.clamp(1, 60),
             Err(f) if f.message.contains("too many requests") => interval = (interval + 5).min(60),
             Err(f) if f.exit == crate::failure::Exit::Denied => {
                 return Err(Failure::denied(
@@ -124,17 +126,20 @@ pub struct Me {
 
 pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
     let api = Api::new(ctx.api_url()?, None)?;
-    let tokens = match (&args.dev, &args.provider) {
-        (Some(demo), _) => api.post("/auth/dev-login", &DevLogin { user: demo }).await.map_err(|f| {
-            if f.exit == crate::failure::Exit::NotFound {
-                Failure::failed(format!(
-                    "{} has no demo user `{demo}`, or dev sign-in is off (it is, on every production server)",
-                    api.base()
-                ))
-            } else {
-                f
-            }
-        })?,
+    let (tokens, refresh_token) = match (&args.dev, &args.provider) {
+        (Some(demo), _) => api
+            .call_keeping_refresh(Method::POST, "/auth/dev-login", Some(&DevLogin { user: demo }))
+            .await
+            .map_err(|f| {
+                if f.exit == crate::failure::Exit::NotFound {
+                    Failure::failed(format!(
+                        "{} has no demo user `{demo}`, or dev sign-in is off (it is, on every production server)",
+                        api.base()
+                    ))
+                } else {
+                    f
+                }
+            })?,
         (None, Some(provider)) => device_login(&api, provider, args.email.as_deref()).await?,
         (None, None) => return Err(Failure::usage("give --provider NAME (or --dev DEMO_USER on a dev server)")),
     };
@@ -144,6 +149,7 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
         user_id: tokens.user_id,
         session_id: tokens.session_id,
         expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + tokens.expires_in,
+        refresh_token,
     };
     let me: Me = Api::signed_in(api.base().to_owned(), Some(credentials.clone()))?.get("/users/me").await?;
     let path = settings::save(&ctx.dir, &credentials)?;
@@ -160,14 +166,16 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
 }
 
 pub async fn logout(ctx: &Context) -> Result<()> {
-    let stored = settings::load(&ctx.dir)?;
     let mut ended = false;
-    if let Some(credentials) = stored.clone() {
-        let base = credentials.api_url.clone();
-        if let Ok(api) = Api::signed_in(base, Some(credentials)) {
-            match api.post::<(), serde_json::Value>("/auth/logout", &()).await {
+    if settings::load(&ctx.dir)?.is_some() {
+        // Renewed first if it has expired, so the server can still end the session.
+        match ctx.api().await {
+            Ok(api) => match api.post::<(), serde_json::Value>("/auth/logout", &()).await {
                 Ok(_) => ended = true,
                 Err(f) => ctx.out.note(format!("note: the server did not end the session ({f}); forgetting it here")),
+            },
+            Err(f) => {
+                ctx.out.note(format!("note: the session could not be ended on the server ({f}); forgetting it here"))
             }
         }
     }
@@ -182,7 +190,7 @@ pub async fn logout(ctx: &Context) -> Result<()> {
 }
 
 pub async fn whoami(ctx: &Context) -> Result<()> {
-    let me: Me = ctx.api()?.get("/users/me").await?;
+    let me: Me = ctx.api().await?.get("/users/me").await?;
     ctx.out.one(&me, || format!("{} ({}), {}; roles: {}", me.email, me.display_name, me.id, roles(&me.roles)))
 }
 

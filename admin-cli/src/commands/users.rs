@@ -64,7 +64,7 @@ pub async fn run(ctx: &Context, cmd: UsersCommand) -> Result<()> {
     if !grant && !args.dry_run {
         confirm(&format!("revoke {} from {} and end their sessions?", args.role, args.user), args.yes)?;
     }
-    let api = ctx.api()?;
+    let api = ctx.api().await?;
     let request =
         RoleChangeRequest { user: &args.user, role: &args.role, grant, reason: &args.reason, dry_run: args.dry_run };
     let change: RoleChange = api.post("/staff/role-changes", &request).await?;

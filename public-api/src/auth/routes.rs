@@ -1,4 +1,5 @@
-//! `POST /auth/dev-login` (dev profile only), `POST /auth/refresh`, `POST /auth/logout`.
+//! `POST /auth/dev-login` (dev profile only), `POST /auth/refresh`, `POST /auth/token-refresh`
+//! (clients that are not browsers), `POST /auth/logout`.
 
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::request::{FromRequest, Outcome as GuardOutcome};
@@ -16,8 +17,10 @@ use super::{AuthSettings, AuthUser, TokenKeys, REFRESH_COOKIE, REFRESH_COOKIE_PA
 use crate::audit::{self, Outcome};
 use crate::meta::RequestMeta;
 
-/// What a successful login or refresh returns. The refresh token travels only in the
-/// `sw_refresh` cookie (HttpOnly, Secure, SameSite=Strict, Path=/api/v1/auth).
+/// What a successful login or refresh returns. The refresh token travels in the `sw_refresh`
+/// cookie (HttpOnly, Secure, SameSite=Strict, Path=/api/v1/auth), never in this body: a client
+/// that is not a browser reads the cookie from the response and refreshes through
+/// `/auth/token-refresh`, where it travels in the body.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -185,13 +188,63 @@ fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiEr
     ))]
 #[post("/auth/refresh")]
 pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiError> {
-    let SignIn { pool, settings, keys, jar, meta } = sign_in;
-    check_origin(settings, &meta)?;
-    let Some(presented) = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()) else {
+    check_origin(sign_in.settings, &sign_in.meta)?;
+    let Some(presented) = sign_in.jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()) else {
         return Err(ApiError::Unauthorized);
     };
+    match rotate(&sign_in, &presented).await {
+        Ok((response, token)) => {
+            set_refresh_cookie(sign_in.jar, token, sign_in.settings.session_ttl_days);
+            Ok(response)
+        }
+        Err(e) => {
+            clear_refresh_cookie(sign_in.jar);
+            Err(e)
+        }
+    }
+}
+
+/// A refresh token presented in the body, by a client that is not a browser.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A new access token and the refresh token that replaces the one presented.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenRefreshResponse {
+    #[serde(flatten)]
+    pub tokens: TokenResponse,
+    /// Use this next time; the one presented is spent.
+    pub refresh_token: String,
+}
+
+/// For clients that are not browsers (the staff CLI): the refresh token travels in the body,
+/// never in a cookie, so no page can make a browser send it and no origin check is needed. The
+/// same rotation and reuse detection as `/auth/refresh`: presenting a spent token revokes the
+/// whole session.
+#[utoipa::path(post, path = "/api/v1/auth/token-refresh", tag = "auth", request_body = TokenRefreshRequest,
+    responses(
+        (status = 200, description = "Rotated", body = TokenRefreshResponse),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = common::ErrorBody),
+        (status = 422, description = "Invalid body", body = common::ErrorBody),
+    ))]
+#[post("/auth/token-refresh", data = "<body>")]
+pub async fn token_refresh(
+    body: Body<TokenRefreshRequest>,
+    sign_in: SignIn<'_>,
+) -> Result<Json<TokenRefreshResponse>, ApiError> {
+    let (Json(tokens), refresh_token) = rotate(&sign_in, &body.into_inner().refresh_token).await?;
+    Ok(Json(TokenRefreshResponse { tokens, refresh_token }))
+}
+
+/// Rotates a presented refresh token in one transaction with its audit row: the new access
+/// token and the new refresh token, or 401 (a reuse revokes the session).
+async fn rotate(sign_in: &SignIn<'_>, presented: &str) -> Result<(Json<TokenResponse>, String), ApiError> {
+    let (pool, keys, meta) = (sign_in.pool, sign_in.keys, &sign_in.meta);
     let mut tx = pool.begin().await?;
-    let outcome = sessions::rotate(&mut tx, &presented).await?;
+    let outcome = sessions::rotate(&mut tx, presented).await?;
     match outcome {
         Refresh::Rotated { user_id, session_id, roles, token } => {
             audit::record(
@@ -201,8 +254,7 @@ pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiErro
             .await?;
             let response = tokens_for(keys, user_id, session_id, roles)?;
             tx.commit().await?;
-            set_refresh_cookie(jar, token, settings.session_ttl_days);
-            Ok(response)
+            Ok((response, token))
         }
         Refresh::Reused { user_id, session_id } => {
             tracing::warn!(request_id = %meta.request_id, %session_id, "refresh token reuse: session revoked");
@@ -217,7 +269,6 @@ pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiErro
             )
             .await?;
             tx.commit().await?;
-            clear_refresh_cookie(jar);
             Err(ApiError::Unauthorized)
         }
         Refresh::Invalid { session_id, user_id } => {
@@ -227,7 +278,6 @@ pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiErro
             )
             .await?;
             tx.commit().await?;
-            clear_refresh_cookie(jar);
             Err(ApiError::Unauthorized)
         }
     }
@@ -264,7 +314,7 @@ pub async fn logout(
 }
 
 pub fn routes(dev_login_enabled: bool) -> Vec<Route> {
-    let mut list = routes![refresh, logout];
+    let mut list = routes![refresh, token_refresh, logout];
     if dev_login_enabled {
         list.extend(routes![dev_login]);
     }
