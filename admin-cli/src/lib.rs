@@ -59,7 +59,11 @@ pub enum Command {
     /// Sign in; the session is kept for later commands (mode 0600).
     Login(commands::session::LoginArgs),
     /// End the session on the server and forget it here.
-    Logout,
+    Logout {
+        /// Forget the session here even if the server cannot be reached to end it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Who you are signed in as, and your roles.
     Whoami,
     /// The application queue and decisions (caseworkers, admins).
@@ -141,6 +145,12 @@ impl Context {
         let Some(current) = settings::load(&self.dir)? else {
             return Err(Failure::denied("not signed in: run `secondwind-admin login` first"));
         };
+        if current.api_url != base {
+            return Err(Failure::denied(format!(
+                "your session is for {}, not {base}: run `secondwind-admin login --api-url {base}`",
+                current.api_url
+            )));
+        }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let Some(refresh_token) = current.refresh_token.as_deref().filter(|_| current.expires_at <= now + 60) else {
             return Ok(current);
@@ -177,7 +187,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context { dir, api_url: cli.api_url, out: Output { format } };
     match cli.command {
         Command::Login(args) => commands::session::login(&ctx, args).await,
-        Command::Logout => commands::session::logout(&ctx).await,
+        Command::Logout { force } => commands::session::logout(&ctx, force).await,
         Command::Whoami => commands::session::whoami(&ctx).await,
         Command::Applications(cmd) => commands::applications::run(&ctx, cmd).await,
         Command::Insurance(cmd) => commands::insurance::run(&ctx, cmd).await,

@@ -170,6 +170,8 @@ pub fn load(dir: &Path) -> Result<Option<Credentials>> {
 /// theft and answers by ending the session.
 pub fn lock(dir: &Path) -> Result<fs::File> {
     let fail = |e: std::io::Error| Failure::failed(format!("locking the session in {}: {e}", dir.display()));
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)?;
+    check_private_dir(dir)?;
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)

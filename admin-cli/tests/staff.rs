@@ -159,7 +159,7 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     // shows the caseworker's read, and the beneficiary's accounting of disclosures.
     let denied = officer.fails(&["applications", "show", &id], 3).await;
     assert!(denied.contains("permission denied"), "{denied}");
-    let log = officer.ok(&["audit", "access-log", "--subject", &ben_login.user_id, "--all"]).await;
+    let log = officer.ok(&["audit", "query", "--log", "phi-access", "--subject", &ben_login.user_id, "--all"]).await;
     let entries = log["entries"].as_array().expect("entries");
     assert!(
         entries
@@ -170,9 +170,49 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     let report = officer.run(&["--csv", "disclosures", "report", "--subject", &ben_login.user_id]).await;
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     assert!(String::from_utf8_lossy(&report.stdout).starts_with("disclosed,recipient,records,purpose,basis,notice\n"));
+    // The public audit log, filtered: the caseworker's decisions on this application.
+    let rows = officer
+        .ok(&[
+            "audit",
+            "query",
+            "--actor",
+            &caseworker_id,
+            "--action",
+            "application.*",
+            "--resource",
+            &format!("application:{id}"),
+        ])
+        .await;
+    let actions: Vec<&str> =
+        rows["entries"].as_array().expect("entries").iter().map(|e| e["action"].as_str().expect("action")).collect();
+    assert_eq!(actions, vec!["application.status", "application.status"], "{rows}");
+    officer.fails(&["audit", "query", "--outcome", "maybe"], 2).await;
+    officer.fails(&["audit", "query", "--subject", &ben_login.user_id], 2).await;
+
+    // Verifying the trail: intact, then a row edited behind the service's back is named.
+    let report = officer.ok(&["audit", "verify"]).await;
+    assert_eq!(report["intact"], true, "{report}");
+    let mut su = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database(Database::Public).url_as("postgres"))
+        .await
+        .expect("superuser");
+    let tampered: i64 = sqlx::query_scalar(
+        "UPDATE audit_logs SET reason = 'nothing to see' WHERE seq = \
+         (SELECT min(seq) FROM audit_logs WHERE action = 'application.status') RETURNING seq",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("tamper");
+    let out = officer.run(&["--json", "audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((report["intact"].as_bool(), report["first_bad_seq"].as_i64()), (Some(false), Some(tampered)));
+    assert_eq!(report["breaks"][0]["problem"], "content_changed");
+    assert!(stderr(&out).contains(&format!("broken at seq {tampered}")), "{}", stderr(&out));
+
     // And a caseworker is refused the audit commands.
-    let denied = caseworker.fails(&["audit", "access-log"], 3).await;
+    let denied = caseworker.fails(&["audit", "query", "--log", "phi-access"], 3).await;
     assert!(denied.contains("permission denied"), "{denied}");
+    caseworker.fails(&["audit", "verify"], 3).await;
 
     // Not found is 4; a malformed id is bad usage, 2.
     caseworker.fails(&["applications", "show", &uuid::Uuid::new_v4().to_string()], 4).await;
@@ -287,7 +327,7 @@ async fn the_session_goes_only_to_the_server_that_issued_it() {
     assert!(renewed["expires_at"].as_i64().expect("exp") > time_now());
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let refreshes: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_logs WHERE action = 'auth.refresh' AND outcome = 'success' AND actor_id = $1",
+        "SELECT count(*) FROM audit_logs WHERE action = 'auth.token_refresh' AND outcome = 'success' AND actor_id = $1",
     )
     .bind(uuid::Uuid::parse_str(renewed["user_id"].as_str().expect("id")).expect("uuid"))
     .fetch_one(&public)
@@ -307,6 +347,42 @@ async fn the_session_goes_only_to_the_server_that_issued_it() {
         .expect("count");
     assert_eq!(reuse, 1);
     public.close().await;
+
+    // The body route is not for browsers (their refresh token stays in the HttpOnly cookie).
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    let from_a_page = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/token-refresh", app.public_api.url))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({ "refresh_token": stored["refresh_token"] }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(from_a_page.status(), 403);
+
+    // Automatic logoff: a session unused for longer than the idle limit ends at its next renewal.
+    let mut su = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database(Database::Public).url_as("postgres"))
+        .await
+        .expect("superuser");
+    sqlx::query("UPDATE sessions SET last_used_at = now() - interval '13 hours' WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(stored["session_id"].as_str().expect("id")).expect("uuid"))
+        .execute(&mut su)
+        .await
+        .expect("age");
+    edit(&|c| c["expires_at"] = json!(0));
+    let out = caseworker.fails(&["whoami"], 3).await;
+    assert!(out.contains("your session has ended"), "{out}");
+
+    // Signing out of a server that cannot be reached keeps the session (it is still live
+    // there), unless forced.
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let gone = Staff { dir: caseworker.dir.clone(), api_url: "http://127.0.0.1:9".into() };
+    let kept = gone.run(&["logout"]).await;
+    assert_eq!(kept.status.code(), Some(1), "{}", stderr(&kept));
+    assert!(file.exists(), "kept: the server did not end it");
+    let forced = gone.run(&["logout", "--force"]).await;
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
+    assert!(!file.exists());
 
     // A session file others can read is refused, not used.
     let caseworker = Staff::login(&app, root.path(), "caseworker").await;
@@ -420,7 +496,16 @@ async fn staff_sign_in_through_the_providers_device_flow() {
     assert_eq!((me["id"].as_str(), &me["roles"]), (Some(caseworker_id.to_string().as_str()), &json!(["caseworker"])));
     let mode = std::fs::metadata(casey.dir.join("credentials.json")).expect("file").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(actors(&public, "auth.login").await, vec![Some(caseworker_id)]);
+    assert_eq!(actors(&public, "auth.device_login").await, vec![Some(caseworker_id)]);
+    // The account is told a device signed in (and emailed, unless they turned email off).
+    let told: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = 'auth.device_sign_in'")
+            .bind(caseworker_id)
+            .fetch_one(&public)
+            .await
+            .expect("count");
+    assert_eq!(told, 1);
+    assert_eq!(actors(&public, "auth.device_start").await, vec![None], "the start is audited");
 
     // An identity no account is linked to: refused (exit 3), audited, nothing kept.
     let stranger = Staff { dir: root.path().join("stranger"), api_url: app.public_api.url.clone() };
@@ -434,6 +519,23 @@ async fn staff_sign_in_through_the_providers_device_flow() {
             .await
             .expect("count");
     assert_eq!(failures, 1);
+
+    // A beneficiary's identity, linked: refused all the same (staff only), so a phished device
+    // code cannot open a beneficiary's records.
+    sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ('test', 'benny', '00000000-0000-4000-8000-000000000002')")
+        .execute(&public)
+        .await
+        .expect("link");
+    let benny = Staff { dir: root.path().join("benny"), api_url: app.public_api.url.clone() };
+    let (code, stderr) = device_login(&benny, "benny").await;
+    assert_eq!(code, Some(3), "{stderr}");
+    let refused: Option<String> = sqlx::query_scalar(
+        "SELECT reason FROM audit_logs WHERE action = 'auth.login' AND outcome = 'failure' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&public)
+    .await
+    .expect("row");
+    assert!(refused.is_some_and(|r| r.contains("not a staff account")));
 
     // Over HTTP: paced polling, and a handle used once.
     let http = reqwest::Client::new();

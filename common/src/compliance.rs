@@ -87,3 +87,52 @@ pub struct AccessLogPage {
     /// Pass as `after_seq` for the next page; absent on the last page.
     pub next_after_seq: Option<i64>,
 }
+
+/// One row of the public audit log, as a compliance officer reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AuditLogEntry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: time::OffsetDateTime,
+    /// The user the server proved, when a user acted.
+    pub actor_id: Option<uuid::Uuid>,
+    /// The operating-system account, when an operator acted (no user).
+    pub operator: Option<String>,
+    /// Dotted verb, e.g. `application.status`, `user.role_grant`, `auth.login`.
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AuditLogPage {
+    pub entries: Vec<AuditLogEntry>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    pub next_after_seq: Option<i64>,
+}
+
+/// One break in a hash-chained trail.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct TrailBreak {
+    pub seq: i64,
+    /// `content_changed` (a row was edited) or `link_broken` (removed, inserted or reordered).
+    pub problem: String,
+}
+
+/// A trail's verification: every row's hash recomputed and every link followed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct TrailVerification {
+    /// `public` (the public audit log).
+    pub trail: String,
+    pub intact: bool,
+    pub rows_checked: u64,
+    /// The first breaks, in order (at most 100).
+    pub breaks: Vec<TrailBreak>,
+    pub first_bad_seq: Option<i64>,
+}

@@ -14,6 +14,7 @@ pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod beneficiaries;
+pub mod compliance;
 pub mod consents;
 mod cors;
 pub mod documents;
@@ -123,5 +124,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", insurance::routes())
         .mount("/api/v1", live::routes())
         .mount("/api/v1", staff_routes::routes())
-        .mount("/api/v1", staff::routes()))
+        .mount("/api/v1", staff::routes())
+        .mount("/api/v1", compliance::routes()))
 }

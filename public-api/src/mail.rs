@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 /// The notification kinds that are also emailed: changes the person should hear of even when
 /// not signed in.
-pub const EMAILED: [&str; 3] = ["application.status", "insurance.decided", "application.assigned"];
+pub const EMAILED: [&str; 4] =
+    ["application.status", "insurance.decided", "application.assigned", "auth.device_sign_in"];
 
 /// `[service.mail]`: where email goes. Without it no email is sent (the outbox keeps rows until
 /// a relay is configured).

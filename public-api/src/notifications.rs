@@ -37,6 +37,16 @@ impl Notice {
         Notice { kind, title, body, resource: Some(("application", id)) }
     }
 
+    /// A device (the staff CLI) signed in to the account.
+    pub fn device_sign_in(session: Uuid) -> Self {
+        Notice {
+            kind: "auth.device_sign_in",
+            title: "A new device signed in to your account",
+            body: "If this was not you, end that session and tell your administrator.",
+            resource: Some(("session", session)),
+        }
+    }
+
     /// A decision on an insurance verification request.
     pub fn insurance(id: Uuid) -> Self {
         Notice {

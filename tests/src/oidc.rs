@@ -39,6 +39,7 @@ pub fn provider_config(env: &OidcEnv) -> public_api::auth::oidc::OidcProviderCon
         redirect_uri: env.redirect_uri.clone(),
         scopes: vec!["email".into(), "profile".into()],
         apple: None,
+        device_flow: true,
     }
 }
 

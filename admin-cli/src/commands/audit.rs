@@ -2,7 +2,9 @@
 //! break-glass reads.
 
 use clap::{Args, Subcommand, ValueEnum};
-use common::compliance::{AccessEntry, AccessLogPage, AccessReview, ReviewRequest};
+use common::compliance::{
+    AccessEntry, AccessLogPage, AccessReview, AuditLogEntry, AuditLogPage, ReviewRequest, TrailVerification,
+};
 use uuid::Uuid;
 
 use crate::commands::query;
@@ -12,11 +14,17 @@ use crate::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// The PHI access log: who read or changed whose records, in which role, why, and the
-    /// decision. Oldest first.
-    #[command(after_help = "Examples:\n  secondwind-admin audit access-log --subject 6f1c…\n  \
-                            secondwind-admin audit access-log --all --csv > access.csv")]
-    AccessLog(QueryArgs),
+    /// Query a trail, oldest first: the public audit log (every state change and sign-in, by
+    /// whom) or the PHI access log (who read or changed whose records, in which role, why, and
+    /// the decision).
+    #[command(after_help = "Examples:\n  secondwind-admin audit query --actor 6f1c… --action 'application.*'\n  \
+                            secondwind-admin audit query --log phi-access --subject 6f1c… --all --csv > access.csv")]
+    Query(QueryArgs),
+    /// Verify the public audit log: every row's hash recomputed, every link followed. Exit 1
+    /// naming the first break when it is not intact. (The PHI and consent trails, and the
+    /// checkpoints kept in other databases, are verified on a server with `secondwind-operator
+    /// audit verify`.)
+    Verify,
     /// Break-glass reads awaiting a compliance finding.
     BreakGlass(PageArgs),
     /// Record a finding on a break-glass read (final once made).
@@ -36,12 +44,41 @@ pub struct PageArgs {
     pub all: bool,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Log {
+    /// public-api's audit log.
+    Public,
+    /// phi-vault's PHI access log.
+    PhiAccess,
+}
+
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Only entries about this beneficiary.
+    /// Which trail.
+    #[arg(long, value_enum, default_value = "public")]
+    pub log: Log,
+    /// Public log: only rows where this user acted.
+    #[arg(long)]
+    pub actor: Option<Uuid>,
+    /// Public log: only this action, or a family (`auth.*`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Public log: only this resource, as TYPE or TYPE:ID (e.g. application:6f1c…).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Public log: success, failure or denied.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Public log: on or after this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Public log: on or before this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// PHI access log: only entries about this beneficiary.
     #[arg(long)]
     pub subject: Option<Uuid>,
-    /// Only break-glass entries.
+    /// PHI access log: only break-glass entries.
     #[arg(long)]
     pub flagged: bool,
     #[command(flatten)]
@@ -86,6 +123,72 @@ fn table(entries: &[AccessEntry]) -> Table {
     t
 }
 
+fn public_table(entries: &[AuditLogEntry]) -> Table {
+    let mut t = Table::new(vec!["seq", "when", "actor", "action", "resource", "outcome", "reason", "request id"]);
+    for e in entries {
+        let actor = match (&e.actor_id, &e.operator) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(o)) => format!("operator {o}"),
+            (None, None) => "-".into(),
+        };
+        let resource = match (&e.resource_type, &e.resource_id) {
+            (Some(t), Some(id)) => format!("{t}:{id}"),
+            (Some(t), None) => t.clone(),
+            _ => String::new(),
+        };
+        t.row(vec![
+            e.seq.to_string(),
+            when(e.occurred_at),
+            actor,
+            e.action.clone(),
+            resource,
+            e.outcome.clone(),
+            e.reason.clone().unwrap_or_default(),
+            e.request_id.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+async fn public_pages(ctx: &Context, args: &QueryArgs) -> Result<()> {
+    let (resource_type, resource_id) = match args.resource.as_deref().map(|r| r.split_once(':')) {
+        None => (None, None),
+        Some(Some((t, id))) => (Some(t.to_owned()), Some(id.to_owned())),
+        Some(None) => (args.resource.clone(), None),
+    };
+    let api = ctx.api().await?;
+    let mut after = args.page.after;
+    let mut entries = Vec::new();
+    let bar = progress(ctx.out.format, None, "reading the audit log");
+    let next = loop {
+        let pairs = [
+            ("actor_id", args.actor.map(|a| a.to_string())),
+            ("action", args.action.clone()),
+            ("resource_type", resource_type.clone()),
+            ("resource_id", resource_id.clone()),
+            ("outcome", args.outcome.clone()),
+            ("from", args.from.clone()),
+            ("to", args.to.clone()),
+            ("after_seq", after.map(|a| a.to_string())),
+            ("limit", Some(args.page.limit.to_string())),
+        ];
+        let got: AuditLogPage = api.get(&format!("/compliance/audit-log{}", query(&pairs))).await?;
+        bar.inc(got.entries.len() as u64);
+        entries.extend(got.entries);
+        match crate::api::next_page(after, got.next_after_seq)? {
+            Some(n) if args.page.all => after = Some(n),
+            other => break other,
+        }
+    };
+    bar.finish_and_clear();
+    let result = AuditLogPage { entries, next_after_seq: next };
+    ctx.out.list(&result, &public_table(&result.entries))?;
+    if let Some(n) = result.next_after_seq {
+        ctx.out.note(format!("more: add --after {n} (or --all)"));
+    }
+    Ok(())
+}
+
 async fn pages(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageArgs) -> Result<()> {
     let api = ctx.api().await?;
     let mut after = page.after;
@@ -114,12 +217,56 @@ async fn pages(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageA
 
 pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
     match cmd {
-        AuditCommand::AccessLog(args) => {
+        AuditCommand::Query(args) if args.log == Log::Public => {
+            if args.subject.is_some() || args.flagged {
+                return Err(crate::failure::Failure::usage(
+                    "--subject and --flagged filter the PHI access log: add --log phi-access",
+                ));
+            }
+            public_pages(ctx, &args).await
+        }
+        AuditCommand::Query(args) => {
+            if args.actor.is_some()
+                || args.action.is_some()
+                || args.resource.is_some()
+                || args.outcome.is_some()
+                || args.from.is_some()
+                || args.to.is_some()
+            {
+                return Err(crate::failure::Failure::usage(
+                    "the PHI access log filters by --subject and --flagged only (the others are for --log public)",
+                ));
+            }
             let filters = vec![
                 ("subject_id", args.subject.map(|s| s.to_string())),
                 ("flagged", args.flagged.then(|| "true".to_owned())),
             ];
             pages(ctx, filters, &args.page).await
+        }
+        AuditCommand::Verify => {
+            let api = ctx.api().await?;
+            let bar = progress(ctx.out.format, None, "verifying the public audit log");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let report: TrailVerification = api.post("/compliance/audit-verifications", &()).await?;
+            bar.finish_and_clear();
+            ctx.out.one(&report, || {
+                if report.intact {
+                    format!("{}: intact, {} rows verified", report.trail, report.rows_checked)
+                } else {
+                    let breaks: Vec<String> =
+                        report.breaks.iter().map(|b| format!("seq {} ({})", b.seq, b.problem)).collect();
+                    format!("{}: BROKEN after {} rows: {}", report.trail, report.rows_checked, breaks.join(", "))
+                }
+            })?;
+            if !report.intact {
+                return Err(crate::failure::Failure::failed(format!(
+                    "the {} audit log is broken at seq {}: keep the database as it is and follow \
+                     runbooks/audit-anchoring.md",
+                    report.trail,
+                    report.first_bad_seq.unwrap_or_default()
+                )));
+            }
+            Ok(())
         }
         AuditCommand::BreakGlass(page) => {
             let filters = vec![("flagged", Some("true".to_owned())), ("reviewed", Some("false".to_owned()))];

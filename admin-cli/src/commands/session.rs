@@ -152,7 +152,11 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
         refresh_token,
     };
     let me: Me = Api::signed_in(api.base().to_owned(), Some(credentials.clone()))?.get("/users/me").await?;
-    let path = settings::save(&ctx.dir, &credentials)?;
+    let path = {
+        // Not while another command is renewing the session being replaced.
+        let _lock = settings::lock(&ctx.dir)?;
+        settings::save(&ctx.dir, &credentials)?
+    };
     ctx.out.one(&me, || {
         format!(
             "signed in to {} as {} ({}); roles: {}. Session kept in {} (readable only by you).",
@@ -165,7 +169,7 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<()> {
     })
 }
 
-pub async fn logout(ctx: &Context) -> Result<()> {
+pub async fn logout(ctx: &Context, force: bool) -> Result<()> {
     let mut ended = false;
     if settings::load(&ctx.dir)?.is_some() {
         // Renewed first if it has expired, so the server can still end the session.
@@ -178,6 +182,14 @@ pub async fn logout(ctx: &Context) -> Result<()> {
                 ctx.out.note(format!("note: the session could not be ended on the server ({f}); forgetting it here"))
             }
         }
+    }
+    // A session the server did not end stays usable by any copy of it: keep ours, so the
+    // person can try again, unless they insist.
+    if !ended && !force && settings::load(&ctx.dir)?.is_some() {
+        return Err(Failure::failed(
+            "the session could not be ended on the server, so it is kept here: try `logout` again, \
+             or `logout --force` to forget it anyway (then end it from the web app's session list)",
+        ));
     }
     let forgotten = settings::forget(&ctx.dir)?;
     ctx.out.one(&serde_json::json!({ "signed_out": forgotten, "session_ended": ended }), || {

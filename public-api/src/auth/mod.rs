@@ -41,6 +41,9 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     /// Refresh-token (session) lifetime.
     pub session_ttl_days: u32,
+    /// A session not renewed for this long ends (automatic logoff, HIPAA §164.312(a)(2)(iii)):
+    /// its refresh token is refused and the session revoked. At most 24.
+    pub session_idle_hours: u32,
     /// User-token signing keys (Ed25519 PKCS#8 PEM). The first signs; all verify, so a retired
     /// key stays listed until the tokens it signed have expired.
     pub signing_keys: Vec<SigningKeyEntry>,
@@ -69,6 +72,7 @@ impl Default for AuthSettings {
             issuer: "secondwind".into(),
             access_ttl_secs: 900,
             session_ttl_days: 30,
+            session_idle_hours: 12,
             signing_keys: Vec::new(),
             roles_file: "policies/roles.toml".into(),
             dev_login: false,

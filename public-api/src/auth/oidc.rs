@@ -39,6 +39,12 @@ pub struct OidcProviderConfig {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub apple: Option<AppleConfig>,
+    /// Offer staff sign-in from a device without a browser (the staff CLI) through this
+    /// provider's device authorization flow (RFC 8628), with this entry's client. Off unless
+    /// set: a device flow can be phished (someone starts it and asks a person to confirm the
+    /// code), so it is for staff accounts only and each use notifies the account.
+    #[serde(default)]
+    pub device_flow: bool,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -144,6 +150,7 @@ struct Entry {
 pub struct OidcProviders {
     http: Http,
     entries: BTreeMap<String, Entry>,
+    production: bool,
 }
 
 const METADATA_TTL: Duration = Duration::from_secs(3600);
@@ -196,7 +203,7 @@ impl OidcProviders {
             .map_err(|e| e.to_string())?;
         let entries =
             configs.into_iter().map(|(n, config)| (n, Entry { config, metadata: RwLock::new(None) })).collect();
-        Ok(Self { http: Http(http), entries })
+        Ok(Self { http: Http(http), entries, production })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -347,7 +354,14 @@ impl OidcProviders {
     /// fresh nonce the id_token must carry.
     pub async fn start_device(&self, provider: &str, login_hint: Option<&str>) -> Result<DeviceStarted, OidcError> {
         let entry = self.entry(provider)?;
+        if !entry.config.device_flow {
+            return Err(OidcError::Config("device_flow is not enabled for this provider".into()));
+        }
         let endpoint = self.device_endpoint(entry).await?;
+        // The client secret travels to it (HTTP Basic).
+        if self.production && !endpoint.starts_with("https://") {
+            return Err(OidcError::Config("the device authorization endpoint is not https".into()));
+        }
         let nonce = Nonce::new_random().secret().clone();
         let mut scope = vec!["openid".to_owned()];
         scope.extend(entry.config.scopes.iter().cloned());
@@ -371,7 +385,8 @@ impl OidcProviders {
             user_code,
             verification_uri,
             verification_uri_complete: text("verification_uri_complete"),
-            expires_in: answer["expires_in"].as_i64().unwrap_or(600).clamp(60, 1800),
+            // At most ten minutes, whatever the provider allows: a shorter window to phish in.
+            expires_in: answer["expires_in"].as_i64().unwrap_or(600).clamp(60, 600),
             interval: answer["interval"].as_i64().unwrap_or(5).clamp(1, 60),
             nonce,
         })

@@ -339,12 +339,19 @@ pub struct DevicePending {
     pub interval: i64,
 }
 
+/// Device sign-ins in progress at once, across all providers.
+const MAX_LIVE_DEVICE_LOGINS: i64 = 1000;
+/// How long a poll holds its claim while it waits on the provider (its HTTP timeout is 10 s).
+const POLL_LEASE_SECS: i32 = 15;
+
 fn handle_hash(handle: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, handle.as_bytes()).as_ref().to_vec()
 }
 
 /// Starts sign-in for a device without a browser (the staff CLI) through the provider's device
-/// authorization flow (RFC 8628). Existing accounts only: a device cannot sign up.
+/// authorization flow (RFC 8628), where `device_flow` is enabled for the provider. Existing
+/// staff accounts only: a device cannot sign up, and other accounts sign in on the web. Each
+/// start is audited; each sign-in notifies the account.
 #[utoipa::path(post, path = "/api/v1/auth/{provider}/device", tag = "auth", request_body = DeviceStartRequest,
     params(("provider" = String, Path, description = "A configured provider that offers the device flow")),
     responses(
@@ -365,8 +372,19 @@ pub async fn device_start(
     if request.login_hint.as_deref().is_some_and(|h| h.is_empty() || h.len() > 320 || h.chars().any(char::is_control)) {
         return Err(ApiError::Unprocessable("login_hint: 1 to 320 printable characters".into()));
     }
+    if providers.names().all(|n| n != provider) {
+        return Err(ApiError::NotFound);
+    }
+    // A flood of anonymous starts would spend the provider's quota for this client.
+    let live: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM oidc_device_logins WHERE consumed_at IS NULL AND expires_at > now()")
+            .fetch_one(pool.inner())
+            .await?;
+    if live >= MAX_LIVE_DEVICE_LOGINS {
+        return Err(ApiError::Unavailable("too many device sign-ins in progress; try again in a few minutes".into()));
+    }
     let started = providers.start_device(provider, request.login_hint.as_deref()).await.map_err(|e| match e {
-        OidcError::Config(m) => {
+        OidcError::Config(m) | OidcError::Exchange(m) => {
             tracing::warn!(request_id = %meta.request_id, provider, error = %m, "device sign-in unavailable");
             ApiError::Unavailable("this provider does not offer sign-in from a device".into())
         }
@@ -385,6 +403,9 @@ pub async fn device_start(
     .bind(started.expires_in as f64)
     .execute(pool.inner())
     .await?;
+    // Who started it (address and user agent), for the day someone asks about a phished code.
+    let event = meta.event(None, "auth.device_start", Some(("provider", provider.to_owned())), Outcome::Success);
+    audit::record_alone(pool, &event).await?;
     Ok(Json(DeviceStartResponse {
         handle,
         user_code: started.user_code,
@@ -403,7 +424,7 @@ pub async fn device_start(
     responses(
         (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
         (status = 202, description = "Not approved yet: poll again after `interval` seconds", body = DevicePending),
-        (status = 401, description = "Unknown, expired, declined or used handle; id_token invalid; no account for this identity", body = common::ErrorBody),
+        (status = 401, description = "Unknown, expired, declined or used handle; id_token invalid; no staff account for this identity", body = common::ErrorBody),
         (status = 404, description = "No such provider", body = common::ErrorBody),
         (status = 429, description = "Polled faster than the interval", body = common::ErrorBody),
         (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
@@ -423,12 +444,13 @@ pub async fn device_token(
     let hash = handle_hash(&body.into_inner().handle);
     // Claims this poll: only one at a time, and no sooner than the interval.
     let claimed: Option<(String, String, i32)> = sqlx::query_as(
-        "UPDATE oidc_device_logins SET next_poll_at = now() + make_interval(secs => interval_secs) \
+        "UPDATE oidc_device_logins SET next_poll_at = now() + make_interval(secs => greatest(interval_secs, $3)) \
          WHERE handle_hash = $1 AND provider = $2 AND consumed_at IS NULL AND expires_at > now() \
          AND next_poll_at <= now() RETURNING device_code, nonce, interval_secs",
     )
     .bind(&hash)
     .bind(provider)
+    .bind(POLL_LEASE_SECS)
     .fetch_optional(pool)
     .await?;
     let Some((device_code, nonce, interval)) = claimed else {
@@ -445,7 +467,16 @@ pub async fn device_token(
         }
         return Err(refuse(pool, meta, provider, "device sign-in: unknown, expired or used handle".into()).await);
     };
-    let user_id = match providers.poll_device(provider, &device_code, &nonce).await {
+    let polled = providers.poll_device(provider, &device_code, &nonce).await;
+    // The claim's lease ends with the answer: the next poll may come after the interval.
+    sqlx::query(
+        "UPDATE oidc_device_logins SET next_poll_at = now() + make_interval(secs => interval_secs) \
+         WHERE handle_hash = $1 AND consumed_at IS NULL",
+    )
+    .bind(&hash)
+    .execute(pool)
+    .await?;
+    let user_id = match polled {
         Ok(DevicePoll::Pending) => {
             return Ok(Either::Right((
                 rocket::http::Status::Accepted,
@@ -482,26 +513,40 @@ pub async fn device_token(
             if first.is_none() {
                 return Err(refuse(pool, meta, provider, "device sign-in: already used".into()).await);
             }
-            match find_or_create(pool, &identity, None, None).await {
+            let user_id = match find_or_create(pool, &identity, None, None).await {
                 Ok(id) => id,
                 Err(ApiError::Unprocessable(_)) => {
-                    return Err(
-                        refuse(pool, meta, provider, "device sign-in: no account for this identity".into()).await
-                    )
+                    let reason = format!("device sign-in: no account for identity {}", identity.subject);
+                    return Err(refuse(pool, meta, provider, reason).await);
                 }
                 Err(e) => return Err(e),
+            };
+            // Staff only: beneficiaries, donors and partners sign in through the web app, so a
+            // phished device code cannot open their records.
+            let staff: bool = sqlx::query_scalar(
+                "SELECT user_type = 'staff' AND cardinality(roles) > 0 FROM users WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(false);
+            if !staff {
+                let reason = format!("device sign-in: account {user_id} is not a staff account");
+                return Err(refuse(pool, meta, provider, reason).await);
             }
+            user_id
         }
     };
-    sign_in.open_session(user_id, "auth.login").await.map(Either::Left)
+    sign_in.open_session_telling(user_id, "auth.device_login", true).await.map(Either::Left)
 }
 
 /// Ends a device sign-in that cannot succeed, and audits why.
 async fn end_device(pool: &PgPool, meta: &RequestMeta, provider: &str, hash: &[u8], reason: String) -> ApiError {
-    if let Err(e) = sqlx::query("UPDATE oidc_device_logins SET consumed_at = now() WHERE handle_hash = $1")
-        .bind(hash)
-        .execute(pool)
-        .await
+    if let Err(e) =
+        sqlx::query("UPDATE oidc_device_logins SET consumed_at = now() WHERE handle_hash = $1 AND consumed_at IS NULL")
+            .bind(hash)
+            .execute(pool)
+            .await
     {
         return e.into();
     }

@@ -96,6 +96,17 @@ impl<'r> FromRequest<'r> for SignIn<'r> {
 impl SignIn<'_> {
     /// Opens a session for `user_id` and writes the login to the audit log, in one transaction.
     pub async fn open_session(&self, user_id: Uuid, action: &'static str) -> Result<Json<TokenResponse>, ApiError> {
+        self.open_session_telling(user_id, action, false).await
+    }
+
+    /// Opens a session; with `tell`, the person is also notified (and emailed) that a new
+    /// device signed in, in the same transaction.
+    pub async fn open_session_telling(
+        &self,
+        user_id: Uuid,
+        action: &'static str,
+        tell: bool,
+    ) -> Result<Json<TokenResponse>, ApiError> {
         let mut tx = self.pool.begin().await?;
         let roles = sessions::roles_of(&mut tx, user_id).await?.ok_or(ApiError::Unauthorized)?;
         let (session_id, refresh) = sessions::create(
@@ -108,6 +119,10 @@ impl SignIn<'_> {
         .await?;
         let event = self.meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success);
         audit::record(&mut tx, &event).await?;
+        if tell {
+            crate::notifications::add(&mut tx, user_id, &crate::notifications::Notice::device_sign_in(session_id))
+                .await?;
+        }
         let response = tokens_for(self.keys, user_id, session_id, roles)?;
         tx.commit().await?;
         set_refresh_cookie(self.jar, refresh, self.settings.session_ttl_days);
@@ -192,7 +207,7 @@ pub async fn refresh(sign_in: SignIn<'_>) -> Result<Json<TokenResponse>, ApiErro
     let Some(presented) = sign_in.jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()) else {
         return Err(ApiError::Unauthorized);
     };
-    match rotate(&sign_in, &presented).await {
+    match rotate(&sign_in, &presented, "auth.refresh").await {
         Ok((response, token)) => {
             set_refresh_cookie(sign_in.jar, token, sign_in.settings.session_ttl_days);
             Ok(response)
@@ -227,29 +242,41 @@ pub struct TokenRefreshResponse {
 #[utoipa::path(post, path = "/api/v1/auth/token-refresh", tag = "auth", request_body = TokenRefreshRequest,
     responses(
         (status = 200, description = "Rotated", body = TokenRefreshResponse),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = common::ErrorBody),
+        (status = 401, description = "Unknown, expired, idle, revoked or reused refresh token", body = common::ErrorBody),
+        (status = 403, description = "Sent by a browser (an Origin header): browsers use /auth/refresh", body = common::ErrorBody),
         (status = 422, description = "Invalid body", body = common::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = common::ErrorBody),
     ))]
 #[post("/auth/token-refresh", data = "<body>")]
 pub async fn token_refresh(
     body: Body<TokenRefreshRequest>,
     sign_in: SignIn<'_>,
 ) -> Result<Json<TokenRefreshResponse>, ApiError> {
-    let (Json(tokens), refresh_token) = rotate(&sign_in, &body.into_inner().refresh_token).await?;
+    // Browsers keep their refresh token in the HttpOnly cookie; this route is not for them
+    // (a page script holding a refresh token would undo that).
+    if sign_in.meta.origin.is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    let (Json(tokens), refresh_token) =
+        rotate(&sign_in, &body.into_inner().refresh_token, "auth.token_refresh").await?;
     Ok(Json(TokenRefreshResponse { tokens, refresh_token }))
 }
 
 /// Rotates a presented refresh token in one transaction with its audit row: the new access
 /// token and the new refresh token, or 401 (a reuse revokes the session).
-async fn rotate(sign_in: &SignIn<'_>, presented: &str) -> Result<(Json<TokenResponse>, String), ApiError> {
+async fn rotate(
+    sign_in: &SignIn<'_>,
+    presented: &str,
+    action: &'static str,
+) -> Result<(Json<TokenResponse>, String), ApiError> {
     let (pool, keys, meta) = (sign_in.pool, sign_in.keys, &sign_in.meta);
     let mut tx = pool.begin().await?;
-    let outcome = sessions::rotate(&mut tx, presented).await?;
+    let outcome = sessions::rotate(&mut tx, presented, sign_in.settings.session_idle_hours).await?;
     match outcome {
         Refresh::Rotated { user_id, session_id, roles, token } => {
             audit::record(
                 &mut tx,
-                &meta.event(Some(user_id), "auth.refresh", Some(("session", session_id.to_string())), Outcome::Success),
+                &meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success),
             )
             .await?;
             let response = tokens_for(keys, user_id, session_id, roles)?;
@@ -274,7 +301,7 @@ async fn rotate(sign_in: &SignIn<'_>, presented: &str) -> Result<(Json<TokenResp
         Refresh::Invalid { session_id, user_id } => {
             audit::record(
                 &mut tx,
-                &meta.event(user_id, "auth.refresh", session_id.map(|s| ("session", s.to_string())), Outcome::Failure),
+                &meta.event(user_id, action, session_id.map(|s| ("session", s.to_string())), Outcome::Failure),
             )
             .await?;
             tx.commit().await?;

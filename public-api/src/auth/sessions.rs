@@ -102,14 +102,16 @@ pub enum Refresh {
 
 /// Exchanges `presented` for a new refresh token inside `tx`. Rows are locked, so two
 /// concurrent uses of one token cannot both succeed: the second is reuse.
-pub async fn rotate(tx: &mut PgConnection, presented: &str) -> Result<Refresh, sqlx::Error> {
+pub async fn rotate(tx: &mut PgConnection, presented: &str, idle_hours: u32) -> Result<Refresh, sqlx::Error> {
     let row = sqlx::query(
         "SELECT rt.session_id, rt.rotated_at IS NOT NULL AS rotated, s.user_id, \
-         (s.revoked_at IS NULL AND s.expires_at > now()) AS live \
+         (s.revoked_at IS NULL AND s.expires_at > now()) AS live, \
+         s.last_used_at < now() - make_interval(hours => $2) AS idle \
          FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
          WHERE rt.token_hash = $1 FOR UPDATE OF rt, s",
     )
     .bind(hash(presented))
+    .bind(idle_hours.clamp(1, 24) as i32)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(Refresh::Invalid { session_id: None, user_id: None }) };
@@ -118,6 +120,11 @@ pub async fn rotate(tx: &mut PgConnection, presented: &str) -> Result<Refresh, s
     if row.get::<bool, _>("rotated") {
         revoke(tx, session_id, user_id, "refresh_token_reuse").await?;
         return Ok(Refresh::Reused { user_id, session_id });
+    }
+    if row.get::<bool, _>("live") && row.get::<bool, _>("idle") {
+        // Automatic logoff: unused too long, the session ends here.
+        revoke(tx, session_id, user_id, "idle").await?;
+        return Ok(Refresh::Invalid { session_id: Some(session_id), user_id: Some(user_id) });
     }
     let roles = match (row.get::<bool, _>("live"), roles_of(tx, user_id).await?) {
         (true, Some(roles)) => roles,

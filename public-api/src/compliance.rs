@@ -1,0 +1,194 @@
+//! The compliance officer's view of public-api's own trail: the audit log, filtered and paged,
+//! and its verification (every row's hash recomputed, every link followed, streamed from the
+//! database). The PHI access log and the accounting of disclosures are phi-vault's, reached
+//! through `staff_routes`. Each read and each verification is itself audited.
+
+use rocket::serde::json::Json;
+use rocket::{get, post, routes, Route, State};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use common::compliance::{AuditLogEntry, AuditLogPage, TrailBreak, TrailVerification};
+use common::ApiError;
+
+use crate::audit::{self, Outcome};
+use crate::auth::ComplianceOfficer;
+use crate::meta::RequestMeta;
+
+const OUTCOMES: [&str; 3] = ["success", "failure", "denied"];
+const MAX_BREAKS: usize = 100;
+
+/// Filters for the audit log. Parsed strictly: a malformed value is a 422 naming it.
+#[derive(Debug, rocket::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditLogFilter<'r> {
+    /// Only rows where this user acted.
+    #[param(value_type = Option<Uuid>)]
+    pub actor_id: Option<&'r str>,
+    /// Only this action (`application.status`), or a family of them (`auth.*`).
+    pub action: Option<&'r str>,
+    /// Only this kind of resource (`application`, `user`, `session`, ...).
+    pub resource_type: Option<&'r str>,
+    /// Only this resource (its id as recorded, e.g. an application's id).
+    pub resource_id: Option<&'r str>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: Option<&'r str>,
+    /// On or after this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>)]
+    pub from: Option<&'r str>,
+    /// On or before this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>)]
+    pub to: Option<&'r str>,
+    /// Rows after this sequence number (the previous page's `next_after_seq`).
+    #[param(value_type = Option<i64>)]
+    pub after_seq: Option<&'r str>,
+    /// 1 to 500; 100 when absent.
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<&'r str>,
+}
+
+fn text_param(name: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > max || v.chars().any(char::is_control) => {
+            Err(ApiError::Unprocessable(format!("{name}: 1 to {max} printable characters")))
+        }
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
+/// The public audit log, oldest first.
+#[utoipa::path(get, path = "/api/v1/compliance/audit-log", tag = "staff", security(("bearer" = [])),
+    params(AuditLogFilter),
+    responses(
+        (status = 200, description = "A page, oldest first", body = AuditLogPage),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
+    ))]
+#[get("/compliance/audit-log?<filter..>")]
+pub async fn audit_log(
+    officer: ComplianceOfficer,
+    filter: AuditLogFilter<'_>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<AuditLogPage>, ApiError> {
+    let actor: Option<Uuid> = common::json::query_param("actor_id", filter.actor_id, "a UUID")?;
+    let action = text_param("action", filter.action, 100)?;
+    let resource_type = text_param("resource_type", filter.resource_type, 100)?;
+    let resource_id = text_param("resource_id", filter.resource_id, 200)?;
+    if filter.outcome.is_some_and(|o| !OUTCOMES.contains(&o)) {
+        return Err(ApiError::Unprocessable("outcome: success, failure or denied".into()));
+    }
+    let from = common::json::date_param("from", filter.from)?;
+    let to = common::json::date_param("to", filter.to)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::Unprocessable("from: on or before to".into()));
+        }
+    }
+    let after: i64 = common::json::query_param("after_seq", filter.after_seq, "an integer")?.unwrap_or(0);
+    let limit: i64 = common::json::query_param("limit", filter.limit, "an integer from 1 to 500")?.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Unprocessable("limit: an integer from 1 to 500".into()));
+    }
+    // `auth.*` selects a family; anything else is matched exactly.
+    let (action_exact, action_prefix) = match action.as_deref() {
+        Some(a) if a.ends_with(".*") => (None, Some(format!("{}.", &a[..a.len() - 2]))),
+        Some(a) => (Some(a.to_owned()), None),
+        None => (None, None),
+    };
+    let rows = sqlx::query(
+        "SELECT seq, occurred_at, actor_id, operator, action, resource_type, resource_id, outcome, reason, \
+         host(ip) AS ip, request_id FROM audit_logs WHERE seq > $1 \
+         AND ($2::uuid IS NULL OR actor_id = $2) AND ($3::text IS NULL OR action = $3) \
+         AND ($4::text IS NULL OR starts_with(action, $4)) AND ($5::text IS NULL OR resource_type = $5) \
+         AND ($6::text IS NULL OR resource_id = $6) AND ($7::text IS NULL OR outcome = $7) \
+         AND ($8::date IS NULL OR occurred_at >= $8::date) AND ($9::date IS NULL OR occurred_at < $9::date + 1) \
+         ORDER BY seq LIMIT $10",
+    )
+    .bind(after)
+    .bind(actor)
+    .bind(action_exact)
+    .bind(action_prefix)
+    .bind(resource_type)
+    .bind(resource_id)
+    .bind(filter.outcome)
+    .bind(from)
+    .bind(to)
+    .bind(limit + 1)
+    .fetch_all(pool.inner())
+    .await?;
+    let mut entries = rows
+        .iter()
+        .map(|r| {
+            Ok(AuditLogEntry {
+                seq: r.try_get("seq")?,
+                occurred_at: r.try_get("occurred_at")?,
+                actor_id: r.try_get("actor_id")?,
+                operator: r.try_get("operator")?,
+                action: r.try_get("action")?,
+                resource_type: r.try_get("resource_type")?,
+                resource_id: r.try_get("resource_id")?,
+                outcome: r.try_get("outcome")?,
+                reason: r.try_get("reason")?,
+                ip: r.try_get("ip")?,
+                request_id: r.try_get("request_id")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let next_after_seq = (entries.len() as i64 > limit).then(|| {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.seq)
+    });
+    let event = meta.event(Some(officer.user_id()), "audit.read", Some(("trail", "public".into())), Outcome::Success);
+    audit::record_alone(pool, &event).await?;
+    Ok(Json(AuditLogPage { entries, next_after_seq: next_after_seq.flatten() }))
+}
+
+/// Verifies the public audit log end to end: every row's hash recomputed from its content,
+/// every link to the row before followed, streamed from the database (memory stays flat
+/// however long the trail). Reports the first breaks exactly; the verification is audited.
+#[utoipa::path(post, path = "/api/v1/compliance/audit-verifications", tag = "staff", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The verification (`intact` false names the breaks)", body = TrailVerification),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+    ))]
+#[post("/compliance/audit-verifications")]
+pub async fn verify(
+    officer: ComplianceOfficer,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<TrailVerification>, ApiError> {
+    let found = audit::verify(pool, MAX_BREAKS).await?;
+    let breaks: Vec<TrailBreak> = found
+        .breaks
+        .iter()
+        .map(|b| TrailBreak {
+            seq: b.seq,
+            problem: match b.problem {
+                common::chain::Problem::ContentChanged => "content_changed".into(),
+                common::chain::Problem::LinkBroken => "link_broken".into(),
+            },
+        })
+        .collect();
+    let report = TrailVerification {
+        trail: "public".into(),
+        intact: breaks.is_empty(),
+        rows_checked: found.rows_checked,
+        first_bad_seq: breaks.first().map(|b| b.seq),
+        breaks,
+    };
+    let outcome = if report.intact { Outcome::Success } else { Outcome::Failure };
+    let mut event = meta.event(Some(officer.user_id()), "audit.verify", Some(("trail", "public".into())), outcome);
+    event.reason = Some(format!("{} rows checked, {} breaks", report.rows_checked, report.breaks.len()));
+    if !report.intact {
+        tracing::error!(request_id = %meta.request_id, alarm = "audit_chain", first_bad_seq = ?report.first_bad_seq, "public audit log chain is broken");
+    }
+    audit::record_alone(pool, &event).await?;
+    Ok(Json(report))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![audit_log, verify]
+}
