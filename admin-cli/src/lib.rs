@@ -14,6 +14,7 @@ pub mod api;
 pub mod commands;
 pub mod failure;
 pub mod output;
+pub mod pdf;
 pub mod settings;
 
 use failure::{Failure, Result};

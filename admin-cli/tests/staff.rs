@@ -170,6 +170,20 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     let report = officer.run(&["--csv", "disclosures", "report", "--subject", &ben_login.user_id]).await;
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     assert!(String::from_utf8_lossy(&report.stdout).starts_with("disclosed,recipient,records,purpose,basis,notice\n"));
+    // And as a PDF the patient can be handed: private to the officer, never overwritten unasked.
+    let pdf = root.path().join("accounting.pdf");
+    let subject = ben_login.user_id.as_str();
+    officer.ok(&["disclosures", "report", "--subject", subject, "--pdf", pdf.to_str().expect("path")]).await;
+    let bytes = std::fs::read(&pdf).expect("pdf");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(bytes.starts_with(b"%PDF-1.4") && text.ends_with("%%EOF\n"));
+    assert!(text.contains("(Accounting of Disclosures) Tj"), "{text}");
+    assert!(text.contains(&format!("(SecondWind account: {subject}) Tj")));
+    assert!(text.contains("(No disclosures were made in this period.) Tj"));
+    assert_eq!(std::fs::metadata(&pdf).expect("meta").permissions().mode() & 0o777, 0o600);
+    let again =
+        officer.fails(&["disclosures", "report", "--subject", subject, "--pdf", pdf.to_str().expect("path")], 2).await;
+    assert!(again.contains("--force"), "{again}");
     // The public audit log, filtered: the caseworker's decisions on this application.
     let rows = officer
         .ok(&[

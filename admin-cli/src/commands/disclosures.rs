@@ -6,8 +6,9 @@ use common::compliance::AccountingPage;
 use uuid::Uuid;
 
 use crate::commands::query;
-use crate::failure::Result;
+use crate::failure::{Failure, Result};
 use crate::output::{when, Table};
+use crate::pdf::Line;
 use crate::Context;
 
 #[derive(Debug, Subcommand)]
@@ -15,7 +16,8 @@ pub enum DisclosuresCommand {
     /// The accounting of disclosures for one beneficiary: who received their records, when,
     /// what, why, and under which consent. Six years back unless --since.
     #[command(
-        after_help = "Example:\n  secondwind-admin disclosures report --subject 6f1c… --since 2026-01-01 --csv > accounting.csv"
+        after_help = "Examples:\n  secondwind-admin disclosures report --subject 6f1c… --since 2026-01-01 --csv > accounting.csv\n  \
+                      secondwind-admin disclosures report --subject 6f1c… --pdf accounting.pdf"
     )]
     Report(ReportArgs),
 }
@@ -31,6 +33,72 @@ pub struct ReportArgs {
     /// Last day included (YYYY-MM-DD); today when absent.
     #[arg(long)]
     pub until: Option<String>,
+    /// Also write it as a PDF the patient can be handed (readable only by you: mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<std::path::PathBuf>,
+    /// With --pdf: replace the file if it exists.
+    #[arg(long, requires = "pdf")]
+    pub force: bool,
+}
+
+/// The accounting as a document for the patient.
+fn document(report: &AccountingPage) -> Vec<Line> {
+    let mut lines = vec![
+        Line::Title("Accounting of Disclosures".into()),
+        Line::Blank,
+        Line::Text(format!("SecondWind account: {}", report.subject_id)),
+        Line::Text(format!("Period: {} to {}", report.from, report.to)),
+        Line::Text(format!("Prepared: {}", when(time::OffsetDateTime::now_utc()))),
+        Line::Blank,
+        Line::Text(
+            "This lists every time records about you that are protected by 42 CFR Part 2 were disclosed \
+             outside the SecondWind program in this period: when, to whom, which records, why, and under \
+             which of your consents (or, in a medical emergency, the nature of the emergency). You have \
+             the right to this accounting under 42 CFR \u{a7}2.24 and HIPAA \u{a7}164.528."
+                .into(),
+        ),
+        Line::Blank,
+    ];
+    if report.disclosures.is_empty() {
+        lines.push(Line::Heading("No disclosures were made in this period.".into()));
+    }
+    for (n, d) in report.disclosures.iter().enumerate() {
+        lines.push(Line::Heading(format!("{}. {} \u{2014} to {}", n + 1, when(d.disclosed_at), d.recipient)));
+        lines.push(Line::Indented(format!("Records: {}", d.categories.join(", "))));
+        lines.push(Line::Indented(format!("Purpose: {}", d.purpose)));
+        let basis = match (&d.consent_id, &d.emergency) {
+            (Some(c), _) => format!("Your consent {c}"),
+            (None, Some(nature)) => format!("Medical emergency: {nature}"),
+            (None, None) => d.kind.clone(),
+        };
+        lines.push(Line::Indented(format!("Basis: {basis}")));
+        lines.push(Line::Indented(format!("Notice sent with the records: version {}", d.notice_version)));
+        lines.push(Line::Blank);
+    }
+    lines
+}
+
+/// Writes `bytes` to `path`, readable only by its owner; an existing file only with `force`.
+fn write_private(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Failure::usage(format!("{} exists: choose another name, or add --force", path.display()))
+        } else {
+            Failure::failed(format!("writing {}: {e}", path.display()))
+        }
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::failed(format!("writing {}: {e}", path.display())))
 }
 
 pub async fn run(ctx: &Context, cmd: DisclosuresCommand) -> Result<()> {
@@ -82,6 +150,14 @@ pub async fn run(ctx: &Context, cmd: DisclosuresCommand) -> Result<()> {
             report.from,
             report.to,
             report.disclosures.len()
+        ));
+    }
+    if let Some(path) = &args.pdf {
+        let bytes = crate::pdf::render(&document(&report), "SecondWind \u{2014} accounting of disclosures");
+        write_private(path, &bytes, args.force)?;
+        ctx.out.note(format!(
+            "written to {} (keep it private: it names who received this person's records)",
+            path.display()
         ));
     }
     ctx.out.list(&report, &t)
