@@ -20,8 +20,12 @@ const PAGE_WIDTH: f32 = 612.0; // US Letter, in points
 const PAGE_HEIGHT: f32 = 792.0;
 const MARGIN: f32 = 54.0;
 const LEADING: f32 = 13.0;
-/// Characters per line at 10 pt Helvetica across the text width, kept on the safe side.
-const WRAP: usize = 92;
+/// Characters per line across the text width (504 pt), counted for the widest common letters
+/// (capitals, about 0.72 em) so that no line runs off the page: 10 pt regular, 11 pt bold
+/// headings, the 16 pt bold title.
+const WRAP: usize = 70;
+const WRAP_HEADING: usize = 58;
+const WRAP_TITLE: usize = 40;
 
 /// Text as a PDF string literal in WinAnsi: `\`, `(` and `)` escaped, Latin-1 and the common
 /// typographic marks as octal escapes, anything else (and control characters) as `?`.
@@ -83,8 +87,10 @@ pub fn render(lines: &[Line], footer: &str) -> Vec<u8> {
     let mut printed: Vec<Option<(&str, f32, f32, String)>> = Vec::new();
     for line in lines {
         match line {
-            Line::Title(t) => printed.push(Some(("F2", 16.0, MARGIN, t.clone()))),
-            Line::Heading(t) => printed.push(Some(("F2", 11.0, MARGIN, t.clone()))),
+            Line::Title(t) => printed.extend(wrap(t, WRAP_TITLE).into_iter().map(|l| Some(("F2", 16.0, MARGIN, l)))),
+            Line::Heading(t) => {
+                printed.extend(wrap(t, WRAP_HEADING).into_iter().map(|l| Some(("F2", 11.0, MARGIN, l))))
+            }
             Line::Text(t) => printed.extend(wrap(t, WRAP).into_iter().map(|l| Some(("F1", 10.0, MARGIN, l)))),
             Line::Indented(t) => {
                 printed.extend(wrap(t, WRAP - 4).into_iter().map(|l| Some(("F1", 10.0, MARGIN + 18.0, l))))
@@ -171,6 +177,7 @@ mod tests {
         for n in 0..120 {
             lines.push(Line::Text(format!("Disclosure {n} (to a residence) \u{2014} caf\u{e9} \\ done")));
         }
+        lines.push(Line::Heading(format!("1. TO {}", "ST. MARY'S REGIONAL HOSPITAL ".repeat(6))));
         let pdf = render(&lines, "SecondWind");
         let objects = check_structure(&pdf);
         let text = String::from_utf8_lossy(&pdf);
@@ -180,6 +187,9 @@ mod tests {
         assert!(pages >= 3, "{pages} pages");
         assert_eq!(objects, 4 + 2 * pages);
         assert!(text.contains(&format!("page {pages} of {pages}")));
+        // A long heading (a recipient's name) wraps instead of running off the page.
+        let heading_lines = text.lines().filter(|l| l.contains("/F2 11 Tf")).count();
+        assert!(heading_lines >= 3, "{heading_lines}");
     }
 
     #[test]

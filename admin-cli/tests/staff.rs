@@ -184,6 +184,16 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     let again =
         officer.fails(&["disclosures", "report", "--subject", subject, "--pdf", pdf.to_str().expect("path")], 2).await;
     assert!(again.contains("--force"), "{again}");
+    // --force replaces a planted symbolic link itself, never the file it points at.
+    let victim = root.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").expect("write");
+    let planted = root.path().join("planted.pdf");
+    std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+    officer
+        .ok(&["disclosures", "report", "--subject", subject, "--pdf", planted.to_str().expect("path"), "--force"])
+        .await;
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep me");
+    assert!(std::fs::symlink_metadata(&planted).expect("meta").file_type().is_file());
     // The public audit log, filtered: the caseworker's decisions on this application.
     let rows = officer
         .ok(&[
@@ -201,6 +211,18 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
         rows["entries"].as_array().expect("entries").iter().map(|e| e["action"].as_str().expect("action")).collect();
     assert_eq!(actions, vec!["application.status", "application.status"], "{rows}");
     officer.fails(&["audit", "query", "--outcome", "maybe"], 2).await;
+    // Reading the whole trail a row at a time ends, though each read is itself audited.
+    let all = officer.ok(&["audit", "query", "--all", "--limit", "1"]).await;
+    let head = all["head_seq"].as_i64().expect("head");
+    let seqs: Vec<i64> =
+        all["entries"].as_array().expect("entries").iter().map(|e| e["seq"].as_i64().expect("seq")).collect();
+    let expected: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_logs WHERE seq <= $1 ORDER BY seq")
+        .bind(head)
+        .fetch_all(&public)
+        .await
+        .expect("seqs");
+    assert_eq!(seqs, expected, "every row up to where reading began, once");
+    assert!(all["entries"][0]["ip"].is_null(), "addresses only when asked for");
     officer.fails(&["audit", "query", "--subject", &ben_login.user_id], 2).await;
 
     // Verifying the trail: intact, then a row edited behind the service's back is named.

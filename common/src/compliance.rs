@@ -106,6 +106,7 @@ pub struct AuditLogEntry {
     /// `success`, `failure` or `denied`.
     pub outcome: String,
     pub reason: Option<String>,
+    /// Only when asked for (`include_ip=true`): an address is an identifier.
     pub ip: Option<String>,
     pub request_id: Option<String>,
 }
@@ -115,6 +116,9 @@ pub struct AuditLogPage {
     pub entries: Vec<AuditLogEntry>,
     /// Pass as `after_seq` for the next page; absent on the last page.
     pub next_after_seq: Option<i64>,
+    /// The trail's last row when this page was read: pass it as `until_seq` on the following
+    /// pages so that reading the trail (itself audited) does not keep lengthening it.
+    pub head_seq: i64,
 }
 
 /// One break in a hash-chained trail.

@@ -42,6 +42,12 @@ pub struct AuditLogFilter<'r> {
     /// Rows after this sequence number (the previous page's `next_after_seq`).
     #[param(value_type = Option<i64>)]
     pub after_seq: Option<&'r str>,
+    /// Rows up to this sequence number (the first page's `head_seq`).
+    #[param(value_type = Option<i64>)]
+    pub until_seq: Option<&'r str>,
+    /// `true` to include each row's client address (an identifier: only when needed).
+    #[param(value_type = Option<bool>)]
+    pub include_ip: Option<&'r str>,
     /// 1 to 500; 100 when absent.
     #[param(value_type = Option<i64>)]
     pub limit: Option<&'r str>,
@@ -64,6 +70,7 @@ fn text_param(name: &str, value: Option<&str>, max: usize) -> Result<Option<Stri
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
         (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = common::ErrorBody),
     ))]
 #[get("/compliance/audit-log?<filter..>")]
 pub async fn audit_log(
@@ -87,6 +94,9 @@ pub async fn audit_log(
         }
     }
     let after: i64 = common::json::query_param("after_seq", filter.after_seq, "an integer")?.unwrap_or(0);
+    let until: Option<i64> = common::json::query_param("until_seq", filter.until_seq, "an integer")?;
+    let include_ip: bool =
+        common::json::query_param("include_ip", filter.include_ip, "true or false")?.unwrap_or(false);
     let limit: i64 = common::json::query_param("limit", filter.limit, "an integer from 1 to 500")?.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::Unprocessable("limit: an integer from 1 to 500".into()));
@@ -103,21 +113,26 @@ pub async fn audit_log(
          AND ($2::uuid IS NULL OR actor_id = $2) AND ($3::text IS NULL OR action = $3) \
          AND ($4::text IS NULL OR starts_with(action, $4)) AND ($5::text IS NULL OR resource_type = $5) \
          AND ($6::text IS NULL OR resource_id = $6) AND ($7::text IS NULL OR outcome = $7) \
-         AND ($8::date IS NULL OR occurred_at >= $8::date) AND ($9::date IS NULL OR occurred_at < $9::date + 1) \
+         AND ($8::date IS NULL OR occurred_at >= ($8::date)::timestamp AT TIME ZONE 'UTC') \
+         AND ($9::date IS NULL OR occurred_at < ($9::date + 1)::timestamp AT TIME ZONE 'UTC') \
+         AND ($11::bigint IS NULL OR seq <= $11) \
          ORDER BY seq LIMIT $10",
     )
     .bind(after)
     .bind(actor)
-    .bind(action_exact)
+    .bind(&action_exact)
     .bind(action_prefix)
-    .bind(resource_type)
-    .bind(resource_id)
+    .bind(&resource_type)
+    .bind(&resource_id)
     .bind(filter.outcome)
     .bind(from)
     .bind(to)
     .bind(limit + 1)
+    .bind(until)
     .fetch_all(pool.inner())
     .await?;
+    let head_seq: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM audit_logs").fetch_one(pool.inner()).await?;
     let mut entries = rows
         .iter()
         .map(|r| {
@@ -131,7 +146,7 @@ pub async fn audit_log(
                 resource_id: r.try_get("resource_id")?,
                 outcome: r.try_get("outcome")?,
                 reason: r.try_get("reason")?,
-                ip: r.try_get("ip")?,
+                ip: if include_ip { r.try_get("ip")? } else { None },
                 request_id: r.try_get("request_id")?,
             })
         })
@@ -140,9 +155,23 @@ pub async fn audit_log(
         entries.truncate(limit as usize);
         entries.last().map(|e| e.seq)
     });
-    let event = meta.event(Some(officer.user_id()), "audit.read", Some(("trail", "public".into())), Outcome::Success);
+    // What was looked at, so the trail shows whose activity an officer read.
+    let mut event =
+        meta.event(Some(officer.user_id()), "audit.read", Some(("trail", "public".into())), Outcome::Success);
+    let asked = [
+        ("actor_id", actor.map(|a| a.to_string())),
+        ("action", action),
+        ("resource_type", resource_type),
+        ("resource_id", resource_id),
+        ("outcome", filter.outcome.map(str::to_owned)),
+        ("from", from.map(|d| d.to_string())),
+        ("to", to.map(|d| d.to_string())),
+        ("include_ip", include_ip.then(|| "true".to_owned())),
+    ];
+    let asked: Vec<String> = asked.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))).collect();
+    event.reason = Some(format!("{} rows after seq {after}; {}", entries.len(), asked.join(" ")));
     audit::record_alone(pool, &event).await?;
-    Ok(Json(AuditLogPage { entries, next_after_seq: next_after_seq.flatten() }))
+    Ok(Json(AuditLogPage { entries, next_after_seq: next_after_seq.flatten(), head_seq }))
 }
 
 /// Verifies the public audit log end to end: every row's hash recomputed from its content,
@@ -153,6 +182,7 @@ pub async fn audit_log(
         (status = 200, description = "The verification (`intact` false names the breaks)", body = TrailVerification),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = common::ErrorBody),
     ))]
 #[post("/compliance/audit-verifications")]
 pub async fn verify(

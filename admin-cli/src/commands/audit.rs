@@ -75,6 +75,9 @@ pub struct QueryArgs {
     /// Public log: on or before this day (YYYY-MM-DD).
     #[arg(long)]
     pub to: Option<String>,
+    /// Public log: include each row's client address (an identifier: only when needed).
+    #[arg(long)]
+    pub ip: bool,
     /// PHI access log: only entries about this beneficiary.
     #[arg(long)]
     pub subject: Option<Uuid>,
@@ -158,6 +161,8 @@ async fn public_pages(ctx: &Context, args: &QueryArgs) -> Result<()> {
     };
     let api = ctx.api().await?;
     let mut after = args.page.after;
+    let mut until: Option<i64> = None;
+    let mut head;
     let mut entries = Vec::new();
     let bar = progress(ctx.out.format, None, "reading the audit log");
     let next = loop {
@@ -170,9 +175,15 @@ async fn public_pages(ctx: &Context, args: &QueryArgs) -> Result<()> {
             ("from", args.from.clone()),
             ("to", args.to.clone()),
             ("after_seq", after.map(|a| a.to_string())),
+            ("until_seq", until.map(|u| u.to_string())),
+            ("include_ip", args.ip.then(|| "true".to_owned())),
             ("limit", Some(args.page.limit.to_string())),
         ];
         let got: AuditLogPage = api.get(&format!("/compliance/audit-log{}", query(&pairs))).await?;
+        // Later pages stop where the trail ended when reading began: each read is audited, and
+        // those rows must not keep the reading going.
+        until = until.or(Some(got.head_seq));
+        head = until.unwrap_or(got.head_seq);
         bar.inc(got.entries.len() as u64);
         entries.extend(got.entries);
         match crate::api::next_page(after, got.next_after_seq)? {
@@ -181,7 +192,7 @@ async fn public_pages(ctx: &Context, args: &QueryArgs) -> Result<()> {
         }
     };
     bar.finish_and_clear();
-    let result = AuditLogPage { entries, next_after_seq: next };
+    let result = AuditLogPage { entries, next_after_seq: next, head_seq: head };
     ctx.out.list(&result, &public_table(&result.entries))?;
     if let Some(n) = result.next_after_seq {
         ctx.out.note(format!("more: add --after {n} (or --all)"));
@@ -227,6 +238,7 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
         }
         AuditCommand::Query(args) => {
             if args.actor.is_some()
+                || args.ip
                 || args.action.is_some()
                 || args.resource.is_some()
                 || args.outcome.is_some()

@@ -78,27 +78,34 @@ fn document(report: &AccountingPage) -> Vec<Line> {
     lines
 }
 
-/// Writes `bytes` to `path`, readable only by its owner; an existing file only with `force`.
+/// Writes `bytes` to `path`, readable only by its owner: first to a new private file beside it,
+/// then put in place whole (a link that refuses an existing name, or with `force` a rename that
+/// replaces it, a symbolic link included, without following it). Nothing half-written stays.
 fn write_private(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Failure::usage(format!("{} exists: choose another name, or add --force", path.display()))
+    let fail = |e: std::io::Error| Failure::failed(format!("writing {}: {e}", path.display()));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().ok_or_else(|| Failure::usage(format!("--pdf {}: not a file name", path.display())))?;
+    let partial = dir.join(format!(".{}.{}.partial", name.to_string_lossy(), uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        if force {
+            std::fs::rename(&partial, path)
         } else {
-            Failure::failed(format!("writing {}: {e}", path.display()))
+            std::fs::hard_link(&partial, path).and_then(|()| std::fs::remove_file(&partial))
         }
-    })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Failure::failed(format!("writing {}: {e}", path.display())))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(Failure::usage(format!("{} exists: choose another name, or add --force", path.display())));
+        }
+        return Err(fail(e));
+    }
+    Ok(())
 }
 
 pub async fn run(ctx: &Context, cmd: DisclosuresCommand) -> Result<()> {

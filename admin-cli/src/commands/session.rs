@@ -176,11 +176,9 @@ pub async fn logout(ctx: &Context, force: bool) -> Result<()> {
         match ctx.api().await {
             Ok(api) => match api.post::<(), serde_json::Value>("/auth/logout", &()).await {
                 Ok(_) => ended = true,
-                Err(f) => ctx.out.note(format!("note: the server did not end the session ({f}); forgetting it here")),
+                Err(f) => ctx.out.note(format!("note: the server did not end the session ({f})")),
             },
-            Err(f) => {
-                ctx.out.note(format!("note: the session could not be ended on the server ({f}); forgetting it here"))
-            }
+            Err(f) => ctx.out.note(format!("note: the session could not be ended on the server ({f})")),
         }
     }
     // A session the server did not end stays usable by any copy of it: keep ours, so the
