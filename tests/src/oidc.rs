@@ -43,6 +43,24 @@ pub fn provider_config(env: &OidcEnv) -> public_api::auth::oidc::OidcProviderCon
     }
 }
 
+/// The cookies a response sets (or clears), kept as a browser keeps them.
+fn keep_cookies(cookies: &mut BTreeMap<String, String>, response: &reqwest::Response) {
+    for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+        if let Some((name, rest)) = set.split_once('=') {
+            let value = rest.split(';').next().unwrap_or_default();
+            if value.is_empty() {
+                cookies.remove(name);
+            } else {
+                cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+}
+
+fn cookie_header(cookies: &BTreeMap<String, String>) -> String {
+    cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+}
+
 /// Follows redirects from `authorization_url` as a browser would, keeping cookies, and returns
 /// the query of the final redirect to `redirect_uri` (`code`, `state`, or `error`).
 pub async fn browse(authorization_url: &str, redirect_uri: &str) -> BTreeMap<String, String> {
@@ -50,18 +68,9 @@ pub async fn browse(authorization_url: &str, redirect_uri: &str) -> BTreeMap<Str
     let mut cookies: BTreeMap<String, String> = BTreeMap::new();
     let mut url = reqwest::Url::parse(authorization_url).expect("url");
     for _ in 0..10 {
-        let header = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let header = cookie_header(&cookies);
         let response = client.get(url.clone()).header("cookie", header).send().await.expect("provider request");
-        for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
-            if let Some((name, rest)) = set.split_once('=') {
-                let value = rest.split(';').next().unwrap_or_default();
-                if value.is_empty() {
-                    cookies.remove(name);
-                } else {
-                    cookies.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
+        keep_cookies(&mut cookies, &response);
         let status = response.status();
         let location = response.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
         let Some(location) = location else {
@@ -133,7 +142,7 @@ pub async fn approve_device(verification_uri_complete: &str) {
     let mut url = reqwest::Url::parse(verification_uri_complete).expect("url");
     let mut post: Option<Vec<(String, String)>> = None;
     for _ in 0..20 {
-        let header = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let header = cookie_header(&cookies);
         let request = match post.take() {
             Some(fields) => {
                 let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
@@ -142,16 +151,7 @@ pub async fn approve_device(verification_uri_complete: &str) {
             None => client.get(url.clone()),
         };
         let response = request.header("cookie", header).send().await.expect("provider request");
-        for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
-            if let Some((name, rest)) = set.split_once('=') {
-                let value = rest.split(';').next().unwrap_or_default();
-                if value.is_empty() {
-                    cookies.remove(name);
-                } else {
-                    cookies.insert(name.to_owned(), value.to_owned());
-                }
-            }
-        }
+        keep_cookies(&mut cookies, &response);
         let status = response.status();
         if let Some(location) = response.headers().get("location").and_then(|l| l.to_str().ok()) {
             url = url.join(location).expect("location");

@@ -16,7 +16,9 @@
 //!
 //! Modes (`LOAD_MODE`): `paths` (the above), `guard` (a fixed number of requests per path; CPU
 //! per request compared with the committed baseline, failing when one grew by more than 50%),
-//! `memory` (each service's RSS after 10,000 and after `LOAD_MEMORY_REQUESTS` requests).
+//! `memory` (each service's RSS after 10,000 and after `LOAD_MEMORY_REQUESTS` requests),
+//! `journey` (the beneficiary journey), `verify` (the public audit log at `LOAD_VERIFY_ROWS`,
+//! 1,000,000, verified through the compliance route, with public-api's RSS).
 //!
 //! Environment: `LOAD_DATA` (the data directory `scripts/run --data` used: its configs give the
 //! database URLs and the user-token key), `LOAD_API` (public-api's URL), `LOAD_PIDS`
@@ -865,6 +867,121 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Each service's RSS sampled every 10 ms from `start` until `growth_mib`: how far the peak rose
+/// above where it began.
+struct RssWatch {
+    before: BTreeMap<String, u64>,
+    peak: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    sampling: Arc<std::sync::atomic::AtomicBool>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl RssWatch {
+    fn start(pids: &Pids) -> Self {
+        let before = pids.rss_kib();
+        let peak = Arc::new(std::sync::Mutex::new(before.clone()));
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let (pids, peak, sampling) = (pids.clone(), peak.clone(), sampling.clone());
+            tokio::spawn(async move {
+                while sampling.load(Ordering::Relaxed) {
+                    let now = pids.rss_kib();
+                    if let Ok(mut peak) = peak.lock() {
+                        for (name, kib) in now {
+                            let entry = peak.entry(name).or_insert(0);
+                            *entry = (*entry).max(kib);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        Self { before, peak, sampling, sampler }
+    }
+
+    async fn growth_mib(self, names: &[&str]) -> Result<BTreeMap<String, f64>> {
+        self.sampling.store(false, Ordering::Relaxed);
+        self.sampler.await?;
+        let peak = self.peak.lock().map_err(|_| anyhow!("peak lock poisoned"))?.clone();
+        Ok(names
+            .iter()
+            .map(|name| {
+                let grew =
+                    peak.get(*name).copied().unwrap_or(0).saturating_sub(self.before.get(*name).copied().unwrap_or(0));
+                (name.to_string(), round3(grew as f64 / 1024.0))
+            })
+            .collect())
+    }
+}
+
+/// `verify`: the public audit log grown to `LOAD_VERIFY_ROWS` (1,000,000) chained rows through
+/// the service's own append, then verified end to end by a compliance officer through
+/// `POST /api/v1/compliance/audit-verifications` (what `secondwind-admin audit verify` calls),
+/// public-api's RSS sampled every 10 ms. Target: under 60 s, memory flat.
+async fn verify_trail(s: &Setup) -> Result<Value> {
+    let rows = env_or("LOAD_VERIFY_ROWS", 1_000_000usize);
+    let pool = sqlx::PgPool::connect(&s.urls[&ServiceName::PublicApi]).await?;
+    let mut have = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_logs").fetch_one(&pool).await? as usize;
+    let filling = Instant::now();
+    while have < rows {
+        let mut tx = pool.begin().await?;
+        for _ in 0..5000.min(rows - have) {
+            let event = public_api::audit::AuditEvent {
+                actor_id: Some(uuid::Uuid::new_v4()),
+                action: "auth.login",
+                resource_type: Some("session"),
+                resource_id: Some(uuid::Uuid::new_v4().to_string()),
+                ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                user_agent: Some("secondwind-load".into()),
+                request_id: Some(format!("load-{have}")),
+                outcome: public_api::audit::Outcome::Success,
+                reason: None,
+                operator: None,
+            };
+            public_api::audit::record(&mut tx, &event).await?;
+            have += 1;
+        }
+        tx.commit().await?;
+        if have % 100_000 < 5000 {
+            println!("verify: {have} rows in the trail ({:.0} s)", filling.elapsed().as_secs_f64());
+        }
+    }
+    pool.close().await;
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
+    let login: Value = http
+        .post(format!("{}/api/v1/auth/dev-login", s.fleet.api))
+        .json(&json!({"user": "compliance_officer"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["access_token"].as_str().ok_or_else(|| anyhow!("no access token"))?.to_owned();
+    let rss = RssWatch::start(&s.pids);
+    let started = Instant::now();
+    let report: Value = http
+        .post(format!("{}/api/v1/compliance/audit-verifications", s.fleet.api))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let growth = rss.growth_mib(&["public-api"]).await?;
+    let checked = report["rows_checked"].as_u64().unwrap_or(0);
+    if report["intact"] != json!(true) {
+        bail!("the trail did not verify: {report}");
+    }
+    let rate = checked as f64 / secs.max(1e-9);
+    println!(
+        "verify: {checked} rows verified in {secs:.1} s ({rate:.0} rows/s); public-api RSS growth {growth:?} MiB (target: under 60 s, memory flat)"
+    );
+    Ok(json!({"rows_checked": checked, "secs": round3(secs), "rows_per_sec": rate.round(),
+              "rss_growth_mib": growth, "fill_secs": round3(filling.elapsed().as_secs_f64() - secs)}))
+}
+
 async fn journey(s: &Setup) -> Result<Value> {
     let secs = env_or("LOAD_SECS", 10u64).max(1);
     let rate = env_or("LOAD_DASHBOARD_RATE", 200u64).max(1);
@@ -909,24 +1026,7 @@ async fn journey(s: &Setup) -> Result<Value> {
     };
 
     // Memory: ten uploads at once, each service's RSS sampled every 10 ms.
-    let before = s.pids.rss_kib();
-    let peak = Arc::new(std::sync::Mutex::new(before.clone()));
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (pids, peak, sampling) = (s.pids.clone(), peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let now = pids.rss_kib();
-                if let Ok(mut peak) = peak.lock() {
-                    for (name, kib) in now {
-                        let entry = peak.entry(name).or_insert(0);
-                        *entry = (*entry).max(kib);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let rss = RssWatch::start(&s.pids);
     let started = Instant::now();
     let handles: Vec<_> =
         targets.iter().map(|(token, url)| upload(token.clone(), url.clone(), file_arg.clone())).collect();
@@ -936,16 +1036,7 @@ async fn journey(s: &Setup) -> Result<Value> {
         *statuses.entry(status).or_default() += 1;
     }
     let concurrent_secs = started.elapsed().as_secs_f64();
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await?;
-    let peak = peak.lock().map_err(|_| anyhow!("peak lock poisoned"))?.clone();
-    let growth_mib: BTreeMap<String, f64> = ["public-api", "phi-vault"]
-        .iter()
-        .map(|name| {
-            let grew = peak.get(*name).copied().unwrap_or(0).saturating_sub(before.get(*name).copied().unwrap_or(0));
-            (name.to_string(), round3(grew as f64 / 1024.0))
-        })
-        .collect();
+    let growth_mib = rss.growth_mib(&["public-api", "phi-vault"]).await?;
     println!(
         "uploads: {concurrent} x {} MiB at once in {concurrent_secs:.2} s, statuses {statuses:?}; RSS growth MiB {growth_mib:?} (target at most 64 each)",
         size / (1024 * 1024)
@@ -1047,7 +1138,8 @@ async fn run() -> Result<()> {
             println!("journey: {}", serde_json::to_string_pretty(&f)?);
             f
         }
-        other => bail!("LOAD_MODE `{other}`: expected paths, guard, memory or journey"),
+        "verify" => verify_trail(&s).await?,
+        other => bail!("LOAD_MODE `{other}`: expected paths, guard, memory, journey or verify"),
     };
     let _ = std::fs::remove_dir_all(&s.work);
     let line = json!({"build": label, "mode": mode, "figures": figures});
