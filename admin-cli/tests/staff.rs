@@ -331,6 +331,65 @@ async fn roles_are_granted_by_a_signed_in_admin_with_a_reason() {
     app.stop().await;
 }
 
+/// An admin sees a user's open sessions and ends them all with a reason; both are in the trail
+/// under the admin, and the ended tokens stop working at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_sees_and_ends_a_users_sessions() {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let admin = Staff::login(&app, root.path(), "admin").await;
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let admin_id: uuid::Uuid = admin.ok(&["whoami"]).await["id"].as_str().expect("id").parse().expect("uuid");
+    let donor = "demo+donor@secondwind.invalid";
+    let (first, second) = (app.dev_login("donor").await, app.dev_login("donor").await);
+
+    let page = admin.ok(&["users", "sessions", donor]).await;
+    let donor_id = page["user_id"].as_str().expect("user id").to_owned();
+    assert_eq!(page["sessions"].as_array().expect("sessions").len(), 2, "{page}");
+    assert!(page["sessions"][0]["expires_at"].is_string(), "{page}");
+    let paged = admin.ok(&["users", "sessions", donor, "--limit", "1"]).await;
+    assert_eq!((paged["sessions"].as_array().map(Vec::len), paged["next_offset"].as_i64()), (Some(1), Some(1)));
+    let table = admin.run(&["users", "sessions", donor]).await;
+    assert!(stderr(&table).contains("recorded in the audit log"), "{}", stderr(&table));
+    let reads: Vec<(Option<uuid::Uuid>, Option<String>)> =
+        sqlx::query_as("SELECT actor_id, resource_id FROM audit_logs WHERE action = 'user.sessions_read' ORDER BY seq")
+            .fetch_all(&public)
+            .await
+            .expect("reads");
+    assert_eq!(reads, vec![(Some(admin_id), Some(donor_id.clone())); 3], "every read is audited under the admin");
+
+    // Refusals: not an admin (3), nobody (4), no reason (2), not confirmed (2); nothing ended.
+    caseworker.fails(&["users", "sessions", donor], 3).await;
+    caseworker.fails(&["users", "revoke-sessions", donor, "--reason", "x", "--yes"], 3).await;
+    admin.fails(&["users", "sessions", "nobody@example.org"], 4).await;
+    let blank = admin.fails(&["users", "revoke-sessions", donor, "--reason", " ", "--yes"], 2).await;
+    assert!(blank.contains("reason"), "{blank}");
+    let unconfirmed = admin.fails(&["users", "revoke-sessions", donor, "--reason", "lost laptop"], 2).await;
+    assert!(unconfirmed.contains("--yes"), "{unconfirmed}");
+    assert_eq!(app.get_as(&first.access_token, "/users/me").await.status(), 200, "nothing ended yet");
+
+    let done = admin.ok(&["users", "revoke-sessions", donor, "--reason", "laptop reported stolen", "--yes"]).await;
+    assert_eq!(done["sessions_ended"], 2);
+    for login in [&first, &second] {
+        assert_eq!(app.get_as(&login.access_token, "/users/me").await.status(), 401);
+    }
+    assert_eq!(admin.ok(&["users", "sessions", donor]).await["sessions"], json!([]));
+    let again = admin.ok(&["users", "revoke-sessions", donor, "--reason", "again", "--yes"]).await;
+    assert_eq!(again["sessions_ended"], 0);
+    let revokes: Vec<(Option<uuid::Uuid>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT actor_id, resource_id, reason FROM audit_logs WHERE action = 'user.sessions_revoke' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("revokes");
+    assert_eq!(revokes[0], (Some(admin_id), Some(donor_id), Some("laptop reported stolen".into())));
+    assert_eq!(revokes.len(), 2);
+    assert!(public_api::audit::verify(&public, 10).await.expect("verify").intact());
+    public.close().await;
+    app.stop().await;
+}
+
 /// A token is never sent to a server other than the one that issued it, nor over plain http to
 /// another machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,7 @@
 //! ends the user's sessions, so tokens carrying the old role stop working at once.
 
 use rocket::serde::json::Json;
-use rocket::{post, routes, Route, State};
+use rocket::{get, post, routes, Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -17,7 +17,8 @@ use common::json::Body;
 use common::ApiError;
 
 use crate::audit::{self, AuditEvent, Outcome};
-use crate::auth::{sessions, Admin};
+use crate::auth::sessions::{self, SessionView};
+use crate::auth::Admin;
 use crate::meta::RequestMeta;
 
 pub const STAFF_ROLES: [&str; 3] = ["caseworker", "admin", "compliance_officer"];
@@ -273,6 +274,112 @@ pub async fn role_change(
     }
 }
 
+/// A page of another user's open sessions, as an admin sees them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserSessionPage {
+    pub user_id: Uuid,
+    pub sessions: Vec<SessionView>,
+    /// Pass as `offset` for the next page; absent on the last page.
+    pub next_offset: Option<i64>,
+}
+
+/// A user's open sessions (when they began and were last renewed, from which client and
+/// address), for an admin answering "is this account in use, and from where?". Each read is
+/// audited as `user.sessions_read` naming the admin and the user.
+#[utoipa::path(get, path = "/api/v1/staff/user-sessions", tag = "staff", security(("bearer" = [])),
+    params(
+        ("user" = String, Query, description = "The user: id or email"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, description = "Default 0"),
+    ),
+    responses(
+        (status = 200, description = "A page of the user's open sessions, newest first", body = UserSessionPage),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not an admin", body = common::ErrorBody),
+        (status = 404, description = "No such user", body = common::ErrorBody),
+        (status = 422, description = "No user, or a bad limit or offset", body = common::ErrorBody),
+    ))]
+#[get("/staff/user-sessions?<user>&<limit>&<offset>")]
+pub async fn user_sessions(
+    admin: Admin,
+    user: Option<&str>,
+    limit: Option<&str>,
+    offset: Option<&str>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<UserSessionPage>, ApiError> {
+    let who = user
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::Unprocessable("`user` is required: an id or an email".into()))?;
+    let limit = common::json::query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(20);
+    let offset = common::json::query_param("offset", offset, "an integer, at least 0")?.unwrap_or(0);
+    if !(1..=100).contains(&limit) || offset < 0 {
+        return Err(ApiError::Unprocessable("limit must be 1 to 100 and offset at least 0".into()));
+    }
+    let target = find_user(pool, who).await?;
+    // The read is recorded before anything is shown: no audit row, no answer.
+    audit::record_alone(
+        pool,
+        &meta.event(Some(admin.user_id()), "user.sessions_read", Some(("user", target.to_string())), Outcome::Success),
+    )
+    .await?;
+    // `Uuid::nil()`: none of these is the admin's own current session.
+    let mut sessions = sessions::list_open(pool, target, Uuid::nil(), limit + 1, offset).await?;
+    let next_offset = (sessions.len() as i64 > limit).then_some(offset + limit);
+    sessions.truncate(limit as usize);
+    Ok(Json(UserSessionPage { user_id: target, sessions, next_offset }))
+}
+
+/// An admin's request to end every open session of a user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRevocationRequest {
+    /// The user: id or email.
+    pub user: String,
+    /// Why; kept in the audit log. Required.
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionRevocation {
+    pub user_id: Uuid,
+    /// How many open sessions ended (0 when there were none).
+    pub sessions_ended: u64,
+}
+
+/// Ends every open session of a user at once (a lost laptop, a leaked token): their access
+/// tokens stop working on the next request and their refresh tokens are spent. Audited as
+/// `user.sessions_revoke` with the reason, in the same transaction.
+#[utoipa::path(post, path = "/api/v1/staff/session-revocations", tag = "staff", security(("bearer" = [])),
+    request_body = SessionRevocationRequest,
+    responses(
+        (status = 200, description = "The user's sessions ended", body = SessionRevocation),
+        (status = 400, description = "Malformed JSON", body = common::ErrorBody),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not an admin", body = common::ErrorBody),
+        (status = 404, description = "No such user", body = common::ErrorBody),
+        (status = 422, description = "No reason", body = common::ErrorBody),
+    ))]
+#[post("/staff/session-revocations", data = "<body>")]
+pub async fn revoke_sessions(
+    admin: Admin,
+    body: Body<SessionRevocationRequest>,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+) -> Result<Json<SessionRevocation>, ApiError> {
+    let reason = checked_reason(&body.0.reason)?;
+    let target = find_user(pool, &body.0.user).await?;
+    let mut tx = pool.begin().await?;
+    let sessions_ended = sessions::revoke_all(&mut tx, target, "revoked_by_admin").await?;
+    let mut event =
+        meta.event(Some(admin.user_id()), "user.sessions_revoke", Some(("user", target.to_string())), Outcome::Success);
+    event.reason = Some(reason);
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(Json(SessionRevocation { user_id: target, sessions_ended }))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![role_change]
+    routes![role_change, user_sessions, revoke_sessions]
 }
