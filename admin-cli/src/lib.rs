@@ -73,12 +73,16 @@ pub enum Command {
     /// Insurance verification (caseworkers).
     #[command(subcommand)]
     Insurance(commands::insurance::InsuranceCommand),
-    /// The PHI access log and break-glass findings (compliance officers).
+    /// The audit, PHI access and consent decision logs, their verification, and break-glass
+    /// findings (compliance officers).
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
     /// A patient's accounting of disclosures (compliance officers).
     #[command(subcommand)]
     Disclosures(commands::disclosures::DisclosuresCommand),
+    /// A beneficiary's consents (compliance officers).
+    #[command(subcommand)]
+    Consents(commands::consents::ConsentsCommand),
     /// The consent recipient directory: partner residences and insurers (admins).
     #[command(subcommand)]
     Recipients(commands::recipients::RecipientsCommand),
@@ -195,6 +199,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => commands::audit::run(&ctx, cmd).await,
         Command::Disclosures(cmd) => commands::disclosures::run(&ctx, cmd).await,
         Command::Recipients(cmd) => commands::recipients::run(&ctx, cmd).await,
+        Command::Consents(cmd) => commands::consents::run(&ctx, cmd).await,
         Command::Users(cmd) => commands::users::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

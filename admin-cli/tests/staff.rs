@@ -390,6 +390,118 @@ async fn an_admin_sees_and_ends_a_users_sessions() {
     app.stop().await;
 }
 
+/// A compliance officer reads a beneficiary's consents and the consent decision log (a partner's
+/// permitted read and its refused one) through the CLI; each reading is in the audit log under
+/// the officer, and a caseworker is refused both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compliance_officer_reads_consents_and_the_decision_log() {
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("dir");
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    let ben = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&ben).await;
+    let partner_login = app.dev_login("partner").await;
+    let subject: uuid::Uuid = ben.user_id.parse().expect("uuid");
+    let recipient = format!("partner:{}", partner_login.user_id);
+    let consent_id = harness::consents::consent_to(
+        &consent_db,
+        subject,
+        &recipient,
+        &["identity"],
+        "housing_placement",
+        time::Duration::days(90),
+    )
+    .await;
+    let partner = Client { app: &app, who: &partner_login };
+    let profile = |purpose: &str| format!("/partner/beneficiaries/{subject}/profile?purpose={purpose}");
+    assert_eq!(partner.get(&profile("housing_placement")).await.0, 200, "permitted under the consent");
+    assert_eq!(partner.get(&profile("payment")).await.0, 404, "refused: no consent for payment");
+
+    let officer = Staff::login(&app, root.path(), "compliance_officer").await;
+    let caseworker = Staff::login(&app, root.path(), "caseworker").await;
+    let officer_id: uuid::Uuid = officer.ok(&["whoami"]).await["id"].as_str().expect("id").parse().expect("uuid");
+
+    // The beneficiary's consents, and one of them by its id with the form text.
+    let listed = officer.ok(&["consents", "list", "--subject", &ben.user_id]).await;
+    assert_eq!(listed["consents"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["consents"][0]["id"], consent_id.to_string());
+    assert_eq!(listed["consents"][0]["state"], "signed");
+    assert_eq!(
+        officer.ok(&["consents", "list", "--subject", &ben.user_id, "--state", "revoked"]).await["consents"],
+        json!([])
+    );
+    let shown = officer.ok(&["consents", "show", &consent_id.to_string()]).await;
+    assert_eq!(shown["subject_id"], ben.user_id.as_str());
+    assert_eq!(shown["consent"]["purpose"], "housing_placement");
+    assert!(shown["form_text"].as_str().is_some_and(|t| t.contains("I consent")), "{shown}");
+    let text = officer.run(&["consents", "show", &consent_id.to_string()]).await;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("form text:"));
+    assert!(stderr(&text).contains("recorded in the audit log"), "{}", stderr(&text));
+    officer.fails(&["consents", "show", &uuid::Uuid::new_v4().to_string()], 4).await;
+
+    // The decision log: both of the partner's questions, then each filter.
+    let all = officer.ok(&["audit", "query", "--log", "consent-decisions", "--subject", &ben.user_id]).await;
+    let answers: Vec<(String, bool, Option<String>)> = all["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let consent = e["consent_id"].as_str().map(str::to_owned);
+            (e["purpose"].as_str().expect("purpose").to_owned(), e["permitted"].as_bool().expect("bool"), consent)
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![("housing_placement".into(), true, Some(consent_id.to_string())), ("payment".into(), false, None)]
+    );
+    assert!(all["entries"][0]["asked_by"].as_str().is_some_and(|a| a.ends_with(&partner_login.user_id)), "{all}");
+    let refused = officer
+        .ok(&["audit", "query", "--log", "decisions", "--actor", &partner_login.user_id, "--outcome", "refused"])
+        .await;
+    assert_eq!(refused["entries"].as_array().map(Vec::len), Some(1), "{refused}");
+    assert_eq!(refused["entries"][0]["purpose"], "payment");
+    let paged =
+        officer.ok(&["audit", "query", "--log", "decisions", "--recipient", &recipient, "--limit", "1", "--all"]).await;
+    assert_eq!(paged["entries"].as_array().map(Vec::len), Some(2), "--all reads every page: {paged}");
+    let csv = officer.run(&["--csv", "audit", "query", "--log", "decisions", "--purpose", "payment"]).await;
+    let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
+    assert!(csv.starts_with("seq,when,subject") && csv.contains(",refused,"), "{csv}");
+    let other =
+        officer.ok(&["audit", "query", "--log", "decisions", "--subject", &uuid::Uuid::new_v4().to_string()]).await;
+    assert_eq!(other["entries"], json!([]));
+    // Filters the log does not have, and malformed ones, are usage errors.
+    let wrong = officer.fails(&["audit", "query", "--log", "decisions", "--flagged"], 2).await;
+    assert!(wrong.contains("--flagged"), "{wrong}");
+    officer.fails(&["audit", "query", "--log", "decisions", "--outcome", "maybe"], 2).await;
+    officer.fails(&["audit", "query", "--log", "decisions", "--recipient", "x y"], 2).await;
+    officer.fails(&["audit", "query", "--log", "public", "--recipient", &recipient], 2).await;
+
+    // A caseworker reads none of it.
+    caseworker.fails(&["consents", "list", "--subject", &ben.user_id], 3).await;
+    caseworker.fails(&["consents", "show", &consent_id.to_string()], 3).await;
+    caseworker.fails(&["audit", "query", "--log", "decisions"], 3).await;
+
+    // Every reading is in the audit log under the officer.
+    let rows: Vec<(String, Option<uuid::Uuid>, Option<String>)> = sqlx::query_as(
+        "SELECT action, actor_id, resource_id FROM audit_logs \
+         WHERE action IN ('consent.read', 'audit.read') AND outcome = 'success' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("rows");
+    assert!(rows.iter().all(|(_, actor, _)| *actor == Some(officer_id)), "{rows:?}");
+    let consent_reads: Vec<&str> =
+        rows.iter().filter(|r| r.0 == "consent.read").filter_map(|r| r.2.as_deref()).collect();
+    let id = consent_id.to_string();
+    assert_eq!(consent_reads, vec![ben.user_id.as_str(), ben.user_id.as_str(), &id, &id]);
+    let decision_reads = rows.iter().filter(|r| r.0 == "audit.read" && r.2.as_deref() == Some("decisions")).count();
+    assert_eq!(decision_reads, 6, "each page read, the --all pages included: {rows:?}");
+    public.close().await;
+    consent_db.close().await;
+    app.stop().await;
+}
+
 /// A token is never sent to a server other than the one that issued it, nor over plain http to
 /// another machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

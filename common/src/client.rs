@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::assertion::{CallContext, RequestBinding, Signer};
 use crate::consents::{
     ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentView, DirectoryEntry, DirectoryPage,
-    ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, SignConsent,
+    ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, SignConsent, SubjectConsent,
 };
 use crate::{request_id, ServiceName};
 
@@ -693,6 +693,20 @@ impl ConsentClient {
         id: uuid::Uuid,
     ) -> Result<ConsentDetail, ClientError> {
         self.0.get(&format!("/internal/v1/subjects/{subject}/consents/{id}"), ctx).await
+    }
+
+    /// Any consent by its id, with its subject (a compliance officer's review).
+    pub async fn consent_by_id(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<SubjectConsent, ClientError> {
+        self.0.get(&format!("/internal/v1/consents/{id}"), ctx).await
+    }
+
+    /// A page of the decision log (a compliance officer's review).
+    pub async fn decisions(
+        &self,
+        ctx: &CallContext,
+        query: &crate::compliance::DecisionQuery,
+    ) -> Result<crate::compliance::DecisionPage, ClientError> {
+        self.0.get(&format!("/internal/v1/decisions{}", query.query_string()), ctx).await
     }
 
     pub async fn sign_consent(

@@ -140,3 +140,159 @@ pub struct TrailVerification {
     pub breaks: Vec<TrailBreak>,
     pub first_bad_seq: Option<i64>,
 }
+
+/// One entry of the consent service's decision log: a disclosure question and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DecisionEntry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub decided_at: time::OffsetDateTime,
+    /// Whose records were asked for.
+    pub subject_id: uuid::Uuid,
+    /// Who would receive them, as `role:user id` (`partner:…`, `insurer:…`).
+    pub recipient: String,
+    pub categories: Vec<String>,
+    pub purpose: String,
+    pub permitted: bool,
+    /// The consent relied on, when permitted.
+    pub consent_id: Option<uuid::Uuid>,
+    pub reason: String,
+    /// The service that asked, for whom: `phi-vault for partner:…`.
+    pub asked_by: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DecisionPage {
+    pub entries: Vec<DecisionEntry>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    pub next_after_seq: Option<i64>,
+    /// The log's last row when this page was read: pass it as `until_seq` on the following pages.
+    pub head_seq: i64,
+}
+
+/// Filters for the decision log, parsed strictly (a malformed value is a 422 naming it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionQuery {
+    pub subject_id: Option<uuid::Uuid>,
+    /// The user a decision was asked for (the recipient acting).
+    pub actor_id: Option<uuid::Uuid>,
+    /// `role:user id`, exactly.
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub permitted: Option<bool>,
+    pub from: Option<time::Date>,
+    pub to: Option<time::Date>,
+    pub after_seq: i64,
+    pub until_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// The decision log's filters as they arrive in a query string.
+#[cfg(feature = "server")]
+#[derive(Debug, rocket::FromForm, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DecisionFilter<'r> {
+    /// Only decisions about this beneficiary's records.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub subject_id: Option<&'r str>,
+    /// Only decisions asked for this user (the recipient acting).
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub actor_id: Option<&'r str>,
+    /// Only this recipient, `role:user id`.
+    pub recipient: Option<&'r str>,
+    /// Only this purpose (`housing_placement`, `payment`, …).
+    pub purpose: Option<&'r str>,
+    /// `true` for permitted disclosures only, `false` for refusals only.
+    #[param(value_type = Option<bool>)]
+    pub permitted: Option<&'r str>,
+    /// On or after this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>)]
+    pub from: Option<&'r str>,
+    /// On or before this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>)]
+    pub to: Option<&'r str>,
+    /// Rows after this sequence number (the previous page's `next_after_seq`).
+    #[param(value_type = Option<i64>)]
+    pub after_seq: Option<&'r str>,
+    /// Rows up to this sequence number (the first page's `head_seq`).
+    #[param(value_type = Option<i64>)]
+    pub until_seq: Option<&'r str>,
+    /// 1 to 500; 100 when absent.
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<&'r str>,
+}
+
+#[cfg(feature = "server")]
+impl DecisionFilter<'_> {
+    pub fn parse(&self) -> Result<DecisionQuery, crate::ApiError> {
+        use crate::json::{date_param, query_param};
+        let bad = |m: &str| crate::ApiError::Unprocessable(m.to_owned());
+        // Names as the log keeps them (`partner:…`, `care_coordination`): nothing else is asked.
+        let name = |field: &str, value: Option<&str>| match value {
+            Some(v)
+                if v.is_empty()
+                    || v.len() > 200
+                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.')) =>
+            {
+                Err(bad(&format!("{field}: 1 to 200 letters, digits, `:`, `_`, `-` or `.`")))
+            }
+            other => Ok(other.map(str::to_owned)),
+        };
+        let query = DecisionQuery {
+            subject_id: query_param("subject_id", self.subject_id, "a UUID")?,
+            actor_id: query_param("actor_id", self.actor_id, "a UUID")?,
+            recipient: name("recipient", self.recipient)?,
+            purpose: name("purpose", self.purpose)?,
+            permitted: query_param("permitted", self.permitted, "true or false")?,
+            from: date_param("from", self.from)?,
+            to: date_param("to", self.to)?,
+            after_seq: query_param("after_seq", self.after_seq, "an integer")?.unwrap_or(0),
+            until_seq: query_param("until_seq", self.until_seq, "an integer")?,
+            limit: query_param("limit", self.limit, "an integer from 1 to 500")?.unwrap_or(100),
+        };
+        if !(1..=500).contains(&query.limit) {
+            return Err(bad("limit: an integer from 1 to 500"));
+        }
+        if let (Some(f), Some(t)) = (query.from, query.to) {
+            if f > t {
+                return Err(bad("from: on or before to"));
+            }
+        }
+        Ok(query)
+    }
+}
+
+#[cfg(feature = "server")]
+impl DecisionQuery {
+    /// The query string that asks for this (every value is from the checked alphabet).
+    pub fn query_string(&self) -> String {
+        crate::client::query_of(&[
+            ("subject_id", self.subject_id.map(|v| v.to_string())),
+            ("actor_id", self.actor_id.map(|v| v.to_string())),
+            ("recipient", self.recipient.clone()),
+            ("purpose", self.purpose.clone()),
+            ("permitted", self.permitted.map(|v| v.to_string())),
+            ("from", self.from.map(|v| v.to_string())),
+            ("to", self.to.map(|v| v.to_string())),
+            ("after_seq", Some(self.after_seq.to_string())),
+            ("until_seq", self.until_seq.map(|v| v.to_string())),
+            ("limit", Some(self.limit.to_string())),
+        ])
+    }
+
+    /// `k=v` for each filter given, for an audit row's reason.
+    pub fn describe(&self) -> String {
+        let asked = [
+            ("subject_id", self.subject_id.map(|v| v.to_string())),
+            ("actor_id", self.actor_id.map(|v| v.to_string())),
+            ("recipient", self.recipient.clone()),
+            ("purpose", self.purpose.clone()),
+            ("permitted", self.permitted.map(|v| v.to_string())),
+            ("from", self.from.map(|v| v.to_string())),
+            ("to", self.to.map(|v| v.to_string())),
+        ];
+        asked.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(" ")
+    }
+}

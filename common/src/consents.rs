@@ -151,6 +151,14 @@ pub struct ConsentDetail {
     pub form_text: String,
 }
 
+/// A consent with whose it is, as a compliance officer reads it by its id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SubjectConsent {
+    pub subject_id: uuid::Uuid,
+    #[serde(flatten)]
+    pub detail: ConsentDetail,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConsentPage {
     pub consents: Vec<ConsentView>,

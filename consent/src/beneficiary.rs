@@ -20,7 +20,7 @@ use common::chain;
 use common::consents::{
     ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentRecipient, ConsentRequest, ConsentView,
     ExpiryEventRecorded, FormSummary, FormText, NewExpiryEvent, RecipientClass, RevokeConsent, SignConsent, Signature,
-    SignatureRecord, SIGNATURE_METHOD,
+    SignatureRecord, SubjectConsent, SIGNATURE_METHOD,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -66,6 +66,19 @@ fn summary(row: &PgRow) -> Result<FormSummary, sqlx::Error> {
 
 const FORM_COLUMNS: &str = "version, title, recipient_kind, to_char(published_on, 'YYYY-MM-DD') AS published, \
                             body_sha256, body";
+
+/// Reading consents: the subject as a beneficiary, or a compliance officer for a review (the
+/// read is audited in public-api's trail before it is asked).
+fn reader(call: &InternalCall, subject: Option<Uuid>) -> Result<(), ApiError> {
+    let claims = &call.0;
+    if claims.role == Role::ComplianceOfficer && claims.purpose == "compliance_review" {
+        return Ok(());
+    }
+    match subject {
+        Some(subject) => the_subject(call, subject),
+        None => Err(ApiError::Forbidden),
+    }
+}
 
 /// The forms offered for signing (those loaded from the forms directory) and every value a
 /// consent may hold.
@@ -167,12 +180,26 @@ fn view_of(row: &PgRow) -> Result<ConsentView, sqlx::Error> {
 
 /// One of the subject's consents with its form text; `None` if it is not theirs or not there.
 async fn detail(conn: &mut PgConnection, subject: Uuid, id: Uuid) -> Result<Option<ConsentDetail>, sqlx::Error> {
-    let row = sqlx::query(&format!("{VIEW} WHERE v.id = $1 AND v.subject_id = $2"))
+    Ok(detail_of(conn, Some(subject), id).await?.map(|(_, d)| d))
+}
+
+/// One consent with its form text and its subject; `None` if it is not there (or, with
+/// `subject`, not theirs).
+async fn detail_of(
+    conn: &mut PgConnection,
+    subject: Option<Uuid>,
+    id: Uuid,
+) -> Result<Option<(Uuid, ConsentDetail)>, sqlx::Error> {
+    let row = sqlx::query(&format!("{VIEW} WHERE v.id = $1 AND ($2::uuid IS NULL OR v.subject_id = $2)"))
         .bind(id)
         .bind(subject)
         .fetch_optional(conn)
         .await?;
-    row.map(|row| Ok(ConsentDetail { consent: view_of(&row)?, form_text: row.try_get("form_text")? })).transpose()
+    row.map(|row| {
+        let detail = ConsentDetail { consent: view_of(&row)?, form_text: row.try_get("form_text")? };
+        Ok((row.try_get("subject_id")?, detail))
+    })
+    .transpose()
 }
 
 #[get("/internal/v1/subjects/<subject>/consents?<state>&<after>&<limit>")]
@@ -184,7 +211,7 @@ async fn list(
     limit: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    the_subject(&call, subject)?;
+    reader(&call, Some(subject))?;
     let query = ConsentQuery::parse(state, after, limit)?;
     let limit = query.limit.unwrap_or(50);
     let rows = sqlx::query(&format!(
@@ -208,9 +235,18 @@ async fn read(
     id: Uuid,
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentDetail>, ApiError> {
-    the_subject(&call, subject)?;
+    reader(&call, Some(subject))?;
     let mut conn = pool.acquire().await?;
     detail(&mut conn, subject, id).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// Any consent by its id, with its subject: for a compliance officer only.
+#[get("/internal/v1/consents/<id>")]
+async fn read_any(call: InternalCall, id: Uuid, pool: &State<PgPool>) -> Result<Json<SubjectConsent>, ApiError> {
+    reader(&call, None)?;
+    let mut conn = pool.acquire().await?;
+    let (subject_id, detail) = detail_of(&mut conn, None, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SubjectConsent { subject_id, detail }))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -547,5 +583,5 @@ async fn expiry_event(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![options, form, list, read, sign, revoke, expiry_event]
+    routes![options, form, list, read, read_any, sign, revoke, expiry_event]
 }

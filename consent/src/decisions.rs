@@ -7,7 +7,7 @@
 //! carries the hash of the consent terms it relied on (`consents.terms_sha256`).
 
 use rocket::serde::json::Json;
-use rocket::{post, routes, Route, State};
+use rocket::{get, post, routes, Route, State};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -15,8 +15,9 @@ use uuid::Uuid;
 use common::assertion::InternalCall;
 use common::chain::{self, Verification};
 use common::client::{DisclosureAnswer, DisclosureQuestion};
+use common::compliance::{DecisionEntry, DecisionFilter, DecisionPage};
 use common::json::Body;
-use common::ApiError;
+use common::{ApiError, Role};
 
 use crate::beneficiary::ENDED_BY_EVENT;
 
@@ -205,6 +206,67 @@ async fn decide(
     Ok(Json(DisclosureAnswer { permitted, consent_id, form_version, recipient_name, reason }))
 }
 
+/// The decision log for a compliance officer, oldest first, filtered and paged. Nothing of the
+/// records themselves is here: who asked, about whom, for what, and the answer.
+#[get("/internal/v1/decisions?<filter..>")]
+async fn log_page(
+    call: InternalCall,
+    filter: DecisionFilter<'_>,
+    pool: &State<PgPool>,
+) -> Result<Json<DecisionPage>, ApiError> {
+    let claims = &call.0;
+    if claims.role != Role::ComplianceOfficer {
+        tracing::warn!(request_id = %claims.request_id, role = %claims.role, "decision log refused: not a compliance officer");
+        return Err(ApiError::Forbidden);
+    }
+    let q = filter.parse()?;
+    let rows = sqlx::query(
+        "SELECT seq, decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, reason, \
+         asked_by, request_id FROM decisions WHERE seq > $1 \
+         AND ($2::uuid IS NULL OR subject_id = $2) AND ($3::text IS NULL OR asked_by LIKE '%:' || $3) \
+         AND ($4::text IS NULL OR recipient = $4) AND ($5::text IS NULL OR purpose = $5) \
+         AND ($6::bool IS NULL OR permitted = $6) \
+         AND ($7::date IS NULL OR decided_at >= ($7::date)::timestamp AT TIME ZONE 'UTC') \
+         AND ($8::date IS NULL OR decided_at < ($8::date + 1)::timestamp AT TIME ZONE 'UTC') \
+         AND ($9::bigint IS NULL OR seq <= $9) ORDER BY seq LIMIT $10",
+    )
+    .bind(q.after_seq)
+    .bind(q.subject_id)
+    .bind(q.actor_id.map(|a| a.to_string()))
+    .bind(&q.recipient)
+    .bind(&q.purpose)
+    .bind(q.permitted)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(q.until_seq)
+    .bind(q.limit + 1)
+    .fetch_all(pool.inner())
+    .await?;
+    let head_seq: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM decisions").fetch_one(pool.inner()).await?;
+    let (rows, next_after_seq) = common::db::page_after(rows, q.limit, "seq")?;
+    let entries = rows
+        .iter()
+        .map(|r| {
+            Ok(DecisionEntry {
+                seq: r.try_get("seq")?,
+                decided_at: r.try_get("decided_at")?,
+                subject_id: r.try_get("subject_id")?,
+                recipient: r.try_get("recipient")?,
+                categories: r.try_get("categories")?,
+                purpose: r.try_get("purpose")?,
+                permitted: r.try_get("permitted")?,
+                consent_id: r.try_get("consent_id")?,
+                reason: r.try_get("reason")?,
+                asked_by: r.try_get("asked_by")?,
+                request_id: r.try_get("request_id")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    tracing::info!(request_id = %claims.request_id, rows = entries.len(), "decision log read");
+    Ok(Json(DecisionPage { entries, next_after_seq, head_seq }))
+}
+
 /// Verifies the decisions trail (`secondwind-operator audit verify --trail consent`).
 pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::Error> {
     let sql = "SELECT seq, decided_at, subject_id, recipient, categories, purpose, permitted, consent_id, reason, \
@@ -235,5 +297,5 @@ pub async fn verify(pool: &PgPool, limit: usize) -> Result<Verification, sqlx::E
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![decide]
+    routes![decide, log_page]
 }

@@ -3,7 +3,8 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use common::compliance::{
-    AccessEntry, AccessLogPage, AccessReview, AuditLogEntry, AuditLogPage, ReviewRequest, TrailVerification,
+    AccessEntry, AccessLogPage, AccessReview, AuditLogEntry, AuditLogPage, DecisionEntry, DecisionPage, ReviewRequest,
+    TrailVerification,
 };
 use uuid::Uuid;
 
@@ -15,10 +16,12 @@ use crate::Context;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Query a trail, oldest first: the public audit log (every state change and sign-in, by
-    /// whom) or the PHI access log (who read or changed whose records, in which role, why, and
-    /// the decision).
+    /// whom), the PHI access log (who read or changed whose records, in which role, why, and
+    /// the decision) or the consent decision log (every disclosure asked about a beneficiary's
+    /// records, to whom, for what, and the answer with the consent relied on).
     #[command(after_help = "Examples:\n  secondwind-admin audit query --actor 6f1c… --action 'application.*'\n  \
-                            secondwind-admin audit query --log phi-access --subject 6f1c… --all --csv > access.csv")]
+                            secondwind-admin audit query --log phi-access --subject 6f1c… --all --csv > access.csv\n  \
+                            secondwind-admin audit query --log consent-decisions --subject 6f1c… --outcome refused")]
     Query(QueryArgs),
     /// Verify the public audit log: every row's hash recomputed, every link followed. Exit 1
     /// naming the first break when it is not intact. (The PHI and consent trails, and the
@@ -50,6 +53,9 @@ pub enum Log {
     Public,
     /// phi-vault's PHI access log.
     PhiAccess,
+    /// The consent service's decision log.
+    #[value(alias = "decisions")]
+    ConsentDecisions,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +63,8 @@ pub struct QueryArgs {
     /// Which trail.
     #[arg(long, value_enum, default_value = "public")]
     pub log: Log,
-    /// Public log: only rows where this user acted.
+    /// Public log: only rows where this user acted. Decision log: only decisions asked for
+    /// this user (the recipient acting).
     #[arg(long)]
     pub actor: Option<Uuid>,
     /// Public log: only this action, or a family (`auth.*`).
@@ -66,19 +73,25 @@ pub struct QueryArgs {
     /// Public log: only this resource, as TYPE or TYPE:ID (e.g. application:6f1c…).
     #[arg(long)]
     pub resource: Option<String>,
-    /// Public log: success, failure or denied.
+    /// Public log: success, failure or denied. Decision log: permitted or refused.
     #[arg(long)]
     pub outcome: Option<String>,
-    /// Public log: on or after this day (YYYY-MM-DD).
+    /// Public and decision logs: on or after this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub from: Option<String>,
-    /// Public log: on or before this day (YYYY-MM-DD).
+    /// Public and decision logs: on or before this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub to: Option<String>,
+    /// Decision log: only this recipient, as ROLE:USER_ID (e.g. partner:6f1c…).
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Decision log: only this purpose (housing_placement, care_coordination, …).
+    #[arg(long)]
+    pub purpose: Option<String>,
     /// Public log: include each row's client address (an identifier: only when needed).
     #[arg(long)]
     pub ip: bool,
-    /// PHI access log: only entries about this beneficiary.
+    /// PHI access and decision logs: only entries about this beneficiary.
     #[arg(long)]
     pub subject: Option<Uuid>,
     /// PHI access log: only break-glass entries.
@@ -153,108 +166,136 @@ fn public_table(entries: &[AuditLogEntry]) -> Table {
     t
 }
 
-async fn public_pages(ctx: &Context, args: &QueryArgs) -> Result<()> {
-    let (resource_type, resource_id) = match args.resource.as_deref().map(|r| r.split_once(':')) {
-        None => (None, None),
-        Some(Some((t, id))) => (Some(t.to_owned()), Some(id.to_owned())),
-        Some(None) => (args.resource.clone(), None),
-    };
-    let api = ctx.api().await?;
-    let mut after = args.page.after;
-    let mut until: Option<i64> = None;
-    let mut head;
-    let mut entries = Vec::new();
-    let bar = progress(ctx.out.format, None, "reading the audit log");
-    let next = loop {
-        let pairs = [
-            ("actor_id", args.actor.map(|a| a.to_string())),
-            ("action", args.action.clone()),
-            ("resource_type", resource_type.clone()),
-            ("resource_id", resource_id.clone()),
-            ("outcome", args.outcome.clone()),
-            ("from", args.from.clone()),
-            ("to", args.to.clone()),
-            ("after_seq", after.map(|a| a.to_string())),
-            ("until_seq", until.map(|u| u.to_string())),
-            ("include_ip", args.ip.then(|| "true".to_owned())),
-            ("limit", Some(args.page.limit.to_string())),
-        ];
-        let got: AuditLogPage = api.get(&format!("/compliance/audit-log{}", query(&pairs))).await?;
-        // Later pages stop where the trail ended when reading began: each read is audited, and
-        // those rows must not keep the reading going.
-        until = until.or(Some(got.head_seq));
-        head = until.unwrap_or(got.head_seq);
-        bar.inc(got.entries.len() as u64);
-        entries.extend(got.entries);
-        match crate::api::next_page(after, got.next_after_seq)? {
-            Some(n) if args.page.all => after = Some(n),
-            other => break other,
-        }
-    };
-    bar.finish_and_clear();
-    let result = AuditLogPage { entries, next_after_seq: next, head_seq: head };
-    ctx.out.list(&result, &public_table(&result.entries))?;
-    if let Some(n) = result.next_after_seq {
-        ctx.out.note(format!("more: add --after {n} (or --all)"));
+fn decision_table(entries: &[DecisionEntry]) -> Table {
+    let mut t = Table::new(vec![
+        "seq",
+        "when",
+        "subject",
+        "recipient",
+        "purpose",
+        "categories",
+        "answer",
+        "consent",
+        "asked by",
+    ]);
+    for e in entries {
+        t.row(vec![
+            e.seq.to_string(),
+            when(e.decided_at),
+            e.subject_id.to_string(),
+            e.recipient.clone(),
+            e.purpose.clone(),
+            e.categories.join(" "),
+            if e.permitted { "permitted".into() } else { "refused".into() },
+            e.consent_id.map(|c| c.to_string()).unwrap_or_default(),
+            e.asked_by.clone(),
+        ]);
     }
-    Ok(())
+    t
 }
 
-async fn pages(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageArgs) -> Result<()> {
+/// A page of one of the trails, as the routes answer it.
+trait TrailPage: serde::de::DeserializeOwned + serde::Serialize {
+    type Entry;
+    /// The route, under the API's base.
+    const PATH: &'static str;
+    const WHAT: &'static str;
+    fn split(self) -> (Vec<Self::Entry>, Option<i64>, Option<i64>);
+    fn join(entries: Vec<Self::Entry>, next: Option<i64>, head: Option<i64>) -> Self;
+    fn table(&self) -> Table;
+}
+
+impl TrailPage for AuditLogPage {
+    type Entry = AuditLogEntry;
+    const PATH: &'static str = "/compliance/audit-log";
+    const WHAT: &'static str = "reading the audit log";
+    fn split(self) -> (Vec<AuditLogEntry>, Option<i64>, Option<i64>) {
+        (self.entries, self.next_after_seq, Some(self.head_seq))
+    }
+    fn join(entries: Vec<AuditLogEntry>, next_after_seq: Option<i64>, head: Option<i64>) -> Self {
+        AuditLogPage { entries, next_after_seq, head_seq: head.unwrap_or_default() }
+    }
+    fn table(&self) -> Table {
+        public_table(&self.entries)
+    }
+}
+
+impl TrailPage for AccessLogPage {
+    type Entry = AccessEntry;
+    const PATH: &'static str = "/compliance/phi-access-log";
+    const WHAT: &'static str = "reading the access log";
+    fn split(self) -> (Vec<AccessEntry>, Option<i64>, Option<i64>) {
+        (self.entries, self.next_after_seq, None)
+    }
+    fn join(entries: Vec<AccessEntry>, next_after_seq: Option<i64>, _: Option<i64>) -> Self {
+        AccessLogPage { entries, next_after_seq }
+    }
+    fn table(&self) -> Table {
+        table(&self.entries)
+    }
+}
+
+impl TrailPage for DecisionPage {
+    type Entry = DecisionEntry;
+    const PATH: &'static str = "/compliance/consent-decisions";
+    const WHAT: &'static str = "reading the decision log";
+    fn split(self) -> (Vec<DecisionEntry>, Option<i64>, Option<i64>) {
+        (self.entries, self.next_after_seq, Some(self.head_seq))
+    }
+    fn join(entries: Vec<DecisionEntry>, next_after_seq: Option<i64>, head: Option<i64>) -> Self {
+        DecisionPage { entries, next_after_seq, head_seq: head.unwrap_or_default() }
+    }
+    fn table(&self) -> Table {
+        decision_table(&self.entries)
+    }
+}
+
+/// Reads a trail page by page (every page with `--all`) and prints what was read. Where the
+/// route names the trail's last row (`head_seq`), later pages stop there: each read is audited,
+/// and those rows must not keep the reading going.
+async fn pages<P: TrailPage>(ctx: &Context, filters: Vec<(&str, Option<String>)>, page: &PageArgs) -> Result<()> {
     let api = ctx.api().await?;
     let mut after = page.after;
+    let mut until: Option<i64> = None;
     let mut entries = Vec::new();
-    let bar = progress(ctx.out.format, None, "reading the access log");
+    let bar = progress(ctx.out.format, None, P::WHAT);
     let next = loop {
         let mut pairs = filters.clone();
         pairs.push(("after_seq", after.map(|a| a.to_string())));
+        pairs.push(("until_seq", until.map(|u| u.to_string())));
         pairs.push(("limit", Some(page.limit.to_string())));
-        let got: AccessLogPage = api.get(&format!("/compliance/phi-access-log{}", query(&pairs))).await?;
-        bar.inc(got.entries.len() as u64);
-        entries.extend(got.entries);
-        match crate::api::next_page(after, got.next_after_seq)? {
+        let got: P = api.get(&format!("{}{}", P::PATH, query(&pairs))).await?;
+        let (got, next, head) = got.split();
+        until = until.or(head);
+        bar.inc(got.len() as u64);
+        entries.extend(got);
+        match crate::api::next_page(after, next)? {
             Some(n) if page.all => after = Some(n),
             other => break other,
         }
     };
     bar.finish_and_clear();
-    let result = AccessLogPage { entries, next_after_seq: next };
-    ctx.out.list(&result, &table(&result.entries))?;
-    if let Some(n) = result.next_after_seq {
+    let result = P::join(entries, next, until);
+    ctx.out.list(&result, &result.table())?;
+    if let Some(n) = next {
         ctx.out.note(format!("more: add --after {n} (or --all)"));
     }
     Ok(())
 }
 
+/// Refuses filters the chosen log does not have, naming them.
+fn only(log: &str, given: &[(&str, bool)]) -> Result<()> {
+    let wrong: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::failure::Failure::usage(format!("{} do not filter the {log}", wrong.join(", "))))
+    }
+}
+
 pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
     match cmd {
-        AuditCommand::Query(args) if args.log == Log::Public => {
-            if args.subject.is_some() || args.flagged {
-                return Err(crate::failure::Failure::usage(
-                    "--subject and --flagged filter the PHI access log: add --log phi-access",
-                ));
-            }
-            public_pages(ctx, &args).await
-        }
-        AuditCommand::Query(args) => {
-            if args.actor.is_some()
-                || args.ip
-                || args.action.is_some()
-                || args.resource.is_some()
-                || args.outcome.is_some()
-                || args.from.is_some()
-                || args.to.is_some()
-            {
-                return Err(crate::failure::Failure::usage(
-                    "the PHI access log filters by --subject and --flagged only (the others are for --log public)",
-                ));
-            }
-            let filters = vec![
-                ("subject_id", args.subject.map(|s| s.to_string())),
-                ("flagged", args.flagged.then(|| "true".to_owned())),
-            ];
-            pages(ctx, filters, &args.page).await
-        }
+        AuditCommand::Query(args) => query_log(ctx, args).await,
         AuditCommand::Verify => {
             let api = ctx.api().await?;
             let bar = progress(ctx.out.format, None, "verifying the public audit log");
@@ -282,7 +323,7 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
         }
         AuditCommand::BreakGlass(page) => {
             let filters = vec![("flagged", Some("true".to_owned())), ("reviewed", Some("false".to_owned()))];
-            pages(ctx, filters, &page).await
+            pages::<AccessLogPage>(ctx, filters, &page).await
         }
         AuditCommand::Review(args) => {
             let outcome = match args.finding {
@@ -294,6 +335,91 @@ pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
                 ctx.api().await?.put(&format!("/compliance/phi-access-log/{}/review", args.seq), &request).await?;
             ctx.out
                 .one(&review, || format!("entry {} reviewed: {} by {}", args.seq, review.outcome, review.reviewed_by))
+        }
+    }
+}
+
+async fn query_log(ctx: &Context, args: QueryArgs) -> Result<()> {
+    let a = &args;
+    match a.log {
+        Log::Public => {
+            only(
+                "public audit log (use --log phi-access or --log consent-decisions)",
+                &[
+                    ("--subject", a.subject.is_some()),
+                    ("--flagged", a.flagged),
+                    ("--recipient", a.recipient.is_some()),
+                    ("--purpose", a.purpose.is_some()),
+                ],
+            )?;
+            let (resource_type, resource_id) = match a.resource.as_deref().map(|r| r.split_once(':')) {
+                None => (None, None),
+                Some(Some((t, id))) => (Some(t.to_owned()), Some(id.to_owned())),
+                Some(None) => (a.resource.clone(), None),
+            };
+            let filters = vec![
+                ("actor_id", a.actor.map(|a| a.to_string())),
+                ("action", a.action.clone()),
+                ("resource_type", resource_type),
+                ("resource_id", resource_id),
+                ("outcome", a.outcome.clone()),
+                ("from", a.from.clone()),
+                ("to", a.to.clone()),
+                ("include_ip", a.ip.then(|| "true".to_owned())),
+            ];
+            pages::<AuditLogPage>(ctx, filters, &a.page).await
+        }
+        Log::PhiAccess => {
+            only(
+                "PHI access log (it takes --subject and --flagged)",
+                &[
+                    ("--actor", a.actor.is_some()),
+                    ("--ip", a.ip),
+                    ("--action", a.action.is_some()),
+                    ("--resource", a.resource.is_some()),
+                    ("--outcome", a.outcome.is_some()),
+                    ("--from", a.from.is_some()),
+                    ("--to", a.to.is_some()),
+                    ("--recipient", a.recipient.is_some()),
+                    ("--purpose", a.purpose.is_some()),
+                ],
+            )?;
+            let filters = vec![
+                ("subject_id", a.subject.map(|s| s.to_string())),
+                ("flagged", a.flagged.then(|| "true".to_owned())),
+            ];
+            pages::<AccessLogPage>(ctx, filters, &a.page).await
+        }
+        Log::ConsentDecisions => {
+            only(
+                "consent decision log",
+                &[
+                    ("--ip", a.ip),
+                    ("--action", a.action.is_some()),
+                    ("--resource", a.resource.is_some()),
+                    ("--flagged", a.flagged),
+                ],
+            )?;
+            let permitted = match a.outcome.as_deref() {
+                None => None,
+                Some("permitted") => Some("true".to_owned()),
+                Some("refused") => Some("false".to_owned()),
+                Some(other) => {
+                    return Err(crate::failure::Failure::usage(format!(
+                        "--outcome {other}: the decision log's outcomes are permitted and refused"
+                    )))
+                }
+            };
+            let filters = vec![
+                ("subject_id", a.subject.map(|s| s.to_string())),
+                ("actor_id", a.actor.map(|a| a.to_string())),
+                ("recipient", a.recipient.clone()),
+                ("purpose", a.purpose.clone()),
+                ("permitted", permitted),
+                ("from", a.from.clone()),
+                ("to", a.to.clone()),
+            ];
+            pages::<DecisionPage>(ctx, filters, &a.page).await
         }
     }
 }

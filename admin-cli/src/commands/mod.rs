@@ -1,5 +1,6 @@
 pub mod applications;
 pub mod audit;
+pub mod consents;
 pub mod disclosures;
 pub mod insurance;
 pub mod recipients;
