@@ -225,9 +225,22 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     assert!(all["entries"][0]["ip"].is_null(), "addresses only when asked for");
     officer.fails(&["audit", "query", "--subject", &ben_login.user_id], 2).await;
 
-    // Verifying the trail: intact, then a row edited behind the service's back is named.
+    // Verifying every trail, each against its signed checkpoints wherever kept: intact, then a
+    // row edited behind the service's back is named.
+    assert!(!app.publish_checkpoints().await.is_empty());
     let report = officer.ok(&["audit", "verify"]).await;
     assert_eq!(report["intact"], true, "{report}");
+    let trails: Vec<&str> =
+        report["trails"].as_array().expect("trails").iter().filter_map(|t| t["trail"].as_str()).collect();
+    assert_eq!(
+        trails,
+        ["audit_logs", "access_log", "access_reviews", "disclosures", "decisions", "consents", "revocations"]
+    );
+    let public_trail = &report["trails"][0];
+    assert!(public_trail["checkpoints_verified"].as_u64() >= Some(1), "{public_trail}");
+    let places: Vec<&str> =
+        public_trail["places"].as_array().expect("places").iter().filter_map(|p| p["place"].as_str()).collect();
+    assert!(places.contains(&"consent database") && places.contains(&"public-api database"), "{places:?}");
     let mut su = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database(Database::Public).url_as("postgres"))
         .await
         .expect("superuser");
@@ -241,9 +254,26 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
     let out = officer.run(&["--json", "audit", "verify"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!((report["intact"].as_bool(), report["first_bad_seq"].as_i64()), (Some(false), Some(tampered)));
-    assert_eq!(report["breaks"][0]["problem"], "content_changed");
-    assert!(stderr(&out).contains(&format!("broken at seq {tampered}")), "{}", stderr(&out));
+    let public_trail = &report["trails"][0];
+    assert_eq!(report["intact"], false);
+    assert_eq!(
+        (public_trail["intact"].as_bool(), public_trail["first_bad_seq"].as_i64()),
+        (Some(false), Some(tampered))
+    );
+    assert_eq!(public_trail["breaks"][0]["problem"], "content_changed");
+    assert!(report["trails"].as_array().expect("trails")[1..].iter().all(|t| t["intact"] == true), "{report}");
+    assert!(stderr(&out).contains(&format!("audit_logs (first bad seq {tampered})")), "{}", stderr(&out));
+    let verified: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, reason FROM audit_logs WHERE action = 'audit.verify' AND resource_id = 'all' ORDER BY seq",
+    )
+    .fetch_all(&public)
+    .await
+    .expect("verifications");
+    assert_eq!(verified.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(), ["success", "failure"]);
+    assert!(
+        verified[1].1.as_deref().is_some_and(|r| r.contains(&format!("audit_logs from seq {tampered}"))),
+        "{verified:?}"
+    );
 
     // And a caseworker is refused the audit commands.
     let denied = caseworker.fails(&["audit", "query", "--log", "phi-access"], 3).await;
@@ -497,6 +527,56 @@ async fn a_compliance_officer_reads_consents_and_the_decision_log() {
     assert_eq!(consent_reads, vec![ben.user_id.as_str(), ben.user_id.as_str(), &id, &id]);
     let decision_reads = rows.iter().filter(|r| r.0 == "audit.read" && r.2.as_deref() == Some("decisions")).count();
     assert_eq!(decision_reads, 6, "each page read, the --all pages included: {rows:?}");
+
+    // The consent trails verify against their checkpoints, kept by phi-vault too; a decision
+    // edited behind the service's back, and a checkpoint removed from phi-vault's database, are
+    // both named.
+    assert!(!app.publish_checkpoints().await.is_empty());
+    let report = officer.ok(&["audit", "verify"]).await;
+    let decisions = |report: &Value| {
+        report["trails"]
+            .as_array()
+            .expect("trails")
+            .iter()
+            .find(|t| t["trail"] == "decisions")
+            .cloned()
+            .expect("decisions")
+    };
+    let before = decisions(&report);
+    assert_eq!(before["intact"], true, "{before}");
+    let places: Vec<&str> =
+        before["places"].as_array().expect("places").iter().filter_map(|p| p["place"].as_str()).collect();
+    assert!(places.contains(&"phi-vault database"), "{places:?}");
+    let superuser = |db| app.database(db).url_as("postgres");
+    let mut su = <sqlx::PgConnection as sqlx::Connection>::connect(&superuser(Database::Consent)).await.expect("su");
+    let edited: i64 = sqlx::query_scalar("UPDATE decisions SET permitted = true WHERE NOT permitted RETURNING seq")
+        .fetch_one(&mut su)
+        .await
+        .expect("tamper");
+    let mut su_phi = <sqlx::PgConnection as sqlx::Connection>::connect(&superuser(Database::Phi)).await.expect("su");
+    sqlx::query("SET session_replication_role = replica").execute(&mut su_phi).await.expect("replica");
+    let removed = sqlx::query("DELETE FROM checkpoints WHERE origin = 'consent' AND trail = 'decisions'")
+        .execute(&mut su_phi)
+        .await
+        .expect("delete");
+    assert!(removed.rows_affected() >= 1);
+    let out = officer.run(&["--json", "audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let after = decisions(&serde_json::from_slice(&out.stdout).expect("json"));
+    assert_eq!((after["intact"].as_bool(), after["first_bad_seq"].as_i64()), (Some(false), Some(edited)), "{after}");
+    assert_eq!(after["breaks"][0]["problem"], "content_changed");
+    let kinds: Vec<&str> =
+        after["problems"].as_array().expect("problems").iter().filter_map(|p| p["kind"].as_str()).collect();
+    assert!(kinds.contains(&"missing_checkpoint"), "{after}");
+    assert!(
+        after["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["description"].as_str().is_some_and(|d| d.contains("not in phi-vault database"))),
+        "{after}"
+    );
+    assert!(stderr(&out).contains(&format!("decisions (first bad seq {edited})")), "{}", stderr(&out));
     public.close().await;
     consent_db.close().await;
     app.stop().await;

@@ -31,7 +31,8 @@ use base64::engine::general_purpose::STANDARD;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
-use rocket::{post, routes, Build, Rocket, Route, State};
+use rocket::serde::json::Json;
+use rocket::{get, post, routes, Build, Rocket, Route, State};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -602,8 +603,50 @@ async fn receive(
     }
 }
 
+/// A page of the checkpoints a receiver holds of one of the caller's trails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldPage {
+    pub checkpoints: Vec<Checkpoint>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<i64>,
+}
+
+const HELD_PAGE: i64 = 2_000;
+
+/// The checkpoints this database holds of the caller's own `trail`, by number: an origin
+/// comparing its trail with what its receivers hold (`Publisher::check_trails`). Only a
+/// service's own checkpoints are shown to it.
+#[get("/internal/v1/checkpoints?<trail>&<after>")]
+async fn held_of_caller(
+    call: InternalCall,
+    trail: &str,
+    after: Option<i64>,
+    pool: &State<PgPool>,
+) -> Result<Json<HeldPage>, ApiError> {
+    let claims = &call.0;
+    let trail: Trail = trail.parse().map_err(|_| ApiError::Unprocessable("trail: a trail's table name".into()))?;
+    if trail.service() != claims.iss {
+        return Err(ApiError::Forbidden);
+    }
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 AND number > $3 ORDER BY number LIMIT $4"
+    ))
+    .bind(claims.iss.as_str())
+    .bind(trail.as_str())
+    .bind(after.unwrap_or(0))
+    .bind(HELD_PAGE + 1)
+    .fetch_all(pool.inner())
+    .await?;
+    let mut checkpoints = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let next_after = (checkpoints.len() as i64 > HELD_PAGE).then(|| {
+        checkpoints.truncate(HELD_PAGE as usize);
+        checkpoints.last().map(|c| c.number)
+    });
+    Ok(Json(HeldPage { checkpoints, next_after: next_after.flatten() }))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![receive]
+    routes![receive, held_of_caller]
 }
 
 // ---------------------------------------------------------------- publishing
@@ -833,6 +876,85 @@ impl Publisher {
         tracing::info!(trail = trail.as_str(), number, seq, "checkpoint published");
         self.remember(&checkpoint);
         Ok(Some(checkpoint))
+    }
+
+    /// Checks each of this service's trails end to end: its chain (by `verify`), and its
+    /// checkpoints as held in its own database, its own checkpoint file and each receiver's
+    /// database (read over the receiving route, as this service), with this service's own keys.
+    /// A receiver that cannot be read is a problem of the report, not an error.
+    pub async fn check_trails(
+        &self,
+        verify: crate::anchor::VerifyChain,
+        max_breaks: usize,
+    ) -> Result<Vec<crate::anchor::TrailCheck>, sqlx::Error> {
+        use crate::anchor::{self, Source};
+        let service = self.service();
+        // Rows newer than this may be unanchored only because the next round has not come.
+        let bound = Duration::from_secs(300).max(self.interval * 3);
+        let ctx = CallContext::system("audit_anchor", RequestId::generate());
+        let mut checks = Vec::new();
+        for trail in Trail::of(service) {
+            let verification = verify(trail, self.pool.clone(), max_breaks).await?;
+            let own = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 ORDER BY number"
+            ))
+            .bind(service.as_str())
+            .bind(trail.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            let mut sources = vec![Source {
+                label: format!("{service} database"),
+                checkpoints: own.iter().map(from_row).collect::<Result<_, _>>()?,
+                malformed: Vec::new(),
+                undelivered: Default::default(),
+            }];
+            let mut unreadable = Vec::new();
+            for (receiver, client) in &self.receivers {
+                let label = format!("{receiver} database");
+                match client.held(&ctx, trail).await {
+                    Ok(checkpoints) => sources.push(Source {
+                        label,
+                        checkpoints,
+                        malformed: Vec::new(),
+                        undelivered: anchor::undelivered(&self.pool, service, trail, *receiver).await?,
+                    }),
+                    Err(e) => unreadable.push(anchor::Problem::Unreadable { source: label, error: e.to_string() }),
+                }
+            }
+            if let Some(file) = &self.file {
+                let mut source = Source {
+                    label: format!("{service} checkpoint file"),
+                    checkpoints: Vec::new(),
+                    malformed: Vec::new(),
+                    undelivered: Default::default(),
+                };
+                match read_file(file) {
+                    Ok(lines) => {
+                        for (line, parsed) in lines {
+                            match parsed {
+                                Ok(c) if c.origin == service && c.trail == trail => source.checkpoints.push(c),
+                                Ok(_) => {}
+                                Err(e) => source.malformed.push((line, e)),
+                            }
+                        }
+                        sources.push(source);
+                    }
+                    // No file yet: every checkpoint is missing from it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => sources.push(source),
+                    Err(e) => {
+                        unreadable.push(anchor::Problem::Unreadable { source: source.label, error: e.to_string() })
+                    }
+                }
+            }
+            let mut check =
+                anchor::check_trail(&self.pool, trail, verification, &sources, &self.own_keys, bound).await?;
+            if !unreadable.is_empty() {
+                check.intact = false;
+                check.problems.extend(unreadable);
+            }
+            checks.push(check);
+        }
+        Ok(checks)
     }
 
     /// Sends every checkpoint a receiver has not acknowledged, oldest first per trail; returns

@@ -315,6 +315,13 @@ impl InternalClient {
         self.json(response).await
     }
 
+    /// A POST without a body for work that takes as long as the data is large (a trail
+    /// verified end to end): up to ten minutes rather than the client's timeout.
+    pub async fn post_json<T: DeserializeOwned>(&self, path: &str, ctx: &CallContext) -> Result<T, ClientError> {
+        let response = self.send_with_timeout(reqwest::Method::POST, path, ctx, Duration::from_secs(600)).await?;
+        self.json(response).await
+    }
+
     /// Sends a request with an assertion bound to its method, path, query and body;
     /// non-success statuses (redirects included) become [`ClientError::Status`].
     pub async fn send<B: Serialize + ?Sized>(
@@ -614,6 +621,11 @@ impl PhiVaultClient {
         Ok((meta, response))
     }
 
+    /// phi-vault's trails verified end to end, for a compliance officer.
+    pub async fn verify_trails(&self, ctx: &CallContext) -> Result<Vec<crate::compliance::TrailReport>, ClientError> {
+        self.0.post_json("/internal/v1/trail-verifications", ctx).await
+    }
+
     pub async fn delete_record(&self, ctx: &CallContext, id: uuid::Uuid) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::DELETE, &format!("/internal/v1/records/{id}"), ctx, None::<&()>).await.map(|_| ())
     }
@@ -693,6 +705,11 @@ impl ConsentClient {
         id: uuid::Uuid,
     ) -> Result<ConsentDetail, ClientError> {
         self.0.get(&format!("/internal/v1/subjects/{subject}/consents/{id}"), ctx).await
+    }
+
+    /// The consent service's trails verified end to end, for a compliance officer.
+    pub async fn verify_trails(&self, ctx: &CallContext) -> Result<Vec<crate::compliance::TrailReport>, ClientError> {
+        self.0.post_json("/internal/v1/trail-verifications", ctx).await
     }
 
     /// Any consent by its id, with its subject (a compliance officer's review).
@@ -805,6 +822,25 @@ impl CheckpointClient {
         checkpoint: &crate::checkpoint::Checkpoint,
     ) -> Result<(), ClientError> {
         self.0.send(reqwest::Method::POST, "/internal/v1/checkpoints", ctx, Some(checkpoint)).await.map(|_| ())
+    }
+
+    /// Every checkpoint the peer holds of this service's `trail`, by number, page by page.
+    pub async fn held(
+        &self,
+        ctx: &CallContext,
+        trail: crate::checkpoint::Trail,
+    ) -> Result<Vec<crate::checkpoint::Checkpoint>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page: crate::checkpoint::HeldPage =
+                self.0.get(&format!("/internal/v1/checkpoints?trail={}&after={after}", trail.as_str()), ctx).await?;
+            all.extend(page.checkpoints);
+            match page.next_after {
+                Some(next) if next > after => after = next,
+                _ => return Ok(all),
+            }
+        }
     }
 }
 

@@ -296,3 +296,59 @@ impl DecisionQuery {
         asked.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(" ")
     }
 }
+
+/// A problem with a trail's signed checkpoints (a cut-off tail, a rewritten stretch, a missing
+/// or forged checkpoint), as `secondwind-operator audit verify` names them too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CheckpointProblem {
+    /// `truncated`, `rewritten`, `missing_checkpoint`, `bad_signature`,
+    /// `unverifiable_checkpoints`, `conflicting_checkpoints`, `backwards` or
+    /// `malformed_checkpoint`.
+    pub kind: String,
+    /// One line for people.
+    pub description: String,
+    /// The first sequence number it shows to be bad, when it names one.
+    pub first_bad_seq: Option<i64>,
+}
+
+/// Where a trail's checkpoints were found and how many.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct CheckpointPlace {
+    /// `consent database`, `phi-vault checkpoint file`, …
+    pub place: String,
+    pub checkpoints: usize,
+}
+
+/// A trail checked end to end: its hash chain, and its signed checkpoints wherever they are
+/// kept (the origin's database and file, and the database of each service receiving them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct TrailReport {
+    /// The trail's table: `audit_logs`, `access_log`, `access_reviews`, `disclosures`,
+    /// `decisions`, `consents` or `revocations`.
+    pub trail: String,
+    /// The service that writes it.
+    pub origin: String,
+    /// No chain break and no checkpoint problem.
+    pub intact: bool,
+    pub rows_checked: u64,
+    pub last_seq: Option<i64>,
+    /// The first chain breaks, in order (at most 100).
+    pub breaks: Vec<TrailBreak>,
+    pub problems: Vec<CheckpointProblem>,
+    /// The first sequence number shown to be bad, by the chain or a checkpoint.
+    pub first_bad_seq: Option<i64>,
+    /// Verified checkpoints (distinct numbers) across every place.
+    pub checkpoints_verified: usize,
+    pub places: Vec<CheckpointPlace>,
+    /// The newest verified checkpoint's number and the sequence number it vouches for.
+    pub latest_checkpoint: Option<(i64, i64)>,
+    /// Checkpoints not delivered to a receiver yet (its origin retries): (number, place).
+    pub pending_delivery: Vec<(i64, String)>,
+}
+
+/// Every trail of every service, checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct TrailsVerification {
+    pub intact: bool,
+    pub trails: Vec<TrailReport>,
+}

@@ -4,6 +4,8 @@
 //! services, and the signed checkpoints that anchor every trail outside its database. No
 //! business logic lives here.
 
+#[cfg(feature = "server")]
+pub mod anchor;
 pub mod applications;
 #[cfg(feature = "server")]
 pub mod assertion;

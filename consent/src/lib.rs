@@ -63,7 +63,26 @@ pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
         .into_rocket(&config)
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())
+        .mount("/", common::anchor::routes())
+        .manage(common::anchor::ChainVerifier(verify_chain))
         .mount("/", decisions::routes())
         .mount("/", beneficiary::routes())
         .mount("/", directory::routes()))
+}
+
+/// Verifies one of the consent service's trails' hash chains (`common::anchor::VerifyChain`).
+pub fn verify_chain(
+    trail: common::checkpoint::Trail,
+    pool: sqlx::PgPool,
+    limit: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<common::chain::Verification, sqlx::Error>> + Send>> {
+    use common::checkpoint::Trail;
+    Box::pin(async move {
+        match trail {
+            Trail::Decisions => decisions::verify(&pool, limit).await,
+            Trail::Consents => consents::verify(&pool, limit).await,
+            Trail::Revocations => revocations::verify(&pool, limit).await,
+            other => Err(sqlx::Error::Protocol(format!("{} is not a consent trail", other.as_str()))),
+        }
+    })
 }

@@ -8,7 +8,6 @@
 
 use clap::{Parser, Subcommand};
 
-pub mod anchor;
 pub mod commands;
 pub mod os_user;
 pub mod output;

@@ -212,7 +212,26 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         }))
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())
+        .mount("/", common::anchor::routes())
+        .manage(common::anchor::ChainVerifier(verify_chain))
         .mount("/", records::routes())
         .mount("/", documents::routes())
         .mount("/", keys::routes()))
+}
+
+/// Verifies one of phi-vault's trails' hash chains (`common::anchor::VerifyChain`).
+pub fn verify_chain(
+    trail: common::checkpoint::Trail,
+    pool: sqlx::PgPool,
+    limit: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<common::chain::Verification, sqlx::Error>> + Send>> {
+    use common::checkpoint::Trail;
+    Box::pin(async move {
+        match trail {
+            Trail::AccessLog => access_log::verify(&pool, limit).await,
+            Trail::AccessReviews => access_log::verify_reviews(&pool, limit).await,
+            Trail::Disclosures => disclosures::verify(&pool, limit).await,
+            other => Err(sqlx::Error::Protocol(format!("{} is not a phi-vault trail", other.as_str()))),
+        }
+    })
 }

@@ -10,10 +10,14 @@ use rocket::{get, post, routes, Route, State};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use common::client::{ClientError, ConsentClient};
-use common::compliance::{AuditLogEntry, AuditLogPage, DecisionFilter, DecisionPage, TrailBreak, TrailVerification};
+use common::checkpoint::{Publisher, Trail};
+use common::client::{ClientError, ConsentClient, PhiVaultClient};
+use common::compliance::{
+    AuditLogEntry, AuditLogPage, DecisionFilter, DecisionPage, TrailBreak, TrailVerification, TrailsVerification,
+};
 use common::consents::{ConsentPage, ConsentQuery, SubjectConsent};
 use common::ApiError;
+use common::ServiceName;
 
 use crate::audit::{self, Outcome};
 use crate::auth::ComplianceOfficer;
@@ -195,17 +199,7 @@ pub async fn verify(
     pool: &State<PgPool>,
 ) -> Result<Json<TrailVerification>, ApiError> {
     let found = audit::verify(pool, MAX_BREAKS).await?;
-    let breaks: Vec<TrailBreak> = found
-        .breaks
-        .iter()
-        .map(|b| TrailBreak {
-            seq: b.seq,
-            problem: match b.problem {
-                common::chain::Problem::ContentChanged => "content_changed".into(),
-                common::chain::Problem::LinkBroken => "link_broken".into(),
-            },
-        })
-        .collect();
+    let breaks: Vec<TrailBreak> = found.breaks.iter().map(common::anchor::trail_break).collect();
     let report = TrailVerification {
         trail: "public".into(),
         intact: breaks.is_empty(),
@@ -321,6 +315,71 @@ pub async fn consent_by_id(
     Ok(Json(found))
 }
 
+/// Verifies public-api's trail's hash chain (`common::anchor::VerifyChain`).
+pub fn verify_chain(
+    trail: Trail,
+    pool: PgPool,
+    limit: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<common::chain::Verification, sqlx::Error>> + Send>> {
+    Box::pin(async move {
+        match trail {
+            Trail::AuditLogs => audit::verify(&pool, limit).await,
+            other => Err(sqlx::Error::Protocol(format!("{} is not a public-api trail", other.as_str()))),
+        }
+    })
+}
+
+/// Verifies every trail of every service end to end: each service streams its own trails'
+/// chains from its database (every hash recomputed, every link followed) and compares each
+/// trail with its signed checkpoints wherever they are kept (its own database and checkpoint
+/// file, and each receiving service's database), naming the first bad sequence number it can
+/// establish. public-api asks phi-vault and consent as the officer. Audited as `audit.verify`
+/// on trail `all`; a broken trail raises `alarm="audit_chain"` in the service that holds it.
+#[utoipa::path(post, path = "/api/v1/compliance/trail-verifications", tag = "staff", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every trail's report (`intact` false when any is broken)", body = TrailsVerification),
+        (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 403, description = "Not a compliance officer", body = common::ErrorBody),
+        (status = 503, description = "A service or a database is unavailable", body = common::ErrorBody),
+    ))]
+#[post("/compliance/trail-verifications")]
+pub async fn verify_all(
+    officer: ComplianceOfficer,
+    meta: RequestMeta,
+    pool: &State<PgPool>,
+    publisher: Option<&State<std::sync::Arc<Publisher>>>,
+    vault: &State<PhiVaultClient>,
+    consent: &State<ConsentClient>,
+) -> Result<Json<TrailsVerification>, ApiError> {
+    let ctx = officer.call(&meta, "compliance_review");
+    let own = common::anchor::verify_service(
+        ServiceName::PublicApi,
+        pool,
+        publisher.map(|p| p.inner().as_ref()),
+        verify_chain,
+    );
+    let (own, phi, consents) = tokio::join!(own, vault.verify_trails(&ctx), consent.verify_trails(&ctx));
+    let mut trails = own?;
+    trails.extend(phi.map_err(ClientError::into_api_error)?);
+    trails.extend(consents.map_err(ClientError::into_api_error)?);
+    let intact = trails.iter().all(|t| t.intact);
+    let broken: Vec<String> = trails
+        .iter()
+        .filter(|t| !t.intact)
+        .map(|t| format!("{} from seq {}", t.trail, t.first_bad_seq.map_or("?".into(), |s| s.to_string())))
+        .collect();
+    let rows: u64 = trails.iter().map(|t| t.rows_checked).sum();
+    let outcome = if intact { Outcome::Success } else { Outcome::Failure };
+    let mut event = meta.event(Some(officer.user_id()), "audit.verify", Some(("trail", "all".into())), outcome);
+    event.reason = Some(format!(
+        "{} trails, {rows} rows checked; {}",
+        trails.len(),
+        if intact { "intact".to_owned() } else { format!("broken: {}", broken.join(", ")) }
+    ));
+    audit::record_alone(pool, &event).await?;
+    Ok(Json(TrailsVerification { intact, trails }))
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![audit_log, verify, consent_decisions, beneficiary_consents, consent_by_id]
+    routes![audit_log, verify, verify_all, consent_decisions, beneficiary_consents, consent_by_id]
 }

@@ -70,6 +70,24 @@ async fn the_checkpoint_route_refuses_forgeries_impostors_and_going_backwards() 
             .await
             .expect("held");
     assert_eq!(held, vec![(2, 10), (3, 12)]);
+    // An origin reads back what a receiver holds of its own trails, and nobody else's: public-api
+    // asking for phi-vault's trail is refused, and public-api's own trail shows none of them.
+    let numbers = |found: Vec<Checkpoint>| found.iter().map(|c| (c.number, c.seq)).collect::<Vec<_>>();
+    let read_back = phi_vault.held(&ctx, Trail::Disclosures).await.expect("held");
+    assert_eq!(numbers(read_back), vec![(2, 10), (3, 12)]);
+    let public_to_consent = to_consent(ServiceName::PublicApi);
+    match public_to_consent.held(&ctx, Trail::Disclosures).await {
+        Err(ClientError::Status { status: 403, .. } | ClientError::Refused { status: 403, .. }) => {}
+        other => panic!("another origin's checkpoints: {other:?}"),
+    }
+    assert_eq!(numbers(public_to_consent.held(&ctx, Trail::AuditLogs).await.expect("held")), vec![]);
+    // The verification route answers compliance officers only; a service alone is refused.
+    let verify = app.internal_client(ServiceName::PublicApi, ServiceName::Consent);
+    let refused = verify.post_json::<serde_json::Value>("/internal/v1/trail-verifications", &ctx).await;
+    assert!(
+        matches!(refused, Err(ClientError::Status { status: 403, .. } | ClientError::Refused { status: 403, .. })),
+        "{refused:?}"
+    );
     assert!(harness::logs().iter().filter(|l| l["alarm"] == "checkpoint_refused").count() >= 9);
     consent_db.close().await;
     app.stop().await;

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 use common::compliance::{
     AccessEntry, AccessLogPage, AccessReview, AuditLogEntry, AuditLogPage, DecisionEntry, DecisionPage, ReviewRequest,
-    TrailVerification,
+    TrailsVerification,
 };
 use uuid::Uuid;
 
@@ -23,10 +23,14 @@ pub enum AuditCommand {
                             secondwind-admin audit query --log phi-access --subject 6f1c… --all --csv > access.csv\n  \
                             secondwind-admin audit query --log consent-decisions --subject 6f1c… --outcome refused")]
     Query(QueryArgs),
-    /// Verify the public audit log: every row's hash recomputed, every link followed. Exit 1
-    /// naming the first break when it is not intact. (The PHI and consent trails, and the
-    /// checkpoints kept in other databases, are verified on a server with `secondwind-operator
-    /// audit verify`.)
+    /// Verify every trail: the public audit log, the PHI access log, its reviews, the
+    /// accounting of disclosures, the consent decisions, consents and revocations. Each
+    /// service recomputes every row's hash, follows every link, and compares the trail with its
+    /// signed checkpoints wherever they are kept. Exit 1 naming each broken trail and its first
+    /// bad sequence number.
+    #[command(
+        after_help = "Example:\n  secondwind-admin audit verify\n  secondwind-admin --json audit verify > verification.json"
+    )]
     Verify,
     /// Break-glass reads awaiting a compliance finding.
     BreakGlass(PageArgs),
@@ -296,31 +300,7 @@ fn only(log: &str, given: &[(&str, bool)]) -> Result<()> {
 pub async fn run(ctx: &Context, cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Query(args) => query_log(ctx, args).await,
-        AuditCommand::Verify => {
-            let api = ctx.api().await?;
-            let bar = progress(ctx.out.format, None, "verifying the public audit log");
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            let report: TrailVerification = api.post("/compliance/audit-verifications", &()).await?;
-            bar.finish_and_clear();
-            ctx.out.one(&report, || {
-                if report.intact {
-                    format!("{}: intact, {} rows verified", report.trail, report.rows_checked)
-                } else {
-                    let breaks: Vec<String> =
-                        report.breaks.iter().map(|b| format!("seq {} ({})", b.seq, b.problem)).collect();
-                    format!("{}: BROKEN after {} rows: {}", report.trail, report.rows_checked, breaks.join(", "))
-                }
-            })?;
-            if !report.intact {
-                return Err(crate::failure::Failure::failed(format!(
-                    "the {} audit log is broken at seq {}: keep the database as it is and follow \
-                     runbooks/audit-anchoring.md",
-                    report.trail,
-                    report.first_bad_seq.unwrap_or_default()
-                )));
-            }
-            Ok(())
-        }
+        AuditCommand::Verify => verify(ctx).await,
         AuditCommand::BreakGlass(page) => {
             let filters = vec![("flagged", Some("true".to_owned())), ("reviewed", Some("false".to_owned()))];
             pages::<AccessLogPage>(ctx, filters, &page).await
@@ -422,4 +402,59 @@ async fn query_log(ctx: &Context, args: QueryArgs) -> Result<()> {
             pages::<DecisionPage>(ctx, filters, &a.page).await
         }
     }
+}
+
+async fn verify(ctx: &Context) -> Result<()> {
+    let api = ctx.api().await?;
+    let bar = progress(ctx.out.format, None, "verifying every trail");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let report: TrailsVerification = api.post("/compliance/trail-verifications", &()).await?;
+    bar.finish_and_clear();
+    let mut t = Table::new(vec!["trail", "service", "rows", "checkpoints", "result"]);
+    for trail in &report.trails {
+        let checkpoints = match trail.latest_checkpoint {
+            Some((number, seq)) => {
+                let places: Vec<String> =
+                    trail.places.iter().map(|p| format!("{} {}", p.place, p.checkpoints)).collect();
+                format!("{}, latest #{number} at seq {seq} ({})", trail.checkpoints_verified, places.join(", "))
+            }
+            None => "none".into(),
+        };
+        let result = if trail.intact {
+            "intact".to_owned()
+        } else {
+            let mut found: Vec<String> = trail.breaks.iter().map(|b| format!("seq {}: {}", b.seq, b.problem)).collect();
+            found.extend(trail.problems.iter().map(|p| p.description.clone()));
+            format!(
+                "BROKEN{}: {}",
+                trail.first_bad_seq.map(|s| format!(" from seq {s}")).unwrap_or_default(),
+                found.join("; ")
+            )
+        };
+        t.row(vec![trail.trail.clone(), trail.origin.clone(), trail.rows_checked.to_string(), checkpoints, result]);
+    }
+    ctx.out.list(&report, &t)?;
+    for trail in &report.trails {
+        for (number, place) in &trail.pending_delivery {
+            ctx.out.note(format!(
+                "{}: checkpoint #{number} is not delivered to {place} yet (its origin retries)",
+                trail.trail
+            ));
+        }
+    }
+    if !report.intact {
+        let broken: Vec<String> = report
+            .trails
+            .iter()
+            .filter(|t| !t.intact)
+            .map(|t| {
+                format!("{} (first bad seq {})", t.trail, t.first_bad_seq.map_or("unknown".into(), |s| s.to_string()))
+            })
+            .collect();
+        return Err(crate::failure::Failure::failed(format!(
+            "broken: {}: keep the databases as they are and follow runbooks/audit-anchoring.md",
+            broken.join(", ")
+        )));
+    }
+    Ok(())
 }

@@ -24,8 +24,8 @@ use common::ServiceName;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::anchor::{self, Missing, Problem, Source, TrailRows};
 use crate::output::Output;
+use common::anchor::{self, Source, TrailCheck};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -162,16 +162,8 @@ struct Plan {
 #[derive(Serialize)]
 struct Report {
     trail: Trail,
-    table: &'static str,
-    origin: ServiceName,
-    intact: bool,
-    rows_checked: u64,
-    last_seq: Option<i64>,
-    breaks: Vec<common::chain::Break>,
-    checkpoints: anchor::Found,
-    problems: Vec<Problem>,
-    /// The first sequence number shown to be bad (by the chain or a checkpoint).
-    first_bad_seq: Option<i64>,
+    #[serde(flatten)]
+    check: TrailCheck,
 }
 
 #[derive(Serialize)]
@@ -335,59 +327,6 @@ fn label(place: &Place) -> &str {
     }
 }
 
-/// The numbers of `origin`'s own checkpoints of `trail` that its database does not record as
-/// delivered to `receiver`.
-async fn undelivered(
-    origin_pool: &PgPool,
-    origin: ServiceName,
-    trail: checkpoint::Trail,
-    receiver: ServiceName,
-) -> Result<std::collections::BTreeSet<i64>, sqlx::Error> {
-    let numbers: Vec<i64> = sqlx::query_scalar(
-        "SELECT c.number FROM checkpoints c WHERE c.origin = $1 AND c.trail = $2 AND NOT EXISTS (SELECT 1 FROM \
-         checkpoint_deliveries d WHERE d.trail = c.trail AND d.number = c.number AND d.receiver = $3)",
-    )
-    .bind(origin.as_str())
-    .bind(trail.as_str())
-    .bind(receiver.as_str())
-    .fetch_all(origin_pool)
-    .await?;
-    Ok(numbers.into_iter().collect())
-}
-
-/// The trail's newest row and its hashes at the sequence numbers checkpoints name.
-async fn trail_rows(pool: &PgPool, trail: checkpoint::Trail, seqs: Vec<i64>) -> Result<TrailRows, sqlx::Error> {
-    let (table, seq) = (trail.table(), trail.seq_column());
-    let last_seq: Option<i64> = sqlx::query_scalar(&format!("SELECT max({seq}) FROM {table}")).fetch_one(pool).await?;
-    let hashes: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as(&format!("SELECT {seq}, row_hash FROM {table} WHERE {seq} = ANY($1)"))
-            .bind(seqs)
-            .fetch_all(pool)
-            .await?;
-    Ok(TrailRows { last_seq, hashes: hashes.into_iter().collect() })
-}
-
-/// Rows beyond `after` written longer than `bound` ago: (first seq, count, oldest time).
-async fn unanchored(
-    pool: &PgPool,
-    trail: checkpoint::Trail,
-    after: i64,
-    bound: Duration,
-) -> Result<Option<(i64, i64, time::OffsetDateTime)>, sqlx::Error> {
-    let (table, seq, at) = (trail.table(), trail.seq_column(), trail.time_column());
-    let row: (Option<i64>, i64, Option<time::OffsetDateTime>) = sqlx::query_as(&format!(
-        "SELECT min({seq}), count(*), min({at}) FROM {table} WHERE {seq} > $1 AND {at} < now() - $2::interval"
-    ))
-    .bind(after)
-    .bind(format!("{} seconds", bound.as_secs()))
-    .fetch_one(pool)
-    .await?;
-    Ok(match row {
-        (Some(first), count, Some(oldest)) if count > 0 => Some((first, count, oldest)),
-        _ => None,
-    })
-}
-
 async fn check(
     plan: &Plan,
     pools: &mut Pools,
@@ -419,7 +358,7 @@ async fn check(
         match place {
             Place::Database { receiver, .. } => {
                 let undelivered = match receiver {
-                    Some(receiver) => undelivered(&pool, origin, anchored, *receiver).await?,
+                    Some(receiver) => anchor::undelivered(&pool, origin, anchored, *receiver).await?,
                     None => Default::default(),
                 };
                 let checkpoints = ours(held).collect();
@@ -440,37 +379,13 @@ async fn check(
         };
         sources.push(files);
     }
-    let seqs: Vec<i64> = sources.iter().flat_map(|s| s.checkpoints.iter().map(|c| c.seq)).collect();
-    let rows = trail_rows(&pool, anchored, seqs).await?;
-    let (found, mut problems) = anchor::compare(&sources, keys, &rows);
-    let after = anchor::anchored_up_to(&sources, keys);
-    if let Some((first_seq, count, oldest)) =
-        unanchored(&pool, anchored, after, Duration::from_secs(args.max_unanchored_secs)).await?
-    {
-        problems.push(Problem::MissingCheckpoint(Missing::RowsBeyondLastCheckpoint {
-            first_seq,
-            rows: count,
-            oldest_row_at: oldest.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            last_checkpoint_seq: after,
-        }));
-    }
-    let first_bad_seq =
-        verification.breaks.iter().map(|b| b.seq).chain(problems.iter().filter_map(Problem::first_bad_seq)).min();
-    Ok(Report {
-        trail: plan.trail,
-        table: plan.trail.table(),
-        origin: plan.trail.service(),
-        intact: verification.intact() && problems.is_empty(),
-        rows_checked: verification.rows_checked,
-        last_seq: rows.last_seq,
-        breaks: verification.breaks,
-        checkpoints: found,
-        problems,
-        first_bad_seq,
-    })
+    let bound = Duration::from_secs(args.max_unanchored_secs);
+    let check = anchor::check_trail(&pool, anchored, verification, &sources, keys, bound).await?;
+    Ok(Report { trail: plan.trail, check })
 }
 
 fn describe(report: &Report) -> String {
+    let report = &report.check;
     let anchors = match report.checkpoints.latest {
         Some((number, seq)) => {
             let places: Vec<String> =
@@ -530,7 +445,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         reports.push(check(plan, &mut pools, &read, &keys, &args).await?);
     }
     pools.close().await;
-    let intact = reports.iter().all(|r| r.intact);
+    let intact = reports.iter().all(|r| r.check.intact);
     let text = || reports.iter().map(describe).collect::<Vec<_>>().join("\n");
     // One trail: its report (the shape scripts already read); several: a summary of them all.
     match &reports[..] {
@@ -538,7 +453,7 @@ pub async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         all => out.result(&Summary { intact, trails: all }, text)?,
     }
     if !intact {
-        let broken: Vec<&str> = reports.iter().filter(|r| !r.intact).map(|r| r.table).collect();
+        let broken: Vec<&str> = reports.iter().filter(|r| !r.check.intact).map(|r| r.check.table).collect();
         anyhow::bail!("the audit chain is broken: {}", broken.join(", "));
     }
     Ok(())

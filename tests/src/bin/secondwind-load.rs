@@ -915,9 +915,10 @@ impl RssWatch {
 }
 
 /// `verify`: the public audit log grown to `LOAD_VERIFY_ROWS` (1,000,000) chained rows through
-/// the service's own append, then verified end to end by a compliance officer through
-/// `POST /api/v1/compliance/audit-verifications` (what `secondwind-admin audit verify` calls),
-/// public-api's RSS sampled every 10 ms. Target: under 60 s, memory flat.
+/// the service's own append, then every trail verified end to end by a compliance officer
+/// through `POST /api/v1/compliance/trail-verifications` (what `secondwind-admin audit verify`
+/// calls: each service's chains and checkpoints), the services' RSS sampled every 10 ms.
+/// Target: under 60 s, memory flat.
 async fn verify_trail(s: &Setup) -> Result<Value> {
     let rows = env_or("LOAD_VERIFY_ROWS", 1_000_000usize);
     let pool = sqlx::PgPool::connect(&s.urls[&ServiceName::PublicApi]).await?;
@@ -961,7 +962,7 @@ async fn verify_trail(s: &Setup) -> Result<Value> {
     let rss = RssWatch::start(&s.pids);
     let started = Instant::now();
     let report: Value = http
-        .post(format!("{}/api/v1/compliance/audit-verifications", s.fleet.api))
+        .post(format!("{}/api/v1/compliance/trail-verifications", s.fleet.api))
         .bearer_auth(&token)
         .send()
         .await?
@@ -969,14 +970,20 @@ async fn verify_trail(s: &Setup) -> Result<Value> {
         .json()
         .await?;
     let secs = started.elapsed().as_secs_f64();
-    let growth = rss.growth_mib(&["public-api"]).await?;
-    let checked = report["rows_checked"].as_u64().unwrap_or(0);
-    if report["intact"] != json!(true) {
-        bail!("the trail did not verify: {report}");
+    let growth = rss.growth_mib(&["public-api", "phi-vault", "consent"]).await?;
+    let trails = report["trails"].as_array().cloned().unwrap_or_default();
+    let checked: u64 = trails.iter().filter_map(|t| t["rows_checked"].as_u64()).sum();
+    // Every chain must hold. Checkpoint findings are reported, not fatal: the fleet's rows were
+    // bulk-written faster than its publisher's rounds anchor them.
+    if trails.len() != 7 || trails.iter().any(|t| t["breaks"].as_array().is_none_or(|b| !b.is_empty())) {
+        bail!("the trails did not verify: {report}");
+    }
+    for t in trails.iter().filter(|t| t["intact"] != json!(true)) {
+        println!("verify: note: {} checkpoint findings: {}", t["trail"], t["problems"]);
     }
     let rate = checked as f64 / secs.max(1e-9);
     println!(
-        "verify: {checked} rows verified in {secs:.1} s ({rate:.0} rows/s); public-api RSS growth {growth:?} MiB (target: under 60 s, memory flat)"
+        "verify: {checked} rows in 7 trails verified in {secs:.1} s ({rate:.0} rows/s); RSS growth {growth:?} MiB (target: under 60 s, memory flat)"
     );
     Ok(json!({"rows_checked": checked, "secs": round3(secs), "rows_per_sec": rate.round(),
               "rss_growth_mib": growth, "fill_secs": round3(filling.elapsed().as_secs_f64() - secs)}))

@@ -10,12 +10,29 @@
 //! - a signature that does not verify with the origin's key, or two different checkpoints under
 //!   one number: the checkpoints themselves were tampered with.
 //!
-//! This module only compares; `commands::audit` gathers.
+//! [`compare`] only compares. [`check_trail`] reads what it needs of the trail's own database;
+//! the gathering of places is the caller's: `secondwind-operator audit verify` reads every
+//! database and file itself, while a service asked over HTTP
+//! (`POST /internal/v1/trail-verifications`) checks its own trails against its own database and
+//! file and the checkpoints public-api collected from the receivers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use common::checkpoint::{Checkpoint, CheckpointKeys, SignatureError};
+use futures_util::future::BoxFuture;
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route, State};
 use serde::Serialize;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+use crate::assertion::InternalCall;
+use crate::chain::{self, Verification};
+use crate::checkpoint::{Checkpoint, CheckpointKeys, Publisher, SignatureError, Trail};
+use crate::compliance::{CheckpointPlace, CheckpointProblem, TrailBreak, TrailReport};
+use crate::ops::ServiceInfo;
+use crate::ServiceName;
+use crate::{ApiError, Role};
 
 /// The checkpoints of one trail one place holds.
 #[derive(Debug, Clone)]
@@ -29,7 +46,7 @@ pub struct Source {
     /// `checkpoint_deliveries`). Their absence here is pending, not missing: the origin sends
     /// them every round and at its next start (a checkpoint published at shutdown cannot reach a
     /// receiver that is shutting down too).
-    pub undelivered: std::collections::BTreeSet<i64>,
+    pub undelivered: BTreeSet<i64>,
 }
 
 /// What the trail's database says about the rows checkpoints name.
@@ -97,6 +114,11 @@ pub enum Problem {
         line: usize,
         error: String,
     },
+    /// A place that should hold checkpoints could not be read (a receiver unreachable).
+    Unreadable {
+        source: String,
+        error: String,
+    },
 }
 
 impl Problem {
@@ -151,6 +173,9 @@ impl Problem {
             }
             Problem::MalformedCheckpoint { source, line, error } => {
                 format!("malformed checkpoint at line {line} of {source}: {error}")
+            }
+            Problem::Unreadable { source, error } => {
+                format!("could not read the checkpoints in {source}: {error}")
             }
         }
     }
@@ -319,10 +344,254 @@ pub fn anchored_up_to(sources: &[Source], keys: &CheckpointKeys) -> i64 {
     sources.iter().flat_map(|s| &s.checkpoints).filter(|c| keys.verify(c).is_ok()).map(|c| c.seq).max().unwrap_or(0)
 }
 
+// ---------------------------------------------------------------- the trail's own database
+
+/// The trail's newest row and its hashes at the sequence numbers checkpoints name.
+pub async fn trail_rows(pool: &PgPool, trail: Trail, seqs: Vec<i64>) -> Result<TrailRows, sqlx::Error> {
+    let (table, seq) = (trail.table(), trail.seq_column());
+    let last_seq: Option<i64> = sqlx::query_scalar(&format!("SELECT max({seq}) FROM {table}")).fetch_one(pool).await?;
+    let hashes: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as(&format!("SELECT {seq}, row_hash FROM {table} WHERE {seq} = ANY($1)"))
+            .bind(seqs)
+            .fetch_all(pool)
+            .await?;
+    Ok(TrailRows { last_seq, hashes: hashes.into_iter().collect() })
+}
+
+/// Rows beyond `after` written longer than `bound` ago: (first seq, count, oldest time).
+async fn unanchored(
+    pool: &PgPool,
+    trail: Trail,
+    after: i64,
+    bound: Duration,
+) -> Result<Option<(i64, i64, time::OffsetDateTime)>, sqlx::Error> {
+    let (table, seq, at) = (trail.table(), trail.seq_column(), trail.time_column());
+    let row: (Option<i64>, i64, Option<time::OffsetDateTime>) = sqlx::query_as(&format!(
+        "SELECT min({seq}), count(*), min({at}) FROM {table} WHERE {seq} > $1 AND {at} < now() - $2::interval"
+    ))
+    .bind(after)
+    .bind(format!("{} seconds", bound.as_secs()))
+    .fetch_one(pool)
+    .await?;
+    Ok(match row {
+        (Some(first), count, Some(oldest)) if count > 0 => Some((first, count, oldest)),
+        _ => None,
+    })
+}
+
+/// The numbers of `origin`'s own checkpoints of `trail` that its database does not record as
+/// delivered to `receiver`.
+pub async fn undelivered(
+    origin_pool: &PgPool,
+    origin: ServiceName,
+    trail: Trail,
+    receiver: ServiceName,
+) -> Result<BTreeSet<i64>, sqlx::Error> {
+    let numbers: Vec<i64> = sqlx::query_scalar(
+        "SELECT c.number FROM checkpoints c WHERE c.origin = $1 AND c.trail = $2 AND NOT EXISTS (SELECT 1 FROM \
+         checkpoint_deliveries d WHERE d.trail = c.trail AND d.number = c.number AND d.receiver = $3)",
+    )
+    .bind(origin.as_str())
+    .bind(trail.as_str())
+    .bind(receiver.as_str())
+    .fetch_all(origin_pool)
+    .await?;
+    Ok(numbers.into_iter().collect())
+}
+
+/// One trail checked: its chain's verification (made by the caller, who knows its rows) and
+/// its checkpoints compared across `sources` and with its rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrailCheck {
+    pub table: &'static str,
+    pub origin: ServiceName,
+    pub intact: bool,
+    pub rows_checked: u64,
+    pub last_seq: Option<i64>,
+    pub breaks: Vec<chain::Break>,
+    pub checkpoints: Found,
+    pub problems: Vec<Problem>,
+    /// The first sequence number shown to be bad (by the chain or a checkpoint).
+    pub first_bad_seq: Option<i64>,
+}
+
+/// Checks `trail` (in `pool`, its origin's database) against `sources`: rows a checkpoint names,
+/// the comparison, and rows older than `bound` that no checkpoint covers yet.
+pub async fn check_trail(
+    pool: &PgPool,
+    trail: Trail,
+    verification: Verification,
+    sources: &[Source],
+    keys: &CheckpointKeys,
+    bound: Duration,
+) -> Result<TrailCheck, sqlx::Error> {
+    let seqs: Vec<i64> = sources.iter().flat_map(|s| s.checkpoints.iter().map(|c| c.seq)).collect();
+    let rows = trail_rows(pool, trail, seqs).await?;
+    let (found, mut problems) = compare(sources, keys, &rows);
+    let after = anchored_up_to(sources, keys);
+    if let Some((first_seq, count, oldest)) = unanchored(pool, trail, after, bound).await? {
+        problems.push(Problem::MissingCheckpoint(Missing::RowsBeyondLastCheckpoint {
+            first_seq,
+            rows: count,
+            oldest_row_at: oldest.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            last_checkpoint_seq: after,
+        }));
+    }
+    let first_bad_seq =
+        verification.breaks.iter().map(|b| b.seq).chain(problems.iter().filter_map(Problem::first_bad_seq)).min();
+    Ok(TrailCheck {
+        table: trail.table(),
+        origin: trail.service(),
+        intact: verification.intact() && problems.is_empty(),
+        rows_checked: verification.rows_checked,
+        last_seq: rows.last_seq,
+        breaks: verification.breaks,
+        checkpoints: found,
+        problems,
+        first_bad_seq,
+    })
+}
+
+impl Problem {
+    fn kind(&self) -> &'static str {
+        match self {
+            Problem::Truncated { .. } => "truncated",
+            Problem::Rewritten { .. } => "rewritten",
+            Problem::MissingCheckpoint(_) => "missing_checkpoint",
+            Problem::BadSignature { .. } => "bad_signature",
+            Problem::UnverifiableCheckpoints { .. } => "unverifiable_checkpoints",
+            Problem::ConflictingCheckpoints { .. } => "conflicting_checkpoints",
+            Problem::Backwards { .. } => "backwards",
+            Problem::MalformedCheckpoint { .. } => "malformed_checkpoint",
+            Problem::Unreadable { .. } => "unreadable_place",
+        }
+    }
+}
+
+impl TrailCheck {
+    /// The report as the compliance routes send it.
+    pub fn report(&self) -> TrailReport {
+        TrailReport {
+            trail: self.table.to_owned(),
+            origin: self.origin.to_string(),
+            intact: self.intact,
+            rows_checked: self.rows_checked,
+            last_seq: self.last_seq,
+            breaks: self.breaks.iter().map(trail_break).collect(),
+            problems: self
+                .problems
+                .iter()
+                .map(|p| CheckpointProblem {
+                    kind: p.kind().to_owned(),
+                    description: p.describe(),
+                    first_bad_seq: p.first_bad_seq(),
+                })
+                .collect(),
+            first_bad_seq: self.first_bad_seq,
+            checkpoints_verified: self.checkpoints.verified,
+            places: self
+                .checkpoints
+                .sources
+                .iter()
+                .map(|(place, checkpoints)| CheckpointPlace { place: place.clone(), checkpoints: *checkpoints })
+                .collect(),
+            latest_checkpoint: self.checkpoints.latest,
+            pending_delivery: self.checkpoints.pending_delivery.clone(),
+        }
+    }
+}
+
+/// A chain break as the compliance routes name it.
+pub fn trail_break(b: &chain::Break) -> TrailBreak {
+    TrailBreak {
+        seq: b.seq,
+        problem: match b.problem {
+            chain::Problem::ContentChanged => "content_changed".into(),
+            chain::Problem::LinkBroken => "link_broken".into(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- over HTTP
+
+/// Verifies one of a service's trails' hash chains, streamed from its database, up to a number
+/// of breaks. Each service names its own (its trails' row formats are its own).
+pub type VerifyChain = fn(Trail, PgPool, usize) -> BoxFuture<'static, Result<Verification, sqlx::Error>>;
+
+/// A service's [`VerifyChain`], managed for [`routes`].
+pub struct ChainVerifier(pub VerifyChain);
+
+const MAX_BREAKS: usize = 100;
+
+/// Checks every trail `service` writes: with its publisher, against every checkpoint wherever
+/// kept; without one (checkpoints off, dev only), the chains alone.
+pub async fn verify_service(
+    service: ServiceName,
+    pool: &PgPool,
+    publisher: Option<&Publisher>,
+    verify: VerifyChain,
+) -> Result<Vec<TrailReport>, sqlx::Error> {
+    let checks = match publisher {
+        Some(publisher) => publisher.check_trails(verify, MAX_BREAKS).await?,
+        None => {
+            let mut checks = Vec::new();
+            for trail in Trail::of(service) {
+                let verification = verify(trail, pool.clone(), MAX_BREAKS).await?;
+                checks.push(TrailCheck {
+                    table: trail.table(),
+                    origin: service,
+                    intact: verification.intact(),
+                    rows_checked: verification.rows_checked,
+                    last_seq: trail_rows(pool, trail, Vec::new()).await?.last_seq,
+                    first_bad_seq: verification.breaks.first().map(|b| b.seq),
+                    breaks: verification.breaks,
+                    checkpoints: Found::default(),
+                    problems: Vec::new(),
+                });
+            }
+            checks
+        }
+    };
+    for check in checks.iter().filter(|c| !c.intact) {
+        tracing::error!(
+            trail = check.table,
+            first_bad_seq = ?check.first_bad_seq,
+            alarm = "audit_chain",
+            "AUDIT ALARM: a trail failed verification"
+        );
+    }
+    Ok(checks.iter().map(TrailCheck::report).collect())
+}
+
+/// This service's trails verified for a compliance officer (public-api asks, as the officer).
+#[post("/internal/v1/trail-verifications")]
+async fn verify_route(
+    call: InternalCall,
+    pool: &State<PgPool>,
+    info: &State<ServiceInfo>,
+    publisher: Option<&State<Arc<Publisher>>>,
+    chain: &State<ChainVerifier>,
+) -> Result<Json<Vec<TrailReport>>, ApiError> {
+    let claims = &call.0;
+    if claims.role != Role::ComplianceOfficer {
+        tracing::warn!(request_id = %claims.request_id, role = %claims.role, "trail verification refused: not a compliance officer");
+        return Err(ApiError::Forbidden);
+    }
+    let reports = verify_service(info.service, pool, publisher.map(|p| p.inner().as_ref()), chain.0).await?;
+    tracing::info!(request_id = %claims.request_id, trails = reports.len(), "trails verified");
+    Ok(Json(reports))
+}
+
+/// The verification route, for services other than public-api (which verifies its own trail
+/// in process).
+pub fn routes() -> Vec<Route> {
+    routes![verify_route]
+}
+
 #[cfg(test)]
 mod tests {
-    use common::checkpoint::{CheckpointKey, Trail};
-    use common::ServiceName;
+    use crate::checkpoint::{CheckpointKey, Trail};
+    use crate::ServiceName;
 
     use super::*;
 
@@ -332,7 +601,7 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let (der, _) = common::keys::generate().expect("key");
+        let (der, _) = crate::keys::generate().expect("key");
         let key = CheckpointKey::from_pkcs8(ServiceName::PublicApi, &der).expect("key");
         let mut keys = CheckpointKeys::default();
         keys.insert(ServiceName::PublicApi, key.public());
@@ -345,7 +614,7 @@ mod tests {
 
     impl Fixture {
         fn cp(&self, number: i64, seq: i64) -> Checkpoint {
-            self.key.sign(Trail::AuditLogs, number, seq, &hash(seq), common::chain::now())
+            self.key.sign(Trail::AuditLogs, number, seq, &hash(seq), crate::chain::now())
         }
     }
 
