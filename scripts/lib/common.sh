@@ -129,11 +129,16 @@ oidc_start() {
   export SECONDWIND_TEST_OIDC_ISSUER="http://127.0.0.1:$port"
   export SECONDWIND_TEST_OIDC_CLIENT_ID="secondwind-test"
   export SECONDWIND_TEST_OIDC_CLIENT_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  # The device flow has its own client, as Google requires; the web client gets no device codes.
+  export SECONDWIND_TEST_OIDC_DEVICE_CLIENT_ID="secondwind-test-device"
+  export SECONDWIND_TEST_OIDC_DEVICE_CLIENT_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   export SECONDWIND_TEST_OIDC_REDIRECT_URI="$redirect"
   export SECONDWIND_TEST_OIDC_JWK="$work/oidc-signing-key.json"
   export SECONDWIND_TEST_OIDC_MINT="$(pwd)/scripts/oidc/mint.mjs"
   OIDC_PORT="$port" OIDC_CLIENT_ID="$SECONDWIND_TEST_OIDC_CLIENT_ID" \
     OIDC_CLIENT_SECRET="$SECONDWIND_TEST_OIDC_CLIENT_SECRET" OIDC_REDIRECT_URI="$redirect" \
+    OIDC_DEVICE_CLIENT_ID="$SECONDWIND_TEST_OIDC_DEVICE_CLIENT_ID" \
+    OIDC_DEVICE_CLIENT_SECRET="$SECONDWIND_TEST_OIDC_DEVICE_CLIENT_SECRET" \
     OIDC_JWK_FILE="$SECONDWIND_TEST_OIDC_JWK" node scripts/oidc/provider.mjs >"$work/oidc.log" 2>&1 &
   OIDC_PID=$!
   for _ in $(seq 1 100); do

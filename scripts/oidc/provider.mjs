@@ -7,7 +7,9 @@
 //
 // Environment: OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI, and
 // OIDC_JWK_FILE, where the signing key (a private RS256 JWK) is written with mode 0600 so that
-// negative tests can mint id_tokens the provider itself could have signed.
+// negative tests can mint id_tokens the provider itself could have signed. With
+// OIDC_DEVICE_CLIENT_ID and OIDC_DEVICE_CLIENT_SECRET the device flow has a client of its own
+// (as Google requires) and the web client is granted no device codes.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -24,15 +26,29 @@ const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: `test-${randomBytes(4).toString('hex')}`, alg: 'RS256', use: 'sig' };
 writeFileSync(need('OIDC_JWK_FILE'), JSON.stringify(jwk), { mode: 0o600 });
 
-const provider = new Provider(issuer, {
-  clients: [{
-    client_id: need('OIDC_CLIENT_ID'),
-    client_secret: need('OIDC_CLIENT_SECRET'),
-    redirect_uris: need('OIDC_REDIRECT_URI').split(','),
-    grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
-    response_types: ['code'],
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const deviceClientId = process.env.OIDC_DEVICE_CLIENT_ID;
+const clients = [{
+  client_id: need('OIDC_CLIENT_ID'),
+  client_secret: need('OIDC_CLIENT_SECRET'),
+  redirect_uris: need('OIDC_REDIRECT_URI').split(','),
+  grant_types: deviceClientId ? ['authorization_code'] : ['authorization_code', DEVICE_GRANT],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+}];
+if (deviceClientId) {
+  clients.push({
+    client_id: deviceClientId,
+    client_secret: need('OIDC_DEVICE_CLIENT_SECRET'),
+    redirect_uris: [],
+    grant_types: [DEVICE_GRANT],
+    response_types: [],
     token_endpoint_auth_method: 'client_secret_basic',
-  }],
+  });
+}
+
+const provider = new Provider(issuer, {
+  clients,
   jwks: { keys: [jwk] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },

@@ -7,6 +7,9 @@ pub struct OidcEnv {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The separate client the device flow uses (the provider grants the web client no device
+    /// codes), when the provider was started with one.
+    pub device_client: Option<(String, String)>,
     pub redirect_uri: String,
     /// The provider's private signing key (JWK), for minting tokens it could have signed.
     pub jwk_file: String,
@@ -20,6 +23,7 @@ pub fn env() -> Option<OidcEnv> {
         issuer: var("ISSUER")?,
         client_id: var("CLIENT_ID")?,
         client_secret: var("CLIENT_SECRET")?,
+        device_client: var("DEVICE_CLIENT_ID").zip(var("DEVICE_CLIENT_SECRET")),
         redirect_uri: var("REDIRECT_URI")?,
         jwk_file: var("JWK")?,
         mint_script: var("MINT")?,
@@ -40,6 +44,8 @@ pub fn provider_config(env: &OidcEnv) -> public_api::auth::oidc::OidcProviderCon
         scopes: vec!["email".into(), "profile".into()],
         apple: None,
         device_flow: true,
+        device_client_id: env.device_client.as_ref().map(|(id, _)| id.clone()),
+        device_client_secret: env.device_client.as_ref().map(|(_, secret)| common::Secret::new(secret.clone())),
     }
 }
 

@@ -45,6 +45,41 @@ pub struct OidcProviderConfig {
     /// code), so it is for staff accounts only and each use notifies the account.
     #[serde(default)]
     pub device_flow: bool,
+    /// The client the device flow uses, when the provider wants a separate one for that grant
+    /// (Google: an OAuth client of the "TVs and Limited Input devices" type). Absent: this
+    /// entry's `client_id`. The same person has the same subject through either client, so
+    /// identities linked through the web stay linked.
+    #[serde(default)]
+    pub device_client_id: Option<String>,
+    /// That client's secret; required with `device_client_id`.
+    #[serde(default)]
+    pub device_client_secret: Option<Secret<String>>,
+}
+
+impl OidcProviderConfig {
+    /// Refuses an entry that cannot work (or, in production, is not https), naming the key.
+    fn check(&self, name: &str, production: bool) -> Result<(), String> {
+        IssuerUrl::new(self.issuer.clone()).map_err(|e| format!("service.auth.oidc.{name}.issuer: {e}"))?;
+        RedirectUrl::new(self.redirect_uri.clone())
+            .map_err(|e| format!("service.auth.oidc.{name}.redirect_uri: {e}"))?;
+        if production && (!self.issuer.starts_with("https://") || !self.redirect_uri.starts_with("https://")) {
+            return Err(format!("service.auth.oidc.{name}: production requires https issuer and redirect_uri"));
+        }
+        if self.client_secret.is_none() && self.apple.is_none() {
+            return Err(format!("service.auth.oidc.{name}: needs client_secret or [apple]"));
+        }
+        match (&self.device_client_id, &self.device_client_secret) {
+            (None, None) => {}
+            (Some(_), Some(_)) if self.device_flow => {}
+            (Some(_), Some(_)) => {
+                return Err(format!("service.auth.oidc.{name}.device_client_id: set device_flow = true to use it"))
+            }
+            _ => {
+                return Err(format!("service.auth.oidc.{name}: device_client_id and device_client_secret go together"))
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_scopes() -> Vec<String> {
@@ -186,15 +221,7 @@ pub struct Started {
 impl OidcProviders {
     pub fn new(configs: BTreeMap<String, OidcProviderConfig>, production: bool) -> Result<Self, String> {
         for (name, c) in &configs {
-            IssuerUrl::new(c.issuer.clone()).map_err(|e| format!("service.auth.oidc.{name}.issuer: {e}"))?;
-            RedirectUrl::new(c.redirect_uri.clone())
-                .map_err(|e| format!("service.auth.oidc.{name}.redirect_uri: {e}"))?;
-            if production && (!c.issuer.starts_with("https://") || !c.redirect_uri.starts_with("https://")) {
-                return Err(format!("service.auth.oidc.{name}: production requires https issuer and redirect_uri"));
-            }
-            if c.client_secret.is_none() && c.apple.is_none() {
-                return Err(format!("service.auth.oidc.{name}: needs client_secret or [apple]"));
-            }
+            c.check(name, production)?;
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -226,6 +253,14 @@ impl OidcProviders {
             .map_err(|e| OidcError::Unreachable(e.to_string()))?;
         *entry.metadata.write().await = Some((discovered.clone(), Instant::now()));
         Ok(discovered)
+    }
+
+    /// The client id and secret the device flow uses: the device client when one is named.
+    fn device_client(entry: &Entry) -> Result<(String, ClientSecret), OidcError> {
+        match (&entry.config.device_client_id, &entry.config.device_client_secret) {
+            (Some(id), Some(secret)) => Ok((id.clone(), ClientSecret::new(secret.expose().clone()))),
+            _ => Ok((entry.config.client_id.clone(), Self::secret(entry)?)),
+        }
     }
 
     fn secret(entry: &Entry) -> Result<ClientSecret, OidcError> {
@@ -296,7 +331,7 @@ impl OidcProviders {
             .map_err(|e| OidcError::Exchange(e.to_string()))?;
         let id_token =
             response.id_token().ok_or_else(|| OidcError::IdToken("no id_token in the token response".into()))?;
-        self.verify_parsed(provider, entry, id_token, &Nonce::new(nonce.to_owned())).await
+        self.verify_parsed(provider, entry, &entry.config.client_id, id_token, &Nonce::new(nonce.to_owned())).await
     }
 
     /// The provider's device authorization endpoint (RFC 8628), from its discovery document
@@ -323,22 +358,22 @@ impl OidcProviders {
             .ok_or_else(|| OidcError::Config("the provider offers no device authorization endpoint".into()))
     }
 
-    /// A form post to one of the provider's endpoints, authenticated as this client (HTTP
-    /// Basic, as RFC 6749 §2.3.1 encodes it); the JSON answer whatever its status.
+    /// A form post to one of the provider's endpoints, authenticated as `client` (id and
+    /// secret, HTTP Basic, as RFC 6749 §2.3.1 encodes it); the JSON answer whatever its status.
     async fn client_post(
         &self,
-        entry: &Entry,
+        client: &(String, ClientSecret),
         url: &str,
         form: &[(&str, &str)],
     ) -> Result<serde_json::Value, OidcError> {
         let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let secret = Self::secret(entry)?;
+        let (client_id, secret) = client;
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
         let response = self
             .http
             .0
             .post(url)
-            .basic_auth(encode(&entry.config.client_id), Some(encode(secret.secret())))
+            .basic_auth(encode(client_id), Some(encode(secret.secret())))
             .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -366,11 +401,12 @@ impl OidcProviders {
         let mut scope = vec!["openid".to_owned()];
         scope.extend(entry.config.scopes.iter().cloned());
         let scope = scope.join(" ");
-        let mut form = vec![("client_id", entry.config.client_id.as_str()), ("scope", &scope), ("nonce", &nonce)];
+        let client = Self::device_client(entry)?;
+        let mut form = vec![("client_id", client.0.as_str()), ("scope", &scope), ("nonce", &nonce)];
         if let Some(hint) = login_hint {
             form.push(("login_hint", hint));
         }
-        let answer = self.client_post(entry, &endpoint, &form).await?;
+        let answer = self.client_post(&client, &endpoint, &form).await?;
         let text = |k: &str| answer[k].as_str().map(str::to_owned);
         let (Some(device_code), Some(user_code), Some(verification_uri)) =
             (text("device_code"), text("user_code"), text("verification_uri"))
@@ -401,9 +437,10 @@ impl OidcProviders {
             .ok_or_else(|| OidcError::Config("the provider has no token endpoint".into()))?
             .url()
             .to_string();
+        let client = Self::device_client(entry)?;
         let answer = self
             .client_post(
-                entry,
+                &client,
                 &token_url,
                 &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code)],
             )
@@ -430,7 +467,7 @@ impl OidcProviders {
             None => Ok(()),
             Some(found) => (&expected).verify(Some(found)),
         };
-        self.verify_parsed(provider, entry, &parsed, nonce_check).await.map(DevicePoll::Done)
+        self.verify_parsed(provider, entry, &client.0, &parsed, nonce_check).await.map(DevicePoll::Done)
     }
 
     /// Verifies a raw id_token (used by `finish`; also lets tests present forged tokens).
@@ -442,19 +479,21 @@ impl OidcProviders {
     ) -> Result<VerifiedIdentity, OidcError> {
         let entry = self.entry(provider)?;
         let parsed: CoreIdToken = id_token.parse().map_err(|e: serde_json::Error| OidcError::IdToken(e.to_string()))?;
-        self.verify_parsed(provider, entry, &parsed, &Nonce::new(nonce.to_owned())).await
+        self.verify_parsed(provider, entry, &entry.config.client_id, &parsed, &Nonce::new(nonce.to_owned())).await
     }
 
     async fn verify_parsed(
         &self,
         provider: &str,
         entry: &Entry,
+        client_id: &str,
         id_token: &CoreIdToken,
         nonce: impl NonceVerifier,
     ) -> Result<VerifiedIdentity, OidcError> {
         let metadata = self.metadata(entry).await?;
-        // No client secret here: the verifier would then also accept HMAC tokens keyed by it.
-        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(entry.config.client_id.clone()), None);
+        // The token's audience must be the client that asked for it. No client secret here: the
+        // verifier would then also accept HMAC tokens keyed by it.
+        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.to_owned()), None);
         let verifier = client.id_token_verifier().set_allowed_algs(vec![
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
             CoreJwsSigningAlgorithm::EcdsaP256Sha256,
@@ -508,5 +547,29 @@ mod tests {
             .verify(signed.as_bytes(), &b64.decode(parts[2]).expect("b64"))
             .expect("signature verifies with the team's public key");
         let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn a_device_client_needs_its_secret_and_the_device_flow() {
+        use super::OidcProviderConfig;
+        let entry = |device_flow: bool, id: Option<&str>, secret: Option<&str>| OidcProviderConfig {
+            issuer: "https://accounts.example.org".into(),
+            client_id: "web".into(),
+            client_secret: Some(common::Secret::new("web-secret".into())),
+            redirect_uri: "https://app.example.org/auth/callback".into(),
+            scopes: vec!["email".into()],
+            apple: None,
+            device_flow,
+            device_client_id: id.map(str::to_owned),
+            device_client_secret: secret.map(|s| common::Secret::new(s.to_owned())),
+        };
+        let providers = |c: OidcProviderConfig| c.check("google", true);
+        assert!(providers(entry(true, Some("tv"), Some("tv-secret"))).is_ok());
+        assert!(providers(entry(true, None, None)).is_ok());
+        let lone = providers(entry(true, Some("tv"), None)).expect_err("an id alone");
+        assert!(lone.contains("go together"), "{lone}");
+        assert!(providers(entry(true, None, Some("tv-secret"))).is_err());
+        let off = providers(entry(false, Some("tv"), Some("tv-secret"))).expect_err("device flow off");
+        assert!(off.contains("device_flow = true"), "{off}");
     }
 }
