@@ -471,6 +471,10 @@ impl Problem {
 impl TrailCheck {
     /// The report as the compliance routes send it.
     pub fn report(&self) -> TrailReport {
+        // The lists are capped like the chain's breaks: a receiver that lost its checkpoints
+        // must not make a report too large to read.
+        let problems = self.problems.iter().take(MAX_LISTED);
+        let pending = self.checkpoints.pending_delivery.iter().take(MAX_LISTED);
         TrailReport {
             trail: self.table.to_owned(),
             origin: self.origin.to_string(),
@@ -478,9 +482,8 @@ impl TrailCheck {
             rows_checked: self.rows_checked,
             last_seq: self.last_seq,
             breaks: self.breaks.iter().map(trail_break).collect(),
-            problems: self
-                .problems
-                .iter()
+            problems_omitted: self.problems.len().saturating_sub(MAX_LISTED),
+            problems: problems
                 .map(|p| CheckpointProblem {
                     kind: p.kind().to_owned(),
                     description: p.describe(),
@@ -496,7 +499,8 @@ impl TrailCheck {
                 .map(|(place, checkpoints)| CheckpointPlace { place: place.clone(), checkpoints: *checkpoints })
                 .collect(),
             latest_checkpoint: self.checkpoints.latest,
-            pending_delivery: self.checkpoints.pending_delivery.clone(),
+            pending_omitted: self.checkpoints.pending_delivery.len().saturating_sub(MAX_LISTED),
+            pending_delivery: pending.cloned().collect(),
         }
     }
 }
@@ -522,6 +526,13 @@ pub type VerifyChain = fn(Trail, PgPool, usize) -> BoxFuture<'static, Result<Ver
 pub struct ChainVerifier(pub VerifyChain);
 
 const MAX_BREAKS: usize = 100;
+/// Problems and pending deliveries listed per trail; the rest are counted.
+const MAX_LISTED: usize = 100;
+
+/// One verification at a time per service (by its place in `ServiceName::ALL`): each reads
+/// every row and checkpoint.
+static RUNNING: [tokio::sync::Mutex<()>; 3] =
+    [tokio::sync::Mutex::const_new(()), tokio::sync::Mutex::const_new(()), tokio::sync::Mutex::const_new(())];
 
 /// Checks every trail `service` writes: with its publisher, against every checkpoint wherever
 /// kept; without one (checkpoints off, dev only), the chains alone.
@@ -530,7 +541,11 @@ pub async fn verify_service(
     pool: &PgPool,
     publisher: Option<&Publisher>,
     verify: VerifyChain,
-) -> Result<Vec<TrailReport>, sqlx::Error> {
+) -> Result<Vec<TrailReport>, ApiError> {
+    let slot = ServiceName::ALL.iter().position(|s| *s == service).unwrap_or_default();
+    let Ok(_running) = RUNNING[slot].try_lock() else {
+        return Err(ApiError::TooManyRequests("a verification is already running here: try again when it ends".into()));
+    };
     let checks = match publisher {
         Some(publisher) => publisher.check_trails(verify, MAX_BREAKS).await?,
         None => {

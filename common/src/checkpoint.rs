@@ -613,6 +613,11 @@ pub struct HeldPage {
 
 const HELD_PAGE: i64 = 2_000;
 
+/// How old a checkpoint must be for a verification to count it (one published later may be in
+/// the database and not yet in the file; a delivery in flight is told apart by the origin's
+/// records of what arrived).
+pub const SETTLE: time::Duration = time::Duration::seconds(2);
+
 /// The checkpoints this database holds of the caller's own `trail`, by number: an origin
 /// comparing its trail with what its receivers hold (`Publisher::check_trails`). Only a
 /// service's own checkpoints are shown to it.
@@ -620,10 +625,11 @@ const HELD_PAGE: i64 = 2_000;
 async fn held_of_caller(
     call: InternalCall,
     trail: &str,
-    after: Option<i64>,
+    after: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<HeldPage>, ApiError> {
     let claims = &call.0;
+    let after: Option<i64> = crate::json::query_param("after", after, "an integer")?;
     let trail: Trail = trail.parse().map_err(|_| ApiError::Unprocessable("trail: a trail's table name".into()))?;
     if trail.service() != claims.iss {
         return Err(ApiError::Forbidden);
@@ -892,8 +898,21 @@ impl Publisher {
         // Rows newer than this may be unanchored only because the next round has not come.
         let bound = Duration::from_secs(300).max(self.interval * 3);
         let ctx = CallContext::system("audit_anchor", RequestId::generate());
+        // Checkpoints published from a moment before the check began are left out everywhere:
+        // one published meanwhile would otherwise be in one place and not yet in the others (the
+        // file and the receivers are written after the commit). Signed, so its time is its own.
+        let cutoff = chain::now() - SETTLE;
+        let settled = |c: &Checkpoint| c.published_at <= cutoff;
+        // The file is read once; its lines that are not checkpoints are reported with the first
+        // trail (they belong to no trail).
+        let file = self.file.as_deref().map(|path| match read_file(path) {
+            Ok(lines) => Ok(lines),
+            // No file yet: every checkpoint is missing from it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        });
         let mut checks = Vec::new();
-        for trail in Trail::of(service) {
+        for (index, trail) in Trail::of(service).enumerate() {
             let verification = verify(trail, self.pool.clone(), max_breaks).await?;
             let own = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 ORDER BY number"
@@ -902,49 +921,54 @@ impl Publisher {
             .bind(trail.as_str())
             .fetch_all(&self.pool)
             .await?;
+            let own: Vec<Checkpoint> = own.iter().map(from_row).collect::<Result<_, _>>()?;
             let mut sources = vec![Source {
                 label: format!("{service} database"),
-                checkpoints: own.iter().map(from_row).collect::<Result<_, _>>()?,
+                checkpoints: own.into_iter().filter(settled).collect(),
                 malformed: Vec::new(),
                 undelivered: Default::default(),
             }];
             let mut unreadable = Vec::new();
             for (receiver, client) in &self.receivers {
                 let label = format!("{receiver} database");
+                // What was not delivered is read before what the receiver holds, so a delivery
+                // in between shows as held, never as missing.
+                let undelivered = anchor::undelivered(&self.pool, service, trail, *receiver).await?;
                 match client.held(&ctx, trail).await {
                     Ok(checkpoints) => sources.push(Source {
                         label,
-                        checkpoints,
+                        checkpoints: checkpoints.into_iter().filter(settled).collect(),
                         malformed: Vec::new(),
-                        undelivered: anchor::undelivered(&self.pool, service, trail, *receiver).await?,
+                        undelivered,
                     }),
                     Err(e) => unreadable.push(anchor::Problem::Unreadable { source: label, error: e.to_string() }),
                 }
             }
-            if let Some(file) = &self.file {
-                let mut source = Source {
-                    label: format!("{service} checkpoint file"),
-                    checkpoints: Vec::new(),
-                    malformed: Vec::new(),
-                    undelivered: Default::default(),
-                };
-                match read_file(file) {
-                    Ok(lines) => {
-                        for (line, parsed) in lines {
-                            match parsed {
-                                Ok(c) if c.origin == service && c.trail == trail => source.checkpoints.push(c),
-                                Ok(_) => {}
-                                Err(e) => source.malformed.push((line, e)),
+            match &file {
+                None => {}
+                Some(Ok(lines)) => {
+                    let mut source = Source {
+                        label: format!("{service} checkpoint file"),
+                        checkpoints: Vec::new(),
+                        malformed: Vec::new(),
+                        undelivered: Default::default(),
+                    };
+                    for (line, parsed) in lines {
+                        match parsed {
+                            Ok(c) if c.origin == service && c.trail == trail && settled(c) => {
+                                source.checkpoints.push(c.clone())
                             }
+                            Ok(_) => {}
+                            Err(e) if index == 0 => source.malformed.push((*line, e.clone())),
+                            Err(_) => {}
                         }
-                        sources.push(source);
                     }
-                    // No file yet: every checkpoint is missing from it.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => sources.push(source),
-                    Err(e) => {
-                        unreadable.push(anchor::Problem::Unreadable { source: source.label, error: e.to_string() })
-                    }
+                    sources.push(source);
                 }
+                Some(Err(e)) => unreadable.push(anchor::Problem::Unreadable {
+                    source: format!("{service} checkpoint file"),
+                    error: e.clone(),
+                }),
             }
             let mut check =
                 anchor::check_trail(&self.pool, trail, verification, &sources, &self.own_keys, bound).await?;

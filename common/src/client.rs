@@ -830,9 +830,18 @@ impl CheckpointClient {
         ctx: &CallContext,
         trail: crate::checkpoint::Trail,
     ) -> Result<Vec<crate::checkpoint::Checkpoint>, ClientError> {
+        // A bound on what one verification holds from a peer (a few hundred MiB): almost four
+        // years of checkpoints at the default one-minute interval.
+        const MOST: usize = 2_000_000;
         let mut all = Vec::new();
         let mut after = 0;
         loop {
+            if all.len() > MOST {
+                return Err(ClientError::Body {
+                    peer: self.0.peer,
+                    message: format!("more than {MOST} checkpoints held of one trail"),
+                });
+            }
             let page: crate::checkpoint::HeldPage =
                 self.0.get(&format!("/internal/v1/checkpoints?trail={}&after={after}", trail.as_str()), ctx).await?;
             all.extend(page.checkpoints);

@@ -302,8 +302,8 @@ impl DecisionQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CheckpointProblem {
     /// `truncated`, `rewritten`, `missing_checkpoint`, `bad_signature`,
-    /// `unverifiable_checkpoints`, `conflicting_checkpoints`, `backwards` or
-    /// `malformed_checkpoint`.
+    /// `unverifiable_checkpoints`, `conflicting_checkpoints`, `backwards`,
+    /// `malformed_checkpoint` or `unreadable_place`.
     pub kind: String,
     /// One line for people.
     pub description: String,
@@ -334,7 +334,10 @@ pub struct TrailReport {
     pub last_seq: Option<i64>,
     /// The first chain breaks, in order (at most 100).
     pub breaks: Vec<TrailBreak>,
+    /// The first 100 checkpoint problems.
     pub problems: Vec<CheckpointProblem>,
+    /// How many more there were.
+    pub problems_omitted: usize,
     /// The first sequence number shown to be bad, by the chain or a checkpoint.
     pub first_bad_seq: Option<i64>,
     /// Verified checkpoints (distinct numbers) across every place.
@@ -342,8 +345,10 @@ pub struct TrailReport {
     pub places: Vec<CheckpointPlace>,
     /// The newest verified checkpoint's number and the sequence number it vouches for.
     pub latest_checkpoint: Option<(i64, i64)>,
-    /// Checkpoints not delivered to a receiver yet (its origin retries): (number, place).
+    /// Checkpoints not delivered to a receiver yet (its origin retries): (number, place); the
+    /// first 100.
     pub pending_delivery: Vec<(i64, String)>,
+    pub pending_omitted: usize,
 }
 
 /// Every trail of every service, checked.

@@ -67,16 +67,21 @@ fn summary(row: &PgRow) -> Result<FormSummary, sqlx::Error> {
 const FORM_COLUMNS: &str = "version, title, recipient_kind, to_char(published_on, 'YYYY-MM-DD') AS published, \
                             body_sha256, body";
 
-/// Reading consents: the subject as a beneficiary, or a compliance officer for a review (the
-/// read is audited in public-api's trail before it is asked).
-fn reader(call: &InternalCall, subject: Option<Uuid>) -> Result<(), ApiError> {
+/// Reading consents: the subject as a beneficiary, or a compliance officer for a review.
+/// public-api audits the officer's read once answered; this service logs it too, naming the
+/// officer, so a read public-api did not record still leaves a trace here.
+fn reader(call: &InternalCall, subject: Option<Uuid>, what: &str) -> Result<(), ApiError> {
     let claims = &call.0;
     if claims.role == Role::ComplianceOfficer && claims.purpose == "compliance_review" {
+        tracing::info!(request_id = %claims.request_id, officer = %claims.sub, subject = ?subject, what, "consents read for a compliance review");
         return Ok(());
     }
     match subject {
         Some(subject) => the_subject(call, subject),
-        None => Err(ApiError::Forbidden),
+        None => {
+            tracing::warn!(request_id = %claims.request_id, role = %claims.role, "consent route refused: not a compliance officer");
+            Err(ApiError::Forbidden)
+        }
     }
 }
 
@@ -211,7 +216,7 @@ async fn list(
     limit: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    reader(&call, Some(subject))?;
+    reader(&call, Some(subject), "list")?;
     let query = ConsentQuery::parse(state, after, limit)?;
     let limit = query.limit.unwrap_or(50);
     let rows = sqlx::query(&format!(
@@ -235,7 +240,7 @@ async fn read(
     id: Uuid,
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentDetail>, ApiError> {
-    reader(&call, Some(subject))?;
+    the_subject(&call, subject)?;
     let mut conn = pool.acquire().await?;
     detail(&mut conn, subject, id).await?.map(Json).ok_or(ApiError::NotFound)
 }
@@ -243,7 +248,7 @@ async fn read(
 /// Any consent by its id, with its subject: for a compliance officer only.
 #[get("/internal/v1/consents/<id>")]
 async fn read_any(call: InternalCall, id: Uuid, pool: &State<PgPool>) -> Result<Json<SubjectConsent>, ApiError> {
-    reader(&call, None)?;
+    reader(&call, None, "one consent")?;
     let mut conn = pool.acquire().await?;
     let (subject_id, detail) = detail_of(&mut conn, None, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(SubjectConsent { subject_id, detail }))

@@ -263,7 +263,14 @@ async fn log_page(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    tracing::info!(request_id = %claims.request_id, rows = entries.len(), "decision log read");
+    tracing::info!(
+        request_id = %claims.request_id,
+        officer = %claims.sub,
+        rows = entries.len(),
+        subject = ?q.subject_id,
+        filters = %q.describe(),
+        "decision log read for a compliance review"
+    );
     Ok(Json(DecisionPage { entries, next_after_seq, head_seq }))
 }
 

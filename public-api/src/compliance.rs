@@ -248,7 +248,7 @@ pub async fn consent_decisions(
 }
 
 /// A beneficiary's consents, oldest first, with their state, for a compliance officer. Each
-/// read is audited as `consent.read` naming the beneficiary.
+/// read is audited as `consent.read` on the beneficiary (`user:<id>`).
 #[utoipa::path(get, path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/consents", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path),
            ("state" = Option<String>, Query, description = "`signed`, `revoked` or `expired`"),
@@ -279,7 +279,7 @@ pub async fn beneficiary_consents(
     let mut event = meta.event(
         Some(officer.user_id()),
         "consent.read",
-        Some(("beneficiary", beneficiary_id.to_string())),
+        Some(("user", beneficiary_id.to_string())),
         Outcome::Success,
     );
     event.reason = Some(format!("{} consents listed", page.consents.len()));
@@ -288,7 +288,8 @@ pub async fn beneficiary_consents(
 }
 
 /// One consent by its id, with its subject and the full text of the form signed, for a
-/// compliance officer. Audited as `consent.read` naming the consent.
+/// compliance officer. Audited as `consent.read` naming the beneficiary, the consent in the
+/// reason.
 #[utoipa::path(get, path = "/api/v1/compliance/consents/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
@@ -308,9 +309,13 @@ pub async fn consent_by_id(
 ) -> Result<Json<SubjectConsent>, ApiError> {
     let ctx = officer.call(&meta, "compliance_review");
     let found = consent.consent_by_id(&ctx, id).await.map_err(ClientError::into_api_error)?;
-    let mut event =
-        meta.event(Some(officer.user_id()), "consent.read", Some(("consent", id.to_string())), Outcome::Success);
-    event.reason = Some(format!("beneficiary {}", found.subject_id));
+    let mut event = meta.event(
+        Some(officer.user_id()),
+        "consent.read",
+        Some(("user", found.subject_id.to_string())),
+        Outcome::Success,
+    );
+    event.reason = Some(format!("consent {id}"));
     audit::record_alone(pool, &event).await?;
     Ok(Json(found))
 }

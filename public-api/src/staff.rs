@@ -158,6 +158,16 @@ async fn apply(
     Ok(RoleChange { user_id: target, role: role.to_owned(), granted: grant, changed, roles, sessions_ended, dry_run })
 }
 
+/// Whether `user` is a live admin, read in the caller's transaction (under the roles lock).
+async fn still_admin(tx: &mut PgConnection, user: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL AND 'admin' = ANY(roles))",
+    )
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await
+}
+
 /// An admin's change: the admin is the proven actor; nobody changes their own roles.
 pub async fn change_role(
     pool: &PgPool,
@@ -178,13 +188,7 @@ pub async fn change_role(
     // (a revocation committed meanwhile counts), and no change may leave the system without a
     // live admin (two admins revoking each other at once).
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ROLES_LOCK).execute(&mut *tx).await?;
-    let still_admin: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL AND 'admin' = ANY(roles))",
-    )
-    .bind(admin)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !still_admin {
+    if !still_admin(&mut tx, admin).await? {
         return Err(RoleError::NotAdmin);
     }
     if request.role == "admin" && !request.grant {
@@ -369,8 +373,14 @@ pub async fn revoke_sessions(
     pool: &State<PgPool>,
 ) -> Result<Json<SessionRevocation>, ApiError> {
     let reason = checked_reason(&body.0.reason)?;
-    let target = find_user(pool, &body.0.user).await?;
+    let target = find_user(pool, body.0.user.trim()).await?;
     let mut tx = pool.begin().await?;
+    // As for role changes: the acting admin is checked again under the roles lock, so an admin
+    // whose role was revoked a moment ago acts no more.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ROLES_LOCK).execute(&mut *tx).await?;
+    if !still_admin(&mut tx, admin.user_id()).await? {
+        return Err(RoleError::NotAdmin.into());
+    }
     let sessions_ended = sessions::revoke_all(&mut tx, target, "revoked_by_admin").await?;
     let mut event =
         meta.event(Some(admin.user_id()), "user.sessions_revoke", Some(("user", target.to_string())), Outcome::Success);

@@ -408,7 +408,7 @@ async fn verify(ctx: &Context) -> Result<()> {
     let api = ctx.api().await?;
     let bar = progress(ctx.out.format, None, "verifying every trail");
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let report: TrailsVerification = api.post("/compliance/trail-verifications", &()).await?;
+    let report: TrailsVerification = api.post_long("/compliance/trail-verifications").await?;
     bar.finish_and_clear();
     let mut t = Table::new(vec!["trail", "service", "rows", "checkpoints", "result"]);
     for trail in &report.trails {
@@ -435,6 +435,9 @@ async fn verify(ctx: &Context) -> Result<()> {
     }
     ctx.out.list(&report, &t)?;
     for trail in &report.trails {
+        if trail.problems_omitted > 0 {
+            ctx.out.note(format!("{}: {} more checkpoint problems (not listed)", trail.trail, trail.problems_omitted));
+        }
         for (number, place) in &trail.pending_delivery {
             ctx.out.note(format!(
                 "{}: checkpoint #{number} is not delivered to {place} yet (its origin retries)",

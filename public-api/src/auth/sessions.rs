@@ -181,7 +181,8 @@ pub struct SessionView {
     pub expires_at: OffsetDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
-    /// The session the request was made with.
+    /// The session the request was made with (always false in an admin's view of another
+    /// user's sessions).
     pub current: bool,
 }
 
