@@ -316,11 +316,7 @@ pub async fn user_sessions(
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ApiError::Unprocessable("`user` is required: an id or an email".into()))?;
-    let limit = common::json::query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(20);
-    let offset = common::json::query_param("offset", offset, "an integer, at least 0")?.unwrap_or(0);
-    if !(1..=100).contains(&limit) || offset < 0 {
-        return Err(ApiError::Unprocessable("limit must be 1 to 100 and offset at least 0".into()));
-    }
+    let (limit, offset) = sessions::page_params(limit, offset)?;
     let target = find_user(pool, who).await?;
     // The read is recorded before anything is shown: no audit row, no answer.
     audit::record_alone(
@@ -329,9 +325,7 @@ pub async fn user_sessions(
     )
     .await?;
     // `Uuid::nil()`: none of these is the admin's own current session.
-    let mut sessions = sessions::list_open(pool, target, Uuid::nil(), limit + 1, offset).await?;
-    let next_offset = (sessions.len() as i64 > limit).then_some(offset + limit);
-    sessions.truncate(limit as usize);
+    let (sessions, next_offset) = sessions::open_page(pool, target, Uuid::nil(), limit, offset).await?;
     Ok(Json(UserSessionPage { user_id: target, sessions, next_offset }))
 }
 

@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use common::json::{query_param, Body};
+use common::json::Body;
 use common::ApiError;
 
 use crate::audit::{self, Outcome};
@@ -236,14 +236,8 @@ pub async fn my_sessions(
     offset: Option<&str>,
     pool: &State<PgPool>,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let limit = query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(20);
-    let offset = query_param("offset", offset, "an integer, at least 0")?.unwrap_or(0);
-    if !(1..=100).contains(&limit) || offset < 0 {
-        return Err(ApiError::Unprocessable("limit must be 1 to 100 and offset at least 0".into()));
-    }
-    let mut sessions = sessions::list_open(pool, user.user_id, user.session_id, limit + 1, offset).await?;
-    let next_offset = (sessions.len() as i64 > limit).then_some(offset + limit);
-    sessions.truncate(limit as usize);
+    let (limit, offset) = sessions::page_params(limit, offset)?;
+    let (sessions, next_offset) = sessions::open_page(pool, user.user_id, user.session_id, limit, offset).await?;
     Ok(Json(SessionPage { sessions, next_offset }))
 }
 

@@ -186,8 +186,32 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// A page request's `limit` (1 to 100, 20 when absent) and `offset` (at least 0), strictly.
+pub fn page_params(limit: Option<&str>, offset: Option<&str>) -> Result<(i64, i64), common::ApiError> {
+    let limit = common::json::query_param("limit", limit, "an integer from 1 to 100")?.unwrap_or(20);
+    let offset = common::json::query_param("offset", offset, "an integer, at least 0")?.unwrap_or(0);
+    if !(1..=100).contains(&limit) || offset < 0 {
+        return Err(common::ApiError::Unprocessable("limit must be 1 to 100 and offset at least 0".into()));
+    }
+    Ok((limit, offset))
+}
+
+/// A page of the user's open sessions, newest first, and the offset of the next page.
+pub async fn open_page(
+    pool: &PgPool,
+    user_id: Uuid,
+    current: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<SessionView>, Option<i64>), sqlx::Error> {
+    let mut sessions = list_open(pool, user_id, current, limit + 1, offset).await?;
+    let next_offset = (sessions.len() as i64 > limit).then_some(offset + limit);
+    sessions.truncate(limit as usize);
+    Ok((sessions, next_offset))
+}
+
 /// The user's open sessions, newest first.
-pub async fn list_open(
+async fn list_open(
     pool: &PgPool,
     user_id: Uuid,
     current: Uuid,
