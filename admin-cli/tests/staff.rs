@@ -167,6 +167,24 @@ async fn staff_take_an_application_from_the_queue_to_funded_as_themselves() {
             .any(|e| e["actor"] == caseworker_id.as_str() && e["action"] == "record.read" && e["decision"] == "permit"),
         "{log}"
     );
+    // Filtered by actor, action, decision and day, and each filter narrows.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let filtered = |extra: &'static [&'static str]| {
+        let mut args = vec!["audit", "query", "--log", "phi-access", "--actor", caseworker_id.as_str(), "--action"];
+        args.extend(["record.read", "--from", today.as_str(), "--to", today.as_str()]);
+        args.extend(extra);
+        let officer = &officer;
+        async move { officer.ok(&args).await["entries"].as_array().expect("entries").clone() }
+    };
+    let reads = filtered(&["--outcome", "permit"]).await;
+    assert!(
+        !reads.is_empty() && reads.iter().all(|e| e["actor"] == caseworker_id.as_str() && e["action"] == "record.read")
+    );
+    assert!(filtered(&["--outcome", "deny"]).await.is_empty());
+    let other_day =
+        officer.ok(&["audit", "query", "--log", "phi-access", "--actor", &caseworker_id, "--to", "2020-01-01"]).await;
+    assert_eq!(other_day["entries"], json!([]));
+    officer.fails(&["audit", "query", "--log", "phi-access", "--outcome", "success"], 2).await;
     let report = officer.run(&["--csv", "disclosures", "report", "--subject", &ben_login.user_id]).await;
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     assert!(String::from_utf8_lossy(&report.stdout).starts_with("disclosed,recipient,records,purpose,basis,notice\n"));

@@ -194,6 +194,18 @@ pub struct AccessLogQuery {
     pub flagged: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed: Option<bool>,
+    /// Who acted, as the log names them (a user id, or a service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `permit` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<time::Date>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<time::Date>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_seq: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +225,18 @@ pub struct AccessLogFilter<'r> {
     /// Only reviewed entries (`true`), or only those awaiting review (`false`).
     #[param(value_type = Option<bool>)]
     pub reviewed: Option<&'r str>,
+    /// Only entries where this actor acted (a user id, or a service's name).
+    pub actor: Option<&'r str>,
+    /// Only this action (`record.read`, `record.list`, `subject.shred`, …).
+    pub action: Option<&'r str>,
+    /// `permit` or `deny`.
+    pub decision: Option<&'r str>,
+    /// On or after this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<&'r str>,
+    /// On or before this day (YYYY-MM-DD, UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<&'r str>,
     /// Entries after this sequence number (the previous page's `next_after_seq`).
     #[param(value_type = Option<i64>)]
     pub after_seq: Option<&'r str>,
@@ -227,6 +251,15 @@ impl AccessLogFilter<'_> {
             subject_id: crate::json::query_param("subject_id", self.subject_id, "a UUID")?,
             flagged: crate::json::query_param("flagged", self.flagged, "true or false")?,
             reviewed: crate::json::query_param("reviewed", self.reviewed, "true or false")?,
+            actor: crate::json::log_name("actor", self.actor)?,
+            action: crate::json::log_name("action", self.action)?,
+            decision: match self.decision {
+                None => None,
+                Some(d @ ("permit" | "deny")) => Some(d.to_owned()),
+                Some(_) => return Err(crate::ApiError::Unprocessable("decision: permit or deny".into())),
+            },
+            from: crate::json::date_param("from", self.from)?,
+            to: crate::json::date_param("to", self.to)?,
             after_seq: crate::json::query_param("after_seq", self.after_seq, "an integer")?,
             limit: crate::json::query_param("limit", self.limit, "an integer from 1 to 500")?,
         };
@@ -251,6 +284,11 @@ fn query_string(query: &AccessLogQuery) -> String {
         ("subject_id", query.subject_id.map(|v| v.to_string())),
         ("flagged", query.flagged.map(|v| v.to_string())),
         ("reviewed", query.reviewed.map(|v| v.to_string())),
+        ("actor", query.actor.clone()),
+        ("action", query.action.clone()),
+        ("decision", query.decision.clone()),
+        ("from", query.from.map(|v| v.to_string())),
+        ("to", query.to.map(|v| v.to_string())),
         ("after_seq", query.after_seq.map(|v| v.to_string())),
         ("limit", query.limit.map(|v| v.to_string())),
     ])

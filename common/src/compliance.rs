@@ -208,10 +208,10 @@ pub struct DecisionFilter<'r> {
     #[param(value_type = Option<bool>)]
     pub permitted: Option<&'r str>,
     /// On or after this day (YYYY-MM-DD, UTC).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub from: Option<&'r str>,
     /// On or before this day (YYYY-MM-DD, UTC).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub to: Option<&'r str>,
     /// Rows after this sequence number (the previous page's `next_after_seq`).
     #[param(value_type = Option<i64>)]
@@ -229,17 +229,7 @@ impl DecisionFilter<'_> {
     pub fn parse(&self) -> Result<DecisionQuery, crate::ApiError> {
         use crate::json::{date_param, query_param};
         let bad = |m: &str| crate::ApiError::Unprocessable(m.to_owned());
-        // Names as the log keeps them (`partner:…`, `care_coordination`): nothing else is asked.
-        let name = |field: &str, value: Option<&str>| match value {
-            Some(v)
-                if v.is_empty()
-                    || v.len() > 200
-                    || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.')) =>
-            {
-                Err(bad(&format!("{field}: 1 to 200 letters, digits, `:`, `_`, `-` or `.`")))
-            }
-            other => Ok(other.map(str::to_owned)),
-        };
+        let name = crate::json::log_name;
         let query = DecisionQuery {
             subject_id: query_param("subject_id", self.subject_id, "a UUID")?,
             actor_id: query_param("actor_id", self.actor_id, "a UUID")?,

@@ -183,6 +183,22 @@ pub fn date_param(field: &str, raw: Option<&str>) -> Result<Option<time::Date>, 
     raw.map(|text| date(field, text)).transpose()
 }
 
+/// A name as a trail records it (`partner:…`, `record.read`, `care_coordination`, a user id):
+/// 1 to 200 letters, digits, `:`, `_`, `-` or `.`, else 422 naming the field. Nothing else can be
+/// asked, and what passes needs no escaping in a query string.
+pub fn log_name(field: &str, value: Option<&str>) -> Result<Option<String>, crate::ApiError> {
+    match value {
+        Some(v)
+            if v.is_empty()
+                || v.len() > 200
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.')) =>
+        {
+            Err(crate::ApiError::Unprocessable(format!("{field}: 1 to 200 letters, digits, `:`, `_`, `-` or `.`")))
+        }
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 /// A page size from the `limit` query parameter: 1 to 100, else 422 naming it; `None` when absent.
 pub fn page_limit(raw: Option<&str>) -> Result<Option<i64>, crate::ApiError> {
     const EXPECTED: &str = "an integer from 1 to 100";

@@ -225,6 +225,10 @@ pub async fn page(
          FROM access_log l LEFT JOIN access_reviews v ON v.seq = l.seq \
          WHERE l.seq > $1 AND ($2::uuid IS NULL OR l.subject_id = $2) AND ($3::boolean IS NULL OR l.flagged = $3) \
          AND ($4::boolean IS NULL OR (v.seq IS NOT NULL) = $4) \
+         AND ($6::text IS NULL OR l.actor = $6) AND ($7::text IS NULL OR l.action = $7) \
+         AND ($8::text IS NULL OR l.decision = $8) \
+         AND ($9::date IS NULL OR l.occurred_at >= ($9::date)::timestamp AT TIME ZONE 'UTC') \
+         AND ($10::date IS NULL OR l.occurred_at < ($10::date + 1)::timestamp AT TIME ZONE 'UTC') \
          ORDER BY l.seq LIMIT $5",
     )
     .bind(query.after_seq.unwrap_or(0))
@@ -232,6 +236,11 @@ pub async fn page(
     .bind(query.flagged)
     .bind(query.reviewed)
     .bind(limit + 1)
+    .bind(&query.actor)
+    .bind(&query.action)
+    .bind(&query.decision)
+    .bind(query.from)
+    .bind(query.to)
     .fetch_all(&mut *tx)
     .await?;
     let more = rows.len() as i64 > limit;

@@ -67,23 +67,25 @@ pub struct QueryArgs {
     /// Which trail.
     #[arg(long, value_enum, default_value = "public")]
     pub log: Log,
-    /// Public log: only rows where this user acted. Decision log: only decisions asked for
-    /// this user (the recipient acting).
+    /// Public and PHI access logs: only rows where this user acted. Decision log: only
+    /// decisions asked for this user (the recipient acting).
     #[arg(long)]
     pub actor: Option<Uuid>,
-    /// Public log: only this action, or a family (`auth.*`).
+    /// Public log: only this action, or a family (`auth.*`). PHI access log: only this action
+    /// (record.read, record.list, …).
     #[arg(long)]
     pub action: Option<String>,
     /// Public log: only this resource, as TYPE or TYPE:ID (e.g. application:6f1c…).
     #[arg(long)]
     pub resource: Option<String>,
-    /// Public log: success, failure or denied. Decision log: permitted or refused.
+    /// Public log: success, failure or denied. PHI access log: permit or deny. Decision log:
+    /// permitted or refused.
     #[arg(long)]
     pub outcome: Option<String>,
-    /// Public and decision logs: on or after this day (YYYY-MM-DD, UTC).
+    /// On or after this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub from: Option<String>,
-    /// Public and decision logs: on or before this day (YYYY-MM-DD, UTC).
+    /// On or before this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     pub to: Option<String>,
     /// Decision log: only this recipient, as ROLE:USER_ID (e.g. partner:6f1c…).
@@ -351,22 +353,31 @@ async fn query_log(ctx: &Context, args: QueryArgs) -> Result<()> {
         }
         Log::PhiAccess => {
             only(
-                "PHI access log (it takes --subject and --flagged)",
+                "PHI access log",
                 &[
-                    ("--actor", a.actor.is_some()),
                     ("--ip", a.ip),
-                    ("--action", a.action.is_some()),
                     ("--resource", a.resource.is_some()),
-                    ("--outcome", a.outcome.is_some()),
-                    ("--from", a.from.is_some()),
-                    ("--to", a.to.is_some()),
                     ("--recipient", a.recipient.is_some()),
                     ("--purpose", a.purpose.is_some()),
                 ],
             )?;
+            let decision = match a.outcome.as_deref() {
+                None => None,
+                Some(o @ ("permit" | "deny")) => Some(o.to_owned()),
+                Some(other) => {
+                    return Err(crate::failure::Failure::usage(format!(
+                        "--outcome {other}: the PHI access log's outcomes are permit and deny"
+                    )))
+                }
+            };
             let filters = vec![
                 ("subject_id", a.subject.map(|s| s.to_string())),
                 ("flagged", a.flagged.then(|| "true".to_owned())),
+                ("actor", a.actor.map(|a| a.to_string())),
+                ("action", a.action.clone()),
+                ("decision", decision),
+                ("from", a.from.clone()),
+                ("to", a.to.clone()),
             ];
             pages::<AccessLogPage>(ctx, filters, &a.page).await
         }
