@@ -584,15 +584,16 @@ async fn verify_route(
     call: InternalCall,
     pool: &State<PgPool>,
     info: &State<ServiceInfo>,
-    publisher: Option<&State<Arc<Publisher>>>,
+    publisher: &State<crate::checkpoint::Published>,
     chain: &State<ChainVerifier>,
 ) -> Result<Json<Vec<TrailReport>>, ApiError> {
+    let publisher = publisher.0.as_ref();
     let claims = &call.0;
     if claims.role != Role::ComplianceOfficer {
         tracing::warn!(request_id = %claims.request_id, role = %claims.role, "trail verification refused: not a compliance officer");
         return Err(ApiError::Forbidden);
     }
-    let reports = verify_service(info.service, pool, publisher.map(|p| p.inner().as_ref()), chain.0).await?;
+    let reports = verify_service(info.service, pool, publisher.map(Arc::as_ref), chain.0).await?;
     tracing::info!(request_id = %claims.request_id, trails = reports.len(), "trails verified");
     Ok(Json(reports))
 }

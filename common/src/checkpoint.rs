@@ -1077,6 +1077,11 @@ impl Publisher {
 
 // ---------------------------------------------------------------- wiring
 
+/// The publisher as routes ask for it: always managed, `None` when checkpoints are off (dev). (A
+/// route guard `Option<&State<Arc<Publisher>>>` would be refused by Rocket's sentinels at
+/// ignition when nothing is managed.)
+pub struct Published(pub Option<Arc<Publisher>>);
+
 /// What a service needs for checkpoints: the publisher (unless disabled in dev) and the keys of
 /// the peers whose checkpoints it stores.
 pub struct Anchor {
@@ -1138,7 +1143,7 @@ impl Anchor {
     /// Manages the keys (for the receiving route) and the publisher, which runs from liftoff and
     /// publishes once more at shutdown.
     pub fn attach(self, rocket: Rocket<Build>) -> Rocket<Build> {
-        let rocket = rocket.manage(self.keys);
+        let rocket = rocket.manage(self.keys).manage(Published(self.publisher.clone()));
         let Some(publisher) = self.publisher else { return rocket };
         let (running, last) = (publisher.clone(), publisher.clone());
         rocket

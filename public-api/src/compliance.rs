@@ -10,7 +10,7 @@ use rocket::{get, post, routes, Route, State};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use common::checkpoint::{Publisher, Trail};
+use common::checkpoint::Trail;
 use common::client::{ClientError, ConsentClient, PhiVaultClient};
 use common::compliance::{
     AuditLogEntry, AuditLogPage, DecisionFilter, DecisionPage, TrailBreak, TrailVerification, TrailsVerification,
@@ -352,17 +352,13 @@ pub async fn verify_all(
     officer: ComplianceOfficer,
     meta: RequestMeta,
     pool: &State<PgPool>,
-    publisher: Option<&State<std::sync::Arc<Publisher>>>,
+    publisher: &State<common::checkpoint::Published>,
     vault: &State<PhiVaultClient>,
     consent: &State<ConsentClient>,
 ) -> Result<Json<TrailsVerification>, ApiError> {
     let ctx = officer.call(&meta, "compliance_review");
-    let own = common::anchor::verify_service(
-        ServiceName::PublicApi,
-        pool,
-        publisher.map(|p| p.inner().as_ref()),
-        verify_chain,
-    );
+    let publisher = publisher.0.as_deref();
+    let own = common::anchor::verify_service(ServiceName::PublicApi, pool, publisher, verify_chain);
     let (own, phi, consents) = tokio::join!(own, vault.verify_trails(&ctx), consent.verify_trails(&ctx));
     let mut trails = own?;
     trails.extend(phi.map_err(ClientError::into_api_error)?);
