@@ -103,7 +103,15 @@ fn keys_generate_refuses_to_overwrite() {
         let mode = std::fs::metadata(dir.join("consent.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    cli().args(["keys", "generate", "--service", "consent", "--dir"]).arg(&dir).assert().failure();
+    // A second run is refused, and the key pair on disk is byte for byte the one first written.
+    let before =
+        (std::fs::read(dir.join("consent.key")).expect("key"), std::fs::read(dir.join("consent.pub")).expect("pub"));
+    let out = cli().args(["keys", "generate", "--service", "consent", "--dir"]).arg(&dir).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("consent.key") && stderr.contains("exists"), "{stderr}");
+    let after =
+        (std::fs::read(dir.join("consent.key")).expect("key"), std::fs::read(dir.join("consent.pub")).expect("pub"));
+    assert!(before == after, "a refused key generation changed the key files");
     let out = cli().args(["--json", "keys", "generate", "--name", "user-2", "--dir"]).arg(&dir).assert().success();
     assert!(json(&out.get_output().stdout)["private_key"].as_str().expect("path").ends_with("user-2.key"));
     cli().args(["keys", "generate", "--name", "../escape", "--dir"]).arg(&dir).assert().code(2);

@@ -33,6 +33,9 @@ pub struct State {
     pub renewals: AtomicU32,
     /// Refuse renewals (as Vault does past a token's max TTL).
     pub refuse_renewal: AtomicBool,
+    /// How long past its lease an issued token is still honoured, in seconds: a test that
+    /// counts renewals sets it, so a busy machine's late renewal is still a renewal.
+    pub grace_secs: AtomicU64,
     /// How long the Transit routes (encrypt, decrypt, key read) take to answer, in
     /// milliseconds: a slow or distant Vault. Each request waits on its own.
     pub delay_ms: AtomicU64,
@@ -43,6 +46,12 @@ pub struct State {
 }
 
 impl State {
+    /// When a token issued or renewed now stops being accepted.
+    fn valid_until(&self) -> Instant {
+        Instant::now()
+            + Duration::from_secs(self.lease_secs.load(Ordering::SeqCst) + self.grace_secs.load(Ordering::SeqCst))
+    }
+
     fn token_ok(&self, request: &Request) -> Option<String> {
         let token = request.headers.get("x-vault-token").and_then(|v| v.to_str().ok())?.to_owned();
         if token == TOKEN {
@@ -97,9 +106,8 @@ impl Respond for Transit {
             }
             let n = self.0.logins.fetch_add(1, Ordering::SeqCst) + 1;
             let token = format!("s.approle-{n}");
-            let lease = Duration::from_secs(self.0.lease_secs.load(Ordering::SeqCst));
             if let Ok(mut issued) = self.0.issued.lock() {
-                issued.insert(token.clone(), Instant::now() + lease);
+                issued.insert(token.clone(), self.0.valid_until());
             }
             return self.0.auth(&token);
         }
@@ -114,9 +122,8 @@ impl Respond for Transit {
                     return error(400, "lease is not renewable");
                 }
                 self.0.renewals.fetch_add(1, Ordering::SeqCst);
-                let lease = Duration::from_secs(self.0.lease_secs.load(Ordering::SeqCst));
                 if let Ok(mut issued) = self.0.issued.lock() {
-                    issued.insert(token.clone(), Instant::now() + lease);
+                    issued.insert(token.clone(), self.0.valid_until());
                 }
                 self.0.auth(&token)
             }

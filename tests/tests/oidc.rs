@@ -101,11 +101,27 @@ async fn sign_up_rules_and_bad_requests() {
         .execute(&pool)
         .await
         .expect("insert");
+    let counts = || async {
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await.expect("users");
+        let identities: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM identities").fetch_one(&pool).await.expect("identities");
+        (users, identities)
+    };
+    let before = counts().await;
     let (code, state) = authorize(&app, &carol, Some("donor")).await;
     let response = callback(&app, &code, &state).await;
     assert_eq!(response.status(), 409);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "conflict");
+    // Neither a second account nor an identity linked to the existing one was written.
+    assert_eq!(counts().await, before);
+    let linked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM identities i JOIN users u ON u.id = i.user_id WHERE u.email = $1")
+            .bind(format!("{carol}@example.org"))
+            .fetch_one(&pool)
+            .await
+            .expect("linked");
+    assert_eq!(linked, 0, "carol's identity was linked to the other account");
     pool.close().await;
     app.stop().await;
 }

@@ -105,10 +105,13 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
         .execute(&mut phi)
         .await
         .expect("copy");
+    let integrity_alarms = || harness::logs().iter().filter(|l| l["alarm"] == "integrity").count();
+    assert_eq!(integrity_alarms(), 0);
     match vault.read_record(&ctx, second.record_id).await {
         Err(ClientError::Status { status: 500, .. }) => {}
         other => panic!("a moved ciphertext must fail, got {other:?}"),
     }
+    assert_eq!(integrity_alarms(), 1, "the moved ciphertext raised its own alarm");
     sqlx::query(
         // Flip every bit of one byte (overwriting it with a fixed value is a no-op 1 time in 256).
         "UPDATE records SET ciphertext = set_byte(ciphertext, 4, get_byte(ciphertext, 4) # 255) WHERE id = $1",
@@ -121,7 +124,7 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
     assert_eq!(tampered.status(), 500);
     let body: Value = tampered.json().await.expect("json");
     assert_eq!(body["error"]["message"], "internal error");
-    assert!(harness::logs().iter().any(|l| l["alarm"] == "integrity"), "an integrity alarm is logged");
+    assert_eq!(integrity_alarms(), 2, "the flipped byte raised a second alarm of its own");
 
     // Every access is in the access log, permitted and denied, and the chain verifies.
     let phi_pool = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("pool");
@@ -202,7 +205,10 @@ async fn bad_profiles_and_records_are_refused_without_writing() {
 
     let mut phi = PgConnection::connect(&app.database(Database::Phi).url_as("postgres")).await.expect("phi db");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&mut phi).await.expect("count");
-    assert_eq!(count, 0, "nothing was written");
+    assert_eq!(count, 0, "no record was written");
+    // Nor a subject: a refused first record leaves no key wrapped for anyone.
+    let subjects: i64 = sqlx::query_scalar("SELECT count(*) FROM subjects").fetch_one(&mut phi).await.expect("count");
+    assert_eq!(subjects, 0, "no subject was written");
     let _ = phi.close().await;
     app.stop().await;
 }

@@ -4,6 +4,7 @@
 use common::ServiceName;
 use harness::{TestApp, ORIGIN};
 use serde_json::Value;
+use std::time::Instant;
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
@@ -71,20 +72,41 @@ async fn assert_limited(response: reqwest::Response) {
     assert_eq!(body["error"]["code"], "too_many_requests");
 }
 
+/// How many requests a limit of `per_minute` can have let through since `since`: the bucket
+/// holds `per_minute` and refills one every 60/`per_minute` seconds. Bounding counts by this,
+/// not by a fixed number, keeps the tests true on a machine of any speed.
+fn allowed_since(per_minute: u32, since: Instant) -> u32 {
+    let refilled = since.elapsed().as_secs_f64() * f64::from(per_minute) / 60.0;
+    per_minute + refilled.ceil().min(f64::from(u32::MAX)) as u32
+}
+
+/// Sends `request()` until one answers 429 (checked by `assert_limited`), then returns how
+/// many answered `ok` before it. Any other status fails the test.
+async fn count_until_limited<F: std::future::Future<Output = reqwest::Response>>(
+    ok: u16,
+    mut request: impl FnMut() -> F,
+) -> u32 {
+    for passed in 0..10_000 {
+        let response = request().await;
+        if response.status() == 429 {
+            assert_limited(response).await;
+            return passed;
+        }
+        assert_eq!(response.status(), ok, "after {passed} requests");
+    }
+    panic!("10,000 requests and no limit");
+}
+
 #[tokio::test]
 async fn auth_endpoints_have_a_stricter_per_address_limit() {
     let app = TestApp::spawn_with(|c| c.rate_limits.auth_per_ip_per_minute = 3).await;
-    for _ in 0..3 {
-        app.dev_login("donor").await;
-    }
-    let fourth = app
-        .http
-        .post(app.api("/auth/dev-login"))
-        .json(&serde_json::json!({"user": "donor"}))
-        .send()
-        .await
-        .expect("post");
-    assert_limited(fourth).await;
+    let started = Instant::now();
+    let dev_login = || {
+        let request = app.http.post(app.api("/auth/dev-login")).json(&serde_json::json!({"user": "donor"}));
+        async move { request.send().await.expect("post") }
+    };
+    let passed = count_until_limited(200, dev_login).await;
+    assert!((3..=allowed_since(3, started)).contains(&passed), "{passed} sign-ins passed a limit of 3");
     // Other routes are not affected.
     assert_eq!(app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health").status(), 200);
     app.stop().await;
@@ -97,19 +119,23 @@ async fn each_user_has_a_limit_and_each_address_another() {
         c.rate_limits.per_ip_per_minute = 12;
     })
     .await;
+    let started = Instant::now();
     let a = app.dev_login("donor").await; // 1 request from this address
     let b = app.dev_login("partner").await; // 2
-    for _ in 0..4 {
-        assert_eq!(app.get_as(&a.access_token, "/users/me").await.status(), 200);
-        // 3..6
-    }
-    assert_limited(app.get_as(&a.access_token, "/users/me").await).await; // 7
-    assert_eq!(app.get_as(&b.access_token, "/users/me").await.status(), 200, "another user is unaffected"); // 8
-    for _ in 0..4 {
-        app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status");
-        // 9..12
-    }
-    assert_limited(app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status")).await;
+                                            // a's own limit stops a; the refused request still counted against the address.
+    let a_passed = count_until_limited(200, || app.get_as(&a.access_token, "/users/me")).await;
+    assert!((4..=allowed_since(4, started)).contains(&a_passed), "{a_passed} requests passed a limit of 4");
+    assert_eq!(app.get_as(&b.access_token, "/users/me").await.status(), 200, "another user is unaffected");
+    // The address's limit stops everything from it, signed in or not.
+    let status_passed = count_until_limited(200, || async {
+        app.http.get(format!("{}/status", app.public_api.url)).send().await.expect("status")
+    })
+    .await;
+    let from_address = 2 + a_passed + 1 + 1 + status_passed;
+    assert!(
+        (12..=allowed_since(12, started)).contains(&from_address),
+        "{from_address} requests from one address passed a limit of 12"
+    );
     app.stop().await;
 }
 
@@ -125,20 +151,29 @@ async fn internal_routes_have_their_own_per_address_limit() {
         },
     )
     .await;
+    let started = Instant::now();
     let me = app.dev_login("beneficiary").await;
     app.put_sample_profile(&me).await; // one internal call
-    for _ in 0..5 {
-        assert_eq!(app.get_as(&me.access_token, "/beneficiaries/me/profile").await.status(), 200);
-    }
-    // The seventh internal call is shed; public-api answers 503 in its error body, not 500.
-    let shed = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;
+                                       // More internal calls than the ordinary limit pass, until the service-sized one sheds them;
+                                       // public-api answers 503 in its error body, not 500.
+    let mut reads = 0;
+    let shed = loop {
+        let response = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;
+        if response.status() != 200 {
+            break response;
+        }
+        reads += 1;
+        assert!(reads < 10_000, "no limit on internal calls");
+    };
+    assert!((6..=allowed_since(6, started)).contains(&(reads + 1)), "{} internal calls passed a limit of 6", reads + 1);
     assert_eq!(shed.status(), 503);
     let body: serde_json::Value = shed.json().await.expect("json");
     assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
     // Non-internal routes keep the ordinary limit.
-    let status = || app.http.get(format!("{}/status", app.phi_vault.url)).send();
-    assert_eq!(status().await.expect("status").status(), 200);
-    assert_eq!(status().await.expect("status").status(), 200);
-    assert_eq!(status().await.expect("status").status(), 429);
+    let status_passed = count_until_limited(200, || async {
+        app.http.get(format!("{}/status", app.phi_vault.url)).send().await.expect("status")
+    })
+    .await;
+    assert!((2..=allowed_since(2, started)).contains(&status_passed), "{status_passed} passed a limit of 2");
     app.stop().await;
 }

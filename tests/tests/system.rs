@@ -71,16 +71,31 @@ async fn a_request_id_is_generated_when_missing_or_unsafe() {
     let app = TestApp::spawn().await;
     let response = app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health");
     let generated = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
-    assert_eq!(generated.len(), 36, "a uuid: {generated}");
+    uuid::Uuid::parse_str(&generated).unwrap_or_else(|e| panic!("not a uuid: {generated}: {e}"));
 
-    let response = app
-        .http
-        .get(format!("{}/health", app.public_api.url))
-        .header("x-request-id", "evil id\twith spaces")
-        .send()
-        .await
-        .expect("health");
-    assert_ne!(response.headers()["x-request-id"], "evil id\twith spaces");
+    let ready = |id: String| app.http.get(format!("{}/ready", app.public_api.url)).header("x-request-id", id).send();
+    // 128 characters of the allowed alphabet are kept, end to end: every service logs them.
+    let longest = format!("{}{}", app.id, "a.b:c-d_".repeat(16))[..128].to_owned();
+    let response = ready(longest.clone()).await.expect("ready");
+    assert_eq!(response.headers()["x-request-id"], longest.as_str());
+    let lines = logs_for_request(&longest);
+    for service in ServiceName::ALL {
+        assert!(lines.iter().any(|l| l["service"] == service.as_str()), "{service} did not log the 128-character id");
+    }
+
+    // One more character, or a character outside the alphabet, and a fresh uuid replaces it.
+    let too_long = format!("{longest}x");
+    for unsafe_id in [too_long.as_str(), "evil id\twith spaces", "quote\"inside", "new\nline"] {
+        let Ok(response) = ready(unsafe_id.to_owned()).await else {
+            // reqwest itself refuses a header value with a newline: nothing reaches the server.
+            assert!(unsafe_id.contains('\n'));
+            continue;
+        };
+        let echoed = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        assert_ne!(echoed, unsafe_id);
+        uuid::Uuid::parse_str(&echoed).unwrap_or_else(|e| panic!("not a uuid: {echoed}: {e}"));
+        assert!(logs_for_request(unsafe_id).is_empty(), "the refused id {unsafe_id:?} reached a log");
+    }
     app.stop().await;
 }
 
@@ -118,6 +133,11 @@ async fn metrics_count_requests_by_route_and_status() {
         app.http.get(format!("{}/health", app.public_api.url)).send().await.expect("health");
     }
     app.http.get(format!("{}/nothing-here", app.public_api.url)).send().await.expect("404");
+    // A route with a path parameter is counted under its pattern; the concrete id never appears.
+    let id = uuid::Uuid::new_v4();
+    let response =
+        app.http.get(format!("{}/api/v1/compliance/consents/{id}", app.public_api.url)).send().await.expect("get");
+    assert_eq!(response.status(), 401);
     let response = app.http.get(format!("{}/metrics", app.public_api.url)).send().await.expect("metrics");
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
@@ -133,6 +153,13 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(count_line.ends_with(" 3"), "{count_line}");
     assert!(count_line.contains("service=\"public-api\""));
     assert!(text.contains("route=\"unmatched\"") && text.contains("status=\"404\""));
+    assert!(
+        text.lines().any(|l| l.starts_with("secondwind_http_requests_total{")
+            && l.contains("route=\"/api/v1/compliance/consents/<id>\"")
+            && l.contains("status=\"401\"")),
+        "no counter under the route pattern:\n{text}"
+    );
+    assert!(!text.contains(&id.to_string()), "a concrete id reached the metrics labels");
     assert!(text.contains("secondwind_http_request_duration_seconds_bucket{"));
     app.stop().await;
 }
