@@ -171,13 +171,18 @@ impl TestApp {
         caller: common::ServiceName,
         callee: common::ServiceName,
     ) -> common::client::InternalClient {
+        self.internal_client_at(caller, callee, &self.service(callee).url)
+    }
+
+    /// Like `internal_client`, to one particular instance of `callee` at `url`.
+    pub fn internal_client_at(
+        &self,
+        caller: common::ServiceName,
+        callee: common::ServiceName,
+        url: &str,
+    ) -> common::client::InternalClient {
         let signer = common::assertion::Signer::new(caller, &self.keys.private_key(caller), 30);
-        common::client::InternalClient::new(
-            callee,
-            &self.service(callee).url,
-            std::sync::Arc::new(signer),
-            std::time::Duration::from_secs(5),
-        )
-        .expect("client")
+        common::client::InternalClient::new(callee, url, std::sync::Arc::new(signer), std::time::Duration::from_secs(5))
+            .expect("client")
     }
 }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod consents;
+pub mod cut;
 pub use auth::{sample_profile, Login};
 pub mod hostile;
 pub mod load;
@@ -324,6 +325,9 @@ pub struct Running {
     pub routes: Vec<(String, String)>,
     /// Its checkpoint publisher, when checkpoints are configured.
     pub checkpoints: Option<Arc<Publisher>>,
+    /// A phi-vault instance's own key cache (the one its shred listener keeps), to watch
+    /// what that instance holds in memory.
+    pub key_cache: Option<Arc<phi_vault::crypto::KeyCache>>,
 }
 
 /// Launches `rocket` on its configured (ephemeral) port and returns once it listens.
@@ -342,11 +346,12 @@ pub async fn launch(rocket: Rocket<Build>) -> Running {
     let shutdown = ignited.shutdown();
     let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.path().to_owned())).collect();
     let checkpoints = ignited.state::<Arc<Publisher>>().cloned();
+    let key_cache = ignited.state::<phi_vault::records::Vault>().map(|v| v.cache.clone());
     tokio::spawn(async move {
         let _ = ignited.launch().await;
     });
     let port = rx.await.expect("service failed to start");
-    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes, checkpoints }
+    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes, checkpoints, key_cache }
 }
 
 /// A loopback port, bound now, that forwards each connection to a port known later: consent
