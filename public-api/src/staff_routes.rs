@@ -98,7 +98,7 @@ async fn beneficiary_profile(
     beneficiary_id: Uuid,
     ctx: &CallContext,
 ) -> Result<(BeneficiaryProfile, Option<i64>), ApiError> {
-    beneficiary_record(pool, vault, beneficiary_id, ctx).await.map(|(profile, seq, _)| (profile, seq))
+    read_profile(vault, identity_record(pool, beneficiary_id).await?, ctx).await
 }
 
 /// As [`beneficiary_profile`], with what a disclosure outside the program carries.
@@ -111,6 +111,16 @@ async fn beneficiary_record(
     let record = identity_record(pool, beneficiary_id).await?;
     let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
     Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq, found.disclosure))
+}
+
+/// Reads the identity record `record` (known to exist in the public database) from the vault.
+async fn read_profile(
+    vault: &PhiVaultClient,
+    record: Uuid,
+    ctx: &CallContext,
+) -> Result<(BeneficiaryProfile, Option<i64>), ApiError> {
+    let found = vault.read_record(ctx, record).await.map_err(|e| e.into_api_error())?;
+    Ok((BeneficiaryProfile::from_record(found.content)?, found.access_seq))
 }
 
 /// The beneficiary's identity record id; 404 when there is none.
@@ -232,12 +242,19 @@ pub async fn break_glass(
     // The reason may describe the emergency: it goes only to the vault, inside the assertion,
     // and stays in its access log. This trail refers to the vault's entry.
     let ctx = caseworker.call(&meta, "break_glass").with_reason(reason);
-    let result = beneficiary_profile(pool, vault, beneficiary_id, &ctx).await;
-    let (outcome, reference) = match &result {
-        Ok((_, Some(seq))) => (Outcome::Success, format!("reason in phi-vault access log entry {seq}")),
-        Ok((_, None)) => (Outcome::Success, "reason in phi-vault's access log, under this request id".to_owned()),
-        Err(_) => (Outcome::Failure, "reason in phi-vault's access log, under this request id".to_owned()),
+    // No profile on file: the vault is never asked, so this trail must not point to it.
+    let (result, reference) = match identity_record(pool, beneficiary_id).await {
+        Err(e) => (Err(e), "no profile on file; the vault was not asked and holds no entry".to_owned()),
+        Ok(record) => {
+            let read = read_profile(vault, record, &ctx).await;
+            let reference = match &read {
+                Ok((_, Some(seq))) => format!("reason in phi-vault access log entry {seq}"),
+                _ => "reason in phi-vault's access log, under this request id".to_owned(),
+            };
+            (read, reference)
+        }
     };
+    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
     let mut event =
         meta.event(Some(caseworker.user_id()), "phi.break_glass", Some(("user", beneficiary_id.to_string())), outcome);
     event.reason = Some(reference);
