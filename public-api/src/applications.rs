@@ -803,33 +803,43 @@ pub async fn assign(
         .assign_care_team(&admin.call(&meta, "care_team_assignment"), caseworker, current.beneficiary_id)
         .await
         .map_err(|e| e.into_api_error())?;
-    // The care-team grant is made and stays whatever happens below: the trail says so now.
-    let team = Some(("care_team", format!("{caseworker}:{}", current.beneficiary_id)));
-    audit::record_alone(pool, &meta.event(Some(admin.user_id()), "care_team.assign", team, Outcome::Success)).await?;
+    // One audit row for the request, naming the care-team grant too (phi-vault's access log
+    // keeps the grant itself, under this request id): written with the assignment when it is
+    // made, or, since the grant stays whatever happens below, as a failure saying so.
+    let team = format!("caseworker {caseworker} joined the care team of {}", current.beneficiary_id);
     let resource = Some(("application", id.to_string()));
     let mut event = meta.event(Some(admin.user_id()), "application.assign", resource, Outcome::Success);
-    event.reason = Some(format!("caseworker {caseworker}"));
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!(
-        "UPDATE applications SET caseworker_id = $3, version = version + 1, updated_at = now() \
-         WHERE id = $1 AND version = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(current.version)
-    .bind(caseworker)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        drop(tx);
-        event.outcome = Outcome::Failure;
-        event.reason = Some(format!("caseworker {caseworker} joined the care team; the application changed meanwhile"));
-        audit::record_alone(pool, &event).await?;
-        return Err(ApiError::Conflict("the application changed meanwhile; read it and try again".into()));
-    };
-    notifications::add(&mut tx, caseworker, &Notice::application("application.assigned", id)).await?;
-    audit::record(&mut tx, &event).await?;
-    tx.commit().await?;
-    Ok(Json(view(&row)?))
+    event.reason = Some(team.clone());
+    let assigned = async {
+        let mut tx = pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE applications SET caseworker_id = $3, version = version + 1, updated_at = now() \
+             WHERE id = $1 AND version = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(current.version)
+        .bind(caseworker)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the application changed meanwhile; read it and try again".into()))?;
+        notifications::add(&mut tx, caseworker, &Notice::application("application.assigned", id)).await?;
+        audit::record(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(row)
+    }
+    .await;
+    match assigned {
+        Ok(row) => Ok(Json(view(&row)?)),
+        Err(e) => {
+            event.outcome = Outcome::Failure;
+            event.reason = Some(match &e {
+                ApiError::Conflict(_) => format!("{team}; the application changed meanwhile"),
+                _ => format!("{team}; the application was not changed"),
+            });
+            audit::record_alone(pool, &event).await?;
+            Err(e)
+        }
+    }
 }
 
 /// Moves an application to its next status with a note the beneficiary sees, on the `version` the

@@ -115,37 +115,44 @@ pub async fn put_profile(
     validate(&profile)?;
     let ctx = user.call(&meta, "self_service");
     let content = serde_json::to_value(&profile).map_err(ApiError::internal)?;
+    let resource = Some(("user", user.user_id().to_string()));
+    let event = meta.event(Some(user.user_id()), "beneficiary.profile_update", resource, Outcome::Success);
     match user.account().identity_record_id {
         Some(id) => {
             vault.replace_record(&ctx, id, &RecordContent { content }).await.map_err(|e| e.into_api_error())?;
+            // The change is in the vault alone: the audit row is this database's only write.
+            audit::record_alone(pool, &event).await?;
         }
         None => {
             let new = NewRecord { subject_id: user.user_id(), category: "identity".into(), content, expires_at: None };
             let created = vault.create_record(&ctx, &new).await.map_err(|e| e.into_api_error())?;
-            // Run again on a lost connection: a first run that did commit is found, not refused.
-            let linked = common::db::retry_if_lost(|| {
-                sqlx::query(
+            // The link and its audit row in one transaction. Run again on a lost connection: a
+            // first run that did commit is found, not refused.
+            let linked = common::db::retry_if_lost(|| async {
+                let mut tx = pool.begin().await?;
+                let updated = sqlx::query(
                     "UPDATE users SET identity_record_id = $2 \
                      WHERE id = $1 AND (identity_record_id IS NULL OR identity_record_id = $2)",
                 )
                 .bind(user.user_id())
                 .bind(created.record_id)
-                .execute(pool.inner())
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                audit::record(&mut tx, &event).await?;
+                tx.commit().await?;
+                Ok(true)
             })
             .await?;
-            if linked.rows_affected() == 0 {
+            if !linked {
                 // A concurrent PUT linked its record first: do not leave ours orphaned.
                 let _ = vault.delete_record(&ctx, created.record_id).await;
                 return Err(ApiError::Conflict("the profile changed meanwhile; read it and try again".into()));
             }
         }
     }
-    let resource = Some(("user", user.user_id().to_string()));
-    audit::record_alone(
-        pool,
-        &meta.event(Some(user.user_id()), "beneficiary.profile_update", resource, Outcome::Success),
-    )
-    .await?;
     Ok(Json(profile))
 }
 

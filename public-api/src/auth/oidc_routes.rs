@@ -391,6 +391,7 @@ pub async fn device_start(
         other => provider_error(other),
     })?;
     let handle = super::sessions::random_secret("swd")?;
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO oidc_device_logins (handle_hash, provider, device_code, nonce, interval_secs, next_poll_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, now(), now() + make_interval(secs => $6))",
@@ -401,11 +402,13 @@ pub async fn device_start(
     .bind(&started.nonce)
     .bind(started.interval as i32)
     .bind(started.expires_in as f64)
-    .execute(pool.inner())
+    .execute(&mut *tx)
     .await?;
-    // Who started it (address and user agent), for the day someone asks about a phished code.
+    // Who started it (address and user agent), for the day someone asks about a phished code;
+    // in the transaction that stores the sign-in.
     let event = meta.event(None, "auth.device_start", Some(("provider", provider.to_owned())), Outcome::Success);
-    audit::record_alone(pool, &event).await?;
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
     Ok(Json(DeviceStartResponse {
         handle,
         user_code: started.user_code,
