@@ -127,7 +127,7 @@ pub async fn callback(
     sign_in: SignIn<'_>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let request = body.into_inner();
-    let user_id = complete(
+    let (user_id, tx) = complete(
         provider,
         &request.code,
         &request.state,
@@ -137,7 +137,7 @@ pub async fn callback(
         &sign_in.meta,
     )
     .await?;
-    sign_in.open_session(user_id, "auth.login").await
+    sign_in.open_session_in(tx, user_id, "auth.login", false).await
 }
 
 /// What a provider posts back with `response_mode=form_post` (Apple).
@@ -178,7 +178,7 @@ pub async fn form_callback(
     let outcome = match (&form.code, &form.state, &form.error) {
         (Some(code), Some(state), None) => {
             match complete(provider, code, state, form.user.as_deref(), providers, pool, meta).await {
-                Ok(user_id) => sign_in.open_session(user_id, "auth.login").await.map(|_| ()),
+                Ok((user_id, tx)) => sign_in.open_session_in(tx, user_id, "auth.login", false).await.map(|_| ()),
                 Err(e) => Err(e),
             }
         }
@@ -199,7 +199,7 @@ pub async fn form_callback(
 }
 
 /// Both callbacks: consumes the single-use attempt, exchanges the code, verifies the id_token,
-/// and finds or creates the account.
+/// and finds or creates the account, in a transaction the caller opens the session in.
 async fn complete(
     provider: &str,
     code: &str,
@@ -208,7 +208,7 @@ async fn complete(
     providers: &OidcProviders,
     pool: &PgPool,
     meta: &RequestMeta,
-) -> Result<Uuid, ApiError> {
+) -> Result<(Uuid, sqlx::Transaction<'static, sqlx::Postgres>), ApiError> {
     if providers.names().all(|n| n != provider) {
         return Err(ApiError::NotFound);
     }
@@ -230,7 +230,9 @@ async fn complete(
         Err(e) => return Err(refuse(pool, meta, provider, e.to_string()).await),
     };
     let name = apple_user.and_then(apple_name);
-    find_or_create(pool, &identity, user_type.as_deref(), name).await
+    let mut tx = pool.begin().await?;
+    let user_id = find_or_create(&mut tx, &identity, user_type.as_deref(), name).await?;
+    Ok((user_id, tx))
 }
 
 /// Audits a refused sign-in (the reason goes to the log and the audit row, not the client).
@@ -246,21 +248,20 @@ async fn refuse(pool: &PgPool, meta: &RequestMeta, provider: &str, reason: Strin
 
 /// The account linked to this provider identity, or a new one of the type chosen at sign-up.
 /// An email already used by another account is not linked silently (that would let whoever
-/// controls an identity at any provider take over the account).
+/// controls an identity at any provider take over the account). Writes in `tx`, uncommitted.
 async fn find_or_create(
-    pool: &PgPool,
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     identity: &VerifiedIdentity,
     user_type: Option<&str>,
     name: Option<String>,
 ) -> Result<Uuid, ApiError> {
-    let mut tx = pool.begin().await?;
     let existing: Option<Uuid> = sqlx::query_scalar(
         "SELECT i.user_id FROM identities i JOIN users u ON u.id = i.user_id \
          WHERE i.provider = $1 AND i.subject = $2 AND u.deleted_at IS NULL",
     )
     .bind(&identity.provider)
     .bind(&identity.subject)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = existing {
         return Ok(id);
@@ -275,7 +276,7 @@ async fn find_or_create(
     let taken: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL)")
             .bind(&email)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
     if taken {
         return Err(ApiError::Conflict("an account with this email exists; sign in the way you did before".into()));
@@ -289,15 +290,14 @@ async fn find_or_create(
         .bind(user_type)
         .bind(&email)
         .bind(display.chars().take(100).collect::<String>())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3)")
         .bind(&identity.provider)
         .bind(&identity.subject)
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     Ok(id)
 }
 
@@ -516,7 +516,8 @@ pub async fn device_token(
             if first.is_none() {
                 return Err(refuse(pool, meta, provider, "device sign-in: already used".into()).await);
             }
-            let user_id = match find_or_create(pool, &identity, None, None).await {
+            // Finds only (no user type is offered), so nothing is written to commit.
+            let user_id = match find_or_create(&mut pool.begin().await?, &identity, None, None).await {
                 Ok(id) => id,
                 Err(ApiError::Unprocessable(_)) => {
                     let reason = format!("device sign-in: no account for identity {}", identity.subject);

@@ -107,7 +107,19 @@ impl SignIn<'_> {
         action: &'static str,
         tell: bool,
     ) -> Result<Json<TokenResponse>, ApiError> {
-        let mut tx = self.pool.begin().await?;
+        self.open_session_in(self.pool.begin().await?, user_id, action, tell).await
+    }
+
+    /// Opens the session in `tx`, which may already hold the account it is for (a first
+    /// sign-in creates the account, the session and the audit row in one transaction, so no
+    /// account exists without the row that says how it came to be).
+    pub async fn open_session_in(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        user_id: Uuid,
+        action: &'static str,
+        tell: bool,
+    ) -> Result<Json<TokenResponse>, ApiError> {
         let roles = sessions::roles_of(&mut tx, user_id).await?.ok_or(ApiError::Unauthorized)?;
         let (session_id, refresh) = sessions::create(
             &mut tx,
