@@ -631,3 +631,53 @@ async fn a_medical_emergency_disclosure_is_flagged_and_in_the_patients_accountin
     }
     app.stop().await;
 }
+
+/// Every answer the consent service gives is chained into its decisions trail, and a changed
+/// answer (a "no" turned into a "yes" after the fact) breaks the chain where it was changed.
+#[tokio::test]
+async fn every_answer_is_chained_and_a_changed_answer_breaks_the_trail() {
+    use common::client::{ConsentClient, DisclosureQuestion};
+    let app = TestApp::spawn().await;
+    let consent = ConsentClient::new(app.internal_client(ServiceName::PhiVault, ServiceName::Consent));
+    let ctx = app.user_call(&Uuid::new_v4().to_string(), Role::Partner, "disclosure_decision");
+    let question = |purpose: &str| DisclosureQuestion {
+        subject_id: Uuid::new_v4(),
+        recipient: "partner:x".into(),
+        categories: vec!["identity".into()],
+        purpose: purpose.into(),
+    };
+    for purpose in ["housing_placement", "care_coordination", "payment"] {
+        assert!(!consent.decide(&ctx, &question(purpose)).await.expect("answer").permitted);
+    }
+    let pool = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
+    assert_eq!(count(&pool, "decisions").await, 3, "one entry per answer");
+    let intact = consent::decisions::verify(&pool, 10).await.expect("verify");
+    assert!(intact.intact() && intact.rows_checked == 3, "{intact:?}");
+
+    // The log pages for a compliance officer (public-api asks on their behalf), and no one else.
+    let log = ConsentClient::new(app.internal_client(ServiceName::PublicApi, ServiceName::Consent));
+    let officer = app.user_call(&Uuid::new_v4().to_string(), Role::ComplianceOfficer, "compliance_review");
+    let page = |after_seq| common::compliance::DecisionQuery { after_seq, limit: 2, ..Default::default() };
+    let first = log.decisions(&officer, &page(0)).await.expect("first page");
+    assert_eq!(first.entries.len(), 2);
+    assert_eq!(first.next_after_seq, Some(first.entries[1].seq));
+    let second = log.decisions(&officer, &page(first.entries[1].seq)).await.expect("second page");
+    assert_eq!((second.entries.len(), second.next_after_seq), (1, None));
+    let partner = app.user_call(&Uuid::new_v4().to_string(), Role::Partner, "compliance_review");
+    match log.decisions(&partner, &page(0)).await {
+        Err(common::client::ClientError::Status { status: 403, .. }) => {}
+        other => panic!("a partner read the decision log: {other:?}"),
+    }
+
+    let su = sqlx::PgPool::connect(&app.database(Database::Consent).url_as("postgres")).await.expect("superuser");
+    let changed: i64 =
+        sqlx::query_scalar("UPDATE decisions SET permitted = true WHERE purpose = 'care_coordination' RETURNING seq")
+            .fetch_one(&su)
+            .await
+            .expect("tamper");
+    let broken = consent::decisions::verify(&pool, 10).await.expect("verify");
+    assert_eq!(broken.breaks.first().map(|b| b.seq), Some(changed), "{broken:?}");
+    su.close().await;
+    pool.close().await;
+    app.stop().await;
+}

@@ -63,10 +63,6 @@ impl AccessPolicy {
             None => false,
         }
     }
-
-    pub fn is_role(&self, role: &str) -> bool {
-        self.roles.contains_key(role)
-    }
 }
 
 #[cfg(test)]
