@@ -803,13 +803,13 @@ pub async fn assign(
         .assign_care_team(&admin.call(&meta, "care_team_assignment"), caseworker, current.beneficiary_id)
         .await
         .map_err(|e| e.into_api_error())?;
-    // One audit row for the request, naming the care-team grant too (phi-vault's access log
-    // keeps the grant itself, under this request id): written with the assignment when it is
-    // made, or, since the grant stays whatever happens below, as a failure saying so.
+    // One audit row for the request (phi-vault's access log keeps the grant itself, under this
+    // request id): the assignment, naming the grant, when it is made; otherwise the grant, which
+    // stays whatever happens below, as the success it was, saying the application was not assigned.
     let team = format!("caseworker {caseworker} joined the care team of {}", current.beneficiary_id);
     let resource = Some(("application", id.to_string()));
     let mut event = meta.event(Some(admin.user_id()), "application.assign", resource, Outcome::Success);
-    event.reason = Some(team.clone());
+    event.reason = Some(team);
     let assigned = async {
         let mut tx = pool.begin().await?;
         let row = sqlx::query(&format!(
@@ -831,12 +831,13 @@ pub async fn assign(
     match assigned {
         Ok(row) => Ok(Json(view(&row)?)),
         Err(e) => {
-            event.outcome = Outcome::Failure;
-            event.reason = Some(match &e {
-                ApiError::Conflict(_) => format!("{team}; the application changed meanwhile"),
-                _ => format!("{team}; the application was not changed"),
+            let grant = Some(("care_team", format!("{caseworker}:{}", current.beneficiary_id)));
+            let mut granted = meta.event(Some(admin.user_id()), "care_team.assign", grant, Outcome::Success);
+            granted.reason = Some(match &e {
+                ApiError::Conflict(_) => format!("application {id} not assigned: it changed meanwhile"),
+                _ => format!("application {id} not assigned: it could not be updated"),
             });
-            audit::record_alone(pool, &event).await?;
+            audit::record_alone(pool, &granted).await?;
             Err(e)
         }
     }

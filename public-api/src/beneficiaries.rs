@@ -99,6 +99,7 @@ pub async fn get_profile(
         (status = 200, description = "The stored profile", body = BeneficiaryProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
+        (status = 409, description = "A first profile saved at the same time from elsewhere was kept; read it and try again", body = common::ErrorBody),
         (status = 413, description = "Too large", body = common::ErrorBody),
         (status = 422, description = "Invalid fields (each named)", body = common::ErrorBody),
         (status = 503, description = "The PHI vault is unavailable; nothing was stored", body = common::ErrorBody),
@@ -145,7 +146,29 @@ pub async fn put_profile(
                 tx.commit().await?;
                 Ok(true)
             })
-            .await?;
+            .await;
+            let linked = match linked {
+                Ok(linked) => linked,
+                Err(e) => {
+                    // Neither link nor audit row was written (unless a commit that reported
+                    // failure did land): a record the account is seen not to point to is
+                    // deleted, not left behind. Unseen, it is kept: it may be the profile.
+                    let pointed: Result<Option<uuid::Uuid>, sqlx::Error> =
+                        sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1")
+                            .bind(user.user_id())
+                            .fetch_one(pool.inner())
+                            .await;
+                    match pointed {
+                        Ok(pointed) if pointed != Some(created.record_id) => {
+                            let _ = vault.delete_record(&ctx, created.record_id).await;
+                        }
+                        Ok(_) => {}
+                        Err(read) => tracing::warn!(request_id = %meta.request_id, error = %read,
+                            "a new profile record may be left unlinked in the vault"),
+                    }
+                    return Err(e.into());
+                }
+            };
             if !linked {
                 // A concurrent PUT linked its record first: do not leave ours orphaned.
                 let _ = vault.delete_record(&ctx, created.record_id).await;

@@ -242,13 +242,20 @@ pub async fn break_glass(
     // The reason may describe the emergency: it goes only to the vault, inside the assertion,
     // and stays in its access log. This trail refers to the vault's entry.
     let ctx = caseworker.call(&meta, "break_glass").with_reason(reason);
-    // No profile on file: the vault is never asked, so this trail must not point to it.
+    // This trail points to the vault's entry only when the vault was reached: with no profile
+    // on file it is never asked, and an unreachable vault may hold no entry.
     let (result, reference) = match identity_record(pool, beneficiary_id).await {
-        Err(e) => (Err(e), "no profile on file; the vault was not asked and holds no entry".to_owned()),
+        Err(ApiError::NotFound) => {
+            (Err(ApiError::NotFound), "no profile on file; the vault was not asked and holds no entry".to_owned())
+        }
+        Err(e) => (Err(e), "the public database failed before the vault was asked".to_owned()),
         Ok(record) => {
             let read = read_profile(vault, record, &ctx).await;
             let reference = match &read {
                 Ok((_, Some(seq))) => format!("reason in phi-vault access log entry {seq}"),
+                Err(ApiError::Unavailable(_)) => {
+                    "the vault could not be reached; it may hold no entry for this request".to_owned()
+                }
                 _ => "reason in phi-vault's access log, under this request id".to_owned(),
             };
             (read, reference)

@@ -17,7 +17,9 @@ start_test_services() {
   OIDC_PID=""
   CLAMD_PID=""
   MAIL_PID=""
-  trap stop_test_services EXIT INT TERM
+  trap stop_test_services EXIT
+  # Interrupted: stop everything and stop here (a loop in the caller must not go on without them).
+  trap 'stop_test_services; exit 130' INT TERM
 
   say "starting a private PostgreSQL cluster for the tests ($PG_BIN)"
   pg_init "$TEST_WORK/data"
@@ -30,10 +32,16 @@ start_test_services() {
   mail_start "$TEST_WORK/mail" "$(free_port 47400)" "$TEST_WORK/mail.log"
 }
 
+# Safe to run twice, and never fails: a service that already exited is not an error, and the
+# exit status stays the tests' own.
 stop_test_services() {
-  [ -n "$OIDC_PID" ] && kill "$OIDC_PID" 2>/dev/null
-  [ -n "$CLAMD_PID" ] && kill "$CLAMD_PID" 2>/dev/null
-  [ -n "$MAIL_PID" ] && kill "$MAIL_PID" 2>/dev/null
-  pg_stop "$TEST_WORK/data"
-  rm -rf "$TEST_WORK"
+  local pid
+  for pid in "$OIDC_PID" "$CLAMD_PID" "$MAIL_PID"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+  done
+  OIDC_PID="" CLAMD_PID="" MAIL_PID=""
+  if [ -n "${TEST_WORK:-}" ] && [ -d "$TEST_WORK" ]; then
+    pg_stop "$TEST_WORK/data" || true
+    rm -rf "$TEST_WORK"
+  fi
 }

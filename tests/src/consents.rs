@@ -71,3 +71,26 @@ pub async fn revoke(consent_db: &sqlx::PgPool, consent: uuid::Uuid, by: &str, re
     consent::revocations::revoke(&mut tx, consent, by, reason, None).await.expect("revoke");
     tx.commit().await.expect("commit");
 }
+
+/// A coach conversation for `subject`, as the coach stores it.
+pub fn coach_conversation(subject: uuid::Uuid) -> common::client::NewRecord {
+    common::client::NewRecord {
+        subject_id: subject,
+        category: "coach_conversation".into(),
+        content: serde_json::json!({"messages": [{"from": "coach", "text": "How did this week go?"}]}),
+        expires_at: None,
+    }
+}
+
+/// The subject's consent to the program keeping their coach conversations, for a year.
+pub async fn keep_coach_conversations(consent_db: &sqlx::PgPool, subject: uuid::Uuid) -> uuid::Uuid {
+    consent_to(
+        consent_db,
+        subject,
+        phi_vault::retention::PROGRAM,
+        &["coach_conversation"],
+        "coach_retention",
+        time::Duration::days(365),
+    )
+    .await
+}

@@ -313,7 +313,8 @@ async fn every_state_changing_route_leaves_one_audit_row_naming_the_proven_actor
     let refresh =
         s.req(Method::POST, "/auth/refresh").header("origin", ORIGIN).header("cookie", format!("sw_refresh={cookie}"));
     let a = s.call(route, refresh).await;
-    s.expect(route, &a, Some(a.id("/user_id"))).await;
+    assert_eq!(a.id("/user_id"), ben_id);
+    s.expect(route, &a, Some(ben_id)).await;
     let cookie = a.refresh_cookie();
 
     let route = "POST /api/v1/auth/token-refresh";
@@ -543,7 +544,13 @@ async fn every_state_changing_route_leaves_one_audit_row_naming_the_proven_actor
     let route = "POST /api/v1/auth/<provider>";
     let callback = json!({"code": back["code"], "state": back["state"]});
     let a = s.call(route, s.req(Method::POST, "/auth/test").json(&callback)).await;
-    let signed_up = a.id("/user_id");
+    // The actor must be the account the provider's identity proved, found apart from the answer.
+    let signed_up: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(format!("{login}@example.org"))
+        .fetch_one(&public)
+        .await
+        .expect("the account the sign-in made");
+    assert_eq!(a.id("/user_id"), signed_up);
     s.roles.insert(signed_up, "beneficiary");
     s.expect(route, &a, Some(signed_up)).await;
 

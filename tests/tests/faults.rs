@@ -5,7 +5,7 @@
 
 use common::client::ClientError;
 use common::db::Database;
-use harness::consents::{consent_to, revoke};
+use harness::consents::{coach_conversation, consent_to, keep_coach_conversations, revoke};
 use harness::TestApp;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -107,23 +107,10 @@ async fn without_a_consent_decision_nothing_is_stored_or_purged_on_a_guess() {
     let beneficiary = app.dev_login("beneficiary").await;
     let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
     let (vault, ctx) = app.vault_as(&beneficiary.user_id, "beneficiary");
-    let conversation = common::client::NewRecord {
-        subject_id: subject,
-        category: "coach_conversation".into(),
-        content: json!({"messages": [{"from": "coach", "text": "How did this week go?"}]}),
-        expires_at: None,
-    };
+    let conversation = coach_conversation(subject);
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    let keep = consent_to(
-        &consent_db,
-        subject,
-        phi_vault::retention::PROGRAM,
-        &["coach_conversation"],
-        "coach_retention",
-        time::Duration::days(365),
-    )
-    .await;
+    let keep = keep_coach_conversations(&consent_db, subject).await;
 
     // Storing a conversation needs the consent service's word: without it, 503 and nothing stored.
     break_consent_database(&app, true).await;
@@ -205,6 +192,50 @@ async fn a_break_glass_read_of_nobody_leaves_its_failure_in_the_trail() {
 }
 
 #[tokio::test]
+async fn a_first_profile_whose_audit_row_cannot_be_written_is_not_kept() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    let su = sqlx::PgPool::connect(&app.database(Database::Public).url_as("postgres")).await.expect("superuser");
+    sqlx::query(
+        "CREATE FUNCTION refuse_profile_rows() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.action = 'beneficiary.profile_update' THEN RAISE EXCEPTION 'no audit today'; END IF; \
+         RETURN NEW; END $$",
+    )
+    .execute(&su)
+    .await
+    .expect("function");
+    sqlx::query(
+        "CREATE TRIGGER refuse_profile_rows BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION refuse_profile_rows()",
+    )
+    .execute(&su)
+    .await
+    .expect("trigger");
+    let response = app
+        .http
+        .put(app.api("/beneficiaries/me/profile"))
+        .bearer_auth(&beneficiary.access_token)
+        .json(&harness::sample_profile())
+        .send()
+        .await
+        .expect("put");
+    assert!(response.status().is_server_error(), "{}", response.status());
+    // No link without its audit row, and the vault record written first is deleted, not orphaned.
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let linked: Option<uuid::Uuid> = sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1::uuid")
+        .bind(&beneficiary.user_id)
+        .fetch_one(&public)
+        .await
+        .expect("user");
+    assert_eq!(linked, None);
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    assert_eq!(count(&phi, "SELECT count(*) FROM records").await, 0, "the unlinked record was deleted");
+    for pool in [su, public, phi] {
+        pool.close().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_vault_lost_mid_rewrap_stops_the_batch_cleanly_and_the_next_run_finishes() {
     use phi_vault::crypto::{KeyProvider, WrappedKey};
     use phi_vault::vault_transit::VaultTransit;
@@ -250,7 +281,9 @@ async fn a_vault_lost_mid_rewrap_stops_the_batch_cleanly_and_the_next_run_finish
         matches!(&stopped, Err(phi_vault::keys::KeyOpError::Crypto(phi_vault::crypto::CryptoError::Unavailable(_)))),
         "{stopped:?}"
     );
-    cutter.0.await.expect("cutter");
+    // The cut came from the cutter, which has finished (bounded: a batch that stopped for any
+    // other reason would leave it waiting, and the assertions below would say so).
+    tokio::time::timeout(Duration::from_secs(30), cutter.0).await.expect("the cutter cut").expect("cutter");
 
     // Stopped cleanly: each subject is either rewrapped (with its one log entry) or untouched,
     // and every stored wrapping still opens to the same key.

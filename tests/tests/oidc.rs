@@ -111,6 +111,7 @@ async fn sign_up_rules_and_bad_requests() {
     let (code, state) = authorize(&app, &carol, Some("donor")).await;
     let response = callback(&app, &code, &state).await;
     assert_eq!(response.status(), 409);
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "conflict");
     // Neither a second account nor an identity linked to the existing one was written.
@@ -122,6 +123,36 @@ async fn sign_up_rules_and_bad_requests() {
             .await
             .expect("linked");
     assert_eq!(linked, 0, "carol's identity was linked to the other account");
+    // The refusal is audited like any refused sign-in: one failed row, no actor (none was proven).
+    let audited: Vec<(Option<uuid::Uuid>, String, String)> =
+        sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
+            .bind(&request_id)
+            .fetch_all(&pool)
+            .await
+            .expect("audit");
+    assert_eq!(audited, vec![(None, "auth.login".to_owned(), "failure".to_owned())]);
+
+    // A first sign-in that fails once the account is written (here: no session can be stored)
+    // leaves no account and no identity behind: they commit with the session and its audit row.
+    let su = sqlx::PgPool::connect(&app.database(common::db::Database::Public).url_as("postgres")).await.expect("su");
+    sqlx::query(
+        "CREATE FUNCTION refuse_sessions() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'no sessions today'; END $$",
+    )
+    .execute(&su)
+    .await
+    .expect("function");
+    sqlx::query(
+        "CREATE TRIGGER refuse_sessions BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_sessions()",
+    )
+    .execute(&su)
+    .await
+    .expect("trigger");
+    let before = counts().await;
+    let (code, state) = authorize(&app, &format!("dora-{}", app.id), Some("donor")).await;
+    assert!(callback(&app, &code, &state).await.status().is_server_error());
+    assert_eq!(counts().await, before, "a failed first sign-in left an account or identity behind");
+    su.close().await;
     pool.close().await;
     app.stop().await;
 }

@@ -105,6 +105,7 @@ async fn a_profile_is_stored_encrypted_and_read_back_by_its_subject_only() {
         .execute(&mut phi)
         .await
         .expect("copy");
+    // The log capture is per process: exact under nextest, which runs each test in its own.
     let integrity_alarms = || harness::logs().iter().filter(|l| l["alarm"] == "integrity").count();
     assert_eq!(integrity_alarms(), 0);
     match vault.read_record(&ctx, second.record_id).await {

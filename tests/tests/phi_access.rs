@@ -4,7 +4,7 @@
 
 use common::client::{AccessLogPage, AccessLogQuery, ClientError, RecordList};
 use common::db::Database;
-use harness::consents::{consent_to, revoke};
+use harness::consents::{coach_conversation, consent_to, keep_coach_conversations, revoke};
 use harness::{sample_profile, TestApp};
 use serde_json::{json, Value};
 
@@ -469,12 +469,7 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     let beneficiary = app.dev_login("beneficiary").await;
     let subject: uuid::Uuid = beneficiary.user_id.parse().expect("uuid");
     let (vault, ctx) = app.vault_as(&beneficiary.user_id, "beneficiary");
-    let conversation = || common::client::NewRecord {
-        subject_id: subject,
-        category: "coach_conversation".into(),
-        content: json!({"messages": [{"from": "coach", "text": "How did this week go?"}]}),
-        expires_at: None,
-    };
+    let conversation = || coach_conversation(subject);
     // No consent on file: refused, nothing stored.
     match vault.create_record(&ctx, &conversation()).await {
         Err(ClientError::Status { status: 409, .. }) => {}
@@ -485,15 +480,7 @@ async fn coach_conversations_are_kept_only_while_the_consent_to_keep_them_stands
     assert_eq!(stored, 0);
 
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    let keep = consent_to(
-        &consent_db,
-        subject,
-        phi_vault::retention::PROGRAM,
-        &["coach_conversation"],
-        "coach_retention",
-        time::Duration::days(365),
-    )
-    .await;
+    let keep = keep_coach_conversations(&consent_db, subject).await;
     let kept = vault.create_record(&ctx, &conversation()).await.expect("stored under consent");
     let note = common::client::NewRecord { category: "application_details".into(), ..conversation() };
     let other = vault.create_record(&ctx, &note).await.expect("not consent-bound");

@@ -120,9 +120,10 @@ async fn each_user_has_a_limit_and_each_address_another() {
     })
     .await;
     let started = Instant::now();
-    let a = app.dev_login("donor").await; // 1 request from this address
-    let b = app.dev_login("partner").await; // 2
-                                            // a's own limit stops a; the refused request still counted against the address.
+    // Two requests from this address so far.
+    let a = app.dev_login("donor").await;
+    let b = app.dev_login("partner").await;
+    // a's own limit stops a; the refused request still counted against the address.
     let a_passed = count_until_limited(200, || app.get_as(&a.access_token, "/users/me")).await;
     assert!((4..=allowed_since(4, started)).contains(&a_passed), "{a_passed} requests passed a limit of 4");
     assert_eq!(app.get_as(&b.access_token, "/users/me").await.status(), 200, "another user is unaffected");
@@ -153,9 +154,10 @@ async fn internal_routes_have_their_own_per_address_limit() {
     .await;
     let started = Instant::now();
     let me = app.dev_login("beneficiary").await;
-    app.put_sample_profile(&me).await; // one internal call
-                                       // More internal calls than the ordinary limit pass, until the service-sized one sheds them;
-                                       // public-api answers 503 in its error body, not 500.
+    // One internal call.
+    app.put_sample_profile(&me).await;
+    // More internal calls than the ordinary limit pass, until the service-sized one sheds them;
+    // public-api answers 503 in its error body, not 500.
     let mut reads = 0;
     let shed = loop {
         let response = app.get_as(&me.access_token, "/beneficiaries/me/profile").await;

@@ -231,19 +231,33 @@ async fn complete(
     };
     let name = apple_user.and_then(apple_name);
     let mut tx = pool.begin().await?;
-    let user_id = find_or_create(&mut tx, &identity, user_type.as_deref(), name).await?;
-    Ok((user_id, tx))
+    match find_or_create(&mut tx, &identity, user_type.as_deref(), name).await {
+        Ok(user_id) => Ok((user_id, tx)),
+        // A refused sign-up is audited like any refused sign-in (an email already in use may be
+        // someone trying to take an account over), outside the transaction it rolls back.
+        Err(e @ (ApiError::Conflict(_) | ApiError::Unprocessable(_))) => {
+            drop(tx);
+            audit_refusal(pool, meta, provider, e.to_string()).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Audits a refused sign-in (the reason goes to the log and the audit row, not the client).
 async fn refuse(pool: &PgPool, meta: &RequestMeta, provider: &str, reason: String) -> ApiError {
+    match audit_refusal(pool, meta, provider, reason).await {
+        Ok(()) => ApiError::Unauthorized,
+        Err(e) => e,
+    }
+}
+
+/// The failed `auth.login` row (no actor: none was proven) and its log line.
+async fn audit_refusal(pool: &PgPool, meta: &RequestMeta, provider: &str, reason: String) -> Result<(), ApiError> {
     tracing::warn!(request_id = %meta.request_id, provider, reason = %reason, "sign-in refused");
     let mut event = meta.event(None, "auth.login", Some(("provider", provider.to_owned())), Outcome::Failure);
     event.reason = Some(reason);
-    match audit::record_alone(pool, &event).await {
-        Ok(_) => ApiError::Unauthorized,
-        Err(e) => e.into(),
-    }
+    audit::record_alone(pool, &event).await.map(|_| ()).map_err(Into::into)
 }
 
 /// The account linked to this provider identity, or a new one of the type chosen at sign-up.
@@ -516,8 +530,13 @@ pub async fn device_token(
             if first.is_none() {
                 return Err(refuse(pool, meta, provider, "device sign-in: already used".into()).await);
             }
-            // Finds only (no user type is offered), so nothing is written to commit.
-            let user_id = match find_or_create(&mut pool.begin().await?, &identity, None, None).await {
+            // Finds only (no user type is offered): the transaction is rolled back, and its
+            // connection returned, before anything else happens.
+            let found = {
+                let mut tx = pool.begin().await?;
+                find_or_create(&mut tx, &identity, None, None).await
+            };
+            let user_id = match found {
                 Ok(id) => id,
                 Err(ApiError::Unprocessable(_)) => {
                     let reason = format!("device sign-in: no account for identity {}", identity.subject);
