@@ -235,6 +235,109 @@ async fn a_first_profile_whose_audit_row_cannot_be_written_is_not_kept() {
     app.stop().await;
 }
 
+/// An admin assigns a caseworker: the care-team grant in phi-vault is made first and stays; if
+/// the application then changes under the assignment, the one audit row records the grant that
+/// happened, not a failure that hides it.
+#[tokio::test]
+async fn an_assignment_that_loses_its_race_records_the_grant_it_made() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let (admin, caseworker) = (app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let application = json!({ "kind": "rent", "amount_cents": 85_000,
+        "details": { "description": "Two months behind on rent", "needed_by": "2099-01-31" } });
+    let created: Value = app
+        .http
+        .post(app.api("/applications"))
+        .bearer_auth(&beneficiary.access_token)
+        .json(&application)
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    let id: uuid::Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+
+    // Hold the application's row, so the assignment waits at its update after the grant.
+    let su = sqlx::PgPool::connect(&app.database(Database::Public).url_as("postgres")).await.expect("superuser");
+    let mut holder = su.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM applications WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let request_id = format!("race-{}", app.id);
+    let assign = {
+        let request = app
+            .http
+            .put(app.api(&format!("/staff/applications/{id}/caseworker")))
+            .bearer_auth(&admin.access_token)
+            .header("x-request-id", &request_id)
+            .json(&json!({"caseworker_id": caseworker.user_id}));
+        tokio::spawn(async move { request.send().await.expect("assign") })
+    };
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND query ILIKE 'UPDATE applications%'",
+        )
+        .fetch_one(&su)
+        .await
+        .expect("activity")
+            > 0
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !waiting().await {
+        assert!(std::time::Instant::now() < deadline, "the assignment never reached its update");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Someone else changes the application meanwhile.
+    sqlx::query("UPDATE applications SET version = version + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *holder)
+        .await
+        .expect("bump");
+    holder.commit().await.expect("commit");
+    assert_eq!(assign.await.expect("task").status(), 409);
+
+    let rows: Vec<(Option<uuid::Uuid>, String, String, Option<String>)> =
+        sqlx::query_as("SELECT actor_id, action, outcome, resource_id FROM audit_logs WHERE request_id = $1")
+            .bind(&request_id)
+            .fetch_all(&su)
+            .await
+            .expect("audit");
+    let expected_resource = format!("{}:{}", caseworker.user_id, beneficiary.user_id);
+    assert_eq!(
+        rows,
+        vec![(
+            admin.user_id.parse().ok(),
+            "care_team.assign".to_owned(),
+            "success".to_owned(),
+            Some(expected_resource)
+        )]
+    );
+    let assigned: Option<uuid::Uuid> = sqlx::query_scalar("SELECT caseworker_id FROM applications WHERE id = $1")
+        .bind(id)
+        .fetch_one(&su)
+        .await
+        .expect("application");
+    assert_eq!(assigned, None, "the application was not assigned");
+    // The grant itself is in phi-vault's access log under the same request id.
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let granted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE request_id = $1 AND action = 'care_team.assign' AND decision = 'permit'",
+    )
+    .bind(&request_id)
+    .fetch_one(&phi)
+    .await
+    .expect("access log");
+    assert_eq!(granted, 1);
+    su.close().await;
+    phi.close().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_vault_lost_mid_rewrap_stops_the_batch_cleanly_and_the_next_run_finishes() {
     use phi_vault::crypto::{KeyProvider, WrappedKey};
