@@ -274,4 +274,41 @@ mod tests {
             assert!(!second.permitted && second.throttled, "{purpose}: a second subject is over the figure");
         }
     }
+
+    /// The denials that need neither the database nor the consent service, each with the
+    /// reason the access log keeps: compliance officers see metadata, never contents; nobody
+    /// without a grant reads; recipients outside the program only read, one named category.
+    #[tokio::test]
+    async fn roles_without_a_grant_are_denied_with_their_reason() {
+        use common::client::InternalClient;
+        use common::ServiceName;
+        common::install_crypto_provider();
+        // Never reached by these cases: a pool that would connect nowhere, a consent service
+        // at a closed port.
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").expect("lazy pool");
+        let (private, _) = common::keys::generate().expect("key");
+        let signer = std::sync::Arc::new(common::assertion::Signer::new(ServiceName::PhiVault, &private, 30));
+        let to_consent =
+            InternalClient::new(ServiceName::Consent, "http://127.0.0.1:9", signer, std::time::Duration::from_secs(1))
+                .expect("client");
+        let consent = ConsentClient::new(to_consent);
+        let subject = Uuid::new_v4();
+        let claims = |role, purpose| crate::volume::tests::claims(role, &Uuid::new_v4().to_string(), purpose);
+        let read = Intent::Read(Some("identity"));
+        let cases = [
+            (
+                claims(Role::ComplianceOfficer, "compliance_review"),
+                read,
+                "compliance officers see access metadata, not contents",
+            ),
+            (claims(Role::Admin, "care_team_assignment"), read, "not the subject and no other grant"),
+            (claims(Role::Beneficiary, "self_service"), read, "not the subject and no other grant"),
+            (claims(Role::Partner, "housing_placement"), Intent::Write, "recipients outside the program only read"),
+            (claims(Role::Insurer, "payment"), Intent::Read(None), "a disclosure names its category"),
+        ];
+        for (who, intent, reason) in cases {
+            let decision = grant(&pool, &consent, &who, subject, intent).await.expect("no database needed");
+            assert_eq!(decision, Decision::deny(reason), "{:?}", who.role);
+        }
+    }
 }
