@@ -311,4 +311,26 @@ mod tests {
             assert_eq!(decision, Decision::deny(reason), "{:?}", who.role);
         }
     }
+
+    /// Break-glass is judged in phi-vault too, not only where public-api checks the body: a
+    /// caller that skipped that check (or forged the call) gets no write and no read without a
+    /// written reason of 10 to 500 characters, and every attempt is flagged for review.
+    #[test]
+    fn break_glass_reads_only_with_a_written_reason_and_every_attempt_is_flagged() {
+        let read = Intent::Read(Some("identity"));
+        let with_reason = |reason: Option<&str>| {
+            let mut claims = caseworker(BREAK_GLASS);
+            claims.reason = reason.map(str::to_owned);
+            claims
+        };
+        let write = break_glass(&caseworker(BREAK_GLASS), Intent::Write, "break-glass");
+        assert!(!write.permitted && write.flagged, "{write:?}");
+        let long = "x".repeat(501);
+        for reason in [None, Some("urgent"), Some("          "), Some(long.as_str())] {
+            let refused = break_glass(&with_reason(reason), read, "break-glass");
+            assert!(!refused.permitted && refused.flagged, "{reason:?}: {refused:?}");
+        }
+        let permitted = break_glass(&with_reason(Some("Resident unresponsive")), read, "break-glass");
+        assert!(permitted.permitted && permitted.flagged, "{permitted:?}");
+    }
 }
