@@ -426,3 +426,46 @@ async fn a_vault_lost_mid_rewrap_stops_the_batch_cleanly_and_the_next_run_finish
         WrappedKey { ciphertext, kek_id: kek_id.unwrap_or_default(), kek_version: kek_version.unwrap_or(1) }
     }
 }
+
+/// A consent service that answers "permitted" without naming both the consent relied on and the
+/// form signed (a bug, or an impostor) discloses nothing: the disclosure could not be accounted for.
+#[tokio::test]
+async fn a_permit_that_names_no_consent_or_no_form_discloses_nothing() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let consent = MockServer::start().await;
+    let url = consent.uri();
+    let app = TestApp::spawn_configured(
+        |_| {},
+        move |phi| {
+            if let Some(peer) = phi.internal.peers.get_mut(&common::ServiceName::Consent) {
+                peer.url = Some(url.clone());
+            }
+        },
+    )
+    .await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let partner = app.dev_login("partner").await;
+    let path_ = format!("/partner/beneficiaries/{}/profile?purpose=housing_placement", beneficiary.user_id);
+    let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
+    let consent_id = uuid::Uuid::new_v4();
+    for (named_consent, named_form) in [(Some(consent_id), None), (None, Some("v1")), (None, None)] {
+        consent.reset().await;
+        Mock::given(method("POST"))
+            .and(path("/internal/v1/decisions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "permitted": true, "consent_id": named_consent, "form_version": named_form, "reason": "trust me"
+            })))
+            .mount(&consent)
+            .await;
+        let response = app.get_as(&partner.access_token, &path_).await;
+        assert_eq!(response.status(), 404, "{named_consent:?} {named_form:?}");
+        let (decision, reason) = last_access(&phi, "record.read").await;
+        assert_eq!(decision, "deny");
+        assert_eq!(reason, "consent permitted without naming the consent and the form signed");
+    }
+    assert_eq!(count(&phi, "SELECT count(*) FROM disclosures").await, 0, "nothing disclosed");
+    phi.close().await;
+    app.stop().await;
+}
