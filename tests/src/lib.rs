@@ -317,6 +317,26 @@ pub fn config_for<S: Default>(
     }
 }
 
+/// Makes every insert into `table` of this test's `database` fail where `when` (SQL over `NEW`)
+/// holds, as a crash between two writes would: a fault injected in the test's own database.
+pub async fn refuse_inserts(database: &TestDatabase, table: &str, when: &str) {
+    let su = sqlx::PgPool::connect(&database.url_as("postgres")).await.expect("superuser");
+    sqlx::query(&format!(
+        "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF {when} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+    ))
+    .execute(&su)
+    .await
+    .expect("function");
+    sqlx::query(&format!(
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+    ))
+    .execute(&su)
+    .await
+    .expect("trigger");
+    su.close().await;
+}
+
 /// One running service.
 pub struct Running {
     pub url: String,

@@ -134,25 +134,11 @@ async fn sign_up_rules_and_bad_requests() {
 
     // A first sign-in that fails once the account is written (here: no session can be stored)
     // leaves no account and no identity behind: they commit with the session and its audit row.
-    let su = sqlx::PgPool::connect(&app.database(common::db::Database::Public).url_as("postgres")).await.expect("su");
-    sqlx::query(
-        "CREATE FUNCTION refuse_sessions() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN RAISE EXCEPTION 'no sessions today'; END $$",
-    )
-    .execute(&su)
-    .await
-    .expect("function");
-    sqlx::query(
-        "CREATE TRIGGER refuse_sessions BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_sessions()",
-    )
-    .execute(&su)
-    .await
-    .expect("trigger");
+    harness::refuse_inserts(app.database(common::db::Database::Public), "sessions", "true").await;
     let before = counts().await;
     let (code, state) = authorize(&app, &format!("dora-{}", app.id), Some("donor")).await;
     assert!(callback(&app, &code, &state).await.status().is_server_error());
     assert_eq!(counts().await, before, "a failed first sign-in left an account or identity behind");
-    su.close().await;
     pool.close().await;
     app.stop().await;
 }
