@@ -323,14 +323,18 @@ mod tests {
             claims.reason = reason.map(str::to_owned);
             claims
         };
-        let write = break_glass(&caseworker(BREAK_GLASS), Intent::Write, "break-glass");
-        assert!(!write.permitted && write.flagged, "{write:?}");
-        let long = "x".repeat(501);
-        for reason in [None, Some("urgent"), Some("          "), Some(long.as_str())] {
+        // A write is refused as a write, even with a good reason.
+        let write = break_glass(&with_reason(Some("Resident unresponsive")), Intent::Write, "break-glass");
+        assert_eq!(write, Decision { flagged: true, ..Decision::deny("break-glass only reads") });
+        // The reason is counted in characters, 10 to 500, after trimming.
+        let (long, wide, nine) = ("x".repeat(501), "é".repeat(500), "x".repeat(9));
+        for reason in [None, Some("          "), Some(nine.as_str()), Some(long.as_str())] {
             let refused = break_glass(&with_reason(reason), read, "break-glass");
-            assert!(!refused.permitted && refused.flagged, "{reason:?}: {refused:?}");
+            assert_eq!(refused, Decision { flagged: true, ..Decision::deny("break-glass without a written reason") });
         }
-        let permitted = break_glass(&with_reason(Some("Resident unresponsive")), read, "break-glass");
-        assert!(permitted.permitted && permitted.flagged, "{permitted:?}");
+        for reason in ["x".repeat(10), "x".repeat(500), wide] {
+            let permitted = break_glass(&with_reason(Some(&reason)), read, "break-glass");
+            assert!(permitted.permitted && permitted.flagged, "{} characters: {permitted:?}", reason.chars().count());
+        }
     }
 }

@@ -835,7 +835,8 @@ pub async fn assign(
             let mut granted = meta.event(Some(admin.user_id()), "care_team.assign", grant, Outcome::Success);
             granted.reason = Some(match &e {
                 ApiError::Conflict(_) => format!("application {id} not assigned: it changed meanwhile"),
-                _ => format!("application {id} not assigned: it could not be updated"),
+                // A failed commit may still have landed: do not claim what is not known.
+                _ => format!("application {id}: the assignment's outcome is unknown (it failed: {e})"),
             });
             audit::record_alone(pool, &granted).await?;
             Err(e)

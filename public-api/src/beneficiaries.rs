@@ -153,14 +153,21 @@ pub async fn put_profile(
                     // Neither link nor audit row was written (unless a commit that reported
                     // failure did land): a record the account is seen not to point to is
                     // deleted, not left behind. Unseen, it is kept: it may be the profile.
-                    let pointed: Result<Option<uuid::Uuid>, sqlx::Error> =
-                        sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1")
+                    // Read under the row's lock, so a link still committing is waited for.
+                    let pointed: Result<Option<uuid::Uuid>, sqlx::Error> = async {
+                        let mut tx = pool.begin().await?;
+                        sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1 FOR UPDATE")
                             .bind(user.user_id())
-                            .fetch_one(pool.inner())
-                            .await;
+                            .fetch_one(&mut *tx)
+                            .await
+                    }
+                    .await;
                     match pointed {
                         Ok(pointed) if pointed != Some(created.record_id) => {
-                            let _ = vault.delete_record(&ctx, created.record_id).await;
+                            if let Err(gone) = vault.delete_record(&ctx, created.record_id).await {
+                                tracing::warn!(request_id = %meta.request_id, record = %created.record_id, error = %gone,
+                                    "an unlinked profile record could not be deleted from the vault");
+                            }
                         }
                         Ok(_) => {}
                         Err(read) => tracing::warn!(request_id = %meta.request_id, error = %read,

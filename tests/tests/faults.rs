@@ -195,21 +195,8 @@ async fn a_break_glass_read_of_nobody_leaves_its_failure_in_the_trail() {
 async fn a_first_profile_whose_audit_row_cannot_be_written_is_not_kept() {
     let app = TestApp::spawn().await;
     let beneficiary = app.dev_login("beneficiary").await;
-    let su = sqlx::PgPool::connect(&app.database(Database::Public).url_as("postgres")).await.expect("superuser");
-    sqlx::query(
-        "CREATE FUNCTION refuse_profile_rows() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF NEW.action = 'beneficiary.profile_update' THEN RAISE EXCEPTION 'no audit today'; END IF; \
-         RETURN NEW; END $$",
-    )
-    .execute(&su)
-    .await
-    .expect("function");
-    sqlx::query(
-        "CREATE TRIGGER refuse_profile_rows BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION refuse_profile_rows()",
-    )
-    .execute(&su)
-    .await
-    .expect("trigger");
+    let audit = "NEW.action = 'beneficiary.profile_update'";
+    harness::refuse_inserts(app.database(Database::Public), "audit_logs", audit).await;
     let response = app
         .http
         .put(app.api("/beneficiaries/me/profile"))
@@ -229,7 +216,7 @@ async fn a_first_profile_whose_audit_row_cannot_be_written_is_not_kept() {
     assert_eq!(linked, None);
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     assert_eq!(count(&phi, "SELECT count(*) FROM records").await, 0, "the unlinked record was deleted");
-    for pool in [su, public, phi] {
+    for pool in [public, phi] {
         pool.close().await;
     }
     app.stop().await;
@@ -467,5 +454,44 @@ async fn a_permit_that_names_no_consent_or_no_form_discloses_nothing() {
     }
     assert_eq!(count(&phi, "SELECT count(*) FROM disclosures").await, 0, "nothing disclosed");
     phi.close().await;
+    app.stop().await;
+}
+
+/// A break-glass attempt while the vault is unreachable is audited as failed, and its row does
+/// not claim the vault holds an entry it may never have written.
+#[tokio::test]
+async fn a_break_glass_attempt_with_the_vault_gone_says_the_vault_was_not_reached() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let caseworker = app.dev_login("caseworker").await;
+    app.phi_vault.shutdown.clone().notify();
+    let health = format!("{}/health", app.phi_vault.url);
+    for _ in 0..200 {
+        if app.http.get(&health).timeout(Duration::from_secs(1)).send().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = app
+        .http
+        .post(app.api(&format!("/caseworker/beneficiaries/{}/profile/break-glass", beneficiary.user_id)))
+        .bearer_auth(&caseworker.access_token)
+        .json(&json!({"reason": "Resident unresponsive; EMS asking for emergency contact"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 503);
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let (action, outcome, reason): (String, String, Option<String>) =
+        sqlx::query_as("SELECT action, outcome, reason FROM audit_logs WHERE request_id = $1")
+            .bind(&request_id)
+            .fetch_one(&public)
+            .await
+            .expect("one audit row");
+    assert_eq!((action.as_str(), outcome.as_str()), ("phi.break_glass", "failure"));
+    assert!(reason.as_deref().is_some_and(|r| r.contains("could not be reached")), "{reason:?}");
+    public.close().await;
     app.stop().await;
 }
