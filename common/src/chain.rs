@@ -302,4 +302,66 @@ mod tests {
         reordered.swap(1, 2);
         assert!(verify(reordered, 10).breaks.iter().any(|b| b.problem == Problem::LinkBroken));
     }
+
+    #[test]
+    fn hashes_are_sha256_with_the_domain_in_front() {
+        // Fixed vectors: SHA-256 of "abc" (FIPS 180-2), and SHA-256("secondwind-chain-v1\0" ‖ 32 zero
+        // bytes ‖ "x") computed outside Rust; the migrations' SQL reproduces the second.
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(hex(&link(&GENESIS, b"x")), "5758ad03530c59f9feb766d266643b946f4231296309fd8ab15f3af19a2b8b1f");
+    }
+
+    #[test]
+    fn uuids_times_and_bytes_encode_as_documented() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time") + time::Duration::microseconds(1);
+        let f = Fields::new("t")
+            .uuid(uuid::Uuid::nil())
+            .opt_uuid(None)
+            .time(t)
+            .opt_time(None)
+            .opt_bytes(Some(&[0xab]))
+            .opt_bytes(None);
+        assert_eq!(
+            String::from_utf8(f.into_bytes()).expect("utf8"),
+            "1:t36:00000000-0000-0000-0000-000000000000-16:1700000000000001-2:ab-"
+        );
+        assert_eq!(micros(OffsetDateTime::UNIX_EPOCH - time::Duration::microseconds(5)), -5);
+    }
+
+    #[test]
+    fn now_keeps_whole_microseconds_of_the_present() {
+        let before = OffsetDateTime::now_utc() - time::Duration::microseconds(1);
+        let t = now();
+        let after = OffsetDateTime::now_utc();
+        assert_eq!(t.nanosecond() % 1000, 0, "{t} has nanoseconds PostgreSQL would drop");
+        assert!(before <= t && t <= after, "{t} is not between {before} and {after}");
+    }
+
+    #[test]
+    fn counts_every_row_and_stops_at_the_break_limit() {
+        let mut broken = chain(&["a", "b", "c", "d"]);
+        broken[0].canonical = b"A".to_vec();
+        broken[2].canonical = b"C".to_vec();
+        let all = verify(chain(&["a", "b", "c", "d"]), 10);
+        assert_eq!(all.rows_checked, 4);
+        assert!(all.intact());
+
+        let both = verify(broken, 10);
+        assert!(!both.intact());
+        assert_eq!(both.rows_checked, 4);
+        assert_eq!(
+            both.breaks,
+            vec![
+                Break { seq: 1, problem: Problem::ContentChanged },
+                Break { seq: 3, problem: Problem::ContentChanged }
+            ]
+        );
+
+        let mut broken = chain(&["a", "b", "c", "d"]);
+        broken[0].canonical = b"A".to_vec();
+        broken[2].canonical = b"C".to_vec();
+        let first = verify(broken, 1);
+        assert_eq!(first.breaks, vec![Break { seq: 1, problem: Problem::ContentChanged }]);
+        assert_eq!(first.rows_checked, 1, "the walk stops at the row that reached the limit");
+    }
 }
