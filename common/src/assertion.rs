@@ -256,7 +256,8 @@ impl Signer {
             service,
             key: EncodingKey::from_ed_der(pkcs8_der),
             pkcs8: zeroize::Zeroizing::new(pkcs8_der.to_vec()),
-            ttl_secs: (ttl_secs as i64).clamp(1, MAX_TTL_SECS),
+            // Clamped before the conversion, so a huge setting cannot wrap to a negative one.
+            ttl_secs: ttl_secs.clamp(1, MAX_TTL_SECS as u64) as i64,
         }
     }
 
@@ -699,7 +700,463 @@ impl<'r> FromRequest<'r> for StreamedCall {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
     use super::*;
+
+    /// An Ed25519 key: PKCS#8 to sign with, the raw public key to verify with.
+    struct Key {
+        pkcs8: Vec<u8>,
+        public: [u8; 32],
+    }
+
+    fn key() -> Key {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("key").as_ref().to_vec();
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).expect("pkcs8");
+        let public = pair.public_key().as_ref().try_into().expect("32 bytes");
+        Key { pkcs8, public }
+    }
+
+    const POLICY: &str = r#"
+        [purposes]
+        health_check = ["service"]
+        self_service = ["beneficiary"]
+        treatment = ["caseworker"]
+        disclosure_decision = ["partner"]
+
+        [phi-vault."GET /internal/v1/records/<id>"]
+        callers = ["public-api"]
+        purposes = ["self_service", "health_check", "treatment"]
+
+        [phi-vault."POST /internal/v1/records"]
+        callers = ["public-api"]
+        purposes = ["self_service"]
+
+        [consent."POST /internal/v1/decisions"]
+        callers = ["public-api", "phi-vault"]
+        purposes = ["disclosure_decision"]
+        relayed_by = ["phi-vault"]
+    "#;
+    const READ: &str = "/internal/v1/records/<id>";
+    const READ_URI: &str = "/internal/v1/records/8d1c?category=identity";
+    const USER_TOKEN_ISSUER: &str = "secondwind-public-api";
+
+    /// public-api (internal key and user-token key), phi-vault (its internal key), and the two
+    /// callees as they verify: both require a person's delegation token.
+    struct World {
+        public_api: Key,
+        public_api_signer: Signer,
+        phi_vault_signer: Signer,
+        delegation: Arc<DelegationSigner>,
+        vault: Verifier,
+        consent: Verifier,
+        user: uuid::Uuid,
+        session: uuid::Uuid,
+        request_id: RequestId,
+    }
+
+    fn world() -> World {
+        let (public_api, phi_vault, user_key) = (key(), key(), key());
+        let policy = CallPolicy::parse(POLICY).expect("policy");
+        let user_tokens = || UserTokenVerifier::new(USER_TOKEN_ISSUER, [("u1".to_owned(), user_key.public)]);
+        let vault = Verifier::new(
+            ServiceName::PhiVault,
+            HashMap::from([(ServiceName::PublicApi, public_api.public)]),
+            policy.clone(),
+        )
+        .requiring_user_tokens(user_tokens());
+        let consent = Verifier::new(
+            ServiceName::Consent,
+            HashMap::from([(ServiceName::PublicApi, public_api.public), (ServiceName::PhiVault, phi_vault.public)]),
+            policy,
+        )
+        .requiring_user_tokens(user_tokens());
+        World {
+            public_api_signer: Signer::new(ServiceName::PublicApi, &public_api.pkcs8, 30),
+            phi_vault_signer: Signer::new(ServiceName::PhiVault, &phi_vault.pkcs8, 30),
+            public_api,
+            delegation: Arc::new(DelegationSigner::new(
+                USER_TOKEN_ISSUER,
+                "u1",
+                EncodingKey::from_ed_der(&user_key.pkcs8),
+            )),
+            vault,
+            consent,
+            user: uuid::Uuid::new_v4(),
+            session: uuid::Uuid::new_v4(),
+            request_id: RequestId("req-1".into()),
+        }
+    }
+
+    impl World {
+        fn person(&self, role: Role, purpose: &str) -> CallContext {
+            let delegation = Delegation { user: self.user, session: self.session, signer: self.delegation.clone() };
+            #[allow(clippy::disallowed_methods)] // the test stands in for public-api's role guards
+            CallContext::user(role, purpose, self.request_id.clone(), delegation)
+        }
+
+        /// A beneficiary reading their own record, as public-api signs it.
+        fn read_token(&self) -> String {
+            let binding = RequestBinding { method: "GET", path_and_query: READ_URI, body: b"" };
+            self.public_api_signer
+                .sign(ServiceName::PhiVault, &self.person(Role::Beneficiary, "self_service"), binding)
+                .expect("sign")
+        }
+
+        fn read_as_presented(&self) -> Presented<'_> {
+            Presented {
+                method: "GET",
+                route: READ,
+                path_and_query: READ_URI,
+                has_body: false,
+                request_id: &self.request_id,
+            }
+        }
+
+        /// The claims of a good read, to forge variations of.
+        fn read_claims(&self) -> Claims {
+            self.vault.verify(&self.read_token(), &self.read_as_presented()).expect("a good read verifies")
+        }
+
+        /// `claims` signed with public-api's own internal key (what a thief of that key could sign).
+        fn sign_as_public_api(&self, claims: &Claims) -> String {
+            sign_raw(claims, "public-api", &self.public_api.pkcs8)
+        }
+
+        fn read_refusal(&self, claims: &Claims) -> String {
+            match self.vault.verify(&self.sign_as_public_api(claims), &self.read_as_presented()) {
+                Err(Refusal::Invalid(reason)) => reason,
+                other => panic!("expected an invalid assertion, got {other:?}"),
+            }
+        }
+    }
+
+    fn sign_raw(claims: &Claims, kid: &str, pkcs8: &[u8]) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(pkcs8)).expect("encode")
+    }
+
+    fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[test]
+    fn a_call_verifies_with_what_its_caller_signed() {
+        let w = world();
+        let claims = w.read_claims();
+        assert_eq!((claims.iss, claims.aud), (ServiceName::PublicApi, ServiceName::PhiVault));
+        assert_eq!(claims.sub, w.user.to_string());
+        assert_eq!(claims.sid, Some(w.session.to_string()));
+        assert_eq!((claims.role, claims.purpose.as_str()), (Role::Beneficiary, "self_service"));
+        assert_eq!((claims.htm.as_str(), claims.htu.as_str()), ("GET", READ_URI));
+        assert_eq!((claims.bsh.as_str(), claims.request_id.as_str()), (body_hash(b"").as_str(), "req-1"));
+        assert_eq!((claims.exp - claims.iat, claims.reason.as_deref()), (30, None));
+        assert!(claims.delegation.is_some());
+
+        let ctx = w.person(Role::Beneficiary, "self_service");
+        assert_eq!(
+            (ctx.sub(), ctx.role(), ctx.purpose()),
+            (w.user.to_string().as_str(), Role::Beneficiary, "self_service")
+        );
+        assert_eq!(ctx.request_id(), &w.request_id);
+        let relayed = CallContext::on_behalf_of(&claims, "disclosure_decision");
+        assert_eq!(
+            (relayed.sub(), relayed.role(), relayed.purpose()),
+            (claims.sub.as_str(), claims.role, "disclosure_decision")
+        );
+        assert_eq!((relayed.sid, relayed.request_id()), (Some(w.session), &w.request_id));
+        assert!(relayed.delegation.is_none() && relayed.reason.is_none());
+
+        // A break-glass reason rides in the claims.
+        let reason = "patient unresponsive in the ER".to_owned();
+        let binding = RequestBinding { method: "GET", path_and_query: READ_URI, body: b"" };
+        let ctx = w.person(Role::Caseworker, "treatment").with_reason(reason.clone());
+        let token = w.public_api_signer.sign(ServiceName::PhiVault, &ctx, binding).expect("sign");
+        assert_eq!(w.vault.verify(&token, &w.read_as_presented()).expect("verifies").reason, Some(reason));
+    }
+
+    #[test]
+    fn a_signer_asks_for_at_most_sixty_seconds_and_at_least_one() {
+        let k = key();
+        for (asked, got) in [(0, 1), (1, 1), (45, 45), (60, 60), (3600, 60), (u64::MAX, 60)] {
+            let signer = Signer::new(ServiceName::PublicApi, &k.pkcs8, asked);
+            assert_eq!((signer.ttl_secs, signer.service()), (got, ServiceName::PublicApi), "asked for {asked}");
+        }
+    }
+
+    #[test]
+    fn an_assertion_is_good_only_for_the_request_it_was_made_for() {
+        let w = world();
+        let token = w.read_token();
+        let good = w.read_as_presented();
+        let other_id = RequestId("req-2".into());
+        let cases = [
+            (Presented { method: "POST", ..good }, "made for method GET"),
+            (Presented { path_and_query: "/internal/v1/records/ffff?category=identity", ..good }, "another path"),
+            (Presented { path_and_query: "/internal/v1/records/8d1c?category=contact", ..good }, "another path"),
+            (Presented { has_body: true, ..good }, "body hash"),
+            (Presented { request_id: &other_id, ..good }, "request id"),
+        ];
+        for (presented, why) in cases {
+            match w.vault.verify(&token, &presented) {
+                Err(Refusal::Invalid(reason)) => assert!(reason.contains(why), "{reason} (wanted {why})"),
+                other => panic!("{presented:?} gave {other:?}"),
+            }
+        }
+
+        // An assertion covering a body is refused on a request that carries none.
+        let binding = RequestBinding { method: "POST", path_and_query: "/internal/v1/records", body: b"{}" };
+        let write = w
+            .public_api_signer
+            .sign(ServiceName::PhiVault, &w.person(Role::Beneficiary, "self_service"), binding)
+            .expect("sign");
+        let post = Presented {
+            method: "POST",
+            route: "/internal/v1/records",
+            path_and_query: "/internal/v1/records",
+            has_body: true,
+            ..good
+        };
+        assert_eq!(w.vault.verify(&write, &post).expect("with its body").bsh, body_hash(b"{}"));
+        assert!(
+            matches!(w.vault.verify(&write, &Presented { has_body: false, ..post }), Err(Refusal::Invalid(r)) if r.contains("body hash"))
+        );
+    }
+
+    #[test]
+    fn forged_malformed_and_misdirected_tokens_are_refused() {
+        let w = world();
+        let presented = w.read_as_presented();
+        let claims = w.read_claims();
+        let refusal = |token: &str| match w.vault.verify(token, &presented) {
+            Err(Refusal::Invalid(reason)) => reason,
+            other => panic!("expected an invalid assertion, got {other:?}"),
+        };
+        assert!(refusal("not.a.token").starts_with("header"));
+
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some("public-api".into());
+        let shared_secret =
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&w.public_api.public)).expect("hs256");
+        assert!(refusal(&shared_secret).contains("not EdDSA"));
+
+        let mut no_kid = Header::new(Algorithm::EdDSA);
+        no_kid.kid = None;
+        let unnamed =
+            jsonwebtoken::encode(&no_kid, &claims, &EncodingKey::from_ed_der(&w.public_api.pkcs8)).expect("encode");
+        assert_eq!(refusal(&unnamed), "no kid");
+        refusal(&sign_raw(&claims, "mallory", &w.public_api.pkcs8));
+        assert!(refusal(&sign_raw(&claims, "consent", &w.public_api.pkcs8)).contains("no key for caller consent"));
+        // public-api's name on a stranger's signature.
+        refusal(&sign_raw(&claims, "public-api", &key().pkcs8));
+        // Made for another callee, or claiming another issuer than the key that signed it.
+        refusal(&w.sign_as_public_api(&Claims { aud: ServiceName::Consent, ..claims.clone() }));
+        refusal(&w.sign_as_public_api(&Claims { iss: ServiceName::PhiVault, ..claims.clone() }));
+        // Expired (beyond the leeway).
+        let t = now();
+        refusal(&w.sign_as_public_api(&Claims { iat: t - 100, exp: t - 40, ..claims.clone() }));
+    }
+
+    #[test]
+    fn lifetimes_jtis_and_issue_times_have_bounds() {
+        let w = world();
+        let claims = w.read_claims();
+        let accepted = |c: &Claims| w.vault.verify(&w.sign_as_public_api(c), &w.read_as_presented()).is_ok();
+        let t = now();
+        // The whole lifetime is at most 60 s.
+        assert!(accepted(&Claims { iat: t - 10, exp: t + 50, ..claims.clone() }));
+        assert!(w.read_refusal(&Claims { iat: t - 11, exp: t + 50, ..claims.clone() }).contains("lifetime"));
+        // Nor may it end more than 60 s (and the leeway) from now, even when it starts later.
+        assert!(w.read_refusal(&Claims { iat: t + 4, exp: t + 64 + 30, ..claims.clone() }).contains("lifetime"));
+        assert!(w.read_refusal(&Claims { iat: t + 40, exp: t + 70 + 5, ..claims.clone() }).contains("lifetime"));
+        // It may not be issued in the future, beyond the leeway.
+        assert!(accepted(&Claims { iat: t + 2, exp: t + 40, ..claims.clone() }));
+        assert!(w.read_refusal(&Claims { iat: t + 30, exp: t + 40, ..claims.clone() }).contains("future"));
+        // The jti is 1 to 64 characters.
+        let jti = "j".repeat(64);
+        let delegation = w.delegation.mint(
+            w.user,
+            w.session,
+            Role::Beneficiary,
+            ServiceName::PublicApi,
+            ServiceName::PhiVault,
+            &jti,
+            t + 30,
+        );
+        assert!(accepted(&Claims { delegation: Some(delegation.expect("mint")), jti, ..claims.clone() }));
+        for jti in [String::new(), "j".repeat(65)] {
+            assert!(w.read_refusal(&Claims { jti, ..claims.clone() }).contains("jti"));
+        }
+    }
+
+    #[test]
+    fn a_service_acts_only_as_system() {
+        let w = world();
+        let system = CallContext::system("health_check", w.request_id.clone());
+        let binding = RequestBinding { method: "GET", path_and_query: READ_URI, body: b"" };
+        let token = w.public_api_signer.sign(ServiceName::PhiVault, &system, binding).expect("sign");
+        let claims = w.vault.verify(&token, &w.read_as_presented()).expect("a system call verifies");
+        assert_eq!((claims.sub.as_str(), claims.sid.as_deref(), claims.role), (SYSTEM, None, Role::Service));
+        assert!(claims.delegation.is_none());
+
+        let as_user = Claims { sub: w.user.to_string(), ..claims.clone() };
+        assert!(w.read_refusal(&as_user).contains("never as a user"));
+        let with_session = Claims { sid: Some(w.session.to_string()), ..claims };
+        assert!(w.read_refusal(&with_session).contains("never as a user"));
+    }
+
+    #[test]
+    fn a_person_acts_only_through_their_own_delegation_token() {
+        let w = world();
+        let claims = w.read_claims();
+        let delegation = |user, session, role, caller, callee, jti: &str| {
+            Some(w.delegation.mint(user, session, role, caller, callee, jti, now() + 30).expect("mint"))
+        };
+        let (pa, pv) = (ServiceName::PublicApi, ServiceName::PhiVault);
+        let (user, session, role, jti) = (w.user, w.session, Role::Beneficiary, claims.jti.as_str());
+        let other = uuid::Uuid::new_v4();
+        let cases = [
+            (None, "no delegation token"),
+            (Some("garbage".to_owned()), "delegation token:"),
+            (delegation(user, session, role, pa, ServiceName::Consent, jti), "delegation token:"),
+            (delegation(user, session, role, pa, pv, "another-jti"), "another assertion's"),
+            (delegation(user, session, role, pv, pv, jti), "another assertion's"),
+            (delegation(other, session, role, pa, pv, jti), "another user's"),
+            (delegation(user, other, role, pa, pv, jti), "another session's"),
+            (delegation(user, session, Role::Caseworker, pa, pv, jti), "not for role beneficiary"),
+        ];
+        for (token, why) in cases {
+            let reason = w.read_refusal(&Claims { delegation: token, ..claims.clone() });
+            assert!(reason.contains(why), "{reason} (wanted {why})");
+        }
+        // The delegation token must be minted with public-api's user-token key.
+        let stranger = DelegationSigner::new(USER_TOKEN_ISSUER, "u1", EncodingKey::from_ed_der(&key().pkcs8));
+        let forged = stranger.mint(user, session, role, pa, pv, jti, now() + 30).expect("mint");
+        assert!(w.read_refusal(&Claims { delegation: Some(forged), ..claims.clone() }).contains("delegation token:"));
+        // A session the token does not name.
+        assert!(w.read_refusal(&Claims { sid: None, ..claims.clone() }).contains("another session's"));
+
+        // A callee that does not ask for user tokens takes the service's word.
+        let lenient = Verifier::new(
+            ServiceName::PhiVault,
+            HashMap::from([(ServiceName::PublicApi, w.public_api.public)]),
+            CallPolicy::parse(POLICY).expect("policy"),
+        );
+        let bare = w.sign_as_public_api(&Claims { delegation: None, ..claims });
+        assert!(lenient.verify(&bare, &w.read_as_presented()).is_ok());
+    }
+
+    #[test]
+    fn only_a_listed_relay_carries_a_person_without_their_token() {
+        let w = world();
+        let decisions = "/internal/v1/decisions";
+        let presented = Presented {
+            method: "POST",
+            route: decisions,
+            path_and_query: decisions,
+            has_body: true,
+            request_id: &w.request_id,
+        };
+        let binding = RequestBinding { method: "POST", path_and_query: decisions, body: b"{}" };
+        let served = Claims { role: Role::Partner, ..w.read_claims() };
+        let relayed = CallContext::on_behalf_of(&served, "disclosure_decision");
+        let token = w.phi_vault_signer.sign(ServiceName::Consent, &relayed, binding).expect("sign");
+        let claims = w.consent.verify(&token, &presented).expect("phi-vault relays a partner's call");
+        assert_eq!(
+            (claims.iss, claims.sub.as_str(), claims.role),
+            (ServiceName::PhiVault, served.sub.as_str(), Role::Partner)
+        );
+        assert!(claims.delegation.is_none());
+
+        // public-api is a caller of the same route but no relay: a person's call needs their token.
+        let token = w.public_api_signer.sign(ServiceName::Consent, &relayed, binding).expect("sign");
+        assert!(matches!(w.consent.verify(&token, &presented), Err(Refusal::Invalid(r)) if r == "no delegation token"));
+    }
+
+    #[test]
+    fn the_allowlist_refuses_with_forbidden() {
+        let w = world();
+        let good = w.read_as_presented();
+        let sign = |ctx: &CallContext, method: &str| {
+            let binding = RequestBinding { method, path_and_query: READ_URI, body: b"" };
+            w.public_api_signer.sign(ServiceName::PhiVault, ctx, binding).expect("sign")
+        };
+        let beneficiary = sign(&w.person(Role::Beneficiary, "self_service"), "DELETE");
+        let refused =
+            w.vault.verify(&beneficiary, &Presented { method: "DELETE", ..good }).expect_err("unlisted route");
+        assert_eq!(refused, Refusal::NotAllowed { caller: ServiceName::PublicApi, route: format!("DELETE {READ}") });
+        let wrong_purpose = sign(&w.person(Role::Partner, "disclosure_decision"), "GET");
+        let refused = w.vault.verify(&wrong_purpose, &good).expect_err("purpose the route does not serve");
+        assert_eq!(refused, Refusal::Purpose { purpose: "disclosure_decision".into(), route: format!("GET {READ}") });
+        let wrong_role = sign(&w.person(Role::Beneficiary, "treatment"), "GET");
+        let refused = w.vault.verify(&wrong_role, &good).expect_err("purpose not for the role");
+        assert_eq!(refused, Refusal::PurposeRole { purpose: "treatment".into(), role: Role::Beneficiary });
+
+        for refusal in [
+            Refusal::NotAllowed { caller: ServiceName::PublicApi, route: READ.into() },
+            Refusal::Purpose { purpose: "x".into(), route: READ.into() },
+            Refusal::PurposeRole { purpose: "x".into(), role: Role::Donor },
+        ] {
+            assert_eq!(refusal.status(), Status::Forbidden, "{refusal}");
+        }
+        for refusal in [Refusal::Missing, Refusal::Invalid("x".into()), Refusal::Replayed("j".into())] {
+            assert_eq!(refusal.status(), Status::Unauthorized, "{refusal}");
+        }
+        assert_eq!(Refusal::Unavailable("db".into()).status(), Status::ServiceUnavailable);
+    }
+
+    #[test]
+    fn a_streamed_body_is_accepted_only_with_its_seal() {
+        let w = world();
+        let uri = "/internal/v1/records";
+        let ctx = w.person(Role::Beneficiary, "self_service");
+        let (token, seal) = w.public_api_signer.sign_streamed(ServiceName::PhiVault, &ctx, "POST", uri).expect("sign");
+        let presented =
+            Presented { method: "POST", route: uri, path_and_query: uri, has_body: true, request_id: &w.request_id };
+        let claims = w.vault.verify(&token, &presented).expect("verifies");
+        assert_eq!(claims.bsh, STREAMED_BODY);
+
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"the body").as_ref().to_vec();
+        let sealed = seal.seal(&digest, 8);
+        assert_eq!(w.vault.check_stream(&claims, &digest, 8, &sealed), Ok(()));
+        let other_digest = ring::digest::digest(&ring::digest::SHA256, b"the bodY").as_ref().to_vec();
+        assert!(w.vault.check_stream(&claims, &other_digest, 8, &sealed).is_err());
+        assert!(w.vault.check_stream(&claims, &digest, 7, &sealed).is_err());
+        assert!(w.vault.check_stream(&claims, &digest, 8, &sealed[..63]).is_err());
+        // The seal belongs to its own assertion, from its own caller.
+        assert!(w.vault.check_stream(&Claims { jti: "other".into(), ..claims.clone() }, &digest, 8, &sealed).is_err());
+        assert!(w
+            .vault
+            .check_stream(&Claims { iss: ServiceName::Consent, ..claims.clone() }, &digest, 8, &sealed)
+            .is_err());
+        // An assertion for an ordinary body never passes as a streamed one.
+        let not_streamed = Claims { bsh: body_hash(b"the body"), ..claims };
+        assert!(
+            matches!(w.vault.check_stream(&not_streamed, &digest, 8, &sealed), Err(Refusal::Invalid(r)) if r.contains("not for a streamed body"))
+        );
+    }
+
+    #[test]
+    fn roles_have_their_wire_names_and_only_service_is_no_person() {
+        let roles = [
+            (Role::Beneficiary, "beneficiary"),
+            (Role::Donor, "donor"),
+            (Role::Partner, "partner"),
+            (Role::Insurer, "insurer"),
+            (Role::Caseworker, "caseworker"),
+            (Role::Admin, "admin"),
+            (Role::ComplianceOfficer, "compliance_officer"),
+            (Role::Service, "service"),
+        ];
+        for (role, name) in roles {
+            assert_eq!((role.as_str(), role.to_string()), (name, name.to_owned()));
+            assert_eq!(serde_json::to_value(role).expect("json"), serde_json::json!(name));
+            assert_eq!(role.is_user(), role != Role::Service, "{role}");
+        }
+    }
 
     #[test]
     fn the_body_hash_is_sha256_base64url() {
@@ -726,6 +1183,8 @@ mod tests {
             exp: 0,
             jti: "j".into(),
         };
-        assert!(!format!("{claims:?}").contains("secret"), "{claims:?}");
+        let printed = format!("{claims:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(printed.contains("delegation: Some(\"[redacted]\")") && printed.contains("jti: \"j\""), "{printed}");
     }
 }
