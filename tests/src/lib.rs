@@ -320,16 +320,33 @@ pub fn config_for<S: Default>(
 /// Makes every insert into `table` of this test's `database` fail where `when` (SQL over `NEW`)
 /// holds, as a crash between two writes would: a fault injected in the test's own database.
 pub async fn refuse_inserts(database: &TestDatabase, table: &str, when: &str) {
+    insert_trigger(
+        database,
+        "refuse",
+        table,
+        &format!("IF {when} THEN RAISE EXCEPTION 'refused by the test'; END IF;"),
+    )
+    .await;
+}
+
+/// Holds every insert into `table` of this test's `database` for `seconds` before it goes on,
+/// so concurrent requests that each checked before writing are made to overlap: a race made
+/// certain instead of hoped for.
+pub async fn delay_inserts(database: &TestDatabase, table: &str, seconds: f64) {
+    insert_trigger(database, "delay", table, &format!("PERFORM pg_sleep({seconds});")).await;
+}
+
+/// A `BEFORE INSERT` trigger named `<name>_<table>` running `body` (PL/pgSQL) for each row.
+async fn insert_trigger(database: &TestDatabase, name: &str, table: &str, body: &str) {
     let su = sqlx::PgPool::connect(&database.url_as("postgres")).await.expect("superuser");
     sqlx::query(&format!(
-        "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF {when} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+        "CREATE FUNCTION {name}_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
     ))
     .execute(&su)
     .await
     .expect("function");
     sqlx::query(&format!(
-        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+        "CREATE TRIGGER {name}_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}_{table}()"
     ))
     .execute(&su)
     .await

@@ -144,6 +144,52 @@ async fn sign_up_rules_and_bad_requests() {
 }
 
 #[tokio::test]
+async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
+    let app = TestApp::spawn().await;
+    let login = format!("erin-{}", app.id);
+    let email = format!("{login}@example.org");
+    // Two sign-ins of the same new person (say, two tabs), each through the provider.
+    let (first, second) = (authorize(&app, &login, Some("donor")).await, authorize(&app, &login, Some("donor")).await);
+    // Each checks that neither the identity nor the email is taken, then writes; holding the
+    // account insert makes both checks pass before either write commits.
+    harness::delay_inserts(app.database(common::db::Database::Public), "users", 1.0).await;
+    let (a, b) = tokio::join!(callback(&app, &first.0, &first.1), callback(&app, &second.0, &second.1));
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "one sign-in creates the account, the other is told to sign in again");
+    let loser = if a.status() == 409 { a } else { b };
+    let request_id = loser.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let body: Value = loser.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "conflict", "{body}");
+    assert!(body["error"]["message"].as_str().expect("message").contains("sign in again"), "{body}");
+
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let accounts: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_all(&pool).await.expect("users");
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    let linked: i64 = sqlx::query_scalar("SELECT count(*) FROM identities WHERE user_id = $1")
+        .bind(accounts[0])
+        .fetch_one(&pool)
+        .await
+        .expect("identities");
+    assert_eq!(linked, 1);
+    // The refused one is audited as a refused sign-in, with no actor.
+    let audited: Vec<(Option<uuid::Uuid>, String, String)> =
+        sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
+            .bind(&request_id)
+            .fetch_all(&pool)
+            .await
+            .expect("audit");
+    assert_eq!(audited, vec![(None, "auth.login".to_owned(), "failure".to_owned())]);
+    // Signing in again finds the account the winner made.
+    let (code, state) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    assert_eq!(again["user_id"], accounts[0].to_string());
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_wrong_client_secret_is_refused_by_the_provider() {
     let env = oidc::require_env();
     let app = TestApp::spawn_with(|c| {

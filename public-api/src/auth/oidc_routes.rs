@@ -305,14 +305,29 @@ async fn find_or_create(
         .bind(&email)
         .bind(display.chars().take(100).collect::<String>())
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(lost_race)?;
     sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3)")
         .bind(&identity.provider)
         .bind(&identity.subject)
         .bind(id)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(lost_race)?;
     Ok(id)
+}
+
+/// Two first sign-ins with the same email (or the same identity) at the same moment both pass
+/// the checks above; the unique indexes let one commit and make the other fail here. The loser
+/// is refused as a taken email is, not as a fault: signing in again finds the account, or says
+/// the email is in use.
+fn lost_race(e: sqlx::Error) -> ApiError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            ApiError::Conflict("another sign-in created this account at the same moment; sign in again".into())
+        }
+        _ => e.into(),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
