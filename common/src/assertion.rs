@@ -847,6 +847,10 @@ mod tests {
     fn a_call_verifies_with_what_its_caller_signed() {
         let w = world();
         let claims = w.read_claims();
+        assert_eq!(
+            w.vault.policy().purposes_for(ServiceName::PhiVault, &format!("GET {READ}"), Role::Beneficiary),
+            ["self_service"]
+        );
         assert_eq!((claims.iss, claims.aud), (ServiceName::PublicApi, ServiceName::PhiVault));
         assert_eq!(claims.sub, w.user.to_string());
         assert_eq!(claims.sid, Some(w.session.to_string()));
@@ -972,6 +976,9 @@ mod tests {
         // Nor may it end more than 60 s (and the leeway) from now, even when it starts later.
         assert!(w.read_refusal(&Claims { iat: t + 4, exp: t + 64 + 30, ..claims.clone() }).contains("lifetime"));
         assert!(w.read_refusal(&Claims { iat: t + 40, exp: t + 70 + 5, ..claims.clone() }).contains("lifetime"));
+        // Issued at the edge of the leeway, ending exactly 60 s (and the leeway) from now: the
+        // latest a clock running ahead may sign.
+        assert!(accepted(&Claims { iat: t + 5, exp: t + 65, ..claims.clone() }));
         // It may not be issued in the future, beyond the leeway.
         assert!(accepted(&Claims { iat: t + 2, exp: t + 40, ..claims.clone() }));
         assert!(w.read_refusal(&Claims { iat: t + 30, exp: t + 40, ..claims.clone() }).contains("future"));
@@ -1186,5 +1193,9 @@ mod tests {
         let printed = format!("{claims:?}");
         assert!(!printed.contains("secret"), "{printed}");
         assert!(printed.contains("delegation: Some(\"[redacted]\")") && printed.contains("jti: \"j\""), "{printed}");
+
+        let w = world();
+        let delegation = Delegation { user: w.user, session: w.session, signer: w.delegation.clone() };
+        assert_eq!(format!("{delegation:?}"), format!("Delegation {{ user: {}, session: {}, .. }}", w.user, w.session));
     }
 }

@@ -191,6 +191,20 @@ mod tests {
         assert!(CallPolicy::parse("[consent.\"GET /internal/x\"]\ncallers = [\"public-api\"]\npurposes = [\"a\"]\n")
             .is_err());
         assert!(CallPolicy::parse("[purposes]\na = [\"wizard\"]\n").is_err());
+        // A purpose needs a well-formed name and at least one role.
+        assert!(CallPolicy::parse("[purposes]\na = [\"service\"]\n").is_ok());
+        assert!(CallPolicy::parse("[purposes]\n\"Bad Purpose\" = [\"service\"]\n").is_err());
+        assert!(CallPolicy::parse("[purposes]\na = []\n").is_err());
+    }
+
+    #[test]
+    fn purpose_names_are_short_lowercase_words() {
+        for good in ["a", "break_glass", "step2", &"p".repeat(100)] {
+            assert!(is_purpose(good), "{good}");
+        }
+        for bad in ["", "Treatment", "break-glass", "two words", "é", &"p".repeat(101)] {
+            assert!(!is_purpose(bad), "{bad}");
+        }
     }
 
     #[test]
