@@ -329,11 +329,51 @@ pub async fn refuse_inserts(database: &TestDatabase, table: &str, when: &str) {
     .await;
 }
 
-/// Holds every insert into `table` of this test's `database` for `seconds` before it goes on,
-/// so concurrent requests that each checked before writing are made to overlap: a race made
-/// certain instead of hoped for.
-pub async fn delay_inserts(database: &TestDatabase, table: &str, seconds: f64) {
-    insert_trigger(database, "delay", table, &format!("PERFORM pg_sleep({seconds});")).await;
+/// Stops every insert into `table` of this test's `database` at a gate the test opens, so
+/// concurrent requests that each checked before writing are certain to overlap: a race made
+/// certain instead of hoped for. The gate is an advisory lock (scoped to this database) the test
+/// holds; each insert waits for a shared hold of it.
+pub async fn gate_inserts(database: &TestDatabase, table: &'static str) -> InsertGate {
+    const KEY: i64 = 771_001;
+    let mut holder = sqlx::PgConnection::connect(&database.url_as("postgres")).await.expect("superuser");
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(KEY).execute(&mut holder).await.expect("lock");
+    let wait = format!("PERFORM pg_advisory_lock_shared({KEY}); PERFORM pg_advisory_unlock_shared({KEY});");
+    insert_trigger(database, "gate", table, &wait).await;
+    InsertGate { holder, key: KEY }
+}
+
+/// See [`gate_inserts`].
+pub struct InsertGate {
+    holder: sqlx::PgConnection,
+    key: i64,
+}
+
+impl InsertGate {
+    /// Waits (up to a minute) until `n` inserts are held at the gate.
+    pub async fn wait_for(&mut self, n: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND objid::bigint = $1",
+            )
+            .bind(self.key)
+            .fetch_one(&mut self.holder)
+            .await
+            .expect("pg_locks");
+            if waiting >= n {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{waiting} of {n} inserts reached the gate");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lets every held insert, and every later one, through.
+    pub async fn open(mut self) {
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.key).execute(&mut self.holder).await.expect("unlock");
+        let _ = self.holder.close().await;
+    }
 }
 
 /// A `BEFORE INSERT` trigger named `<name>_<table>` running `body` (PL/pgSQL) for each row.

@@ -150,10 +150,21 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
     let email = format!("{login}@example.org");
     // Two sign-ins of the same new person (say, two tabs), each through the provider.
     let (first, second) = (authorize(&app, &login, Some("donor")).await, authorize(&app, &login, Some("donor")).await);
-    // Each checks that neither the identity nor the email is taken, then writes; holding the
-    // account insert makes both checks pass before either write commits.
-    harness::delay_inserts(app.database(common::db::Database::Public), "users", 1.0).await;
-    let (a, b) = tokio::join!(callback(&app, &first.0, &first.1), callback(&app, &second.0, &second.1));
+    // Each checks that neither the identity nor the email is taken, then writes; holding both
+    // account inserts at a gate makes both checks pass before either write commits.
+    let mut gate = harness::gate_inserts(app.database(common::db::Database::Public), "users").await;
+    let both = tokio::spawn({
+        let (client, url) = (app.http.clone(), app.api("/auth/test"));
+        async move {
+            let post =
+                |(code, state): (String, String)| client.post(&url).json(&json!({"code": code, "state": state})).send();
+            let (a, b) = tokio::join!(post(first), post(second));
+            (a.expect("callback"), b.expect("callback"))
+        }
+    });
+    gate.wait_for(2).await;
+    gate.open().await;
+    let (a, b) = both.await.expect("both sign-ins");
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409], "one sign-in creates the account, the other is told to sign in again");
@@ -173,6 +184,12 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
         .await
         .expect("identities");
     assert_eq!(linked, 1);
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(accounts[0])
+        .fetch_one(&pool)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions, 1, "the refused sign-in opened no session");
     // The refused one is audited as a refused sign-in, with no actor.
     let audited: Vec<(Option<uuid::Uuid>, String, String)> =
         sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
@@ -185,6 +202,44 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
     let (code, state) = authorize(&app, &login, None).await;
     let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
     assert_eq!(again["user_id"], accounts[0].to_string());
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_account_s_identity_signs_up_afresh() {
+    let app = TestApp::spawn().await;
+    let login = format!("fay-{}", app.id);
+    let (code, state) = authorize(&app, &login, Some("donor")).await;
+    let first: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    let closed = first["user_id"].as_str().expect("user id").to_owned();
+    let access = first["access_token"].as_str().expect("token");
+    let gone = app.http.delete(app.api("/users/me")).bearer_auth(access).send().await.expect("close");
+    assert_eq!(gone.status(), 204);
+
+    // Without a type there is nothing to sign in to; with one, a new account.
+    let (code, state) = authorize(&app, &login, None).await;
+    assert_eq!(callback(&app, &code, &state).await.status(), 422);
+    let (code, state) = authorize(&app, &login, Some("beneficiary")).await;
+    let response = callback(&app, &code, &state).await;
+    assert_eq!(response.status(), 200);
+    let second: Value = response.json().await.expect("json");
+    let fresh = second["user_id"].as_str().expect("user id").to_owned();
+    assert_ne!(fresh, closed);
+    let me: Value =
+        app.get_as(second["access_token"].as_str().expect("token"), "/users/me").await.json().await.expect("json");
+    assert_eq!(me["user_type"], "beneficiary");
+    // The identity leads to the new account from now on; the closed one stays closed.
+    let (code, state) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    assert_eq!(again["user_id"].as_str(), Some(fresh.as_str()));
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let closed_still: bool = sqlx::query_scalar("SELECT deleted_at IS NOT NULL FROM users WHERE id = $1::uuid")
+        .bind(&closed)
+        .fetch_one(&pool)
+        .await
+        .expect("closed account");
+    assert!(closed_still);
     pool.close().await;
     app.stop().await;
 }

@@ -115,7 +115,7 @@ fn apple_name(user: &str) -> Option<String> {
         (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
         (status = 401, description = "Unknown, expired or replayed state; code refused; id_token invalid", body = common::ErrorBody),
         (status = 404, description = "No such provider", body = common::ErrorBody),
-        (status = 409, description = "The email belongs to an account that signs in another way", body = common::ErrorBody),
+        (status = 409, description = "The email belongs to an account that signs in another way; or another sign-in of the same person created the account at the same moment (sign in again)", body = common::ErrorBody),
         (status = 422, description = "Invalid body, or a new account without user_type", body = common::ErrorBody),
         (status = 503, description = "The provider cannot be reached", body = common::ErrorBody),
     ))]
@@ -152,14 +152,16 @@ pub struct FormCallback {
 
 /// For providers that answer with a form post (Apple): completes sign-in like the JSON callback,
 /// sets the refresh cookie and sends the browser (303) to `service.auth.post_login_url`, where
-/// the frontend calls `/auth/refresh` for an access token. Failures redirect with
-/// `?error=sign_in_failed` and no detail. The single-use state is the CSRF defence here (the
+/// the frontend calls `/auth/refresh` for an access token. Failures redirect with an `?error=`
+/// code and no detail: `provider_unavailable`, `sign_up_needs_user_type`, `email_in_use`,
+/// `sign_in_again` (another sign-in made the account at the same moment) or `sign_in_failed`
+/// (everything else, refused tokens and states among it). The single-use state is the CSRF defence here (the
 /// post comes from the provider's origin).
 #[utoipa::path(post, path = "/api/v1/auth/{provider}/form-callback", tag = "auth",
     params(("provider" = String, Path, description = "A provider using response_mode=form_post (apple)")),
     request_body(content_type = "application/x-www-form-urlencoded", description = "code, state, user (first Apple sign-in), or error"),
     responses(
-        (status = 303, description = "To the frontend: `?status=ok` with the refresh cookie set, or `?error=sign_in_failed`"),
+        (status = 303, description = "To the frontend: `?status=ok` with the refresh cookie set, or `?error=` one of `provider_unavailable`, `sign_up_needs_user_type`, `email_in_use`, `sign_in_again`, `sign_in_failed`"),
         (status = 404, description = "No such provider, or no post_login_url configured", body = common::ErrorBody),
     ))]
 #[post("/auth/<provider>/form-callback", data = "<form>")]
@@ -191,6 +193,7 @@ pub async fn form_callback(
             "error=provider_unavailable"
         }
         Err(ApiError::Unprocessable(_)) => "error=sign_up_needs_user_type",
+        Err(ApiError::Conflict(m)) if m == SIGN_IN_AGAIN => "error=sign_in_again",
         Err(ApiError::Conflict(_)) => "error=email_in_use",
         Err(_) => "error=sign_in_failed",
     };
@@ -306,28 +309,36 @@ async fn find_or_create(
         .bind(display.chars().take(100).collect::<String>())
         .execute(&mut **tx)
         .await
-        .map_err(lost_race)?;
-    sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3)")
-        .bind(&identity.provider)
-        .bind(&identity.subject)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(lost_race)?;
+        .map_err(|e| match &e {
+            // The email was free when checked above, so another sign-in took it since: two first
+            // sign-ins of one person at once (two tabs). The unique index lets one commit.
+            sqlx::Error::Database(d) if d.constraint() == Some("users_email_live") => lost_race(),
+            _ => e.into(),
+        })?;
+    // An identity still linked to a closed account moves to the new one (the closed account
+    // keeps its history); one linked to a live account since the check above is not taken over.
+    let linked = sqlx::query(
+        "INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (provider, subject) DO UPDATE SET user_id = EXCLUDED.user_id, created_at = now() \
+         WHERE identities.user_id IN (SELECT id FROM users WHERE deleted_at IS NOT NULL)",
+    )
+    .bind(&identity.provider)
+    .bind(&identity.subject)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    if linked.rows_affected() != 1 {
+        return Err(lost_race());
+    }
     Ok(id)
 }
 
-/// Two first sign-ins with the same email (or the same identity) at the same moment both pass
-/// the checks above; the unique indexes let one commit and make the other fail here. The loser
-/// is refused as a taken email is, not as a fault: signing in again finds the account, or says
-/// the email is in use.
-fn lost_race(e: sqlx::Error) -> ApiError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ApiError::Conflict("another sign-in created this account at the same moment; sign in again".into())
-        }
-        _ => e.into(),
-    }
+/// What the loser of two simultaneous first sign-ins is told: signing in again finds the account
+/// the other one made. Refused as a taken email is (409, audited), not as a fault.
+const SIGN_IN_AGAIN: &str = "another sign-in created this account at the same moment; sign in again";
+
+fn lost_race() -> ApiError {
+    ApiError::Conflict(SIGN_IN_AGAIN.into())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
