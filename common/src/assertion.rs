@@ -437,6 +437,12 @@ impl Verifier {
 
     /// Every check but the single use of `jti`, which needs the database ([`spend`]).
     pub fn verify(&self, token: &str, request: &Presented<'_>) -> Result<Claims, Refusal> {
+        self.verify_at(token, request, time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// [`Verifier::verify`] with the lifetime bounds judged at `now` (Unix seconds). The
+    /// signature library still checks `exp` against the system clock.
+    pub fn verify_at(&self, token: &str, request: &Presented<'_>, now: i64) -> Result<Claims, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Refusal::Invalid(format!("header: {e}")))?;
         if header.alg != Algorithm::EdDSA {
             return Err(Refusal::Invalid(format!("algorithm {:?} is not EdDSA", header.alg)));
@@ -458,8 +464,9 @@ impl Verifier {
             .map_err(|e| Refusal::Invalid(e.to_string()))?
             .claims;
 
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if claims.exp - claims.iat > MAX_TTL_SECS || claims.exp > now + MAX_TTL_SECS + LEEWAY_SECS as i64 {
+        // Saturating: an `iat` far in the past must not wrap the difference into a small one.
+        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS || claims.exp > now + MAX_TTL_SECS + LEEWAY_SECS as i64
+        {
             return Err(Refusal::Invalid("lifetime exceeds 60 s".into()));
         }
         if claims.iat > now + LEEWAY_SECS as i64 {
@@ -519,6 +526,11 @@ impl Verifier {
             } else {
                 Err(Refusal::Invalid("a service acts as `system`, never as a user".into()))
             };
+        }
+        // A person is named by their account and session ids, whoever relays the call.
+        let is_uuid = |s: &str| s.parse::<uuid::Uuid>().is_ok();
+        if !is_uuid(&claims.sub) || !claims.sid.as_deref().is_some_and(is_uuid) {
+            return Err(Refusal::Invalid(format!("a call in role {} names no user and session", claims.role)));
         }
         let Some(verifier) = &self.user_tokens else { return Ok(()) };
         if self.policy.relays(self.service, claims.iss, route) {
@@ -820,6 +832,14 @@ mod tests {
             self.vault.verify(&self.read_token(), &self.read_as_presented()).expect("a good read verifies")
         }
 
+        /// The claims of a good health check (a service's own call: no person, no delegation).
+        fn system_claims(&self) -> Claims {
+            let binding = RequestBinding { method: "GET", path_and_query: READ_URI, body: b"" };
+            let ctx = CallContext::system("health_check", self.request_id.clone());
+            let token = self.public_api_signer.sign(ServiceName::PhiVault, &ctx, binding).expect("sign");
+            self.vault.verify(&token, &self.read_as_presented()).expect("a system call verifies")
+        }
+
         /// `claims` signed with public-api's own internal key (what a thief of that key could sign).
         fn sign_as_public_api(&self, claims: &Claims) -> String {
             sign_raw(claims, "public-api", &self.public_api.pkcs8)
@@ -952,36 +972,50 @@ mod tests {
         let unnamed =
             jsonwebtoken::encode(&no_kid, &claims, &EncodingKey::from_ed_der(&w.public_api.pkcs8)).expect("encode");
         assert_eq!(refusal(&unnamed), "no kid");
-        refusal(&sign_raw(&claims, "mallory", &w.public_api.pkcs8));
+        assert!(refusal(&sign_raw(&claims, "mallory", &w.public_api.pkcs8)).contains("mallory"));
         assert!(refusal(&sign_raw(&claims, "consent", &w.public_api.pkcs8)).contains("no key for caller consent"));
         // public-api's name on a stranger's signature.
-        refusal(&sign_raw(&claims, "public-api", &key().pkcs8));
-        // Made for another callee, or claiming another issuer than the key that signed it.
-        refusal(&w.sign_as_public_api(&Claims { aud: ServiceName::Consent, ..claims.clone() }));
-        refusal(&w.sign_as_public_api(&Claims { iss: ServiceName::PhiVault, ..claims.clone() }));
+        assert_eq!(refusal(&sign_raw(&claims, "public-api", &key().pkcs8)), "InvalidSignature");
+        // Made for another callee, or claiming another issuer than the key that signed it (a
+        // service's call, so no delegation token's own checks could refuse it first).
+        let system = w.system_claims();
+        assert_eq!(
+            refusal(&w.sign_as_public_api(&Claims { aud: ServiceName::Consent, ..system.clone() })),
+            "InvalidAudience"
+        );
+        assert_eq!(
+            refusal(&w.sign_as_public_api(&Claims { iss: ServiceName::PhiVault, ..system.clone() })),
+            "InvalidIssuer"
+        );
         // Expired (beyond the leeway).
         let t = now();
-        refusal(&w.sign_as_public_api(&Claims { iat: t - 100, exp: t - 40, ..claims.clone() }));
+        assert_eq!(refusal(&w.sign_as_public_api(&Claims { iat: t - 100, exp: t - 40, ..system })), "ExpiredSignature");
     }
 
     #[test]
     fn lifetimes_jtis_and_issue_times_have_bounds() {
         let w = world();
         let claims = w.read_claims();
-        let accepted = |c: &Claims| w.vault.verify(&w.sign_as_public_api(c), &w.read_as_presented()).is_ok();
+        // Judged at a fixed `now`, so a second ticking over cannot move a boundary.
         let t = now();
+        let judged = |c: &Claims| w.vault.verify_at(&w.sign_as_public_api(c), &w.read_as_presented(), t);
+        let accepted = |c: &Claims| judged(c).is_ok();
+        let refusal = |c: &Claims| match judged(c) {
+            Err(Refusal::Invalid(reason)) => reason,
+            other => panic!("expected an invalid assertion, got {other:?}"),
+        };
         // The whole lifetime is at most 60 s.
         assert!(accepted(&Claims { iat: t - 10, exp: t + 50, ..claims.clone() }));
-        assert!(w.read_refusal(&Claims { iat: t - 11, exp: t + 50, ..claims.clone() }).contains("lifetime"));
+        assert!(refusal(&Claims { iat: t - 11, exp: t + 50, ..claims.clone() }).contains("lifetime"));
         // Nor may it end more than 60 s (and the leeway) from now, even when it starts later.
-        assert!(w.read_refusal(&Claims { iat: t + 4, exp: t + 64 + 30, ..claims.clone() }).contains("lifetime"));
-        assert!(w.read_refusal(&Claims { iat: t + 40, exp: t + 70 + 5, ..claims.clone() }).contains("lifetime"));
+        assert!(refusal(&Claims { iat: t + 4, exp: t + 64 + 30, ..claims.clone() }).contains("lifetime"));
+        assert!(refusal(&Claims { iat: t + 40, exp: t + 70 + 5, ..claims.clone() }).contains("lifetime"));
         // Issued at the edge of the leeway, ending exactly 60 s (and the leeway) from now: the
         // latest a clock running ahead may sign.
         assert!(accepted(&Claims { iat: t + 5, exp: t + 65, ..claims.clone() }));
         // It may not be issued in the future, beyond the leeway.
         assert!(accepted(&Claims { iat: t + 2, exp: t + 40, ..claims.clone() }));
-        assert!(w.read_refusal(&Claims { iat: t + 30, exp: t + 40, ..claims.clone() }).contains("future"));
+        assert!(refusal(&Claims { iat: t + 30, exp: t + 40, ..claims.clone() }).contains("future"));
         // The jti is 1 to 64 characters.
         let jti = "j".repeat(64);
         let delegation = w.delegation.mint(
@@ -994,8 +1028,10 @@ mod tests {
             t + 30,
         );
         assert!(accepted(&Claims { delegation: Some(delegation.expect("mint")), jti, ..claims.clone() }));
+        // An `iat` so far back that the lifetime would wrap to a small number.
+        assert!(refusal(&Claims { iat: i64::MIN, exp: t + 30, ..claims.clone() }).contains("lifetime"));
         for jti in [String::new(), "j".repeat(65)] {
-            assert!(w.read_refusal(&Claims { jti, ..claims.clone() }).contains("jti"));
+            assert!(refusal(&Claims { jti, ..claims.clone() }).contains("jti"));
         }
     }
 
@@ -1044,7 +1080,10 @@ mod tests {
         let forged = stranger.mint(user, session, role, pa, pv, jti, now() + 30).expect("mint");
         assert!(w.read_refusal(&Claims { delegation: Some(forged), ..claims.clone() }).contains("delegation token:"));
         // A session the token does not name.
-        assert!(w.read_refusal(&Claims { sid: None, ..claims.clone() }).contains("another session's"));
+        // A person's call names their account and session, as ids.
+        for unnamed in [Claims { sid: None, ..claims.clone() }, Claims { sub: "system".into(), ..claims.clone() }] {
+            assert!(w.read_refusal(&unnamed).contains("names no user and session"), "{unnamed:?}");
+        }
 
         // A callee that does not ask for user tokens takes the service's word.
         let lenient = Verifier::new(
@@ -1077,6 +1116,16 @@ mod tests {
             (ServiceName::PhiVault, served.sub.as_str(), Role::Partner)
         );
         assert!(claims.delegation.is_none());
+
+        // A relay still names the person it serves, by account and session.
+        for unnamed in [Claims { sid: None, ..served.clone() }, Claims { sub: SYSTEM.into(), ..served.clone() }] {
+            let ctx = CallContext::on_behalf_of(&unnamed, "disclosure_decision");
+            let token = w.phi_vault_signer.sign(ServiceName::Consent, &ctx, binding).expect("sign");
+            assert!(
+                matches!(w.consent.verify(&token, &presented), Err(Refusal::Invalid(r)) if r.contains("names no user and session")),
+                "{unnamed:?}"
+            );
+        }
 
         // public-api is a caller of the same route but no relay: a person's call needs their token.
         let token = w.public_api_signer.sign(ServiceName::Consent, &relayed, binding).expect("sign");

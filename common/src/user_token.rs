@@ -123,7 +123,7 @@ impl UserTokenVerifier {
     /// expiry and lifetime.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, String> {
         let claims: AccessClaims = self.decode(token, AUDIENCE)?;
-        if claims.exp - claims.iat > MAX_TTL_SECS as i64 {
+        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS as i64 {
             return Err("lifetime exceeds 15 minutes".into());
         }
         Ok(claims)
@@ -132,7 +132,7 @@ impl UserTokenVerifier {
     /// A delegation token for `callee`: the same checks, its own audience, at most 60 s.
     pub fn verify_delegation(&self, token: &str, callee: crate::ServiceName) -> Result<DelegationClaims, String> {
         let claims: DelegationClaims = self.decode(token, &delegation_audience(callee))?;
-        if claims.exp - claims.iat > MAX_DELEGATION_TTL_SECS {
+        if claims.exp.saturating_sub(claims.iat) > MAX_DELEGATION_TTL_SECS {
             return Err("lifetime exceeds 60 s".into());
         }
         Ok(claims)

@@ -183,8 +183,10 @@ async fn an_assertion_is_accepted_once_and_remembered_until_it_has_expired() {
     let (status, body) = send(&base, "GET", path, Some(&token), None).await;
     assert_eq!((status, message(&body)), (401, REFUSED_401.to_owned()));
     let logged = String::from_utf8(logs.lock().expect("lock").clone()).expect("utf8");
-    assert!(logged.contains("REPLAYED ASSERTION") && logged.contains("replay"), "{logged}");
-    assert!(logged.contains("consent"), "the refusal names the service: {logged}");
+    let alarm =
+        logged.lines().find(|l| l.contains("REPLAYED ASSERTION")).unwrap_or_else(|| panic!("no alarm: {logged}"));
+    assert!(alarm.contains("ERROR") && alarm.contains("alarm=\"replay\""), "{alarm}");
+    assert!(alarm.contains("service=\"consent\"") && alarm.contains(REQUEST_ID), "{alarm}");
     assert!(!logged.contains(&token), "a token reached the log");
 
     // A purpose the caller's role cannot have: 403, with its own message.
@@ -218,7 +220,7 @@ async fn an_assertion_is_accepted_once_and_remembered_until_it_has_expired() {
     let token = sign(&signer, &system("health_check"), "GET", path, b"");
     let (status, body) = send(&base, "GET", path, Some(&token), None).await;
     assert_eq!((status, message(&body)), (503, "service unavailable".to_owned()));
-    database.drop().await;
+    drop(database);
 }
 
 #[tokio::test]
@@ -252,5 +254,5 @@ async fn a_body_is_accepted_only_as_its_assertion_covers_it() {
     assert_eq!((status, message(&body)), (401, REFUSED_401.to_owned()));
     let (token, _seal) = signer.sign_streamed(ServiceName::Consent, &anchor, "POST", uploads).expect("sign");
     assert_eq!(send(&base, "POST", uploads, Some(&token), Some(b"bytes")).await, (200, "system streams".to_owned()));
-    database.drop().await;
+    drop(database);
 }

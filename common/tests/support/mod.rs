@@ -1,4 +1,6 @@
 //! A PostgreSQL database of a test's own, on the server scripts/test starts.
+// Each test binary compiles this module, and not every one uses all of it.
+#![allow(dead_code)]
 
 use common::db::{self, Database};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -31,15 +33,27 @@ impl TestDb {
     }
 
     /// A pool of the schema's owner, who may create tables of the test's own.
-    #[allow(dead_code)] // each test binary compiles this module; not all of them use this
     pub async fn owner_pool(&self) -> PgPool {
         let url = db::url_for(&self.admin, Database::Consent.owner_role(), None, &self.name).expect("url");
         PgPool::connect(&url).await.expect("connect as owner")
     }
+}
 
-    pub async fn drop(self) {
-        self.pool.close().await;
-        let mut conn = PgConnection::connect(&self.admin).await.expect("connect");
-        db::drop_database(&mut conn, &self.name).await.expect("drop");
+/// Dropped whether the test passed or failed (a failed one, or a mutant caught, must not leave
+/// its database behind), on a thread of its own since a test's runtime cannot block on it.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.map_err(|e| e.to_string())?;
+                db::drop_database(&mut conn, &name).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("could not drop the test database {}: {dropped:?}", self.name);
+        }
     }
 }
