@@ -29,6 +29,18 @@ async fn authorize(app: &TestApp, login: &str, user_type: Option<&str>) -> (Stri
     (back.get("code").unwrap_or_else(|| panic!("no code: {back:?}")).clone(), back["state"].clone())
 }
 
+/// A refused sign-in writes one failed `auth.login` row under its request id, with no actor
+/// (none was proven).
+async fn assert_refusal_audited(pool: &sqlx::PgPool, request_id: &str) {
+    let audited: Vec<(Option<uuid::Uuid>, String, String)> =
+        sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_all(pool)
+            .await
+            .expect("audit");
+    assert_eq!(audited, vec![(None, "auth.login".to_owned(), "failure".to_owned())]);
+}
+
 #[tokio::test]
 async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
     let app = TestApp::spawn().await;
@@ -124,13 +136,7 @@ async fn sign_up_rules_and_bad_requests() {
             .expect("linked");
     assert_eq!(linked, 0, "carol's identity was linked to the other account");
     // The refusal is audited like any refused sign-in: one failed row, no actor (none was proven).
-    let audited: Vec<(Option<uuid::Uuid>, String, String)> =
-        sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
-            .bind(&request_id)
-            .fetch_all(&pool)
-            .await
-            .expect("audit");
-    assert_eq!(audited, vec![(None, "auth.login".to_owned(), "failure".to_owned())]);
+    assert_refusal_audited(&pool, &request_id).await;
 
     // A first sign-in that fails once the account is written (here: no session can be stored)
     // leaves no account and no identity behind: they commit with the session and its audit row.
@@ -191,13 +197,7 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
         .expect("sessions");
     assert_eq!(sessions, 1, "the refused sign-in opened no session");
     // The refused one is audited as a refused sign-in, with no actor.
-    let audited: Vec<(Option<uuid::Uuid>, String, String)> =
-        sqlx::query_as("SELECT actor_id, action, outcome FROM audit_logs WHERE request_id = $1")
-            .bind(&request_id)
-            .fetch_all(&pool)
-            .await
-            .expect("audit");
-    assert_eq!(audited, vec![(None, "auth.login".to_owned(), "failure".to_owned())]);
+    assert_refusal_audited(&pool, &request_id).await;
     // Signing in again finds the account the winner made.
     let (code, state) = authorize(&app, &login, None).await;
     let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
