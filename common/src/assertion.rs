@@ -440,9 +440,9 @@ impl Verifier {
         self.verify_at(token, request, time::OffsetDateTime::now_utc().unix_timestamp())
     }
 
-    /// [`Verifier::verify`] with the lifetime bounds judged at `now` (Unix seconds). The
-    /// signature library still checks `exp` against the system clock.
-    pub fn verify_at(&self, token: &str, request: &Presented<'_>, now: i64) -> Result<Claims, Refusal> {
+    /// [`Verifier::verify`] with the lifetime bounds judged at `now` (Unix seconds), for tests
+    /// at a fixed second. The signature library still checks `exp` against the system clock.
+    fn verify_at(&self, token: &str, request: &Presented<'_>, now: i64) -> Result<Claims, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Refusal::Invalid(format!("header: {e}")))?;
         if header.alg != Algorithm::EdDSA {
             return Err(Refusal::Invalid(format!("algorithm {:?} is not EdDSA", header.alg)));
@@ -465,11 +465,12 @@ impl Verifier {
             .claims;
 
         // Saturating: an `iat` far in the past must not wrap the difference into a small one.
-        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS || claims.exp > now + MAX_TTL_SECS + LEEWAY_SECS as i64
+        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS
+            || claims.exp > now.saturating_add(MAX_TTL_SECS + LEEWAY_SECS as i64)
         {
             return Err(Refusal::Invalid("lifetime exceeds 60 s".into()));
         }
-        if claims.iat > now + LEEWAY_SECS as i64 {
+        if claims.iat > now.saturating_add(LEEWAY_SECS as i64) {
             return Err(Refusal::Invalid("issued in the future".into()));
         }
         if claims.jti.is_empty() || claims.jti.len() > 64 {
@@ -527,8 +528,9 @@ impl Verifier {
                 Err(Refusal::Invalid("a service acts as `system`, never as a user".into()))
             };
         }
-        // A person is named by their account and session ids, whoever relays the call.
-        let is_uuid = |s: &str| s.parse::<uuid::Uuid>().is_ok();
+        // A person is named by their account and session ids, whoever relays the call, written as
+        // every service writes them (hyphenated lowercase), so trails compare as strings.
+        let is_uuid = |s: &str| s.parse::<uuid::Uuid>().is_ok_and(|u| u.to_string() == s);
         if !is_uuid(&claims.sub) || !claims.sid.as_deref().is_some_and(is_uuid) {
             return Err(Refusal::Invalid(format!("a call in role {} names no user and session", claims.role)));
         }
@@ -1081,7 +1083,13 @@ mod tests {
         assert!(w.read_refusal(&Claims { delegation: Some(forged), ..claims.clone() }).contains("delegation token:"));
         // A session the token does not name.
         // A person's call names their account and session, as ids.
-        for unnamed in [Claims { sid: None, ..claims.clone() }, Claims { sub: "system".into(), ..claims.clone() }] {
+        let braced = format!("{{{}}}", w.user);
+        for unnamed in [
+            Claims { sid: None, ..claims.clone() },
+            Claims { sub: "system".into(), ..claims.clone() },
+            Claims { sub: w.user.to_string().to_uppercase(), ..claims.clone() },
+            Claims { sub: braced, ..claims.clone() },
+        ] {
             assert!(w.read_refusal(&unnamed).contains("names no user and session"), "{unnamed:?}");
         }
 

@@ -336,8 +336,14 @@ pub async fn refuse_inserts(database: &TestDatabase, table: &str, when: &str) {
 pub async fn gate_inserts(database: &TestDatabase, table: &'static str) -> InsertGate {
     const KEY: i64 = 771_001;
     let mut holder = sqlx::PgConnection::connect(&database.url_as("postgres")).await.expect("superuser");
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(KEY).execute(&mut holder).await.expect("lock");
-    let wait = format!("PERFORM pg_advisory_lock_shared({KEY}); PERFORM pg_advisory_unlock_shared({KEY});");
+    let held: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(KEY).fetch_one(&mut holder).await.expect("lock");
+    assert!(held, "one gate per database at a time");
+    // A gate left shut fails the insert after a minute instead of hanging the test.
+    let wait = format!(
+        "PERFORM set_config('lock_timeout', '60s', true); \
+         PERFORM pg_advisory_lock_shared({KEY}); PERFORM pg_advisory_unlock_shared({KEY});"
+    );
     insert_trigger(database, "gate", table, &wait).await;
     InsertGate { holder, key: KEY }
 }
@@ -367,6 +373,12 @@ impl InsertGate {
             assert!(std::time::Instant::now() < deadline, "{waiting} of {n} inserts reached the gate");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// The gate holder's own connection (the superuser's): its inserts pass the gate, so the
+    /// test can write while the requests wait.
+    pub fn connection(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.holder
     }
 
     /// Lets every held insert, and every later one, through.

@@ -240,6 +240,64 @@ async fn a_closed_account_s_identity_signs_up_afresh() {
         .await
         .expect("closed account");
     assert!(closed_still);
+    // The move is audited by the person the sign-in proved, naming the closed account: the one
+    // record that the two accounts are the same person at this provider.
+    let relinks: Vec<(Option<uuid::Uuid>, Option<String>, String)> =
+        sqlx::query_as("SELECT actor_id, resource_id, outcome FROM audit_logs WHERE action = 'auth.identity_relink'")
+            .fetch_all(&pool)
+            .await
+            .expect("audit");
+    assert_eq!(relinks, vec![(fresh.parse().ok(), Some(closed.clone()), "success".to_owned())]);
+    pool.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_identity_linked_meanwhile_to_a_live_account_is_not_taken_over() {
+    let app = TestApp::spawn().await;
+    let login = format!("gus-{}", app.id);
+    let (code, state) = authorize(&app, &login, Some("donor")).await;
+    // The sign-up finds no account for the identity, then waits at its account insert while
+    // another account, live, is linked to the same identity.
+    let mut gate = harness::gate_inserts(app.database(common::db::Database::Public), "users").await;
+    let signing_up = tokio::spawn({
+        let request = app.http.post(app.api("/auth/test")).json(&json!({"code": code, "state": state}));
+        async move { request.send().await.expect("callback") }
+    });
+    gate.wait_for(1).await;
+    let other = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO users (id, user_type, email, display_name) VALUES ($1, 'donor', $2, 'Other')")
+        .bind(other)
+        .bind(format!("other-{login}@example.org"))
+        .execute(gate.connection())
+        .await
+        .expect("live account");
+    sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ('test', $1, $2)")
+        .bind(&login)
+        .bind(other)
+        .execute(gate.connection())
+        .await
+        .expect("identity");
+    gate.open().await;
+    let response = signing_up.await.expect("sign-up");
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().expect("message").contains("sign in again"), "{body}");
+
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT user_id FROM identities WHERE provider = 'test' AND subject = $1")
+            .bind(&login)
+            .fetch_one(&pool)
+            .await
+            .expect("identity");
+    assert_eq!(owner, other, "the live account's identity was taken over");
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
+        .bind(format!("{login}@example.org"))
+        .fetch_one(&pool)
+        .await
+        .expect("users");
+    assert_eq!(made, 0, "the refused sign-up left its account behind");
     pool.close().await;
     app.stop().await;
 }

@@ -235,7 +235,22 @@ async fn complete(
     let name = apple_user.and_then(apple_name);
     let mut tx = pool.begin().await?;
     match find_or_create(&mut tx, &identity, user_type.as_deref(), name).await {
-        Ok(user_id) => Ok((user_id, tx)),
+        Ok((user_id, relinked_from)) => {
+            if let Some(closed) = relinked_from {
+                // The move is the only record that the closed account and the new one are the
+                // same person at this provider: written with the account, by the proven person.
+                let mut event = meta.event(
+                    Some(user_id),
+                    "auth.identity_relink",
+                    Some(("user", closed.to_string())),
+                    Outcome::Success,
+                );
+                event.reason =
+                    Some(format!("the {provider} identity of closed account {closed} now leads to account {user_id}"));
+                audit::record(&mut tx, &event).await?;
+            }
+            Ok((user_id, tx))
+        }
         // A refused sign-up is audited like any refused sign-in (an email already in use may be
         // someone trying to take an account over), outside the transaction it rolls back.
         Err(e @ (ApiError::Conflict(_) | ApiError::Unprocessable(_))) => {
@@ -266,12 +281,13 @@ async fn audit_refusal(pool: &PgPool, meta: &RequestMeta, provider: &str, reason
 /// The account linked to this provider identity, or a new one of the type chosen at sign-up.
 /// An email already used by another account is not linked silently (that would let whoever
 /// controls an identity at any provider take over the account). Writes in `tx`, uncommitted.
+/// With a new account, the closed account the identity led to until now, if any.
 async fn find_or_create(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     identity: &VerifiedIdentity,
     user_type: Option<&str>,
     name: Option<String>,
-) -> Result<Uuid, ApiError> {
+) -> Result<(Uuid, Option<Uuid>), ApiError> {
     let existing: Option<Uuid> = sqlx::query_scalar(
         "SELECT i.user_id FROM identities i JOIN users u ON u.id = i.user_id \
          WHERE i.provider = $1 AND i.subject = $2 AND u.deleted_at IS NULL",
@@ -281,7 +297,7 @@ async fn find_or_create(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(id) = existing {
-        return Ok(id);
+        return Ok((id, None));
     }
     let user_type = user_type.ok_or_else(|| {
         ApiError::Unprocessable("user_type: choose donor, beneficiary or partner to create an account".into())
@@ -315,22 +331,45 @@ async fn find_or_create(
             sqlx::Error::Database(d) if d.constraint() == Some("users_email_live") => lost_race(),
             _ => e.into(),
         })?;
-    // An identity still linked to a closed account moves to the new one (the closed account
-    // keeps its history); one linked to a live account since the check above is not taken over.
-    let linked = sqlx::query(
-        "INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (provider, subject) DO UPDATE SET user_id = EXCLUDED.user_id, created_at = now() \
-         WHERE identities.user_id IN (SELECT id FROM users WHERE deleted_at IS NOT NULL)",
+    // The identity may still lead to a closed account. Read with that account under lock, so
+    // neither changes before this transaction ends.
+    let linked: Option<(Uuid, bool)> = sqlx::query_as(
+        "SELECT i.user_id, u.deleted_at IS NOT NULL FROM identities i JOIN users u ON u.id = i.user_id \
+         WHERE i.provider = $1 AND i.subject = $2 FOR UPDATE",
     )
     .bind(&identity.provider)
     .bind(&identity.subject)
-    .bind(id)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    if linked.rows_affected() != 1 {
-        return Err(lost_race());
+    match linked {
+        // Linked to a live account since the lookup above: another sign-in of this identity won.
+        Some((_, false)) => Err(lost_race()),
+        // It moves to the new account; the closed one keeps its history, and the caller audits
+        // the move. The link's `created_at` stays that of the identity's first sign-in.
+        Some((closed, true)) => {
+            sqlx::query("UPDATE identities SET user_id = $3 WHERE provider = $1 AND subject = $2")
+                .bind(&identity.provider)
+                .bind(&identity.subject)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            Ok((id, Some(closed)))
+        }
+        None => {
+            sqlx::query("INSERT INTO identities (provider, subject, user_id) VALUES ($1, $2, $3)")
+                .bind(&identity.provider)
+                .bind(&identity.subject)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| match &e {
+                    // Another sign-in of this identity linked it first.
+                    sqlx::Error::Database(d) if d.constraint() == Some("identities_pkey") => lost_race(),
+                    _ => e.into(),
+                })?;
+            Ok((id, None))
+        }
     }
-    Ok(id)
 }
 
 /// What the loser of two simultaneous first sign-ins is told: signing in again finds the account
@@ -563,7 +602,7 @@ pub async fn device_token(
                 find_or_create(&mut tx, &identity, None, None).await
             };
             let user_id = match found {
-                Ok(id) => id,
+                Ok((id, _)) => id,
                 Err(ApiError::Unprocessable(_)) => {
                     let reason = format!("device sign-in: no account for identity {}", identity.subject);
                     return Err(refuse(pool, meta, provider, reason).await);
