@@ -325,12 +325,9 @@ async fn find_or_create(
         .bind(display.chars().take(100).collect::<String>())
         .execute(&mut **tx)
         .await
-        .map_err(|e| match &e {
-            // The email was free when checked above, so another sign-in took it since: two first
-            // sign-ins of one person at once (two tabs). The unique index lets one commit.
-            sqlx::Error::Database(d) if d.constraint() == Some("users_email_live") => lost_race(),
-            _ => e.into(),
-        })?;
+        // The email was free when checked above, so another sign-in took it since: two first
+        // sign-ins of one person at once (two tabs). The unique index lets one commit.
+        .map_err(lost_race_on("users_email_live"))?;
     // The identity may still lead to a closed account. Read with that account under lock, so
     // neither changes before this transaction ends.
     let linked: Option<(Uuid, bool)> = sqlx::query_as(
@@ -362,11 +359,8 @@ async fn find_or_create(
                 .bind(id)
                 .execute(&mut **tx)
                 .await
-                .map_err(|e| match &e {
-                    // Another sign-in of this identity linked it first.
-                    sqlx::Error::Database(d) if d.constraint() == Some("identities_pkey") => lost_race(),
-                    _ => e.into(),
-                })?;
+                // Another sign-in of this identity linked it first.
+                .map_err(lost_race_on("identities_pkey"))?;
             Ok((id, None))
         }
     }
@@ -378,6 +372,14 @@ const SIGN_IN_AGAIN: &str = "another sign-in created this account at the same mo
 
 fn lost_race() -> ApiError {
     ApiError::Conflict(SIGN_IN_AGAIN.into())
+}
+
+/// A write's error: the lost race where it broke `constraint`, else what it was.
+fn lost_race_on(constraint: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.constraint() == Some(constraint) => lost_race(),
+        _ => e.into(),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
