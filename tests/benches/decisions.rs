@@ -1,4 +1,4 @@
-//! The consent decision path (issue 10): `POST /internal/v1/decisions` as phi-vault calls it,
+//! The consent decision path: `POST /internal/v1/decisions` as phi-vault calls it,
 //! with a freshly signed assertion per call, against a consent database holding
 //! `LOAD_DECISION_SUBJECTS` (2,000) subjects with three consents each (a named one, a revoked
 //! one, a TPO class one), half the questions permitted.

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::check::now;
 use crate::TestApp;
 
 /// One forged request: where it goes, what it carries, and the claims its assertion will hold.
@@ -25,10 +26,6 @@ pub struct ForgedCall {
     pub claims: Claims,
     key: Vec<u8>,
     kid: String,
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl TestApp {

@@ -11,6 +11,7 @@
 //! `scripts/test` starts one and sets it.
 
 pub mod auth;
+pub mod check;
 pub mod client;
 pub mod consents;
 pub mod cut;
@@ -147,26 +148,29 @@ async fn ensure_templates() {
                         .expect("rename template");
                 }
             }
+            leftovers::sweep(&mut conn).await;
             sqlx::query("SELECT pg_advisory_unlock(724311)").execute(&mut conn).await.expect("unlock");
             let _ = conn.close().await;
         })
         .await;
 }
 
-/// A fresh database for one test, copied from the migrated template.
+/// A fresh database for one test, copied from the migrated template. Dropped (with any
+/// connection still open to it) when the value is dropped, also when the test panics.
 pub struct TestDatabase {
     pub database: Database,
     pub name: String,
+    dropped: bool,
 }
 
 impl TestDatabase {
     pub async fn create(database: Database, test_id: &str) -> Self {
         ensure_templates().await;
-        let name = format!("t_{test_id}_{}", database.as_str());
+        let name = format!("{}{test_id}_{}", leftovers::prefix(), database.as_str());
         let mut conn = PgConnection::connect(&admin_url()).await.expect("connect");
         db::create_database(&mut conn, &name, database, Some(&template_name(database))).await.expect("copy template");
         let _ = conn.close().await;
-        Self { database, name }
+        Self { database, name, dropped: false }
     }
 
     /// URL for `role` on this database (trust on the local socket in the test cluster).
@@ -178,24 +182,99 @@ impl TestDatabase {
         self.url_as(self.database.app_role())
     }
 
-    pub async fn drop_now(&self) {
+    /// Drops the database now rather than when the value goes.
+    pub async fn drop_now(mut self) {
+        leftovers::drop_database(&self.name).await;
+        self.dropped = true;
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if !self.dropped {
+            let name = std::mem::take(&mut self.name);
+            leftovers::blocking(async move { leftovers::drop_database(&name).await });
+        }
+    }
+}
+
+/// What a test leaves on the cluster and the disk is named after its process (`t<pid>_…`,
+/// `secondwind-test-<pid>-…`), so a later run can tell what a killed run left (its process is
+/// gone) from what a running test still uses, and sweep it.
+mod leftovers {
+    use super::*;
+
+    pub fn prefix() -> String {
+        format!("t{}_", std::process::id())
+    }
+
+    pub fn key_dir(test_id: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("secondwind-test-{}-{test_id}", std::process::id()))
+    }
+
+    fn process_gone(pid: &str) -> bool {
+        pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    pub async fn drop_database(name: &str) {
         if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-            let _ = db::drop_database(&mut conn, &self.name).await;
+            let _ = db::drop_database(&mut conn, name).await;
             let _ = conn.close().await;
+        }
+    }
+
+    /// Runs `work` to completion from synchronous code (a `Drop`), on a thread of its own with
+    /// its own runtime: the test's runtime may be the one calling, or already gone.
+    pub fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(work);
+            }
+        })
+        .join();
+    }
+
+    /// Drops the databases and removes the key directories of test processes that no longer
+    /// run (a run killed before its `Drop`s ran).
+    pub async fn sweep(conn: &mut PgConnection) {
+        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname ~ '^t[0-9]+_'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+        for name in names {
+            let pid = name[1..].split('_').next().unwrap_or_default();
+            if process_gone(pid) {
+                let _ = db::drop_database(conn, &name).await;
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix("secondwind-test-")) else { continue };
+            if process_gone(rest.split('-').next().unwrap_or_default()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }
 
 // ---------------------------------------------------------------- the app
 
-/// Key material of one test app, kept so tests can forge assertions.
+/// Key material of one test app, kept so tests can forge assertions. The directory is removed
+/// when the value is dropped.
 pub struct TestKeys {
     pub dir: PathBuf,
 }
 
+impl Drop for TestKeys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl TestKeys {
     pub fn new(test_id: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("secondwind-test-{test_id}"));
+        let dir = leftovers::key_dir(test_id);
         for service in ServiceName::ALL {
             common::keys::generate_files(&dir, service.as_str()).expect("generate keys");
             common::keys::generate_files(&dir, &common::checkpoint::key_name(service)).expect("generate keys");
@@ -596,7 +675,7 @@ impl TestApp {
                 "profile = \"dev\"\n[database]\nurl = {url}\n[log]\nlevel = \"info\"\ndir = {logs}\n\
                  [internal]\nsigning_key_file = {signing}\npolicy_file = {policy}\n\
                  [checkpoint]\nkey_file = {key}\npublic_key_file = {public}\nreceivers = [{receivers}]\n",
-                url = toml_string(&self.database(service.database()).app_url()),
+                url = toml_string(&self.database(Database::of(service)).app_url()),
                 logs = quote(&self.keys.dir.join("logs")),
                 signing = quote(&self.keys.dir.join(format!("{service}.key"))),
                 policy = quote(&repo_root().join("policies/internal-calls.toml")),
@@ -616,16 +695,25 @@ impl TestApp {
         }
     }
 
-    /// Stops the services and drops the databases; call at the end of each test.
+    /// Stops the services, then drops the databases and the keys (as dropping the app does,
+    /// but awaited: the servers get a moment to close their pools first).
     pub async fn stop(self) {
+        self.shut_down();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    fn shut_down(&self) {
         for running in [&self.public_api, &self.phi_vault, &self.consent] {
             running.shutdown.clone().notify();
         }
-        // Let the servers close their pools before the databases go.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        for database in &self.databases {
-            database.drop_now().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.keys.dir);
+    }
+}
+
+/// The services stop, and the fields' own `Drop`s remove the databases (forcibly, whatever
+/// connection is still open) and the key directory: nothing is left behind when a test
+/// panics or forgets to call `stop`.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }

@@ -3,7 +3,7 @@
 //! `GET /v1/transit/keys/:name`, the `{"data": …}` envelope and `{"errors": […]}` failures).
 //! Its "ciphertext" is the plaintext and associated data in base64 behind Vault's
 //! `vault:vN:` prefix: it checks the wire format and the error paths, not cryptography.
-//! Real Vault cannot be installed on these machines (see the README).
+//! Real Vault cannot be installed on these machines (see docs/components.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};

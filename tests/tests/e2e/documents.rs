@@ -1,14 +1,15 @@
-//! Documents on an application (issue 11, item 2), through the public API against a real clamd
+//! Documents on an application, through the public API against a real clamd
 //! (scripts/test starts it with a local EICAR signature) and real PostgreSQL: a document is kept
 //! only whole, of an accepted type by its bytes, scanned clean and encrypted; every refusal
 //! leaves nothing behind in either database; the caseworker on the care team reads what the
 //! beneficiary uploaded; nothing changes once the application is decided.
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use common::db::Database;
 use harness::auth::Login;
+use harness::check::{count, message};
 use harness::client::Client;
 use harness::TestApp;
 
@@ -46,14 +47,6 @@ fn pdf(size: usize, marker: &str) -> Vec<u8> {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
-}
-
-async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count")
 }
 
 /// Nothing half-stored: every public row is `stored` and has its record, and every record of

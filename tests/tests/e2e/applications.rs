@@ -1,4 +1,4 @@
-//! Applications through the public API (issue 11): a beneficiary submits one, its details go to
+//! Applications through the public API: a beneficiary submits one, its details go to
 //! phi-vault and never rest in the public database; an admin assigns a caseworker, who then (and
 //! only then) reads the details; the status machine allows only its moves, each with a note, an
 //! event, a notification and an audit row naming the proven actor. Bad input changes nothing.
@@ -9,20 +9,13 @@ use uuid::Uuid;
 
 use common::db::Database;
 use harness::auth::Login;
+use harness::check::{count, message};
 use harness::client::Client;
 use harness::TestApp;
 
 fn application(description: &str) -> Value {
     json!({ "kind": "rent", "amount_cents": 85_000,
             "details": { "description": description, "needed_by": "2099-01-31" } })
-}
-
-async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count")
-}
-
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]

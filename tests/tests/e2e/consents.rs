@@ -1,4 +1,4 @@
-//! Consents through the public API (issue 10): a beneficiary reads a form, signs a consent
+//! Consents through the public API: a beneficiary reads a form, signs a consent
 //! naming a recipient from the directory, the recipient reads under it, the beneficiary lists,
 //! reads and revokes it, and every trail still verifies. Bad input is refused with nothing stored.
 
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use common::db::Database;
 use common::{Role, ServiceName};
 use harness::auth::Login;
+use harness::check::count;
 use harness::client::Client;
 use harness::TestApp;
 
@@ -30,10 +31,6 @@ fn in_days(days: i64) -> String {
 
 fn signature() -> Value {
     json!({ "typed_name": "Jordan Q. Example", "method": "typed_name" })
-}
-
-async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.expect("count")
 }
 
 #[tokio::test]
@@ -109,7 +106,7 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     assert_eq!(status, 422, "{body}");
     assert!(body["error"]["message"].as_str().expect("message").contains("Idempotency-Key"), "{body}");
     assert_eq!(sign(request.clone(), "two words").await.0, 422);
-    assert_eq!(count(&consent_db, "consents").await, 1, "one consent for one key");
+    assert_eq!(count(&consent_db, "SELECT count(*) FROM consents").await, 1, "one consent for one key");
     let consent = &signed["consent"];
     assert_eq!(consent["state"], "signed");
     assert_eq!(consent["discloser"], "SecondWind");
@@ -197,7 +194,7 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     // Every trail verifies.
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
-    assert_eq!(count(&phi, "disclosures").await, 2);
+    assert_eq!(count(&phi, "SELECT count(*) FROM disclosures").await, 2);
     let (by, signed_name): (String, Option<String>) =
         sqlx::query_as("SELECT revoked_by, signed_name FROM revocations").fetch_one(&consent_db).await.expect("rev");
     assert_eq!(by, format!("beneficiary:{}", beneficiary_login.user_id));
@@ -311,7 +308,7 @@ async fn bad_consents_are_refused_by_name_and_nothing_is_stored() {
     assert_eq!(raw(format!("{{\"x\":\"{}\"}}", "a".repeat(70 * 1024))).await.expect("send").status(), 413);
 
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    assert_eq!(count(&consent_db, "consents").await, 0, "nothing stored");
+    assert_eq!(count(&consent_db, "SELECT count(*) FROM consents").await, 0, "nothing stored");
 
     // The good one, outside the directory and ending on an event, is stored.
     let (status, signed) = beneficiary.post("/beneficiaries/me/consents", &good).await;
@@ -339,8 +336,8 @@ async fn bad_consents_are_refused_by_name_and_nothing_is_stored() {
     }
     let unsigned = json!({ "signature": {"typed_name": "", "method": "typed_name"} });
     assert_eq!(beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &unsigned).await.0, 422);
-    assert_eq!(count(&consent_db, "revocations").await, 0);
-    assert_eq!(count(&consent_db, "consents").await, 1);
+    assert_eq!(count(&consent_db, "SELECT count(*) FROM revocations").await, 0);
+    assert_eq!(count(&consent_db, "SELECT count(*) FROM consents").await, 1);
     for pool in [consent_db, public] {
         pool.close().await;
     }
@@ -388,7 +385,7 @@ async fn the_consent_service_acts_only_for_the_subject_who_signs() {
     relayed.claims.delegation = None;
     assert_eq!(relayed.send().await.0, 401, "no relay on this route");
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    assert_eq!(count(&consent_db, "consents").await, 0);
+    assert_eq!(count(&consent_db, "SELECT count(*) FROM consents").await, 0);
 
     // Three consents, two per page.
     for _ in 0..3 {
@@ -650,7 +647,7 @@ async fn every_answer_is_chained_and_a_changed_answer_breaks_the_trail() {
         assert!(!consent.decide(&ctx, &question(purpose)).await.expect("answer").permitted);
     }
     let pool = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    assert_eq!(count(&pool, "decisions").await, 3, "one entry per answer");
+    assert_eq!(count(&pool, "SELECT count(*) FROM decisions").await, 3, "one entry per answer");
     let intact = consent::decisions::verify(&pool, 10).await.expect("verify");
     assert!(intact.intact() && intact.rows_checked == 3, "{intact:?}");
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::db::Database;
+use harness::check::eventually;
 use harness::vault::{seed_uncached_subjects, TransitDouble};
 use harness::TestApp;
 use phi_vault::crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
@@ -23,18 +24,6 @@ async fn app_on(vault: &TransitDouble) -> TestApp {
         },
     )
     .await
-}
-
-/// Polls `check` until it holds or `within` passes.
-async fn eventually(within: Duration, check: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    check()
 }
 
 /// Sessions of the PHI database inside a transaction right now, and advisory locks held in it.
@@ -73,7 +62,10 @@ async fn a_slow_vault_call_holds_up_no_other_phi_access() {
     let (client, ctx) = app.vault_as(&b.to_string(), "beneficiary");
     let started = Instant::now();
     let b_read = tokio::spawn(async move { client.read_record(&ctx, b_record).await });
-    assert!(eventually(Duration::from_secs(3), || vault.decrypts() > decrypts_before).await, "B's read reached Vault");
+    assert!(
+        eventually(Duration::from_secs(3), || std::future::ready(vault.decrypts() > decrypts_before)).await,
+        "B's read reached Vault"
+    );
 
     // While B's unwrap is in flight: no transaction is open in the PHI database, so no row or
     // advisory lock can be held across the call.

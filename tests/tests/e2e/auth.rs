@@ -1,6 +1,7 @@
 //! Sign-in, refresh-token rotation and reuse detection, logout, sessions, the profile, token
 //! attacks, the route access table — each step checked in the audit log, whose chain verifies.
 
+use harness::check::now;
 use harness::{TestApp, ORIGIN};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -230,10 +231,6 @@ async fn closing_the_account_ends_every_session() {
     assert_eq!(app.refresh(&b.refresh).await.status(), 401);
     assert!(has(&audit_actions(&app).await, "user.delete", "success"));
     app.stop().await;
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! sealed Vault makes writes answer 503 with nothing half-written.
 
 use common::db::Database;
+use harness::check::eventually;
 use harness::vault::TransitDouble;
 use harness::TestApp;
 use phi_vault::crypto::{CryptoError, DataKey, KeyProvider};
@@ -121,18 +122,6 @@ async fn a_sealed_vault_makes_writes_fail_cleanly_then_recover() {
     app.stop().await;
 }
 
-/// Polls `check` until it holds or `within` passes.
-async fn eventually(within: std::time::Duration, check: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    check()
-}
-
 #[tokio::test]
 async fn approle_logs_in_renews_while_idle_and_logs_in_again_when_renewal_is_refused() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -151,13 +140,19 @@ async fn approle_logs_in_renews_while_idle_and_logs_in_again_when_renewal_is_ref
 
     // Two thirds into the lease the background upkeep renews, with no call in between.
     let second = std::time::Duration::from_secs(1);
-    assert!(eventually(60 * second, || vault.state.renewals.load(SeqCst) >= 1).await, "renewed while idle");
+    assert!(
+        eventually(60 * second, || std::future::ready(vault.state.renewals.load(SeqCst) >= 1)).await,
+        "renewed while idle"
+    );
     assert_eq!(vault.state.logins.load(SeqCst), 1, "renewal, not a new login");
     assert_eq!(provider.unwrap(subject, &wrapped).await.expect("unwrap").expose(), key.expose());
 
     // Past its max TTL Vault refuses renewal: the provider logs in again and keeps working.
     vault.state.refuse_renewal.store(true, SeqCst);
-    assert!(eventually(60 * second, || vault.state.logins.load(SeqCst) >= 2).await, "logged in again");
+    assert!(
+        eventually(60 * second, || std::future::ready(vault.state.logins.load(SeqCst) >= 2)).await,
+        "logged in again"
+    );
     assert_eq!(provider.unwrap(subject, &wrapped).await.expect("unwrap").expose(), key.expose());
     drop(provider);
 

@@ -6,20 +6,10 @@ use common::config::{ConfigError, Profile};
 use common::db::Database;
 use common::service::StartError;
 use common::ServiceName;
+use harness::check::eventually;
 use harness::TestApp;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check().await
-}
 
 /// The backends in the phi database holding a `LISTEN` (each phi-vault instance's shred listener).
 async fn listeners(su: &sqlx::PgPool) -> Vec<i32> {

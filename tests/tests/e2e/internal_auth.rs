@@ -5,6 +5,7 @@
 
 use common::assertion::{body_hash, Role};
 use common::ServiceName;
+use harness::check::now;
 use harness::hostile::ForgedCall;
 use harness::{logs_for_request, TestApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -12,10 +13,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const READY: &str = "/internal/v1/ready";
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 /// phi-vault's readiness route, called by public-api (allowed) for a health check.
 fn ready_call(app: &TestApp) -> ForgedCall {

@@ -1,4 +1,4 @@
-//! Notification email (issue 11, item 5) through a real SMTP catcher (scripts/test starts
+//! Notification email through a real SMTP catcher (scripts/test starts
 //! aiosmtpd, writing each message to a folder): a decision reaches the beneficiary by email with
 //! no detail in it, sent by the outbox worker, not the request; a person who turns email off
 //! gets none; a relay that cannot be reached leaves the email queued for a later attempt.

@@ -5,6 +5,7 @@
 
 use common::client::ClientError;
 use common::db::Database;
+use harness::check::count;
 use harness::consents::{coach_conversation, consent_to, keep_coach_conversations, revoke};
 use harness::TestApp;
 use serde_json::{json, Value};
@@ -31,10 +32,6 @@ async fn last_access(phi: &sqlx::PgPool, action: &str) -> (String, String) {
             .await
             .expect("access log");
     (decision, reason.unwrap_or_default())
-}
-
-async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect("count")
 }
 
 #[tokio::test]

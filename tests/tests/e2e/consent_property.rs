@@ -1,4 +1,4 @@
-//! A property test of the consent decision (issue 10): over generated consents, revocations,
+//! A property test of the consent decision: over generated consents, revocations,
 //! expiry dates, expiry events and questions, the consent service permits exactly when a model
 //! of 42 CFR §2.31 says a signed, unexpired, unrevoked consent covers the recipient (or, for a
 //! TPO consent, its class, of which the directory lists the recipient, and a TPO purpose), every
