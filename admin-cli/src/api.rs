@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use common::ErrorBody;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use wire::ErrorBody;
 
 use crate::failure::{Exit, Failure, Result};
 use crate::settings::Credentials;

@@ -73,7 +73,7 @@ async fn actors(pool: &sqlx::PgPool, action: &str) -> Vec<Option<uuid::Uuid>> {
         .expect("audit rows")
 }
 
-/// The "done when": a caseworker takes an application from the queue to funded, and a
+/// The staff journey end to end: a caseworker takes an application from the queue to funded, and a
 /// compliance officer reads the trails and a patient's accounting, each signed in as themselves,
 /// each action attributed to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -724,8 +724,10 @@ fn the_staff_cli_links_no_database_service_or_key_code() {
         .expect("cargo tree");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(tree.contains("secondwind-common"), "{tree}");
-    for forbidden in ["sqlx", "public-api", "phi-vault", "consent ", "vaultrs", "aes-gcm-siv", "rocket"] {
+    assert!(tree.contains("secondwind-wire"), "{tree}");
+    for forbidden in
+        ["sqlx", "secondwind-common", "public-api", "phi-vault", "consent ", "vaultrs", "aes-gcm-siv", "rocket"]
+    {
         assert!(!tree.lines().any(|l| l.starts_with(forbidden)), "{forbidden} in:\n{tree}");
     }
 }

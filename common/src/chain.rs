@@ -58,14 +58,16 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex, as PostgreSQL's `encode(…, 'hex')` writes it.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ::hex::encode(bytes)
 }
 
+/// The bytes of lowercase hex; anything else (upper case, a sign, an odd length, another
+/// character) is refused, so each value has one spelling.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    ::hex::decode(text).ok()
 }
 
 /// Canonical content as length-prefixed fields: `<byte length>:<UTF-8 bytes>` for a value, `-` for
@@ -283,6 +285,10 @@ mod tests {
         assert_eq!(String::from_utf8(f.into_bytes()).expect("utf8"), "4:t-v16:héllo-2:-37:1:a2:bc4:true");
         assert_eq!(from_hex(&hex(&[0, 171, 255])), Some(vec![0, 171, 255]));
         assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("+a"), None, "a sign is not a digit");
+        assert_eq!(from_hex("AB"), None, "upper case is another spelling");
+        assert_eq!(from_hex("0g"), None);
+        assert_eq!(from_hex(""), Some(vec![]));
         assert_eq!(hex(DOMAIN), "7365636f6e6477696e642d636861696e2d763100", "the migrations hash with this domain");
     }
 

@@ -270,13 +270,12 @@ impl AccessLogFilter<'_> {
     }
 }
 
-impl ReviewRequest {
-    pub fn validate(&self) -> Result<(), crate::ApiError> {
-        if !["justified", "unjustified"].contains(&self.outcome.as_str()) {
-            return Err(crate::ApiError::Unprocessable("outcome: justified or unjustified".into()));
-        }
-        crate::json::printable("note", &self.note, 1..=2000, true)
+/// Checks an access-log review's outcome and note (422 naming the field).
+pub fn validate_review(review: &ReviewRequest) -> Result<(), crate::ApiError> {
+    if !["justified", "unjustified"].contains(&review.outcome.as_str()) {
+        return Err(crate::ApiError::Unprocessable("outcome: justified or unjustified".into()));
     }
+    crate::json::printable("note", &review.note, 1..=2000, true)
 }
 
 fn query_string(query: &AccessLogQuery) -> String {
@@ -294,17 +293,7 @@ fn query_string(query: &AccessLogQuery) -> String {
     ])
 }
 
-/// `?name=value&…` of the pairs that have a value (values are numbers, dates, UUIDs or fixed
-/// words, so none needs escaping); empty when none has.
-pub(crate) fn query_of(pairs: &[(&str, Option<String>)]) -> String {
-    let set: Vec<String> =
-        pairs.iter().filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}"))).collect();
-    if set.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", set.join("&"))
-    }
-}
+pub(crate) use wire::query_of;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -41,9 +41,9 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// The service's own runtime role (least privilege: data only, no DDL).
     pub url: Secret<String>,
-    /// Obsolete: services never migrate and never hold owner credentials (`secondwind-operator db
-    /// migrate` does, from a file only the admin reads). Production refuses it; dev ignores it
-    /// with a warning, so configs written before the change still start.
+    /// Not used by the services, which never migrate and never hold owner credentials
+    /// (`secondwind-operator db migrate` does, from a file only the admin reads). Production
+    /// refuses it; dev ignores it with a warning, so an older dev config still starts.
     #[serde(default)]
     pub migrate_url: Option<Secret<String>>,
     pub max_connections: u32,

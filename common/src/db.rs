@@ -28,6 +28,15 @@ pub enum Database {
 }
 
 impl Database {
+    /// The database `service` owns.
+    pub fn of(service: crate::ServiceName) -> Self {
+        match service {
+            crate::ServiceName::PublicApi => Self::Public,
+            crate::ServiceName::PhiVault => Self::Phi,
+            crate::ServiceName::Consent => Self::Consent,
+        }
+    }
+
     pub const ALL: [Database; 3] = [Self::Public, Self::Phi, Self::Consent];
 
     pub fn as_str(self) -> &'static str {

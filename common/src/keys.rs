@@ -8,6 +8,8 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow.
 const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
@@ -35,13 +37,18 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-pub fn from_pem(label: &str, pem: &str) -> Result<Vec<u8>, KeyError> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin).ok_or_else(|| KeyError::Invalid(format!("no {begin} line")))? + begin.len();
-    let stop = pem[start..].find(&end).ok_or_else(|| KeyError::Invalid(format!("no {end} line")))? + start;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD.decode(body).map_err(|e| KeyError::Invalid(e.to_string()))
+/// The DER of the first PKCS#8 private key (`PRIVATE KEY`) in a PEM text.
+pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| KeyError::Invalid(format!("no PKCS#8 private key in the PEM text: {e}")))?;
+    Ok(key.secret_pkcs8_der().to_vec())
+}
+
+/// The DER of the first SubjectPublicKeyInfo (`PUBLIC KEY`) in a PEM text.
+pub fn spki_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
+    let key = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| KeyError::Invalid(format!("no public key in the PEM text: {e}")))?;
+    Ok(key.to_vec())
 }
 
 /// A new key pair: (PKCS#8 DER private key, 32-byte public key).
@@ -67,7 +74,7 @@ pub fn public_pem(public: &[u8; 32]) -> String {
 /// Reads a PKCS#8 private key, refusing files that others can read.
 pub fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
     let pem = read_secret_text(path)?;
-    let der = from_pem("PRIVATE KEY", &pem).map_err(|e| file_error(path, e))?;
+    let der = pkcs8_from_pem(&pem).map_err(|e| file_error(path, e))?;
     Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
         .map_err(|e| file_error(path, format!("not an Ed25519 key: {e}")))?;
     Ok(der)
@@ -89,7 +96,7 @@ pub fn read_secret_text(path: &Path) -> Result<String, KeyError> {
 /// Reads a public key (SPKI PEM) and returns its 32 bytes.
 pub fn read_public(path: &Path) -> Result<[u8; 32], KeyError> {
     let pem = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-    let der = from_pem("PUBLIC KEY", &pem).map_err(|e| file_error(path, e))?;
+    let der = spki_from_pem(&pem).map_err(|e| file_error(path, e))?;
     parse_public_der(&der).map_err(|e| file_error(path, e))
 }
 
@@ -132,9 +139,20 @@ mod tests {
     fn pem_round_trip() {
         let (private, public) = generate().expect("generate");
         let pem = private_pem(&private);
-        assert_eq!(from_pem("PRIVATE KEY", &pem).expect("parse"), private);
-        let der = from_pem("PUBLIC KEY", &public_pem(&public)).expect("parse");
+        assert_eq!(pkcs8_from_pem(&pem).expect("parse"), private);
+        let der = spki_from_pem(&public_pem(&public)).expect("parse");
         assert_eq!(parse_public_der(&der).expect("spki"), public);
+    }
+
+    #[test]
+    fn pem_of_the_wrong_kind_or_cut_short_is_refused() {
+        let (private, public) = generate().expect("generate");
+        assert!(pkcs8_from_pem(&public_pem(&public)).is_err(), "a public key is no private key");
+        assert!(spki_from_pem(&private_pem(&private)).is_err(), "a private key is no public key");
+        let cut = private_pem(&private).replace("-----END PRIVATE KEY-----", "");
+        assert!(pkcs8_from_pem(&cut).is_err(), "no END line");
+        let explained = format!("Made by openssl genpkey.\n{}", private_pem(&private));
+        assert_eq!(pkcs8_from_pem(&explained).expect("text before the key"), private);
     }
 
     #[test]

@@ -21,6 +21,21 @@ pub struct ServiceInfo {
     pub profile: Profile,
     pub started: Instant,
     pub metrics_allowed_ips: Vec<IpAddr>,
+    /// The source revision this process runs, as its start-up environment names it
+    /// (`SECONDWIND_GIT_REVISION`: `scripts/run` sets it from git, a deployment from its
+    /// build), or `unknown`. Read at start rather than compiled in, so a new commit does not
+    /// rebuild the services.
+    pub git_revision: String,
+}
+
+impl ServiceInfo {
+    /// The revision named by `SECONDWIND_GIT_REVISION`, when it is a short plain token.
+    pub fn revision_from_env() -> String {
+        std::env::var("SECONDWIND_GIT_REVISION")
+            .ok()
+            .filter(|r| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -78,7 +93,7 @@ pub fn status(info: &State<ServiceInfo>) -> Json<StatusReport> {
     Json(StatusReport {
         service: info.service.as_str().to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        git_revision: option_env!("SECONDWIND_GIT_REVISION").unwrap_or("unknown").to_owned(),
+        git_revision: info.git_revision.clone(),
         uptime_seconds: info.started.elapsed().as_secs(),
         profile: match info.profile {
             Profile::Dev => "dev".into(),

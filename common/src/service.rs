@@ -66,7 +66,7 @@ impl Parts {
             verifier = verifier.requiring_user_tokens(user_tokens.load()?);
         }
         let metrics = Metrics::new(service).map_err(|e| StartError::Other(format!("metrics: {e}")))?;
-        let pool = db::connect_service(service.database(), &config.database).await?;
+        let pool = db::connect_service(db::Database::of(service), &config.database).await?;
         let anchor = crate::checkpoint::Anchor::load(service, config, &pool, &signer)?;
         Ok(Self { service, pool, signer, verifier, metrics, anchor })
     }
@@ -108,6 +108,7 @@ impl Parts {
             profile: config.profile,
             started: Instant::now(),
             metrics_allowed_ips: config.metrics.allowed_ips.clone(),
+            git_revision: ServiceInfo::revision_from_env(),
         };
         let service = self.service;
         let rocket = self.anchor.attach(rocket::custom(figment));

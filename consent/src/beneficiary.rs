@@ -18,9 +18,9 @@ use uuid::Uuid;
 use common::assertion::InternalCall;
 use common::chain;
 use common::consents::{
-    ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentRecipient, ConsentRequest, ConsentView,
-    ExpiryEventRecorded, FormSummary, FormText, NewExpiryEvent, RecipientClass, RevokeConsent, SignConsent, Signature,
-    SignatureRecord, SubjectConsent, SIGNATURE_METHOD,
+    ConsentDetail, ConsentOptions, ConsentPage, ConsentRecipient, ConsentRequest, ConsentView, ExpiryEventRecorded,
+    FormSummary, FormText, NewExpiryEvent, RecipientClass, RevokeConsent, SignConsent, Signature, SignatureRecord,
+    SubjectConsent, SIGNATURE_METHOD,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -217,7 +217,7 @@ async fn list(
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentPage>, ApiError> {
     reader(&call, Some(subject), "list")?;
-    let query = ConsentQuery::parse(state, after, limit)?;
+    let query = common::consents::parse_query(state, after, limit)?;
     let limit = query.limit.unwrap_or(50);
     let rows = sqlx::query(&format!(
         "{VIEW} WHERE v.subject_id = $1 AND v.seq > $2 AND ($3::text IS NULL OR v.state = $3) ORDER BY v.seq LIMIT $4"

@@ -1,52 +1,45 @@
-//! Who is running the operator command, as the operating system knows it: the process's uid and
-//! that uid's name in the password database. Recorded in the trails as the operator; never a
-//! name typed on the command line or read from the environment (`$USER` is whatever the caller
-//! sets).
-
-use std::os::unix::fs::MetadataExt;
+//! Who is running the operator command, as the operating system knows it: the process's
+//! effective uid and that uid's name from the system's user database (through the C library's
+//! `getpwuid_r`, so accounts kept in LDAP or another NSS source are named too). Recorded in the
+//! trails as the operator; never a name typed on the command line or read from the environment
+//! (`$USER` is whatever the caller sets).
 
 /// `alice (uid 1000)`, or `uid 1000` when the uid has no name.
-pub fn current() -> anyhow::Result<String> {
-    // /proc/self belongs to the process's effective uid: under sudo that is root, which is the
-    // account that acted.
-    let uid = std::fs::metadata("/proc/self")
-        .map_err(|e| anyhow::anyhow!("reading /proc/self to learn the operating-system user: {e}"))?
-        .uid();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    Ok(describe(uid, name_of(&passwd, uid)))
-}
-
-fn name_of(passwd: &str, uid: u32) -> Option<&str> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let found: u32 = fields.nth(1)?.parse().ok()?;
-        (found == uid && !name.is_empty()).then_some(name)
-    })
+pub fn current() -> String {
+    // The effective uid: under sudo that is root, which is the account that acted.
+    let uid = uzers::get_effective_uid();
+    let name = uzers::get_user_by_uid(uid).map(|user| user.name().to_string_lossy().into_owned());
+    describe(uid, name.as_deref())
 }
 
 fn describe(uid: u32, name: Option<&str>) -> String {
     match name {
-        Some(name) => format!("{name} (uid {uid})"),
-        None => format!("uid {uid}"),
+        Some(name) if !name.is_empty() => format!("{name} (uid {uid})"),
+        _ => format!("uid {uid}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[test]
-    fn the_name_comes_from_the_password_database_by_uid() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n#comment\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(describe(1000, name_of(passwd, 1000)), "alice (uid 1000)");
-        assert_eq!(describe(0, name_of(passwd, 0)), "root (uid 0)");
-        assert_eq!(describe(4242, name_of(passwd, 4242)), "uid 4242");
+    fn a_name_is_shown_with_its_uid_and_a_missing_one_as_the_uid_alone() {
+        assert_eq!(describe(1000, Some("alice")), "alice (uid 1000)");
+        assert_eq!(describe(4242, None), "uid 4242");
+        assert_eq!(describe(4242, Some("")), "uid 4242");
     }
 
     #[test]
-    fn the_running_process_has_an_operator_name() {
-        let me = current().expect("uid");
-        assert!(me.contains("uid "), "{me}");
+    fn the_running_process_is_named_by_its_effective_uid() {
+        // /proc/self belongs to the process's effective uid.
+        let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+        let me = current();
+        assert!(me.ends_with(&format!("uid {uid})")) || me == format!("uid {uid}"), "{me}");
+        if uid == 0 {
+            assert_eq!(me, "root (uid 0)");
+        }
     }
 }

@@ -182,7 +182,7 @@ async fn dev_init_provisions_everything_the_services_need() {
         let config: common::config::Config<toml::Table> =
             common::config::Config::load(service, Some(&file)).expect("valid config");
         assert_eq!(config.profile, common::config::Profile::Dev);
-        assert!(config.database.url.expose().contains(service.database().app_role()));
+        assert!(config.database.url.expose().contains(Database::of(service).app_role()));
         assert!(config.database.migrate_url.is_none());
         let checkpoint = config.checkpoint.expect("checkpoints configured");
         assert_eq!(checkpoint.receivers, common::checkpoint::topology(service));
@@ -191,7 +191,7 @@ async fn dev_init_provisions_everything_the_services_need() {
         // The app role reaches its own database with the generated password.
         let mut conn = PgConnection::connect(config.database.url.expose()).await.expect("app role connects");
         let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut conn).await.expect("query");
-        assert_eq!(user, service.database().app_role());
+        assert_eq!(user, Database::of(service).app_role());
         let _ = conn.close().await;
     }
 
@@ -397,7 +397,7 @@ async fn the_first_admin_is_made_by_the_operator_and_only_the_first() {
     app.stop().await;
 }
 
-/// Issue 4's whole story: stored as ciphertext, read by the subject, refused to others, read by
+/// A record's whole life: stored as ciphertext, read by the subject, refused to others, read by
 /// the assigned caseworker, survives KEK rotation with rewrap (old version retired), and after
 /// crypto-shredding nothing can be read; every step in the access log, whose chain verifies.
 #[tokio::test]

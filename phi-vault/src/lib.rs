@@ -1,6 +1,5 @@
-//! The PHI vault: the only place 42 CFR Part 2 records live, encrypted. This foundation mounts
-//! its internal readiness route and its signed channel to the consent service; records, keys
-//! and the access policy arrive with their issue.
+//! The PHI vault: the only place 42 CFR Part 2 records live, encrypted under per-subject data
+//! keys, every access judged by its policy and written to its chained access log.
 
 use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};

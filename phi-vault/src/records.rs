@@ -957,7 +957,7 @@ async fn review_access(
 ) -> Result<Json<AccessReview>, ApiError> {
     let claims = &call.0;
     let request = body.into_inner();
-    request.validate()?;
+    common::client::validate_review(&request)?;
     let officer = claims.role == Role::ComplianceOfficer;
     let decision =
         if officer { Decision::permit("compliance review") } else { Decision::deny("only compliance officers review") };

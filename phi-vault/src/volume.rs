@@ -13,7 +13,7 @@
 //! counted per calling service. Re-reading a subject
 //! already counted is free; a refused action is not counted. Counts are kept per instance, in
 //! memory: with N instances a caller can reach N times a threshold before every instance refuses
-//! (see the README's threat model).
+//! (see docs/threat-model.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

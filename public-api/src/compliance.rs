@@ -15,7 +15,7 @@ use common::client::{ClientError, ConsentClient, PhiVaultClient};
 use common::compliance::{
     AuditLogEntry, AuditLogPage, DecisionFilter, DecisionPage, TrailBreak, TrailVerification, TrailsVerification,
 };
-use common::consents::{ConsentPage, ConsentQuery, SubjectConsent};
+use common::consents::{ConsentPage, SubjectConsent};
 use common::ApiError;
 use common::ServiceName;
 
@@ -273,7 +273,7 @@ pub async fn beneficiary_consents(
     pool: &State<PgPool>,
     consent: &State<ConsentClient>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    let query = ConsentQuery::parse(state, after, limit)?;
+    let query = common::consents::parse_query(state, after, limit)?;
     let ctx = officer.call(&meta, "compliance_review");
     let page = consent.consents(&ctx, beneficiary_id, &query).await.map_err(ClientError::into_api_error)?;
     let mut event = meta.event(

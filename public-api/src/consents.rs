@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use common::client::{ClientError, ConsentClient};
 use common::consents::{
-    ConsentDetail, ConsentOptions, ConsentPage, ConsentQuery, ConsentRequest, ConsentView, DirectoryEntry,
-    DirectoryPage, ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, RevokeRequest,
-    SignConsent,
+    ConsentDetail, ConsentOptions, ConsentPage, ConsentRequest, ConsentView, DirectoryEntry, DirectoryPage,
+    ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, RevokeRequest, SignConsent,
 };
 use common::json::{Body, IdempotencyKey};
 use common::ApiError;
@@ -132,7 +131,7 @@ pub async fn list(
     meta: RequestMeta,
     consent: &State<ConsentClient>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    let query = ConsentQuery::parse(state, after, limit)?;
+    let query = common::consents::parse_query(state, after, limit)?;
     let ctx = user.call(&meta, "self_service");
     consent.consents(&ctx, user.user_id(), &query).await.map(Json).map_err(ClientError::into_api_error)
 }

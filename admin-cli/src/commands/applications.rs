@@ -2,10 +2,10 @@
 //! are PHI); `show` asks phi-vault for them as you, and phi-vault logs the read under your name.
 
 use clap::{Args, Subcommand};
-use common::applications::{
+use uuid::Uuid;
+use wire::applications::{
     ApplicationDetail, ApplicationPage, ApplicationStatus, ApplicationView, Assignment, StatusChange,
 };
-use uuid::Uuid;
 
 use crate::commands::query;
 use crate::failure::{Failure, Result};

@@ -2,11 +2,11 @@
 //! break-glass reads.
 
 use clap::{Args, Subcommand, ValueEnum};
-use common::compliance::{
+use uuid::Uuid;
+use wire::compliance::{
     AccessEntry, AccessLogPage, AccessReview, AuditLogEntry, AuditLogPage, DecisionEntry, DecisionPage, ReviewRequest,
     TrailsVerification,
 };
-use uuid::Uuid;
 
 use crate::commands::query;
 use crate::failure::Result;

@@ -3,8 +3,8 @@
 //! audit log under the officer.
 
 use clap::{Args, Subcommand, ValueEnum};
-use common::consents::{ConsentPage, ConsentView, SubjectConsent};
 use uuid::Uuid;
+use wire::consents::{ConsentPage, ConsentView, SubjectConsent};
 
 use crate::commands::query;
 use crate::failure::Result;

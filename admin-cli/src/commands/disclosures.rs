@@ -2,8 +2,8 @@
 //! every page of it, as a table, CSV or JSON.
 
 use clap::{Args, Subcommand};
-use common::compliance::AccountingPage;
 use uuid::Uuid;
+use wire::compliance::AccountingPage;
 
 use crate::commands::query;
 use crate::failure::{Failure, Result};

@@ -1,8 +1,8 @@
 //! `insurance`: the verification queue and a caseworker's decision on a request.
 
 use clap::{Args, Subcommand};
-use common::insurance::{InsuranceDecision, InsurancePage, InsuranceStatus, InsuranceView};
 use uuid::Uuid;
+use wire::insurance::{InsuranceDecision, InsurancePage, InsuranceStatus, InsuranceView};
 
 use crate::commands::query;
 use crate::failure::Result;

@@ -1,8 +1,8 @@
 //! `recipients`: the directory of partner residences and insurers a consent can name.
 
 use clap::{Args, Subcommand, ValueEnum};
-use common::consents::{DirectoryEntry, DirectoryPage, NewDirectoryEntry};
 use uuid::Uuid;
+use wire::consents::{DirectoryEntry, DirectoryPage, NewDirectoryEntry};
 
 use crate::commands::{confirm, query};
 use crate::failure::Result;

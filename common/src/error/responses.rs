@@ -118,21 +118,20 @@ pub fn default_message(status: Status) -> &'static str {
     }
 }
 
-impl ErrorBody {
-    pub fn new(status: Status, message: impl Into<String>, request_id: &RequestId) -> Self {
-        Self {
-            error: ErrorDetail {
-                code: code_for(status).to_owned(),
-                message: message.into(),
-                request_id: request_id.0.clone(),
-            },
-        }
+/// The error body for `status`, with its code, the message and the request's id.
+pub fn body_for(status: Status, message: impl Into<String>, request_id: &RequestId) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code: code_for(status).to_owned(),
+            message: message.into(),
+            request_id: request_id.0.clone(),
+        },
     }
 }
 
 /// Writes an error body with `status`. Shared by [`ApiError`] and the catchers.
 pub fn respond(status: Status, message: String, request: &Request<'_>) -> response::Result<'static> {
-    let body = ErrorBody::new(status, message, RequestId::of(request));
+    let body = body_for(status, message, RequestId::of(request));
     let json = serde_json::to_string(&body).map_err(|_| Status::InternalServerError)?;
     Response::build()
         .status(status)

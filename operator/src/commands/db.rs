@@ -102,7 +102,7 @@ fn resolve_one(args: &TargetArgs) -> anyhow::Result<(Database, String)> {
     let config: Config<toml::Table> =
         Config::load(service, Some(file)).with_context(|| format!("reading {}", file.display()))?;
     let url = config.database.migrate_url.as_ref().unwrap_or(&config.database.url).expose().clone();
-    Ok((service.database(), url))
+    Ok((Database::of(service), url))
 }
 
 /// `public-api.toml` → public-api.

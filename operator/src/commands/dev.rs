@@ -154,7 +154,7 @@ pub async fn run(cmd: DevCommand, out: &Output) -> anyhow::Result<()> {
     let mut files = Vec::new();
     let path_of = |name: String| quote(&keys_dir.join(name).display().to_string());
     for service in ServiceName::ALL {
-        let (app_url, _) = &urls[service.database().as_str()];
+        let (app_url, _) = &urls[Database::of(service).as_str()];
         let receivers: Vec<String> =
             common::checkpoint::topology(service).into_iter().map(|r| quote(r.as_str())).collect();
         let mut text = format!(

@@ -70,7 +70,7 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
             let version = phi_vault::crypto::LocalKeyFile::rotate(&file).map_err(anyhow::Error::msg)?;
             let reason = format!("local kek now at v{version}");
             let request_id = format!("cli-rotate-{}", uuid::Uuid::new_v4());
-            let operator = crate::os_user::current()?;
+            let operator = crate::os_user::current();
             let entry = phi_vault::access_log::Access {
                 actor: &operator,
                 actor_role: "operator",
@@ -102,7 +102,7 @@ pub async fn run(cmd: PhiCommand, out: &Output) -> anyhow::Result<()> {
                 common::db::connect_with_backoff(config.database.url.expose(), 2, std::time::Duration::from_secs(10))
                     .await?;
             let request_id = format!("cli-rewrap-{}", uuid::Uuid::new_v4());
-            let operator = crate::os_user::current()?;
+            let operator = crate::os_user::current();
             let mut total = 0;
             let mut before = i64::MAX;
             let remaining = loop {

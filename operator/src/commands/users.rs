@@ -48,7 +48,7 @@ pub async fn run(cmd: UsersCommand, out: &Output) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --config or --url"),
     };
-    let operator = crate::os_user::current()?;
+    let operator = crate::os_user::current();
     let pool = common::db::connect_with_backoff(&url, 2, std::time::Duration::from_secs(10)).await?;
     let result = async {
         let target = public_api::staff::find_user(&pool, &args.user).await?;

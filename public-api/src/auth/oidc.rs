@@ -108,7 +108,7 @@ impl AppleConfig {
             sub: &'a str,
         }
         let pem = std::fs::read_to_string(&self.private_key_file).map_err(|e| format!("apple key: {e}"))?;
-        let der = common::keys::from_pem("PRIVATE KEY", &pem).map_err(|e| format!("apple key: {e}"))?;
+        let der = common::keys::pkcs8_from_pem(&pem).map_err(|e| format!("apple key: {e}"))?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.key_id.clone());

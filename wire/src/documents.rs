@@ -30,10 +30,9 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// A file name as it is kept: its last path component, without control, invisible or
 /// direction-changing characters, trimmed, at most [`MAX_NAME_BYTES`]; `document` if nothing
 /// is left. The name is only a label (never a path, never a type).
-#[cfg(feature = "server")]
 pub fn clean_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let kept: String = last.chars().filter(|c| !c.is_control() && !crate::json::is_invisible(*c)).collect();
+    let kept: String = last.chars().filter(|c| !c.is_control() && !crate::text::is_invisible(*c)).collect();
     let mut name = kept.trim().to_owned();
     if name.len() > MAX_NAME_BYTES {
         let mut end = MAX_NAME_BYTES;
