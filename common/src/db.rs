@@ -411,9 +411,27 @@ pub fn page_after(
     Ok((rows, next))
 }
 
+/// One keyset page of typed rows read with `LIMIT limit + 1`: at most `limit` rows, and the key
+/// of the last one when a further row showed there is more.
+pub fn keyset_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
+    let limit = usize::try_from(limit.max(0)).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(key) } else { None };
+    (rows, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyset_page_names_the_last_key_only_when_more_follow() {
+        assert_eq!(keyset_page(vec![9, 8, 7], 2, |r| *r), (vec![9, 8], Some(8)));
+        assert_eq!(keyset_page(vec![9, 8], 2, |r| *r), (vec![9, 8], None));
+        assert_eq!(keyset_page(Vec::<i64>::new(), 2, |r| *r), (vec![], None));
+        assert_eq!(keyset_page(vec![9], 0, |r| *r), (vec![], None));
+    }
 
     #[test]
     fn identifiers_are_checked() {

@@ -117,17 +117,8 @@ const PAGE: usize = 100;
 
 /// The user's notifications after `after` (by `seq`), oldest first, with their `seq`.
 async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, NotificationView)>, sqlx::Error> {
-    use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT id, seq, kind, title, body, resource_type, resource_id, created_at, read_at FROM notifications \
-         WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(user)
-    .bind(after)
-    .bind(PAGE as i64)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(|row| Ok((row.try_get("seq")?, crate::notifications::view(row)?))).collect()
+    let rows = crate::notifications::queries::after(pool, user, after, PAGE as i64).await?;
+    Ok(rows.into_iter().map(|row| (row.seq, row.into())).collect())
 }
 
 /// My notifications as they happen (`text/event-stream`). Events: `unread` (`{"unread": n}`)
