@@ -37,17 +37,22 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// The DER of the first PKCS#8 private key (`PRIVATE KEY`) in a PEM text.
+/// The DER of the first PKCS#8 private key (`PRIVATE KEY`) in a PEM text. The parser's own
+/// error is not passed on: for a malformed file it can quote the file's text, which is the key.
 pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
-    let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| KeyError::Invalid(format!("no PKCS#8 private key in the PEM text: {e}")))?;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        KeyError::Invalid(
+            "no PKCS#8 private key: expected a -----BEGIN PRIVATE KEY----- block on lines of its own".into(),
+        )
+    })?;
     Ok(key.secret_pkcs8_der().to_vec())
 }
 
 /// The DER of the first SubjectPublicKeyInfo (`PUBLIC KEY`) in a PEM text.
 pub fn spki_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
-    let key = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| KeyError::Invalid(format!("no public key in the PEM text: {e}")))?;
+    let key = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        KeyError::Invalid("no public key: expected a -----BEGIN PUBLIC KEY----- block on lines of its own".into())
+    })?;
     Ok(key.to_vec())
 }
 
@@ -153,6 +158,21 @@ mod tests {
         assert!(pkcs8_from_pem(&cut).is_err(), "no END line");
         let explained = format!("Made by openssl genpkey.\n{}", private_pem(&private));
         assert_eq!(pkcs8_from_pem(&explained).expect("text before the key"), private);
+    }
+
+    #[test]
+    fn a_refused_key_is_never_quoted_in_the_error() {
+        let (private, _) = generate().expect("generate");
+        let pem = private_pem(&private);
+        // On one line, as a secret store may flatten it: the parser would quote the line.
+        let flattened = pem.split_whitespace().collect::<Vec<_>>().join(" ");
+        let error = pkcs8_from_pem(&flattened).expect_err("not a PEM block").to_string();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        for chunk in body.as_bytes().chunks(8) {
+            assert!(!error.contains(std::str::from_utf8(chunk).expect("ascii")), "{error}");
+        }
+        let bytes: Vec<String> = flattened.bytes().take(40).map(|b| b.to_string()).collect();
+        assert!(!error.contains(&bytes[30..].join(", ")), "{error}");
     }
 
     #[test]

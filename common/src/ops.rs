@@ -21,19 +21,22 @@ pub struct ServiceInfo {
     pub profile: Profile,
     pub started: Instant,
     pub metrics_allowed_ips: Vec<IpAddr>,
-    /// The source revision this process runs, as its start-up environment names it
-    /// (`SECONDWIND_GIT_REVISION`: `scripts/run` sets it from git, a deployment from its
-    /// build), or `unknown`. Read at start rather than compiled in, so a new commit does not
-    /// rebuild the services.
+    /// The source revision this process runs: the one a release build was given
+    /// (`SECONDWIND_GIT_REVISION` at build time), else the one its start-up environment names
+    /// (`scripts/run` sets it from git), else `unknown`. Not compiled in from git, so a new
+    /// commit does not rebuild the services.
     pub git_revision: String,
 }
 
 impl ServiceInfo {
-    /// The revision named by `SECONDWIND_GIT_REVISION`, when it is a short plain token.
-    pub fn revision_from_env() -> String {
-        std::env::var("SECONDWIND_GIT_REVISION")
-            .ok()
-            .filter(|r| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    /// See [`ServiceInfo::git_revision`]: a short plain token, or `unknown`.
+    pub fn revision() -> String {
+        let plain =
+            |r: &str| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        option_env!("SECONDWIND_GIT_REVISION")
+            .map(str::to_owned)
+            .or_else(|| std::env::var("SECONDWIND_GIT_REVISION").ok())
+            .filter(|r| plain(r))
             .unwrap_or_else(|| "unknown".to_owned())
     }
 }

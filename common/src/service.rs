@@ -108,7 +108,7 @@ impl Parts {
             profile: config.profile,
             started: Instant::now(),
             metrics_allowed_ips: config.metrics.allowed_ips.clone(),
-            git_revision: ServiceInfo::revision_from_env(),
+            git_revision: ServiceInfo::revision(),
         };
         let service = self.service;
         let rocket = self.anchor.attach(rocket::custom(figment));

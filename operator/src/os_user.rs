@@ -12,9 +12,17 @@ pub fn current() -> String {
     describe(uid, name.as_deref())
 }
 
+/// A name is shown only when it is a plain account name (letters, digits, `_ . @ -`, at most
+/// 64, not starting with a sign): a directory service's name is not trusted to be one, and
+/// `bob (uid 0)` must not pass for another account.
 fn describe(uid: u32, name: Option<&str>) -> String {
+    let plain = |n: &str| {
+        n.len() <= 64
+            && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+    };
     match name {
-        Some(name) if !name.is_empty() => format!("{name} (uid {uid})"),
+        Some(name) if plain(name) => format!("{name} (uid {uid})"),
         _ => format!("uid {uid}"),
     }
 }
@@ -30,6 +38,11 @@ mod tests {
         assert_eq!(describe(1000, Some("alice")), "alice (uid 1000)");
         assert_eq!(describe(4242, None), "uid 4242");
         assert_eq!(describe(4242, Some("")), "uid 4242");
+        assert_eq!(describe(1000, Some("alice@corp.example")), "alice@corp.example (uid 1000)");
+        assert_eq!(describe(1000, Some("bob (uid 0)")), "uid 1000", "a name that would read as another");
+        assert_eq!(describe(1000, Some("eve\nroot")), "uid 1000");
+        assert_eq!(describe(1000, Some("-rf")), "uid 1000");
+        assert_eq!(describe(1000, Some(&"a".repeat(65))), "uid 1000");
     }
 
     #[test]

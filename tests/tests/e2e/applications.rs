@@ -21,18 +21,11 @@ fn application(description: &str) -> Value {
 #[tokio::test]
 async fn an_application_goes_from_submission_to_funding_with_its_details_only_in_the_vault() {
     let app = TestApp::spawn().await;
-    let (ben_login, admin_login, cw_login) =
-        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let people = app.people().await;
+    let (ben_login, admin_login, cw_login) = (&people.beneficiary, &people.admin, &people.caseworker);
+    let [beneficiary, admin, caseworker, other] = people.clients(&app);
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
-    let (other_id, other_token) = app.new_beneficiary_token(&public).await;
-    let other_login = Login { access_token: other_token, user_id: other_id.to_string(), ..ben_login.clone() };
-    let (beneficiary, admin, caseworker, other) = (
-        Client { app: &app, who: &ben_login },
-        Client { app: &app, who: &admin_login },
-        Client { app: &app, who: &cw_login },
-        Client { app: &app, who: &other_login },
-    );
 
     // Submitting, once, under an idempotency key.
     let secret = "Behind two months on rent after a relapse in March";
@@ -193,13 +186,13 @@ async fn an_application_goes_from_submission_to_funding_with_its_details_only_in
     .expect("audit");
     let id_of = |login: &Login| Uuid::parse_str(&login.user_id).ok();
     let expected = [
-        ("application.submit", id_of(&ben_login)),
-        ("application.submit.repeated", id_of(&ben_login)),
-        ("application.assign", id_of(&admin_login)),
-        ("application.status", id_of(&cw_login)),
-        ("application.update", id_of(&ben_login)),
-        ("application.status", id_of(&cw_login)),
-        ("application.status", id_of(&admin_login)),
+        ("application.submit", id_of(ben_login)),
+        ("application.submit.repeated", id_of(ben_login)),
+        ("application.assign", id_of(admin_login)),
+        ("application.status", id_of(cw_login)),
+        ("application.update", id_of(ben_login)),
+        ("application.status", id_of(cw_login)),
+        ("application.status", id_of(admin_login)),
     ];
     let trail: Vec<(&str, Option<Uuid>)> = trail.iter().map(|(a, id)| (a.as_str(), *id)).collect();
     assert_eq!(trail, expected);

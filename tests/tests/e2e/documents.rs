@@ -8,7 +8,6 @@ use reqwest::Method;
 use serde_json::json;
 
 use common::db::Database;
-use harness::auth::Login;
 use harness::check::{count, message};
 use harness::client::Client;
 use harness::TestApp;
@@ -88,18 +87,11 @@ async fn spawn() -> TestApp {
 #[tokio::test]
 async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     let app = spawn().await;
-    let (ben_login, admin_login, cw_login) =
-        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
+    let people = app.people().await;
+    let cw_login = &people.caseworker;
+    let [beneficiary, admin, caseworker, other] = people.clients(&app);
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
-    let (other_id, other_token) = app.new_beneficiary_token(&public).await;
-    let other_login = Login { access_token: other_token, user_id: other_id.to_string(), ..ben_login.clone() };
-    let (beneficiary, admin, caseworker, other) = (
-        Client { app: &app, who: &ben_login },
-        Client { app: &app, who: &admin_login },
-        Client { app: &app, who: &cw_login },
-        Client { app: &app, who: &other_login },
-    );
     let application = json!({ "kind": "rent", "amount_cents": 90_000,
         "details": { "description": "Three weeks behind on rent", "needed_by": "2099-02-01" } });
     let (status, submitted) = beneficiary.send(Method::POST, "/applications", Some(&application)).await;
