@@ -3,7 +3,7 @@
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes, Route, State};
+use rocket::{get, post, routes, FromForm, Route, State};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -55,17 +55,23 @@ async fn detail(conn: &mut PgConnection, subject: Uuid, id: Uuid) -> Result<Opti
     Ok(queries::one(conn, Some(subject), id).await?.map(|row| rules::detail_of(row).1))
 }
 
-#[get("/internal/v1/subjects/<subject>/consents?<state>&<after>&<limit>")]
+/// A consent list's query string, as it arrives (`common::consents::parse_query` checks it).
+#[derive(Debug, FromForm)]
+struct ConsentFilter<'r> {
+    state: Option<&'r str>,
+    after: Option<&'r str>,
+    limit: Option<&'r str>,
+}
+
+#[get("/internal/v1/subjects/<subject>/consents?<filter..>")]
 async fn list(
     call: InternalCall,
     subject: Uuid,
-    state: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
+    filter: ConsentFilter<'_>,
     pool: &State<PgPool>,
 ) -> Result<Json<ConsentPage>, ApiError> {
     reader(&call, Some(subject), "list")?;
-    let query = common::consents::parse_query(state, after, limit)?;
+    let query = common::consents::parse_query(filter.state, filter.after, filter.limit)?;
     let limit = query.limit.unwrap_or(50);
     let rows =
         queries::page(pool.inner(), subject, query.after.unwrap_or(0), query.state.as_deref(), limit + 1).await?;

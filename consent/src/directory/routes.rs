@@ -3,7 +3,7 @@
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, routes, Route, State};
+use rocket::{delete, get, post, routes, FromForm, Route, State};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -22,19 +22,25 @@ fn admin(call: &InternalCall) -> Result<String, ApiError> {
     }
 }
 
+/// A directory page's query string, as it arrives (checked by the handler).
+#[derive(Debug, FromForm)]
+struct DirectoryFilter<'r> {
+    after: Option<&'r str>,
+    limit: Option<&'r str>,
+    include_retired: Option<&'r str>,
+}
+
 /// A page of the directory, oldest entry first. Retired entries only for admins who ask.
-#[get("/internal/v1/recipients?<after>&<limit>&<include_retired>")]
+#[get("/internal/v1/recipients?<filter..>")]
 async fn list(
     call: InternalCall,
-    after: Option<&str>,
-    limit: Option<&str>,
-    include_retired: Option<&str>,
+    filter: DirectoryFilter<'_>,
     pool: &State<PgPool>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
-    let page = common::json::Keyset::parse(after, limit, 50)?;
+    let page = common::json::Keyset::parse(filter.after, filter.limit, 50)?;
     let (after, limit) = (page.after_or_start(), page.limit);
     let retired: bool =
-        common::json::query_param("include_retired", include_retired, "true or false")?.unwrap_or(false);
+        common::json::query_param("include_retired", filter.include_retired, "true or false")?.unwrap_or(false);
     if retired {
         admin(&call)?;
     }
