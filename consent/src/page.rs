@@ -10,3 +10,17 @@ pub(crate) fn after<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> i64) ->
     let next = if more { rows.last().map(key) } else { None };
     (rows, next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::after;
+
+    #[test]
+    fn the_extra_row_names_the_next_page() {
+        assert_eq!(after(vec![1, 2, 3], 2, |k| *k), (vec![1, 2], Some(2)));
+        assert_eq!(after(vec![1, 2], 2, |k| *k), (vec![1, 2], None));
+        assert_eq!(after(Vec::<i64>::new(), 2, |k| *k), (vec![], None));
+        assert_eq!(after(vec![1], 0, |k| *k), (vec![], None));
+        assert_eq!(after(vec![1], -1, |k| *k), (vec![], None));
+    }
+}

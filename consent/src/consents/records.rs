@@ -259,3 +259,181 @@ pub(crate) fn revocation_canonical_of(row: &RevocationChainRow) -> Vec<u8> {
     });
     revocation_canonical(row.consent_id, row.revoked_at, &row.revoked_by, row.reason.as_deref(), signature.as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::consents::rules::DISCLOSER;
+
+    const SUBJECT: Uuid = Uuid::from_u128(1);
+    const ENTRY: Uuid = Uuid::from_u128(2);
+    const CONSENT: Uuid = Uuid::from_u128(3);
+
+    fn categories() -> Vec<String> {
+        vec!["identity".into(), "insurance".into()]
+    }
+
+    fn consent(categories: &[String]) -> NewConsent<'_> {
+        NewConsent {
+            subject_id: SUBJECT,
+            discloser: DISCLOSER,
+            recipient: "partner:r1",
+            categories,
+            purpose: "housing_placement",
+            expires_at: Some(datetime!(2027-01-02 03:04:05.123456 UTC)),
+            expiry_event: None,
+            form_version: "2026-11",
+            signed_name: "Jordan Q. Example",
+            signed_at: datetime!(2026-12-01 00:00:00 UTC),
+            elements: Some(Elements {
+                recipient_kind: "named",
+                recipient_name: "Mile High House",
+                recipient_directory_id: Some(ENTRY),
+                recipient_address: None,
+                signature_method: "typed_name",
+                signed_from: "127.0.0.1",
+            }),
+        }
+    }
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    const TERMS_V2_BYTES: &str = "16:consent-terms-v236:00000000-0000-0000-0000-00000000000110:SecondWind\
+        10:partner:r15:named15:Mile High House36:00000000-0000-0000-0000-000000000002-21:8:identity9:insurance\
+        17:housing_placement16:1798859045123456-7:2026-114:abcd17:Jordan Q. Example10:typed_name\
+        16:17960832000000009:127.0.0.1";
+
+    /// The bytes consents are hashed and chained under; a change here breaks every stored chain.
+    #[test]
+    fn the_terms_and_row_bytes_are_stable() {
+        let categories = categories();
+        let mut c = consent(&categories);
+        assert_eq!(text(terms(&c, &[0xab, 0xcd])), TERMS_V2_BYTES);
+        let row = row_canonical(CONSENT, TERMS_V2_BYTES.as_bytes(), &[0xef, 0x01], datetime!(2026-12-01 00:00:01 UTC));
+        assert_eq!(
+            text(row),
+            format!(
+                "11:consents-v136:00000000-0000-0000-0000-000000000003291:{TERMS_V2_BYTES}4:ef0116:1796083201000000"
+            )
+        );
+        c.elements = None;
+        assert_eq!(
+            text(terms(&c, &[0xab, 0xcd])),
+            "16:consent-terms-v136:00000000-0000-0000-0000-00000000000110:SecondWind10:partner:r1\
+             21:8:identity9:insurance17:housing_placement16:1798859045123456-7:2026-114:abcd\
+             17:Jordan Q. Example16:1796083200000000"
+        );
+    }
+
+    fn chain_row(categories: Vec<String>) -> ConsentChainRow {
+        ConsentChainRow {
+            id: CONSENT,
+            subject_id: SUBJECT,
+            discloser: DISCLOSER.into(),
+            recipient: "partner:r1".into(),
+            categories,
+            purpose: "housing_placement".into(),
+            expires_at: Some(datetime!(2027-01-02 03:04:05.123456 UTC)),
+            expiry_event: None,
+            form_version: "2026-11".into(),
+            form_sha256: vec![0xab, 0xcd],
+            signed_name: "Jordan Q. Example".into(),
+            signed_at: datetime!(2026-12-01 00:00:00 UTC),
+            created_at: datetime!(2026-12-01 00:00:01 UTC),
+            terms_sha256: vec![0xef, 0x01],
+            terms_format: TermsFormat::V2,
+            recipient_kind: Some(ConsentRecipientKind::Named),
+            recipient_name: Some("Mile High House".into()),
+            recipient_directory_id: Some(ENTRY),
+            recipient_address: None,
+            signature_method: Some("typed_name".into()),
+            signed_from: Some("127.0.0.1".into()),
+        }
+    }
+
+    #[test]
+    fn a_stored_consent_hashes_as_it_was_recorded() {
+        let categories = categories();
+        let recorded = consent(&categories);
+        let terms_sha256 = [0xef, 0x01];
+        let created_at = datetime!(2026-12-01 00:00:01 UTC);
+        let expected = row_canonical(CONSENT, &terms(&recorded, &[0xab, 0xcd]), &terms_sha256, created_at);
+        assert_eq!(canonical_of(&chain_row(categories.clone())), expected);
+
+        let mut v1 = recorded.clone();
+        v1.elements = None;
+        let mut row = chain_row(categories.clone());
+        (row.terms_format, row.recipient_kind, row.recipient_name, row.recipient_directory_id) =
+            (TermsFormat::V1, None, None, None);
+        (row.signature_method, row.signed_from) = (None, None);
+        assert_eq!(canonical_of(&row), row_canonical(CONSENT, &terms(&v1, &[0xab, 0xcd]), &terms_sha256, created_at));
+    }
+
+    fn refusal(c: &NewConsent<'_>) -> String {
+        match validate(c) {
+            Err(ConsentError::Invalid(message)) => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_consent_holds_every_element() {
+        let categories = categories();
+        assert!(validate(&consent(&categories)).is_ok());
+        let unknown = vec!["diary".to_owned()];
+        assert!(refusal(&consent(&unknown)).starts_with("categories: one or more of"));
+        assert!(refusal(&consent(&[])).starts_with("categories: one or more of"));
+        let mut c = consent(&categories);
+        c.expires_at = None;
+        assert_eq!(refusal(&c), "an expiry date or an expiry event is required");
+        c.expiry_event = Some("program_exit");
+        assert!(validate(&c).is_ok());
+        c.elements = None;
+        assert_eq!(refusal(&c), "a consent records its recipient and signature elements");
+        let mut c = consent(&categories);
+        c.elements = c.elements.map(|e| Elements { recipient_kind: "everyone", ..e });
+        assert_eq!(refusal(&c), "recipient kind: named or class");
+        let mut c = consent(&categories);
+        c.signed_name = " ";
+        assert!(refusal(&c).starts_with("signed_name: "));
+    }
+
+    /// The bytes revocations are chained under; a change here breaks every stored chain.
+    #[test]
+    fn the_revocation_bytes_are_stable() {
+        let at = datetime!(2026-12-01 00:00:01 UTC);
+        let by = "beneficiary:00000000-0000-0000-0000-000000000001";
+        assert_eq!(
+            text(revocation_canonical(CONSENT, at, by, None, None)),
+            "14:revocations-v136:00000000-0000-0000-0000-00000000000316:1796083201000000\
+             48:beneficiary:00000000-0000-0000-0000-000000000001-"
+        );
+        let signature =
+            RevocationSignature { signed_name: "Jordan Q. Example", method: "typed_name", signed_from: "127.0.0.1" };
+        let signed = revocation_canonical(CONSENT, at, by, Some("changed my mind"), Some(&signature));
+        assert_eq!(
+            text(signed.clone()),
+            "14:revocations-v236:00000000-0000-0000-0000-00000000000316:1796083201000000\
+             48:beneficiary:00000000-0000-0000-0000-00000000000115:changed my mind17:Jordan Q. Example\
+             10:typed_name9:127.0.0.1"
+        );
+        let mut row = RevocationChainRow {
+            consent_id: CONSENT,
+            revoked_at: at,
+            revoked_by: by.into(),
+            reason: Some("changed my mind".into()),
+            format: RevocationFormat::V2,
+            signed_name: Some("Jordan Q. Example".into()),
+            signature_method: Some("typed_name".into()),
+            signed_from: Some("127.0.0.1".into()),
+        };
+        assert_eq!(revocation_canonical_of(&row), signed);
+        (row.format, row.reason, row.signed_name, row.signature_method, row.signed_from) =
+            (RevocationFormat::V1, None, None, None, None);
+        assert_eq!(revocation_canonical_of(&row), revocation_canonical(CONSENT, at, by, None, None));
+    }
+}

@@ -303,3 +303,212 @@ pub(crate) fn event_time(event: &NewExpiryEvent, now: OffsetDateTime) -> Result<
     }
     Ok(occurred_at)
 }
+
+#[cfg(test)]
+mod tests {
+    use common::consents::{RecipientChoice, Signature};
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::consents::records::validate;
+
+    const SUBJECT: Uuid = Uuid::from_u128(1);
+    const ENTRY: Uuid = Uuid::from_u128(2);
+    const CONSENT: Uuid = Uuid::from_u128(3);
+
+    fn categories() -> Vec<String> {
+        vec!["identity".into(), "insurance".into()]
+    }
+
+    fn view_row(recipient: &str, kind: Option<ConsentRecipientKind>, name: Option<&str>) -> ConsentRow {
+        ConsentRow {
+            seq: 7,
+            id: CONSENT,
+            discloser: DISCLOSER.into(),
+            form_version: "2026-11".into(),
+            form_title: Some("Housing".into()),
+            form_sha256: vec![0xab, 0xcd],
+            recipient: recipient.into(),
+            recipient_kind: kind,
+            recipient_name: name.map(str::to_owned),
+            recipient_directory_id: None,
+            recipient_address: None,
+            categories: categories(),
+            purpose: "housing_placement".into(),
+            expires_at: None,
+            expiry_event: Some("program_exit".into()),
+            signed_name: "Jordan Q. Example".into(),
+            signature_method: None,
+            signed_at: datetime!(2026-12-01 00:00:00 UTC),
+            signed_from: None,
+            terms_sha256: vec![0xef, 0x01],
+            subject_id: SUBJECT,
+            revoked_at: None,
+            form_text: "I consent.".into(),
+            state: ConsentState::Expired,
+        }
+    }
+
+    #[test]
+    fn a_stored_consent_reads_with_its_recipient_as_signed() {
+        let (subject, detail) =
+            detail_of(view_row("class:insurer", Some(ConsentRecipientKind::Class), Some("Health plans")));
+        let view = &detail.consent;
+        assert_eq!((subject, detail.form_text.as_str(), view.state.as_str()), (SUBJECT, "I consent.", "expired"));
+        assert_eq!((view.form_sha256.as_str(), view.terms_sha256.as_str()), ("abcd", "ef01"));
+        assert_eq!(view.recipient.kind, "class");
+        assert_eq!(view.recipient.class.as_deref(), Some("health_plans"));
+        assert_eq!(view.recipient.name, "Health plans");
+        // A consent recorded before names were copied: named, as its recipient.
+        let view = view_of(view_row("partner:r1", None, None));
+        assert_eq!((view.recipient.kind.as_str(), view.recipient.name.as_str()), ("named", "partner:r1"));
+        assert_eq!(view.recipient.class, None);
+        assert_eq!(view_of(view_row("class:nobody", None, None)).recipient.class, None);
+    }
+
+    fn request() -> ConsentRequest {
+        ConsentRequest {
+            form_version: "2026-11".into(),
+            form_sha256: "ab".repeat(32),
+            recipient: RecipientChoice { name: Some("  Dr. Who  ".into()), ..RecipientChoice::default() },
+            categories: categories(),
+            purpose: "housing_placement".into(),
+            expires_at: None,
+            expiry_event: Some("program_exit".into()),
+            signature: Signature { typed_name: " Jordan Q. Example ".into(), method: SIGNATURE_METHOD.into() },
+        }
+    }
+
+    fn message(result: Result<impl std::fmt::Debug, ApiError>) -> String {
+        match result {
+            Err(ApiError::Unprocessable(message)) => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_signing_request_is_checked_in_order() {
+        let now = datetime!(2026-12-01 00:00:00 UTC);
+        assert_eq!(check_request(&request(), "127.0.0.1", now).ok(), Some(vec![0xab; 32]));
+        let mut r = request();
+        r.signature.method = "drawn".into();
+        r.form_sha256 = "x".into();
+        assert_eq!(message(check_request(&r, "127.0.0.1", now)), "signature.method: typed_name");
+        assert!(message(check_request(&request(), "", now)).starts_with("signed_from: "));
+        for hash in ["AB".repeat(32), "ab".repeat(31), "x".into()] {
+            let r = ConsentRequest { form_sha256: hash, ..request() };
+            assert_eq!(
+                message(check_request(&r, "127.0.0.1", now)),
+                "form_sha256: the form's SHA-256, 64 hex characters"
+            );
+        }
+        let r = ConsentRequest { expires_at: Some(now), ..request() };
+        assert_eq!(message(check_request(&r, "127.0.0.1", now)), "expires_at: must be in the future");
+        let r = ConsentRequest { expiry_event: Some("moving".into()), ..request() };
+        assert!(message(check_request(&r, "127.0.0.1", now)).starts_with("expiry_event: one of program_exit"));
+
+        assert!(check_purpose(TPO_PURPOSE, true).is_ok());
+        assert!(check_purpose("payment", false).is_ok());
+        assert_eq!(message(check_purpose("payment", true)), format!("purpose: a TPO form's purpose is {TPO_PURPOSE}"));
+        assert!(message(check_purpose(TPO_PURPOSE, false)).starts_with("purpose: one of housing_placement"));
+    }
+
+    fn resolved(choice: Result<Choice, ApiError>) -> Resolved {
+        match choice {
+            Ok(Choice::Resolved(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_names_exactly_one_recipient() {
+        let named = resolved(choose_recipient(&request(), false));
+        assert!(named.key.starts_with("external:"), "{}", named.key);
+        assert_eq!((named.kind, named.name.as_str(), named.address), (ConsentRecipientKind::Named, "Dr. Who", None));
+
+        let with = |recipient: RecipientChoice| ConsentRequest { recipient, ..request() };
+        let entry = with(RecipientChoice { directory_id: Some(ENTRY), ..Default::default() });
+        assert!(matches!(choose_recipient(&entry, false), Ok(Choice::Directory(id)) if id == ENTRY));
+        let both = with(RecipientChoice { directory_id: Some(ENTRY), name: Some("A".into()), ..Default::default() });
+        assert_eq!(message(choose_recipient(&both, false)), "recipient: exactly one of directory_id, name or class");
+        assert_eq!(
+            message(choose_recipient(&with(RecipientChoice::default()), false)),
+            "recipient: exactly one of directory_id, name or class"
+        );
+        let address = with(RecipientChoice {
+            directory_id: Some(ENTRY),
+            address: Some("1 Main St".into()),
+            ..Default::default()
+        });
+        assert!(message(choose_recipient(&address, false)).starts_with("recipient.address: only with recipient.name"));
+
+        let class = with(RecipientChoice { class: Some("health_plans".into()), ..Default::default() });
+        let tpo = resolved(choose_recipient(&class, true));
+        assert_eq!((tpo.key.as_str(), tpo.kind), ("class:insurer", ConsentRecipientKind::Class));
+        assert_eq!(tpo.name, CLASSES[0].2);
+        assert!(message(choose_recipient(&class, false)).starts_with("recipient.class: only on a TPO form"));
+        assert!(message(choose_recipient(&request(), true)).starts_with("recipient: a TPO form names a class"));
+        let unknown = with(RecipientChoice { class: Some("everyone".into()), ..Default::default() });
+        assert_eq!(
+            message(choose_recipient(&unknown, true)),
+            "recipient.class: one of health_plans, recovery_residences"
+        );
+
+        let entry =
+            ActiveEntryRow { name: "Mile High House".into(), address: Some("1 Main St".into()), principal: None };
+        let from = from_directory(ENTRY, entry);
+        assert_eq!(from.key, format!("directory:{ENTRY}"));
+        assert_eq!((from.directory_id, from.address.as_deref()), (Some(ENTRY), Some("1 Main St")));
+        let linked =
+            ActiveEntryRow { name: "Mile High House".into(), address: None, principal: Some("partner:p1".into()) };
+        assert_eq!(from_directory(ENTRY, linked).key, "partner:p1");
+    }
+
+    #[test]
+    fn a_signed_consent_copies_the_request_and_its_recipient() {
+        let request = request();
+        let recipient = resolved(choose_recipient(&request, false));
+        let at = datetime!(2026-12-01 00:00:00 UTC);
+        let c = new_consent(SUBJECT, &request, &recipient, "127.0.0.1", at);
+        assert_eq!((c.discloser, c.recipient, c.signed_name), (DISCLOSER, recipient.key.as_str(), "Jordan Q. Example"));
+        let e = c.elements.expect("elements");
+        assert_eq!((e.recipient_kind, e.recipient_name, e.signed_from), ("named", "Dr. Who", "127.0.0.1"));
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_key_answers_with_its_consent_only_for_the_same_request() {
+        let row = |consent_id| SignRequestRow { request_sha256: vec![1; 32], consent_id };
+        assert_eq!(repeat_of(row(Some(CONSENT)), &[1; 32]).ok(), Some(CONSENT));
+        assert!(message(repeat_of(row(Some(CONSENT)), &[2; 32])).starts_with("Idempotency-Key: already used"));
+        assert!(matches!(repeat_of(row(None), &[1; 32]), Err(ApiError::Internal(_))));
+        assert!(message(request_sha256("", &request())).starts_with("Idempotency-Key: "));
+        assert_eq!(request_sha256("k", &request()).ok(), request_sha256("k", &request()).ok());
+    }
+
+    #[test]
+    fn only_a_consent_in_force_is_revoked() {
+        assert!(still_in_force(CONSENT, ConsentState::Signed).is_ok());
+        for state in [ConsentState::Revoked, ConsentState::Expired] {
+            assert!(matches!(still_in_force(CONSENT, state), Err(ApiError::Conflict(_))), "{state:?}");
+        }
+        assert_eq!(revocation_reason(Some("  ")).ok(), Some(None));
+        assert_eq!(revocation_reason(Some(" moved ")).ok(), Some(Some("moved")));
+        assert!(revocation_reason(Some(&"x".repeat(501))).is_err());
+    }
+
+    #[test]
+    fn an_event_is_dated_within_the_last_thirty_days() {
+        let now = datetime!(2026-12-31 00:00:00 UTC);
+        let event = |event: &str, occurred_at| NewExpiryEvent { event: event.into(), occurred_at };
+        assert_eq!(event_time(&event("program_exit", None), now).ok(), Some(now));
+        let at = datetime!(2026-12-01 00:00:00 UTC);
+        assert_eq!(event_time(&event("placement_end", Some(at)), now).ok(), Some(at));
+        assert!(message(event_time(&event("moving", None), now)).starts_with("event: one of"));
+        let future = datetime!(2026-12-31 00:00:01 UTC);
+        assert_eq!(message(event_time(&event("program_exit", Some(future)), now)), "occurred_at: not in the future");
+        let old = datetime!(2026-11-30 23:59:59 UTC);
+        assert_eq!(message(event_time(&event("program_exit", Some(old)), now)), "occurred_at: at most 30 days ago");
+        assert_eq!(ConsentState::Signed.as_str(), "signed");
+    }
+}

@@ -104,3 +104,74 @@ pub struct Answer<'a> {
     pub asked_by: &'a str,
     pub request_id: &'a str,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(categories: &[&str]) -> DisclosureQuestion {
+        DisclosureQuestion {
+            subject_id: Uuid::nil(),
+            recipient: "partner:r1".into(),
+            categories: categories.iter().map(|c| (*c).to_owned()).collect(),
+            purpose: "housing_placement".into(),
+        }
+    }
+
+    #[test]
+    fn a_question_names_known_categories_only() {
+        assert!(validate(&question(&["identity", "insurance"])).is_ok());
+        for categories in [&[][..], &["identity", "diary"][..]] {
+            match validate(&question(categories)) {
+                Err(ApiError::Unprocessable(m)) => assert!(m.starts_with("categories: one or more of"), "{m}"),
+                other => panic!("{categories:?}: {other:?}"),
+            }
+        }
+        let mut blank = question(&["identity"]);
+        blank.purpose = String::new();
+        assert!(validate(&blank).is_err());
+    }
+
+    #[test]
+    fn a_recipient_asks_as_a_member_of_its_role_class() {
+        assert_eq!(class_of("partner:0e6c").as_deref(), Some("class:partner"));
+        assert_eq!(class_of("insurer:a:b").as_deref(), Some("class:insurer"));
+        assert_eq!(class_of("nobody"), None);
+        assert!(CLASSES.iter().all(|(class, role, _)| !class.is_empty() && !role.contains(':')));
+    }
+
+    /// The bytes a decision is chained under; a change here breaks every stored chain.
+    #[test]
+    fn the_canonical_bytes_are_stable() {
+        let categories = vec!["identity".to_owned(), "insurance".to_owned()];
+        let consent = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let mut canonical = Canonical {
+            decided_at_us: 1_790_000_000_123_456,
+            subject_id: Uuid::nil(),
+            recipient: "partner:r1",
+            categories: &categories,
+            purpose: "housing_placement",
+            permitted: true,
+            consent_id: Some(consent),
+            reason: "consent 01234567-89ab-cdef-0123-456789abcdef",
+            asked_by: "phi-vault for partner:r1",
+            request_id: Some("req-1"),
+            terms_sha256: Some(chain::hex(&[0xab; 2])),
+        };
+        assert_eq!(
+            String::from_utf8(canonical.bytes()).ok().as_deref(),
+            Some(
+                "{\"decided_at_us\":1790000000123456,\"subject_id\":\"00000000-0000-0000-0000-000000000000\",\
+                 \"recipient\":\"partner:r1\",\"categories\":[\"identity\",\"insurance\"],\
+                 \"purpose\":\"housing_placement\",\"permitted\":true,\
+                 \"consent_id\":\"01234567-89ab-cdef-0123-456789abcdef\",\
+                 \"reason\":\"consent 01234567-89ab-cdef-0123-456789abcdef\",\
+                 \"asked_by\":\"phi-vault for partner:r1\",\"request_id\":\"req-1\",\"terms_sha256\":\"abab\"}"
+            )
+        );
+        (canonical.terms_sha256, canonical.request_id, canonical.consent_id) = (None, None, None);
+        let bytes = String::from_utf8(canonical.bytes()).unwrap_or_default();
+        assert!(bytes.ends_with("\"consent_id\":null,\"reason\":\"consent 01234567-89ab-cdef-0123-456789abcdef\",\"asked_by\":\"phi-vault for partner:r1\",\"request_id\":null}"), "{bytes}");
+        assert_eq!(permitted_reason(consent), canonical.reason);
+    }
+}

@@ -72,3 +72,57 @@ pub(crate) fn entry(row: EntryRow) -> DirectoryEntry {
         retired_at: row.retired_at,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(kind: &str, name: &str, address: Option<&str>) -> NewDirectoryEntry {
+        NewDirectoryEntry {
+            kind: kind.into(),
+            name: name.into(),
+            address: address.map(str::to_owned),
+            account_id: Some(uuid::Uuid::nil()),
+        }
+    }
+
+    fn refusal(new: &NewDirectoryEntry) -> String {
+        match check_new(new) {
+            Err(ApiError::Unprocessable(message)) => message,
+            other => panic!("{new:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_a_residence_or_an_insurer_with_a_visible_name() {
+        assert_eq!(check_new(&new("residence", "Mile High House", Some("1 Main St"))).ok(), Some(EntryKind::Residence));
+        assert_eq!(check_new(&new("insurer", "Plan", None)).ok(), Some(EntryKind::Insurer));
+        assert_eq!(refusal(&new("clinic", "Mile High House", None)), "kind: residence or insurer");
+        assert!(refusal(&new("residence", "", None)).starts_with("name"));
+        assert_eq!(
+            refusal(&new("residence", "Mile\u{202e}High", None)),
+            "name: no invisible or direction-changing characters"
+        );
+        assert_eq!(
+            refusal(&new("insurer", "Plan", Some("1\u{200b} Main St"))),
+            "address: no invisible or direction-changing characters"
+        );
+    }
+
+    #[test]
+    fn the_account_acting_for_an_entry_is_named_by_its_role() {
+        let residence = new("residence", "House", None);
+        assert_eq!(
+            principal(EntryKind::Residence, &residence).as_deref(),
+            Some("partner:00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(
+            principal(EntryKind::Insurer, &residence).as_deref(),
+            Some("insurer:00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(principal(EntryKind::Insurer, &NewDirectoryEntry { account_id: None, ..residence }), None);
+        for kind in [EntryKind::Residence, EntryKind::Insurer] {
+            assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

@@ -69,3 +69,62 @@ pub(crate) fn summary(row: &FormRow) -> FormSummary {
         sha256: chain::hex(&row.body_sha256),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> Form {
+        Form {
+            version: "2026-11".into(),
+            title: "Housing".into(),
+            recipient: RecipientKind::Named,
+            published: "2026-11-26".into(),
+            body: "I consent.".into(),
+            sha256: chain::sha256(b"I consent."),
+        }
+    }
+
+    fn recorded(form: &Form) -> RecordedRow {
+        RecordedRow {
+            body_sha256: form.sha256.to_vec(),
+            title: Some(form.title.clone()),
+            recipient_kind: Some(form.recipient),
+            published: Some(form.published.clone()),
+        }
+    }
+
+    #[test]
+    fn a_recorded_form_matches_its_file_in_every_field() {
+        let form = form();
+        assert!(same_as_recorded(&recorded(&form), &form));
+        let changes: [fn(&mut RecordedRow); 5] = [
+            |r| r.body_sha256[0] ^= 1,
+            |r| r.title = Some("Another title".into()),
+            |r| r.recipient_kind = Some(RecipientKind::Tpo),
+            |r| r.published = Some("2026-11-27".into()),
+            // Recorded before forms were files: no metadata.
+            |r| (r.title, r.recipient_kind, r.published) = (None, None, None),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut row = recorded(&form);
+            change(&mut row);
+            assert!(!same_as_recorded(&row, &form), "change {i}");
+        }
+    }
+
+    #[test]
+    fn a_summary_names_the_kind_as_the_files_do() {
+        let row = FormRow {
+            version: "2026-12".into(),
+            title: "TPO".into(),
+            recipient_kind: RecipientKind::Tpo,
+            published: "2026-12-01".into(),
+            body_sha256: vec![0xab, 0x01],
+            body: "text".into(),
+        };
+        let summary = summary(&row);
+        assert_eq!((summary.recipient.as_str(), summary.sha256.as_str()), ("tpo", "ab01"));
+        assert_eq!(RecipientKind::Named.as_str(), "named");
+    }
+}
