@@ -2,7 +2,12 @@
 //! permitted (default deny), keeping every decision in a hash-chained trail. Consents, forms and
 //! revocations are immutable for the runtime role; consents and revocations are chained too.
 //! Beneficiaries sign, read and revoke their consents through public-api, which calls this
-//! service as them ([`beneficiary`]); admins keep the recipient directory ([`directory`]).
+//! service as them ([`consents`]); admins keep the recipient directory ([`directory`]).
+//!
+//! One folder per feature, each with its routes (`routes.rs`), its SQL (`queries.rs`) and its
+//! rules (`rules.rs`): [`consents`] (with the chained records' bytes in `records.rs`),
+//! [`decisions`], [`directory`] and [`forms`] (with the form files read in `files.rs`).
+//! [`build`] mounts every route the service answers.
 
 use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
@@ -11,13 +16,12 @@ use common::config::Config;
 use common::service::{Parts, StartError};
 use common::ServiceName;
 
-pub mod beneficiary;
 pub mod consents;
 pub mod decisions;
 pub mod directory;
 pub mod forms;
 mod internal;
-pub mod revocations;
+mod page;
 
 pub const SERVICE: ServiceName = ServiceName::Consent;
 
@@ -61,12 +65,18 @@ pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
     tracing::info!(forms = forms.len(), "consent forms recorded");
     Ok(parts
         .into_rocket(&config)
+        // Readiness, and the trails' checkpoints and anchors (`common`).
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())
         .mount("/", common::anchor::routes())
         .manage(common::anchor::ChainVerifier(verify_chain))
+        // Disclosure decisions and the decision log.
         .mount("/", decisions::routes())
-        .mount("/", beneficiary::routes())
+        // The forms offered for signing, and every value a consent may hold.
+        .mount("/", forms::routes())
+        // A beneficiary's consents: list, read, sign, revoke; expiry events.
+        .mount("/", consents::routes())
+        // The recipient directory.
         .mount("/", directory::routes()))
 }
 
@@ -81,7 +91,7 @@ pub fn verify_chain(
         match trail {
             Trail::Decisions => decisions::verify(&pool, limit).await,
             Trail::Consents => consents::verify(&pool, limit).await,
-            Trail::Revocations => revocations::verify(&pool, limit).await,
+            Trail::Revocations => consents::verify_revocations(&pool, limit).await,
             other => Err(sqlx::Error::Protocol(format!("{} is not a consent trail", other.as_str()))),
         }
     })

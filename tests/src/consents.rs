@@ -37,7 +37,7 @@ pub async fn consent_with(
         .await
         .expect("form");
     if !published {
-        consent::consents::publish_form(&mut tx, "2026-11", FORM).await.expect("form");
+        consent::forms::publish_form(&mut tx, "2026-11", FORM).await.expect("form");
     }
     let signed = consent::consents::NewConsent {
         subject_id: subject,
@@ -68,7 +68,7 @@ pub async fn consent_with(
 /// Revokes a consent the way the consent service does.
 pub async fn revoke(consent_db: &sqlx::PgPool, consent: uuid::Uuid, by: &str, reason: Option<&str>) {
     let mut tx = consent_db.begin().await.expect("begin");
-    consent::revocations::revoke(&mut tx, consent, by, reason, None).await.expect("revoke");
+    consent::consents::revoke(&mut tx, consent, by, reason, None).await.expect("revoke");
     tx.commit().await.expect("commit");
 }
 

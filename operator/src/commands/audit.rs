@@ -94,7 +94,7 @@ impl Trail {
             Trail::Disclosures => phi_vault::disclosures::verify(pool, limit).await,
             Trail::Consent => consent::decisions::verify(pool, limit).await,
             Trail::Consents => consent::consents::verify(pool, limit).await,
-            Trail::Revocations => consent::revocations::verify(pool, limit).await,
+            Trail::Revocations => consent::consents::verify_revocations(pool, limit).await,
         }
     }
 }

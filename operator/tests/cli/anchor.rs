@@ -71,7 +71,7 @@ async fn every_trail_is_anchored_in_another_database_and_a_cut_off_tail_is_caugh
     app.put_sample_profile(&beneficiary).await; // the PHI access log
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("pool");
     let mut tx = consent_db.begin().await.expect("begin");
-    let form = consent::consents::publish_form(&mut tx, "f1", "I consent.").await.expect("form");
+    let form = consent::forms::publish_form(&mut tx, "f1", "I consent.").await.expect("form");
     let categories = vec!["identity".to_owned()];
     let now = time::OffsetDateTime::now_utc();
     let signed = consent::consents::NewConsent {

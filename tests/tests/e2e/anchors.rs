@@ -198,7 +198,7 @@ async fn rows_written_before_the_chains_are_kept_and_chained() {
         .expect("pool");
     let consents = consent::consents::verify(&pool, 10).await.expect("verify");
     assert!(consents.intact() && consents.rows_checked == 2, "{consents:?}");
-    let revocations = consent::revocations::verify(&pool, 10).await.expect("verify");
+    let revocations = consent::consents::verify_revocations(&pool, 10).await.expect("verify");
     assert!(revocations.intact() && revocations.rows_checked == 1, "{revocations:?}");
     let hashes: i64 =
         sqlx::query_scalar("SELECT count(DISTINCT terms_sha256) FROM consents").fetch_one(&pool).await.expect("terms");

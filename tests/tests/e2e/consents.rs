@@ -200,7 +200,7 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     assert_eq!(by, format!("beneficiary:{}", beneficiary_login.user_id));
     assert_eq!(signed_name.as_deref(), Some("Jordan Q. Example"));
     assert!(consent::consents::verify(&consent_db, 10).await.expect("verify").intact());
-    assert!(consent::revocations::verify(&consent_db, 10).await.expect("verify").intact());
+    assert!(consent::consents::verify_revocations(&consent_db, 10).await.expect("verify").intact());
     assert!(consent::decisions::verify(&consent_db, 10).await.expect("verify").intact());
     assert!(phi_vault::disclosures::verify(&phi, 10).await.expect("verify").intact());
     assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());

@@ -82,7 +82,7 @@ async fn consents_are_immutable_and_signed_on_the_form_on_file() {
     let pool = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("pool");
     let body = "I consent to SecondWind disclosing my identity to the residence named below.";
     let mut tx = pool.begin().await.expect("begin");
-    let form_hash = consent::consents::publish_form(&mut tx, "2026-12", body).await.expect("form");
+    let form_hash = consent::forms::publish_form(&mut tx, "2026-12", body).await.expect("form");
     tx.commit().await.expect("commit");
     let categories = vec!["identity".to_owned()];
     let now = time::OffsetDateTime::now_utc();
