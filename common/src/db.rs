@@ -243,7 +243,7 @@ pub async fn connect_service(database: Database, config: &DatabaseConfig) -> Res
     if config.migrate_url.is_some() {
         tracing::warn!(
             database = database.as_str(),
-            "database.migrate_url is ignored: services no longer migrate; remove it from this config and \
+            "database.migrate_url is ignored: services never migrate; remove it from this config and \
              run `secondwind-operator db migrate`"
         );
     }
