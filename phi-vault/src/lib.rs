@@ -214,6 +214,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .mount("/", common::anchor::routes())
         .manage(common::anchor::ChainVerifier(verify_chain))
         .mount("/", records::routes())
+        .mount("/", access_log::routes())
         .mount("/", documents::routes())
         .mount("/", keys::routes()))
 }

@@ -38,15 +38,16 @@ use zeroize::Zeroizing;
 
 use common::assertion::{Claims, InternalCall};
 use common::client::{
-    AccessLogFilter, AccessLogPage, AccessReview, AccountingPage, AccountingQuery, ConsentClient, DisclosureNotice,
-    EmergencyDisclosure, NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary, ReviewRequest,
+    AccountingPage, AccountingQuery, ConsentClient, DisclosureNotice, EmergencyDisclosure, NewRecord, Record,
+    RecordContent, RecordCreated, RecordList, RecordSummary,
 };
 use common::json::Body;
 use common::{ApiError, Role};
 
 use std::sync::Arc;
 
-use crate::access_log::{self, Access, Entry};
+use crate::access_log::{self, Entry};
+pub(crate) use crate::access_log::{access, log_alone};
 use crate::crypto::{self, Binding, CryptoError, DataKey, KeyCache, KeyProvider, WrappedKey};
 use crate::disclosures::record_disclosure;
 use crate::policy::{self, Decision, Intent};
@@ -194,12 +195,6 @@ async fn lock_subject(tx: &mut PgConnection, subject: Uuid, key: &SubjectKey) ->
     }
 }
 
-/// Logs a denied (or failed) access alone, in its own short transaction.
-pub(crate) async fn log_alone(pool: &PgPool, entry: &Access<'_>) -> Result<(), ApiError> {
-    access_log::append_alone(pool, entry).await?;
-    Ok(())
-}
-
 /// Logs a permitted access that then failed on its key or its integrity: the decision and the
 /// failure, in one transaction.
 async fn log_failed(
@@ -250,27 +245,6 @@ fn served(
         access_seq: Some(access_seq),
         disclosure: None,
     })
-}
-
-pub(crate) fn access<'a>(
-    call: &'a Claims,
-    subject: Option<Uuid>,
-    record: Option<Uuid>,
-    action: &'a str,
-    decision: &'a Decision,
-) -> Access<'a> {
-    Access {
-        actor: &call.sub,
-        actor_role: call.role.as_str(),
-        purpose: &call.purpose,
-        subject_id: subject,
-        record_id: record,
-        action,
-        permitted: decision.permitted,
-        reason: &decision.reason,
-        flagged: decision.flagged,
-        request_id: &call.request_id,
-    }
 }
 
 /// Phase 1 of writing a new record of `category` for `subject`, outside any transaction: the
@@ -885,35 +859,6 @@ async fn list(
     Ok(Json(RecordList { records }))
 }
 
-/// A page of the access log for compliance review: metadata only, never contents. Only a
-/// compliance officer may read it, and the reading is itself logged.
-#[get("/internal/v1/access-log?<filter..>")]
-async fn access_log_page(
-    call: InternalCall,
-    filter: AccessLogFilter<'_>,
-    pool: &State<PgPool>,
-) -> Result<Json<AccessLogPage>, ApiError> {
-    let claims = &call.0;
-    let query = filter.parse()?;
-    let officer = claims.role == Role::ComplianceOfficer;
-    let decision = if officer {
-        Decision::permit("compliance review")
-    } else {
-        Decision::deny("only compliance officers read the access log")
-    };
-    let entry = access(claims, query.subject_id, None, "access_log.read", &decision);
-    if !officer {
-        log_alone(pool, &entry).await?;
-        return Err(ApiError::Forbidden);
-    }
-    // The page, then the access log's chain lock last (module docs).
-    let mut tx = pool.begin().await?;
-    let page = access_log::page(&mut tx, &query).await?;
-    access_log::append(&mut tx, &entry).await?;
-    tx.commit().await?;
-    Ok(Json(page))
-}
-
 /// A subject's accounting of disclosures (§2.24): for the subject themselves, or a compliance
 /// officer. Metadata of disclosures only, never contents; each reading is logged.
 #[get("/internal/v1/subjects/<subject>/disclosures?<from>&<to>&<after>&<limit>")]
@@ -946,64 +891,8 @@ async fn accounting(
     Ok(Json(page))
 }
 
-/// A compliance officer's finding on a flagged (break-glass) access: `justified` or
-/// `unjustified`, with a note. Final; the review is itself logged.
-#[put("/internal/v1/access-log/<seq>/review", data = "<body>")]
-async fn review_access(
-    call: InternalCall,
-    seq: i64,
-    body: Body<ReviewRequest>,
-    pool: &State<PgPool>,
-) -> Result<Json<AccessReview>, ApiError> {
-    let claims = &call.0;
-    let request = body.into_inner();
-    common::client::validate_review(&request)?;
-    let officer = claims.role == Role::ComplianceOfficer;
-    let decision =
-        if officer { Decision::permit("compliance review") } else { Decision::deny("only compliance officers review") };
-    let entry = access(claims, None, None, "access_log.review", &decision);
-    if !officer {
-        log_alone(pool, &entry).await?;
-        return Err(ApiError::Forbidden);
-    }
-    // The review, then the access log's chain lock last (module docs).
-    let mut tx = pool.begin().await?;
-    match access_log::review(&mut tx, seq, &request.outcome, request.note.trim(), &claims.sub).await? {
-        Ok(review) => {
-            access_log::append(&mut tx, &entry).await?;
-            tx.commit().await?;
-            Ok(Json(review))
-        }
-        Err(refusal) => {
-            tx.rollback().await?;
-            Err(match refusal {
-                access_log::ReviewRefusal::NotFlagged => ApiError::NotFound,
-                access_log::ReviewRefusal::AlreadyReviewed => {
-                    ApiError::Conflict(format!("entry {seq} has already been reviewed"))
-                }
-                access_log::ReviewRefusal::OwnAccess => {
-                    let refused = Decision::deny("separation of duties: the reviewer made this access");
-                    log_alone(pool, &access(claims, None, None, "access_log.review", &refused)).await?;
-                    ApiError::Forbidden
-                }
-            })
-        }
-    }
-}
-
 pub fn routes() -> Vec<Route> {
-    routes![
-        create,
-        read,
-        emergency_disclosure,
-        replace,
-        remove,
-        assign,
-        list,
-        access_log_page,
-        review_access,
-        accounting
-    ]
+    routes![create, read, emergency_disclosure, replace, remove, assign, list, accounting]
 }
 
 #[cfg(test)]
