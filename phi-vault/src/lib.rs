@@ -16,12 +16,13 @@ pub mod disclosures;
 pub mod documents;
 mod internal;
 pub mod keys;
-pub mod notice;
 pub mod policy;
 pub mod records;
 pub mod retention;
 pub mod vault_transit;
 pub mod volume;
+
+pub use disclosures::notice;
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 
@@ -215,6 +216,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .manage(common::anchor::ChainVerifier(verify_chain))
         .mount("/", records::routes())
         .mount("/", access_log::routes())
+        .mount("/", disclosures::routes())
         .mount("/", documents::routes())
         .mount("/", keys::routes()))
 }

@@ -38,8 +38,7 @@ use zeroize::Zeroizing;
 
 use common::assertion::{Claims, InternalCall};
 use common::client::{
-    AccountingPage, AccountingQuery, ConsentClient, DisclosureNotice, EmergencyDisclosure, NewRecord, Record,
-    RecordContent, RecordCreated, RecordList, RecordSummary,
+    ConsentClient, EmergencyDisclosure, NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary,
 };
 use common::json::Body;
 use common::{ApiError, Role};
@@ -75,7 +74,7 @@ pub struct Vault {
     /// Phase 2 of reads and replaces, committed in groups.
     pub commit: crate::commit::Committer,
     /// The redisclosure notice sent with every disclosure outside the program.
-    pub notice: Arc<crate::notice::Notice>,
+    pub notice: Arc<crate::disclosures::notice::Notice>,
 }
 
 pub(crate) fn crypto_error(e: CryptoError, request_id: &str) -> ApiError {
@@ -501,34 +500,18 @@ async fn read(
     pool: &State<PgPool>,
     vault: &State<Vault>,
 ) -> Result<Json<Record>, ApiError> {
-    serve_read(call, id, pool, vault, None).await
+    serve_read(&call.0, id, pool, vault, None).await.map(Json)
 }
 
-/// A read disclosed to medical personnel outside the program in a medical emergency (§2.51):
-/// a caseworker, with a written reason (in the assertion), names the recipient and the nature of
-/// the emergency. Flagged for review, entered in the accounting like any disclosure, without a
-/// consent, and the records go with the redisclosure notice.
-#[post("/internal/v1/records/<id>/emergency-disclosure", data = "<body>")]
-async fn emergency_disclosure(
-    call: InternalCall,
-    id: Uuid,
-    body: Body<EmergencyDisclosure>,
-    pool: &State<PgPool>,
-    vault: &State<Vault>,
-) -> Result<Json<Record>, ApiError> {
-    let emergency = body.into_inner();
-    emergency.validate()?;
-    serve_read(call, id, pool, vault, Some(emergency)).await
-}
-
-async fn serve_read(
-    call: InternalCall,
+/// A record read, or with `emergency` a disclosure to medical personnel in a medical emergency
+/// (the route of `crate::disclosures`).
+pub(crate) async fn serve_read(
+    claims: &Claims,
     id: Uuid,
     pool: &PgPool,
     vault: &Vault,
     emergency: Option<EmergencyDisclosure>,
-) -> Result<Json<Record>, ApiError> {
-    let claims = &call.0;
+) -> Result<Record, ApiError> {
     let action = if emergency.is_some() { "record.emergency_disclosure" } else { "record.read" };
     // An emergency read is a disclosure, and only the emergency route makes one.
     if (claims.purpose == crate::policy::MEDICAL_EMERGENCY) != emergency.is_some() {
@@ -542,29 +525,18 @@ async fn serve_read(
         log_alone(pool, &access(claims, Some(subject), Some(id), action, &refused)).await?;
         return Err(ApiError::Forbidden);
     }
-    if let Some(EmergencyDisclosure { recipient, nature }) = emergency {
-        decision.disclosure = Some(crate::policy::Disclosure {
-            recipient: "medical_personnel".into(),
-            recipient_name: Some(recipient.trim().to_owned()),
-            purpose: crate::policy::MEDICAL_EMERGENCY.into(),
-            category: category.clone(),
-            consent_id: None,
-            emergency: Some(nature.trim().to_owned()),
-        });
+    if let Some(emergency) = emergency {
+        decision.disclosure = Some(crate::disclosures::emergency(emergency, &category));
     }
     let key = existing_key(pool, vault, claims, (subject, id), action, &decision).await?;
     // Phase 2, in the next group commit (`crate::commit`).
-    let notice = decision.disclosure.as_ref().map(|d| DisclosureNotice {
-        consent_id: d.consent_id,
-        notice_version: vault.notice.version.clone(),
-        notice: vault.notice.text.clone(),
-    });
+    let notice = decision.disclosure.as_ref().map(|d| vault.notice.sent_with(d));
     let alone = notice.is_some();
     let ((category, content, times), seq) =
         commit_read(vault, claims, (subject, id), (category, decision, action), key, alone).await?;
     let mut record = served(id, subject, category, content, times, seq)?;
     record.disclosure = notice;
-    Ok(Json(record))
+    Ok(record)
 }
 
 /// Phase 2 of a permitted read: the record decrypted and the access (and any disclosure) logged,
@@ -660,7 +632,7 @@ struct Phase2 {
     decision: Decision,
     action: &'static str,
     /// The notice a disclosure is entered with.
-    notice: Arc<crate::notice::Notice>,
+    notice: Arc<crate::disclosures::notice::Notice>,
 }
 
 impl Phase2 {
@@ -859,40 +831,8 @@ async fn list(
     Ok(Json(RecordList { records }))
 }
 
-/// A subject's accounting of disclosures (§2.24): for the subject themselves, or a compliance
-/// officer. Metadata of disclosures only, never contents; each reading is logged.
-#[get("/internal/v1/subjects/<subject>/disclosures?<from>&<to>&<after>&<limit>")]
-async fn accounting(
-    call: InternalCall,
-    subject: Uuid,
-    from: Option<&str>,
-    to: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
-    pool: &State<PgPool>,
-) -> Result<Json<AccountingPage>, ApiError> {
-    let claims = &call.0;
-    let query = AccountingQuery::parse(from, to, after, limit)?;
-    let decision = match claims.role {
-        Role::Beneficiary if claims.sub == subject.to_string() => Decision::permit("subject"),
-        Role::ComplianceOfficer => Decision::permit("compliance review"),
-        _ => Decision::deny("only the subject or a compliance officer reads the accounting of disclosures"),
-    };
-    let entry = access(claims, Some(subject), None, "disclosures.read", &decision);
-    if !decision.permitted {
-        log_alone(pool, &entry).await?;
-        return Err(ApiError::Forbidden);
-    }
-    // The page, then the access log's chain lock last (module docs).
-    let mut tx = pool.begin().await?;
-    let page = crate::disclosures::accounting(&mut tx, subject, &query).await?;
-    access_log::append(&mut tx, &entry).await?;
-    tx.commit().await?;
-    Ok(Json(page))
-}
-
 pub fn routes() -> Vec<Route> {
-    routes![create, read, emergency_disclosure, replace, remove, assign, list, accounting]
+    routes![create, read, replace, remove, assign, list]
 }
 
 #[cfg(test)]
