@@ -11,7 +11,6 @@ use common::ServiceName;
 
 pub mod access_log;
 pub mod commit;
-pub mod crypto;
 pub mod disclosures;
 pub mod documents;
 mod internal;
@@ -19,10 +18,10 @@ pub mod keys;
 pub mod policy;
 pub mod records;
 pub mod retention;
-pub mod vault_transit;
 pub mod volume;
 
 pub use disclosures::notice;
+pub use keys::{crypto, vault_transit};
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 

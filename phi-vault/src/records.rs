@@ -151,11 +151,7 @@ impl Vault {
                 let Some(ciphertext) = row.try_get::<Option<Vec<u8>>, _>("wrapped_data_key")? else {
                     return Ok(SubjectKey::Erased);
                 };
-                let wrapped = WrappedKey {
-                    ciphertext,
-                    kek_id: row.try_get::<Option<String>, _>("kek_id")?.unwrap_or_default(),
-                    kek_version: row.try_get::<Option<i32>, _>("kek_version")?.unwrap_or(1),
-                };
+                let wrapped = crate::keys::wrapped_key(ciphertext, row.try_get("kek_id")?, row.try_get("kek_version")?);
                 let key = self.provider.unwrap(subject, &wrapped).await.map_err(|e| crypto_error(e, request_id))?;
                 self.cache.put(subject, key.clone());
                 Ok(SubjectKey::Ready(key))
