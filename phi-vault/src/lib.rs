@@ -10,6 +10,7 @@ use common::service::{Parts, StartError};
 use common::ServiceName;
 
 pub mod access_log;
+pub mod care_team;
 pub mod commit;
 pub mod disclosures;
 pub mod documents;
@@ -214,6 +215,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
         .mount("/", common::anchor::routes())
         .manage(common::anchor::ChainVerifier(verify_chain))
         .mount("/", records::routes())
+        .mount("/", care_team::routes())
         .mount("/", access_log::routes())
         .mount("/", disclosures::routes())
         .mount("/", documents::routes())

@@ -41,7 +41,7 @@ use common::client::{
     ConsentClient, EmergencyDisclosure, NewRecord, Record, RecordContent, RecordCreated, RecordList, RecordSummary,
 };
 use common::json::Body;
-use common::{ApiError, Role};
+use common::ApiError;
 
 use std::sync::Arc;
 
@@ -101,7 +101,7 @@ fn serialize_content(content: &serde_json::Value) -> Result<Zeroizing<Vec<u8>>, 
 }
 
 /// A subject's data key as phase 1 found it.
-enum SubjectKey {
+pub(crate) enum SubjectKey {
     /// From the cache, or unwrapped from the stored wrapping.
     Ready(DataKey),
     /// The subject had no key: this one was just generated and wrapped; phase 2 stores it.
@@ -120,7 +120,7 @@ impl SubjectKey {
 }
 
 /// What phase 2 found of the subject's row.
-enum SubjectRow {
+pub(crate) enum SubjectRow {
     Live,
     Erased,
     /// A new key could not be stored: another request stored the subject's first key meanwhile.
@@ -132,7 +132,7 @@ impl Vault {
     /// `create`, a subject without one gets a new key, generated and wrapped here and stored by
     /// the caller's transaction ([`lock_subject`]). Runs outside any transaction, so the
     /// provider's network call holds no lock.
-    async fn subject_key(
+    pub(crate) async fn subject_key(
         &self,
         pool: &PgPool,
         subject: Uuid,
@@ -169,7 +169,11 @@ impl Vault {
 /// Phase 2, first lock (see the module docs): stores a new subject's wrapped key, or takes a
 /// share lock on an existing subject's row, so a shred cannot commit between this check and the
 /// caller's commit (a record written under a destroyed key would outlive the erasure).
-async fn lock_subject(tx: &mut PgConnection, subject: Uuid, key: &SubjectKey) -> Result<SubjectRow, sqlx::Error> {
+pub(crate) async fn lock_subject(
+    tx: &mut PgConnection,
+    subject: Uuid,
+    key: &SubjectKey,
+) -> Result<SubjectRow, sqlx::Error> {
     match key {
         SubjectKey::New { wrapped, .. } => {
             let stored = sqlx::query(
@@ -732,51 +736,6 @@ async fn remove(call: InternalCall, id: Uuid, pool: &State<PgPool>, vault: &Stat
     Ok(Status::NoContent)
 }
 
-/// Assigns a caseworker to a subject's care team. Only an admin (as asserted by public-api,
-/// which checked the caller's role) may; the assignment is logged.
-#[put("/internal/v1/care-team/<caseworker>/<subject>")]
-async fn assign(
-    call: InternalCall,
-    caseworker: Uuid,
-    subject: Uuid,
-    pool: &State<PgPool>,
-    vault: &State<Vault>,
-) -> Result<Status, ApiError> {
-    let claims = &call.0;
-    let admin = claims.role == Role::Admin;
-    if !admin {
-        let refused = Decision::deny("only an admin assigns care teams");
-        log_alone(pool, &access(claims, Some(subject), None, "care_team.assign", &refused)).await?;
-        return Err(ApiError::Forbidden);
-    }
-    let decision = Decision::permit("admin");
-    let assigned_by = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Forbidden)?;
-    // The subject may have no records yet: give it its data key now (phase 1: generated and
-    // wrapped outside any transaction).
-    let key = vault.subject_key(pool, subject, true, &claims.request_id).await?;
-    // Phase 2. Locks: the subject's row, then the access log's chain lock (module docs).
-    let mut tx = pool.begin().await?;
-    // A subject whose first key another request stored meanwhile keeps that one.
-    let stored_new = match &key {
-        SubjectKey::New { .. } => matches!(lock_subject(&mut tx, subject, &key).await?, SubjectRow::Live),
-        SubjectKey::Ready(_) | SubjectKey::Erased => false,
-    };
-    sqlx::query(
-        "INSERT INTO care_team (caseworker_id, subject_id, assigned_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(caseworker)
-    .bind(subject)
-    .bind(assigned_by)
-    .execute(&mut *tx)
-    .await?;
-    access_log::append(&mut tx, &access(claims, Some(subject), None, "care_team.assign", &decision)).await?;
-    tx.commit().await?;
-    if let (true, SubjectKey::New { key, .. }) = (stored_new, key) {
-        vault.cache.put(subject, key);
-    }
-    Ok(Status::NoContent)
-}
-
 /// A subject's records, metadata only (ids, categories, times), optionally of one category.
 /// Decided like a read; a caller who may not see the subject gets 404, as for no subject.
 #[get("/internal/v1/subjects/<subject>/records?<category>")]
@@ -828,7 +787,7 @@ async fn list(
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![create, read, replace, remove, assign, list]
+    routes![create, read, replace, remove, list]
 }
 
 #[cfg(test)]

@@ -49,13 +49,7 @@ pub async fn grant(
             let Ok(caseworker) = Uuid::parse_str(&claims.sub) else {
                 return Ok(Decision::deny("caseworker without a user id"));
             };
-            let on_team: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)",
-            )
-            .bind(caseworker)
-            .bind(subject)
-            .fetch_one(pool)
-            .await?;
+            let on_team = crate::care_team::on_team(pool, caseworker, subject).await?;
             Ok(match (on_team, intent) {
                 (true, Intent::Read(_)) => Decision::permit("care_team"),
                 (true, Intent::Write) => Decision::deny("the care team reads; it does not change records"),

@@ -13,7 +13,7 @@
 //! A permitted read is then counted against the caller's read volume ([`crate::volume`]).
 //!
 //! The rules themselves are pure (`rules.rs`); `decide.rs` gathers what they need: the care
-//! team membership and the consent service's answer.
+//! team (`crate::care_team`) and the consent service's answer.
 
 mod decide;
 mod rules;
