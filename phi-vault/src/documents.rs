@@ -54,11 +54,12 @@ use common::clamd::{ScanError, ScanSession, Scanner, Verdict};
 use common::documents::{clean_name, sniff, DocumentMeta, StoredDocument, ACCEPTED, MAX_NAME_BYTES, META_HEADER};
 use common::ApiError;
 
+use crate::access_log::{access, log_alone};
 use crate::crypto::{self, Binding, DataKey};
 use crate::policy::Decision;
 use crate::records::{
-    access, authorized, commit_read, crypto_error, decide_new, existing_key, insert_record, log_alone, subject_live,
-    writable_key, Vault, FIELD, UNREADABLE_CONTENT,
+    authorized, commit_read, crypto_error, decide_new, existing_key, insert_record, subject_live, writable_key,
+    Category, Vault, FIELD, UNREADABLE_CONTENT,
 };
 
 /// Bytes of content per sealed piece.
@@ -476,7 +477,7 @@ async fn accept(
         tx.commit().await?;
         return Err(ApiError::NotFound);
     }
-    if !insert_record(&mut tx, (id, subject, CATEGORY), (nonce, ciphertext), &claims.sub, expires_at).await? {
+    if !insert_record(&mut tx, (id, subject, Category::Document), (nonce, ciphertext), &claims.sub, expires_at).await? {
         return Err(ApiError::Conflict("a record with this id already exists".into()));
     }
     // Every piece is there: a staged piece commits asynchronously, so a database crash or
@@ -535,7 +536,7 @@ async fn content(
     let claims = &call.0;
     let action = "document.read";
     let (subject, category, decision) = authorized(pool, vault, claims, id, action).await?;
-    if category != CATEGORY {
+    if category != Category::Document {
         log_alone(pool, &access(claims, Some(subject), Some(id), action, &Decision::deny("not a document"))).await?;
         return Err(ApiError::NotFound);
     }
