@@ -1,5 +1,14 @@
 //! The PHI vault: the only place 42 CFR Part 2 records live, encrypted under per-subject data
 //! keys, every access judged by its policy and written to its chained access log.
+//!
+//! One folder per feature: `records` (a subject's records), `care_team`, `disclosures` (the
+//! accounting of disclosures, emergency disclosures and the redisclosure notice), `access_log`
+//! (its page, reviews and verification), `documents`, `keys` (the key hierarchy: sealing, the
+//! key providers, rewrap and shred), `retention`, `volume`, `policy` (the access decision),
+//! `commit` (group commit) and `ready` (readiness). In each, `mod.rs` says what the feature does and its rules,
+//! `routes.rs` holds its HTTP handlers, `queries.rs` all its SQL (one function per statement,
+//! typed rows) and `rules.rs` what needs no database. This file holds the settings, the builder
+//! and the one list of every feature's routes ([`routes`]).
 
 use rocket::{Build, Rocket};
 use serde::{Deserialize, Serialize};
@@ -10,18 +19,19 @@ use common::service::{Parts, StartError};
 use common::ServiceName;
 
 pub mod access_log;
+pub mod care_team;
 pub mod commit;
-pub mod crypto;
 pub mod disclosures;
 pub mod documents;
-mod internal;
 pub mod keys;
-pub mod notice;
 pub mod policy;
+mod ready;
 pub mod records;
 pub mod retention;
-pub mod vault_transit;
 pub mod volume;
+
+pub use disclosures::notice;
+pub use keys::{crypto, vault_transit};
 
 pub const SERVICE: ServiceName = ServiceName::PhiVault;
 
@@ -209,13 +219,25 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
                 }
             })
         }))
-        .mount("/", internal::routes())
-        .mount("/", common::checkpoint::routes())
-        .mount("/", common::anchor::routes())
         .manage(common::anchor::ChainVerifier(verify_chain))
-        .mount("/", records::routes())
-        .mount("/", documents::routes())
-        .mount("/", keys::routes()))
+        .mount("/", routes()))
+}
+
+/// Every route phi-vault serves: each feature's, and the checkpoint and anchor routes every
+/// service shares.
+pub fn routes() -> Vec<rocket::Route> {
+    [
+        ready::routes(),
+        common::checkpoint::routes(),
+        common::anchor::routes(),
+        records::routes(),
+        care_team::routes(),
+        disclosures::routes(),
+        access_log::routes(),
+        documents::routes(),
+        keys::routes(),
+    ]
+    .concat()
 }
 
 /// Verifies one of phi-vault's trails' hash chains (`common::anchor::VerifyChain`).

@@ -1,24 +1,11 @@
-//! Need-to-know: who may touch a subject's records, decided from the caller's verified assertion
-//! alone. Default deny.
-//!
-//! - the subject, acting as a beneficiary (their own access token vouches for it);
-//! - a caseworker on the subject's care team (internal program use), for reads;
-//! - a caseworker in a medical emergency (`purpose = "break_glass"`) with a written reason: reads
-//!   only, and every such access is flagged for compliance review;
-//! - a recipient outside the program (`partner`, `insurer`): reads only, and only when the consent
-//!   service permits that recipient, category and purpose; any other answer, or none, is deny;
-//! - compliance officers see access metadata (the access-log route), never contents;
-//! - anyone else: denied.
-//!
-//! A permitted read is then counted against the caller's read volume ([`crate::volume`]).
+//! The access decision's rules, pure: a [`Decision`] and what makes one, from the caller's
+//! verified claims and what `decide.rs` found. No database and no network here.
 
 use std::borrow::Cow;
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use common::assertion::{CallContext, Claims, BREAK_GLASS_REASON_CHARS};
-use common::client::{ConsentClient, DisclosureQuestion};
+use common::assertion::{Claims, BREAK_GLASS_REASON_CHARS};
 use common::Role;
 
 use crate::volume::{Activity, Exceeded, VolumeWatch};
@@ -88,19 +75,6 @@ pub enum Intent<'a> {
     Write,
 }
 
-/// Decides, then counts a permitted access against the caller's volume ([`counted`]).
-pub async fn decide(
-    pool: &PgPool,
-    consent: &ConsentClient,
-    watch: &VolumeWatch,
-    claims: &Claims,
-    subject: Uuid,
-    intent: Intent<'_>,
-) -> Result<Decision, sqlx::Error> {
-    let decision = grant(pool, consent, claims, subject, intent).await?;
-    Ok(counted(watch, claims, subject, intent, decision))
-}
-
 /// Counts a permitted access against the caller's volume: past a figure it is refused as
 /// throttled (503), and the first refusal in a window is flagged for review. A refused decision
 /// is returned as it is, uncounted.
@@ -147,53 +121,9 @@ pub fn throttled(claims: &Claims, activity: Activity, over: &Exceeded) -> Decisi
     }
 }
 
-/// Who may act on the subject's records, without counting (the caller counts, with
-/// [`counted`], once the action is certain).
-pub async fn grant(
-    pool: &PgPool,
-    consent: &ConsentClient,
-    claims: &Claims,
-    subject: Uuid,
-    intent: Intent<'_>,
-) -> Result<Decision, sqlx::Error> {
-    match claims.role {
-        // The subject, acting as a beneficiary (a delegation token vouched for it: see
-        // `common::assertion`), on their own records.
-        Role::Beneficiary if claims.sub == subject.to_string() => Ok(Decision::permit("subject")),
-        Role::Caseworker if claims.purpose == BREAK_GLASS => Ok(break_glass(claims, intent, "break-glass")),
-        Role::Caseworker if claims.purpose == MEDICAL_EMERGENCY => {
-            Ok(break_glass(claims, intent, "medical emergency (§2.51)"))
-        }
-        Role::Caseworker => {
-            let Ok(caseworker) = Uuid::parse_str(&claims.sub) else {
-                return Ok(Decision::deny("caseworker without a user id"));
-            };
-            let on_team: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)",
-            )
-            .bind(caseworker)
-            .bind(subject)
-            .fetch_one(pool)
-            .await?;
-            Ok(match (on_team, intent) {
-                (true, Intent::Read(_)) => Decision::permit("care_team"),
-                (true, Intent::Write) => Decision::deny("the care team reads; it does not change records"),
-                (false, _) => Decision::deny("caseworker not on the subject's care team"),
-            })
-        }
-        role if OUTSIDE_PROGRAM.contains(&role) => Ok(match intent {
-            Intent::Write => Decision::deny("recipients outside the program only read"),
-            Intent::Read(None) => Decision::deny("a disclosure names its category"),
-            Intent::Read(Some(category)) => ask_consent(consent, claims, subject, category).await,
-        }),
-        Role::ComplianceOfficer => Ok(Decision::deny("compliance officers see access metadata, not contents")),
-        _ => Ok(Decision::deny("not the subject and no other grant")),
-    }
-}
-
 /// An emergency read by a caseworker outside their care team (`label` says which kind): only
 /// reads, only with a written reason, always flagged for compliance review.
-fn break_glass(claims: &Claims, intent: Intent<'_>, label: &str) -> Decision {
+pub(super) fn break_glass(claims: &Claims, intent: Intent<'_>, label: &str) -> Decision {
     if intent == Intent::Write {
         return Decision { flagged: true, ..Decision::deny(format!("{label} only reads")) };
     }
@@ -202,46 +132,6 @@ fn break_glass(claims: &Claims, intent: Intent<'_>, label: &str) -> Decision {
             Decision { flagged: true, ..Decision::permit(format!("{label}: {reason}")) }
         }
         _ => Decision { flagged: true, ..Decision::deny(format!("{label} without a written reason")) },
-    }
-}
-
-/// Asks the consent service; anything but a clear permit — an error, a timeout, a service that
-/// does not decide yet — is a denial, with the cause kept for the log.
-async fn ask_consent(consent: &ConsentClient, claims: &Claims, subject: Uuid, category: &str) -> Decision {
-    let recipient = format!("{}:{}", claims.role, claims.sub);
-    let question = DisclosureQuestion {
-        subject_id: subject,
-        recipient: recipient.clone(),
-        categories: vec![category.to_owned()],
-        purpose: claims.purpose.clone(),
-    };
-    let ctx = CallContext::on_behalf_of(claims, "disclosure_decision");
-    match consent.decide(&ctx, &question).await {
-        Ok(answer) if answer.permitted => {
-            if answer.form_version.is_none() || answer.consent_id.is_none() {
-                return Decision::deny("consent permitted without naming the consent and the form signed");
-            }
-            let reason = match answer.consent_id {
-                Some(id) => Cow::Owned(format!("consent {id}")),
-                None => Cow::Borrowed("consent"),
-            };
-            Decision {
-                disclosure: Some(Disclosure {
-                    recipient,
-                    recipient_name: answer.recipient_name,
-                    purpose: claims.purpose.clone(),
-                    category: category.to_owned(),
-                    consent_id: answer.consent_id,
-                    emergency: None,
-                }),
-                ..Decision::permit(reason)
-            }
-        }
-        Ok(answer) => Decision::deny(Cow::Owned(format!("consent service denied: {}", answer.reason))),
-        Err(e) => {
-            tracing::warn!(request_id = %claims.request_id, error = %e, "no consent decision; denying");
-            Decision::deny(Cow::Owned(format!("no consent decision ({e})")))
-        }
     }
 }
 
@@ -272,43 +162,6 @@ mod tests {
             assert!(counted(&watch, &claims, Uuid::new_v4(), read, first.clone()).permitted);
             let second = counted(&watch, &claims, Uuid::new_v4(), read, first);
             assert!(!second.permitted && second.throttled, "{purpose}: a second subject is over the figure");
-        }
-    }
-
-    /// The denials that need neither the database nor the consent service, each with the
-    /// reason the access log keeps: compliance officers see metadata, never contents; nobody
-    /// without a grant reads; recipients outside the program only read, one named category.
-    #[tokio::test]
-    async fn roles_without_a_grant_are_denied_with_their_reason() {
-        use common::client::InternalClient;
-        use common::ServiceName;
-        common::install_crypto_provider();
-        // Never reached by these cases: a pool that would connect nowhere, a consent service
-        // at a closed port.
-        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").expect("lazy pool");
-        let (private, _) = common::keys::generate().expect("key");
-        let signer = std::sync::Arc::new(common::assertion::Signer::new(ServiceName::PhiVault, &private, 30));
-        let to_consent =
-            InternalClient::new(ServiceName::Consent, "http://127.0.0.1:9", signer, std::time::Duration::from_secs(1))
-                .expect("client");
-        let consent = ConsentClient::new(to_consent);
-        let subject = Uuid::new_v4();
-        let claims = |role, purpose| crate::volume::tests::claims(role, &Uuid::new_v4().to_string(), purpose);
-        let read = Intent::Read(Some("identity"));
-        let cases = [
-            (
-                claims(Role::ComplianceOfficer, "compliance_review"),
-                read,
-                "compliance officers see access metadata, not contents",
-            ),
-            (claims(Role::Admin, "care_team_assignment"), read, "not the subject and no other grant"),
-            (claims(Role::Beneficiary, "self_service"), read, "not the subject and no other grant"),
-            (claims(Role::Partner, "housing_placement"), Intent::Write, "recipients outside the program only read"),
-            (claims(Role::Insurer, "payment"), Intent::Read(None), "a disclosure names its category"),
-        ];
-        for (who, intent, reason) in cases {
-            let decision = grant(&pool, &consent, &who, subject, intent).await.expect("no database needed");
-            assert_eq!(decision, Decision::deny(reason), "{:?}", who.role);
         }
     }
 

@@ -1,27 +1,5 @@
-//! Group commit of the record routes' phase 2.
-//!
-//! Every PHI access appends to one hash chain, and an append holds the chain's lock until its
-//! transaction commits, fsync included: one access at a time, so the access log, not the
-//! service, was the limit of every PHI path (about a thousand commits a second here, whatever the
-//! CPU). Here the phase 2 of many concurrent reads and replaces runs in one transaction: each
-//! access's statements, then all their access-log entries under one take of the lock, then one
-//! commit and one fsync for the batch. What each access promises is unchanged:
-//!
-//! - its entry is written in the same transaction as the read or write it records: both commit,
-//!   or neither does;
-//! - nothing is answered before that commit is durable (`synchronous_commit` is untouched);
-//! - a step's failure sinks only its own access: when a batch fails, each of its accesses runs
-//!   again in a transaction of its own and gets its own outcome (a lone access is run again
-//!   only when its connection was lost; a commit whose acknowledgement was lost may then leave
-//!   a second entry for one access, never none).
-//!
-//! A batch is what arrived while the previous one was committing (no added wait), at most
-//! [`MAX_BATCH`] accesses; an access whose caller has gone is dropped unrun, one that waited more
-//! than [`MAX_WAIT`] is answered 503 unrun, and a step waits at most 5 s for a lock. A read
-//! that discloses outside the program writes the accounting of disclosures, another trail with
-//! its own lock, and runs alone ([`Committer::run_alone`]), as before. Its steps run in record-id order, so the rows a batch's writes lock are
-//! locked in `id` order, as every other transaction in phi-vault locks them (`records` module
-//! docs), and the access log's lock is still taken last.
+//! The committer: a queue of accesses' phase 2 steps, and workers that run each batch in one
+//! transaction (module docs).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +11,7 @@ use uuid::Uuid;
 
 use common::ApiError;
 
+use super::queries;
 use crate::access_log::{self, Entry};
 
 /// The most accesses one transaction commits.
@@ -42,9 +21,6 @@ const QUEUE: usize = 4096;
 /// An access that waited longer than this for its batch is answered 503 and not run: its
 /// decision (phase 1, perhaps a consent) is that old, and its caller is about to give up.
 const MAX_WAIT: Duration = Duration::from_secs(5);
-/// A step waits at most this long for a row or trail lock; the batch then fails and its
-/// accesses run one by one.
-const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
 /// One access's phase 2: its statements, run on the batch's transaction, and the access-log
 /// entries they leave. It may run twice (in a batch, then alone), so it keeps no state between
@@ -218,7 +194,7 @@ async fn commit(pool: &PgPool, batch: Vec<Job>) {
 /// each step's sequence numbers.
 async fn attempt(pool: &PgPool, steps: &[&Step]) -> Result<Vec<Vec<i64>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await?;
+    queries::lock_timeout(&mut tx).await?;
     let mut entries = Vec::with_capacity(steps.len());
     let mut counts = Vec::with_capacity(steps.len());
     for step in steps {

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use common::Secret;
 
-use crate::crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
+use super::crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
 
 /// `[service.vault]`. Exactly one of `token` and `approle` authenticates.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,10 @@ use std::path::Path;
 use sqlx::PgPool;
 
 use common::chain;
+use common::client::DisclosureNotice;
+
+use super::queries;
+use crate::policy::Disclosure;
 
 /// The largest notice file read.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -54,19 +58,21 @@ impl Notice {
 
     /// Records this version and its text's hash, or checks the recorded one is the same.
     pub async fn record(&self, pool: &PgPool) -> Result<(), NoticeError> {
-        sqlx::query("INSERT INTO notices (version, body, body_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(&self.version)
-            .bind(&self.text)
-            .bind(&self.sha256[..])
-            .execute(pool)
-            .await?;
-        let recorded: Vec<u8> = sqlx::query_scalar("SELECT body_sha256 FROM notices WHERE version = $1")
-            .bind(&self.version)
-            .fetch_one(pool)
-            .await?;
+        queries::insert_notice(pool, &self.version, &self.text, &self.sha256[..]).await?;
+        let recorded = queries::notice_sha256(pool, &self.version).await?;
         if recorded != self.sha256 {
             return Err(NoticeError::Changed(self.version.clone()));
         }
         Ok(())
+    }
+
+    /// What goes with the records of `disclosure`: this notice, its version, and the consent
+    /// relied on.
+    pub(crate) fn sent_with(&self, disclosure: &Disclosure) -> DisclosureNotice {
+        DisclosureNotice {
+            consent_id: disclosure.consent_id,
+            notice_version: self.version.clone(),
+            notice: self.text.clone(),
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Routes other services call, each behind a verified assertion and the allowlist.
+//! The readiness route.
 
 use rocket::serde::json::Json;
 use rocket::{get, routes, Route, State};
@@ -31,6 +31,6 @@ async fn ready(
     ))
 }
 
-pub fn routes() -> Vec<Route> {
+pub(crate) fn routes() -> Vec<Route> {
     routes![ready]
 }
