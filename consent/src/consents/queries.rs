@@ -9,8 +9,8 @@ use uuid::Uuid;
 use common::chain::{self, Verification};
 
 use super::records::{
-    self, ConsentError, ConsentRecipientKind, NewConsent, RevocationFormat, RevocationSignature, RevokeError,
-    TermsFormat, REVOCATIONS_V1, REVOCATIONS_V2, TERMS_V2,
+    self, ConsentError, ConsentRecipientKind, NewConsent, RevocationSignature, RevokeError, REVOCATIONS_V1,
+    REVOCATIONS_V2, TERMS_V2,
 };
 use super::rules::ConsentState;
 
@@ -325,8 +325,10 @@ pub(crate) struct ConsentChainRow {
     pub signed_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub terms_sha256: Vec<u8>,
-    pub terms_format: TermsFormat,
-    pub recipient_kind: Option<ConsentRecipientKind>,
+    /// As stored, not decoded: the chain hashes what is there, and an unexpected value breaks
+    /// the chain at its row instead of failing the whole verification.
+    pub terms_format: String,
+    pub recipient_kind: Option<String>,
     pub recipient_name: Option<String>,
     pub recipient_directory_id: Option<Uuid>,
     pub recipient_address: Option<String>,
@@ -354,7 +356,8 @@ pub(crate) struct RevocationChainRow {
     pub revoked_at: OffsetDateTime,
     pub revoked_by: String,
     pub reason: Option<String>,
-    pub format: RevocationFormat,
+    /// As stored, not decoded (as [`ConsentChainRow::terms_format`]).
+    pub format: String,
     pub signed_name: Option<String>,
     pub signature_method: Option<String>,
     pub signed_from: Option<String>,

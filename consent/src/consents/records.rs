@@ -13,17 +13,6 @@ use crate::decisions::rules::CATEGORIES;
 const TERMS_V1: &str = "consent-terms-v1";
 pub(crate) const TERMS_V2: &str = "consent-terms-v2";
 
-/// Which terms a stored consent's hash covers (`consents.terms_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(type_name = "text")]
-pub(crate) enum TermsFormat {
-    /// Recorded before the recipient and signature elements were kept.
-    #[sqlx(rename = "consent-terms-v1")]
-    V1,
-    #[sqlx(rename = "consent-terms-v2")]
-    V2,
-}
-
 /// How a consent names its recipient (`consents.recipient_kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -169,11 +158,11 @@ pub(crate) fn validate<'a>(c: &NewConsent<'a>) -> Result<Elements<'a>, ConsentEr
 /// The hashed content of a stored consent: its terms recomputed from the columns, and the
 /// stored terms hash, so an edit of either breaks the chain.
 pub(crate) fn canonical_of(row: &ConsentChainRow) -> Vec<u8> {
-    let elements = match row.terms_format {
-        TermsFormat::V1 => None,
+    let elements = match row.terms_format.as_str() {
+        TERMS_V1 => None,
         // The table's check guarantees these on a terms-v2 row; a missing one breaks the chain.
-        TermsFormat::V2 => Some(Elements {
-            recipient_kind: row.recipient_kind.map(ConsentRecipientKind::as_str).unwrap_or_default(),
+        _ => Some(Elements {
+            recipient_kind: row.recipient_kind.as_deref().unwrap_or_default(),
             recipient_name: row.recipient_name.as_deref().unwrap_or_default(),
             recipient_directory_id: row.recipient_directory_id,
             recipient_address: row.recipient_address.as_deref(),
@@ -199,18 +188,6 @@ pub(crate) fn canonical_of(row: &ConsentChainRow) -> Vec<u8> {
 
 pub(crate) const REVOCATIONS_V1: &str = "revocations-v1";
 pub(crate) const REVOCATIONS_V2: &str = "revocations-v2";
-
-/// Which fields a stored revocation's hash covers (`revocations.format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(type_name = "text")]
-pub(crate) enum RevocationFormat {
-    /// Recorded by staff from a written revocation: no signature.
-    #[sqlx(rename = "revocations-v1")]
-    V1,
-    /// Signed by its subject.
-    #[sqlx(rename = "revocations-v2")]
-    V2,
-}
 
 /// A revocation signed by its subject (revocations-v2): typed name, method, and the address it
 /// came from. Staff recording a written revocation give none (revocations-v1).
@@ -252,7 +229,7 @@ pub(crate) fn revocation_canonical(
 /// The hashed content of a stored revocation.
 pub(crate) fn revocation_canonical_of(row: &RevocationChainRow) -> Vec<u8> {
     // The table's check guarantees the three on a v2 row; a missing one breaks the chain.
-    let signature = (row.format != RevocationFormat::V1).then(|| RevocationSignature {
+    let signature = (row.format != REVOCATIONS_V1).then(|| RevocationSignature {
         signed_name: row.signed_name.as_deref().unwrap_or_default(),
         method: row.signature_method.as_deref().unwrap_or_default(),
         signed_from: row.signed_from.as_deref().unwrap_or_default(),
@@ -345,8 +322,8 @@ mod tests {
             signed_at: datetime!(2026-12-01 00:00:00 UTC),
             created_at: datetime!(2026-12-01 00:00:01 UTC),
             terms_sha256: vec![0xef, 0x01],
-            terms_format: TermsFormat::V2,
-            recipient_kind: Some(ConsentRecipientKind::Named),
+            terms_format: TERMS_V2.into(),
+            recipient_kind: Some("named".into()),
             recipient_name: Some("Mile High House".into()),
             recipient_directory_id: Some(ENTRY),
             recipient_address: None,
@@ -368,7 +345,7 @@ mod tests {
         v1.elements = None;
         let mut row = chain_row(categories.clone());
         (row.terms_format, row.recipient_kind, row.recipient_name, row.recipient_directory_id) =
-            (TermsFormat::V1, None, None, None);
+            (TERMS_V1.into(), None, None, None);
         (row.signature_method, row.signed_from) = (None, None);
         assert_eq!(canonical_of(&row), row_canonical(CONSENT, &terms(&v1, &[0xab, 0xcd]), &terms_sha256, created_at));
     }
@@ -426,14 +403,14 @@ mod tests {
             revoked_at: at,
             revoked_by: by.into(),
             reason: Some("changed my mind".into()),
-            format: RevocationFormat::V2,
+            format: REVOCATIONS_V2.into(),
             signed_name: Some("Jordan Q. Example".into()),
             signature_method: Some("typed_name".into()),
             signed_from: Some("127.0.0.1".into()),
         };
         assert_eq!(revocation_canonical_of(&row), signed);
         (row.format, row.reason, row.signed_name, row.signature_method, row.signed_from) =
-            (RevocationFormat::V1, None, None, None, None);
+            (REVOCATIONS_V1.into(), None, None, None, None);
         assert_eq!(revocation_canonical_of(&row), revocation_canonical(CONSENT, at, by, None, None));
     }
 }

@@ -391,3 +391,19 @@ async fn an_unreadable_record_is_never_quoted_in_an_error() {
     assert!(quoting.is_empty(), "log lines quote the record: {quoting:#?}");
     app.stop().await;
 }
+
+/// phi-vault decodes a record's category into its enum before the access policy runs, so the
+/// database's `record_category` type must hold exactly the categories it knows: a value it did
+/// not know would fail a read before the read is logged.
+#[tokio::test]
+async fn the_databases_record_categories_are_exactly_the_vaults() {
+    harness::init();
+    let db = harness::TestDatabase::create(Database::Phi, &uuid::Uuid::new_v4().simple().to_string()[..12]).await;
+    let mut conn = PgConnection::connect(&db.app_url()).await.expect("phi db");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT unnest(enum_range(NULL::record_category))::text")
+        .fetch_all(&mut conn)
+        .await
+        .expect("enum values");
+    assert_eq!(stored, phi_vault::records::CATEGORIES);
+    let _ = conn.close().await;
+}
