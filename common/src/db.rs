@@ -431,6 +431,7 @@ mod tests {
         assert_eq!(keyset_page(vec![9, 8], 2, |r| *r), (vec![9, 8], None));
         assert_eq!(keyset_page(Vec::<i64>::new(), 2, |r| *r), (vec![], None));
         assert_eq!(keyset_page(vec![9], 0, |r| *r), (vec![], None));
+        assert_eq!(keyset_page(vec![9], -1, |r| *r), (vec![], None));
     }
 
     #[test]

@@ -21,7 +21,6 @@ pub mod decisions;
 pub mod directory;
 pub mod forms;
 mod internal;
-mod page;
 
 pub const SERVICE: ServiceName = ServiceName::Consent;
 

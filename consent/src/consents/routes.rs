@@ -75,7 +75,7 @@ async fn list(
     let limit = query.limit.unwrap_or(50);
     let rows =
         queries::page(pool.inner(), subject, query.after.unwrap_or(0), query.state.as_deref(), limit + 1).await?;
-    let (rows, next_after) = crate::page::after(rows, limit, |r| r.seq);
+    let (rows, next_after) = common::db::keyset_page(rows, limit, |r| r.seq);
     let consents = rows.into_iter().map(rules::view_of).collect();
     Ok(Json(ConsentPage { consents, next_after }))
 }

@@ -62,7 +62,7 @@ async fn log_page(
     let q = filter.parse()?;
     let rows = queries::log_page(pool.inner(), &q).await?;
     let head_seq = queries::head_seq(pool.inner()).await?;
-    let (rows, next_after_seq) = crate::page::after(rows, q.limit, |r| r.seq);
+    let (rows, next_after_seq) = common::db::keyset_page(rows, q.limit, |r| r.seq);
     let entries: Vec<DecisionEntry> = rows.into_iter().map(DecisionEntry::from).collect();
     tracing::info!(
         request_id = %claims.request_id,

@@ -45,7 +45,7 @@ async fn list(
         admin(&call)?;
     }
     let rows = queries::page(pool.inner(), after, retired, limit + 1).await?;
-    let (rows, next_after) = crate::page::after(rows, limit, |r| r.seq);
+    let (rows, next_after) = common::db::keyset_page(rows, limit, |r| r.seq);
     Ok(Json(DirectoryPage { recipients: rows.into_iter().map(rules::entry).collect(), next_after }))
 }
 
