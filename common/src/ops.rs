@@ -31,14 +31,15 @@ pub struct ServiceInfo {
 impl ServiceInfo {
     /// See [`ServiceInfo::git_revision`]: a short plain token, or `unknown`.
     pub fn revision() -> String {
-        let plain =
-            |r: &str| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        option_env!("SECONDWIND_GIT_REVISION")
-            .map(str::to_owned)
-            .or_else(|| std::env::var("SECONDWIND_GIT_REVISION").ok())
-            .filter(|r| plain(r))
-            .unwrap_or_else(|| "unknown".to_owned())
+        revision_of(option_env!("SECONDWIND_GIT_REVISION"), std::env::var("SECONDWIND_GIT_REVISION").ok())
     }
+}
+
+/// The build's revision if it was given one, else the start-up environment's; either only when
+/// it is a short plain token (it is shown in `/status`), else `unknown`.
+fn revision_of(built: Option<&str>, started: Option<String>) -> String {
+    let plain = |r: &String| !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    built.map(str::to_owned).or(started).filter(plain).unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -150,5 +151,16 @@ mod tests {
         assert!(!metrics_allowed(Profile::Production, &[scraper], Some(other)));
         assert!(!metrics_allowed(Profile::Production, &[scraper], None));
         assert!(!metrics_allowed(Profile::Production, &[], Some(scraper)));
+    }
+
+    #[test]
+    fn the_build_revision_wins_and_only_a_plain_token_is_shown() {
+        assert_eq!(revision_of(Some("abc123def456"), Some("fff".into())), "abc123def456");
+        assert_eq!(revision_of(None, Some("0a1b2c-dirty".into())), "0a1b2c-dirty");
+        assert_eq!(revision_of(None, None), "unknown");
+        assert_eq!(revision_of(None, Some("".into())), "unknown");
+        assert_eq!(revision_of(None, Some("abc\n\"injected\":1".into())), "unknown");
+        assert_eq!(revision_of(None, Some("a".repeat(65))), "unknown");
+        assert_eq!(revision_of(Some("bad token"), Some("good".into())), "unknown", "a bad build value is not replaced");
     }
 }

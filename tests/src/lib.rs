@@ -155,6 +155,14 @@ async fn ensure_templates() {
         .await;
 }
 
+/// Sweeps what killed test runs left on the cluster and the disk (see `leftovers`); the harness
+/// does it once per process before the first test database is made.
+pub async fn sweep_leftovers() {
+    let mut conn = PgConnection::connect(&admin_url()).await.expect("connect to the test cluster");
+    leftovers::sweep(&mut conn).await;
+    let _ = conn.close().await;
+}
+
 /// A fresh database for one test, copied from the migrated template. Dropped (with any
 /// connection still open to it) when the value is dropped, also when the test panics.
 pub struct TestDatabase {

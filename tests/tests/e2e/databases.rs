@@ -287,3 +287,28 @@ async fn requests_after_every_connection_is_cut_succeed_and_are_audited() {
     let _ = admin.close().await;
     app.stop().await;
 }
+
+/// What a killed test run left (its process gone) is swept: its databases and key directories.
+/// What a running test holds is kept.
+#[tokio::test]
+async fn a_killed_runs_databases_and_keys_are_swept_and_a_live_ones_kept() {
+    harness::init();
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    // No process has this id (Linux's pid_max is at most 4,194,304).
+    let dead = 999_999_999u32;
+    let mut conn = PgConnection::connect(&admin_url()).await.expect("admin");
+    let left = format!("swt{dead}_{tag}_public");
+    sqlx::query(&format!("CREATE DATABASE \"{left}\"")).execute(&mut conn).await.expect("a leftover database");
+    let dir = std::env::temp_dir().join(format!("secondwind-test-{dead}-{tag}"));
+    std::fs::create_dir_all(&dir).expect("a leftover key directory");
+    let live = harness::TestDatabase::create(Database::Public, &tag).await;
+    let keys = harness::TestKeys::new(&tag);
+
+    harness::sweep_leftovers().await;
+
+    assert!(!common::db::database_exists(&mut conn, &left).await.expect("query"), "the dead run's database");
+    assert!(!dir.exists(), "the dead run's key directory");
+    assert!(common::db::database_exists(&mut conn, &live.name).await.expect("query"), "a live test's database");
+    assert!(keys.dir.exists(), "a live test's key directory");
+    let _ = conn.close().await;
+}
