@@ -150,6 +150,22 @@ pub fn query_param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// The `after` and `limit` query parameters of a list, as sent: a route takes this (or a filter
+/// struct holding the same two fields beside its own) as `?<page..>` and calls [`Page::keyset`],
+/// which checks them strictly.
+#[derive(Debug, Default, rocket::FromForm)]
+pub struct Page<'r> {
+    pub after: Option<&'r str>,
+    pub limit: Option<&'r str>,
+}
+
+impl Page<'_> {
+    /// The checked page: `after` an integer, `limit` 1 to 100 (`default_limit` when absent).
+    pub fn keyset(&self, default_limit: i64) -> Result<Keyset, crate::ApiError> {
+        Keyset::parse(self.after, self.limit, default_limit)
+    }
+}
+
 /// Where a keyset page starts and how long it is, from the `after` and `limit` query parameters:
 /// `after` is the `next_after` of the previous page (absent for the first), `limit` 1 to 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
