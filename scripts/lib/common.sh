@@ -124,6 +124,30 @@ pg_stop() {
   pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# A cluster in $1 (socket directory $1/sock, port 5432 on that socket only) holding the three
+# databases at the schema migrations/ gives, each owned by its owner role with its runtime role
+# beside it: what the query macros check static SQL against.
+schema_cluster() {
+  local work="$1"
+  pg_init "$work/data"
+  pg_start "$work/data" "$work/sock" "$work/log/postgres.log" 5432 "" fsync=off synchronous_commit=off
+  local psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$work/sock" -p 5432)
+  local database owner migration
+  for database in public phi consent; do
+    owner="sw_${database}_owner"
+    "${psql[@]}" -U postgres -d postgres -c "CREATE ROLE sw_${database} LOGIN" -c "CREATE ROLE $owner LOGIN"
+    "${psql[@]}" -U postgres -d postgres -c "CREATE DATABASE secondwind_$database OWNER $owner"
+    for migration in migrations/"$database"/*.sql; do
+      "${psql[@]}" -U "$owner" -d "secondwind_$database" -1 -f "$migration" >/dev/null
+    done
+  done
+}
+
+# The .env a service crate's query macros read at build time: its database in the cluster at $2.
+schema_env() {
+  printf 'SQLX_OFFLINE=false\nDATABASE_URL=postgres://sw_%s@localhost/secondwind_%s?host=%s&port=5432\n' "$1" "$1" "$2/sock"
+}
+
 # A TCP port on 127.0.0.1 nobody listens on, starting from $1.
 free_port() {
   local port="$1"
