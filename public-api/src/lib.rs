@@ -17,6 +17,7 @@ pub mod beneficiaries;
 pub mod compliance;
 pub mod consents;
 mod cors;
+pub mod dashboard;
 pub mod documents;
 pub mod insurance;
 pub mod live;
@@ -24,6 +25,7 @@ pub mod mail;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
+pub mod phi_records;
 pub mod staff;
 mod staff_routes;
 mod system;
@@ -119,6 +121,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", beneficiaries::routes())
         .mount("/api/v1", consents::routes())
         .mount("/api/v1", applications::routes())
+        .mount("/api/v1", dashboard::routes())
         .mount("/api/v1", documents::routes())
         .mount("/api/v1", notifications::routes())
         .mount("/api/v1", insurance::routes())

@@ -107,3 +107,34 @@ impl<'r, R: ActingRole> FromRequest<'r> for Acting<R> {
         Outcome::Success(Acting { user, signer: signer.clone(), _role: PhantomData })
     }
 }
+
+/// Staff reviewing applications and insurance: a caseworker, or an admin. Built from the verified
+/// roles; an admin acts as admin when they hold both.
+pub struct Reviewer {
+    pub user: AuthUser,
+    pub role: &'static str,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Reviewer {
+    type Error = AuthError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, AuthError> {
+        let user = match AuthUser::from_request(request).await {
+            Outcome::Success(user) => user,
+            Outcome::Error(e) => return Outcome::Error(e),
+            Outcome::Forward(f) => return Outcome::Forward(f),
+        };
+        let holds = |role: &str| user.roles.iter().any(|r| r == role);
+        let role = if holds("admin") {
+            "admin"
+        } else if holds("caseworker") {
+            "caseworker"
+        } else {
+            // The route's permission is held only by these roles; anything else is a policy
+            // mistake, refused.
+            return refuse(request, Status::Forbidden, AuthError::NotPermitted("neither caseworker nor admin".into()));
+        };
+        Outcome::Success(Reviewer { user, role })
+    }
+}

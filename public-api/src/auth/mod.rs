@@ -27,7 +27,7 @@ use uuid::Uuid;
 use common::error::ErrorMessage;
 use common::RequestId;
 
-pub use guards::{Admin, Beneficiary, Caseworker, ComplianceOfficer, Partner};
+pub use guards::{Admin, Beneficiary, Caseworker, ComplianceOfficer, Partner, Reviewer};
 pub use policy::{Access, AccessPolicy};
 pub use tokens::{AccessClaims, TokenKeys};
 

@@ -1,20 +1,10 @@
-//! Insurance verification. A beneficiary submits their member details (PHI, to phi-vault); the
-//! request waits `pending` until it is decided, `verified` or `rejected`, with the date and the
-//! staff member who decided. One request may be pending at a time.
-//!
-//! Who decides is an [`EligibilityProvider`]. An automated eligibility check (a clearinghouse's
-//! 270/271 exchange, a state Medicaid portal) is out of reach here, so the one provider is
-//! [`ManualReview`]: it never answers, and a caseworker on the beneficiary's care team decides
-//! through the staff routes after reading the details (phi-vault checks the care team and logs
-//! the read).
-
-use std::sync::Arc;
+//! The beneficiary's routes (submit, read mine) and the staff's (the queue, the details for the
+//! caseworker on the care team, the decision).
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes, Route, State};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use rocket::{get, post, FromForm, State};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use common::client::{NewRecord, PhiVaultClient};
@@ -22,77 +12,16 @@ use common::insurance::{
     InsuranceDecision, InsuranceDetail, InsuranceDetails, InsurancePage, InsuranceStatus, InsuranceView,
     DETAILS_CATEGORY,
 };
-use common::json::Body;
+use common::json::{Body, Keyset};
 use common::ApiError;
 
-use crate::applications::{content_of, discard, read_details, stored_error, Reviewer};
+use super::queries::{self, InsuranceRow};
+use super::{rules, Provider};
 use crate::audit::{self, Outcome};
-use crate::auth::{Beneficiary, Caseworker};
+use crate::auth::{Beneficiary, Caseworker, Reviewer};
 use crate::meta::RequestMeta;
 use crate::notifications::{self, Notice};
-
-/// Decides insurance verification requests, or leaves them to a caseworker.
-#[rocket::async_trait]
-pub trait EligibilityProvider: Send + Sync {
-    /// Recorded with each request: who decides it.
-    fn name(&self) -> &'static str;
-    /// An answer for these member details, or `None` to leave the request pending for staff.
-    async fn check(&self, details: &InsuranceDetails) -> Option<InsuranceStatus>;
-}
-
-/// The manual workflow: no automatic answer; a caseworker decides.
-pub struct ManualReview;
-
-#[rocket::async_trait]
-impl EligibilityProvider for ManualReview {
-    fn name(&self) -> &'static str {
-        "manual"
-    }
-
-    async fn check(&self, _details: &InsuranceDetails) -> Option<InsuranceStatus> {
-        None
-    }
-}
-
-/// The provider public-api runs with.
-pub type Provider = Arc<dyn EligibilityProvider>;
-
-pub fn provider() -> Provider {
-    Arc::new(ManualReview)
-}
-
-const COLUMNS: &str =
-    "id, seq, beneficiary_id, status, provider, submitted_at, decided_at, decided_by, reason, details_record_id";
-
-fn view(row: &PgRow) -> Result<InsuranceView, ApiError> {
-    let status: String = row.try_get("status")?;
-    Ok(InsuranceView {
-        id: row.try_get("id")?,
-        beneficiary_id: row.try_get("beneficiary_id")?,
-        status: InsuranceStatus::parse(&status).ok_or_else(|| ApiError::internal("an unknown insurance status"))?,
-        provider: row.try_get("provider")?,
-        submitted_at: row.try_get("submitted_at")?,
-        decided_at: row.try_get("decided_at")?,
-        decided_by: row.try_get("decided_by")?,
-        reason: row.try_get("reason")?,
-    })
-}
-
-fn code(field: &str, value: &str, chars: std::ops::RangeInclusive<usize>) -> Result<(), ApiError> {
-    let ok = chars.contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    ok.then_some(()).ok_or_else(|| {
-        ApiError::Unprocessable(format!("{field}: {} to {} letters, digits and dashes", chars.start(), chars.end()))
-    })
-}
-
-fn check(details: &InsuranceDetails) -> Result<(), ApiError> {
-    common::json::printable("payer", &details.payer, 2..=200, false)?;
-    code("member_id", &details.member_id, 3..=40)?;
-    if let Some(group) = &details.group_number {
-        code("group_number", group, 1..=40)?;
-    }
-    Ok(())
-}
+use crate::phi_records::{content_of, discard, read_details, stored_error};
 
 /// Records a decision on a pending request, with its notification and audit row, inside `tx`.
 /// `None` when it was no longer pending.
@@ -104,18 +33,8 @@ async fn decide(
     reason: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<Option<InsuranceView>, ApiError> {
-    let row = sqlx::query(&format!(
-        "UPDATE insurance_verifications SET status = $2, decided_at = now(), decided_by = $3, reason = $4 \
-         WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(status.as_str())
-    .bind(by)
-    .bind(reason)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let decided = view(&row)?;
+    let Some(decided) = queries::decide(&mut *tx, id, status, by, reason).await? else { return Ok(None) };
+    let decided = decided.view();
     notifications::add(&mut *tx, decided.beneficiary_id, &Notice::insurance(id)).await?;
     let mut event =
         meta.event(by, "insurance.decide", Some(("insurance_verification", id.to_string())), Outcome::Success);
@@ -146,12 +65,10 @@ pub async fn submit(
     provider: &State<Provider>,
 ) -> Result<(Status, Json<InsuranceView>), ApiError> {
     let details = body.into_inner();
-    check(&details)?;
+    rules::check(&details)?;
     let me = user.user_id();
-    let pending =
-        "SELECT EXISTS (SELECT 1 FROM insurance_verifications WHERE beneficiary_id = $1 AND status = 'pending')";
     let already = || ApiError::Conflict("a verification of your insurance is already pending".into());
-    if sqlx::query_scalar::<_, bool>(pending).bind(me).fetch_one(pool.inner()).await? {
+    if queries::pending(pool, me).await? {
         return Err(already());
     }
     let ctx = user.call(&meta, "self_service");
@@ -164,19 +81,7 @@ pub async fn submit(
     let created = vault.create_record(&ctx, &record).await.map_err(stored_error)?.record_id;
     let stored = async {
         let mut tx = pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO insurance_verifications (id, beneficiary_id, details_record_id, provider) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (beneficiary_id) WHERE status = 'pending' DO NOTHING \
-             RETURNING {COLUMNS}"
-        ))
-        .bind(Uuid::new_v4())
-        .bind(me)
-        .bind(created)
-        .bind(provider.name())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(already)?;
-        let submitted = view(&row)?;
+        let submitted = queries::insert(&mut tx, me, created, provider.name()).await?.ok_or_else(already)?.view();
         let resource = Some(("insurance_verification", submitted.id.to_string()));
         audit::record(&mut tx, &meta.event(Some(me), "insurance.submit", resource, Outcome::Success)).await?;
         tx.commit().await?;
@@ -212,18 +117,15 @@ pub async fn submit(
 #[get("/beneficiaries/me/insurance")]
 pub async fn mine(user: Beneficiary, pool: &State<PgPool>) -> Result<Json<InsuranceView>, ApiError> {
     let mut conn = pool.acquire().await?;
-    latest(&mut conn, user.user_id()).await?.map(Json).ok_or(ApiError::NotFound)
+    queries::latest(&mut conn, user.user_id()).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
-/// A beneficiary's latest request, if any.
-pub async fn latest(conn: &mut PgConnection, beneficiary: Uuid) -> Result<Option<InsuranceView>, ApiError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM insurance_verifications WHERE beneficiary_id = $1 ORDER BY seq DESC LIMIT 1"
-    ))
-    .bind(beneficiary)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(view).transpose()
+/// The queue's filters, as sent.
+#[derive(Debug, FromForm)]
+pub struct QueueQuery<'r> {
+    status: Option<&'r str>,
+    after: Option<&'r str>,
+    limit: Option<&'r str>,
 }
 
 /// The verification queue, oldest first (no member details: those are PHI).
@@ -237,39 +139,21 @@ pub async fn latest(conn: &mut PgConnection, beneficiary: Uuid) -> Result<Option
         (status = 403, description = "Neither caseworker nor admin", body = common::ErrorBody),
         (status = 422, description = "A filter malformed, named", body = common::ErrorBody),
     ))]
-#[get("/staff/insurance?<status>&<after>&<limit>")]
+#[get("/staff/insurance?<filter..>")]
 pub async fn queue(
     _staff: Reviewer,
-    status: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
+    filter: QueueQuery<'_>,
     pool: &State<PgPool>,
 ) -> Result<Json<InsurancePage>, ApiError> {
-    let status = match status {
-        None => InsuranceStatus::Pending,
-        Some(s) => InsuranceStatus::parse(s)
-            .ok_or_else(|| ApiError::Unprocessable("status: pending, verified or rejected".into()))?,
-    };
-    let page = common::json::Keyset::parse(after, limit, 20)?;
-    let (after, limit) = (page.after_or_start(), page.limit);
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM insurance_verifications WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-    ))
-    .bind(status.as_str())
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(pool.inner())
-    .await?;
-    let (rows, next_after) = common::db::page_after(rows, limit, "seq")?;
-    Ok(Json(InsurancePage { verifications: rows.iter().map(view).collect::<Result<_, _>>()?, next_after }))
+    let status = rules::status_filter(filter.status)?;
+    let page = Keyset::parse(filter.after, filter.limit, 20)?;
+    let rows = queries::queue(pool, status, page.after_or_start(), page.limit + 1).await?;
+    let (rows, next_after) = common::db::keyset_page(rows, page.limit, |r| r.seq);
+    Ok(Json(InsurancePage { verifications: rows.iter().map(InsuranceRow::view).collect(), next_after }))
 }
 
-async fn by_id(pool: &PgPool, id: Uuid) -> Result<PgRow, ApiError> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM insurance_verifications WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(ApiError::NotFound)
+async fn by_id(pool: &PgPool, id: Uuid) -> Result<InsuranceRow, ApiError> {
+    queries::by_id(pool, id).await?.ok_or(ApiError::NotFound)
 }
 
 /// A request with its member details, for a caseworker on the beneficiary's care team.
@@ -292,10 +176,10 @@ pub async fn read_for_caseworker(
 ) -> Result<Json<InsuranceDetail>, ApiError> {
     let row = by_id(pool, id).await?;
     // With the details erased there is no vault read to check the care team: nothing to show.
-    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.try_get("details_record_id")?)
+    let details = read_details(vault, &caseworker.call(&meta, "treatment"), row.details_record_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(InsuranceDetail { verification: view(&row)?, details: Some(details) }))
+    Ok(Json(InsuranceDetail { verification: row.view(), details: Some(details) }))
 }
 
 /// Decides a pending request: `verified`, or `rejected` with a reason the beneficiary sees. Only
@@ -323,24 +207,13 @@ pub async fn decision(
     vault: &State<PhiVaultClient>,
 ) -> Result<Json<InsuranceView>, ApiError> {
     let decision = body.into_inner();
-    let reason = decision.reason.as_deref().map(str::trim);
-    match (decision.status, reason) {
-        (InsuranceStatus::Pending, _) => {
-            return Err(ApiError::Unprocessable("status: verified or rejected".into()));
-        }
-        (InsuranceStatus::Rejected, None) => {
-            return Err(ApiError::Unprocessable("reason: required for a rejection".into()));
-        }
-        (_, Some(reason)) => common::json::printable("reason", reason, 3..=1000, true)?,
-        (InsuranceStatus::Verified, None) => {}
-    }
+    let reason = rules::check_decision(decision.status, decision.reason.as_deref())?;
     let row = by_id(pool, id).await?;
-    if view(&row)?.beneficiary_id == caseworker.user_id() {
+    if row.beneficiary_id == caseworker.user_id() {
         return Err(ApiError::Forbidden);
     }
-    let record: Option<Uuid> = row.try_get("details_record_id")?;
     // The read is the care-team check: phi-vault refuses (404) a caseworker not on the team.
-    read_details::<InsuranceDetails>(vault, &caseworker.call(&meta, "treatment"), record)
+    read_details::<InsuranceDetails>(vault, &caseworker.call(&meta, "treatment"), row.details_record_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let mut tx = pool.begin().await?;
@@ -349,8 +222,4 @@ pub async fn decision(
         .ok_or_else(|| ApiError::Conflict("already decided".into()))?;
     tx.commit().await?;
     Ok(Json(decided))
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![submit, mine, queue, read_for_caseworker, decision]
 }
