@@ -233,6 +233,8 @@ pub async fn verify_table(
     let mut rows = sqlx::query(sql).fetch(pool);
     let mut verifier = ChainVerifier::new(limit);
     while let Some(row) = rows.try_next().await? {
+        // Read by column name: the query is each trail's own (`sql`), so no row type fits them
+        // all; these three columns every trail has, and `canonical` reads the rest.
         let stored = StoredRow {
             seq: row.try_get("seq")?,
             prev_hash: row.try_get("prev_hash")?,

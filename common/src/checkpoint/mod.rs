@@ -34,8 +34,7 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{get, post, routes, Build, Rocket, Route, State};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::assertion::{CallContext, InternalCall, Signer};

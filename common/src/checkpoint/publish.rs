@@ -131,13 +131,17 @@ impl Publisher {
         if last.number <= known.number {
             return Ok(last.same_as(&known));
         }
-        let held = sqlx::query(&format!("SELECT {COLUMNS} FROM checkpoints c WHERE c.trail = $1 AND c.number = $2"))
-            .bind(trail.as_str())
-            .bind(known.number)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let held = sqlx::query_as!(
+            CheckpointRow,
+            "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+             WHERE trail = $1 AND number = $2",
+            trail.as_str(),
+            known.number,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         Ok(match held {
-            Some(row) => from_row(&row)?.same_as(&known),
+            Some(row) => Checkpoint::try_from(row)?.same_as(&known),
             None => false,
         })
     }
@@ -263,14 +267,16 @@ impl Publisher {
         let mut checks = Vec::new();
         for (index, trail) in Trail::of(service).enumerate() {
             let verification = verify(trail, self.pool.clone(), max_breaks).await?;
-            let own = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 ORDER BY number"
-            ))
-            .bind(service.as_str())
-            .bind(trail.as_str())
+            let own = sqlx::query_as!(
+                CheckpointRow,
+                "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+                 WHERE origin = $1 AND trail = $2 ORDER BY number",
+                service.as_str(),
+                trail.as_str(),
+            )
             .fetch_all(&self.pool)
             .await?;
-            let own: Vec<Checkpoint> = own.iter().map(from_row).collect::<Result<_, _>>()?;
+            let own = store::checkpoints(own)?;
             let mut sources = vec![Source {
                 label: format!("{service} database"),
                 checkpoints: own.into_iter().filter(settled).collect(),
@@ -337,18 +343,19 @@ impl Publisher {
         let mut delivered = 0;
         let ctx = CallContext::system("audit_anchor", RequestId::generate());
         for (receiver, client) in &self.receivers {
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM checkpoints c WHERE c.origin = $1 AND NOT EXISTS (SELECT 1 FROM \
-                 checkpoint_deliveries d WHERE d.trail = c.trail AND d.number = c.number AND d.receiver = $2) \
-                 ORDER BY c.trail, c.number LIMIT 500"
-            ))
-            .bind(self.service().as_str())
-            .bind(receiver.as_str())
+            let rows = sqlx::query_as!(
+                CheckpointRow,
+                "SELECT c.origin, c.trail, c.number, c.seq, c.head_hash, c.published_at, c.signature \
+                 FROM checkpoints c WHERE c.origin = $1 AND NOT EXISTS (SELECT 1 FROM checkpoint_deliveries d \
+                 WHERE d.trail = c.trail AND d.number = c.number AND d.receiver = $2) \
+                 ORDER BY c.trail, c.number LIMIT 500",
+                self.service().as_str(),
+                receiver.as_str(),
+            )
             .fetch_all(&self.pool)
             .await?;
             let mut blocked = HashSet::new();
-            for row in &rows {
-                let checkpoint = from_row(row)?;
+            for checkpoint in store::checkpoints(rows)? {
                 if blocked.contains(&checkpoint.trail) {
                     continue;
                 }

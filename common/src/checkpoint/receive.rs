@@ -110,16 +110,18 @@ pub(super) async fn held_of_caller(
     if trail.service() != claims.iss {
         return Err(ApiError::Forbidden);
     }
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 AND number > $3 ORDER BY number LIMIT $4"
-    ))
-    .bind(claims.iss.as_str())
-    .bind(trail.as_str())
-    .bind(after.unwrap_or(0))
-    .bind(HELD_PAGE + 1)
+    let rows = sqlx::query_as!(
+        CheckpointRow,
+        "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+         WHERE origin = $1 AND trail = $2 AND number > $3 ORDER BY number LIMIT $4",
+        claims.iss.as_str(),
+        trail.as_str(),
+        after.unwrap_or(0),
+        HELD_PAGE + 1,
+    )
     .fetch_all(pool.inner())
     .await?;
-    let mut checkpoints = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut checkpoints = store::checkpoints(rows)?;
     let next_after = (checkpoints.len() as i64 > HELD_PAGE).then(|| {
         checkpoints.truncate(HELD_PAGE as usize);
         checkpoints.last().map(|c| c.number)

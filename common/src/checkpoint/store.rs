@@ -27,21 +27,40 @@ pub struct Refused {
     pub reason: String,
 }
 
-pub(super) const COLUMNS: &str = "origin, trail, number, seq, head_hash, published_at, signature";
+/// A checkpoint as a `checkpoints` row holds it. The table is the same in the three databases
+/// (each service's migrations make it alike); the query macros check these queries against the
+/// public one.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct CheckpointRow {
+    pub(super) origin: String,
+    pub(super) trail: String,
+    pub(super) number: i64,
+    pub(super) seq: i64,
+    pub(super) head_hash: Vec<u8>,
+    pub(super) published_at: time::OffsetDateTime,
+    pub(super) signature: Vec<u8>,
+}
 
-pub(super) fn from_row(row: &PgRow) -> Result<Checkpoint, sqlx::Error> {
-    let decode = |column: &str, e: String| sqlx::Error::ColumnDecode { index: column.into(), source: e.into() };
-    let origin: String = row.try_get("origin")?;
-    let trail: String = row.try_get("trail")?;
-    Ok(Checkpoint {
-        origin: origin.parse().map_err(|e| decode("origin", e))?,
-        trail: trail.parse().map_err(|e| decode("trail", e))?,
-        number: row.try_get("number")?,
-        seq: row.try_get("seq")?,
-        head_hash: row.try_get("head_hash")?,
-        published_at: row.try_get("published_at")?,
-        signature: row.try_get("signature")?,
-    })
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = sqlx::Error;
+
+    fn try_from(row: CheckpointRow) -> Result<Self, sqlx::Error> {
+        let decode = |column: &str, e: String| sqlx::Error::ColumnDecode { index: column.into(), source: e.into() };
+        Ok(Checkpoint {
+            origin: row.origin.parse().map_err(|e| decode("origin", e))?,
+            trail: row.trail.parse().map_err(|e| decode("trail", e))?,
+            number: row.number,
+            seq: row.seq,
+            head_hash: row.head_hash,
+            published_at: row.published_at,
+            signature: row.signature,
+        })
+    }
+}
+
+/// The checkpoints of rows read, in order.
+pub(super) fn checkpoints(rows: Vec<CheckpointRow>) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    rows.into_iter().map(Checkpoint::try_from).collect()
 }
 
 /// The newest checkpoint held of `origin`'s `trail`.
@@ -50,22 +69,28 @@ pub async fn latest(
     origin: ServiceName,
     trail: Trail,
 ) -> Result<Option<Checkpoint>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 ORDER BY number DESC LIMIT 1"
-    ))
-    .bind(origin.as_str())
-    .bind(trail.as_str())
+    let row = sqlx::query_as!(
+        CheckpointRow,
+        "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+         WHERE origin = $1 AND trail = $2 ORDER BY number DESC LIMIT 1",
+        origin.as_str(),
+        trail.as_str(),
+    )
     .fetch_optional(&mut *conn)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    row.map(Checkpoint::try_from).transpose()
 }
 
 /// Every checkpoint a database holds (of every origin), by origin, trail and number.
 pub async fn held(pool: &PgPool) -> Result<Vec<Checkpoint>, sqlx::Error> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM checkpoints ORDER BY origin, trail, number"))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(from_row).collect()
+    let rows = sqlx::query_as!(
+        CheckpointRow,
+        "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+         ORDER BY origin, trail, number"
+    )
+    .fetch_all(pool)
+    .await?;
+    checkpoints(rows)
 }
 
 /// Stores a checkpoint unless it goes backwards: its number must follow the newest held, its
@@ -75,19 +100,22 @@ pub async fn store(tx: &mut PgConnection, checkpoint: &Checkpoint) -> Result<Res
     let lock = STORE_LOCK
         + ServiceName::ALL.iter().position(|s| *s == checkpoint.origin).unwrap_or_default() as i64 * 16
         + checkpoint.trail.index();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", lock).execute(&mut *tx).await?;
     let refuse = |reason: String| {
         Ok(Err(Refused { origin: checkpoint.origin, trail: checkpoint.trail, number: checkpoint.number, reason }))
     };
-    let same_number =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM checkpoints WHERE origin = $1 AND trail = $2 AND number = $3"))
-            .bind(checkpoint.origin.as_str())
-            .bind(checkpoint.trail.as_str())
-            .bind(checkpoint.number)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let same_number = sqlx::query_as!(
+        CheckpointRow,
+        "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+         WHERE origin = $1 AND trail = $2 AND number = $3",
+        checkpoint.origin.as_str(),
+        checkpoint.trail.as_str(),
+        checkpoint.number,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     if let Some(row) = same_number {
-        return if from_row(&row)?.same_as(checkpoint) {
+        return if Checkpoint::try_from(row)?.same_as(checkpoint) {
             Ok(Ok(Stored::AlreadyHeld))
         } else {
             refuse("a different checkpoint with this number is held".into())
@@ -104,16 +132,19 @@ pub async fn store(tx: &mut PgConnection, checkpoint: &Checkpoint) -> Result<Res
             return refuse(format!("checkpoint {} vouches for another hash at seq {}", last.number, last.seq));
         }
     }
-    sqlx::query(&format!("INSERT INTO checkpoints ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-        .bind(checkpoint.origin.as_str())
-        .bind(checkpoint.trail.as_str())
-        .bind(checkpoint.number)
-        .bind(checkpoint.seq)
-        .bind(&checkpoint.head_hash)
-        .bind(checkpoint.published_at)
-        .bind(&checkpoint.signature)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO checkpoints (origin, trail, number, seq, head_hash, published_at, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        checkpoint.origin.as_str(),
+        checkpoint.trail.as_str(),
+        checkpoint.number,
+        checkpoint.seq,
+        &checkpoint.head_hash,
+        checkpoint.published_at,
+        &checkpoint.signature,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(Ok(Stored::New))
 }
 
