@@ -22,14 +22,16 @@ pub mod ops;
 pub mod policy;
 pub mod protect;
 pub mod request_id;
+pub mod role;
 pub mod service;
+pub mod start;
 pub mod telemetry;
 pub mod user_token;
 
-pub use assertion::Role;
 pub use error::ApiError;
 pub use error::ErrorBody;
 pub use request_id::RequestId;
+pub use role::Role;
 pub use wire::{applications, documents, insurance, secret, Secret, ServiceName};
 
 /// Installs the process-wide rustls crypto provider (ring). Call first thing in every `main`

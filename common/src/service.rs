@@ -24,19 +24,7 @@ use crate::protect::{RateLimitFairing, RateLimits, SecurityHeaders};
 use crate::request_id::RequestIdFairing;
 use crate::{db, keys, ServiceName};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Key(#[from] keys::KeyError),
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
-    #[error(transparent)]
-    Database(#[from] db::DbError),
-    #[error("{0}")]
-    Other(String),
-}
+pub use crate::start::StartError;
 
 /// Everything a service needs that start-up loads from outside.
 pub struct Parts {

@@ -38,12 +38,12 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::assertion::{CallContext, InternalCall, Signer};
-use crate::client::{CheckpointClient, ClientError, InternalClient};
+use crate::client::{ClientError, InternalClient};
 use crate::config::{Config, ConfigError, Profile};
 use crate::json::Body;
 use crate::keys::{self, KeyError};
 use crate::ops::ServiceInfo;
-use crate::service::StartError;
+use crate::start::StartError;
 use crate::{chain, ApiError, RequestId, ServiceName};
 
 /// Every hash-chained trail, by the name checkpoints carry (its table's name).
@@ -243,12 +243,14 @@ pub fn topology(service: ServiceName) -> Vec<ServiceName> {
     }
 }
 
+mod client;
 mod publish;
 mod receive;
 mod signing;
 mod store;
 mod wiring;
 
+pub use client::*;
 pub use publish::*;
 pub use receive::*;
 pub use signing::*;
@@ -256,4 +258,4 @@ pub use store::*;
 pub use wiring::*;
 // What the parts share among themselves (their `pub(super)` items).
 #[allow(unused_imports)]
-use {publish::*, receive::*, signing::*, store::*, wiring::*};
+use {client::*, publish::*, receive::*, signing::*, store::*, wiring::*};

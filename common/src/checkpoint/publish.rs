@@ -237,103 +237,43 @@ impl Publisher {
         Ok(Some(checkpoint))
     }
 
-    /// Checks each of this service's trails end to end: its chain (by `verify`), and its
-    /// checkpoints as held in its own database, its own checkpoint file and each receiver's
-    /// database (read over the receiving route, as this service), with this service's own keys.
-    /// A receiver that cannot be read is a problem of the report, not an error.
-    pub async fn check_trails(
-        &self,
-        verify: crate::anchor::VerifyChain,
-        max_breaks: usize,
-    ) -> Result<Vec<crate::anchor::TrailCheck>, sqlx::Error> {
-        use crate::anchor::{self, Source};
-        let service = self.service();
-        // Rows newer than this may be unanchored only because the next round has not come.
-        let bound = Duration::from_secs(300).max(self.interval * 3);
-        let ctx = CallContext::system("audit_anchor", RequestId::generate());
-        // Checkpoints published from a moment before the check began are left out everywhere:
-        // one published meanwhile would otherwise be in one place and not yet in the others (the
-        // file and the receivers are written after the commit). Signed, so its time is its own.
-        let cutoff = chain::now() - SETTLE;
-        let settled = |c: &Checkpoint| c.published_at <= cutoff;
-        // The file is read once; its lines that are not checkpoints are reported with the first
-        // trail (they belong to no trail).
-        let file = self.file.as_deref().map(|path| match read_file(path) {
-            Ok(lines) => Ok(lines),
-            // No file yet: every checkpoint is missing from it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e.to_string()),
-        });
-        let mut checks = Vec::new();
-        for (index, trail) in Trail::of(service).enumerate() {
-            let verification = verify(trail, self.pool.clone(), max_breaks).await?;
-            let own = sqlx::query_as!(
-                CheckpointRow,
-                "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
-                 WHERE origin = $1 AND trail = $2 ORDER BY number",
-                service.as_str(),
-                trail.as_str(),
-            )
-            .fetch_all(&self.pool)
-            .await?;
-            let own = store::checkpoints(own)?;
-            let mut sources = vec![Source {
-                label: format!("{service} database"),
-                checkpoints: own.into_iter().filter(settled).collect(),
-                malformed: Vec::new(),
-                undelivered: Default::default(),
-            }];
-            let mut unreadable = Vec::new();
-            for (receiver, client) in &self.receivers {
-                let label = format!("{receiver} database");
-                // What was not delivered is read before what the receiver holds, so a delivery
-                // in between shows as held, never as missing.
-                let undelivered = anchor::undelivered(&self.pool, service, trail, *receiver).await?;
-                match client.held(&ctx, trail).await {
-                    Ok(checkpoints) => sources.push(Source {
-                        label,
-                        checkpoints: checkpoints.into_iter().filter(settled).collect(),
-                        malformed: Vec::new(),
-                        undelivered,
-                    }),
-                    Err(e) => unreadable.push(anchor::Problem::Unreadable { source: label, error: e.to_string() }),
-                }
-            }
-            match &file {
-                None => {}
-                Some(Ok(lines)) => {
-                    let mut source = Source {
-                        label: format!("{service} checkpoint file"),
-                        checkpoints: Vec::new(),
-                        malformed: Vec::new(),
-                        undelivered: Default::default(),
-                    };
-                    for (line, parsed) in lines {
-                        match parsed {
-                            Ok(c) if c.origin == service && c.trail == trail && settled(c) => {
-                                source.checkpoints.push(c.clone())
-                            }
-                            Ok(_) => {}
-                            Err(e) if index == 0 => source.malformed.push((*line, e.clone())),
-                            Err(_) => {}
-                        }
-                    }
-                    sources.push(source);
-                }
-                Some(Err(e)) => unreadable.push(anchor::Problem::Unreadable {
-                    source: format!("{service} checkpoint file"),
-                    error: e.clone(),
-                }),
-            }
-            let mut check =
-                anchor::check_trail(&self.pool, trail, verification, &sources, &self.own_keys, bound).await?;
-            if !unreadable.is_empty() {
-                check.intact = false;
-                check.problems.extend(unreadable);
-            }
-            checks.push(check);
-        }
-        Ok(checks)
+    /// This service's checkpoints of `trail` in its own database, by number.
+    pub async fn own_checkpoints(&self, trail: Trail) -> Result<Vec<Checkpoint>, sqlx::Error> {
+        let own = sqlx::query_as!(
+            CheckpointRow,
+            "SELECT origin, trail, number, seq, head_hash, published_at, signature FROM checkpoints \
+             WHERE origin = $1 AND trail = $2 ORDER BY number",
+            self.service().as_str(),
+            trail.as_str(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        store::checkpoints(own)
+    }
+
+    /// The database this service's trails and checkpoints are in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// How often a checkpoint is published.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// This service's checkpoint file, when it keeps one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The peers whose databases receive this service's checkpoints.
+    pub fn receivers(&self) -> &[(ServiceName, CheckpointClient)] {
+        &self.receivers
+    }
+
+    /// This service's checkpoint public keys: the current one and any retired ones.
+    pub fn own_keys(&self) -> &CheckpointKeys {
+        &self.own_keys
     }
 
     /// Sends every checkpoint a receiver has not acknowledged, oldest first per trail; returns

@@ -95,7 +95,7 @@ pub(super) const HELD_PAGE: i64 = 2_000;
 pub const SETTLE: time::Duration = time::Duration::seconds(2);
 
 /// The checkpoints this database holds of the caller's own `trail`, by number: an origin
-/// comparing its trail with what its receivers hold (`Publisher::check_trails`). Only a
+/// comparing its trail with what its receivers hold (`anchor::check_trails`). Only a
 /// service's own checkpoints are shown to it.
 #[get("/internal/v1/checkpoints?<trail>&<after>")]
 pub(super) async fn held_of_caller(

@@ -2,8 +2,9 @@
 //! newly chained trails keep the rows they held before, and no service migrates or holds owner
 //! credentials.
 
+use common::checkpoint::CheckpointClient;
 use common::checkpoint::{Checkpoint, CheckpointKey, Trail};
-use common::client::{CheckpointClient, ClientError};
+use common::client::ClientError;
 use common::db::{self, Database};
 use common::ServiceName;
 use harness::TestApp;
