@@ -125,5 +125,6 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", live::routes())
         .mount("/api/v1", staff_routes::routes())
         .mount("/api/v1", staff::routes())
-        .mount("/api/v1", compliance::routes()))
+        .mount("/api/v1", compliance::routes())
+        .mount("/api/v1", audit::routes()))
 }
