@@ -14,7 +14,6 @@ pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod beneficiaries;
-pub mod compliance;
 pub mod consents;
 mod cors;
 pub mod documents;
@@ -125,6 +124,5 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", live::routes())
         .mount("/api/v1", staff_routes::routes())
         .mount("/api/v1", staff::routes())
-        .mount("/api/v1", compliance::routes())
         .mount("/api/v1", audit::routes()))
 }

@@ -1,5 +1,5 @@
-//! The compliance officer's reads of the consent service: its decision log and a beneficiary's
-//! consents, asked for as the officer. Each read is itself audited here.
+//! The compliance officer's reads of the consent service: its decision log, a beneficiary's
+//! consents and any one consent, asked for as the officer. Each read is itself audited here.
 
 use rocket::serde::json::Json;
 use rocket::{get, routes, Route, State};
@@ -11,6 +11,7 @@ use common::compliance::{DecisionFilter, DecisionPage};
 use common::consents::{ConsentPage, SubjectConsent};
 use common::ApiError;
 
+use super::rules::ConsentFilter;
 use crate::audit::{self, Outcome};
 use crate::auth::ComplianceOfficer;
 use crate::meta::RequestMeta;
@@ -59,19 +60,16 @@ pub async fn consent_decisions(
         (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
         (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
     ))]
-#[get("/compliance/beneficiaries/<beneficiary_id>/consents?<state>&<after>&<limit>")]
-#[allow(clippy::too_many_arguments)]
+#[get("/compliance/beneficiaries/<beneficiary_id>/consents?<filter..>")]
 pub async fn beneficiary_consents(
     officer: ComplianceOfficer,
     beneficiary_id: Uuid,
-    state: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
+    filter: ConsentFilter<'_>,
     meta: RequestMeta,
     pool: &State<PgPool>,
     consent: &State<ConsentClient>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    let query = common::consents::parse_query(state, after, limit)?;
+    let query = filter.parse()?;
     let ctx = officer.call(&meta, "compliance_review");
     let page = consent.consents(&ctx, beneficiary_id, &query).await.map_err(ClientError::into_api_error)?;
     let mut event = meta.event(
