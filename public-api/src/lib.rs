@@ -23,8 +23,9 @@ pub mod mail;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
-pub mod staff;
+pub mod roles;
 mod staff_routes;
+pub mod staff_sessions;
 mod system;
 pub mod users;
 
@@ -123,6 +124,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", insurance::routes())
         .mount("/api/v1", live::routes())
         .mount("/api/v1", staff_routes::routes())
-        .mount("/api/v1", staff::routes())
+        .mount("/api/v1", roles::routes())
+        .mount("/api/v1", staff_sessions::routes())
         .mount("/api/v1", audit::routes()))
 }

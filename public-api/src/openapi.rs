@@ -37,7 +37,7 @@ use common::ErrorBody;
         crate::insurance::read_for_caseworker, crate::insurance::decision, crate::applications::dashboard,
         crate::live::stream, crate::documents::upload, crate::documents::list_mine, crate::documents::download_mine,
         crate::documents::delete_mine, crate::documents::list_for_caseworker, crate::documents::download_for_caseworker,
-        crate::notifications::routes::preferences, crate::notifications::routes::set_preferences, crate::staff::role_change, crate::staff::user_sessions, crate::staff::revoke_sessions, crate::audit::routes::audit_log, crate::audit::routes::verify, crate::audit::routes::verify_all, crate::consents::compliance_routes::consent_decisions, crate::consents::compliance_routes::beneficiary_consents, crate::consents::compliance_routes::consent_by_id,
+        crate::notifications::routes::preferences, crate::notifications::routes::set_preferences, crate::roles::routes::role_change, crate::staff_sessions::routes::user_sessions, crate::staff_sessions::routes::revoke_sessions, crate::audit::routes::audit_log, crate::audit::routes::verify, crate::audit::routes::verify_all, crate::consents::compliance_routes::consent_decisions, crate::consents::compliance_routes::beneficiary_consents, crate::consents::compliance_routes::consent_by_id,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonErrors, &BearerAuth),
