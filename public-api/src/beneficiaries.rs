@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use time::{Date, OffsetDateTime};
 
-use common::client::{AccountingPage, AccountingQuery, NewRecord, PhiVaultClient, RecordContent};
+use common::client::{NewRecord, PhiVaultClient, RecordContent};
 use common::json::Body;
 use common::ApiError;
 
@@ -186,36 +186,6 @@ pub async fn put_profile(
     Ok(Json(profile))
 }
 
-/// My accounting of disclosures (42 CFR §2.24; HIPAA §164.528): every time my records left the
-/// program, under a consent or in a medical emergency: when, to whom, what, why, the consent and
-/// the notice sent with them. The last six years unless a range is given.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/disclosures", tag = "beneficiaries", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "First day included, YYYY-MM-DD; six years back when absent"),
-           ("to" = Option<String>, Query, description = "Last day included, YYYY-MM-DD; today when absent"),
-           ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
-    responses(
-        (status = 200, description = "A page, oldest first", body = AccountingPage),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
-        (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
-        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
-    ))]
-#[get("/beneficiaries/me/disclosures?<from>&<to>&<after>&<limit>")]
-pub async fn my_disclosures(
-    user: Beneficiary,
-    from: Option<&str>,
-    to: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
-    meta: RequestMeta,
-    vault: &State<PhiVaultClient>,
-) -> Result<Json<AccountingPage>, ApiError> {
-    let query = AccountingQuery::parse(from, to, after, limit)?;
-    let ctx = user.call(&meta, "self_service");
-    vault.accounting(&ctx, user.user_id(), &query).await.map(Json).map_err(|e| e.into_api_error())
-}
-
 pub fn routes() -> Vec<Route> {
-    routes![get_profile, put_profile, my_disclosures]
+    routes![get_profile, put_profile]
 }
