@@ -23,7 +23,7 @@ use common::ErrorBody;
         crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::token_refresh, crate::auth::routes::logout,
         crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback, crate::auth::oidc_routes::device_start, crate::auth::oidc_routes::device_token,
         crate::users::me, crate::users::update_me, crate::users::delete_me, crate::users::my_sessions,
-        crate::users::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
+        crate::users::end_session, crate::beneficiaries::routes::get_profile, crate::beneficiaries::routes::put_profile,
         crate::care_team::routes::assign_care_team, crate::phi_access::routes::read_beneficiary_profile, crate::phi_access::routes::partner_read_profile,
         crate::phi_access::routes::break_glass, crate::phi_access::review_routes::phi_access_log, crate::phi_access::review_routes::review_access, crate::erasure::routes::erase_phi,
         crate::consents::routes::options, crate::consents::routes::form, crate::consents::routes::recipients, crate::consents::routes::list,
