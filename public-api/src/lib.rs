@@ -14,20 +14,23 @@ pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod beneficiaries;
-pub mod compliance;
+pub mod care_team;
 pub mod consents;
 mod cors;
 pub mod dashboard;
+pub mod disclosures;
 pub mod documents;
+pub mod erasure;
 pub mod insurance;
 pub mod live;
 pub mod mail;
 pub mod meta;
 pub mod notifications;
 pub mod openapi;
+pub mod phi_access;
 pub mod phi_records;
-pub mod staff;
-mod staff_routes;
+pub mod roles;
+pub mod staff_sessions;
 mod system;
 pub mod users;
 
@@ -119,6 +122,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", auth::oidc_routes::routes())
         .mount("/api/v1", users::routes())
         .mount("/api/v1", beneficiaries::routes())
+        .mount("/api/v1", disclosures::routes())
         .mount("/api/v1", consents::routes())
         .mount("/api/v1", applications::routes())
         .mount("/api/v1", dashboard::routes())
@@ -126,7 +130,10 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/api/v1", notifications::routes())
         .mount("/api/v1", insurance::routes())
         .mount("/api/v1", live::routes())
-        .mount("/api/v1", staff_routes::routes())
-        .mount("/api/v1", staff::routes())
-        .mount("/api/v1", compliance::routes()))
+        .mount("/api/v1", care_team::routes())
+        .mount("/api/v1", phi_access::routes())
+        .mount("/api/v1", erasure::routes())
+        .mount("/api/v1", roles::routes())
+        .mount("/api/v1", staff_sessions::routes())
+        .mount("/api/v1", audit::routes()))
 }

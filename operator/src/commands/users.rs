@@ -51,8 +51,8 @@ pub async fn run(cmd: UsersCommand, out: &Output) -> anyhow::Result<()> {
     let operator = crate::os_user::current();
     let pool = common::db::connect_with_backoff(&url, 2, std::time::Duration::from_secs(10)).await?;
     let result = async {
-        let target = public_api::staff::find_user(&pool, &args.user).await?;
-        public_api::staff::bootstrap_admin(&pool, target, &operator, &args.reason).await
+        let target = public_api::roles::find_user(&pool, &args.user).await?;
+        public_api::roles::bootstrap_admin(&pool, target, &operator, &args.reason).await
     }
     .await;
     pool.close().await;

@@ -1,26 +1,23 @@
-//! Consents (42 CFR §2.31) through the public API: a beneficiary reads the forms, signs a
-//! consent naming a recipient from the directory (or outside it, or a class of recipients on the
-//! TPO form), lists and reads theirs, and revokes one; an admin keeps the recipient directory.
-//! public-api stores none of it: each request goes to the consent service as the signed-in
-//! person (their delegation token rides along), which checks the subject is the caller and
-//! keeps the record. This trail notes each signature, revocation and directory change.
+//! The beneficiary's own consents: the forms and the directory to choose from, then signing,
+//! listing, reading and revoking, each as the signed-in person.
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, routes, Route, State};
+use rocket::{get, post, routes, Route, State};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::client::{ClientError, ConsentClient};
 use common::consents::{
-    ConsentDetail, ConsentOptions, ConsentPage, ConsentRequest, ConsentView, DirectoryEntry, DirectoryPage,
-    ExpiryEventRecorded, FormText, NewDirectoryEntry, NewExpiryEvent, RevokeConsent, RevokeRequest, SignConsent,
+    ConsentDetail, ConsentOptions, ConsentPage, ConsentRequest, ConsentView, DirectoryPage, FormText, RevokeConsent,
+    RevokeRequest, SignConsent,
 };
-use common::json::{Body, IdempotencyKey};
+use common::json::{Body, IdempotencyKey, Page};
 use common::ApiError;
 
+use super::rules::{self, ConsentFilter};
 use crate::audit::{self, Outcome};
-use crate::auth::{Admin, Beneficiary, Caseworker};
+use crate::auth::Beneficiary;
 use crate::meta::RequestMeta;
 
 /// The address a signature came from, as this service saw it.
@@ -69,20 +66,6 @@ pub async fn form(
         .map_err(ClientError::into_api_error)
 }
 
-fn directory_query(
-    after: Option<&str>,
-    limit: Option<&str>,
-    include_retired: Option<&str>,
-) -> Result<(Option<i64>, Option<i64>, bool), ApiError> {
-    let after = common::json::query_param("after", after, "an integer")?;
-    let limit: Option<i64> = common::json::query_param("limit", limit, "an integer from 1 to 100")?;
-    if limit.is_some_and(|l| !(1..=100).contains(&l)) {
-        return Err(ApiError::Unprocessable("limit: an integer from 1 to 100".into()));
-    }
-    let retired = common::json::query_param("include_retired", include_retired, "true or false")?;
-    Ok((after, limit, retired.unwrap_or(false)))
-}
-
 /// The recipient directory: partner residences and insurers a consent may name.
 #[utoipa::path(get, path = "/api/v1/consent-recipients", tag = "consents", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
@@ -94,17 +77,16 @@ fn directory_query(
         (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
         (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
     ))]
-#[get("/consent-recipients?<after>&<limit>")]
+#[get("/consent-recipients?<page..>")]
 pub async fn recipients(
     user: Beneficiary,
-    after: Option<&str>,
-    limit: Option<&str>,
+    page: Page<'_>,
     meta: RequestMeta,
     consent: &State<ConsentClient>,
 ) -> Result<Json<DirectoryPage>, ApiError> {
-    let (after, limit, _) = directory_query(after, limit, None)?;
+    let page = rules::directory_query(page.after, page.limit, None)?;
     consent
-        .recipients(&user.call(&meta, "self_service"), after, limit, false)
+        .recipients(&user.call(&meta, "self_service"), page.after, page.limit, false)
         .await
         .map(Json)
         .map_err(ClientError::into_api_error)
@@ -122,16 +104,14 @@ pub async fn recipients(
         (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
         (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
     ))]
-#[get("/beneficiaries/me/consents?<state>&<after>&<limit>")]
+#[get("/beneficiaries/me/consents?<filter..>")]
 pub async fn list(
     user: Beneficiary,
-    state: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
+    filter: ConsentFilter<'_>,
     meta: RequestMeta,
     consent: &State<ConsentClient>,
 ) -> Result<Json<ConsentPage>, ApiError> {
-    let query = common::consents::parse_query(state, after, limit)?;
+    let query = filter.parse()?;
     let ctx = user.call(&meta, "self_service");
     consent.consents(&ctx, user.user_id(), &query).await.map(Json).map_err(ClientError::into_api_error)
 }
@@ -227,159 +207,6 @@ pub async fn revoke(
     Ok(Json(revoked))
 }
 
-/// The recipient directory, for admins (retired entries too, when asked).
-#[utoipa::path(get, path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
-    params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent"),
-           ("include_retired" = Option<bool>, Query, description = "Retired entries too")),
-    responses(
-        (status = 200, description = "A page of the directory", body = DirectoryPage),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not an admin", body = common::ErrorBody),
-        (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
-        (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
-    ))]
-#[get("/staff/consent-recipients?<after>&<limit>&<include_retired>")]
-pub async fn staff_recipients(
-    admin: Admin,
-    after: Option<&str>,
-    limit: Option<&str>,
-    include_retired: Option<&str>,
-    meta: RequestMeta,
-    consent: &State<ConsentClient>,
-) -> Result<Json<DirectoryPage>, ApiError> {
-    let (after, limit, retired) = directory_query(after, limit, include_retired)?;
-    let ctx = admin.call(&meta, "recipient_directory");
-    consent.recipients(&ctx, after, limit, retired).await.map(Json).map_err(ClientError::into_api_error)
-}
-
-/// Adds a partner residence or insurer to the directory. A residence may name the partner
-/// account that acts for it; that link is permanent.
-#[utoipa::path(post, path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
-    request_body = NewDirectoryEntry,
-    responses(
-        (status = 201, description = "Added", body = DirectoryEntry),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not an admin", body = common::ErrorBody),
-        (status = 409, description = "That account already acts for another entry, or an entry of that kind in use has that name (ignoring case, spacing and compatibility forms)", body = common::ErrorBody),
-        (status = 422, description = "Invalid fields, or an account that is not a partner's, named", body = common::ErrorBody),
-        (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
-    ))]
-#[post("/staff/consent-recipients", data = "<body>")]
-pub async fn add_recipient(
-    admin: Admin,
-    body: Body<NewDirectoryEntry>,
-    meta: RequestMeta,
-    pool: &State<PgPool>,
-    consent: &State<ConsentClient>,
-) -> Result<(Status, Json<DirectoryEntry>), ApiError> {
-    let entry = body.into_inner();
-    if let Some(account) = entry.account_id {
-        if entry.kind != "residence" {
-            return Err(ApiError::Unprocessable("account_id: only a residence is linked to a partner account".into()));
-        }
-        let partner: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND user_type = 'partner' AND deleted_at IS NULL)",
-        )
-        .bind(account)
-        .fetch_one(pool.inner())
-        .await?;
-        if !partner {
-            return Err(ApiError::Unprocessable("account_id: not a partner account".into()));
-        }
-    }
-    let ctx = admin.call(&meta, "recipient_directory");
-    let added = consent.add_recipient(&ctx, &entry).await.map_err(ClientError::into_api_error)?;
-    let resource = Some(("consent_recipient", added.id.to_string()));
-    audit::record_alone(pool, &meta.event(Some(admin.user_id()), "consent_recipient.add", resource, Outcome::Success))
-        .await?;
-    Ok((Status::Created, Json(added)))
-}
-
-/// Retires a directory entry: no new consent may name it; consents naming it stand.
-#[utoipa::path(delete, path = "/api/v1/staff/consent-recipients/{id}", tag = "staff", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, description = "Retired", body = DirectoryEntry),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not an admin", body = common::ErrorBody),
-        (status = 404, description = "No such entry", body = common::ErrorBody),
-        (status = 409, description = "Already retired", body = common::ErrorBody),
-        (status = 503, description = "The consent service is unavailable", body = common::ErrorBody),
-    ))]
-#[delete("/staff/consent-recipients/<id>")]
-pub async fn retire_recipient(
-    admin: Admin,
-    id: Uuid,
-    meta: RequestMeta,
-    pool: &State<PgPool>,
-    consent: &State<ConsentClient>,
-) -> Result<Json<DirectoryEntry>, ApiError> {
-    let ctx = admin.call(&meta, "recipient_directory");
-    let retired = consent.retire_recipient(&ctx, id).await.map_err(ClientError::into_api_error)?;
-    let resource = Some(("consent_recipient", id.to_string()));
-    audit::record_alone(
-        pool,
-        &meta.event(Some(admin.user_id()), "consent_recipient.retire", resource, Outcome::Success),
-    )
-    .await?;
-    Ok(Json(retired))
-}
-
-/// Records that an event happened for a beneficiary (caseworkers): every consent
-/// of theirs waiting on that event, signed before it, ends for every later disclosure decision.
-#[utoipa::path(post, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/consent-events", tag = "staff",
-    security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = NewExpiryEvent,
-    responses(
-        (status = 201, description = "Recorded; how many consents it ended", body = ExpiryEventRecorded),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not a caseworker", body = common::ErrorBody),
-        (status = 404, description = "No such beneficiary", body = common::ErrorBody),
-        (status = 422, description = "An unknown event, or a time in the future", body = common::ErrorBody),
-        (status = 503, description = "The consent service is unavailable; nothing was recorded", body = common::ErrorBody),
-    ))]
-#[post("/staff/beneficiaries/<beneficiary_id>/consent-events", data = "<body>")]
-pub async fn consent_event(
-    caseworker: Caseworker,
-    beneficiary_id: Uuid,
-    body: Body<NewExpiryEvent>,
-    meta: RequestMeta,
-    pool: &State<PgPool>,
-    consent: &State<ConsentClient>,
-) -> Result<(Status, Json<ExpiryEventRecorded>), ApiError> {
-    let beneficiary: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND user_type = 'beneficiary' AND deleted_at IS NULL)",
-    )
-    .bind(beneficiary_id)
-    .fetch_one(pool.inner())
-    .await?;
-    if !beneficiary {
-        return Err(ApiError::NotFound);
-    }
-    let (ctx, actor) = (caseworker.call(&meta, "consent_administration"), caseworker.user_id());
-    let recorded = consent
-        .record_expiry_event(&ctx, beneficiary_id, &body.into_inner())
-        .await
-        .map_err(ClientError::into_api_error)?;
-    let mut event =
-        meta.event(Some(actor), "consent.expiry_event", Some(("user", beneficiary_id.to_string())), Outcome::Success);
-    event.reason = Some(format!("{} ended {} consent(s)", recorded.event, recorded.consents_ended));
-    audit::record_alone(pool, &event).await?;
-    Ok((Status::Created, Json(recorded)))
-}
-
 pub fn routes() -> Vec<Route> {
-    routes![
-        options,
-        form,
-        recipients,
-        list,
-        read,
-        sign,
-        revoke,
-        staff_recipients,
-        add_recipient,
-        retire_recipient,
-        consent_event
-    ]
+    routes![options, form, recipients, list, read, sign, revoke]
 }

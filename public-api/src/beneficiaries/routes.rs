@@ -1,77 +1,18 @@
-//! `/beneficiaries/me/profile`: the beneficiary's identity (legal name, date of birth, phone,
-//! emergency contact). It is PHI: public-api validates it and forwards it to phi-vault over a
-//! signed call, keeps only the record id, and never logs or stores the contents.
+//! `/beneficiaries/me/profile`: the beneficiary reads and writes their own identity profile.
 
 use rocket::serde::json::Json;
 use rocket::{get, put, routes, Route, State};
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use time::{Date, OffsetDateTime};
 
-use common::client::{AccountingPage, AccountingQuery, NewRecord, PhiVaultClient, RecordContent};
+use common::client::{NewRecord, PhiVaultClient, RecordContent};
 use common::json::Body;
 use common::ApiError;
 
+use super::queries;
+use super::rules::{validate, BeneficiaryProfile};
 use crate::audit::{self, Outcome};
 use crate::auth::Beneficiary;
 use crate::meta::RequestMeta;
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmergencyContact {
-    pub name: String,
-    pub phone: String,
-    pub relationship: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BeneficiaryProfile {
-    /// 1 to 200 characters.
-    pub legal_name: String,
-    /// `YYYY-MM-DD`, in the past.
-    pub date_of_birth: String,
-    /// 7 to 20 characters of digits, spaces, `+`, `-`, `(`, `)`.
-    pub phone: String,
-    pub emergency_contact: EmergencyContact,
-}
-
-impl BeneficiaryProfile {
-    /// The profile in a decrypted record. A record of the wrong shape is a 500 whose logged cause
-    /// is fixed text: serde's own message would quote the record's contents.
-    pub fn from_record(content: serde_json::Value) -> Result<Self, ApiError> {
-        serde_json::from_value(content)
-            .map_err(|_| ApiError::internal("a stored identity record does not have the profile's shape"))
-    }
-}
-
-fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    common::json::printable(field, value, 1..=max, false)
-}
-
-fn phone(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = (7..=20).contains(&value.len())
-        && value.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
-        && value.chars().filter(char::is_ascii_digit).count() >= 7;
-    ok.then_some(()).ok_or_else(|| ApiError::Unprocessable(format!("{field}: a phone number of 7 to 20 characters")))
-}
-
-fn validate(p: &BeneficiaryProfile) -> Result<(), ApiError> {
-    text("legal_name", &p.legal_name, 200)?;
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let dob = Date::parse(&p.date_of_birth, fmt)
-        .map_err(|_| ApiError::Unprocessable("date_of_birth: expected YYYY-MM-DD".into()))?;
-    if dob >= OffsetDateTime::now_utc().date() || dob.year() < 1900 {
-        return Err(ApiError::Unprocessable("date_of_birth: must be a past date".into()));
-    }
-    phone("phone", &p.phone)?;
-    text("emergency_contact.name", &p.emergency_contact.name, 200)?;
-    phone("emergency_contact.phone", &p.emergency_contact.phone)?;
-    if let Some(r) = &p.emergency_contact.relationship {
-        text("emergency_contact.relationship", r, 50)?;
-    }
-    Ok(())
-}
 
 /// The signed-in beneficiary's identity profile (PHI, held by the PHI vault).
 #[utoipa::path(get, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])),
@@ -131,15 +72,7 @@ pub async fn put_profile(
             // first run that did commit is found, not refused.
             let linked = common::db::retry_if_lost(|| async {
                 let mut tx = pool.begin().await?;
-                let updated = sqlx::query(
-                    "UPDATE users SET identity_record_id = $2 \
-                     WHERE id = $1 AND (identity_record_id IS NULL OR identity_record_id = $2)",
-                )
-                .bind(user.user_id())
-                .bind(created.record_id)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
+                if !queries::link_identity_record(&mut tx, user.user_id(), created.record_id).await? {
                     return Ok(false);
                 }
                 audit::record(&mut tx, &event).await?;
@@ -154,15 +87,7 @@ pub async fn put_profile(
                     // failure did land): a record the account is seen not to point to is
                     // deleted, not left behind. Unseen, it is kept: it may be the profile.
                     // Read under the row's lock, so a link still committing is waited for.
-                    let pointed: Result<Option<uuid::Uuid>, sqlx::Error> = async {
-                        let mut tx = pool.begin().await?;
-                        sqlx::query_scalar("SELECT identity_record_id FROM users WHERE id = $1 FOR UPDATE")
-                            .bind(user.user_id())
-                            .fetch_one(&mut *tx)
-                            .await
-                    }
-                    .await;
-                    match pointed {
+                    match queries::identity_record_locked(pool, user.user_id()).await {
                         Ok(pointed) if pointed != Some(created.record_id) => {
                             if let Err(gone) = vault.delete_record(&ctx, created.record_id).await {
                                 tracing::warn!(request_id = %meta.request_id, record = %created.record_id, error = %gone,
@@ -186,36 +111,6 @@ pub async fn put_profile(
     Ok(Json(profile))
 }
 
-/// My accounting of disclosures (42 CFR §2.24; HIPAA §164.528): every time my records left the
-/// program, under a consent or in a medical emergency: when, to whom, what, why, the consent and
-/// the notice sent with them. The last six years unless a range is given.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/disclosures", tag = "beneficiaries", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "First day included, YYYY-MM-DD; six years back when absent"),
-           ("to" = Option<String>, Query, description = "Last day included, YYYY-MM-DD; today when absent"),
-           ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
-    responses(
-        (status = 200, description = "A page, oldest first", body = AccountingPage),
-        (status = 401, description = "Not signed in", body = common::ErrorBody),
-        (status = 403, description = "Not a beneficiary", body = common::ErrorBody),
-        (status = 422, description = "A malformed filter, named", body = common::ErrorBody),
-        (status = 503, description = "The PHI vault is unavailable", body = common::ErrorBody),
-    ))]
-#[get("/beneficiaries/me/disclosures?<from>&<to>&<after>&<limit>")]
-pub async fn my_disclosures(
-    user: Beneficiary,
-    from: Option<&str>,
-    to: Option<&str>,
-    after: Option<&str>,
-    limit: Option<&str>,
-    meta: RequestMeta,
-    vault: &State<PhiVaultClient>,
-) -> Result<Json<AccountingPage>, ApiError> {
-    let query = AccountingQuery::parse(from, to, after, limit)?;
-    let ctx = user.call(&meta, "self_service");
-    vault.accounting(&ctx, user.user_id(), &query).await.map(Json).map_err(|e| e.into_api_error())
-}
-
 pub fn routes() -> Vec<Route> {
-    routes![get_profile, put_profile, my_disclosures]
+    routes![get_profile, put_profile]
 }
