@@ -8,6 +8,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::users::queries::AccountRow;
+use crate::users::rules::Account;
+
 pub fn hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().to_vec()
 }
@@ -69,26 +72,25 @@ pub async fn create(
 }
 
 /// The account of a live session (open, unexpired, its user not deleted), or `None`. Asked on
-/// every request; the account comes in the same query, so no route reads it again.
-pub async fn live_account(
-    pool: &PgPool,
-    session_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<crate::users::Account>, sqlx::Error> {
-    let sql = LIVE_ACCOUNT.get_or_init(|| {
-        format!(
-            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() \
-             AND u.deleted_at IS NULL",
-            crate::users::ACCOUNT_COLUMNS
+/// every request; the account comes in the same query (the columns of [`AccountRow`]), so no
+/// route reads it again.
+pub async fn live_account(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Result<Option<Account>, sqlx::Error> {
+    let row = common::db::retry_if_lost(|| {
+        sqlx::query_as!(
+            AccountRow,
+            r#"SELECT u.id, u.user_type::text AS "user_type!", u.email, u.display_name, u.roles,
+               u.sobriety_date, u.notification_preferences, u.created_at, u.identity_record_id
+               FROM sessions s JOIN users u ON u.id = s.user_id
+               WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+               AND u.deleted_at IS NULL"#,
+            session_id,
+            user_id,
         )
-    });
-    let row =
-        common::db::retry_if_lost(|| sqlx::query(sql).bind(session_id).bind(user_id).fetch_optional(pool)).await?;
-    row.as_ref().map(crate::users::Account::from_row).transpose()
+        .fetch_optional(pool)
+    })
+    .await?;
+    Ok(row.map(Account::from))
 }
-
-static LIVE_ACCOUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Debug)]
 pub enum Refresh {
