@@ -14,7 +14,7 @@ use common::ApiError;
 use super::queries;
 use super::rules::{self, UserView};
 use crate::audit::{self, Outcome};
-use crate::auth::sessions::{self, SessionView};
+use crate::auth::sessions::{self, OffsetPage, SessionView};
 use crate::auth::AuthUser;
 use crate::meta::RequestMeta;
 
@@ -122,14 +122,13 @@ pub struct SessionPage {
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 422, description = "Bad limit or offset", body = common::ErrorBody),
     ))]
-#[get("/users/me/sessions?<limit>&<offset>")]
+#[get("/users/me/sessions?<page..>")]
 pub async fn my_sessions(
     user: AuthUser,
-    limit: Option<&str>,
-    offset: Option<&str>,
+    page: OffsetPage<'_>,
     pool: &State<PgPool>,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let (limit, offset) = sessions::page_params(limit, offset)?;
+    let (limit, offset) = page.checked()?;
     let (sessions, next_offset) = sessions::open_page(pool, user.user_id, user.session_id, limit, offset).await?;
     Ok(Json(SessionPage { sessions, next_offset }))
 }
