@@ -21,7 +21,7 @@ use common::ErrorBody;
     paths(
         common::ops::health, common::ops::status, common::ops::metrics, crate::system::ready, openapi_json,
         crate::auth::routes::dev_login, crate::auth::routes::refresh, crate::auth::routes::token_refresh, crate::auth::routes::logout,
-        crate::auth::oidc_routes::start, crate::auth::oidc_routes::callback, crate::auth::oidc_routes::form_callback, crate::auth::oidc_routes::device_start, crate::auth::oidc_routes::device_token,
+        crate::auth::oidc::routes::start, crate::auth::oidc::routes::callback, crate::auth::oidc::routes::form_callback, crate::auth::oidc::device_routes::device_start, crate::auth::oidc::device_routes::device_token,
         crate::users::routes::me, crate::users::routes::update_me, crate::users::routes::delete_me, crate::users::routes::my_sessions,
         crate::users::routes::end_session, crate::beneficiaries::get_profile, crate::beneficiaries::put_profile,
         crate::staff_routes::assign_care_team, crate::staff_routes::read_beneficiary_profile, crate::staff_routes::partner_read_profile,

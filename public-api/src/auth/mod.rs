@@ -9,7 +9,6 @@
 
 pub mod guards;
 pub mod oidc;
-pub mod oidc_routes;
 pub mod policy;
 pub mod routes;
 pub mod sessions;

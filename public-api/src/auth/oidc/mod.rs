@@ -7,12 +7,20 @@
 //! (RFC 8628), where configured.
 //!
 //! `config.rs` holds a provider's entry, `provider.rs` the providers and the code flow,
-//! `device.rs` the provider's side of the device flow.
+//! `device.rs` the provider's side of the device flow; `routes.rs` and `device_routes.rs` the
+//! routes of each flow, `signin.rs` what they share (the account an identity leads to, the audit
+//! of a refusal), `queries.rs` their SQL and `rules.rs` their fixed rules.
 
 mod config;
 mod device;
+pub mod device_routes;
 mod provider;
+mod queries;
+pub mod routes;
+mod rules;
+mod signin;
 
 pub use config::{AppleConfig, OidcProviderConfig};
 pub use device::{DevicePoll, DeviceStarted};
 pub use provider::{Http, HttpError, OidcError, OidcProviders, Started, VerifiedIdentity};
+pub use routes::routes;
