@@ -11,7 +11,7 @@
 //! routes of each flow, `signin.rs` what they share (the account an identity leads to, the audit
 //! of a refusal), `queries.rs` their SQL and `rules.rs` their fixed rules.
 
-mod config;
+pub mod config;
 mod device;
 pub mod device_routes;
 mod provider;
