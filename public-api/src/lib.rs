@@ -119,7 +119,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .mount("/", system::routes())
         .mount("/api/v1", openapi::routes())
         .mount("/api/v1", auth::routes::routes(auth_settings.dev_login))
-        .mount("/api/v1", auth::oidc_routes::routes())
+        .mount("/api/v1", auth::oidc::routes())
         .mount("/api/v1", users::routes())
         .mount("/api/v1", beneficiaries::routes())
         .mount("/api/v1", disclosures::routes())

@@ -16,7 +16,6 @@ pub mod review;
 pub mod routes;
 pub mod rules;
 
-pub use crate::phi_records::stored_error;
 pub use rules::not_editable;
 
 pub fn routes() -> Vec<rocket::Route> {

@@ -74,7 +74,7 @@ impl<R: ActingRole> Acting<R> {
     }
 
     /// The account, as the session check read it at the start of this request.
-    pub fn account(&self) -> &crate::users::Account {
+    pub fn account(&self) -> &crate::users::rules::Account {
         &self.user.account
     }
 

@@ -9,7 +9,6 @@
 
 pub mod guards;
 pub mod oidc;
-pub mod oidc_routes;
 pub mod policy;
 pub mod routes;
 pub mod sessions;
@@ -54,7 +53,7 @@ pub struct AuthSettings {
     /// Origins allowed to use the refresh cookie (and, with CORS, to call the API).
     pub allowed_origins: Vec<String>,
     /// OpenID Connect providers by name: `[service.auth.oidc.google]`, `[service.auth.oidc.apple]`.
-    pub oidc: std::collections::BTreeMap<String, oidc::OidcProviderConfig>,
+    pub oidc: std::collections::BTreeMap<String, oidc::config::OidcProviderConfig>,
     /// The frontend page a form-post sign-in (Apple) returns the browser to.
     pub post_login_url: Option<String>,
 }
@@ -103,7 +102,7 @@ pub struct AuthUser {
     pub session_id: Uuid,
     pub roles: Vec<String>,
     /// The account, read with the session check.
-    pub account: crate::users::Account,
+    pub account: crate::users::rules::Account,
     /// When the access token presented expires (Unix seconds): a long-lived response (a stream)
     /// ends then.
     pub token_expires_at: i64,

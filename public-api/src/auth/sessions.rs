@@ -4,9 +4,12 @@
 
 use base64::Engine;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::users::queries::AccountRow;
+use crate::users::rules::Account;
 
 pub fn hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().to_vec()
@@ -27,13 +30,15 @@ pub(crate) fn random_secret(prefix: &str) -> Result<String, sqlx::Error> {
 
 /// A user's roles for tokens and permission checks: their type, then granted staff roles.
 pub async fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Vec<String>>, sqlx::Error> {
-    let row = sqlx::query("SELECT user_type::text AS t, roles FROM users WHERE id = $1 AND deleted_at IS NULL")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query!(
+        r#"SELECT user_type::text AS "user_type!", roles FROM users WHERE id = $1 AND deleted_at IS NULL"#,
+        user_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(row.map(|r| {
-        let mut roles = vec![r.get::<String, _>("t")];
-        roles.extend(r.get::<Vec<String>, _>("roles"));
+        let mut roles = vec![r.user_type];
+        roles.extend(r.roles);
         roles
     }))
 }
@@ -48,47 +53,45 @@ pub async fn create(
 ) -> Result<(Uuid, String), sqlx::Error> {
     let id = Uuid::new_v4();
     let token = new_token()?;
-    sqlx::query(
+    // The address arrives as text (the client's, as the request saw it) and is cast in SQL.
+    sqlx::query!(
         "INSERT INTO sessions (id, user_id, user_agent, ip, expires_at) \
-         VALUES ($1, $2, $3, $4::inet, now() + make_interval(days => $5))",
+         VALUES ($1, $2, $3, $4::text::inet, now() + make_interval(days => $5))",
+        id,
+        user_id,
+        user_agent.map(|ua| ua.chars().take(512).collect::<String>()),
+        ip,
+        ttl_days as i32,
     )
-    .bind(id)
-    .bind(user_id)
-    .bind(user_agent.map(|ua| ua.chars().take(512).collect::<String>()))
-    .bind(ip)
-    .bind(ttl_days as i32)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
-        .bind(hash(&token))
-        .bind(id)
+    sqlx::query!("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", hash(&token), id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE users SET last_login_at = now() WHERE id = $1", user_id).execute(&mut *tx).await?;
     Ok((id, token))
 }
 
 /// The account of a live session (open, unexpired, its user not deleted), or `None`. Asked on
-/// every request; the account comes in the same query, so no route reads it again.
-pub async fn live_account(
-    pool: &PgPool,
-    session_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<crate::users::Account>, sqlx::Error> {
-    let sql = LIVE_ACCOUNT.get_or_init(|| {
-        format!(
-            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() \
-             AND u.deleted_at IS NULL",
-            crate::users::ACCOUNT_COLUMNS
+/// every request; the account comes in the same query (the columns of [`AccountRow`]), so no
+/// route reads it again.
+pub async fn live_account(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Result<Option<Account>, sqlx::Error> {
+    let row = common::db::retry_if_lost(|| {
+        sqlx::query_as!(
+            AccountRow,
+            r#"SELECT u.id, u.user_type::text AS "user_type!", u.email, u.display_name, u.roles,
+               u.sobriety_date, u.notification_preferences, u.created_at, u.identity_record_id
+               FROM sessions s JOIN users u ON u.id = s.user_id
+               WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+               AND u.deleted_at IS NULL"#,
+            session_id,
+            user_id,
         )
-    });
-    let row =
-        common::db::retry_if_lost(|| sqlx::query(sql).bind(session_id).bind(user_id).fetch_optional(pool)).await?;
-    row.as_ref().map(crate::users::Account::from_row).transpose()
+        .fetch_optional(pool)
+    })
+    .await?;
+    Ok(row.map(Account::from))
 }
-
-static LIVE_ACCOUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Debug)]
 pub enum Refresh {
@@ -100,71 +103,81 @@ pub enum Refresh {
     Invalid { session_id: Option<Uuid>, user_id: Option<Uuid> },
 }
 
+/// A presented refresh token's row and its session's state, locked.
+#[derive(Debug, sqlx::FromRow)]
+struct PresentedToken {
+    session_id: Uuid,
+    user_id: Uuid,
+    /// Exchanged already: presenting it again is reuse.
+    rotated: bool,
+    /// The session is open and unexpired.
+    live: bool,
+    /// The session was not renewed within the idle limit.
+    idle: bool,
+}
+
 /// Exchanges `presented` for a new refresh token inside `tx`. Rows are locked, so two
 /// concurrent uses of one token cannot both succeed: the second is reuse.
 pub async fn rotate(tx: &mut PgConnection, presented: &str, idle_hours: u32) -> Result<Refresh, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT rt.session_id, rt.rotated_at IS NOT NULL AS rotated, s.user_id, \
-         (s.revoked_at IS NULL AND s.expires_at > now()) AS live, \
-         s.last_used_at < now() - make_interval(hours => $2) AS idle \
-         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
-         WHERE rt.token_hash = $1 FOR UPDATE OF rt, s",
+    let row = sqlx::query_as!(
+        PresentedToken,
+        r#"SELECT rt.session_id, rt.rotated_at IS NOT NULL AS "rotated!", s.user_id,
+           (s.revoked_at IS NULL AND s.expires_at > now()) AS "live!",
+           s.last_used_at < now() - make_interval(hours => $2) AS "idle!"
+           FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+           WHERE rt.token_hash = $1 FOR UPDATE OF rt, s"#,
+        hash(presented),
+        idle_hours.clamp(1, 24) as i32,
     )
-    .bind(hash(presented))
-    .bind(idle_hours.clamp(1, 24) as i32)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(Refresh::Invalid { session_id: None, user_id: None }) };
-    let session_id: Uuid = row.get("session_id");
-    let user_id: Uuid = row.get("user_id");
-    if row.get::<bool, _>("rotated") {
+    let PresentedToken { session_id, user_id, rotated, live, idle } = row;
+    if rotated {
         revoke(tx, session_id, user_id, "refresh_token_reuse").await?;
         return Ok(Refresh::Reused { user_id, session_id });
     }
-    if row.get::<bool, _>("live") && row.get::<bool, _>("idle") {
+    if live && idle {
         // Automatic logoff: unused too long, the session ends here.
         revoke(tx, session_id, user_id, "idle").await?;
         return Ok(Refresh::Invalid { session_id: Some(session_id), user_id: Some(user_id) });
     }
-    let roles = match (row.get::<bool, _>("live"), roles_of(tx, user_id).await?) {
+    let roles = match (live, roles_of(tx, user_id).await?) {
         (true, Some(roles)) => roles,
         _ => return Ok(Refresh::Invalid { session_id: Some(session_id), user_id: Some(user_id) }),
     };
-    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
-        .bind(hash(presented))
+    sqlx::query!("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1", hash(presented))
         .execute(&mut *tx)
         .await?;
     let token = new_token()?;
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
-        .bind(hash(&token))
-        .bind(session_id)
+    sqlx::query!("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", hash(&token), session_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE sessions SET last_used_at = now() WHERE id = $1").bind(session_id).execute(&mut *tx).await?;
+    sqlx::query!("UPDATE sessions SET last_used_at = now() WHERE id = $1", session_id).execute(&mut *tx).await?;
     Ok(Refresh::Rotated { user_id, session_id, roles, token })
 }
 
 /// Revokes one of `user_id`'s sessions; false when it is not theirs or already ended (the
 /// caller answers 404 either way).
 pub async fn revoke(tx: &mut PgConnection, session_id: Uuid, user_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3 \
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        session_id,
+        user_id,
+        reason,
     )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(reason)
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn revoke_all(tx: &mut PgConnection, user_id: Uuid, reason: &str) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+        reason,
     )
-    .bind(user_id)
-    .bind(reason)
     .execute(&mut *tx)
     .await?
     .rows_affected())
@@ -184,6 +197,21 @@ pub struct SessionView {
     /// The session the request was made with (always false in an admin's view of another
     /// user's sessions).
     pub current: bool,
+}
+
+/// The `limit` and `offset` query parameters of an offset-paged list, as sent: a route takes this
+/// as `?<page..>` and calls [`OffsetPage::checked`].
+#[derive(Debug, Default, rocket::FromForm)]
+pub struct OffsetPage<'r> {
+    pub limit: Option<&'r str>,
+    pub offset: Option<&'r str>,
+}
+
+impl OffsetPage<'_> {
+    /// The checked `(limit, offset)`, as [`page_params`] checks them.
+    pub fn checked(&self) -> Result<(i64, i64), common::ApiError> {
+        page_params(self.limit, self.offset)
+    }
 }
 
 /// A page request's `limit` (1 to 100, 20 when absent) and `offset` (at least 0), strictly.
@@ -210,6 +238,17 @@ pub async fn open_page(
     Ok((sessions, next_offset))
 }
 
+/// An open session as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct SessionRow {
+    id: Uuid,
+    created_at: OffsetDateTime,
+    last_used_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
 /// The user's open sessions, newest first.
 async fn list_open(
     pool: &PgPool,
@@ -218,28 +257,27 @@ async fn list_open(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SessionView>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as!(
+        SessionRow,
         "SELECT id, created_at, last_used_at, expires_at, user_agent, host(ip) AS ip FROM sessions \
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() \
          ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        user_id,
+        limit,
+        offset,
     )
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            let id: Uuid = r.try_get("id")?;
-            Ok(SessionView {
-                id,
-                created_at: r.try_get("created_at")?,
-                last_used_at: r.try_get("last_used_at")?,
-                expires_at: r.try_get("expires_at")?,
-                user_agent: r.try_get("user_agent")?,
-                ip: r.try_get("ip")?,
-                current: id == current,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| SessionView {
+            id: r.id,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            user_agent: r.user_agent,
+            ip: r.ip,
+            current: r.id == current,
         })
-        .collect()
+        .collect())
 }

@@ -1,90 +1,22 @@
-//! `/users/me`: the caller's own account and sessions. Type and roles are never writable here
-//! (staff roles are granted by an admin through the CLI); every query is scoped to the caller.
+//! The `/users/me` routes: the caller's account and sessions, each scoped to the caller.
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, routes, Route, State};
 use serde::{Deserialize, Deserializer, Serialize};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
-use time::{Date, OffsetDateTime};
+use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use common::json::Body;
 use common::ApiError;
 
+use super::queries;
+use super::rules::{self, UserView};
 use crate::audit::{self, Outcome};
-use crate::auth::sessions::{self, SessionView};
+use crate::auth::sessions::{self, OffsetPage, SessionView};
 use crate::auth::AuthUser;
 use crate::meta::RequestMeta;
-
-const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]");
-
-#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserView {
-    pub id: Uuid,
-    /// donor, beneficiary, partner or staff.
-    pub user_type: String,
-    pub email: String,
-    pub display_name: String,
-    /// Staff roles granted by an admin.
-    pub roles: Vec<String>,
-    /// `YYYY-MM-DD`.
-    pub sobriety_date: Option<String>,
-    pub notification_preferences: serde_json::Value,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-/// The account's columns, of `users u`: read with the session check on every request
-/// (`auth::sessions::live_account`), so a route that needs the account asks nothing more.
-pub const ACCOUNT_COLUMNS: &str = "u.id, u.user_type::text AS user_type, u.email, u.display_name, u.roles, \
-     u.sobriety_date, u.notification_preferences, u.created_at, u.identity_record_id";
-
-/// The signed-in user's account, as the request's session check read it.
-#[derive(Clone)]
-pub struct Account {
-    pub view: UserView,
-    /// The PHI vault record holding the beneficiary's profile.
-    pub identity_record_id: Option<Uuid>,
-}
-
-/// Only the id: the rest is personal.
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account").field("id", &self.view.id).finish_non_exhaustive()
-    }
-}
-
-impl Account {
-    /// From a row of [`ACCOUNT_COLUMNS`].
-    pub fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let sobriety: Option<Date> = row.try_get("sobriety_date")?;
-        Ok(Self {
-            view: UserView {
-                id: row.try_get("id")?,
-                user_type: row.try_get("user_type")?,
-                email: row.try_get("email")?,
-                display_name: row.try_get("display_name")?,
-                roles: row.try_get("roles")?,
-                sobriety_date: sobriety.and_then(|d| d.format(DATE).ok()),
-                notification_preferences: row.try_get("notification_preferences")?,
-                created_at: row.try_get("created_at")?,
-            },
-            identity_record_id: row.try_get("identity_record_id")?,
-        })
-    }
-}
-
-async fn load(pool: &PgPool, id: Uuid) -> Result<UserView, ApiError> {
-    let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Account::from_row(&row)?.view)
-}
 
 /// The signed-in user's account.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
@@ -116,36 +48,6 @@ pub struct UserPatch {
     pub notification_preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn validate(patch: &UserPatch) -> Result<(Option<String>, Option<Option<Date>>), ApiError> {
-    let name = match &patch.display_name {
-        Some(n) => {
-            let n = n.trim();
-            common::json::printable("display_name", n, 1..=100, false)?;
-            Some(n.to_owned())
-        }
-        None => None,
-    };
-    let date = match &patch.sobriety_date {
-        Some(Some(s)) => {
-            let d = Date::parse(s, DATE)
-                .map_err(|_| ApiError::Unprocessable("sobriety_date: expected YYYY-MM-DD".into()))?;
-            let today = OffsetDateTime::now_utc().date();
-            if d > today || d.year() < 1900 {
-                return Err(ApiError::Unprocessable("sobriety_date: must be a past date".into()));
-            }
-            Some(Some(d))
-        }
-        Some(None) => Some(None),
-        None => None,
-    };
-    if let Some(prefs) = &patch.notification_preferences {
-        if prefs.len() > 20 || prefs.values().any(|v| !v.is_boolean()) {
-            return Err(ApiError::Unprocessable("notification_preferences: at most 20 boolean settings".into()));
-        }
-    }
-    Ok((name, date))
-}
-
 /// Updates name, sobriety date or notification preferences.
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UserPatch,
     responses(
@@ -164,28 +66,22 @@ pub async fn update_me(
     meta: RequestMeta,
 ) -> Result<Json<UserView>, ApiError> {
     let patch = body.into_inner();
-    let (name, date) = validate(&patch)?;
+    let change = rules::check(
+        patch.display_name.as_deref(),
+        patch.sobriety_date.as_ref().map(Option::as_deref),
+        patch.notification_preferences.as_ref(),
+        OffsetDateTime::now_utc().date(),
+    )?;
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE users SET display_name = COALESCE($2, display_name), \
-         sobriety_date = CASE WHEN $3 THEN $4 ELSE sobriety_date END, \
-         notification_preferences = COALESCE($5, notification_preferences), updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(user.user_id)
-    .bind(name)
-    .bind(date.is_some())
-    .bind(date.flatten())
-    .bind(patch.notification_preferences.map(serde_json::Value::Object))
-    .execute(&mut *tx)
-    .await?;
+    let preferences = patch.notification_preferences.map(serde_json::Value::Object);
+    queries::update(&mut tx, user.user_id, change, preferences).await?;
     audit::record(
         &mut tx,
         &meta.event(Some(user.user_id), "user.update", Some(("user", user.user_id.to_string())), Outcome::Success),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(load(pool, user.user_id).await?))
+    Ok(Json(queries::account(pool, user.user_id).await?.ok_or(ApiError::NotFound)?.view))
 }
 
 /// Closes the account: it is marked deleted and every session ends.
@@ -197,10 +93,7 @@ pub async fn update_me(
 #[delete("/users/me")]
 pub async fn delete_me(user: AuthUser, pool: &State<PgPool>, meta: RequestMeta) -> Result<Status, ApiError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE users SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL")
-        .bind(user.user_id)
-        .execute(&mut *tx)
-        .await?;
+    queries::close(&mut tx, user.user_id).await?;
     sessions::revoke_all(&mut tx, user.user_id, "account_deleted").await?;
     audit::record(
         &mut tx,
@@ -229,14 +122,13 @@ pub struct SessionPage {
         (status = 401, description = "Not signed in", body = common::ErrorBody),
         (status = 422, description = "Bad limit or offset", body = common::ErrorBody),
     ))]
-#[get("/users/me/sessions?<limit>&<offset>")]
+#[get("/users/me/sessions?<page..>")]
 pub async fn my_sessions(
     user: AuthUser,
-    limit: Option<&str>,
-    offset: Option<&str>,
+    page: OffsetPage<'_>,
     pool: &State<PgPool>,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let (limit, offset) = sessions::page_params(limit, offset)?;
+    let (limit, offset) = page.checked()?;
     let (sessions, next_offset) = sessions::open_page(pool, user.user_id, user.session_id, limit, offset).await?;
     Ok(Json(SessionPage { sessions, next_offset }))
 }

@@ -1,0 +1,26 @@
+//! Sign-in with OpenID Connect providers (Google, Apple, any standards-compliant issuer from
+//! configuration): authorization code flow with PKCE, `state` and `nonce`; the id_token's
+//! signature (the provider's published keys, asymmetric algorithms only), issuer, audience,
+//! expiry and nonce are checked. Provider metadata is discovered on first use and cached for an
+//! hour. Apple's client secret is a short-lived ES256 JWT signed with the team's key. Staff may
+//! also sign in from a device without a browser, through a provider's device authorization flow
+//! (RFC 8628), where configured.
+//!
+//! `config.rs` holds a provider's entry, `provider.rs` the providers and the code flow,
+//! `device.rs` the provider's side of the device flow; `routes.rs` and `device_routes.rs` the
+//! routes of each flow, `signin.rs` what they share (the account an identity leads to, the audit
+//! of a refusal), `queries.rs` their SQL and `rules.rs` their fixed rules.
+
+pub mod config;
+mod device;
+pub mod device_routes;
+mod provider;
+mod queries;
+pub mod routes;
+mod rules;
+mod signin;
+
+pub use config::{AppleConfig, OidcProviderConfig};
+pub use device::{DevicePoll, DeviceStarted};
+pub use provider::{Http, HttpError, OidcError, OidcProviders, Started, VerifiedIdentity};
+pub use routes::routes;
