@@ -398,19 +398,6 @@ pub async fn listen_on<F: std::future::Future<Output = ()>>(
     }
 }
 
-pub fn page_after(
-    mut rows: Vec<sqlx::postgres::PgRow>,
-    limit: i64,
-    key: &str,
-) -> Result<(Vec<sqlx::postgres::PgRow>, Option<i64>), sqlx::Error> {
-    use sqlx::Row;
-    let limit = usize::try_from(limit.max(0)).unwrap_or(0);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more { rows.last().map(|r| r.try_get::<i64, _>(key)).transpose()? } else { None };
-    Ok((rows, next))
-}
-
 /// One keyset page of typed rows read with `LIMIT limit + 1`: at most `limit` rows, and the key
 /// of the last one when a further row showed there is more.
 pub fn keyset_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {

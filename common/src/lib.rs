@@ -31,7 +31,7 @@ pub mod user_token;
 pub use error::ApiError;
 pub use error::ErrorBody;
 pub use request_id::RequestId;
-pub use role::Role;
+pub use role::{Role, UserRole};
 pub use wire::{applications, documents, insurance, secret, Secret, ServiceName};
 
 /// Installs the process-wide rustls crypto provider (ring). Call first thing in every `main`

@@ -31,7 +31,7 @@ pub struct AccessClaims {
     pub sub: Uuid,
     /// The session this token belongs to; revoking it ends the token.
     pub sid: Uuid,
-    pub roles: Vec<String>,
+    pub roles: Vec<crate::UserRole>,
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,

@@ -189,7 +189,7 @@ impl TestApp {
         let (session, _) = public_api::auth::sessions::create(&mut tx, user, 1, None, None).await.expect("session");
         tx.commit().await.expect("commit");
         let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
-        (user, keys.issue(user, session, vec!["beneficiary".into()]).expect("token"))
+        (user, keys.issue(user, session, vec![common::UserRole::Beneficiary]).expect("token"))
     }
 }
 

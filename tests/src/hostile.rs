@@ -66,7 +66,8 @@ impl TestApp {
     /// user, session and roles.
     pub fn mint_user_token(&self, user: Uuid, session: Uuid, roles: &[&str]) -> String {
         let keys = public_api::auth::TokenKeys::load(&self.keys.auth_settings()).expect("token keys");
-        keys.issue(user, session, roles.iter().map(|r| (*r).to_owned()).collect()).expect("token")
+        let roles = roles.iter().map(|r| common::UserRole::parse(r).expect("a role")).collect();
+        keys.issue(user, session, roles).expect("token")
     }
 
     /// What mints delegation tokens in public-api (the test app's signing key).

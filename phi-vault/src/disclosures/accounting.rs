@@ -87,7 +87,7 @@ pub async fn accounting(
     let (from, to) = rules::range(query, today);
     let limit = rules::limit(query);
     let rows = queries::accounting(conn, subject, query.after.unwrap_or(0), (from, to), limit + 1).await?;
-    let (rows, next_after) = rules::page_after(rows, limit, |row| row.seq);
+    let (rows, next_after) = common::db::keyset_page(rows, limit, |row| row.seq);
     let disclosures = rows.into_iter().map(Into::into).collect();
     Ok(AccountingPage { subject_id: subject, from: from.to_string(), to: to.to_string(), disclosures, next_after })
 }

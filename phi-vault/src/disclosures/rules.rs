@@ -127,16 +127,6 @@ pub(super) fn limit(query: &AccountingQuery) -> i64 {
     query.limit.unwrap_or(50)
 }
 
-/// The first `limit` of `rows` (fetched with one more than that), and the `seq` to continue
-/// after when there were more, as `common::db::page_after` pages untyped rows.
-pub(super) fn page_after<T>(mut rows: Vec<T>, limit: i64, seq: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
-    let limit = usize::try_from(limit.max(0)).unwrap_or(0);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more { rows.last().map(seq) } else { None };
-    (rows, next)
-}
-
 /// The action of reading an accounting, as the access log names it.
 pub(super) const READ: &str = "disclosures.read";
 
@@ -205,14 +195,6 @@ mod tests {
         let asked = AccountingQuery { from: Some(today), to: Some(today), ..AccountingQuery::default() };
         assert_eq!(range(&asked, leap), (today, today));
         assert_eq!(limit(&AccountingQuery::default()), 50);
-    }
-
-    #[test]
-    fn a_page_continues_after_its_last_row_only_when_there_are_more() {
-        let seq = |n: &i64| *n;
-        assert_eq!(page_after(vec![1, 2, 3], 2, seq), (vec![1, 2], Some(2)));
-        assert_eq!(page_after(vec![1, 2], 2, seq), (vec![1, 2], None));
-        assert_eq!(page_after(vec![1, 2], -1, seq), (Vec::new(), None), "a limit below 0 is 0");
     }
 
     #[test]

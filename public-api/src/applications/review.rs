@@ -71,7 +71,7 @@ pub async fn read_for_staff(
     pool: &State<PgPool>,
 ) -> Result<Json<ApplicationDetail>, ApiError> {
     let application = by_id(pool, id).await?.view();
-    if staff.role != "admin" && application.caseworker_id != Some(staff.user.user_id) {
+    if !staff.is_admin() && application.caseworker_id != Some(staff.user.user_id) {
         return Err(ApiError::NotFound);
     }
     let history = queries::history(pool, id).await?;
@@ -209,7 +209,7 @@ pub async fn change_status(
     let mut tx = pool.begin().await?;
     // No network call happens while this row is locked.
     let current = queries::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
-    if !rules::may_decide(actor, staff.role == "admin", current.beneficiary_id, current.caseworker_id) {
+    if !rules::may_decide(actor, staff.is_admin(), current.beneficiary_id, current.caseworker_id) {
         return Err(ApiError::Forbidden);
     }
     if change.version != current.version {
@@ -229,7 +229,7 @@ pub async fn change_status(
         from: Some(current.status),
         to: change.status,
         actor,
-        actor_role: staff.role,
+        actor_role: staff.role.as_str(),
         amount_cents: current.amount_cents,
         note: Some(note),
     };

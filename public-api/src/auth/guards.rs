@@ -15,37 +15,35 @@ use uuid::Uuid;
 
 use common::assertion::{CallContext, Delegation};
 use common::user_token::DelegationSigner;
-use common::Role;
+use common::{Role, UserRole};
 
 use super::{refuse, AuthError, AuthUser};
 use crate::meta::RequestMeta;
 
 /// A role a person can act in through public-api.
 pub trait ActingRole: Send + Sync + 'static {
+    /// The role internal calls are made in.
     const ROLE: Role;
+    /// The role the person must hold.
+    const HELD: UserRole;
 }
 
 /// Marker types naming each role for [`Acting`].
 pub mod role {
-    use super::{ActingRole, Role};
+    use super::{ActingRole, Role, UserRole};
 
     macro_rules! roles {
-        ($($name:ident => $role:expr),* $(,)?) => {$(
+        ($($name:ident),* $(,)?) => {$(
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
             impl ActingRole for $name {
-                const ROLE: Role = $role;
+                const ROLE: Role = Role::$name;
+                const HELD: UserRole = UserRole::$name;
             }
         )*};
     }
 
-    roles! {
-        Beneficiary => Role::Beneficiary,
-        Partner => Role::Partner,
-        Caseworker => Role::Caseworker,
-        Admin => Role::Admin,
-        ComplianceOfficer => Role::ComplianceOfficer,
-    }
+    roles!(Beneficiary, Partner, Caseworker, Admin, ComplianceOfficer);
 }
 
 /// A signed-in caller proved to hold role `R`.
@@ -98,7 +96,7 @@ impl<'r, R: ActingRole> FromRequest<'r> for Acting<R> {
             Outcome::Error(e) => return Outcome::Error(e),
             Outcome::Forward(f) => return Outcome::Forward(f),
         };
-        if !user.roles.iter().any(|r| r == R::ROLE.as_str()) {
+        if !user.roles.contains(&R::HELD) {
             return refuse(request, Status::Forbidden, AuthError::NotPermitted(format!("not a {}", R::ROLE)));
         }
         let Some(signer) = request.rocket().state::<std::sync::Arc<DelegationSigner>>() else {
@@ -112,7 +110,14 @@ impl<'r, R: ActingRole> FromRequest<'r> for Acting<R> {
 /// roles; an admin acts as admin when they hold both.
 pub struct Reviewer {
     pub user: AuthUser,
-    pub role: &'static str,
+    /// `Admin` or `Caseworker`.
+    pub role: UserRole,
+}
+
+impl Reviewer {
+    pub fn is_admin(&self) -> bool {
+        self.role == UserRole::Admin
+    }
 }
 
 #[rocket::async_trait]
@@ -125,11 +130,10 @@ impl<'r> FromRequest<'r> for Reviewer {
             Outcome::Error(e) => return Outcome::Error(e),
             Outcome::Forward(f) => return Outcome::Forward(f),
         };
-        let holds = |role: &str| user.roles.iter().any(|r| r == role);
-        let role = if holds("admin") {
-            "admin"
-        } else if holds("caseworker") {
-            "caseworker"
+        let role = if user.roles.contains(&UserRole::Admin) {
+            UserRole::Admin
+        } else if user.roles.contains(&UserRole::Caseworker) {
+            UserRole::Caseworker
         } else {
             // The route's permission is held only by these roles; anything else is a policy
             // mistake, refused.

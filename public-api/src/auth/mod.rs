@@ -24,7 +24,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::error::ErrorMessage;
-use common::RequestId;
+use common::{RequestId, UserRole};
 
 pub use guards::{Admin, Beneficiary, Caseworker, ComplianceOfficer, Partner, Reviewer};
 pub use policy::{Access, AccessPolicy};
@@ -100,7 +100,8 @@ pub const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
 pub struct AuthUser {
     pub user_id: Uuid,
     pub session_id: Uuid,
-    pub roles: Vec<String>,
+    /// Verified: from the access token, whose session was checked live on this request.
+    pub roles: Vec<UserRole>,
     /// The account, read with the session check.
     pub account: crate::users::rules::Account,
     /// When the access token presented expires (Unix seconds): a long-lived response (a stream)

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use common::UserRole;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// No login.
@@ -17,7 +19,7 @@ pub enum Access {
 
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
-    roles: BTreeMap<String, BTreeSet<String>>,
+    roles: BTreeMap<UserRole, BTreeSet<String>>,
     routes: BTreeMap<String, Access>,
 }
 
@@ -47,7 +49,12 @@ impl AccessPolicy {
             };
             routes.insert(route, access);
         }
-        Ok(Self { roles: file.roles, routes })
+        let mut roles = BTreeMap::new();
+        for (name, permissions) in file.roles {
+            let role = UserRole::parse(&name).ok_or_else(|| format!("`{name}` is not a role"))?;
+            roles.insert(role, permissions);
+        }
+        Ok(Self { roles, routes })
     }
 
     /// The declared access of a route (`"METHOD /path/<param>"`); `None` if undeclared.
@@ -56,7 +63,7 @@ impl AccessPolicy {
     }
 
     /// Fails closed: an undeclared route, or roles without the permission, are refused.
-    pub fn permits(&self, route: &str, roles: &[String]) -> bool {
+    pub fn permits(&self, route: &str, roles: &[UserRole]) -> bool {
         match self.routes.get(route) {
             Some(Access::Public | Access::Authenticated) => true,
             Some(Access::Permission(p)) => roles.iter().any(|r| self.roles.get(r).is_some_and(|ps| ps.contains(p))),
@@ -73,9 +80,13 @@ mod tests {
     fn the_shipped_policy_parses_and_fails_closed() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/roles.toml");
         let p = AccessPolicy::load(&path).expect("valid");
-        assert!(p.permits("GET /api/v1/users/me", &["donor".into()]));
-        assert!(!p.permits("GET /api/v1/users/me", &["nobody".into()]));
-        assert!(!p.permits("GET /api/v1/undeclared", &["admin".into()]));
+        assert!(p.permits("GET /api/v1/users/me", &[UserRole::Donor]));
+        assert!(!p.permits("GET /api/v1/users/me", &[]));
+        assert!(!p.permits("GET /api/v1/undeclared", &[UserRole::Admin]));
+        assert!(
+            AccessPolicy::parse("[roles]\nroot = [\"x\"]\n[routes]\n\"GET /y\" = \"x\"").is_err(),
+            "an unknown role"
+        );
         assert!(AccessPolicy::parse("[roles]\na = [\"x\"]\n[routes]\n\"GET /y\" = \"z\"").is_err());
     }
 }

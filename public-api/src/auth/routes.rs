@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use common::json::Body;
-use common::ApiError;
+use common::{ApiError, UserRole};
 
 use super::sessions::{self, Refresh};
 use super::{AuthSettings, AuthUser, TokenKeys, REFRESH_COOKIE, REFRESH_COOKIE_PATH};
@@ -52,7 +52,7 @@ fn tokens_for(
     keys: &TokenKeys,
     user_id: Uuid,
     session_id: Uuid,
-    roles: Vec<String>,
+    roles: Vec<UserRole>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let access_token = keys.issue(user_id, session_id, roles).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse {

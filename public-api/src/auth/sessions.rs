@@ -8,6 +8,8 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use common::UserRole;
+
 use crate::users::queries::AccountRow;
 use crate::users::rules::Account;
 
@@ -28,19 +30,21 @@ pub(crate) fn random_secret(prefix: &str) -> Result<String, sqlx::Error> {
     Ok(format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-/// A user's roles for tokens and permission checks: their type, then granted staff roles.
-pub async fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Vec<String>>, sqlx::Error> {
+/// A user's roles for tokens and permission checks: their type, then granted staff roles. A
+/// name that is no role (the schema's checks allow none) is an error, never a role dropped.
+pub async fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Vec<UserRole>>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT user_type::text AS "user_type!", roles FROM users WHERE id = $1 AND deleted_at IS NULL"#,
         user_id,
     )
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|r| {
-        let mut roles = vec![r.user_type];
-        roles.extend(r.roles);
-        roles
-    }))
+    let Some(row) = row else { return Ok(None) };
+    std::iter::once(row.user_type)
+        .chain(row.roles)
+        .map(|name| UserRole::parse(&name).ok_or_else(|| sqlx::Error::Decode(format!("`{name}` is no role").into())))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Opens a session; returns its id and the first refresh token.
@@ -96,7 +100,7 @@ pub async fn live_account(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Res
 #[derive(Debug)]
 pub enum Refresh {
     /// The token was current: here is the next one.
-    Rotated { user_id: Uuid, session_id: Uuid, roles: Vec<String>, token: String },
+    Rotated { user_id: Uuid, session_id: Uuid, roles: Vec<UserRole>, token: String },
     /// The token had already been rotated: the session is now revoked.
     Reused { user_id: Uuid, session_id: Uuid },
     /// Unknown token, or its session is revoked or expired.

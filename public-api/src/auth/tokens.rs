@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 pub use common::user_token::{AccessClaims, AUDIENCE, MAX_TTL_SECS as MAX_ACCESS_TTL_SECS};
 use common::user_token::{DelegationSigner, UserTokenVerifier};
+use common::UserRole;
 
 use super::AuthSettings;
 
@@ -59,7 +60,7 @@ impl TokenKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user_id: Uuid, session_id: Uuid, roles: Vec<String>) -> Result<String, String> {
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid, roles: Vec<UserRole>) -> Result<String, String> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -107,8 +108,8 @@ mod tests {
         let after = TokenKeys::load(&settings(&dir, &["new"])).expect("keys");
 
         let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
-        let old_token = before.issue(user, session, vec!["donor".into()]).expect("issue");
-        let new_token = during.issue(user, session, vec!["donor".into()]).expect("issue");
+        let old_token = before.issue(user, session, vec![UserRole::Donor]).expect("issue");
+        let new_token = during.issue(user, session, vec![UserRole::Donor]).expect("issue");
         assert_eq!(jsonwebtoken::decode_header(&new_token).expect("header").kid.as_deref(), Some("new"));
         assert_eq!(during.verify(&old_token).expect("old still verifies").sub, user);
         assert!(during.verify(&new_token).is_ok());

@@ -5,7 +5,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::queries;
-use super::rules::{self, RoleChange, RoleChangeRequest, RoleError, STAFF_ROLES};
+use common::UserRole;
+
+use super::rules::{self, RoleChange, RoleChangeRequest, RoleError};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::auth::sessions;
 use crate::meta::RequestMeta;
@@ -15,13 +17,13 @@ use crate::meta::RequestMeta;
 async fn apply(
     tx: &mut PgConnection,
     target: Uuid,
-    role: &str,
+    role: UserRole,
     grant: bool,
     dry_run: bool,
     mut event: AuditEvent,
 ) -> Result<RoleChange, RoleError> {
     let current = queries::roles_for_update(tx, target).await?.ok_or_else(|| RoleError::NoUser(target.to_string()))?;
-    let (changed, roles) = rules::after_change(current, role, grant);
+    let (changed, roles) = rules::after_change(current, role.as_str(), grant);
     let mut sessions_ended = 0;
     if changed && !dry_run {
         queries::set_roles(tx, target, &roles).await?;
@@ -33,7 +35,15 @@ async fn apply(
         event.resource_id = Some(format!("{target}:{role}"));
         audit::record(tx, &event).await?;
     }
-    Ok(RoleChange { user_id: target, role: role.to_owned(), granted: grant, changed, roles, sessions_ended, dry_run })
+    Ok(RoleChange {
+        user_id: target,
+        role: role.as_str().to_owned(),
+        granted: grant,
+        changed,
+        roles,
+        sessions_ended,
+        dry_run,
+    })
 }
 
 /// An admin's change: the admin is the proven actor; nobody changes their own roles.
@@ -43,9 +53,7 @@ pub async fn change_role(
     request: &RoleChangeRequest,
     meta: &RequestMeta,
 ) -> Result<RoleChange, RoleError> {
-    if !STAFF_ROLES.contains(&request.role.as_str()) {
-        return Err(RoleError::UnknownRole(request.role.clone()));
-    }
+    let role = rules::staff_role(&request.role)?;
     let reason = rules::checked_reason(&request.reason)?;
     let target = queries::find_user(pool, &request.user).await?;
     if target == admin {
@@ -59,12 +67,12 @@ pub async fn change_role(
     if !queries::still_admin(&mut tx, admin).await? {
         return Err(RoleError::NotAdmin);
     }
-    if request.role == "admin" && !request.grant && queries::other_admins(&mut tx, target).await? == 0 {
+    if role == UserRole::Admin && !request.grant && queries::other_admins(&mut tx, target).await? == 0 {
         return Err(RoleError::LastAdmin);
     }
     let mut event = meta.event(Some(admin), "user.role_grant", None, Outcome::Success);
     event.reason = Some(reason);
-    let change = apply(&mut tx, target, &request.role, request.grant, request.dry_run, event).await?;
+    let change = apply(&mut tx, target, role, request.grant, request.dry_run, event).await?;
     tx.commit().await?;
     Ok(change)
 }
@@ -95,7 +103,7 @@ pub async fn bootstrap_admin(
         reason: Some(reason),
         operator: Some(operator.to_owned()),
     };
-    let change = apply(&mut tx, target, "admin", true, false, event).await?;
+    let change = apply(&mut tx, target, UserRole::Admin, true, false, event).await?;
     tx.commit().await?;
     Ok(change)
 }

@@ -18,4 +18,4 @@ mod rules;
 pub use changes::{bootstrap_admin, change_role};
 pub use queries::find_user;
 pub use routes::routes;
-pub use rules::{checked_reason, RoleChange, RoleChangeRequest, RoleError, STAFF_ROLES};
+pub use rules::{checked_reason, staff_role, RoleChange, RoleChangeRequest, RoleError};

@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use common::ApiError;
+use common::{ApiError, UserRole};
 
-pub const STAFF_ROLES: [&str; 3] = ["caseworker", "admin", "compliance_officer"];
+/// A staff role by name: one of [`UserRole::STAFF`], else [`RoleError::UnknownRole`].
+pub fn staff_role(name: &str) -> Result<UserRole, RoleError> {
+    UserRole::parse(name).filter(|r| UserRole::STAFF.contains(r)).ok_or_else(|| RoleError::UnknownRole(name.to_owned()))
+}
 const MAX_REASON: usize = 500;
 
 #[derive(Debug, thiserror::Error)]

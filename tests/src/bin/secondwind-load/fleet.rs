@@ -40,7 +40,9 @@ impl Fleet {
         let tokens = self
             .sessions
             .iter()
-            .map(|(user, session)| self.keys.issue(*user, *session, vec!["beneficiary".into()]).map_err(|e| anyhow!(e)))
+            .map(|(user, session)| {
+                self.keys.issue(*user, *session, vec![common::UserRole::Beneficiary]).map_err(|e| anyhow!(e))
+            })
             .collect::<Result<Vec<_>>>()?;
         *self.tokens.write().map_err(|_| anyhow!("token lock poisoned"))? = Arc::new(tokens);
         Ok(())
