@@ -148,11 +148,12 @@ async fn decisions_are_emailed_without_detail_unless_email_is_off() {
     assert_eq!(audited, 1);
 }
 
-#[tokio::test]
-async fn an_unreachable_relay_leaves_the_email_queued_for_later() {
+/// An application assigned while the relay is a port nobody listens on: the assignment's email
+/// waits in the outbox. The app, and the public database to read the outbox in.
+async fn assigned_with_the_relay_down(max_attempts: i32) -> (TestApp, sqlx::PgPool) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let mail = settings(format!("smtp://127.0.0.1:{port}"), &tag);
+    let mail = MailSettings { max_attempts, ..settings(format!("smtp://127.0.0.1:{port}"), &tag) };
     let app = TestApp::spawn_configured(move |public| public.service.mail = Some(mail), |_| {}).await;
     let (ben_login, admin_login, cw_login) =
         (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
@@ -166,56 +167,53 @@ async fn an_unreachable_relay_leaves_the_email_queued_for_later() {
     let (status, _) =
         admin.put(&format!("/staff/applications/{id}/caseworker"), &json!({"caseworker_id": cw_login.user_id})).await;
     assert_eq!(status, 200, "the request does not wait on email");
+    (app, public)
+}
+
+/// The outbox's row as `sql` reads it, once `ready` holds for it (10 s at most).
+async fn outbox_row<T>(public: &sqlx::PgPool, sql: &str, ready: impl Fn(&T) -> bool) -> Option<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     for _ in 0..200 {
-        let row: Option<(i32, Option<String>, bool, bool)> = sqlx::query_as(
-            "SELECT attempts, last_error, sent_at IS NULL AND given_up_at IS NULL, \
-             next_attempt_at BETWEEN now() + interval '10 seconds' AND now() + interval '40 seconds' \
-             FROM email_outbox",
-        )
-        .fetch_optional(&public)
-        .await
-        .expect("outbox");
-        if let Some((attempts, Some(error), pending, later)) = row {
-            assert_eq!(attempts, 1);
-            assert!(pending && later, "queued, for a later attempt after the first backoff (30 s), not the lease");
-            assert!(!error.contains('@'), "no address in the error: {error}");
-            return;
+        let row: Option<T> = sqlx::query_as(sql).fetch_optional(public).await.expect("outbox");
+        if let Some(row) = row.filter(|r| ready(r)) {
+            return Some(row);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the failed attempt was never recorded");
+    None
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_leaves_the_email_queued_for_later() {
+    let (_app, public) = assigned_with_the_relay_down(3).await;
+    let failed: Option<(i32, Option<String>, bool, bool)> = outbox_row(
+        &public,
+        "SELECT attempts, last_error, sent_at IS NULL AND given_up_at IS NULL, \
+         next_attempt_at BETWEEN now() + interval '10 seconds' AND now() + interval '40 seconds' \
+         FROM email_outbox",
+        |row: &(i32, Option<String>, bool, bool)| row.1.is_some(),
+    )
+    .await;
+    let (attempts, error, pending, later) = failed.expect("the failed attempt was never recorded");
+    let error = error.unwrap_or_default();
+    assert_eq!(attempts, 1);
+    assert!(pending && later, "queued, for a later attempt after the first backoff (30 s), not the lease");
+    assert!(!error.contains('@'), "no address in the error: {error}");
 }
 
 #[tokio::test]
 async fn an_email_is_given_up_once_its_attempts_are_used() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let mail = MailSettings { max_attempts: 1, ..settings(format!("smtp://127.0.0.1:{port}"), &tag) };
-    let app = TestApp::spawn_configured(move |public| public.service.mail = Some(mail), |_| {}).await;
-    let (ben_login, admin_login, cw_login) =
-        (app.dev_login("beneficiary").await, app.dev_login("admin").await, app.dev_login("caseworker").await);
-    let beneficiary = Client { app: &app, who: &ben_login };
-    let admin = Client { app: &app, who: &admin_login };
-    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
-    let application = json!({ "kind": "tech", "amount_cents": 20_000,
-        "details": { "description": "A phone for appointments", "needed_by": "2099-05-01" } });
-    let (_, submitted): (u16, Value) = beneficiary.send(Method::POST, "/applications", Some(&application)).await;
-    let id = submitted["id"].as_str().expect("id");
-    let assign = format!("/staff/applications/{id}/caseworker");
-    assert_eq!(admin.put(&assign, &json!({"caseworker_id": cw_login.user_id})).await.0, 200);
-    for _ in 0..200 {
-        let row: Option<(i32, Option<String>, bool)> = sqlx::query_as(
-            "SELECT attempts, last_error, given_up_at IS NOT NULL AND sent_at IS NULL FROM email_outbox",
-        )
-        .fetch_optional(&public)
-        .await
-        .expect("outbox");
-        if let Some((attempts, Some(error), true)) = row {
-            assert_eq!(attempts, 1);
-            assert!(!error.contains('@'), "{error}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the email was never given up");
+    let (_app, public) = assigned_with_the_relay_down(1).await;
+    let given_up: Option<(i32, Option<String>, bool)> = outbox_row(
+        &public,
+        "SELECT attempts, last_error, given_up_at IS NOT NULL AND sent_at IS NULL FROM email_outbox",
+        |row: &(i32, Option<String>, bool)| row.1.is_some() && row.2,
+    )
+    .await;
+    let (attempts, error, _) = given_up.expect("the email was never given up");
+    let error = error.unwrap_or_default();
+    assert_eq!(attempts, 1);
+    assert!(!error.contains('@'), "{error}");
 }
