@@ -1,8 +1,18 @@
-//! Shared plumbing for the SecondWind services. Deliberately small: configuration, telemetry,
-//! the error body, the request id, metrics and operational routes, database connection and
-//! migrations, internal-call assertions with their allowlist, typed clients for the internal
-//! services, and the signed checkpoints that anchor every trail outside its database. No
-//! business logic lives here.
+//! What the three services share, in three parts (no module of one part is imported by a
+//! module of a part listed before it, and no two modules import each other):
+//!
+//! - **The server kit:** configuration ([`config`]), start-up ([`start`], [`service`], which wires
+//!   the rest), telemetry, the error body ([`error`]) and strict JSON ([`json`]), request ids,
+//!   metrics and operational routes ([`ops`]), protection ([`protect`]), database connection and
+//!   provisioning ([`db`]), key files ([`keys`]) and the clamd client ([`clamd`]).
+//! - **Internal-call authentication:** the roles ([`role`]), assertions ([`assertion`]), the
+//!   allowlist ([`policy`]), delegation and access tokens ([`user_token`]), and the typed clients
+//!   of phi-vault and consent ([`client`]).
+//! - **The trails:** hash chains ([`chain`]), signed checkpoints ([`checkpoint`]) and the check of a
+//!   trail against them ([`anchor`]), with the reports' types ([`compliance`]).
+//!
+//! The rules of each feature live in its service, never here; what the staff CLI needs (the
+//! wire types and the error body) is the `wire` crate, re-exported below.
 
 pub mod anchor;
 pub mod assertion;
