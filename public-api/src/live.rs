@@ -152,12 +152,7 @@ pub async fn stream(
         let _admitted = admitted;
         let expiry = tokio::time::sleep(token_left);
         tokio::pin!(expiry);
-        let start: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
-            "SELECT COALESCE(max(seq), 0), count(*) FILTER (WHERE read_at IS NULL) FROM notifications WHERE user_id = $1",
-        )
-        .bind(me)
-        .fetch_one(&pool)
-        .await;
+        let start = crate::notifications::queries::position(&pool, me).await;
         let Ok((mut last, unread)) = start else { return };
         yield Event::json(&serde_json::json!({ "unread": unread })).event("unread");
         let mut check = tokio::time::interval(SESSION_CHECK);

@@ -155,15 +155,16 @@ pub const DEMO_USERS: [(&str, &str, &str, &[&str]); 6] = [
 /// Creates the demo accounts if missing (dev profile with `dev_login` only).
 pub async fn seed_demo_users(pool: &PgPool) -> Result<(), sqlx::Error> {
     for (name, id, user_type, roles) in DEMO_USERS {
-        sqlx::query(
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        sqlx::query!(
             "INSERT INTO users (id, user_type, email, display_name, roles) \
-             VALUES ($1::uuid, $2::user_type, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1::text::uuid, $2::text::user_type, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            id,
+            user_type,
+            format!("demo+{name}@secondwind.invalid"),
+            format!("Demo {}", name.replace('_', " ")),
+            &roles,
         )
-        .bind(id)
-        .bind(user_type)
-        .bind(format!("demo+{name}@secondwind.invalid"))
-        .bind(format!("Demo {}", name.replace('_', " ")))
-        .bind(roles.iter().map(|r| r.to_string()).collect::<Vec<_>>())
         .execute(pool)
         .await?;
     }

@@ -1,6 +1,6 @@
 //! The notifications' SQL, checked against the schema at build time (`.sqlx/`).
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -141,4 +141,17 @@ pub async fn set_email(tx: &mut PgConnection, user: Uuid, email: bool) -> Result
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Where a user's notifications stand: the newest one's place in their sequence (0 for none)
+/// and how many are unread.
+pub async fn position(pool: &PgPool, user: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT COALESCE(max(seq), 0) AS "last!", count(*) FILTER (WHERE read_at IS NULL) AS "unread!"
+           FROM notifications WHERE user_id = $1"#,
+        user,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((row.last, row.unread))
 }
