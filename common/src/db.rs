@@ -398,6 +398,65 @@ pub async fn listen_on<F: std::future::Future<Output = ()>>(
     }
 }
 
+/// A value a text column holds as one of a fixed set of names (a status): decoded with
+/// [`Text`], so a row type names the enum and an unknown name is a decode error, never a guess.
+pub trait TextEnum: Sized + Copy + Send + Sync {
+    fn as_text(self) -> &'static str;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+impl TextEnum for wire::applications::ApplicationStatus {
+    fn as_text(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        Self::parse(text)
+    }
+}
+
+impl TextEnum for wire::insurance::InsuranceStatus {
+    fn as_text(self) -> &'static str {
+        self.as_str()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        Self::parse(text)
+    }
+}
+
+/// A [`TextEnum`] as its text column stores it. The wire types stay free of sqlx (the staff CLI
+/// links them), so the services decode them through this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text<T>(pub T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for Text<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+// A row field may name the enum itself: `query_as!` converts what it decoded with `.into()`.
+impl From<Text<wire::applications::ApplicationStatus>> for wire::applications::ApplicationStatus {
+    fn from(text: Text<Self>) -> Self {
+        text.0
+    }
+}
+
+impl From<Text<wire::insurance::InsuranceStatus>> for wire::insurance::InsuranceStatus {
+    fn from(text: Text<Self>) -> Self {
+        text.0
+    }
+}
+
+impl<'r, T: TextEnum> sqlx::Decode<'r, sqlx::Postgres> for Text<T> {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        T::from_text(text).map(Text).ok_or_else(|| format!("`{text}` is not a value this column may hold").into())
+    }
+}
+
 /// One keyset page of typed rows read with `LIMIT limit + 1`: at most `limit` rows, and the key
 /// of the last one when a further row showed there is more.
 pub fn keyset_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {

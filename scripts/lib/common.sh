@@ -148,6 +148,17 @@ schema_env() {
   printf 'SQLX_OFFLINE=false\nDATABASE_URL=postgres://sw_%s@localhost/secondwind_%s?host=%s&port=5432\n' "$1" "$1" "$2/sock"
 }
 
+# Says so when scripts/sqlx-dev is running here: builds then check SQL against its cluster, not
+# against .sqlx/ (what CI checks).
+warn_live_schema() {
+  local crate
+  for crate in public-api phi-vault consent common; do
+    if [ -e "$crate/.env" ]; then
+      say "warning: $crate/.env exists (scripts/sqlx-dev?): the query macros check against a live schema, not .sqlx/"
+    fi
+  done
+}
+
 # A TCP port on 127.0.0.1 nobody listens on, starting from $1.
 free_port() {
   local port="$1"

@@ -22,7 +22,6 @@ pub const DETAILS_CATEGORY: &str = "application_details";
 /// `action_needed` → `reviewing` (the beneficiary updates it); `approved` → `funded` (staff).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(type_name = "text", rename_all = "snake_case"))]
 pub enum ApplicationStatus {
     Reviewing,
     ActionNeeded,

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use common::applications::{ApplicationStatus, ApplicationView, StatusEvent};
+use common::db::Text;
 
 use super::rules::{Assigned, QueueFilter};
 
@@ -43,8 +44,8 @@ impl ApplicationRow {
 /// One event of an application's history.
 #[derive(Debug, sqlx::FromRow)]
 struct EventRow {
-    from_status: Option<ApplicationStatus>,
-    to_status: ApplicationStatus,
+    from_status: Option<Text<ApplicationStatus>>,
+    to_status: Text<ApplicationStatus>,
     actor_role: String,
     amount_cents: i64,
     note: Option<String>,
@@ -54,8 +55,8 @@ struct EventRow {
 impl From<EventRow> for StatusEvent {
     fn from(row: EventRow) -> Self {
         StatusEvent {
-            from_status: row.from_status,
-            to_status: row.to_status,
+            from_status: row.from_status.map(|s| s.0),
+            to_status: row.to_status.0,
             by_role: row.actor_role,
             amount_cents: row.amount_cents,
             note: row.note,
@@ -110,7 +111,7 @@ pub async fn record_event(tx: &mut PgConnection, event: &Event<'_>) -> Result<()
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ApplicationRow>, sqlx::Error> {
     sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications WHERE id = $1"#,
         id,
     )
@@ -122,7 +123,7 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Applicati
 pub async fn lock(tx: &mut PgConnection, id: Uuid) -> Result<Option<ApplicationRow>, sqlx::Error> {
     sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications WHERE id = $1 FOR UPDATE"#,
         id,
     )
@@ -134,7 +135,7 @@ pub async fn lock(tx: &mut PgConnection, id: Uuid) -> Result<Option<ApplicationR
 pub async fn own(pool: &PgPool, beneficiary: Uuid, id: Uuid) -> Result<Option<ApplicationRow>, sqlx::Error> {
     sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications WHERE id = $1 AND beneficiary_id = $2"#,
         id,
         beneficiary,
@@ -177,7 +178,7 @@ pub async fn insert(tx: &mut PgConnection, new: &NewRow<'_>) -> Result<Option<Ap
         r#"INSERT INTO applications (id, beneficiary_id, kind, amount_cents, details_record_id, status,
            submitted_at, idempotency_key, request_sha256) VALUES ($1, $2, $3, $4, $5, 'reviewing', now(), $6, $7)
            ON CONFLICT (beneficiary_id, idempotency_key) DO NOTHING
-           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id"#,
         Uuid::new_v4(),
         new.beneficiary,
@@ -205,7 +206,7 @@ pub async fn update(
         r#"UPDATE applications SET amount_cents = COALESCE($3, amount_cents),
            details_record_id = COALESCE($4, details_record_id), status = $5, version = version + 1,
            updated_at = now() WHERE id = $1 AND version = $2 AND status IN ('reviewing', 'action_needed')
-           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id"#,
         current.id,
         current.version,
@@ -228,7 +229,7 @@ pub async fn list_mine(
 ) -> Result<Vec<ApplicationRow>, sqlx::Error> {
     sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications
            WHERE beneficiary_id = $1 AND seq > $2 AND ($3::text IS NULL OR status = $3) ORDER BY seq LIMIT $4"#,
         beneficiary,
@@ -249,7 +250,7 @@ pub async fn queue(pool: &PgPool, filter: &QueueFilter) -> Result<Vec<Applicatio
     };
     sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications
            WHERE seq > $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)
            AND (NOT $4 OR caseworker_id IS NULL) AND ($5::uuid IS NULL OR caseworker_id = $5)
@@ -290,7 +291,7 @@ pub async fn assign(
         ApplicationRow,
         r#"UPDATE applications SET caseworker_id = $3, version = version + 1, updated_at = now()
            WHERE id = $1 AND version = $2
-           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id"#,
         current.id,
         current.version,
@@ -322,7 +323,7 @@ pub async fn set_status(
         r#"UPDATE applications SET status = $2, version = version + 1, updated_at = now(),
            decided_at = CASE WHEN $2 IN ('approved', 'rejected') THEN now() ELSE decided_at END
            WHERE id = $1
-           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+           RETURNING id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id"#,
         application,
         status.as_str(),

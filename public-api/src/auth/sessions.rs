@@ -31,7 +31,7 @@ pub(crate) fn random_secret(prefix: &str) -> Result<String, sqlx::Error> {
 }
 
 /// A user's roles for tokens and permission checks: their type, then granted staff roles. A
-/// name that is no role (the schema's checks allow none) is an error, never a role dropped.
+/// name that is no role (`users_roles_known` allows none) is an error, never a role dropped.
 pub async fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Vec<UserRole>>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT user_type::text AS "user_type!", roles FROM users WHERE id = $1 AND deleted_at IS NULL"#,

@@ -5,6 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use common::applications::{ApplicationStatus, ApplicationView};
+use common::db::Text;
 
 use crate::applications::queries::ApplicationRow;
 
@@ -17,20 +18,20 @@ pub async fn snapshot(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// How many of the beneficiary's applications are in each status (absent: none).
 pub async fn counts(tx: &mut PgConnection, beneficiary: Uuid) -> Result<Vec<(ApplicationStatus, i64)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT status AS "status: ApplicationStatus", count(*) AS "count!" FROM applications
+        r#"SELECT status AS "status: Text<ApplicationStatus>", count(*) AS "count!" FROM applications
            WHERE beneficiary_id = $1 GROUP BY status"#,
         beneficiary,
     )
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.status, r.count)).collect())
+    Ok(rows.into_iter().map(|r| (r.status.0, r.count)).collect())
 }
 
 /// The first 20 applications still open (reviewing, action_needed or approved), oldest first.
 pub async fn open(tx: &mut PgConnection, beneficiary: Uuid) -> Result<Vec<ApplicationView>, sqlx::Error> {
     let rows = sqlx::query_as!(
         ApplicationRow,
-        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: _", caseworker_id, version,
+        r#"SELECT id, seq, beneficiary_id, kind, amount_cents, status AS "status: Text<ApplicationStatus>", caseworker_id, version,
            created_at, updated_at, details_record_id FROM applications
            WHERE beneficiary_id = $1 AND status IN ('reviewing', 'action_needed', 'approved') ORDER BY seq LIMIT 20"#,
         beneficiary,

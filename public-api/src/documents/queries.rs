@@ -6,6 +6,8 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use common::db::Text;
+
 use common::applications::ApplicationStatus;
 
 /// My application's status, its row locked until the transaction ends; `None` if it is not mine.
@@ -15,13 +17,14 @@ pub(super) async fn lock_mine(
     application: Uuid,
 ) -> Result<Option<ApplicationStatus>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"SELECT status AS "status: ApplicationStatus" FROM applications
+        r#"SELECT status AS "status: Text<ApplicationStatus>" FROM applications
            WHERE id = $1 AND beneficiary_id = $2 FOR UPDATE"#,
         application,
         me,
     )
     .fetch_optional(&mut *tx)
     .await
+    .map(|status| status.map(|s| s.0))
 }
 
 /// How many documents an application holds, in any state.

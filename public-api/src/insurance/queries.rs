@@ -4,6 +4,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use common::db::Text;
 use common::insurance::{InsuranceStatus, InsuranceView};
 
 /// A verification request as stored (its member details are the phi-vault record it names).
@@ -48,7 +49,7 @@ pub async fn decide(
         InsuranceRow,
         r#"UPDATE insurance_verifications SET status = $2, decided_at = now(), decided_by = $3, reason = $4
            WHERE id = $1 AND status = 'pending'
-           RETURNING id, seq, beneficiary_id, status AS "status: _", provider, submitted_at, decided_at, decided_by,
+           RETURNING id, seq, beneficiary_id, status AS "status: Text<InsuranceStatus>", provider, submitted_at, decided_at, decided_by,
            reason, details_record_id"#,
         id,
         status.as_str(),
@@ -82,7 +83,7 @@ pub async fn insert(
         InsuranceRow,
         r#"INSERT INTO insurance_verifications (id, beneficiary_id, details_record_id, provider)
            VALUES ($1, $2, $3, $4) ON CONFLICT (beneficiary_id) WHERE status = 'pending' DO NOTHING
-           RETURNING id, seq, beneficiary_id, status AS "status: _", provider, submitted_at, decided_at, decided_by,
+           RETURNING id, seq, beneficiary_id, status AS "status: Text<InsuranceStatus>", provider, submitted_at, decided_at, decided_by,
            reason, details_record_id"#,
         Uuid::new_v4(),
         beneficiary,
@@ -97,7 +98,7 @@ pub async fn insert(
 pub async fn latest(conn: &mut PgConnection, beneficiary: Uuid) -> Result<Option<InsuranceView>, sqlx::Error> {
     let row = sqlx::query_as!(
         InsuranceRow,
-        r#"SELECT id, seq, beneficiary_id, status AS "status: _", provider, submitted_at, decided_at, decided_by,
+        r#"SELECT id, seq, beneficiary_id, status AS "status: Text<InsuranceStatus>", provider, submitted_at, decided_at, decided_by,
            reason, details_record_id FROM insurance_verifications WHERE beneficiary_id = $1
            ORDER BY seq DESC LIMIT 1"#,
         beneficiary,
@@ -116,7 +117,7 @@ pub async fn queue(
 ) -> Result<Vec<InsuranceRow>, sqlx::Error> {
     sqlx::query_as!(
         InsuranceRow,
-        r#"SELECT id, seq, beneficiary_id, status AS "status: _", provider, submitted_at, decided_at, decided_by,
+        r#"SELECT id, seq, beneficiary_id, status AS "status: Text<InsuranceStatus>", provider, submitted_at, decided_at, decided_by,
            reason, details_record_id FROM insurance_verifications WHERE status = $1 AND seq > $2
            ORDER BY seq LIMIT $3"#,
         status.as_str(),
@@ -130,7 +131,7 @@ pub async fn queue(
 pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<InsuranceRow>, sqlx::Error> {
     sqlx::query_as!(
         InsuranceRow,
-        r#"SELECT id, seq, beneficiary_id, status AS "status: _", provider, submitted_at, decided_at, decided_by,
+        r#"SELECT id, seq, beneficiary_id, status AS "status: Text<InsuranceStatus>", provider, submitted_at, decided_at, decided_by,
            reason, details_record_id FROM insurance_verifications WHERE id = $1"#,
         id,
     )

@@ -312,3 +312,42 @@ async fn a_killed_runs_databases_and_keys_are_swept_and_a_live_ones_kept() {
     assert!(keys.dir.exists(), "a live test's key directory");
     let _ = conn.close().await;
 }
+
+#[tokio::test]
+async fn a_granted_role_is_a_staff_role_or_nothing_and_the_checkpoints_tables_are_alike() {
+    let app = TestApp::spawn().await;
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
+    let grant = |role: &'static str| {
+        let public = public.clone();
+        async move {
+            sqlx::query("UPDATE users SET roles = ARRAY[$1] WHERE email = 'demo+caseworker@secondwind.invalid'")
+                .bind(role)
+                .execute(&public)
+                .await
+        }
+    };
+    let refused = grant("root").await.expect_err("a name that is no role");
+    assert!(refused.to_string().contains("users_roles_known"), "{refused}");
+    assert!(grant("beneficiary").await.is_err(), "an account type is not granted");
+    assert_eq!(grant("compliance_officer").await.expect("a staff role").rows_affected(), 1);
+    public.close().await;
+    // common's checkpoint queries are checked at build time against the public database and run
+    // on all three: their tables must be alike.
+    let mut shapes = Vec::new();
+    for database in Database::ALL {
+        let pool = sqlx::PgPool::connect(&app.database(database).app_url()).await.expect("pool");
+        let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text \
+             FROM information_schema.columns WHERE table_name IN ('checkpoints', 'checkpoint_deliveries') \
+             ORDER BY table_name, ordinal_position",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("columns");
+        pool.close().await;
+        shapes.push(columns);
+    }
+    assert!(!shapes[0].is_empty());
+    assert!(shapes.iter().all(|s| *s == shapes[0]), "{shapes:#?}");
+    app.stop().await;
+}
