@@ -1,6 +1,8 @@
 //! Consents through the public API: a beneficiary reads a form, signs a consent
 //! naming a recipient from the directory, the recipient reads under it, the beneficiary lists,
 //! reads and revokes it, and every trail still verifies. Bad input is refused with nothing stored.
+//! That life of a consent is a test per step, each signing a fresh one with the helpers below;
+//! the accounting and the trails are checked after the whole of it.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -33,25 +35,92 @@ fn signature() -> Value {
     json!({ "typed_name": "Jordan Q. Example", "method": "typed_name" })
 }
 
-#[tokio::test]
-async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_it_ends_the_reads() {
-    let app = TestApp::spawn().await;
-    let (beneficiary_login, partner_login, admin_login) =
-        (app.dev_login("beneficiary").await, app.dev_login("partner").await, app.dev_login("admin").await);
-    app.put_sample_profile(&beneficiary_login).await;
-    let beneficiary = Client { app: &app, who: &beneficiary_login };
-    let admin = Client { app: &app, who: &admin_login };
-    let partner = Client { app: &app, who: &partner_login };
+/// The beneficiary (with the sample profile), the partner and the admin, signed in.
+async fn parties(app: &TestApp) -> [Login; 3] {
+    let logins = [app.dev_login("beneficiary").await, app.dev_login("partner").await, app.dev_login("admin").await];
+    app.put_sample_profile(&logins[0]).await;
+    logins
+}
 
-    // An admin puts the partner's residence in the directory, linked to the partner's account.
+/// The admin puts the partner's residence in the directory, linked to the partner's account;
+/// the entry.
+async fn harbor_house(admin: &Client<'_>, partner: &Client<'_>) -> Value {
     let (status, entry) = admin
         .post(
             "/staff/consent-recipients",
             &json!({ "kind": "residence", "name": "Harbor House", "address": "12 Pine St, Denver CO",
-                     "account_id": partner_login.user_id }),
+                     "account_id": partner.who.user_id }),
         )
         .await;
     assert_eq!(status, 201, "{entry}");
+    entry
+}
+
+/// A consent on the form on file: `entry` may have the identity for housing, for 90 days.
+async fn consent_request(beneficiary: &Client<'_>, entry: &Value) -> Value {
+    let hash = form_hash(beneficiary, "part2-disclosure-2026-11").await;
+    json!({
+        "form_version": "part2-disclosure-2026-11",
+        "form_sha256": hash,
+        "recipient": { "directory_id": entry["id"] },
+        "categories": ["identity"],
+        "purpose": "housing_placement",
+        "expires_at": in_days(90),
+        "signature": signature(),
+    })
+}
+
+/// The idempotency key the beneficiary signs under.
+const SIGN_KEY: &str = "sign-once-7c1e";
+
+/// Signs `body` as the beneficiary under the idempotency key `key`.
+async fn sign(beneficiary: &Client<'_>, body: &Value, key: &str) -> (u16, Value) {
+    beneficiary.send_keyed(Method::POST, "/beneficiaries/me/consents", Some(body), Some(key)).await
+}
+
+/// Signs `request` under [`SIGN_KEY`]; the answer (the consent and the form's text).
+async fn signed(beneficiary: &Client<'_>, request: &Value) -> Value {
+    let (status, signed) = sign(beneficiary, request, SIGN_KEY).await;
+    assert_eq!(status, 201, "{signed}");
+    signed
+}
+
+/// Where the partner reads the beneficiary's profile for housing.
+fn profile_of(beneficiary: &Client<'_>) -> String {
+    format!("/partner/beneficiaries/{}/profile?purpose=housing_placement", beneficiary.who.user_id)
+}
+
+/// The partner reads the beneficiary's profile under their consent: a disclosure.
+async fn read_by_partner(partner: &Client<'_>, beneficiary: &Client<'_>) {
+    let (status, read) = partner.get(&profile_of(beneficiary)).await;
+    assert_eq!(status, 200, "the partner's read: {read}");
+}
+
+/// The beneficiary revokes consent `id`.
+async fn revoke(beneficiary: &Client<'_>, id: &str) -> (u16, Value) {
+    let body = json!({ "signature": signature(), "reason": "I moved out" });
+    beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &body).await
+}
+
+/// What follows the signing of consent `id` to `entry`: the partner reads, the admin retires the
+/// entry, the partner reads again (two disclosures), the beneficiary revokes.
+async fn read_twice_and_revoked(parties: [&Client<'_>; 3], entry: &Value, id: &str) {
+    let [beneficiary, admin, partner] = parties;
+    read_by_partner(partner, beneficiary).await;
+    let retire = format!("/staff/consent-recipients/{}", entry["id"].as_str().expect("present"));
+    assert_eq!(admin.send(Method::DELETE, &retire, None).await.0, 200, "retiring the entry");
+    read_by_partner(partner, beneficiary).await;
+    let (status, revoked) = revoke(beneficiary, id).await;
+    assert_eq!(status, 200, "revoking: {revoked}");
+}
+
+#[tokio::test]
+async fn the_directory_names_a_recipient_once_without_look_alikes_or_hidden_characters() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+
+    let entry = harbor_house(&admin, &partner).await;
     assert_eq!(entry["linked"], true);
     let (status, page) = beneficiary.get("/consent-recipients").await;
     assert_eq!(status, 200);
@@ -70,6 +139,15 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let (status, body) =
         admin.post("/staff/consent-recipients", &json!({ "kind": "insurer", "name": "Harbor House" })).await;
     assert_eq!(status, 201, "another kind may share a name: {body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_consent_is_signed_once_per_key_on_the_form_on_file() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
 
     // The beneficiary reads the options and the form, then signs.
     let (status, options) = beneficiary.get("/consent-options").await;
@@ -77,35 +155,21 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let versions: Vec<&str> =
         options["forms"].as_array().expect("forms").iter().filter_map(|f| f["version"].as_str()).collect();
     assert!(versions.contains(&"part2-disclosure-2026-11"), "{options}");
-    let hash = form_hash(&beneficiary, "part2-disclosure-2026-11").await;
-    let request = json!({
-        "form_version": "part2-disclosure-2026-11",
-        "form_sha256": hash,
-        "recipient": { "directory_id": entry["id"] },
-        "categories": ["identity"],
-        "purpose": "housing_placement",
-        "expires_at": in_days(90),
-        "signature": signature(),
-    });
-    let profile = format!("/partner/beneficiaries/{}/profile?purpose=housing_placement", beneficiary_login.user_id);
-    assert_eq!(partner.get(&profile).await.0, 404, "no consent yet");
+    let request = consent_request(&beneficiary, &entry).await;
+    assert_eq!(partner.get(&profile_of(&beneficiary)).await.0, 404, "no consent yet");
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
-    let sign = |body: Value, key: &'static str| {
-        let beneficiary = &beneficiary;
-        async move { beneficiary.send_keyed(Method::POST, "/beneficiaries/me/consents", Some(&body), Some(key)).await }
-    };
-    let (status, signed) = sign(request.clone(), "sign-once-7c1e").await;
+    let (status, signed) = sign(&beneficiary, &request, SIGN_KEY).await;
     assert_eq!(status, 201, "{signed}");
     // A retry under the same key answers the same consent and signs nothing more; the same key on
     // a different request, or a malformed key, is refused.
-    let (status, repeat) = sign(request.clone(), "sign-once-7c1e").await;
+    let (status, repeat) = sign(&beneficiary, &request, SIGN_KEY).await;
     assert_eq!((status, &repeat), (200, &signed));
     let mut other = request.clone();
     other["purpose"] = json!("care_coordination");
-    let (status, body) = sign(other, "sign-once-7c1e").await;
+    let (status, body) = sign(&beneficiary, &other, SIGN_KEY).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"]["message"].as_str().expect("message").contains("Idempotency-Key"), "{body}");
-    assert_eq!(sign(request.clone(), "two words").await.0, 422);
+    assert_eq!(sign(&beneficiary, &request, "two words").await.0, 422);
     assert_eq!(count(&consent_db, "SELECT count(*) FROM consents").await, 1, "one consent for one key");
     let consent = &signed["consent"];
     assert_eq!(consent["state"], "signed");
@@ -115,10 +179,20 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     assert_eq!(consent["signature"]["method"], "typed_name");
     assert_eq!(consent["signature"]["signed_from"], "127.0.0.1");
     assert!(signed["form_text"].as_str().expect("text").contains("My right to revoke"));
-    let id = consent["id"].as_str().expect("id").to_owned();
+    consent_db.close().await;
+    app.stop().await;
+}
 
-    // The partner reads under it.
-    let (status, read) = partner.get(&profile).await;
+#[tokio::test]
+async fn the_partner_reads_under_a_consent_with_the_redisclosure_notice() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    let signed = signed(&beneficiary, &consent_request(&beneficiary, &entry).await).await;
+    let id = signed["consent"]["id"].as_str().expect("id").to_owned();
+
+    let (status, read) = partner.get(&profile_of(&beneficiary)).await;
     assert_eq!(status, 200, "{read}");
     assert_eq!(read["profile"], harness::auth::sample_profile());
     assert_eq!(read["consent_id"], id.as_str());
@@ -126,8 +200,21 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let notice = std::fs::read_to_string(harness::repo_root().join("policies/redisclosure-notices/part2-2024.txt"))
         .expect("notice file");
     assert_eq!(read["notice"], notice.as_str());
+    app.stop().await;
+}
 
-    // Retiring the directory entry changes nothing consented: the copy stands, and so do reads.
+#[tokio::test]
+async fn retiring_a_directory_entry_changes_nothing_consented_and_it_cannot_be_named_again() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    let request = consent_request(&beneficiary, &entry).await;
+    let signed = signed(&beneficiary, &request).await;
+    let consent = &signed["consent"];
+    let id = consent["id"].as_str().expect("id").to_owned();
+
+    // The copy stands, and so do reads.
     let (status, _) = admin
         .send(Method::DELETE, &format!("/staff/consent-recipients/{}", entry["id"].as_str().expect("present")), None)
         .await;
@@ -135,33 +222,64 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     let (status, again) = beneficiary.get(&format!("/beneficiaries/me/consents/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(again["consent"], *consent);
-    assert_eq!(partner.get(&profile).await.0, 200);
+    assert_eq!(partner.get(&profile_of(&beneficiary)).await.0, 200);
     // A retired entry cannot be named again.
     let (status, body) = beneficiary.post("/beneficiaries/me/consents", &request).await;
     assert_eq!(status, 422, "{body}");
+    app.stop().await;
+}
 
-    // Lists, by state.
+#[tokio::test]
+async fn a_beneficiarys_consents_are_listed_by_state() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    signed(&beneficiary, &consent_request(&beneficiary, &entry).await).await;
+
     for (filter, expected) in [("", 1), ("?state=signed", 1), ("?state=revoked", 0), ("?state=expired", 0)] {
         let (status, page) = beneficiary.get(&format!("/beneficiaries/me/consents{filter}")).await;
         assert_eq!(status, 200);
         assert_eq!(page["consents"].as_array().expect("consents").len(), expected, "{filter}: {page}");
     }
+    app.stop().await;
+}
 
-    // Revoking: a signed record; every later read is denied; a second revocation is refused.
-    let revoke = json!({ "signature": signature(), "reason": "I moved out" });
-    let (status, revoked) = beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &revoke).await;
+#[tokio::test]
+async fn a_signed_revocation_ends_the_partners_reads_and_cannot_be_repeated() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    let signed = signed(&beneficiary, &consent_request(&beneficiary, &entry).await).await;
+    let id = signed["consent"]["id"].as_str().expect("id").to_owned();
+    read_by_partner(&partner, &beneficiary).await;
+
+    // A signed record; every later read is denied; a second revocation is refused.
+    let (status, revoked) = revoke(&beneficiary, &id).await;
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["state"], "revoked");
     assert!(revoked["revoked_at"].is_string());
-    assert_eq!(partner.get(&profile).await.0, 404, "revoked");
-    let (status, body) = beneficiary.post(&format!("/beneficiaries/me/consents/{id}/revocation"), &revoke).await;
+    assert_eq!(partner.get(&profile_of(&beneficiary)).await.0, 404, "revoked");
+    let (status, body) = revoke(&beneficiary, &id).await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"]["message"].as_str().expect("present").contains("already revoked"), "{body}");
     let (_, page) = beneficiary.get("/beneficiaries/me/consents?state=revoked").await;
     assert_eq!(page["consents"][0]["id"], id.as_str());
+    app.stop().await;
+}
 
-    // What was disclosed before stays in the accounting, which the beneficiary and a compliance
-    // officer read alike.
+#[tokio::test]
+async fn what_was_disclosed_before_a_revocation_stays_in_the_accounting_for_the_beneficiary_and_compliance() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    let signed = signed(&beneficiary, &consent_request(&beneficiary, &entry).await).await;
+    let id = signed["consent"]["id"].as_str().expect("id").to_owned();
+    read_twice_and_revoked([&beneficiary, &admin, &partner], &entry, &id).await;
+
+    // The beneficiary and a compliance officer read it alike.
     let (status, accounting) = beneficiary.get("/beneficiaries/me/disclosures").await;
     assert_eq!(status, 200, "{accounting}");
     let entries = accounting["disclosures"].as_array().expect("disclosures");
@@ -176,7 +294,7 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     }
     let officer_login = app.dev_login("compliance_officer").await;
     let officer = Client { app: &app, who: &officer_login };
-    let compliance = format!("/compliance/beneficiaries/{}/disclosures", beneficiary_login.user_id);
+    let compliance = format!("/compliance/beneficiaries/{}/disclosures", beneficiary.who.user_id);
     let (status, seen) = officer.get(&compliance).await;
     assert_eq!(status, 200, "{seen}");
     assert_eq!(seen["disclosures"], accounting["disclosures"]);
@@ -190,14 +308,30 @@ async fn a_beneficiary_signs_a_consent_the_partner_reads_under_it_and_revoking_i
     for bad in ["?from=yesterday", "?to=2026-13-01", "?from=2026-02-01&to=2026-01-01", "?limit=0", "?after=x"] {
         assert_eq!(beneficiary.get(&format!("/beneficiaries/me/disclosures{bad}")).await.0, 422, "{bad}");
     }
+    app.stop().await;
+}
 
-    // Every trail verifies.
+#[tokio::test]
+async fn every_step_of_a_consent_is_in_its_trails_in_order_and_every_trail_verifies() {
+    let app = TestApp::spawn().await;
+    let logins = parties(&app).await;
+    let [beneficiary, partner, admin] = logins.each_ref().map(|who| Client { app: &app, who });
+    let entry = harbor_house(&admin, &partner).await;
+    let insurer = json!({ "kind": "insurer", "name": "Harbor House" });
+    assert_eq!(admin.post("/staff/consent-recipients", &insurer).await.0, 201, "another kind, the same name");
+    let request = consent_request(&beneficiary, &entry).await;
+    let signed = signed(&beneficiary, &request).await;
+    assert_eq!(sign(&beneficiary, &request, SIGN_KEY).await.0, 200, "the repeat");
+    let id = signed["consent"]["id"].as_str().expect("id").to_owned();
+    read_twice_and_revoked([&beneficiary, &admin, &partner], &entry, &id).await;
+
+    let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     assert_eq!(count(&phi, "SELECT count(*) FROM disclosures").await, 2);
     let (by, signed_name): (String, Option<String>) =
         sqlx::query_as("SELECT revoked_by, signed_name FROM revocations").fetch_one(&consent_db).await.expect("rev");
-    assert_eq!(by, format!("beneficiary:{}", beneficiary_login.user_id));
+    assert_eq!(by, format!("beneficiary:{}", beneficiary.who.user_id));
     assert_eq!(signed_name.as_deref(), Some("Jordan Q. Example"));
     assert!(consent::consents::verify(&consent_db, 10).await.expect("verify").intact());
     assert!(consent::consents::verify_revocations(&consent_db, 10).await.expect("verify").intact());

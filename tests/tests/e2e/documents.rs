@@ -2,7 +2,8 @@
 //! (scripts/test starts it with a local EICAR signature) and real PostgreSQL: a document is kept
 //! only whole, of an accepted type by its bytes, scanned clean and encrypted; every refusal
 //! leaves nothing behind in either database; the caseworker on the care team reads what the
-//! beneficiary uploaded; nothing changes once the application is decided.
+//! beneficiary uploaded; nothing changes once the application is decided. Each of these is a test
+//! of its own, on a fresh application the helpers take to where it starts.
 
 use reqwest::Method;
 use serde_json::json;
@@ -84,23 +85,52 @@ async fn spawn() -> TestApp {
     .await
 }
 
-#[tokio::test]
-async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
-    let app = spawn().await;
-    let people = app.people().await;
-    let cw_login = &people.caseworker;
-    let [beneficiary, admin, caseworker, other] = people.clients(&app);
+/// The public and phi databases.
+async fn pools(app: &TestApp) -> (sqlx::PgPool, sqlx::PgPool) {
     let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
-    let application = json!({ "kind": "rent", "amount_cents": 90_000,
-        "details": { "description": "Three weeks behind on rent", "needed_by": "2099-02-01" } });
-    let (status, submitted) = beneficiary.send(Method::POST, "/applications", Some(&application)).await;
-    assert_eq!(status, 201, "{submitted}");
-    let id = submitted["id"].as_str().expect("id").to_owned();
-    let docs = format!("/applications/{id}/documents");
+    (public, phi)
+}
 
-    // A clean PDF of several pieces: stored, described, and encrypted at rest.
-    let lease = pdf(600_000, "Lease of Pat Doe, Maple Court");
+fn rent_application() -> serde_json::Value {
+    json!({ "kind": "rent", "amount_cents": 90_000,
+        "details": { "description": "Three weeks behind on rent", "needed_by": "2099-02-01" } })
+}
+
+/// The beneficiary's application for rent, submitted; its id.
+async fn submitted(beneficiary: &Client<'_>) -> String {
+    let (status, submitted) = beneficiary.send(Method::POST, "/applications", Some(&rent_application())).await;
+    assert_eq!(status, 201, "{submitted}");
+    submitted["id"].as_str().expect("id").to_owned()
+}
+
+/// A clean PDF of several pieces: the lease.
+fn lease() -> Vec<u8> {
+    pdf(600_000, "Lease of Pat Doe, Maple Court")
+}
+
+/// Uploads `bytes` as `filename` to `docs`, expecting it stored; its id.
+async fn uploaded(beneficiary: &Client<'_>, docs: &str, filename: &str, bytes: &[u8]) -> String {
+    let (content_type, body) = form("file", filename, bytes);
+    let (status, stored) = beneficiary.upload(docs, &content_type, body).await;
+    assert_eq!(status, 201, "uploading {filename}: {stored}");
+    stored["id"].as_str().expect("id").to_owned()
+}
+
+/// The lease, uploaded to `docs` from a path on the beneficiary's computer; its id.
+async fn uploaded_lease(beneficiary: &Client<'_>, docs: &str) -> String {
+    uploaded(beneficiary, docs, "C:\\Users\\pat\\lease.pdf", &lease()).await
+}
+
+#[tokio::test]
+async fn a_clean_pdf_is_stored_in_encrypted_pieces_under_a_label() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, ..] = people.clients(&app);
+    let (public, phi) = pools(&app).await;
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+
+    let lease = lease();
     let (content_type, body) = form("file", "C:\\Users\\pat\\lease.pdf", &lease);
     let (status, stored) = beneficiary.upload(&docs, &content_type, body).await;
     assert_eq!(status, 201, "{stored}");
@@ -108,7 +138,6 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     assert_eq!(stored["content_type"], "application/pdf");
     assert_eq!(stored["size_bytes"], 600_000);
     assert_eq!(stored["sha256"], sha256_hex(&lease));
-    let doc = stored["id"].as_str().expect("id").to_owned();
     assert_eq!(count(&phi, "SELECT count(*) FROM document_chunks").await, 2, "600 kB in 512 KiB pieces");
     let sealed: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT ciphertext FROM document_chunks").fetch_all(&phi).await.expect("pieces");
@@ -123,10 +152,18 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
         .await
         .expect("row");
     assert!(!row.contains("lease"), "the public row holds no name: {row}");
+}
 
-    // Read back whole, as an attachment of its sniffed type.
-    let one = format!("{docs}/{doc}");
-    let (status, headers, bytes) = beneficiary.download(&one).await;
+#[tokio::test]
+async fn a_document_is_read_back_whole_as_an_attachment_of_its_sniffed_type() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, ..] = people.clients(&app);
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+    let doc = uploaded_lease(&beneficiary, &docs).await;
+    let lease = lease();
+
+    let (status, headers, bytes) = beneficiary.download(&format!("{docs}/{doc}")).await;
     assert_eq!(status, 200);
     assert_eq!(bytes.expect("whole body"), lease);
     assert_eq!(headers["content-type"], "application/pdf");
@@ -138,8 +175,18 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     assert_eq!(listed["items"][0]["id"], doc.as_str());
     assert_eq!(listed["items"][0]["name"], "lease.pdf");
     assert_eq!(listed["limit"], 20);
+}
 
-    // Refused, each with its status and a plain message, leaving nothing behind.
+#[tokio::test]
+async fn an_infected_mistyped_empty_oversized_or_cut_upload_is_refused_leaving_nothing_behind() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, ..] = people.clients(&app);
+    let (public, phi) = pools(&app).await;
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+    uploaded_lease(&beneficiary, &docs).await;
+
+    // Each with its status and a plain message.
     let refuse = |part: &'static str, name: &'static str, bytes: Vec<u8>| {
         let beneficiary = &beneficiary;
         let docs = docs.clone();
@@ -176,7 +223,6 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     // Exactly at phi-vault's limit is kept; a byte over it, and a byte over public-api's, are not.
     let (status, body) = refuse("file", "limit.pdf", pdf(VAULT_LIMIT as usize, "at the limit")).await;
     assert_eq!(status, 201, "{body}");
-    let limit_doc = body["id"].as_str().expect("id").to_owned();
     let (status, body) = refuse("file", "over.pdf", pdf(VAULT_LIMIT as usize + 1, "over")).await;
     assert_eq!(status, 413, "phi-vault's limit: {body}");
     let (status, body) = refuse("file", "over.pdf", pdf(PUBLIC_LIMIT as usize + 1, "over")).await;
@@ -190,25 +236,55 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     let (status, body) = beneficiary.upload(&docs, "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 415, "{body}");
     assert_eq!(consistent(&public, &phi).await, 2, "only the two clean documents");
+}
 
-    // Another beneficiary reaches none of it.
+#[tokio::test]
+async fn another_beneficiary_reaches_none_of_an_applications_documents() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, _, _, other] = people.clients(&app);
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+    let doc = uploaded_lease(&beneficiary, &docs).await;
+    let one = format!("{docs}/{doc}");
+
     let (content_type, body) = form("file", "mine.pdf", &pdf(1000, "theirs"));
     assert_eq!(other.upload(&docs, &content_type, body).await.0, 404);
     assert_eq!(other.get(&docs).await.0, 404);
     assert_eq!(other.download(&one).await.0, 404);
     assert_eq!(other.send(Method::DELETE, &one, None).await.0, 404);
-    let (status, theirs) = other.send(Method::POST, "/applications", Some(&application)).await;
+    let (status, theirs) = other.send(Method::POST, "/applications", Some(&rent_application())).await;
     assert_eq!(status, 201);
     let their_docs = format!("/applications/{}/documents/{doc}", theirs["id"].as_str().expect("id"));
     assert_eq!(other.download(&their_docs).await.0, 404, "my document under their application");
+}
 
-    // Deleted while the application can be changed: gone from both databases.
+#[tokio::test]
+async fn a_document_deleted_while_the_application_can_change_is_gone_from_both_databases() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, ..] = people.clients(&app);
+    let (public, phi) = pools(&app).await;
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+    uploaded_lease(&beneficiary, &docs).await;
+    let limit_doc = uploaded(&beneficiary, &docs, "limit.pdf", &pdf(VAULT_LIMIT as usize, "at the limit")).await;
+
     let (status, _) = beneficiary.send(Method::DELETE, &format!("{docs}/{limit_doc}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(consistent(&public, &phi).await, 1);
     assert_eq!(beneficiary.download(&format!("{docs}/{limit_doc}")).await.0, 404);
+}
 
-    // The caseworker sees documents only once on the care team.
+#[tokio::test]
+async fn the_caseworker_reads_an_applications_documents_only_once_on_the_care_team() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let cw_login = &people.caseworker;
+    let [beneficiary, admin, caseworker, _] = people.clients(&app);
+    let (_, phi) = pools(&app).await;
+    let id = submitted(&beneficiary).await;
+    let doc = uploaded_lease(&beneficiary, &format!("/applications/{id}/documents")).await;
+    let lease = lease();
+
     let staff_docs = format!("/caseworker/applications/{id}/documents");
     assert_eq!(caseworker.get(&staff_docs).await.0, 404, "not on the care team");
     let assign = format!("/staff/applications/{id}/caseworker");
@@ -229,9 +305,25 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     )
     .await;
     assert_eq!(reads, 1, "the caseworker's download is in the access log, as them");
+}
 
-    // Once approved, the documents are what was decided on: no more uploads, no deletions.
-    // Each document added or deleted was an edit: a decision names the version read.
+#[tokio::test]
+async fn once_approved_an_applications_documents_are_what_was_decided_on() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, admin, caseworker, _] = people.clients(&app);
+    let (public, phi) = pools(&app).await;
+    let id = submitted(&beneficiary).await;
+    let docs = format!("/applications/{id}/documents");
+    let doc = uploaded_lease(&beneficiary, &docs).await;
+    let limit_doc = uploaded(&beneficiary, &docs, "limit.pdf", &pdf(VAULT_LIMIT as usize, "at the limit")).await;
+    assert_eq!(beneficiary.send(Method::DELETE, &format!("{docs}/{limit_doc}"), None).await.0, 204, "deleting");
+    let assign = json!({"caseworker_id": people.caseworker.user_id});
+    assert_eq!(admin.put(&format!("/staff/applications/{id}/caseworker"), &assign).await.0, 200, "assigning");
+    let one = format!("{docs}/{doc}");
+
+    // No more uploads, no deletions. Each document added or deleted was an edit: a decision
+    // names the version read.
     let (_, current) = caseworker.get(&format!("/caseworker/applications/{id}")).await;
     let version = current["application"]["version"].as_i64().expect("version");
     assert_eq!(version, 5, "submitted, two uploads, one deletion, assigned: {current}");
@@ -246,15 +338,25 @@ async fn a_document_is_kept_only_whole_typed_clean_and_encrypted() {
     assert_eq!(beneficiary.send(Method::DELETE, &one, None).await.0, 409);
     assert_eq!(beneficiary.download(&one).await.0, 200, "still readable");
     assert_eq!(consistent(&public, &phi).await, 1);
+}
 
-    // A piece altered at rest: the download is cut, never a complete-looking file.
+#[tokio::test]
+async fn a_piece_altered_at_rest_cuts_the_download_short() {
+    let app = spawn().await;
+    let people = app.people().await;
+    let [beneficiary, ..] = people.clients(&app);
+    let (_, phi) = pools(&app).await;
+    let docs = format!("/applications/{}/documents", submitted(&beneficiary).await);
+    let doc = uploaded_lease(&beneficiary, &docs).await;
+
+    // Never a complete-looking file.
     sqlx::query(
         "UPDATE document_chunks SET ciphertext = overlay(ciphertext placing '\\x00' from 100 for 1) WHERE seq = 1",
     )
     .execute(&phi)
     .await
     .expect("tamper");
-    let (status, _, bytes) = beneficiary.download(&one).await;
+    let (status, _, bytes) = beneficiary.download(&format!("{docs}/{doc}")).await;
     assert_eq!(status, 200, "the first pieces were sent before the last failed");
     assert!(bytes.is_err(), "the body ends in an error, not a clean end");
 }
