@@ -17,9 +17,17 @@ pub(super) async fn insert_entries(
 ) -> Result<Vec<i64>, sqlx::Error> {
     let column = |f: for<'e> fn(&'e Access<'e>) -> &'e str| entries.iter().map(f).collect::<Vec<_>>();
     let decision = |a: &Access<'_>| LoggedDecision::of(a.permitted).as_str();
+    let (actors, roles, purposes) = (column(|a| a.actor), column(|a| a.actor_role), column(|a| a.purpose));
+    let subjects: Vec<Option<Uuid>> = entries.iter().map(|a| a.subject_id).collect();
+    let records: Vec<Option<Uuid>> = entries.iter().map(|a| a.record_id).collect();
+    let (actions, decisions) = (column(|a| a.action), entries.iter().map(decision).collect::<Vec<_>>());
+    let (reasons, request_ids) = (column(|a| a.reason), column(|a| a.request_id));
+    let flagged: Vec<bool> = entries.iter().map(|a| a.flagged).collect();
+    // Arrays of borrowed text and of optional ids are cast: the macros check a `text[]` or
+    // `uuid[]` parameter against owned, non-null elements only.
     // Identity values are drawn in the order rows reach the insert, which `ORDER BY n` fixes:
     // sequence order is chain order.
-    sqlx::query_scalar::<_, i64>(
+    sqlx::query_scalar!(
         "INSERT INTO access_log (occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, \
          reason, request_id, flagged, prev_hash, row_hash) \
          SELECT occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, request_id, \
@@ -27,25 +35,26 @@ pub(super) async fn insert_entries(
          $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::bytea[], $13::bytea[]) \
          WITH ORDINALITY AS e(occurred_at, actor, actor_role, purpose, subject_id, record_id, action, decision, reason, \
          request_id, flagged, prev_hash, row_hash, n) ORDER BY n RETURNING seq",
+        &times,
+        &actors as &[&str],
+        &roles as &[&str],
+        &purposes as &[&str],
+        &subjects as &[Option<Uuid>],
+        &records as &[Option<Uuid>],
+        &actions as &[&str],
+        &decisions as &[&str],
+        &reasons as &[&str],
+        &request_ids as &[&str],
+        &flagged,
+        &prevs,
+        &hashes
     )
-    .bind(times)
-    .bind(column(|a| a.actor))
-    .bind(column(|a| a.actor_role))
-    .bind(column(|a| a.purpose))
-    .bind(entries.iter().map(|a| a.subject_id).collect::<Vec<_>>())
-    .bind(entries.iter().map(|a| a.record_id).collect::<Vec<_>>())
-    .bind(column(|a| a.action))
-    .bind(entries.iter().map(decision).collect::<Vec<_>>())
-    .bind(column(|a| a.reason))
-    .bind(column(|a| a.request_id))
-    .bind(entries.iter().map(|a| a.flagged).collect::<Vec<_>>())
-    .bind(prevs)
-    .bind(hashes)
     .fetch_all(&mut *tx)
     .await
 }
 
 /// Every column an entry's hash covers, in chain order.
+/// Runtime SQL: `common::chain::verify_table` runs it, generic over every trail's columns.
 pub(super) const CHAIN: &str = "SELECT seq, occurred_at, actor, actor_role, purpose, subject_id, record_id, action, \
                                 decision, reason, request_id, flagged, prev_hash, row_hash FROM access_log ORDER BY seq";
 
@@ -73,28 +82,30 @@ pub(super) async fn page(
     query: &AccessLogQuery,
     limit: i64,
 ) -> Result<Vec<PageRow>, sqlx::Error> {
-    sqlx::query_as::<_, PageRow>(
-        "SELECT l.seq, l.occurred_at, l.actor, l.actor_role, l.purpose, l.subject_id, l.record_id, l.action, \
-         l.decision, l.reason, l.flagged, l.request_id, v.outcome, v.note, v.reviewed_by, v.reviewed_at \
-         FROM access_log l LEFT JOIN access_reviews v ON v.seq = l.seq \
-         WHERE l.seq > $1 AND ($2::uuid IS NULL OR l.subject_id = $2) AND ($3::boolean IS NULL OR l.flagged = $3) \
-         AND ($4::boolean IS NULL OR (v.seq IS NOT NULL) = $4) \
-         AND ($6::text IS NULL OR l.actor = $6) AND ($7::text IS NULL OR l.action = $7) \
-         AND ($8::text IS NULL OR l.decision = $8) \
-         AND ($9::date IS NULL OR l.occurred_at >= ($9::date)::timestamp AT TIME ZONE 'UTC') \
-         AND ($10::date IS NULL OR l.occurred_at < ($10::date + 1)::timestamp AT TIME ZONE 'UTC') \
-         ORDER BY l.seq LIMIT $5",
+    sqlx::query_as!(
+        PageRow,
+        r#"SELECT l.seq, l.occurred_at, l.actor, l.actor_role, l.purpose, l.subject_id, l.record_id, l.action,
+         l.decision AS "decision: _", l.reason, l.flagged, l.request_id, v.outcome AS "outcome?: _",
+         v.note AS "note?", v.reviewed_by AS "reviewed_by?", v.reviewed_at AS "reviewed_at?"
+         FROM access_log l LEFT JOIN access_reviews v ON v.seq = l.seq
+         WHERE l.seq > $1 AND ($2::uuid IS NULL OR l.subject_id = $2) AND ($3::boolean IS NULL OR l.flagged = $3)
+         AND ($4::boolean IS NULL OR (v.seq IS NOT NULL) = $4)
+         AND ($6::text IS NULL OR l.actor = $6) AND ($7::text IS NULL OR l.action = $7)
+         AND ($8::text IS NULL OR l.decision = $8)
+         AND ($9::date IS NULL OR l.occurred_at >= ($9::date)::timestamp AT TIME ZONE 'UTC')
+         AND ($10::date IS NULL OR l.occurred_at < ($10::date + 1)::timestamp AT TIME ZONE 'UTC')
+         ORDER BY l.seq LIMIT $5"#,
+        query.after_seq.unwrap_or(0),
+        query.subject_id,
+        query.flagged,
+        query.reviewed,
+        limit + 1,
+        query.actor.as_deref(),
+        query.action.as_deref(),
+        query.decision.as_deref(),
+        query.from,
+        query.to
     )
-    .bind(query.after_seq.unwrap_or(0))
-    .bind(query.subject_id)
-    .bind(query.flagged)
-    .bind(query.reviewed)
-    .bind(limit + 1)
-    .bind(&query.actor)
-    .bind(&query.action)
-    .bind(&query.decision)
-    .bind(query.from)
-    .bind(query.to)
     .fetch_all(&mut *tx)
     .await
 }
@@ -155,16 +166,14 @@ pub(super) struct UnderReview {
 }
 
 pub(super) async fn under_review(tx: &mut PgConnection, seq: i64) -> Result<Option<UnderReview>, sqlx::Error> {
-    sqlx::query_as::<_, UnderReview>("SELECT flagged, actor FROM access_log WHERE seq = $1")
-        .bind(seq)
+    sqlx::query_as!(UnderReview, "SELECT flagged, actor FROM access_log WHERE seq = $1", seq)
         .fetch_optional(&mut *tx)
         .await
 }
 
 /// Whether entry `seq` has been reviewed.
 pub(super) async fn reviewed(tx: &mut PgConnection, seq: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_reviews WHERE seq = $1)")
-        .bind(seq)
+    sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM access_reviews WHERE seq = $1) AS "exists!""#, seq)
         .fetch_one(&mut *tx)
         .await
 }
@@ -176,23 +185,24 @@ pub(super) async fn insert_review(
     prev: Vec<u8>,
     row_hash: &[u8],
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO access_reviews (seq, outcome, note, reviewed_by, reviewed_at, prev_hash, row_hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING",
+        review.seq,
+        review.outcome,
+        review.note,
+        review.reviewed_by,
+        review.reviewed_at,
+        prev,
+        row_hash
     )
-    .bind(review.seq)
-    .bind(review.outcome)
-    .bind(review.note)
-    .bind(review.reviewed_by)
-    .bind(review.reviewed_at)
-    .bind(prev)
-    .bind(row_hash)
     .execute(&mut *tx)
     .await?;
     Ok(inserted.rows_affected() != 0)
 }
 
 /// The reviews trail in chain order; the verifier reads the chain position as `seq`.
+/// Runtime SQL: `common::chain::verify_table` runs it, generic over every trail's columns.
 pub const REVIEWS_SELECT: &str = "SELECT chain_seq AS seq, seq AS entry_seq, outcome, note, reviewed_by, \
                                   reviewed_at, prev_hash, row_hash FROM access_reviews ORDER BY chain_seq";
 

@@ -10,12 +10,12 @@ pub(super) async fn insert(
     subject: Uuid,
     assigned_by: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO care_team (caseworker_id, subject_id, assigned_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        caseworker,
+        subject,
+        assigned_by
     )
-    .bind(caseworker)
-    .bind(subject)
-    .bind(assigned_by)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -23,9 +23,11 @@ pub(super) async fn insert(
 
 /// Whether `caseworker` is on `subject`'s care team.
 pub(crate) async fn on_team(pool: &PgPool, caseworker: Uuid, subject: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2)")
-        .bind(caseworker)
-        .bind(subject)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM care_team WHERE caseworker_id = $1 AND subject_id = $2) AS "exists!""#,
+        caseworker,
+        subject
+    )
+    .fetch_one(pool)
+    .await
 }

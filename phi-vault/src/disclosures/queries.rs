@@ -16,32 +16,33 @@ pub(super) async fn insert(
     v2: V2Fields<'_>,
     (prev, row_hash): (Vec<u8>, &[u8]),
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO disclosures (id, disclosed_at, subject_id, recipient, purpose, categories, consent_id, \
          notice_version, request_id, prev_hash, row_hash, format, recipient_name, kind, emergency) \
-         VALUES ($1, $2, $3, $4, $5, $6::record_category[], $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         VALUES ($1, $2, $3, $4, $5, $6::text[]::record_category[], $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        entry.id,
+        entry.disclosed_at,
+        entry.subject_id,
+        entry.recipient,
+        entry.purpose,
+        entry.categories,
+        entry.consent_id,
+        entry.notice_version,
+        entry.request_id,
+        prev,
+        row_hash,
+        V2,
+        v2.recipient_name,
+        v2.kind,
+        v2.emergency
     )
-    .bind(entry.id)
-    .bind(entry.disclosed_at)
-    .bind(entry.subject_id)
-    .bind(entry.recipient)
-    .bind(entry.purpose)
-    .bind(entry.categories)
-    .bind(entry.consent_id)
-    .bind(entry.notice_version)
-    .bind(entry.request_id)
-    .bind(prev)
-    .bind(row_hash)
-    .bind(V2)
-    .bind(v2.recipient_name)
-    .bind(v2.kind)
-    .bind(v2.emergency)
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Every column [`super::canonical_of`] reads, in chain order.
+/// Runtime SQL: `common::chain::verify_table` runs it, generic over every trail's columns.
 pub const SELECT: &str = "SELECT seq, id, disclosed_at, subject_id, recipient, purpose, \
                           categories::text[] AS categories, consent_id, notice_version, request_id, prev_hash, \
                           row_hash, format, recipient_name, kind, emergency FROM disclosures ORDER BY seq";
@@ -74,17 +75,18 @@ pub(super) async fn accounting(
     (from, to): (Date, Date),
     limit: i64,
 ) -> Result<Vec<AccountedRow>, sqlx::Error> {
-    sqlx::query_as::<_, AccountedRow>(
-        "SELECT seq, disclosed_at, coalesce(recipient_name, recipient) AS recipient, \
-         categories::text[] AS categories, purpose, consent_id, notice_version, kind, emergency \
-         FROM disclosures WHERE subject_id = $1 AND seq > $2 \
-         AND disclosed_at >= $3::date AND disclosed_at < $4::date + 1 ORDER BY seq LIMIT $5",
+    sqlx::query_as!(
+        AccountedRow,
+        r#"SELECT seq, disclosed_at, coalesce(recipient_name, recipient) AS "recipient!",
+         categories::text[] AS "categories!", purpose, consent_id, notice_version, kind AS "kind: _", emergency
+         FROM disclosures WHERE subject_id = $1 AND seq > $2
+         AND disclosed_at >= $3::date AND disclosed_at < $4::date + 1 ORDER BY seq LIMIT $5"#,
+        subject,
+        after,
+        from,
+        to,
+        limit
     )
-    .bind(subject)
-    .bind(after)
-    .bind(from)
-    .bind(to)
-    .bind(limit)
     .fetch_all(&mut *conn)
     .await
 }
@@ -121,16 +123,18 @@ impl From<AccountedRow> for AccountedDisclosure {
 
 /// Records a notice version and its text's hash, unless that version is recorded already.
 pub(super) async fn insert_notice(pool: &PgPool, version: &str, text: &str, sha256: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO notices (version, body, body_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(version)
-        .bind(text)
-        .bind(sha256)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO notices (version, body, body_sha256) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        version,
+        text,
+        sha256
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// The hash recorded with a notice version.
 pub(super) async fn notice_sha256(pool: &PgPool, version: &str) -> Result<Vec<u8>, sqlx::Error> {
-    sqlx::query_scalar("SELECT body_sha256 FROM notices WHERE version = $1").bind(version).fetch_one(pool).await
+    sqlx::query_scalar!("SELECT body_sha256 FROM notices WHERE version = $1", version).fetch_one(pool).await
 }

@@ -23,17 +23,18 @@ pub(super) async fn rewrap_candidates(
     batch: i64,
     start: Uuid,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    sqlx::query_as::<_, Candidate>(
-        "(SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
-          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id >= $3 ORDER BY id LIMIT $2) \
-         UNION ALL \
-         (SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects \
-          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id < $3 ORDER BY id LIMIT $2) \
-         LIMIT $2",
+    sqlx::query_as!(
+        Candidate,
+        r#"(SELECT id AS "id!", wrapped_data_key AS "wrapped_data_key!", kek_id, kek_version FROM subjects
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id >= $3 ORDER BY id LIMIT $2)
+         UNION ALL
+         (SELECT id, wrapped_data_key, kek_id, kek_version FROM subjects
+          WHERE wrapped_data_key IS NOT NULL AND kek_version < $1 AND id < $3 ORDER BY id LIMIT $2)
+         LIMIT $2"#,
+        target,
+        batch,
+        start
     )
-    .bind(target)
-    .bind(batch)
-    .bind(start)
     .fetch_all(pool)
     .await
 }
@@ -45,15 +46,15 @@ pub(super) async fn rewrite_wrapping(
     new: &WrappedKey,
     old: &WrappedKey,
 ) -> Result<bool, sqlx::Error> {
-    let written = sqlx::query(
+    let written = sqlx::query!(
         "UPDATE subjects SET wrapped_data_key = $2, kek_id = $3, kek_version = $4 \
          WHERE id = $1 AND wrapped_data_key = $5",
+        subject,
+        &new.ciphertext,
+        &new.kek_id,
+        new.kek_version,
+        &old.ciphertext
     )
-    .bind(subject)
-    .bind(&new.ciphertext)
-    .bind(&new.kek_id)
-    .bind(new.kek_version)
-    .bind(&old.ciphertext)
     .execute(&mut *tx)
     .await?;
     Ok(written.rows_affected() != 0)
@@ -61,19 +62,21 @@ pub(super) async fn rewrite_wrapping(
 
 /// How many keys are still wrapped under a version older than `target`.
 pub(super) async fn remaining(pool: &PgPool, target: i32) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM subjects WHERE wrapped_data_key IS NOT NULL AND kek_version < $1")
-        .bind(target)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM subjects WHERE wrapped_data_key IS NOT NULL AND kek_version < $1"#,
+        target
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Destroys a subject's data key; false if there was none to destroy.
 pub(super) async fn destroy_key(tx: &mut PgConnection, subject: Uuid) -> Result<bool, sqlx::Error> {
-    let shredded = sqlx::query(
+    let shredded = sqlx::query!(
         "UPDATE subjects SET wrapped_data_key = NULL, kek_id = NULL, kek_version = NULL, shredded_at = now() \
          WHERE id = $1 AND wrapped_data_key IS NOT NULL",
+        subject
     )
-    .bind(subject)
     .execute(&mut *tx)
     .await?;
     Ok(shredded.rows_affected() != 0)
@@ -81,10 +84,10 @@ pub(super) async fn destroy_key(tx: &mut PgConnection, subject: Uuid) -> Result<
 
 /// Deletes every record of a subject, its rows locked in `id` order; returns how many.
 pub(super) async fn delete_records(tx: &mut PgConnection, subject: Uuid) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query(
+    let deleted = sqlx::query!(
         "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE subject_id = $1 ORDER BY id FOR UPDATE)",
+        subject
     )
-    .bind(subject)
     .execute(&mut *tx)
     .await?;
     Ok(deleted.rows_affected())
@@ -92,12 +95,12 @@ pub(super) async fn delete_records(tx: &mut PgConnection, subject: Uuid) -> Resu
 
 /// Deletes a subject's documents still being uploaded.
 pub(super) async fn delete_staged_documents(tx: &mut PgConnection, subject: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM document_contents WHERE subject_id = $1").bind(subject).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM document_contents WHERE subject_id = $1", subject).execute(&mut *tx).await?;
     Ok(())
 }
 
 /// Announces a shred on [`SHRED_CHANNEL`], delivered at commit.
 pub(super) async fn announce_shred(tx: &mut PgConnection, subject: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)").bind(SHRED_CHANNEL).bind(subject.to_string()).execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_notify($1, $2)", SHRED_CHANNEL, subject.to_string()).execute(&mut *tx).await?;
     Ok(())
 }

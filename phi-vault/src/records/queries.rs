@@ -18,8 +18,7 @@ pub(super) struct SubjectKeyRow {
 }
 
 pub(super) async fn subject_key(pool: &PgPool, subject: Uuid) -> Result<Option<SubjectKeyRow>, sqlx::Error> {
-    sqlx::query_as::<_, SubjectKeyRow>("SELECT wrapped_data_key, kek_id, kek_version FROM subjects WHERE id = $1")
-        .bind(subject)
+    sqlx::query_as!(SubjectKeyRow, "SELECT wrapped_data_key, kek_id, kek_version FROM subjects WHERE id = $1", subject)
         .fetch_optional(pool)
         .await
 }
@@ -30,14 +29,14 @@ pub(super) async fn insert_subject(
     subject: Uuid,
     wrapped: &WrappedKey,
 ) -> Result<bool, sqlx::Error> {
-    let stored = sqlx::query(
+    let stored = sqlx::query!(
         "INSERT INTO subjects (id, wrapped_data_key, kek_id, kek_version) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (id) DO NOTHING",
+        subject,
+        &wrapped.ciphertext,
+        &wrapped.kek_id,
+        wrapped.kek_version
     )
-    .bind(subject)
-    .bind(&wrapped.ciphertext)
-    .bind(&wrapped.kek_id)
-    .bind(wrapped.kek_version)
     .execute(&mut *tx)
     .await?;
     Ok(stored.rows_affected() == 1)
@@ -45,10 +44,12 @@ pub(super) async fn insert_subject(
 
 /// Whether the subject's key still stands (`None`: no such subject), its row share-locked.
 pub(super) async fn subject_erased(tx: &mut PgConnection, subject: Uuid) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar("SELECT wrapped_data_key IS NULL FROM subjects WHERE id = $1 FOR SHARE")
-        .bind(subject)
-        .fetch_optional(&mut *tx)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT wrapped_data_key IS NULL AS "erased!" FROM subjects WHERE id = $1 FOR SHARE"#,
+        subject
+    )
+    .fetch_optional(&mut *tx)
+    .await
 }
 
 /// Writes a new record's row; false if its id is taken.
@@ -59,17 +60,17 @@ pub(crate) async fn insert_record(
     created_by: &str,
     expires_at: Option<OffsetDateTime>,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO records (id, subject_id, category, nonce, ciphertext, created_by, expires_at) \
-         VALUES ($1, $2, $3::record_category, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3::text::record_category, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        id,
+        subject,
+        category.as_str(),
+        nonce,
+        ciphertext,
+        created_by,
+        expires_at
     )
-    .bind(id)
-    .bind(subject)
-    .bind(category.as_str())
-    .bind(nonce)
-    .bind(ciphertext)
-    .bind(created_by)
-    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -86,12 +87,13 @@ pub(super) struct RecordMeta {
 
 /// A live (unexpired) record's metadata.
 pub(super) async fn record_meta(conn: &mut PgConnection, id: Uuid) -> Result<Option<RecordMeta>, sqlx::Error> {
-    sqlx::query_as::<_, RecordMeta>(
-        "SELECT r.subject_id, r.category::text AS category, s.wrapped_data_key IS NULL AS shredded \
-         FROM records r JOIN subjects s ON s.id = r.subject_id \
-         WHERE r.id = $1 AND (r.expires_at IS NULL OR r.expires_at > now())",
+    sqlx::query_as!(
+        RecordMeta,
+        r#"SELECT r.subject_id, r.category::text AS "category!: _", s.wrapped_data_key IS NULL AS "shredded!"
+         FROM records r JOIN subjects s ON s.id = r.subject_id
+         WHERE r.id = $1 AND (r.expires_at IS NULL OR r.expires_at > now())"#,
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *conn)
     .await
 }
@@ -112,13 +114,14 @@ pub(super) async fn sealed_record(
     id: Uuid,
     subject: Uuid,
 ) -> Result<Option<SealedRecord>, sqlx::Error> {
-    sqlx::query_as::<_, SealedRecord>(
-        "SELECT r.nonce, r.ciphertext, r.created_at, r.updated_at, s.wrapped_data_key IS NULL AS shredded \
-             FROM records r JOIN subjects s ON s.id = r.subject_id \
-             WHERE r.id = $1 AND r.subject_id = $2 AND (r.expires_at IS NULL OR r.expires_at > now())",
+    sqlx::query_as!(
+        SealedRecord,
+        r#"SELECT r.nonce, r.ciphertext, r.created_at, r.updated_at, s.wrapped_data_key IS NULL AS "shredded!"
+         FROM records r JOIN subjects s ON s.id = r.subject_id
+         WHERE r.id = $1 AND r.subject_id = $2 AND (r.expires_at IS NULL OR r.expires_at > now())"#,
+        id,
+        subject
     )
-    .bind(id)
-    .bind(subject)
     .fetch_optional(&mut *tx)
     .await
 }
@@ -143,23 +146,24 @@ pub(super) async fn replace_content(
     (id, subject): (Uuid, Uuid),
     (nonce, ciphertext): (&[u8], &[u8]),
 ) -> Result<Option<RecordTimes>, sqlx::Error> {
-    sqlx::query_as::<_, RecordTimes>(
+    sqlx::query_as!(
+        RecordTimes,
         "UPDATE records SET nonce = $3, ciphertext = $4, updated_at = now() \
-             WHERE id = $1 AND subject_id = $2 AND (expires_at IS NULL OR expires_at > now()) \
-             AND EXISTS (SELECT 1 FROM subjects WHERE id = $2 AND wrapped_data_key IS NOT NULL) \
-             RETURNING created_at, updated_at",
+         WHERE id = $1 AND subject_id = $2 AND (expires_at IS NULL OR expires_at > now()) \
+         AND EXISTS (SELECT 1 FROM subjects WHERE id = $2 AND wrapped_data_key IS NOT NULL) \
+         RETURNING created_at, updated_at",
+        id,
+        subject,
+        nonce,
+        ciphertext
     )
-    .bind(id)
-    .bind(subject)
-    .bind(nonce)
-    .bind(ciphertext)
     .fetch_optional(&mut *tx)
     .await
 }
 
 /// Deletes a record; false if there was none.
 pub(super) async fn delete_record(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    let deleted = sqlx::query!("DELETE FROM records WHERE id = $1", id).execute(&mut *tx).await?;
     Ok(deleted.rows_affected() == 1)
 }
 
@@ -191,13 +195,14 @@ pub(super) async fn list(
     subject: Uuid,
     category: Option<&str>,
 ) -> Result<Vec<ListedRecord>, sqlx::Error> {
-    sqlx::query_as::<_, ListedRecord>(
-        "SELECT id, category::text AS category, created_at, updated_at, expires_at FROM records \
-         WHERE subject_id = $1 AND ($2::text IS NULL OR category::text = $2) \
-         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id",
+    sqlx::query_as!(
+        ListedRecord,
+        r#"SELECT id, category::text AS "category!: _", created_at, updated_at, expires_at FROM records
+         WHERE subject_id = $1 AND ($2::text IS NULL OR category::text = $2)
+         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id"#,
+        subject,
+        category
     )
-    .bind(subject)
-    .bind(category)
     .fetch_all(&mut *tx)
     .await
 }
