@@ -17,32 +17,52 @@ use super::rules::ConsentState;
 const CONSENTS_CHAIN_LOCK: i64 = 0x5357_434f_4e53_4e54;
 const REVOCATIONS_CHAIN_LOCK: i64 = 0x5357_434f_5245_564b;
 
-/// SQL over `c`, a `consents` row: ended by an event staff recorded for its subject at or after
-/// its signing.
-macro_rules! ended_by_event {
-    () => {
-        "EXISTS (SELECT 1 FROM expiry_events e WHERE e.subject_id = c.subject_id AND e.event = c.expiry_event \
-         AND e.occurred_at >= c.signed_at AND e.occurred_at <= now())"
+/// `sqlx::query_as!` into `$row` over the SQL `$head`, then a condition over `c`, a `consents`
+/// row: ended by an event staff recorded for its subject at or after its signing; then `$tail`.
+macro_rules! query_as_ended_by_event {
+    ($row:path, [$($head:literal),+], [$($tail:literal),+] $(, $($args:tt)*)?) => {
+        sqlx::query_as!(
+            $row,
+            $($head +)+ "EXISTS (SELECT 1 FROM expiry_events e WHERE e.subject_id = c.subject_id \
+                         AND e.event = c.expiry_event AND e.occurred_at >= c.signed_at AND e.occurred_at <= now())"
+                $(+ $tail)+
+            $(, $($args)*)?
+        )
     };
 }
-pub(crate) use ended_by_event;
+pub(crate) use query_as_ended_by_event;
 
-/// Every column [`ConsentRow`] holds, over `consents c`, its form `f` and its revocation `r`, as
-/// the relation `v`.
-macro_rules! view {
-    () => {
-        concat!(
-            "SELECT * FROM (SELECT c.seq, c.id, c.discloser, c.form_version, f.title AS form_title, \
-            c.form_sha256, c.recipient, c.recipient_kind, c.recipient_name, c.recipient_directory_id, c.recipient_address, \
-            c.categories, c.purpose, c.expires_at, c.expiry_event, c.signed_name, c.signature_method, c.signed_at, \
-            c.signed_from, c.terms_sha256, c.subject_id, r.revoked_at, f.body AS form_text, \
-            CASE WHEN r.consent_id IS NOT NULL THEN 'revoked' \
-                 WHEN (c.expires_at IS NOT NULL AND c.expires_at <= now()) OR ",
-            ended_by_event!(),
-            " THEN 'expired' \
-                 ELSE 'signed' END AS state \
-            FROM consents c JOIN consent_forms f ON f.version = c.form_version \
-            LEFT JOIN revocations r ON r.consent_id = c.id) v"
+/// `sqlx::query_as!` into [`ConsentRow`]: every column it holds, over `consents c`, its form `f`
+/// and its revocation `r`, as the relation `v`; then the SQL `$tail` over `v`. The nullable
+/// columns are marked so: through `v` PostgreSQL does not tell which are.
+macro_rules! view_query {
+    ($tail:literal $(, $($args:tt)*)?) => {
+        query_as_ended_by_event!(
+            ConsentRow,
+            [
+                r#"SELECT v.seq, v.id, v.discloser, v.form_version, v.form_title AS "form_title?", v.form_sha256, "#,
+                r#"v.recipient, v.recipient_kind AS "recipient_kind?: _", v.recipient_name AS "recipient_name?", "#,
+                r#"v.recipient_directory_id AS "recipient_directory_id?", "#,
+                r#"v.recipient_address AS "recipient_address?", v.categories, v.purpose, "#,
+                r#"v.expires_at AS "expires_at?", v.expiry_event AS "expiry_event?", v.signed_name, "#,
+                r#"v.signature_method AS "signature_method?", v.signed_at, v.signed_from AS "signed_from?", "#,
+                r#"v.terms_sha256, v.subject_id, v.revoked_at AS "revoked_at?", v.form_text, "#,
+                r#"v.state AS "state!: _" "#,
+                "FROM (SELECT c.seq, c.id, c.discloser, c.form_version, f.title AS form_title, \
+                 c.form_sha256, c.recipient, c.recipient_kind, c.recipient_name, c.recipient_directory_id, \
+                 c.recipient_address, c.categories, c.purpose, c.expires_at, c.expiry_event, c.signed_name, \
+                 c.signature_method, c.signed_at, c.signed_from, c.terms_sha256, c.subject_id, r.revoked_at, \
+                 f.body AS form_text, \
+                 CASE WHEN r.consent_id IS NOT NULL THEN 'revoked' \
+                      WHEN (c.expires_at IS NOT NULL AND c.expires_at <= now()) OR "
+            ],
+            [
+                " THEN 'expired' ELSE 'signed' END AS state \
+                 FROM consents c JOIN consent_forms f ON f.version = c.form_version \
+                 LEFT JOIN revocations r ON r.consent_id = c.id) v",
+                $tail
+            ]
+            $(, $($args)*)?
         )
     };
 }
@@ -78,21 +98,14 @@ pub(crate) struct ConsentRow {
     pub state: ConsentState,
 }
 
-const ONE: &str = concat!(view!(), " WHERE v.id = $1 AND ($2::uuid IS NULL OR v.subject_id = $2)");
-
 /// One consent; `None` if it is not there (or, with `subject`, not theirs).
 pub(crate) async fn one(
     conn: &mut PgConnection,
     subject: Option<Uuid>,
     id: Uuid,
 ) -> Result<Option<ConsentRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConsentRow>(ONE).bind(id).bind(subject).fetch_optional(conn).await
+    view_query!(" WHERE v.id = $1 AND ($2::uuid IS NULL OR v.subject_id = $2)", id, subject).fetch_optional(conn).await
 }
-
-const PAGE: &str = concat!(
-    view!(),
-    " WHERE v.subject_id = $1 AND v.seq > $2 AND ($3::text IS NULL OR v.state = $3) ORDER BY v.seq LIMIT $4"
-);
 
 /// The subject's consents after `after`, oldest first, in `state` if given, at most `limit`.
 pub(crate) async fn page(
@@ -102,7 +115,15 @@ pub(crate) async fn page(
     state: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ConsentRow>, sqlx::Error> {
-    sqlx::query_as::<_, ConsentRow>(PAGE).bind(subject).bind(after).bind(state).bind(limit).fetch_all(pool).await
+    view_query!(
+        " WHERE v.subject_id = $1 AND v.seq > $2 AND ($3::text IS NULL OR v.state = $3) ORDER BY v.seq LIMIT $4",
+        subject,
+        after,
+        state,
+        limit
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Claims the subject's idempotency key for a request; `false` when it was claimed before. A
@@ -114,13 +135,13 @@ pub(crate) async fn claim_key(
     key: &str,
     request_sha256: &[u8],
 ) -> Result<bool, sqlx::Error> {
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "INSERT INTO consent_sign_requests (subject_id, idempotency_key, request_sha256) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
+        subject,
+        key,
+        request_sha256
     )
-    .bind(subject)
-    .bind(key)
-    .bind(request_sha256)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -136,11 +157,12 @@ pub(crate) struct SignRequestRow {
 }
 
 pub(crate) async fn claimed(tx: &mut PgConnection, subject: Uuid, key: &str) -> Result<SignRequestRow, sqlx::Error> {
-    sqlx::query_as::<_, SignRequestRow>(
+    sqlx::query_as!(
+        SignRequestRow,
         "SELECT request_sha256, consent_id FROM consent_sign_requests WHERE subject_id = $1 AND idempotency_key = $2",
+        subject,
+        key
     )
-    .bind(subject)
-    .bind(key)
     .fetch_one(&mut *tx)
     .await
 }
@@ -152,12 +174,14 @@ pub(crate) async fn link_key(
     key: &str,
     consent: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE consent_sign_requests SET consent_id = $3 WHERE subject_id = $1 AND idempotency_key = $2")
-        .bind(subject)
-        .bind(key)
-        .bind(consent)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE consent_sign_requests SET consent_id = $3 WHERE subject_id = $1 AND idempotency_key = $2",
+        subject,
+        key,
+        consent
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -185,37 +209,37 @@ pub async fn record(
     let terms_sha256 = chain::sha256(&terms);
     let prev = chain::head(tx, CONSENTS_CHAIN_LOCK, "consents").await?;
     let row_hash = chain::link(&prev, &records::row_canonical(id, &terms, &terms_sha256, created_at));
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO consents (id, subject_id, discloser, recipient, categories, purpose, expires_at, expiry_event, \
          form_version, form_sha256, signed_name, signed_at, created_at, terms_sha256, prev_hash, row_hash, \
          terms_format, recipient_kind, recipient_name, recipient_directory_id, recipient_address, \
          signature_method, signed_from) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
          $22, $23)",
+        id,
+        consent.subject_id,
+        consent.discloser,
+        consent.recipient,
+        consent.categories,
+        consent.purpose,
+        consent.expires_at,
+        consent.expiry_event,
+        consent.form_version,
+        on_file,
+        consent.signed_name,
+        consent.signed_at,
+        created_at,
+        &terms_sha256[..],
+        prev,
+        &row_hash[..],
+        TERMS_V2,
+        elements.recipient_kind,
+        elements.recipient_name,
+        elements.recipient_directory_id,
+        elements.recipient_address,
+        elements.signature_method,
+        elements.signed_from
     )
-    .bind(id)
-    .bind(consent.subject_id)
-    .bind(consent.discloser)
-    .bind(consent.recipient)
-    .bind(consent.categories)
-    .bind(consent.purpose)
-    .bind(consent.expires_at)
-    .bind(consent.expiry_event)
-    .bind(consent.form_version)
-    .bind(&on_file)
-    .bind(consent.signed_name)
-    .bind(consent.signed_at)
-    .bind(created_at)
-    .bind(&terms_sha256[..])
-    .bind(prev)
-    .bind(&row_hash[..])
-    .bind(TERMS_V2)
-    .bind(elements.recipient_kind)
-    .bind(elements.recipient_name)
-    .bind(elements.recipient_directory_id)
-    .bind(elements.recipient_address)
-    .bind(elements.signature_method)
-    .bind(elements.signed_from)
     .execute(&mut *tx)
     .await?;
     Ok((id, terms_sha256))
@@ -230,10 +254,10 @@ pub async fn revoke(
     reason: Option<&str>,
     signature: Option<RevocationSignature<'_>>,
 ) -> Result<OffsetDateTime, RevokeError> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consents WHERE id = $1)")
-        .bind(consent_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM consents WHERE id = $1) AS "exists!""#, consent_id)
+            .fetch_one(&mut *tx)
+            .await?;
     if !exists {
         return Err(RevokeError::UnknownConsent(consent_id));
     }
@@ -241,21 +265,21 @@ pub async fn revoke(
     let prev = chain::head(tx, REVOCATIONS_CHAIN_LOCK, "revocations").await?;
     let canonical = records::revocation_canonical(consent_id, revoked_at, revoked_by, reason, signature.as_ref());
     let row_hash = chain::link(&prev, &canonical);
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO revocations (consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash, format, \
          signed_name, signature_method, signed_from) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (consent_id) DO NOTHING",
+        consent_id,
+        revoked_at,
+        revoked_by,
+        reason,
+        prev,
+        &row_hash[..],
+        if signature.is_some() { REVOCATIONS_V2 } else { REVOCATIONS_V1 },
+        signature.map(|s| s.signed_name),
+        signature.map(|s| s.method),
+        signature.map(|s| s.signed_from)
     )
-    .bind(consent_id)
-    .bind(revoked_at)
-    .bind(revoked_by)
-    .bind(reason)
-    .bind(prev)
-    .bind(&row_hash[..])
-    .bind(if signature.is_some() { REVOCATIONS_V2 } else { REVOCATIONS_V1 })
-    .bind(signature.map(|s| s.signed_name))
-    .bind(signature.map(|s| s.method))
-    .bind(signature.map(|s| s.signed_from))
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -272,13 +296,13 @@ pub(crate) async fn record_event(
     occurred_at: OffsetDateTime,
     recorded_by: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO expiry_events (subject_id, event, occurred_at, recorded_by) VALUES ($1, $2, $3, $4) RETURNING seq",
+        subject,
+        event,
+        occurred_at,
+        recorded_by
     )
-    .bind(subject)
-    .bind(event)
-    .bind(occurred_at)
-    .bind(recorded_by)
     .fetch_one(&mut *tx)
     .await
 }
@@ -292,18 +316,19 @@ pub(crate) async fn ended_by(
     occurred_at: OffsetDateTime,
     seq: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM consents c WHERE c.subject_id = $1 AND c.expiry_event = $2 AND c.signed_at <= $3 \
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" "#
+            + "FROM consents c WHERE c.subject_id = $1 AND c.expiry_event = $2 AND c.signed_at <= $3 \
          AND (c.expires_at IS NULL OR c.expires_at > $3) \
          AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.consent_id = c.id AND r.revoked_at <= $3) \
          AND NOT EXISTS (SELECT 1 FROM expiry_events e WHERE e.subject_id = c.subject_id \
                          AND e.event = c.expiry_event AND e.occurred_at >= c.signed_at \
                          AND e.occurred_at <= $3 AND e.seq <> $4)",
+        subject,
+        event,
+        occurred_at,
+        seq
     )
-    .bind(subject)
-    .bind(event)
-    .bind(occurred_at)
-    .bind(seq)
     .fetch_one(&mut *tx)
     .await
 }
@@ -336,7 +361,8 @@ pub(crate) struct ConsentChainRow {
     pub signed_from: Option<String>,
 }
 
-/// Every column [`ConsentChainRow`] holds, with the chain's, in chain order.
+/// Every column [`ConsentChainRow`] holds, with the chain's, in chain order. Runtime SQL, not a
+/// checked macro: [`chain::verify_table`] streams any trail's rows by this text.
 const CONSENTS_CHAIN: &str = "SELECT seq, id, subject_id, discloser, recipient, categories, purpose, expires_at, \
                                   expiry_event, form_version, form_sha256, signed_name, signed_at, created_at, \
                                   terms_sha256, prev_hash, row_hash, terms_format, recipient_kind, recipient_name, \
@@ -363,7 +389,8 @@ pub(crate) struct RevocationChainRow {
     pub signed_from: Option<String>,
 }
 
-/// Every column [`RevocationChainRow`] holds, with the chain's, in chain order.
+/// Every column [`RevocationChainRow`] holds, with the chain's, in chain order. Runtime SQL, not
+/// a checked macro: [`chain::verify_table`] streams any trail's rows by this text.
 const REVOCATIONS_CHAIN: &str = "SELECT seq, consent_id, revoked_at, revoked_by, reason, prev_hash, row_hash, \
                                  format, signed_name, signature_method, signed_from FROM revocations ORDER BY seq";
 

@@ -7,10 +7,16 @@ use common::chain;
 
 use super::rules::{self, Form, PublishError, RecipientKind};
 
-/// Every column [`FormRow`] holds.
-macro_rules! form_columns {
-    () => {
-        "version, title, recipient_kind, to_char(published_on, 'YYYY-MM-DD') AS published, body_sha256, body"
+/// `sqlx::query_as!` into [`FormRow`]: every column it holds, then the SQL `$tail`.
+macro_rules! form_query {
+    ($tail:literal $(, $($args:tt)*)?) => {
+        sqlx::query_as!(
+            FormRow,
+            r#"SELECT version, title AS "title!", recipient_kind AS "recipient_kind!: _", "#
+                + r#"to_char(published_on, 'YYYY-MM-DD') AS "published!", body_sha256, body"#
+                + $tail
+            $(, $($args)*)?
+        )
     };
 }
 
@@ -28,25 +34,16 @@ pub(crate) struct FormRow {
 
 /// The forms offered for signing (those loaded from the forms directory), oldest first.
 pub(crate) async fn offered(pool: &PgPool) -> Result<Vec<FormRow>, sqlx::Error> {
-    sqlx::query_as::<_, FormRow>(concat!(
-        "SELECT ",
-        form_columns!(),
-        " FROM consent_forms WHERE recipient_kind IS NOT NULL ORDER BY published_on, version"
-    ))
-    .fetch_all(pool)
-    .await
+    form_query!(" FROM consent_forms WHERE recipient_kind IS NOT NULL ORDER BY published_on, version")
+        .fetch_all(pool)
+        .await
 }
 
 /// A form offered for signing, by version.
 pub(crate) async fn offered_one(pool: &PgPool, version: &str) -> Result<Option<FormRow>, sqlx::Error> {
-    sqlx::query_as::<_, FormRow>(concat!(
-        "SELECT ",
-        form_columns!(),
-        " FROM consent_forms WHERE version = $1 AND recipient_kind IS NOT NULL"
-    ))
-    .bind(version)
-    .fetch_optional(pool)
-    .await
+    form_query!(" FROM consent_forms WHERE version = $1 AND recipient_kind IS NOT NULL", version)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The kind of recipient the form recorded under `version` names: `None` if there is no such
@@ -55,10 +52,12 @@ pub(crate) async fn recipient_kind(
     conn: &mut PgConnection,
     version: &str,
 ) -> Result<Option<Option<RecipientKind>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT recipient_kind FROM consent_forms WHERE version = $1")
-        .bind(version)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT recipient_kind AS "recipient_kind: _" FROM consent_forms WHERE version = $1"#,
+        version
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// A form's text and its recorded hash.
@@ -69,8 +68,7 @@ pub(crate) struct FormBodyRow {
 }
 
 pub(crate) async fn body(conn: &mut PgConnection, version: &str) -> Result<Option<FormBodyRow>, sqlx::Error> {
-    sqlx::query_as::<_, FormBodyRow>("SELECT body, body_sha256 FROM consent_forms WHERE version = $1")
-        .bind(version)
+    sqlx::query_as!(FormBodyRow, "SELECT body, body_sha256 FROM consent_forms WHERE version = $1", version)
         .fetch_optional(conn)
         .await
 }
@@ -79,12 +77,14 @@ pub(crate) async fn body(conn: &mut PgConnection, version: &str) -> Result<Optio
 /// shows and sends back).
 pub async fn publish_form(tx: &mut PgConnection, version: &str, body: &str) -> Result<[u8; 32], sqlx::Error> {
     let hash = chain::sha256(body.as_bytes());
-    sqlx::query("INSERT INTO consent_forms (version, body, body_sha256) VALUES ($1, $2, $3)")
-        .bind(version)
-        .bind(body)
-        .bind(&hash[..])
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO consent_forms (version, body, body_sha256) VALUES ($1, $2, $3)",
+        version,
+        body,
+        &hash[..]
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(hash)
 }
 
@@ -104,23 +104,24 @@ pub(crate) struct RecordedRow {
 pub async fn publish(pool: &PgPool, forms: &[Form]) -> Result<(), PublishError> {
     let mut tx = pool.begin().await?;
     for form in forms {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO consent_forms (version, body, body_sha256, title, recipient_kind, published_on) \
-             VALUES ($1, $2, $3, $4, $5, $6::date) ON CONFLICT (version) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6::text::date) ON CONFLICT (version) DO NOTHING",
+            form.version,
+            form.body,
+            &form.sha256[..],
+            form.title,
+            form.recipient.as_str(),
+            form.published
         )
-        .bind(&form.version)
-        .bind(&form.body)
-        .bind(&form.sha256[..])
-        .bind(&form.title)
-        .bind(form.recipient.as_str())
-        .bind(&form.published)
         .execute(&mut *tx)
         .await?;
-        let recorded = sqlx::query_as::<_, RecordedRow>(
-            "SELECT body_sha256, title, recipient_kind, to_char(published_on, 'YYYY-MM-DD') AS published FROM consent_forms \
-             WHERE version = $1",
+        let recorded = sqlx::query_as!(
+            RecordedRow,
+            r#"SELECT body_sha256, title, recipient_kind AS "recipient_kind: _", "#
+                + "to_char(published_on, 'YYYY-MM-DD') AS \"published?\" FROM consent_forms WHERE version = $1",
+            form.version
         )
-        .bind(&form.version)
         .fetch_one(&mut *tx)
         .await?;
         if !rules::same_as_recorded(&recorded, form) {
