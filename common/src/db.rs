@@ -6,6 +6,10 @@
 //! data privileges only. `CONNECT` on each database
 //! is revoked from `PUBLIC` and granted to its two roles alone, so the public API's role cannot
 //! even open the PHI or consent databases.
+//!
+//! Its SQL is built at run time: provisioning names roles and databases (quoted by [`ident`]),
+//! and the catalogue reads run on the administrator's connection or before any migration, not
+//! on a schema the query macros check against.
 
 use std::time::{Duration, Instant};
 

@@ -61,7 +61,7 @@ pub struct StatusReport {
 
 /// Whether the database answers within two seconds.
 pub async fn database_ok(pool: &PgPool) -> Result<(), String> {
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    let probe = sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(pool);
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

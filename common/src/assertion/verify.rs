@@ -208,13 +208,13 @@ impl Verifier {
 /// commit, the second finds the `jti` spent and the call is refused, which fails closed.
 pub async fn spend(pool: &sqlx::PgPool, claims: &Claims) -> Result<bool, sqlx::Error> {
     let done = crate::db::retry_if_lost(|| {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO internal_call_replays (issuer, jti, expires_at) VALUES ($1, $2, to_timestamp($3)) \
              ON CONFLICT DO NOTHING",
+            claims.iss.as_str(),
+            &claims.jti,
+            (claims.exp + LEEWAY_SECS as i64 + 1) as f64,
         )
-        .bind(claims.iss.as_str())
-        .bind(&claims.jti)
-        .bind((claims.exp + LEEWAY_SECS as i64 + 1) as f64)
         .execute(pool)
     })
     .await?;
@@ -224,7 +224,7 @@ pub async fn spend(pool: &sqlx::PgPool, claims: &Claims) -> Result<bool, sqlx::E
 /// Drops spent `jti`s whose assertions expired more than five minutes ago (by the database's
 /// clock; the margin covers a service clock running behind it); returns how many.
 pub async fn sweep_spent(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM internal_call_replays WHERE expires_at < now() - interval '5 minutes'")
+    Ok(sqlx::query!("DELETE FROM internal_call_replays WHERE expires_at < now() - interval '5 minutes'")
         .execute(pool)
         .await?
         .rows_affected())

@@ -87,6 +87,7 @@ impl Publisher {
         if count < STALL_ROUNDS {
             return Ok(());
         }
+        // The table and its sequence column are the trail's own, so this SQL is built here.
         let (table, seq_column) = (trail.table(), trail.seq_column());
         let head: Option<i64> =
             sqlx::query_scalar(&format!("SELECT max({seq_column}) FROM {table}")).fetch_one(&mut *tx).await?;
@@ -176,8 +177,7 @@ impl Publisher {
     async fn publish_trail(&self, trail: Trail) -> Result<Option<Checkpoint>, sqlx::Error> {
         let (table, seq_column) = (trail.table(), trail.seq_column());
         let mut tx = self.pool.begin().await?;
-        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(trail.publish_lock())
+        let mine = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "mine!""#, trail.publish_lock())
             .fetch_one(&mut *tx)
             .await?;
         if let Err(e) = self.lock_busy(&mut tx, trail, !mine).await {
@@ -186,6 +186,7 @@ impl Publisher {
         if !mine {
             return Ok(None); // another instance is publishing this trail right now
         }
+        // The trail's own table and columns: built here, as every trail read in this file.
         let head: Option<(i64, Vec<u8>)> =
             sqlx::query_as(&format!("SELECT {seq_column}, row_hash FROM {table} ORDER BY {seq_column} DESC LIMIT 1"))
                 .fetch_optional(&mut *tx)
@@ -327,14 +328,14 @@ impl Publisher {
                         continue;
                     }
                 };
-                sqlx::query(
+                sqlx::query!(
                     "INSERT INTO checkpoint_deliveries (trail, number, receiver, outcome) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT DO NOTHING",
+                    checkpoint.trail.as_str(),
+                    checkpoint.number,
+                    receiver.as_str(),
+                    outcome,
                 )
-                .bind(checkpoint.trail.as_str())
-                .bind(checkpoint.number)
-                .bind(receiver.as_str())
-                .bind(outcome)
                 .execute(&self.pool)
                 .await?;
                 delivered += usize::from(outcome == "stored");
