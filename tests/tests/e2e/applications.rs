@@ -66,31 +66,69 @@ enum Step {
     Funded,
 }
 
-/// Takes the submitted application `id` through every step up to `last`, each expected to
-/// succeed: the admin assigns the caseworker (version 2), who asks for the landlord's name (3);
-/// the beneficiary adds it (4); the caseworker approves (5) and the admin funds (6).
-async fn taken_to(last: Step, id: &str, people: &People, app: &TestApp) {
+/// Takes application `id` one step, expected to succeed: the admin assigns the caseworker
+/// (version 2), who asks for the landlord's name (3); the beneficiary adds it (4); the caseworker
+/// approves (5) and the admin funds (6).
+async fn take(step: Step, id: &str, people: &People, app: &TestApp) {
     let [beneficiary, admin, caseworker, _] = people.clients(app);
+    let (status, body) = match step {
+        Step::Assigned => assign(&admin, id, &people.caseworker.user_id).await,
+        Step::ActionNeeded => decide(&caseworker, id, "action_needed", LANDLORD_NOTE, 2).await,
+        Step::Updated => beneficiary.patch(&format!("/applications/{id}"), &landlord_named()).await,
+        Step::Approved => decide(&caseworker, id, "approved", "Lease and amount check out", 4).await,
+        Step::Funded => decide(&admin, id, "funded", "Paid to the landlord", 5).await,
+    };
+    assert_eq!(status, 200, "{step:?}: {body}");
+}
+
+/// Takes the submitted application `id` through every step up to `last` ([`take`]).
+async fn taken_to(last: Step, id: &str, people: &People, app: &TestApp) {
     let steps = [Step::Assigned, Step::ActionNeeded, Step::Updated, Step::Approved, Step::Funded];
     for step in steps.into_iter().take_while(|step| *step <= last) {
-        let (status, body) = match step {
-            Step::Assigned => assign(&admin, id, &people.caseworker.user_id).await,
-            Step::ActionNeeded => decide(&caseworker, id, "action_needed", LANDLORD_NOTE, 2).await,
-            Step::Updated => beneficiary.patch(&format!("/applications/{id}"), &landlord_named()).await,
-            Step::Approved => decide(&caseworker, id, "approved", "Lease and amount check out", 4).await,
-            Step::Funded => decide(&admin, id, "funded", "Paid to the landlord", 5).await,
-        };
-        assert_eq!(status, 200, "{step:?}: {body}");
+        take(step, id, people, app).await;
     }
 }
 
-/// The whole journey: submitted, repeated under its key, and taken to funded; its id.
+/// The whole journey: submitted, repeated under its key, and taken to funded, with every refusal
+/// the step tests check tried where they try it (so the trail and history assertions also show
+/// that a refusal leaves no trace); its id.
 async fn funded_journey(people: &People, app: &TestApp) -> String {
-    let [beneficiary, ..] = people.clients(app);
+    let [beneficiary, admin, caseworker, other] = people.clients(app);
+    let (ben, cw) = (people.beneficiary.user_id.as_str(), people.caseworker.user_id.as_str());
     let id = submitted(&beneficiary).await;
     let (status, repeated) = submit(&beneficiary, &application(SECRET), "apply-1").await;
     assert_eq!(status, 200, "the repeat: {repeated}");
-    taken_to(Step::Funded, &id, people, app).await;
+    let path = format!("/applications/{id}");
+    let refused = [
+        submit(&beneficiary, &application("A different request entirely"), "apply-1").await.0,
+        other.get(&path).await.0,
+        other.patch(&path, &json!({"amount_cents": 1})).await.0,
+        beneficiary.get("/staff/applications").await.0,
+        caseworker.get(&format!("/caseworker/applications/{id}")).await.0,
+        decide(&caseworker, &id, "approved", "Looks complete", 1).await.0,
+        assign(&caseworker, &id, cw).await.0,
+        assign(&admin, &id, ben).await.0,
+    ];
+    assert_eq!(refused, [422, 404, 404, 403, 404, 403, 403, 422], "before assignment");
+    take(Step::Assigned, &id, people, app).await;
+    let refused = [
+        decide(&caseworker, &id, "funded", "Paying now", 2).await.0,
+        decide(&caseworker, &id, "action_needed", "", 2).await.0,
+        decide(&caseworker, &id, "paused", "Waiting", 2).await.0,
+    ];
+    assert_eq!(refused, [409, 422, 422], "moves the machine refuses");
+    take(Step::ActionNeeded, &id, people, app).await;
+    take(Step::Updated, &id, people, app).await;
+    assert_eq!(decide(&caseworker, &id, "approved", "Approving what I read", 3).await.0, 409, "a stale version");
+    take(Step::Approved, &id, people, app).await;
+    let refused = [
+        beneficiary.patch(&path, &json!({"amount_cents": 90_000})).await.0,
+        decide(&caseworker, &id, "funded", "I approved it, so I pay it", 5).await.0,
+    ];
+    assert_eq!(refused, [409, 403], "after approval");
+    take(Step::Funded, &id, people, app).await;
+    let refused = [decide(&admin, &id, "approved", "Back again", 6).await.0, assign(&admin, &id, cw).await.0];
+    assert_eq!(refused, [409, 409], "after funding");
     id
 }
 
