@@ -320,10 +320,20 @@ async fn every_step_of_a_consent_is_in_its_trails_in_order_and_every_trail_verif
     let insurer = json!({ "kind": "insurer", "name": "Harbor House" });
     assert_eq!(admin.post("/staff/consent-recipients", &insurer).await.0, 201, "another kind, the same name");
     let request = consent_request(&beneficiary, &entry).await;
+    // The refusals the step tests check are made here too, where they make them, so the trails
+    // below also show that a refusal leaves no trace.
+    assert_eq!(partner.get(&profile_of(&beneficiary)).await.0, 404, "no consent yet");
     let signed = signed(&beneficiary, &request).await;
     assert_eq!(sign(&beneficiary, &request, SIGN_KEY).await.0, 200, "the repeat");
+    let mut other = request.clone();
+    other["purpose"] = json!("care_coordination");
+    assert_eq!(sign(&beneficiary, &other, SIGN_KEY).await.0, 422, "the key on another request");
+    assert_eq!(sign(&beneficiary, &request, "two words").await.0, 422, "a malformed key");
     let id = signed["consent"]["id"].as_str().expect("id").to_owned();
     read_twice_and_revoked([&beneficiary, &admin, &partner], &entry, &id).await;
+    assert_eq!(beneficiary.post("/beneficiaries/me/consents", &request).await.0, 422, "a retired entry");
+    assert_eq!(partner.get(&profile_of(&beneficiary)).await.0, 404, "revoked");
+    assert_eq!(revoke(&beneficiary, &id).await.0, 409, "revoked already");
 
     let consent_db = sqlx::PgPool::connect(&app.database(Database::Consent).app_url()).await.expect("consent db");
     let phi = sqlx::PgPool::connect(&app.database(Database::Phi).app_url()).await.expect("phi db");
