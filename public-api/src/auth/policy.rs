@@ -87,6 +87,10 @@ mod tests {
             AccessPolicy::parse("[roles]\nroot = [\"x\"]\n[routes]\n\"GET /y\" = \"x\"").is_err(),
             "an unknown role"
         );
-        assert!(AccessPolicy::parse("[roles]\na = [\"x\"]\n[routes]\n\"GET /y\" = \"z\"").is_err());
+        let needs = |permission: &str| format!("[roles]\ndonor = [\"x\"]\n[routes]\n\"GET /y\" = \"{permission}\"");
+        assert!(AccessPolicy::parse(&needs("z")).is_err(), "a permission no role has");
+        let declared = AccessPolicy::parse(&needs("x")).expect("a permission a role has");
+        assert_eq!(declared.access("GET /y"), Some(&Access::Permission("x".into())));
+        assert_eq!(p.access("GET /api/v1/users/me"), Some(&Access::Permission("self.read".into())));
     }
 }
