@@ -30,10 +30,11 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest JSON body accepted, in bytes.
     pub json_limit_bytes: u64,
-    /// The header a trusted reverse proxy puts the client address in (e.g. `X-Real-IP`). Unset,
-    /// the socket address is used: a client-supplied header could dodge per-address limits.
+    /// The reverse proxies (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// names the client. Empty, the socket's peer is the client and the header is never read:
+    /// a client-supplied header could dodge per-address limits.
     #[serde(default)]
-    pub trusted_ip_header: Option<String>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

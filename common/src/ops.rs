@@ -124,8 +124,9 @@ pub fn metrics_allowed(profile: Profile, allowed: &[IpAddr], client: Option<IpAd
 pub fn metrics(
     metrics: &State<Metrics>,
     info: &State<ServiceInfo>,
-    client: Option<IpAddr>,
+    client: crate::protect::address::ClientIp,
 ) -> Result<(ContentType, String), ApiError> {
+    let client = client.0;
     if !metrics_allowed(info.profile, &info.metrics_allowed_ips, client) {
         tracing::warn!(service = info.service.as_str(), client = ?client, "metrics scrape refused");
         return Err(ApiError::Forbidden);

@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, MetricsFairing};
 use crate::ops::ServiceInfo;
 use crate::policy::CallPolicy;
-use crate::protect::{RateLimitFairing, RateLimits, SecurityHeaders};
+use crate::protect::{RateLimitFairing, RateLimits, SecurityHeaders, TrustedProxies};
 use crate::request_id::RequestIdFairing;
 use crate::{db, keys, ServiceName};
 
@@ -81,14 +81,8 @@ impl Parts {
             // Rocket's request lines quote the full URI; telemetry drops them whatever this says.
             .merge(("log_level", "critical"))
             .merge(("limits.json", config.server.json_limit_bytes))
-            .merge((
-                "ip_header",
-                config
-                    .server
-                    .trusted_ip_header
-                    .clone()
-                    .map_or(serde_json::Value::Bool(false), serde_json::Value::String),
-            ))
+            // The client address is `protect::client_address`'s, never Rocket's header.
+            .merge(("ip_header", false))
             .merge(("shutdown.grace", 2))
             .merge(("shutdown.mercy", 3));
         let info = ServiceInfo {
@@ -134,6 +128,7 @@ impl Parts {
             .mount("/", crate::ops::routes())
             .mount("/", crate::protect::routes())
             .manage(RateLimits::new(config.rate_limits.clone()))
+            .manage(TrustedProxies(config.server.trusted_proxies.clone()))
             .manage(self.pool)
             .manage(self.verifier)
             .manage(self.metrics)

@@ -27,7 +27,7 @@ impl<'r> FromRequest<'r> for RequestMeta {
 impl RequestMeta {
     pub fn of(request: &Request<'_>) -> Self {
         RequestMeta {
-            ip: request.client_ip(),
+            ip: common::protect::client_address(request),
             user_agent: request.headers().get_one("user-agent").map(str::to_owned),
             request_id: RequestId::of(request).clone(),
             origin: request.headers().get_one("origin").map(str::to_owned),

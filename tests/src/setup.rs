@@ -115,7 +115,7 @@ pub fn config_for<S: Default>(
             address: [127, 0, 0, 1].into(),
             port: 0,
             json_limit_bytes: 64 * 1024,
-            trusted_ip_header: None,
+            trusted_proxies: Vec::new(),
         },
         database: DatabaseConfig {
             url: Secret::new(database_url),

@@ -112,6 +112,26 @@ async fn auth_endpoints_have_a_stricter_per_address_limit() {
     app.stop().await;
 }
 
+/// The sign-in limit follows the route a request reaches, not how its path is spelled.
+#[tokio::test]
+async fn every_spelling_of_a_sign_in_path_counts_against_the_sign_in_limit() {
+    let app = TestApp::spawn_with(|c| c.rate_limits.auth_per_ip_per_minute = 4).await;
+    let base = &app.public_api.url;
+    let canonical = app.http.post(format!("{base}/api/v1/auth/refresh")).send().await.expect("post").status();
+    assert_ne!(canonical, 404);
+    for path in ["//api/v1/auth/refresh", "/api//v1/auth/refresh", "/api/v1/%61uth/refresh"] {
+        let response = app.http.post(format!("{base}{path}")).send().await.expect("post");
+        // It reached the refresh route (the same refusal as the canonical spelling, no 404),
+        // so it must count as a sign-in.
+        assert_eq!(response.status(), canonical, "{path}");
+    }
+    let fifth = app.http.post(format!("{base}/api/v1/auth/refresh")).send().await.expect("post");
+    assert_limited(fifth).await;
+    // The general limit is not spent: other routes still answer.
+    assert_eq!(app.http.get(format!("{base}/health")).send().await.expect("health").status(), 200);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn each_user_has_a_limit_and_each_address_another() {
     let app = TestApp::spawn_with(|c| {

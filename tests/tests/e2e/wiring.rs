@@ -271,20 +271,20 @@ async fn in_production_metrics_answer_only_the_listed_addresses() {
 }
 
 #[tokio::test]
-async fn a_client_address_header_is_believed_only_when_configured() {
+async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
     let app = TestApp::spawn().await;
-    assert!(app.public_config.server.trusted_ip_header.is_none());
+    assert!(app.public_config.server.trusted_proxies.is_empty());
     let mut trusting = app.public_config.clone();
-    trusting.server.trusted_ip_header = Some("X-Real-IP".into());
+    trusting.server.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
     let behind_proxy = harness::launch(public_api::build(trusting).await.expect("build")).await;
 
     let pool = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("pool");
-    let sign_in = |base: String| {
+    let sign_in = |base: String, forwarded: &'static str| {
         let http = app.http.clone();
         async move {
             let response = http
                 .post(format!("{base}/api/v1/auth/dev-login"))
-                .header("x-real-ip", "203.0.113.9")
+                .header("x-forwarded-for", forwarded)
                 .json(&json!({"user": "donor"}))
                 .send()
                 .await
@@ -296,42 +296,64 @@ async fn a_client_address_header_is_believed_only_when_configured() {
     let recorded = |request_id: String| {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, String>("SELECT host(ip) FROM audit_logs WHERE request_id = $1")
+            let ips = sqlx::query_scalar::<_, String>("SELECT host(ip) FROM audit_logs WHERE request_id = $1")
                 .bind(request_id)
                 .fetch_all(&pool)
                 .await
-                .expect("audit")
+                .expect("audit");
+            assert!(!ips.is_empty());
+            ips
         }
     };
-    // Without the setting, the header is a client's claim and changes nothing: the peer address is kept.
-    let direct = recorded(sign_in(app.public_api.url.clone()).await).await;
-    assert!(!direct.is_empty() && direct.iter().all(|ip| ip == "127.0.0.1"), "{direct:?}");
-    // The same header through an instance configured to trust it (behind a proxy that sets it).
-    let proxied = recorded(sign_in(behind_proxy.url.clone()).await).await;
-    assert!(!proxied.is_empty() && proxied.iter().all(|ip| ip == "203.0.113.9"), "{proxied:?}");
+    // From a peer that is no trusted proxy, the header is a client's claim and changes nothing.
+    let direct = recorded(sign_in(app.public_api.url.clone(), "203.0.113.9").await).await;
+    assert!(direct.iter().all(|ip| ip == "127.0.0.1"), "{direct:?}");
+    // Through the trusted proxy: the address it appended, not what the client put left of it.
+    let proxied = recorded(sign_in(behind_proxy.url.clone(), "1.2.3.4, 203.0.113.9").await).await;
+    assert!(proxied.iter().all(|ip| ip == "203.0.113.9"), "{proxied:?}");
+    // A malformed header: the proxy itself, never the garbage.
+    let malformed = recorded(sign_in(behind_proxy.url.clone(), "203.0.113.9:443").await).await;
+    assert!(malformed.iter().all(|ip| ip == "127.0.0.1"), "{malformed:?}");
 
-    // Nor does it escape the per-address limit: every request below counts against 127.0.0.1.
-    let limited = TestApp::spawn_with(|c| c.rate_limits.per_ip_per_minute = 3).await;
-    let started = Instant::now();
-    let mut passed = 0u32;
-    for n in 0..1000u32 {
-        let response = limited
-            .http
-            .get(format!("{}/status", limited.public_api.url))
-            .header("x-real-ip", format!("198.51.100.{}", n % 250))
-            .send()
-            .await
-            .expect("status");
-        if response.status() == 429 {
-            break;
+    // Nor does the header escape the per-address limit: untrusted, every request below counts
+    // against 127.0.0.1; trusted, against the appended address, whatever the client adds.
+    let mut limited_config = app.public_config.clone();
+    limited_config.rate_limits.per_ip_per_minute = 3;
+    let limited = harness::launch(public_api::build(limited_config.clone()).await.expect("build")).await;
+    limited_config.server.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
+    let limited_behind_proxy = harness::launch(public_api::build(limited_config).await.expect("build")).await;
+    for (base, real) in [(&limited.url, ""), (&limited_behind_proxy.url, ", 203.0.113.9")] {
+        let started = Instant::now();
+        let mut passed = 0u32;
+        for n in 0..1000u32 {
+            let response = app
+                .http
+                .get(format!("{base}/status"))
+                .header("x-forwarded-for", format!("198.51.100.{}{real}", n % 250))
+                .send()
+                .await
+                .expect("status");
+            if response.status() == 429 {
+                break;
+            }
+            passed += 1;
         }
-        passed += 1;
+        let refilled = (started.elapsed().as_secs_f64() * 3.0 / 60.0).ceil();
+        assert!(passed >= 3 && f64::from(passed) <= 3.0 + refilled, "{passed} passed a limit of 3 at {base}");
     }
-    let refilled = (started.elapsed().as_secs_f64() * 3.0 / 60.0).ceil();
-    assert!(passed >= 3 && f64::from(passed) <= 3.0 + refilled, "{passed} passed a limit of 3");
+    // Another client behind the same proxy has its own budget.
+    let other = app
+        .http
+        .get(format!("{}/status", limited_behind_proxy.url))
+        .header("x-forwarded-for", "203.0.113.10")
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(other.status(), 200);
 
-    behind_proxy.shutdown.clone().notify();
+    for running in [behind_proxy, limited, limited_behind_proxy] {
+        running.shutdown.clone().notify();
+    }
     pool.close().await;
-    limited.stop().await;
     app.stop().await;
 }
