@@ -97,12 +97,15 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(documents::Uploads::new(&config.service.documents))
         .manage(config.service.documents.clone())
         .manage(live::Live::new())
-        .attach(rocket::fairing::AdHoc::on_liftoff("notification relay", |r| {
+        .attach(rocket::fairing::AdHoc::on_liftoff("background tasks", |r| {
             let (pool, live, shutdown) =
                 (r.state::<sqlx::PgPool>().cloned(), r.state::<live::Live>().cloned(), r.shutdown());
             Box::pin(async move {
                 if let (Some(pool), Some(live)) = (pool.clone(), live) {
                     tokio::spawn(live::relay(pool, live, shutdown.clone()));
+                }
+                if let Some(pool) = pool.clone() {
+                    tokio::spawn(auth::oidc::purge_until(pool, shutdown.clone()));
                 }
                 if let (Some(pool), Some(mailer)) = (pool, mailer) {
                     tokio::spawn(mail::run(pool, mailer, shutdown));

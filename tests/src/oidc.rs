@@ -49,6 +49,19 @@ pub fn provider_config(env: &OidcEnv) -> public_api::auth::oidc::OidcProviderCon
     }
 }
 
+/// The pre-sign-in cookie a `/start` response sets, as a `Cookie` header value, checking its
+/// attributes (`__Host-`: Secure, Path=/, no Domain; HttpOnly; SameSite=None for Apple's post).
+pub fn browser_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        let value = c.strip_prefix("__Host-sw_signin=")?.split(';').next()?;
+        for attribute in ["HttpOnly", "Secure", "SameSite=None", "Path=/;"] {
+            assert!(format!("{c};").contains(attribute), "pre-sign-in cookie lacks {attribute}: {c}");
+        }
+        assert!(!c.to_ascii_lowercase().contains("domain="), "a __Host- cookie has no Domain: {c}");
+        Some(format!("__Host-sw_signin={value}"))
+    })
+}
+
 /// The cookies a response sets (or clears), kept as a browser keeps them.
 fn keep_cookies(cookies: &mut BTreeMap<String, String>, response: &reqwest::Response) {
     for set in response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {

@@ -539,11 +539,12 @@ async fn every_state_changing_route_leaves_one_audit_row_naming_the_proven_actor
         )
         .await;
     s.exempt(route, &a).await;
+    let cookie = oidc::browser_cookie(&a.headers).expect("the pre-sign-in cookie");
     let back = oidc::browse(&a.text("/authorization_url"), &env.redirect_uri).await;
 
     let route = "POST /api/v1/auth/<provider>";
     let callback = json!({"code": back["code"], "state": back["state"]});
-    let a = s.call(route, s.req(Method::POST, "/auth/test").json(&callback)).await;
+    let a = s.call(route, s.req(Method::POST, "/auth/test").header("cookie", cookie).json(&callback)).await;
     // The actor must be the account the provider's identity proved, found apart from the answer.
     let signed_up: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(format!("{login}@example.org"))
@@ -556,16 +557,15 @@ async fn every_state_changing_route_leaves_one_audit_row_naming_the_proven_actor
 
     let route = "POST /api/v1/auth/<provider>/form-callback";
     let login = format!("sweep-partner-{}", app.id);
-    let started: Value = app
+    let started = app
         .http
         .post(app.api("/auth/test/start"))
         .json(&json!({"user_type": "partner", "login_hint": login}))
         .send()
         .await
-        .expect("start")
-        .json()
-        .await
-        .expect("json");
+        .expect("start");
+    let cookie = oidc::browser_cookie(started.headers()).expect("the pre-sign-in cookie");
+    let started: Value = started.json().await.expect("json");
     let back = oidc::browse(started["authorization_url"].as_str().expect("url"), &env.redirect_uri).await;
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("code", &back["code"])
@@ -573,6 +573,7 @@ async fn every_state_changing_route_leaves_one_audit_row_naming_the_proven_actor
         .finish();
     let post = s
         .req(Method::POST, "/auth/test/form-callback")
+        .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form);
     let a = s.call(route, post).await;

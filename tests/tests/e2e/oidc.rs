@@ -8,25 +8,50 @@ use harness::TestApp;
 use serde_json::{json, Value};
 
 async fn start(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app.http.post(app.api("/auth/test/start")).json(&body).send().await.expect("start");
+    let (status, started, _) = start_in(app, body, None).await;
+    (status, started)
+}
+
+/// `/start` from a browser holding `cookie` (or none): the status, the body and the browser's
+/// pre-sign-in cookie afterwards (`Cookie` header form).
+async fn start_in(app: &TestApp, body: Value, cookie: Option<&str>) -> (u16, Value, Option<String>) {
+    let mut request = app.http.post(app.api("/auth/test/start")).json(&body);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("start");
     let status = response.status().as_u16();
-    (status, response.json().await.expect("json"))
+    let cookie = oidc::browser_cookie(response.headers());
+    (status, response.json().await.expect("json"), cookie)
 }
 
-async fn callback(app: &TestApp, code: &str, state: &str) -> reqwest::Response {
-    app.http.post(app.api("/auth/test")).json(&json!({"code": code, "state": state})).send().await.expect("callback")
+/// The JSON callback from the browser holding `cookie` (`Cookie` header form).
+async fn callback(app: &TestApp, code: &str, state: &str, cookie: &str) -> reqwest::Response {
+    let body = json!({"code": code, "state": state});
+    app.http.post(app.api("/auth/test")).header("cookie", cookie).json(&body).send().await.expect("callback")
 }
 
-/// Start, browse the provider as `login`, return (code, state).
-async fn authorize(app: &TestApp, login: &str, user_type: Option<&str>) -> (String, String) {
+/// Start in a fresh browser, browse the provider as `login`, return (code, state, the browser's
+/// pre-sign-in cookie).
+async fn authorize(app: &TestApp, login: &str, user_type: Option<&str>) -> (String, String, String) {
+    authorize_in(app, login, user_type, None).await
+}
+
+async fn authorize_in(
+    app: &TestApp,
+    login: &str,
+    user_type: Option<&str>,
+    cookie: Option<&str>,
+) -> (String, String, String) {
     let env = oidc::require_env();
-    let (status, started) = start(app, json!({"user_type": user_type, "login_hint": login})).await;
+    let (status, started, cookie) = start_in(app, json!({"user_type": user_type, "login_hint": login}), cookie).await;
     assert_eq!(status, 200, "{started}");
+    let cookie = cookie.expect("/start sets the pre-sign-in cookie");
     let url = started["authorization_url"].as_str().expect("url");
     assert!(url.contains("code_challenge_method=S256") && url.contains("nonce=") && url.contains("state="), "{url}");
     let back = browse(url, &env.redirect_uri).await;
     assert_eq!(back.get("state").map(String::as_str), started["state"].as_str(), "the provider echoes our state");
-    (back.get("code").unwrap_or_else(|| panic!("no code: {back:?}")).clone(), back["state"].clone())
+    (back.get("code").unwrap_or_else(|| panic!("no code: {back:?}")).clone(), back["state"].clone(), cookie)
 }
 
 /// A refused sign-in writes one failed `auth.login` row under its request id, with no actor
@@ -45,8 +70,8 @@ async fn assert_refusal_audited(pool: &sqlx::PgPool, request_id: &str) {
 async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
     let app = TestApp::spawn().await;
     let login = format!("alice-{}", app.id);
-    let (code, state) = authorize(&app, &login, Some("beneficiary")).await;
-    let response = callback(&app, &code, &state).await;
+    let (code, state, cookie) = authorize(&app, &login, Some("beneficiary")).await;
+    let response = callback(&app, &code, &state, &cookie).await;
     assert_eq!(response.status(), 200);
     let refresh = harness::auth::refresh_cookie(&response).expect("refresh cookie");
     let tokens: Value = response.json().await.expect("json");
@@ -58,7 +83,7 @@ async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
     assert_eq!(me["user_type"], "beneficiary");
 
     // Replaying the same state (and so nonce) and code is refused and audited.
-    assert_eq!(callback(&app, &code, &state).await.status(), 401);
+    assert_eq!(callback(&app, &code, &state, &cookie).await.status(), 401);
 
     // Refresh and logout work for provider sessions as for any other.
     let next = app.refreshed(&refresh).await;
@@ -67,8 +92,8 @@ async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
     assert_eq!(app.get_as(&next.access_token, "/users/me").await.status(), 401);
 
     // Signing in again finds the same account; no type needed.
-    let (code, state) = authorize(&app, &login, None).await;
-    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    let (code, state, cookie) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state, &cookie).await.json().await.expect("json");
     assert_eq!(again["user_id"], me["id"]);
 
     let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
@@ -89,8 +114,8 @@ async fn a_new_user_signs_in_refreshes_and_logs_out_through_the_provider() {
 async fn sign_up_rules_and_bad_requests() {
     let app = TestApp::spawn().await;
     // A new identity without a chosen type cannot create an account.
-    let (code, state) = authorize(&app, &format!("bob-{}", app.id), None).await;
-    let response = callback(&app, &code, &state).await;
+    let (code, state, cookie) = authorize(&app, &format!("bob-{}", app.id), None).await;
+    let response = callback(&app, &code, &state, &cookie).await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.expect("json");
     assert!(body["error"]["message"].as_str().expect("message").contains("user_type"));
@@ -101,7 +126,8 @@ async fn sign_up_rules_and_bad_requests() {
     assert_eq!(start(&app, json!({"roles": ["admin"]})).await.0, 422);
     let unknown = app.http.post(app.api("/auth/nosuch/start")).json(&json!({})).send().await.expect("start");
     assert_eq!(unknown.status(), 404);
-    assert_eq!(callback(&app, "code", "forged-state").await.status(), 401);
+    let (_, _, cookie) = start_in(&app, json!({}), None).await;
+    assert_eq!(callback(&app, "code", "forged-state", &cookie.expect("cookie")).await.status(), 401);
 
     // An email already used by another account is not silently linked: carol signs up, her
     // email is then taken by a different account, and a new identity with that email is refused.
@@ -120,8 +146,8 @@ async fn sign_up_rules_and_bad_requests() {
         (users, identities)
     };
     let before = counts().await;
-    let (code, state) = authorize(&app, &carol, Some("donor")).await;
-    let response = callback(&app, &code, &state).await;
+    let (code, state, cookie) = authorize(&app, &carol, Some("donor")).await;
+    let response = callback(&app, &code, &state, &cookie).await;
     assert_eq!(response.status(), 409);
     let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
     let body: Value = response.json().await.expect("json");
@@ -142,8 +168,8 @@ async fn sign_up_rules_and_bad_requests() {
     // leaves no account and no identity behind: they commit with the session and its audit row.
     harness::refuse_inserts(app.database(common::db::Database::Public), "sessions", "true").await;
     let before = counts().await;
-    let (code, state) = authorize(&app, &format!("dora-{}", app.id), Some("donor")).await;
-    assert!(callback(&app, &code, &state).await.status().is_server_error());
+    let (code, state, cookie) = authorize(&app, &format!("dora-{}", app.id), Some("donor")).await;
+    assert!(callback(&app, &code, &state, &cookie).await.status().is_server_error());
     assert_eq!(counts().await, before, "a failed first sign-in left an account or identity behind");
     pool.close().await;
     app.stop().await;
@@ -162,8 +188,9 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
     let both = tokio::spawn({
         let (client, url) = (app.http.clone(), app.api("/auth/test"));
         async move {
-            let post =
-                |(code, state): (String, String)| client.post(&url).json(&json!({"code": code, "state": state})).send();
+            let post = |(code, state, cookie): (String, String, String)| {
+                client.post(&url).header("cookie", cookie).json(&json!({"code": code, "state": state})).send()
+            };
             let (a, b) = tokio::join!(post(first), post(second));
             (a.expect("callback"), b.expect("callback"))
         }
@@ -199,8 +226,8 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
     // The refused one is audited as a refused sign-in, with no actor.
     assert_refusal_audited(&pool, &request_id).await;
     // Signing in again finds the account the winner made.
-    let (code, state) = authorize(&app, &login, None).await;
-    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    let (code, state, cookie) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state, &cookie).await.json().await.expect("json");
     assert_eq!(again["user_id"], accounts[0].to_string());
     pool.close().await;
     app.stop().await;
@@ -210,18 +237,18 @@ async fn simultaneous_first_sign_ins_make_one_account_and_a_conflict() {
 async fn a_closed_account_s_identity_signs_up_afresh() {
     let app = TestApp::spawn().await;
     let login = format!("fay-{}", app.id);
-    let (code, state) = authorize(&app, &login, Some("donor")).await;
-    let first: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    let (code, state, cookie) = authorize(&app, &login, Some("donor")).await;
+    let first: Value = callback(&app, &code, &state, &cookie).await.json().await.expect("json");
     let closed = first["user_id"].as_str().expect("user id").to_owned();
     let access = first["access_token"].as_str().expect("token");
     let gone = app.http.delete(app.api("/users/me")).bearer_auth(access).send().await.expect("close");
     assert_eq!(gone.status(), 204);
 
     // Without a type there is nothing to sign in to; with one, a new account.
-    let (code, state) = authorize(&app, &login, None).await;
-    assert_eq!(callback(&app, &code, &state).await.status(), 422);
-    let (code, state) = authorize(&app, &login, Some("beneficiary")).await;
-    let response = callback(&app, &code, &state).await;
+    let (code, state, cookie) = authorize(&app, &login, None).await;
+    assert_eq!(callback(&app, &code, &state, &cookie).await.status(), 422);
+    let (code, state, cookie) = authorize(&app, &login, Some("beneficiary")).await;
+    let response = callback(&app, &code, &state, &cookie).await;
     assert_eq!(response.status(), 200);
     let second: Value = response.json().await.expect("json");
     let fresh = second["user_id"].as_str().expect("user id").to_owned();
@@ -230,8 +257,8 @@ async fn a_closed_account_s_identity_signs_up_afresh() {
         app.get_as(second["access_token"].as_str().expect("token"), "/users/me").await.json().await.expect("json");
     assert_eq!(me["user_type"], "beneficiary");
     // The identity leads to the new account from now on; the closed one stays closed.
-    let (code, state) = authorize(&app, &login, None).await;
-    let again: Value = callback(&app, &code, &state).await.json().await.expect("json");
+    let (code, state, cookie) = authorize(&app, &login, None).await;
+    let again: Value = callback(&app, &code, &state, &cookie).await.json().await.expect("json");
     assert_eq!(again["user_id"].as_str(), Some(fresh.as_str()));
     let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
     let closed_still: bool = sqlx::query_scalar("SELECT deleted_at IS NOT NULL FROM users WHERE id = $1::uuid")
@@ -256,12 +283,13 @@ async fn a_closed_account_s_identity_signs_up_afresh() {
 async fn an_identity_linked_meanwhile_to_a_live_account_is_not_taken_over() {
     let app = TestApp::spawn().await;
     let login = format!("gus-{}", app.id);
-    let (code, state) = authorize(&app, &login, Some("donor")).await;
+    let (code, state, cookie) = authorize(&app, &login, Some("donor")).await;
     // The sign-up finds no account for the identity, then waits at its account insert while
     // another account, live, is linked to the same identity.
     let mut gate = harness::gate_inserts(app.database(common::db::Database::Public), "users").await;
     let signing_up = tokio::spawn({
-        let request = app.http.post(app.api("/auth/test")).json(&json!({"code": code, "state": state}));
+        let request =
+            app.http.post(app.api("/auth/test")).header("cookie", cookie).json(&json!({"code": code, "state": state}));
         async move { request.send().await.expect("callback") }
     });
     gate.wait_for(1).await;
@@ -311,8 +339,8 @@ async fn a_wrong_client_secret_is_refused_by_the_provider() {
         c.service.auth.oidc.insert("test".into(), wrong);
     })
     .await;
-    let (code, state) = authorize(&app, &format!("dave-{}", app.id), Some("donor")).await;
-    let response = callback(&app, &code, &state).await;
+    let (code, state, cookie) = authorize(&app, &format!("dave-{}", app.id), Some("donor")).await;
+    let response = callback(&app, &code, &state, &cookie).await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["message"], "authentication required", "no detail leaks to the client");
@@ -355,23 +383,29 @@ async fn forged_id_tokens_are_rejected() {
     }
 }
 
+/// A form post as the provider's auto-submitting page sends it, from a browser holding `cookie`
+/// (or none), with redirects not followed.
+async fn form_post(app: &TestApp, form: Vec<(&'static str, String)>, cookie: Option<&str>) -> reqwest::Response {
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut encoder = reqwest::Url::parse("http://form.invalid/").expect("url");
+    encoder.query_pairs_mut().extend_pairs(form);
+    let mut request = no_redirects
+        .post(app.api("/auth/test/form-callback"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encoder.query().unwrap_or_default().to_owned());
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.expect("post")
+}
+
 #[tokio::test]
 async fn a_form_post_sign_in_returns_the_browser_to_the_frontend() {
     let app = TestApp::spawn().await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let post = |form: Vec<(&'static str, String)>| {
-        // application/x-www-form-urlencoded, as the provider's auto-submitting form sends it.
-        let mut encoder = reqwest::Url::parse("http://form.invalid/").expect("url");
-        encoder.query_pairs_mut().extend_pairs(form);
-        no_redirects
-            .post(app.api("/auth/test/form-callback"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encoder.query().unwrap_or_default().to_owned())
-            .send()
-    };
-    let (code, state) = authorize(&app, &format!("frank-{}", app.id), Some("partner")).await;
+    let (code, state, cookie) = authorize(&app, &format!("frank-{}", app.id), Some("partner")).await;
     let user = r#"{"name":{"firstName":"Frank","lastName":"Lee"}}"#.to_owned();
-    let response = post(vec![("code", code.clone()), ("state", state.clone()), ("user", user)]).await.expect("post");
+    let form = vec![("code", code.clone()), ("state", state.clone()), ("user", user)];
+    let response = form_post(&app, form, Some(&cookie)).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "http://localhost:5173/auth/complete?status=ok");
     let refresh = harness::auth::refresh_cookie(&response).expect("refresh cookie");
@@ -382,10 +416,81 @@ async fn a_form_post_sign_in_returns_the_browser_to_the_frontend() {
     assert_eq!(me["user_type"], "partner");
 
     // Replays and provider errors come back as an error code, never a session.
-    let replay = post(vec![("code", code), ("state", state)]).await.expect("post");
+    let replay = form_post(&app, vec![("code", code), ("state", state)], Some(&cookie)).await;
     assert_eq!(replay.headers()["location"], "http://localhost:5173/auth/complete?error=sign_in_failed");
     assert!(harness::auth::refresh_cookie(&replay).is_none());
-    let cancelled = post(vec![("error", "user_cancelled_authorize".to_owned())]).await.expect("post");
+    let cancelled = form_post(&app, vec![("error", "user_cancelled_authorize".to_owned())], Some(&cookie)).await;
     assert_eq!(cancelled.headers()["location"], "http://localhost:5173/auth/complete?error=sign_in_failed");
+    app.stop().await;
+}
+
+/// Login CSRF: an attacker signs in at the provider as themself, stops before the callback,
+/// and makes a victim's browser post their `code` and `state`. The victim's browser did not
+/// start that sign-in, so it is refused, through either callback, and audited; the attempt is
+/// not spent, and the browser that started it can still finish it.
+#[tokio::test]
+async fn an_attackers_code_and_state_do_not_sign_in_another_browser() {
+    let app = TestApp::spawn().await;
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let sessions = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sessions").fetch_one(&pool).await.expect("sessions")
+    };
+    let (code, state, attackers) = authorize(&app, &format!("mallory-{}", app.id), Some("donor")).await;
+    // The victim's browser: a fresh jar, or one with a sign-in of its own under way.
+    let (_, _, victims) = start_in(&app, json!({"user_type": "beneficiary"}), None).await;
+    let victims = victims.expect("the victim's own pre-sign-in cookie");
+    assert_ne!(victims, attackers);
+    let before = sessions().await;
+    for cookie in [None, Some(victims.as_str())] {
+        let forged = form_post(&app, vec![("code", code.clone()), ("state", state.clone())], cookie).await;
+        assert_eq!(forged.status(), 303);
+        assert_eq!(forged.headers()["location"], "http://localhost:5173/auth/complete?error=sign_in_failed");
+        assert!(harness::auth::refresh_cookie(&forged).is_none(), "no session for the victim's browser");
+        let request_id = forged.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        assert_refusal_audited(&pool, &request_id).await;
+    }
+    let json_forged = callback(&app, &code, &state, &victims).await;
+    assert_eq!(json_forged.status(), 401);
+    let no_cookie = app
+        .http
+        .post(app.api("/auth/test"))
+        .json(&json!({"code": code, "state": state}))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(no_cookie.status(), 401);
+    let body: Value = no_cookie.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert_eq!(sessions().await, before, "no refused post opened a session");
+
+    // Two sign-ins in one browser (two tabs) share its cookie, and either can finish.
+    let (_, _, again) = start_in(&app, json!({}), Some(&attackers)).await;
+    assert_eq!(again.as_deref(), Some(attackers.as_str()), "a browser's binding is kept across starts");
+    let finished = callback(&app, &code, &state, &attackers).await;
+    assert_eq!(finished.status(), 200, "the attacker's own browser still finishes its own sign-in");
+    pool.close().await;
+    app.stop().await;
+}
+
+/// Expired attempts are deleted (the service runs this at start and every five minutes); live
+/// ones stay and still complete.
+#[tokio::test]
+async fn expired_sign_in_attempts_are_purged_and_live_ones_kept() {
+    let app = TestApp::spawn().await;
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let (_, stale, _) = start_in(&app, json!({}), None).await;
+    let (code, state, cookie) = authorize(&app, &format!("gail-{}", app.id), Some("donor")).await;
+    sqlx::query("UPDATE oidc_logins SET expires_at = now() - interval '1 second' WHERE state = $1")
+        .bind(stale["state"].as_str().expect("state"))
+        .execute(&pool)
+        .await
+        .expect("expire");
+    let (web, _) = public_api::auth::oidc::purge_expired(&pool).await.expect("purge");
+    assert_eq!(web, 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM oidc_logins").fetch_all(&pool).await.expect("attempts");
+    assert_eq!(left, vec![state.clone()]);
+    assert_eq!(callback(&app, &code, &state, &cookie).await.status(), 200);
+    pool.close().await;
     app.stop().await;
 }

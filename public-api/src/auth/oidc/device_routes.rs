@@ -14,7 +14,7 @@ use common::ApiError;
 use super::device::DevicePoll;
 use super::provider::{OidcError, OidcProviders};
 use super::queries::{self, NewDeviceLogin};
-use super::rules::{handle_hash, provider_error, MAX_LIVE_DEVICE_LOGINS, POLL_LEASE_SECS};
+use super::rules::{provider_error, secret_hash, MAX_LIVE_DEVICE_LOGINS, POLL_LEASE_SECS};
 use super::signin::{find_or_create, refuse};
 use crate::audit::{self, Outcome};
 use crate::auth::routes::{SignIn, TokenResponse};
@@ -99,7 +99,7 @@ pub async fn device_start(
     let handle = crate::auth::sessions::random_secret("swd")?;
     let mut tx = pool.begin().await?;
     let login = NewDeviceLogin {
-        handle_hash: &handle_hash(&handle),
+        handle_hash: &secret_hash(&handle),
         provider,
         device_code: &started.device_code,
         nonce: &started.nonce,
@@ -146,7 +146,7 @@ pub async fn device_token(
     if providers.names().all(|n| n != provider) {
         return Err(ApiError::NotFound);
     }
-    let hash = handle_hash(&body.into_inner().handle);
+    let hash = secret_hash(&body.into_inner().handle);
     // Claims this poll: only one at a time, and no sooner than the interval.
     let claimed = queries::claim_poll(pool, &hash, provider, POLL_LEASE_SECS).await?;
     let Some(queries::Poll { device_code, nonce, interval_secs: interval }) = claimed else {

@@ -7,22 +7,25 @@ use uuid::Uuid;
 
 use super::provider::Started;
 
-/// Stores a started web sign-in, usable for `ttl_secs`.
+/// Stores a started web sign-in, usable for `ttl_secs` by the browser whose pre-sign-in cookie
+/// hashes to `browser_hash`.
 pub(super) async fn add_attempt(
     pool: &PgPool,
     provider: &str,
     started: &Started,
     user_type: Option<&str>,
+    browser_hash: &[u8],
     ttl_secs: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO oidc_logins (state, provider, nonce, pkce_verifier, user_type, expires_at) \
-         VALUES ($1, $2, $3, $4, $5::text::user_type, now() + make_interval(secs => $6))",
+        "INSERT INTO oidc_logins (state, provider, nonce, pkce_verifier, user_type, browser_hash, expires_at) \
+         VALUES ($1, $2, $3, $4, $5::text::user_type, $6, now() + make_interval(secs => $7))",
         started.state,
         provider,
         started.nonce,
         started.pkce_verifier,
         user_type,
+        browser_hash,
         ttl_secs as f64,
     )
     .execute(pool)
@@ -39,18 +42,22 @@ pub(super) struct Attempt {
     pub user_type: Option<String>,
 }
 
-/// Consumes the attempt of `state`, unless it is unknown, expired or used already.
+/// Consumes the attempt of `state`, unless it is unknown, expired, used already or was started
+/// by another browser (its binding is not `browser_hash`). Another browser's attempt is left
+/// as it was.
 pub(super) async fn consume_attempt(
     pool: &PgPool,
     state: &str,
     provider: &str,
+    browser_hash: &[u8],
 ) -> Result<Option<Attempt>, sqlx::Error> {
     sqlx::query_as!(
         Attempt,
         "UPDATE oidc_logins SET consumed_at = now() WHERE state = $1 AND provider = $2 AND consumed_at IS NULL \
-         AND expires_at > now() RETURNING nonce, pkce_verifier, user_type::text AS user_type",
+         AND expires_at > now() AND browser_hash = $3 RETURNING nonce, pkce_verifier, user_type::text AS user_type",
         state,
         provider,
+        browser_hash,
     )
     .fetch_optional(pool)
     .await
@@ -276,4 +283,12 @@ pub(super) async fn consume_device_login(pool: &PgPool, hash: &[u8]) -> Result<b
     .fetch_optional(pool)
     .await?;
     Ok(first.is_some())
+}
+
+/// Deletes the web and device sign-in attempts past their expiry (an expired attempt is refused
+/// whether or not its row is there): how many of each.
+pub async fn purge_expired(pool: &PgPool) -> Result<(u64, u64), sqlx::Error> {
+    let web = sqlx::query!("DELETE FROM oidc_logins WHERE expires_at < now()").execute(pool).await?;
+    let device = sqlx::query!("DELETE FROM oidc_device_logins WHERE expires_at < now()").execute(pool).await?;
+    Ok((web.rows_affected(), device.rows_affected()))
 }

@@ -32,9 +32,20 @@ pub(super) fn apple_name(user: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The device's handle as stored: its SHA-256.
-pub(super) fn handle_hash(handle: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, handle.as_bytes()).as_ref().to_vec()
+/// A secret as stored (the device's handle, the browser's pre-sign-in value): its SHA-256.
+pub(super) fn secret_hash(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref().to_vec()
+}
+
+/// The pre-sign-in cookie binding a web sign-in to the browser that started it. `__Host-`:
+/// only this origin, over HTTPS, on path `/`, can set it, so no other site or subdomain can
+/// plant one. Lives as long as an attempt.
+pub(super) const BROWSER_COOKIE: &str = "__Host-sw_signin";
+
+/// Whether a cookie value can be a binding this service made (43 base64url characters, 32
+/// random bytes); anything else is replaced by a fresh one.
+pub(super) fn is_binding(value: &str) -> bool {
+    value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What the loser of two simultaneous first sign-ins is told: signing in again finds the account
@@ -63,5 +74,16 @@ mod tests {
         );
         assert_eq!(super::apple_name("not json"), None);
         assert_eq!(super::apple_name(r#"{"email":"x"}"#), None);
+    }
+
+    #[test]
+    fn a_binding_is_32_random_bytes_in_base64url() {
+        let fresh = openidconnect::CsrfToken::new_random_len(32);
+        assert!(super::is_binding(fresh.secret()), "what /start makes passes");
+        assert!(!super::is_binding(""));
+        assert!(!super::is_binding(&"a".repeat(42)));
+        assert!(!super::is_binding(&"a".repeat(44)));
+        assert!(!super::is_binding(&format!("{}=", "a".repeat(42))));
+        assert!(!super::is_binding(&format!("{};", "a".repeat(42))));
     }
 }
