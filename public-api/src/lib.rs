@@ -97,6 +97,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(documents::Uploads::new(&config.service.documents))
         .manage(config.service.documents.clone())
         .manage(live::Live::new())
+        .manage(system::ReadyProbe::default())
         .attach(rocket::fairing::AdHoc::on_liftoff("background tasks", |r| {
             let (pool, live, shutdown) =
                 (r.state::<sqlx::PgPool>().cloned(), r.state::<live::Live>().cloned(), r.shutdown());

@@ -126,7 +126,7 @@ async fn uncached_reads_and_a_rewrap_run_together_without_deadlock() {
             let record = *record;
             async move { client.read_record(&ctx, record).await }
         });
-        let reads = futures_join_all(reads).await;
+        let reads = harness::check::join_all(reads).await;
         (rewrap.await.expect("rewrap task"), reads)
     };
     let (rewrapped, reads) =
@@ -147,20 +147,6 @@ async fn uncached_reads_and_a_rewrap_run_together_without_deadlock() {
     assert!(phi_vault::access_log::verify(&phi, 10).await.expect("verify").intact());
     phi.close().await;
     app.stop().await;
-}
-
-/// Runs futures concurrently and collects their outputs in order.
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
 }
 
 /// A provider that crypto-shreds its victim (as an admin would, through another instance) the

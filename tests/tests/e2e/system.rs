@@ -66,6 +66,35 @@ async fn one_request_id_crosses_all_three_services() {
     app.stop().await;
 }
 
+/// Anonymous callers cannot make `/ready` sign internal calls at their own rate: a burst is
+/// answered from one probe a second, and the answer says up or down, never why.
+#[tokio::test]
+async fn ready_answers_a_burst_from_one_probe_a_second() {
+    let app = TestApp::spawn().await;
+    let started = std::time::Instant::now();
+    let ids: Vec<String> = (0..40).map(|n| format!("burst-{n}-{}", app.id)).collect();
+    let answers = harness::check::join_all(
+        ids.iter().map(|id| app.http.get(format!("{}/ready", app.public_api.url)).header("x-request-id", id).send()),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    for answer in answers {
+        let answer = answer.expect("ready");
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.expect("json");
+        assert_eq!(body["ready"], true, "{body}");
+        assert!(body["checks"].as_array().expect("checks").iter().all(|c| c.get("detail").is_none()), "{body}");
+    }
+    // Each probe is signed with the id of the request that ran it; count the ids phi-vault saw.
+    let probes = ids
+        .iter()
+        .filter(|id| logs_for_request(id).iter().any(|l| l["service"] == "phi-vault" && l["message"] == "request"))
+        .count();
+    let windows = elapsed.as_secs() as usize + 2;
+    assert!((1..=windows).contains(&probes), "{probes} probes for 40 requests in {elapsed:?}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_request_id_is_generated_when_missing_or_unsafe() {
     let app = TestApp::spawn().await;
