@@ -10,6 +10,7 @@
 pub mod guards;
 pub mod oidc;
 pub mod policy;
+mod retry;
 pub mod routes;
 pub mod sessions;
 pub mod tokens;
@@ -43,6 +44,10 @@ pub struct AuthSettings {
     /// A session not renewed for this long ends (automatic logoff, HIPAA §164.312(a)(2)(iii)):
     /// its refresh token is refused and the session revoked. At most 24.
     pub session_idle_hours: u32,
+    /// How long after a refresh the same client (address and user agent) may present the token
+    /// it exchanged and get the same new one, instead of having the session revoked as reuse
+    /// (a lost answer, two tabs at once). At most 60; 0 turns it off.
+    pub refresh_retry_leeway_secs: u32,
     /// User-token signing keys (Ed25519 PKCS#8 PEM). The first signs; all verify, so a retired
     /// key stays listed until the tokens it signed have expired.
     pub signing_keys: Vec<SigningKeyEntry>,
@@ -72,6 +77,7 @@ impl Default for AuthSettings {
             access_ttl_secs: 900,
             session_ttl_days: 30,
             session_idle_hours: 12,
+            refresh_retry_leeway_secs: 10,
             signing_keys: Vec::new(),
             roles_file: "policies/roles.toml".into(),
             dev_login: false,

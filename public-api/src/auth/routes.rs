@@ -206,7 +206,9 @@ fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiEr
 }
 
 /// Exchanges the refresh cookie for a new access token and a new refresh cookie. Presenting a
-/// refresh token that was already used revokes its whole session.
+/// refresh token that was already used revokes its whole session, unless the same client (address
+/// and user agent) retries within `refresh_retry_leeway_secs` while the new token is unused: then
+/// it gets that same new refresh token again.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     params(("Origin" = String, Header, description = "Must be an allowed origin")),
     responses(
@@ -284,14 +286,21 @@ async fn rotate(
 ) -> Result<(Json<TokenResponse>, String), ApiError> {
     let (pool, keys, meta) = (sign_in.pool, sign_in.keys, &sign_in.meta);
     let mut tx = pool.begin().await?;
-    let outcome = sessions::rotate(&mut tx, presented, sign_in.settings.session_idle_hours).await?;
+    let client = super::retry::client_hash(meta.ip, meta.user_agent.as_deref());
+    let rules = sessions::RotateRules {
+        idle_hours: sign_in.settings.session_idle_hours,
+        retry_leeway_secs: sign_in.settings.refresh_retry_leeway_secs.min(60),
+        client: &client,
+    };
+    let outcome = sessions::rotate(&mut tx, presented, rules).await?;
     match outcome {
-        Refresh::Rotated { user_id, session_id, roles, token } => {
-            audit::record(
-                &mut tx,
-                &meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success),
-            )
-            .await?;
+        Refresh::Rotated { user_id, session_id, roles, token, retried } => {
+            let mut event =
+                meta.event(Some(user_id), action, Some(("session", session_id.to_string())), Outcome::Success);
+            if retried {
+                event.reason = Some("a retry within the leeway: the token the first try was given".into());
+            }
+            audit::record(&mut tx, &event).await?;
             let response = tokens_for(keys, user_id, session_id, roles)?;
             tx.commit().await?;
             Ok((response, token))

@@ -1,6 +1,7 @@
 //! Sessions and their refresh tokens. A refresh token is 32 random bytes, given to the client
 //! once and stored only as its SHA-256. Each use rotates it; presenting a rotated token again
-//! means it was copied, so the whole session is revoked.
+//! means it was copied, so the whole session is revoked, unless it is the exchanging client's
+//! own retry within the leeway ([`super::retry`]).
 
 use base64::Engine;
 use serde::Serialize;
@@ -99,8 +100,9 @@ pub async fn live_account(pool: &PgPool, session_id: Uuid, user_id: Uuid) -> Res
 
 #[derive(Debug)]
 pub enum Refresh {
-    /// The token was current: here is the next one.
-    Rotated { user_id: Uuid, session_id: Uuid, roles: Vec<UserRole>, token: String },
+    /// The token was current: here is the next one. Or, with `retried`, the token was just
+    /// exchanged by this same client, and this is the one it was given then.
+    Rotated { user_id: Uuid, session_id: Uuid, roles: Vec<UserRole>, token: String, retried: bool },
     /// The token had already been rotated: the session is now revoked.
     Reused { user_id: Uuid, session_id: Uuid },
     /// Unknown token, or its session is revoked or expired.
@@ -112,32 +114,73 @@ pub enum Refresh {
 struct PresentedToken {
     session_id: Uuid,
     user_id: Uuid,
-    /// Exchanged already: presenting it again is reuse.
+    /// Exchanged already: presenting it again is reuse (unless it is a retry).
     rotated: bool,
+    /// Exchanged within the retry leeway.
+    recent: bool,
+    /// The token the exchange gave, sealed for whoever presents this one.
+    successor_sealed: Option<Vec<u8>>,
+    /// Who made the exchange.
+    rotated_by: Option<Vec<u8>>,
     /// The session is open and unexpired.
     live: bool,
     /// The session was not renewed within the idle limit.
     idle: bool,
 }
 
+/// What a refresh needs besides the presented token.
+#[derive(Debug, Clone, Copy)]
+pub struct RotateRules<'a> {
+    /// A session unused this long ends (1 to 24).
+    pub idle_hours: u32,
+    /// How long after an exchange the same client's retry gets the same successor.
+    pub retry_leeway_secs: u32,
+    /// The client presenting the token ([`super::retry::client_hash`]).
+    pub client: &'a [u8],
+}
+
 /// Exchanges `presented` for a new refresh token inside `tx`. Rows are locked, so two
-/// concurrent uses of one token cannot both succeed: the second is reuse.
-pub async fn rotate(tx: &mut PgConnection, presented: &str, idle_hours: u32) -> Result<Refresh, sqlx::Error> {
+/// concurrent uses of one token cannot both succeed: the second is a retry (the same client,
+/// within the leeway, while the successor is unused) or reuse.
+pub async fn rotate(tx: &mut PgConnection, presented: &str, rules: RotateRules<'_>) -> Result<Refresh, sqlx::Error> {
     let row = sqlx::query_as!(
         PresentedToken,
         r#"SELECT rt.session_id, rt.rotated_at IS NOT NULL AS "rotated!", s.user_id,
+           coalesce(rt.rotated_at > now() - make_interval(secs => $3), false) AS "recent!",
+           rt.successor_sealed, rt.rotated_by,
            (s.revoked_at IS NULL AND s.expires_at > now()) AS "live!",
            s.last_used_at < now() - make_interval(hours => $2) AS "idle!"
            FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
            WHERE rt.token_hash = $1 FOR UPDATE OF rt, s"#,
         hash(presented),
-        idle_hours.clamp(1, 24) as i32,
+        rules.idle_hours.clamp(1, 24) as i32,
+        f64::from(rules.retry_leeway_secs),
     )
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(Refresh::Invalid { session_id: None, user_id: None }) };
-    let PresentedToken { session_id, user_id, rotated, live, idle } = row;
+    let PresentedToken { session_id, user_id, rotated, recent, successor_sealed, rotated_by, live, idle } = row;
     if rotated {
+        let same_client = rotated_by.as_deref() == Some(rules.client);
+        let successor = match (recent && same_client && live && !idle, successor_sealed) {
+            (true, Some(sealed)) => super::retry::open(&sealed, presented, session_id),
+            _ => None,
+        };
+        // A retry only while the successor is still the session's live token: once the client
+        // has moved on, the old token coming back is someone else's copy.
+        if let Some(successor) = successor {
+            let unused = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND session_id = $2
+                   AND rotated_at IS NULL) AS "unused!""#,
+                hash(&successor),
+                session_id,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if let (true, Some(roles)) = (unused, roles_of(tx, user_id).await?) {
+                return Ok(Refresh::Rotated { user_id, session_id, roles, token: successor, retried: true });
+            }
+        }
         revoke(tx, session_id, user_id, "refresh_token_reuse").await?;
         return Ok(Refresh::Reused { user_id, session_id });
     }
@@ -150,15 +193,22 @@ pub async fn rotate(tx: &mut PgConnection, presented: &str, idle_hours: u32) -> 
         (true, Some(roles)) => roles,
         _ => return Ok(Refresh::Invalid { session_id: Some(session_id), user_id: Some(user_id) }),
     };
-    sqlx::query!("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1", hash(presented))
-        .execute(&mut *tx)
-        .await?;
     let token = new_token()?;
+    let sealed = super::retry::seal(&token, presented, session_id)
+        .map_err(|_| sqlx::Error::Protocol("sealing the successor token failed".into()))?;
+    sqlx::query!(
+        "UPDATE refresh_tokens SET rotated_at = now(), successor_sealed = $2, rotated_by = $3 WHERE token_hash = $1",
+        hash(presented),
+        sealed,
+        rules.client,
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", hash(&token), session_id)
         .execute(&mut *tx)
         .await?;
     sqlx::query!("UPDATE sessions SET last_used_at = now() WHERE id = $1", session_id).execute(&mut *tx).await?;
-    Ok(Refresh::Rotated { user_id, session_id, roles, token })
+    Ok(Refresh::Rotated { user_id, session_id, roles, token, retried: false })
 }
 
 /// Revokes one of `user_id`'s sessions; false when it is not theirs or already ended (the

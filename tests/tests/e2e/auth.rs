@@ -65,6 +65,78 @@ async fn sign_in_refresh_rotate_detect_reuse_and_log_out() {
     app.stop().await;
 }
 
+/// A refresh whose answer was lost is retried with the token it exchanged: from the same
+/// client, within the leeway, it gets the same new token and the session lives on; later, or
+/// from another client, it is reuse and ends the session, audited.
+#[tokio::test]
+async fn a_retried_refresh_gets_the_same_token_and_a_late_or_foreign_one_ends_the_session() {
+    let app = TestApp::spawn_with(|c| c.service.auth.refresh_retry_leeway_secs = 2).await;
+    let refresh_as = |refresh: String, agent: &'static str| {
+        let request = app
+            .http
+            .post(app.api("/auth/refresh"))
+            .header("origin", harness::ORIGIN)
+            .header("user-agent", agent)
+            .header("cookie", format!("sw_refresh={refresh}"));
+        async move { request.send().await.expect("refresh") }
+    };
+    let first = app.dev_login("donor").await;
+    let answer = refresh_as(first.refresh.clone(), "browser-a").await;
+    assert_eq!(answer.status(), 200);
+    let second = harness::auth::refresh_cookie(&answer).expect("rotated");
+    // The answer was lost; the same browser tries again at once.
+    let retry = refresh_as(first.refresh.clone(), "browser-a").await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(harness::auth::refresh_cookie(&retry).as_deref(), Some(second.as_str()), "the same new token");
+    let body: Value = retry.json().await.expect("json");
+    assert_eq!(body["session_id"], first.session_id.as_str());
+    assert_eq!(app.get_as(body["access_token"].as_str().expect("token"), "/users/me").await.status(), 200);
+    // ... and the session goes on with it.
+    let answer = refresh_as(second.clone(), "browser-a").await;
+    assert_eq!(answer.status(), 200);
+    let third = harness::auth::refresh_cookie(&answer).expect("rotated");
+
+    // Another client with the just-exchanged token, within the leeway: a copy, the session ends.
+    let foreign = refresh_as(second.clone(), "somebody-else").await;
+    assert_eq!(foreign.status(), 401);
+    assert_eq!(refresh_as(third, "browser-a").await.status(), 401, "the session is revoked");
+
+    // The same client, after the leeway: reuse too.
+    let late = app.dev_login("donor").await;
+    let answer = refresh_as(late.refresh.clone(), "browser-a").await;
+    let next = harness::auth::refresh_cookie(&answer).expect("rotated");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(refresh_as(late.refresh.clone(), "browser-a").await.status(), 401);
+    assert_eq!(refresh_as(next, "browser-a").await.status(), 401, "the session is revoked");
+
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let reasons: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT reason FROM audit_logs WHERE action = 'auth.refresh' AND outcome = 'success' ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(reasons.iter().filter(|r| r.as_deref().is_some_and(|r| r.contains("retry"))).count(), 1, "{reasons:?}");
+    let reuses: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE action = 'auth.refresh_reuse_detected' AND outcome = 'denied'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("audit");
+    assert_eq!(reuses, 2, "the foreign and the late reuse");
+    let revoked: Vec<String> = sqlx::query_scalar(
+        "SELECT revoked_reason FROM sessions WHERE id IN ($1::uuid, $2::uuid) ORDER BY revoked_reason",
+    )
+    .bind(&first.session_id)
+    .bind(&late.session_id)
+    .fetch_all(&pool)
+    .await
+    .expect("sessions");
+    assert_eq!(revoked, ["refresh_token_reuse", "refresh_token_reuse"]);
+    pool.close().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn refresh_needs_the_cookie_and_an_allowed_origin() {
     let app = TestApp::spawn().await;
