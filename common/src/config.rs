@@ -261,13 +261,7 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
                      (run `secondwind-operator db migrate` before starting them)",
                 ));
             }
-            let url = self.database.url.expose();
-            if !["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"].iter().any(|m| url.contains(m)) {
-                return Err(ConfigError::invalid(
-                    "database.url",
-                    "production requires TLS to the database (sslmode=require, verify-ca or verify-full)",
-                ));
-            }
+            database_tls_verified(self.database.url.expose()).map_err(|m| ConfigError::invalid("database.url", m))?;
         }
         Ok(())
     }
@@ -293,4 +287,56 @@ pub fn valid_version(version: &str) -> bool {
     (1..=64).contains(&version.len())
         && version.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         && !version.starts_with('.')
+}
+
+/// Production's rule for a database URL: TLS that verifies the server's certificate and name
+/// (`sslmode=verify-full`) against a root the configuration names (`sslrootcert`). The URL is
+/// parsed as the driver parses it (the last `sslmode` wins), so a decoy parameter or a
+/// password containing the text does not pass. The message never quotes the URL.
+pub fn database_tls_verified(url: &str) -> Result<(), String> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    const RULE: &str = "production requires TLS to the database that verifies the server \
+                        (sslmode=verify-full with sslrootcert naming the root certificate)";
+    let options: PgConnectOptions = url.parse().map_err(|_| "is not a valid PostgreSQL URL".to_owned())?;
+    if !matches!(options.get_ssl_mode(), PgSslMode::VerifyFull) {
+        return Err(RULE.into());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|_| "is not a valid PostgreSQL URL".to_owned())?;
+    let root = parsed
+        .query_pairs()
+        .filter(|(key, _)| matches!(&**key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+        .last()
+        .map(|(_, value)| value.into_owned());
+    match root {
+        Some(root) if !root.trim().is_empty() => Ok(()),
+        _ => Err(RULE.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_tls_verified;
+
+    #[test]
+    fn production_database_urls_must_verify_the_server_against_a_named_root() {
+        let good =
+            "postgres://sw_public@db.internal/secondwind_public?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem";
+        assert_eq!(database_tls_verified(good), Ok(()));
+        for refused in [
+            "postgres://sw_public@db/x",
+            "postgres://sw_public@db/x?sslmode=require&sslrootcert=/ca.pem",
+            "postgres://sw_public@db/x?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgres://sw_public@db/x?sslmode=verify-full",
+            "postgres://sw_public@db/x?sslmode=verify-full&sslrootcert=",
+            // A decoy: the text appears, the setting does not.
+            "postgres://sw_public@db/x?application_name=sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://sw_public:sslmode%3Dverify-full@db/x?sslrootcert=/ca.pem",
+            // The driver takes the last one.
+            "postgres://sw_public@db/x?sslmode=verify-full&sslmode=disable&sslrootcert=/ca.pem",
+            "not a url sslmode=verify-full",
+        ] {
+            let err = database_tls_verified(refused).expect_err(refused);
+            assert!(!err.contains("sw_public"), "the message quotes the URL: {err}");
+        }
+    }
 }

@@ -85,7 +85,7 @@ fn production_refuses_dev_only_settings() {
     assert!(stderr(&out).contains("database.url") && stderr(&out).contains("TLS"), "{}", stderr(&out));
     // Plain-HTTP internal URLs.
     let out = binary()
-        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full")
+        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem")
         .env("SW_INTERNAL__PEERS__PHI-VAULT__URL", "http://10.0.0.5:8101")
         .output()
         .expect("run");
@@ -99,7 +99,7 @@ fn production_refuses_the_dev_login() {
     let dir = temp_dir();
     write_keys(&dir);
     let out = binary()
-        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full")
+        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem")
         .env("SW_SERVICE__AUTH__DEV_LOGIN", "true")
         .env("SW_SERVICE__AUTH__SIGNING_KEYS", format!("[{{kid=\"k\", file=\"{}\"}}]", dir.join("user.key").display()))
         .output()

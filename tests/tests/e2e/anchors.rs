@@ -251,7 +251,7 @@ async fn services_never_migrate_and_production_refuses_owner_credentials() {
     let figment = rocket::figment::Figment::from(rocket::figment::providers::Serialized::defaults(serde_json::json!({
         "profile": "production",
         "server": {"address": "127.0.0.1", "port": 8102, "json_limit_bytes": 65536},
-        "database": {"url": "postgres://sw_consent@db/consent?sslmode=verify-full",
+        "database": {"url": "postgres://sw_consent@db/consent?sslmode=verify-full&sslrootcert=/ca.pem",
                      "migrate_url": "postgres://sw_consent_owner:pw@db/consent?sslmode=verify-full",
                      "max_connections": 5, "connect_timeout_secs": 5},
         "log": {"level": "info"},
