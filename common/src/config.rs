@@ -136,6 +136,28 @@ pub struct InternalConfig {
     pub user_tokens: Option<crate::user_token::UserTokenConfig>,
 }
 
+/// `[tls]`: the service's listener speaks TLS 1.3 only, and its internal calls carry its
+/// certificate as their client identity (mutual TLS). Production requires it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// This service's certificate chain (PEM), issued by the internal CA. It is served to
+    /// clients and presented on internal calls, so it carries both the server and the client
+    /// key usage, the names the service is reached at, and the service's name (`phi-vault`,
+    /// ...) as its subject common name: callees check that name against the caller the
+    /// assertion names.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// The internal CA (PEM): peers' server certificates and callers' client certificates must
+    /// chain to it (no public root is trusted on internal calls).
+    pub ca_file: PathBuf,
+    /// Refuse, during the handshake, any client without a certificate from the internal CA.
+    /// Production requires it of phi-vault and consent, which serve only the other services.
+    #[serde(default)]
+    pub mutual: bool,
+}
+
 /// The configuration of one service. `S` is the service's own section, `[service]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +174,9 @@ pub struct Config<S> {
     /// Required in production; in dev, without it no checkpoints are published (with a warning).
     #[serde(default)]
     pub checkpoint: Option<CheckpointConfig>,
+    /// Required in production; without it (dev), plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub service: S,
 }
@@ -262,6 +287,13 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
                 ));
             }
             database_tls_verified(self.database.url.expose()).map_err(|m| ConfigError::invalid("database.url", m))?;
+            if self.tls.is_none() {
+                return Err(ConfigError::invalid(
+                    "tls",
+                    "production serves TLS 1.3 only and calls peers over mutual TLS: set tls.cert_file, \
+                     tls.key_file and tls.ca_file",
+                ));
+            }
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ pub mod role;
 pub mod service;
 pub mod start;
 pub mod telemetry;
+pub mod tls;
 pub mod user_token;
 
 pub use error::ApiError;

@@ -35,6 +35,8 @@ pub struct Parts {
     pub metrics: Metrics,
     /// Signed checkpoints: this service's publisher and its peers' checkpoint keys.
     pub anchor: crate::checkpoint::Anchor,
+    /// What internal calls present and trust, when `[tls]` is set.
+    pub client_tls: Option<crate::tls::ClientTls>,
 }
 
 impl Parts {
@@ -54,9 +56,29 @@ impl Parts {
             verifier = verifier.requiring_user_tokens(user_tokens.load()?);
         }
         let metrics = Metrics::new(service).map_err(|e| StartError::Other(format!("metrics: {e}")))?;
+        let client_tls = match &config.tls {
+            Some(tls) => {
+                // phi-vault and consent serve only the other services: in production, nobody
+                // without a certificate from the internal CA gets as far as HTTP.
+                if config.profile == crate::config::Profile::Production
+                    && service != ServiceName::PublicApi
+                    && !tls.mutual
+                {
+                    return Err(StartError::Config(ConfigError::Invalid {
+                        key: "tls.mutual".into(),
+                        message: format!("production requires mutual TLS for {service}"),
+                    }));
+                }
+                Some(
+                    crate::tls::ClientTls::load(tls)
+                        .map_err(|message| StartError::Config(ConfigError::Invalid { key: "tls".into(), message }))?,
+                )
+            }
+            None => None,
+        };
         let pool = db::connect_service(db::Database::of(service), &config.database).await?;
-        let anchor = crate::checkpoint::Anchor::load(service, config, &pool, &signer)?;
-        Ok(Self { service, pool, signer, verifier, metrics, anchor })
+        let anchor = crate::checkpoint::Anchor::load(service, config, &pool, &signer, client_tls.as_ref())?;
+        Ok(Self { service, pool, signer, verifier, metrics, anchor, client_tls })
     }
 
     /// A signed client for `peer`, whose URL must be configured.
@@ -67,7 +89,8 @@ impl Parts {
                 message: "is required".into(),
             })
         })?;
-        InternalClient::new(peer, url, self.signer.clone(), Duration::from_secs(config.internal.request_timeout_secs))
+        let timeout = Duration::from_secs(config.internal.request_timeout_secs);
+        InternalClient::with_tls(peer, url, self.signer.clone(), timeout, self.client_tls.as_ref())
             .map_err(StartError::Other)
     }
 
@@ -83,6 +106,7 @@ impl Parts {
             .merge(("limits.json", config.server.json_limit_bytes))
             // The client address is `protect::client_address`'s, never Rocket's header.
             .merge(("ip_header", false))
+            .merge(("tls", config.tls.as_ref().map(crate::tls::rocket_tls)))
             .merge(("shutdown.grace", 2))
             .merge(("shutdown.mercy", 3));
         let info = ServiceInfo {

@@ -83,6 +83,13 @@ fn production_refuses_dev_only_settings() {
     let out = binary().env("SW_DATABASE__URL", "postgres://x/y").output().expect("run");
     assert_eq!(out.status.code(), Some(2), "the default profile is production");
     assert!(stderr(&out).contains("database.url") && stderr(&out).contains("TLS"), "{}", stderr(&out));
+    // No [tls].
+    let out = binary()
+        .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`tls`") && stderr(&out).contains("TLS 1.3"), "{}", stderr(&out));
     // Plain-HTTP internal URLs.
     let out = binary()
         .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem")
@@ -100,6 +107,9 @@ fn production_refuses_the_dev_login() {
     write_keys(&dir);
     let out = binary()
         .env("SW_DATABASE__URL", "postgres://x/y?sslmode=verify-full&sslrootcert=/etc/sw/db-ca.pem")
+        .env("SW_TLS__CERT_FILE", "/etc/sw/tls/public-api.pem")
+        .env("SW_TLS__KEY_FILE", "/etc/sw/tls/public-api.key")
+        .env("SW_TLS__CA_FILE", "/etc/sw/tls/ca.pem")
         .env("SW_SERVICE__AUTH__DEV_LOGIN", "true")
         .env("SW_SERVICE__AUTH__SIGNING_KEYS", format!("[{{kid=\"k\", file=\"{}\"}}]", dir.join("user.key").display()))
         .output()

@@ -32,6 +32,21 @@ impl TestApp {
         configure: impl FnOnce(&mut public_api::PublicApiConfig),
         configure_phi: impl FnOnce(&mut phi_vault::PhiVaultConfig),
     ) -> Self {
+        Self::spawn_inner(configure, configure_phi, None).await
+    }
+
+    /// Like `spawn`, every service serving TLS 1.3 with `certs`, phi-vault and consent
+    /// requiring client certificates, and every internal call over mutual TLS. `http` trusts
+    /// the test CA.
+    pub async fn spawn_tls(certs: &tls::TestCerts) -> Self {
+        Self::spawn_inner(|_| {}, |_| {}, Some(certs)).await
+    }
+
+    async fn spawn_inner(
+        configure: impl FnOnce(&mut public_api::PublicApiConfig),
+        configure_phi: impl FnOnce(&mut phi_vault::PhiVaultConfig),
+        certs: Option<&tls::TestCerts>,
+    ) -> Self {
         init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let (public_db, phi_db, consent_db) = tokio::join!(
@@ -42,9 +57,15 @@ impl TestApp {
         let keys = TestKeys::new(&id);
         let mut urls = BTreeMap::new();
         let (phi_vault_later, phi_vault_port) = forwarder().await;
+        let phi_vault_later = match certs {
+            Some(_) => phi_vault_later.replacen("http://", "https://", 1),
+            None => phi_vault_later,
+        };
         urls.insert(ServiceName::PhiVault, phi_vault_later);
+        let tls = |service| certs.map(|c| c.config(service, service != ServiceName::PublicApi));
 
-        let consent_cfg = consent_config(consent_db.app_url(), &keys, &urls);
+        let mut consent_cfg = consent_config(consent_db.app_url(), &keys, &urls);
+        consent_cfg.tls = tls(ServiceName::Consent);
         let consent = launch(consent::build(consent_cfg).await.expect("build consent")).await;
         urls.insert(ServiceName::Consent, consent.url.clone());
 
@@ -54,6 +75,7 @@ impl TestApp {
         phi_cfg.service.notice_file = repo_root().join("policies/redisclosure-notices/part2-2024.txt");
         phi_cfg.service.volume_file = repo_root().join("policies/phi-volume.toml");
         phi_cfg.internal.user_tokens = Some(keys.user_token_config());
+        phi_cfg.tls = tls(ServiceName::PhiVault);
         // scripts/test starts clamd; without it, documents are refused (503), as in production.
         if let Ok(address) = std::env::var("SECONDWIND_TEST_CLAMD") {
             phi_cfg.service.scanner = Some(phi_vault::documents::ScannerSettings { address, timeout_secs: 30 });
@@ -67,6 +89,7 @@ impl TestApp {
         let mut public_cfg: public_api::PublicApiConfig =
             config_for(ServiceName::PublicApi, public_db.app_url(), &keys, &urls);
         public_cfg.service.auth = keys.auth_settings();
+        public_cfg.tls = tls(ServiceName::PublicApi);
         configure(&mut public_cfg);
         let public_api = launch(public_api::build(public_cfg.clone()).await.expect("build public-api")).await;
 
@@ -77,7 +100,10 @@ impl TestApp {
             consent,
             databases: vec![public_db, phi_db, consent_db],
             keys,
-            http: reqwest::Client::new(),
+            http: match certs {
+                Some(certs) => certs.client(None).build().expect("client"),
+                None => reqwest::Client::new(),
+            },
             phi_config: phi_cfg,
             public_config: public_cfg,
         }

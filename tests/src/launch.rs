@@ -33,11 +33,12 @@ pub async fn launch(rocket: Rocket<Build>) -> Running {
     let routes = ignited.routes().map(|r| (r.method.as_str().to_owned(), r.uri.path().to_owned())).collect();
     let checkpoints = ignited.state::<Arc<Publisher>>().cloned();
     let key_cache = ignited.state::<phi_vault::records::Vault>().map(|v| v.cache.clone());
+    let scheme = if ignited.config().tls_enabled() { "https" } else { "http" };
     tokio::spawn(async move {
         let _ = ignited.launch().await;
     });
     let port = rx.await.expect("service failed to start");
-    Running { url: format!("http://127.0.0.1:{port}"), shutdown, routes, checkpoints, key_cache }
+    Running { url: format!("{scheme}://127.0.0.1:{port}"), shutdown, routes, checkpoints, key_cache }
 }
 
 /// A loopback port, bound now, that forwards each connection to a port known later: consent

@@ -24,6 +24,7 @@ pub mod load;
 mod logs;
 pub mod oidc;
 mod setup;
+pub mod tls;
 pub mod vault;
 
 pub use app::*;

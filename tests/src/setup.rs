@@ -135,6 +135,7 @@ pub fn config_for<S: Default>(
         },
         rate_limits: Default::default(),
         checkpoint,
+        tls: None,
         service: S::default(),
     }
 }

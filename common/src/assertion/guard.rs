@@ -67,10 +67,15 @@ impl<'r> FromRequest<'r> for InternalCall {
         let result = match token {
             None => Err(Refusal::Missing),
             Some(token) => match verifier.verify(token, &presented) {
-                Ok(claims) => match spend(pool, &claims).await {
-                    Ok(true) => Ok(claims),
-                    Ok(false) => Err(Refusal::Replayed(claims.jti)),
-                    Err(e) => Err(Refusal::Unavailable(e.to_string())),
+                // Over TLS, the assertion's signer must also be the certificate's holder: a
+                // stolen signing key alone does not make a caller.
+                Ok(claims) => match crate::tls::caller_certificate_matches(request, claims.iss).await {
+                    Some(Err(reason)) => Err(Refusal::Certificate(reason)),
+                    Some(Ok(())) | None => match spend(pool, &claims).await {
+                        Ok(true) => Ok(claims),
+                        Ok(false) => Err(Refusal::Replayed(claims.jti)),
+                        Err(e) => Err(Refusal::Unavailable(e.to_string())),
+                    },
                 },
                 Err(refusal) => Err(refusal),
             },

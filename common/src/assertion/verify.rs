@@ -20,12 +20,15 @@ pub enum Refusal {
     PurposeRole { purpose: String, role: Role },
     #[error("cannot check the assertion: {0}")]
     Unavailable(String),
+    /// The TLS client certificate is missing or names another service than the assertion.
+    #[error("client certificate: {0}")]
+    Certificate(String),
 }
 
 impl Refusal {
     pub fn status(&self) -> Status {
         match self {
-            Self::Missing | Self::Invalid(_) | Self::Replayed(_) => Status::Unauthorized,
+            Self::Missing | Self::Invalid(_) | Self::Replayed(_) | Self::Certificate(_) => Status::Unauthorized,
             Self::NotAllowed { .. } | Self::Purpose { .. } | Self::PurposeRole { .. } => Status::Forbidden,
             Self::Unavailable(_) => Status::ServiceUnavailable,
         }

@@ -23,6 +23,7 @@ impl Anchor {
         config: &Config<S>,
         pool: &PgPool,
         signer: &Arc<Signer>,
+        client_tls: Option<&crate::tls::ClientTls>,
     ) -> Result<Self, StartError> {
         let invalid =
             |key: &str, message: String| StartError::Config(ConfigError::Invalid { key: key.into(), message });
@@ -55,7 +56,8 @@ impl Anchor {
             let url = config.internal.peers.get(receiver).and_then(|p| p.url.as_deref()).ok_or_else(|| {
                 invalid("checkpoint.receivers", format!("{receiver} needs internal.peers.{receiver}.url"))
             })?;
-            let client = InternalClient::new(*receiver, url, signer.clone(), timeout).map_err(StartError::Other)?;
+            let client = InternalClient::with_tls(*receiver, url, signer.clone(), timeout, client_tls)
+                .map_err(StartError::Other)?;
             receivers.push((*receiver, CheckpointClient::new(client)));
         }
         let file = config.log.dir.as_deref().map(|dir| file_in(dir, service));

@@ -94,15 +94,29 @@ impl InternalClient {
     }
 
     pub fn new(peer: ServiceName, base: &str, signer: Arc<Signer>, timeout: Duration) -> Result<Self, String> {
+        Self::with_tls(peer, base, signer, timeout, None)
+    }
+
+    /// A client that, with `tls`, speaks TLS 1.3 only to `https` URLs, trusts only the
+    /// internal CA and presents this service's certificate (mutual TLS).
+    pub fn with_tls(
+        peer: ServiceName,
+        base: &str,
+        signer: Arc<Signer>,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<Self, String> {
         let base = reqwest::Url::parse(base).map_err(|e| format!("internal.peers.{peer}.url: {e}"))?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             // An assertion is bound to the one URL it was signed for; a redirect would carry it
             // (and whatever the body holds) somewhere else. Never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(tls) = tls {
+            builder = tls.apply(builder);
+        }
+        let http = builder.build().map_err(|e| format!("http client: {e}"))?;
         Ok(Self { peer, base, http, signer })
     }
 

@@ -25,5 +25,6 @@ mod protect;
 mod run_script;
 mod scanner;
 mod system;
+mod tls;
 mod vault;
 mod wiring;
