@@ -4,7 +4,11 @@
 //! So an event raised on one instance reaches a client connected to any other, and nothing but a
 //! user id crosses the channel.
 //!
-//! A stream opens with the unread count, then sends each new notification as it arrives. It ends
+//! A stream opens with the unread count, then sends each new notification as it arrives, each
+//! with its place in the person's sequence as the event id (the `unread` event carries the place
+//! the stream starts from). A client that reconnects with `Last-Event-ID` (as `EventSource`
+//! does) first gets every notification raised after that place, so nothing raised while it was
+//! away, or while it reconnected with a fresh token, is lost. It ends
 //! when the access token it opened with expires (the client reconnects with a fresh one), when
 //! the session ends (checked before anything is sent, and every minute), when the server shuts
 //! down, or when the client goes. If the listener lost its connection, notices may have been
@@ -15,8 +19,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome};
 use rocket::response::stream::{Event, EventStream};
-use rocket::{get, routes, Route, Shutdown, State};
+use rocket::{get, routes, Request, Route, Shutdown, State};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -115,6 +121,32 @@ pub async fn relay(pool: PgPool, live: Live, shutdown: Shutdown) {
 /// Rows read at a time.
 const PAGE: usize = 100;
 
+/// The `Last-Event-ID` a reconnecting client sends: the place of the last event it received.
+/// Absent on a first connection; anything but a whole number from 0 is refused (422).
+pub struct LastEventId(Option<i64>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LastEventId {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
+        let values: Vec<&str> = request.headers().get("last-event-id").collect();
+        match values.as_slice() {
+            [] => Outcome::Success(LastEventId(None)),
+            [value] => match value.trim().parse::<i64>() {
+                Ok(place) if place >= 0 => Outcome::Success(LastEventId(Some(place))),
+                _ => refuse(request, "Last-Event-ID: the id of an event this stream sent (a whole number from 0)"),
+            },
+            _ => refuse(request, "Last-Event-ID: send it once"),
+        }
+    }
+}
+
+fn refuse(request: &Request<'_>, message: &str) -> Outcome<LastEventId, ()> {
+    request.local_cache(|| common::error::ErrorMessage(Some(message.to_owned())));
+    Outcome::Error((Status::UnprocessableEntity, ()))
+}
+
 /// The user's notifications after `after` (by `seq`), oldest first, with their `seq`.
 async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, NotificationView)>, sqlx::Error> {
     let rows = crate::notifications::queries::after(pool, user, after, PAGE as i64).await?;
@@ -123,18 +155,22 @@ async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, Notifi
 
 /// My notifications as they happen (`text/event-stream`). Events: `unread` (`{"unread": n}`)
 /// first; `notification` (a notification, as in the list) for each new one; `end` when the
-/// session ended. Send the access token in the `Authorization` header (use a fetch-based
-/// EventSource); never put it in the URL.
+/// session ended. Each event's `id` is its place in my sequence: reconnect with `Last-Event-ID`
+/// and the stream first sends what was raised after it. Send the access token in the
+/// `Authorization` header (use a fetch-based EventSource); never put it in the URL.
 #[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<i64>, Header, description = "The id of the last event received, when reconnecting: the notifications raised after it come first")),
     responses(
-        (status = 200, description = "An event stream: `unread`, then `notification` events; `end` when the access token expires (reconnect with a fresh one) or the session ends (found within a minute, and before anything more is sent)", content_type = "text/event-stream"),
+        (status = 200, description = "An event stream: `unread`, then `notification` events, each with an `id`; `end` when the access token expires (reconnect with a fresh one and `Last-Event-ID`) or the session ends (found within a minute, and before anything more is sent)", content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
+        (status = 422, description = "`Last-Event-ID` is not an id this stream sends", body = common::ErrorBody),
         (status = 429, description = "Already 5 streams open for me", body = common::ErrorBody),
         (status = 503, description = "This instance holds as many streams as it may", body = common::ErrorBody),
     ))]
 #[get("/notifications/stream")]
 pub async fn stream(
     user: AuthUser,
+    resume: LastEventId,
     live: &State<Live>,
     pool: &State<PgPool>,
     mut shutdown: Shutdown,
@@ -153,11 +189,29 @@ pub async fn stream(
         let expiry = tokio::time::sleep(token_left);
         tokio::pin!(expiry);
         let start = crate::notifications::queries::position(&pool, me).await;
-        let Ok((mut last, unread)) = start else { return };
-        yield Event::json(&serde_json::json!({ "unread": unread })).event("unread");
+        let Ok((newest, unread)) = start else { return };
+        // Resuming: from where the client's last event left it (never past the newest, so a
+        // place from the future cannot skip what comes next). Else from now.
+        let mut last = resume.0.map_or(newest, |place| place.min(newest));
+        yield Event::json(&serde_json::json!({ "unread": unread })).event("unread").id(last.to_string());
+        // Resuming, look at once: what was raised while the client was away comes first.
+        let mut look = resume.0.is_some();
         let mut check = tokio::time::interval(SESSION_CHECK);
         check.tick().await;
         loop {
+            if std::mem::take(&mut look) {
+                loop {
+                    let Ok(rows) = newer(&pool, me, last).await else { return };
+                    let full = rows.len() == PAGE;
+                    for (seq, notification) in rows {
+                        last = seq;
+                        yield Event::json(&notification).event("notification").id(seq.to_string());
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = &mut expiry => {
@@ -182,17 +236,7 @@ pub async fn stream(
                         yield Event::data("session ended").event("end");
                         break;
                     }
-                    loop {
-                        let Ok(rows) = newer(&pool, me, last).await else { return };
-                        let full = rows.len() == PAGE;
-                        for (seq, notification) in rows {
-                            last = seq;
-                            yield Event::json(&notification).event("notification");
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
+                    look = true;
                 }
             }
         }

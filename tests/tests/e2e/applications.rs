@@ -573,22 +573,34 @@ async fn insurance_is_decided_by_the_care_team_and_the_dashboard_reflects_the_ro
 /// blocks ending in a blank line; comment lines (`:`, the heartbeat) are skipped wherever they
 /// fall.
 async fn next_event(response: &mut reqwest::Response, seen: &mut String, at: &mut usize, name: &str) -> String {
+    next_event_with_id(response, seen, at, name).await.1
+}
+
+/// Like [`next_event`], also returning the event's `id` (empty when it has none).
+async fn next_event_with_id(
+    response: &mut reqwest::Response,
+    seen: &mut String,
+    at: &mut usize,
+    name: &str,
+) -> (String, String) {
     let deadline = std::time::Duration::from_secs(60);
     tokio::time::timeout(deadline, async {
         loop {
             while let Some(end) = seen[*at..].find("\n\n") {
                 let block = seen[*at..*at + end].to_owned();
                 *at += end + 2;
-                let (mut event, mut data) = (None, Vec::new());
+                let (mut event, mut data, mut id) = (None, Vec::new(), String::new());
                 for line in block.lines().filter(|l| !l.starts_with(':')) {
                     if let Some(value) = line.strip_prefix("event:") {
                         event = Some(value.trim().to_owned());
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        id = value.trim().to_owned();
                     }
                 }
                 if event.as_deref() == Some(name) {
-                    return data.join("\n");
+                    return (id, data.join("\n"));
                 }
             }
             let chunk = response.chunk().await.expect("stream").expect("stream ended");
@@ -665,5 +677,74 @@ async fn a_notification_raised_on_one_instance_streams_to_a_client_on_another() 
     public.close().await;
     drop(response);
     second.shutdown.notify();
+    app.stop().await;
+}
+
+/// A client that reconnects with `Last-Event-ID` first gets what was raised while it was away,
+/// in order, and only its own; a malformed id is refused.
+#[tokio::test]
+async fn a_reconnecting_stream_resumes_from_the_last_event_id() {
+    let app = TestApp::spawn().await;
+    let (ben, donor) = (app.dev_login("beneficiary").await, app.dev_login("donor").await);
+    let public = sqlx::PgPool::connect(&app.database(Database::Public).app_url()).await.expect("public db");
+    let notify = |user: &str, title: &str| {
+        let (public, user, title) = (public.clone(), Uuid::parse_str(user).expect("uuid"), title.to_owned());
+        async move {
+            sqlx::query("INSERT INTO notifications (id, user_id, kind, title, body) VALUES ($1, $2, 'test', $3, 'x')")
+                .bind(Uuid::new_v4())
+                .bind(user)
+                .bind(title)
+                .execute(&public)
+                .await
+                .expect("notification");
+        }
+    };
+    let stream = app.api("/notifications/stream");
+    let open = |last: Option<&str>| {
+        let mut request = app.http.get(&stream).bearer_auth(&ben.access_token);
+        if let Some(last) = last {
+            request = request.header("last-event-id", last);
+        }
+        request.send()
+    };
+    let mut response = open(None).await.expect("stream");
+    assert_eq!(response.status(), 200);
+    let (mut seen, mut at) = (String::new(), 0);
+    let (start, _) = next_event_with_id(&mut response, &mut seen, &mut at, "unread").await;
+    assert!(start.parse::<i64>().is_ok(), "the unread event carries the starting place: {seen}");
+    notify(&ben.user_id, "First").await;
+    let (first_id, first) = next_event_with_id(&mut response, &mut seen, &mut at, "notification").await;
+    assert!(first.contains("First"), "{first}");
+    drop(response);
+
+    // Raised while the client is away: two of its own, one of someone else's.
+    notify(&ben.user_id, "Second").await;
+    notify(&donor.user_id, "Not yours").await;
+    notify(&ben.user_id, "Third").await;
+    let mut response = open(Some(&first_id)).await.expect("stream");
+    assert_eq!(response.status(), 200);
+    let (mut seen, mut at) = (String::new(), 0);
+    next_event(&mut response, &mut seen, &mut at, "unread").await;
+    let (second_id, second) = next_event_with_id(&mut response, &mut seen, &mut at, "notification").await;
+    let (_, third) = next_event_with_id(&mut response, &mut seen, &mut at, "notification").await;
+    assert!(second.contains("Second") && third.contains("Third"), "{seen}");
+    assert!(second_id.parse::<i64>().expect("id") > first_id.parse::<i64>().expect("id"));
+    assert!(!seen.contains("First") && !seen.contains("Not yours"), "{seen}");
+    drop(response);
+
+    // Resuming from the place the `unread` event gave loses nothing either.
+    let mut response = open(Some(&start)).await.expect("stream");
+    let (mut seen, mut at) = (String::new(), 0);
+    next_event(&mut response, &mut seen, &mut at, "unread").await;
+    assert!(next_event(&mut response, &mut seen, &mut at, "notification").await.contains("First"));
+    drop(response);
+
+    for bad in ["abc", "-1", "1.5", "99999999999999999999999"] {
+        let refused = open(Some(bad)).await.expect("stream");
+        assert_eq!(refused.status(), 422, "{bad}");
+        let body: Value = refused.json().await.expect("json");
+        assert!(message(&body).contains("Last-Event-ID"), "{body}");
+    }
+    public.close().await;
     app.stop().await;
 }
