@@ -18,7 +18,7 @@
 mod queries;
 pub mod review_routes;
 pub mod routes;
-mod rules;
+pub mod rules;
 
 use rocket::Route;
 

@@ -106,8 +106,9 @@ impl DisclosedProfile {
 
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
 /// consent naming this partner (`partner:<user id>`), the `identity` category and `purpose`.
-/// Without one: 404, like a missing profile. Each disclosure is audited here and entered in the
-/// vault's accounting of disclosures.
+/// Without one: 404, like a missing profile, and in the same time (every 404 here is answered
+/// no sooner than [`rules::PARTNER_REFUSAL_FLOOR`]). Each disclosure is audited here and entered
+/// in the vault's accounting of disclosures.
 #[utoipa::path(get, path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
     responses(
@@ -141,6 +142,7 @@ pub async fn partner_read_profile(
             ApiError::Unprocessable(format!("purpose: one of {}", served.join(", ")))
         })?;
     let ctx = partner.call(&meta, purpose);
+    let started = std::time::Instant::now();
     let result = beneficiary_record(pool, vault, beneficiary_id, &ctx).await.and_then(|(profile, _, notice)| {
         // A disclosure never leaves without its notice.
         let notice = notice.ok_or_else(|| ApiError::internal("phi-vault disclosed a record without its notice"))?;
@@ -155,6 +157,9 @@ pub async fn partner_read_profile(
         );
         event.reason = Some(format!("consented disclosure for {purpose}"));
         audit::record_alone(pool, &event).await?;
+    }
+    if let Err(ApiError::NotFound) = result {
+        tokio::time::sleep(rules::padding(started.elapsed(), rules::PARTNER_REFUSAL_FLOOR)).await;
     }
     result
 }

@@ -8,6 +8,17 @@ pub const DATABASE_FAILED: &str = "the public database failed before the vault w
 /// The vault was asked but not reached: it may or may not have logged the request.
 pub const VAULT_UNREACHED: &str = "the vault could not be reached; it may hold no entry for this request";
 
+/// The least time a partner's refused read takes. Without a profile on file the answer needs one
+/// query; with a profile but no consent it takes a round through phi-vault and consent. Padding
+/// every refusal to this floor (well above the slower path) gives a partner the same 404 in the
+/// same time either way, so timing does not tell who has a profile here.
+pub const PARTNER_REFUSAL_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long to wait, `elapsed` into a refused read, before answering at the floor.
+pub fn padding(elapsed: std::time::Duration, floor: std::time::Duration) -> std::time::Duration {
+    floor.saturating_sub(elapsed)
+}
+
 /// Where the reason is kept: the vault's access-log entry when the vault named it, else its
 /// entry under this request id.
 pub fn reason_reference(access_seq: Option<i64>) -> String {
@@ -20,6 +31,15 @@ pub fn reason_reference(access_seq: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_waits_out_the_rest_of_the_floor_and_never_more() {
+        use std::time::Duration;
+        let floor = Duration::from_millis(250);
+        assert_eq!(padding(Duration::from_millis(3), floor), Duration::from_millis(247));
+        assert_eq!(padding(Duration::from_millis(250), floor), Duration::ZERO);
+        assert_eq!(padding(Duration::from_millis(900), floor), Duration::ZERO);
+    }
 
     #[test]
     fn the_trail_names_the_vaults_entry_when_it_is_known() {

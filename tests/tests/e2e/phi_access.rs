@@ -584,6 +584,55 @@ async fn a_partner_reads_a_profile_through_the_api_only_under_consent() {
     app.stop().await;
 }
 
+/// Whether a beneficiary has a profile here must not leak to a partner through the answer or
+/// its timing: a stranger's id and an unconsented beneficiary's get the same 404, each no sooner
+/// than the floor. The medians go to stderr; they must be within 100 ms of each other (the
+/// floor is 250 ms and the slower path, through phi-vault and consent, takes a few).
+#[tokio::test]
+async fn a_partner_gets_the_same_refusal_in_the_same_time_whoever_it_asks_about() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    app.put_sample_profile(&beneficiary).await;
+    let partner = app.dev_login("partner").await;
+    let floor = public_api::phi_access::rules::PARTNER_REFUSAL_FLOOR;
+    let ask = |id: String| {
+        let path = format!("/partner/beneficiaries/{id}/profile?purpose=housing_placement");
+        let request = app.http.get(app.api(&path)).bearer_auth(&partner.access_token);
+        async move {
+            let started = std::time::Instant::now();
+            let response = request.send().await.expect("get");
+            let status = response.status().as_u16();
+            let mut body: Value = response.json().await.expect("json");
+            let took = started.elapsed();
+            body["error"]["request_id"] = Value::Null;
+            (status, body, took)
+        }
+    };
+    let (mut stranger, mut unconsented) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        for (times, id) in
+            [(&mut stranger, uuid::Uuid::new_v4().to_string()), (&mut unconsented, beneficiary.user_id.clone())]
+        {
+            let (status, body, took) = ask(id).await;
+            assert_eq!(status, 404);
+            assert_eq!(
+                body,
+                serde_json::json!({"error": {"code": "not_found", "message": "not found", "request_id": null}})
+            );
+            assert!(took >= floor, "answered in {took:?}, under the {floor:?} floor");
+            times.push(took);
+        }
+    }
+    let median = |times: &mut Vec<std::time::Duration>| {
+        times.sort_unstable();
+        times[times.len() / 2]
+    };
+    let (a, b) = (median(&mut stranger), median(&mut unconsented));
+    eprintln!("partner refusals: median {a:?} for a stranger, {b:?} for an unconsented beneficiary");
+    assert!(a.abs_diff(b) < std::time::Duration::from_millis(100), "{a:?} against {b:?}");
+    app.stop().await;
+}
+
 /// A compromised public-api holds its internal key and the user-token key, so it can forge a
 /// perfectly valid self-service call for anyone. What gives a sweep away is volume: past the
 /// threshold of distinct subjects, phi-vault refuses (503), flags an alarm entry for compliance
