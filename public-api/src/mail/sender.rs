@@ -17,8 +17,8 @@ use super::rules::{Sent, LEASE_SECS};
 pub struct MailSettings {
     /// The relay: `smtp://host:port` (plain, dev and tests only), `smtp://host:port?tls=required`
     /// (STARTTLS) or `smtps://host:port`, with `user:password@` where the relay wants it.
-    /// Production refuses a relay without TLS.
-    pub relay: String,
+    /// Production refuses a relay without TLS. A secret: it may hold the relay's password.
+    pub relay: common::Secret<String>,
     /// The sender, e.g. `SecondWind <no-reply@secondwind.org>`.
     pub from: String,
     /// Where people sign in; the one link an email carries.
@@ -59,9 +59,12 @@ pub struct Mailer {
 impl Mailer {
     /// Checks the settings; `production` refuses a relay without TLS.
     pub fn new(settings: &MailSettings, production: bool) -> Result<Self, String> {
-        let relay = reqwest::Url::parse(&settings.relay).map_err(|e| format!("relay: {e}"))?;
+        // Parse errors never quote the URL (it may hold a password).
+        let relay = reqwest::Url::parse(settings.relay.expose()).map_err(|_| "relay: not a URL".to_owned())?;
+        // As lettre reads it: the first `tls` parameter decides.
         let tls = relay.scheme() == "smtps"
-            || (relay.scheme() == "smtp" && relay.query_pairs().any(|(k, v)| k == "tls" && v == "required"));
+            || (relay.scheme() == "smtp"
+                && relay.query_pairs().find(|(k, _)| k == "tls").is_some_and(|(_, v)| v == "required"));
         if production && !tls {
             return Err("production requires a relay with TLS (smtps:// or ?tls=required)".into());
         }
@@ -71,7 +74,7 @@ impl Mailer {
         if settings.timeout_secs as i64 * 2 >= LEASE_SECS {
             return Err(format!("timeout_secs must be under {} s", LEASE_SECS / 2));
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.relay)
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.relay.expose())
             .map_err(|e| format!("relay: {e}"))?
             .timeout(Some(Duration::from_secs(settings.timeout_secs.max(1))))
             .build();
@@ -134,7 +137,7 @@ mod tests {
     #[test]
     fn production_refuses_a_relay_without_tls() {
         let settings = MailSettings {
-            relay: "smtp://127.0.0.1:2525".into(),
+            relay: common::Secret::new("smtp://127.0.0.1:2525".into()),
             from: "SecondWind <no-reply@secondwind.test>".into(),
             sign_in_url: "https://app.secondwind.test".into(),
             poll_interval_ms: 100,
@@ -144,18 +147,31 @@ mod tests {
         assert!(Mailer::new(&settings, true).is_err());
         assert!(Mailer::new(&settings, false).is_ok());
         let tls = MailSettings {
-            relay: "smtps://relay.secondwind.test:465".into(),
+            relay: common::Secret::new("smtps://relay.secondwind.test:465".into()),
             sign_in_url: "https://app.secondwind.test".into(),
             ..settings.clone()
         };
         assert!(Mailer::new(&tls, true).is_ok());
-        let starttls = MailSettings { relay: "smtp://relay.secondwind.test:587?tls=required".into(), ..tls.clone() };
+        let starttls = MailSettings {
+            relay: common::Secret::new("smtp://relay.secondwind.test:587?tls=required".into()),
+            ..tls.clone()
+        };
         assert!(Mailer::new(&starttls, true).is_ok());
         let smuggled = MailSettings {
-            relay: "smtp://relay.secondwind.test:25?tls=opportunistic&x=tls=required".into(),
+            relay: common::Secret::new("smtp://relay.secondwind.test:25?tls=opportunistic&x=tls=required".into()),
             ..tls.clone()
         };
         assert!(Mailer::new(&smuggled, true).is_err(), "tls=required only as the tls parameter");
+        let second = MailSettings {
+            relay: common::Secret::new("smtp://relay.secondwind.test:25?tls=opportunistic&tls=required".into()),
+            ..tls.clone()
+        };
+        assert!(Mailer::new(&second, true).is_err(), "lettre takes the first tls parameter");
+        let with_password = MailSettings {
+            relay: common::Secret::new("smtps://mailer:hunter2@relay.secondwind.test:465".into()),
+            ..tls.clone()
+        };
+        assert!(!format!("{with_password:?}").contains("hunter2"), "the relay's password is never printed");
         let plain_link = MailSettings { sign_in_url: "http://app.secondwind.test".into(), ..tls.clone() };
         assert!(Mailer::new(&plain_link, true).is_err(), "production links are https");
         let bad_from = MailSettings { from: "not an address".into(), ..settings };
@@ -165,7 +181,7 @@ mod tests {
     #[test]
     fn the_message_carries_no_detail() {
         let settings = MailSettings {
-            relay: "smtp://127.0.0.1:2525".into(),
+            relay: common::Secret::new("smtp://127.0.0.1:2525".into()),
             from: "SecondWind <no-reply@secondwind.test>".into(),
             sign_in_url: "https://app.secondwind.test/sign-in".into(),
             poll_interval_ms: 100,

@@ -16,7 +16,7 @@ use public_api::mail::MailSettings;
 
 fn settings(relay: String, tag: &str) -> MailSettings {
     MailSettings {
-        relay,
+        relay: common::Secret::new(relay),
         from: format!("SecondWind <no-reply+{tag}@secondwind.test>"),
         sign_in_url: "http://localhost:5173/sign-in".into(),
         poll_interval_ms: 100,
