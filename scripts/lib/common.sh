@@ -229,6 +229,13 @@ ensure_clamd() {
   command -v clamd >/dev/null || apt_install clamav-daemon
 }
 
+# The front proxy the deploy/ configuration is for (Debian's nginx-core; its package does not
+# start a daemon here). Exports SECONDWIND_TEST_NGINX, the binary the edge tests start.
+ensure_nginx() {
+  [ -x /usr/sbin/nginx ] || apt_install nginx-core
+  export SECONDWIND_TEST_NGINX=/usr/sbin/nginx
+}
+
 # clamd_start WORK_DIR PORT — starts clamd on 127.0.0.1:PORT with a private signature database
 # holding one local test signature (the EICAR test string: no signature download is possible
 # here; production runs the official signatures, kept fresh by freshclam). Sets CLAMD_PID and

@@ -1,6 +1,6 @@
 # What the tests run against, started for scripts/test and scripts/mutants: a disposable
 # private PostgreSQL cluster (socket only, no TCP), the OpenID provider, clamd and an SMTP
-# catcher (loopback). `start_test_services` installs what is missing, starts them, exports
+# catcher (loopback); nginx is installed for the edge tests, which start their own. `start_test_services` installs what is missing, starts them, exports
 # where they are, and stops them on exit whatever happens.
 
 start_test_services() {
@@ -8,6 +8,7 @@ start_test_services() {
   ensure_rust_tools
   ensure_oidc_provider
   ensure_clamd
+  ensure_nginx
   ensure_mail_catcher
   command -v curl >/dev/null || apt_install curl
 

@@ -39,7 +39,15 @@ impl TestApp {
     /// requiring client certificates, and every internal call over mutual TLS. `http` trusts
     /// the test CA.
     pub async fn spawn_tls(certs: &tls::TestCerts) -> Self {
-        Self::spawn_inner(|_| {}, |_| {}, Some(certs)).await
+        Self::spawn_tls_with(certs, |_| {}).await
+    }
+
+    /// Like `spawn_tls`, letting the test adjust public-api's configuration first.
+    pub async fn spawn_tls_with(
+        certs: &tls::TestCerts,
+        configure: impl FnOnce(&mut public_api::PublicApiConfig),
+    ) -> Self {
+        Self::spawn_inner(configure, |_| {}, Some(certs)).await
     }
 
     async fn spawn_inner(

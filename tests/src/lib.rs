@@ -17,6 +17,7 @@ pub mod client;
 pub mod consents;
 pub mod cut;
 mod databases;
+pub mod edge;
 mod faults;
 pub mod hostile;
 mod launch;

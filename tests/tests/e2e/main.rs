@@ -11,6 +11,7 @@ mod consent_property;
 mod consents;
 mod databases;
 mod documents;
+mod edge;
 mod email;
 mod erasure;
 mod errors;
