@@ -125,7 +125,7 @@ async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, Notifi
 /// first; `notification` (a notification, as in the list) for each new one; `end` when the
 /// session ended. Send the access token in the `Authorization` header (use a fetch-based
 /// EventSource); never put it in the URL.
-#[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "notifications_stream", path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "An event stream: `unread`, then `notification` events; `end` when the access token expires (reconnect with a fresh one) or the session ends (found within a minute, and before anything more is sent)", content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -122,7 +122,7 @@ pub fn document() -> String {
 }
 
 /// This OpenAPI document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_openapi", path = "/api/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
 #[get("/openapi.json")]
 pub fn openapi_json() -> (ContentType, String) {
@@ -135,7 +135,45 @@ pub fn routes() -> Vec<Route> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
+
+    use serde_json::Value;
+
+    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+    /// The served document, parsed.
+    fn served() -> Value {
+        serde_json::from_str(&super::document()).expect("the document is JSON")
+    }
+
+    /// Every operation as (method, path, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    all.push((method.to_owned(), path.clone(), op.clone()));
+                }
+            }
+        }
+        all
+    }
+
+    /// A generated client names one function per operation: every operation has an
+    /// operationId, and no two share one.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = served();
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            seen.entry(id.to_owned()).or_default().push(format!("{method} {path}"));
+        }
+        let repeated: Vec<_> = seen.iter().filter(|(_, ops)| ops.len() > 1).collect();
+        assert!(repeated.is_empty(), "operationIds used more than once: {repeated:?}");
+        assert!(seen.len() > 70, "only {} operations found", seen.len());
+    }
 
     /// The committed snapshot matches the code. Regenerate it with
     /// `UPDATE_OPENAPI=1 cargo nextest run -p public-api` and review the diff.

@@ -23,7 +23,7 @@ use crate::notifications::{self, Notice};
 use crate::phi_records::read_details;
 
 /// The staff queue, oldest first, filtered.
-#[utoipa::path(get, path = "/api/v1/staff/applications", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_staff_queue", path = "/api/v1/staff/applications", tag = "staff", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
         ("kind" = Option<String>, Query, description = "rent, transport, tech or other"),
         ("assigned" = Option<String>, Query, description = "`me`, `none`, or a caseworker's id"),
@@ -56,7 +56,7 @@ async fn by_id(pool: &PgPool, id: Uuid) -> Result<ApplicationRow, ApiError> {
 /// through `/caseworker/applications/{id}`). For an admin, or the caseworker assigned to it (404
 /// for any other caseworker: the history's notes are for those deciding). What a reviewer reads
 /// before deciding, so the decision can name the version it was made on.
-#[utoipa::path(get, path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_read_for_staff", path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The application and its history, without details", body = ApplicationDetail),
@@ -80,7 +80,7 @@ pub async fn read_for_staff(
 
 /// An application with its details, for the caseworker on the beneficiary's care team (phi-vault
 /// decides, and logs the read); 404 for anyone else.
-#[utoipa::path(get, path = "/api/v1/caseworker/applications/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_read_for_caseworker", path = "/api/v1/caseworker/applications/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The application, its details and its history", body = ApplicationDetail),
@@ -108,7 +108,7 @@ pub async fn read_for_caseworker(
 
 /// Assigns the caseworker who reviews an application, and puts them on the beneficiary's care
 /// team in phi-vault so they may read its details.
-#[utoipa::path(put, path = "/api/v1/staff/applications/{id}/caseworker", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "applications_assign_caseworker", path = "/api/v1/staff/applications/{id}/caseworker", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = Assignment,
     responses(
         (status = 200, description = "Assigned", body = ApplicationView),
@@ -183,7 +183,7 @@ pub async fn assign(
 /// Moves an application to its next status with a note the beneficiary sees, on the `version` the
 /// decider read. The caseworker assigned to it, or an admin; a move the status machine does not
 /// allow is 409, naming the moves it does, and so is a version the application has moved past.
-#[utoipa::path(post, path = "/api/v1/staff/applications/{id}/status", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "applications_change_status", path = "/api/v1/staff/applications/{id}/status", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = StatusChange,
     responses(
         (status = 200, description = "Changed", body = ApplicationView),

@@ -19,7 +19,7 @@ use crate::auth::AuthUser;
 use crate::meta::RequestMeta;
 
 /// The signed-in user's account.
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_read_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = UserView),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -49,7 +49,7 @@ pub struct UserPatch {
 }
 
 /// Updates name, sobriety date or notification preferences.
-#[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UserPatch,
+#[utoipa::path(patch, operation_id = "users_update_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UserPatch,
     responses(
         (status = 200, description = "The updated account", body = UserView),
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
@@ -85,7 +85,7 @@ pub async fn update_me(
 }
 
 /// Closes the account: it is marked deleted and every session ends.
-#[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "users_delete_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 204, description = "Account closed"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -112,7 +112,7 @@ pub struct SessionPage {
 }
 
 /// The caller's open sessions, newest first.
-#[utoipa::path(get, path = "/api/v1/users/me/sessions", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_list_my_sessions", path = "/api/v1/users/me/sessions", tag = "users", security(("bearer" = [])),
     params(
         ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
         ("offset" = Option<i64>, Query, description = "Default 0"),
@@ -134,7 +134,7 @@ pub async fn my_sessions(
 }
 
 /// Ends one of the caller's sessions. Another user's session id answers 404, like a missing one.
-#[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "users_end_my_session", path = "/api/v1/users/me/sessions/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
         (status = 204, description = "Session ended"),
