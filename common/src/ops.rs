@@ -45,9 +45,27 @@ fn revision_of(built: Option<&str>, started: Option<String>) -> String {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `ok` or `unavailable`.
+    #[schema(value_type = HealthState)]
     pub status: String,
     /// `ok` or `unreachable`.
+    #[schema(value_type = DatabaseState)]
     pub database: String,
+}
+
+/// The schema of `HealthReport::status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Ok,
+    Unavailable,
+}
+
+/// The schema of `HealthReport::database`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseState {
+    Ok,
+    Unreachable,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -24,13 +24,13 @@ use crate::phi_records::read_details;
 
 /// The staff queue, oldest first, filtered.
 #[utoipa::path(get, operation_id = "applications_staff_queue", path = "/api/v1/staff/applications", tag = "staff", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
-        ("kind" = Option<String>, Query, description = "rent, transport, tech or other"),
+    params(("status" = Option<common::applications::ApplicationStatus>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
+        ("kind" = Option<common::applications::ApplicationKind>, Query, description = "rent, transport, tech or other"),
         ("assigned" = Option<String>, Query, description = "`me`, `none`, or a caseworker's id"),
-        ("from" = Option<String>, Query, description = "Submitted on or after, YYYY-MM-DD"),
-        ("to" = Option<String>, Query, description = "Submitted on or before, YYYY-MM-DD"),
+        ("from" = Option<String>, Query, format = Date, description = "Submitted on or after, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, format = Date, description = "Submitted on or before, YYYY-MM-DD"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of the queue (no details: those are PHI)", body = ApplicationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

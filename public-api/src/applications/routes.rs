@@ -42,7 +42,7 @@ async fn made_under_key(
 
 /// Submits an application. The details go to phi-vault; the application starts `reviewing`.
 #[utoipa::path(post, operation_id = "applications_submit", path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1 to 255 visible ASCII characters, new for each application; a repeat answers the first")),
     request_body = NewApplication,
     responses(
@@ -154,9 +154,9 @@ pub(super) fn page(rows: Vec<ApplicationRow>, limit: i64) -> ApplicationPage {
 
 /// My applications, oldest first.
 #[utoipa::path(get, operation_id = "applications_list_mine", path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
+    params(("status" = Option<common::applications::ApplicationStatus>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of my applications", body = ApplicationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

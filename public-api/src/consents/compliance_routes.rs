@@ -50,9 +50,9 @@ pub async fn consent_decisions(
 /// read is audited as `consent.read` on the beneficiary (`user:<id>`).
 #[utoipa::path(get, operation_id = "consents_compliance_list_for_beneficiary", path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/consents", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path),
-           ("state" = Option<String>, Query, description = "`signed`, `revoked` or `expired`"),
+           ("state" = Option<common::consents::ConsentState>, Query, description = "`signed`, `revoked` or `expired`"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of consents", body = ConsentPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

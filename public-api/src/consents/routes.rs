@@ -69,7 +69,7 @@ pub async fn form(
 /// The recipient directory: partner residences and insurers a consent may name.
 #[utoipa::path(get, operation_id = "consents_recipients", path = "/api/v1/consent-recipients", tag = "consents", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of the directory", body = DirectoryPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -94,9 +94,9 @@ pub async fn recipients(
 
 /// My consents, oldest first, optionally in one state.
 #[utoipa::path(get, operation_id = "consents_list_mine", path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
-    params(("state" = Option<String>, Query, description = "`signed`, `revoked` or `expired`"),
+    params(("state" = Option<common::consents::ConsentState>, Query, description = "`signed`, `revoked` or `expired`"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of consents", body = ConsentPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -145,7 +145,7 @@ pub async fn read(
 /// `Idempotency-Key` to make retries safe: a repeat with the same key and body answers 200 with
 /// the consent the first request signed, and signs nothing more.
 #[utoipa::path(post, operation_id = "consents_sign", path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1 to 255 visible ASCII characters, new for each consent (a UUID will do); kept per person")),
     request_body = ConsentRequest,
     responses(

@@ -23,7 +23,7 @@ use crate::meta::RequestMeta;
 /// The recipient directory, for admins (retired entries too, when asked).
 #[utoipa::path(get, operation_id = "consents_staff_recipients", path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent"),
            ("include_retired" = Option<bool>, Query, description = "Retired entries too")),
     responses(
         (status = 200, description = "A page of the directory", body = DirectoryPage),

@@ -130,9 +130,9 @@ pub struct QueueQuery<'r> {
 
 /// The verification queue, oldest first (no member details: those are PHI).
 #[utoipa::path(get, operation_id = "insurance_staff_queue", path = "/api/v1/staff/insurance", tag = "staff", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "pending (the default), verified or rejected"),
+    params(("status" = Option<common::insurance::InsuranceStatus>, Query, description = "pending (the default), verified or rejected"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of requests", body = InsurancePage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

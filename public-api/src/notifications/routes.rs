@@ -19,7 +19,7 @@ use crate::meta::RequestMeta;
 #[utoipa::path(get, operation_id = "notifications_list", path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(("unread" = Option<bool>, Query, description = "`true`: only those not yet read"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of my notifications", body = NotificationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -104,12 +104,23 @@ impl DisclosedProfile {
     }
 }
 
+/// The purposes phi-vault serves a partner's read for (`policies/internal-calls.toml`): the schema
+/// of the `purpose` parameter, which stays text so the handler names the served ones in its 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerPurpose {
+    HousingPlacement,
+    CareCoordination,
+    BenefitsEligibility,
+    Payment,
+}
+
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
 /// consent naming this partner (`partner:<user id>`), the `identity` category and `purpose`.
 /// Without one: 404, like a missing profile. Each disclosure is audited here and entered in the
 /// vault's accounting of disclosures.
 #[utoipa::path(get, operation_id = "phi_access_partner_read_profile", path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
-    params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
+    params(("beneficiary_id" = Uuid, Path), ("purpose" = PartnerPurpose, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
     responses(
         (status = 200, description = "The profile, with the redisclosure notice and the consent relied on", body = DisclosedProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

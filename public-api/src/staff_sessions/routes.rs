@@ -38,8 +38,8 @@ pub struct UserSessionPage {
 #[utoipa::path(get, operation_id = "staff_sessions_list", path = "/api/v1/staff/user-sessions", tag = "staff", security(("bearer" = [])),
     params(
         ("user" = String, Query, description = "The user: id or email"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Default 0"),
     ),
     responses(
         (status = 200, description = "A page of the user's open sessions, newest first", body = UserSessionPage),

@@ -39,10 +39,11 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     /// `YYYY-MM-DD`, not in the future; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub sobriety_date: Option<Option<String>>,
     /// An object of booleans, e.g. `{"email": true, "sms": false}`.
     pub notification_preferences: Option<serde_json::Map<String, serde_json::Value>>,
@@ -114,8 +115,8 @@ pub struct SessionPage {
 /// The caller's open sessions, newest first.
 #[utoipa::path(get, operation_id = "users_list_my_sessions", path = "/api/v1/users/me/sessions", tag = "users", security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Default 0"),
     ),
     responses(
         (status = 200, description = "A page of sessions", body = SessionPage),
