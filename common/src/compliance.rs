@@ -14,8 +14,10 @@ pub struct DecisionFilter<'r> {
     #[param(value_type = Option<uuid::Uuid>)]
     pub actor_id: Option<&'r str>,
     /// Only this recipient, `role:user id`.
+    #[param(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9:_.-]+$")]
     pub recipient: Option<&'r str>,
     /// Only this purpose (`housing_placement`, `payment`, …).
+    #[param(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9:_.-]+$")]
     pub purpose: Option<&'r str>,
     /// `true` for permitted disclosures only, `false` for refusals only.
     #[param(value_type = Option<bool>)]
@@ -33,7 +35,7 @@ pub struct DecisionFilter<'r> {
     #[param(value_type = Option<i64>)]
     pub until_seq: Option<&'r str>,
     /// 1 to 500; 100 when absent.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<&'r str>,
 }
 

@@ -33,6 +33,7 @@ pub mod policy;
 pub mod protect;
 pub mod request_id;
 pub mod role;
+pub mod routing;
 pub mod service;
 pub mod start;
 pub mod telemetry;

@@ -45,9 +45,27 @@ fn revision_of(built: Option<&str>, started: Option<String>) -> String {
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `ok` or `unavailable`.
+    #[schema(value_type = HealthState)]
     pub status: String,
     /// `ok` or `unreachable`.
+    #[schema(value_type = DatabaseState)]
     pub database: String,
+}
+
+/// The schema of `HealthReport::status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Ok,
+    Unavailable,
+}
+
+/// The schema of `HealthReport::database`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseState {
+    Ok,
+    Unreachable,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -70,7 +88,7 @@ pub async fn database_ok(pool: &PgPool) -> Result<(), String> {
 }
 
 /// Liveness of this service and its database.
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_health", path = "/health", tag = "operations",
     responses(
         (status = 200, description = "The service and its database are up", body = HealthReport),
         (status = 503, description = "The database is unreachable", body = HealthReport),
@@ -90,7 +108,7 @@ pub async fn health(pool: &State<PgPool>, info: &State<ServiceInfo>) -> (Status,
 }
 
 /// Version, git revision and uptime.
-#[utoipa::path(get, path = "/status", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_status", path = "/status", tag = "operations",
     responses((status = 200, description = "Build and uptime", body = StatusReport)))]
 #[get("/status")]
 pub fn status(info: &State<ServiceInfo>) -> Json<StatusReport> {
@@ -115,7 +133,7 @@ pub fn metrics_allowed(profile: Profile, allowed: &[IpAddr], client: Option<IpAd
 }
 
 /// Prometheus text exposition: request counts and latency histograms by route and status.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_metrics", path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
         (status = 403, description = "Caller is not an allowlisted scraper", body = crate::ErrorBody),

@@ -64,6 +64,7 @@ pub async fn build(config: ConsentConfig) -> Result<Rocket<Build>, StartError> {
     tracing::info!(forms = forms.len(), "consent forms recorded");
     Ok(parts
         .into_rocket(&config)
+        .attach(common::routing::SingleQueryParameters)
         // Readiness, and the trails' checkpoints and anchors (`common`).
         .mount("/", internal::routes())
         .mount("/", common::checkpoint::routes())

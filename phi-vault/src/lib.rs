@@ -200,6 +200,7 @@ pub async fn build(config: PhiVaultConfig) -> Result<Rocket<Build>, StartError> 
     let (consent_for_job, policy_for_job) = (consent.clone(), retention.clone());
     Ok(parts
         .into_rocket(&config)
+        .attach(common::routing::SingleQueryParameters)
         .manage(consent)
         .manage(vault)
         .manage(retention)

@@ -119,6 +119,7 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
         .manage(oidc)
         .manage(auth_settings.clone())
         .attach(cors::Cors)
+        .attach(common::routing::SingleQueryParameters)
         .mount("/", cors::routes())
         .mount("/", system::routes())
         .mount("/api/v1", openapi::routes())

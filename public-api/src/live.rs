@@ -158,7 +158,7 @@ async fn newer(pool: &PgPool, user: Uuid, after: i64) -> Result<Vec<(i64, Notifi
 /// session ended. Each event's `id` is its place in my sequence: reconnect with `Last-Event-ID`
 /// and the stream first sends what was raised after it. Send the access token in the
 /// `Authorization` header (use a fetch-based EventSource); never put it in the URL.
-#[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "notifications_stream", path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
     params(("Last-Event-ID" = Option<i64>, Header, description = "The id of the last event received, when reconnecting: the notifications raised after it come first")),
     responses(
         (status = 200, description = "An event stream: `unread`, then `notification` events, each with an `id`; `end` when the access token expires (reconnect with a fresh one and `Last-Event-ID`) or the session ends (found within a minute, and before anything more is sent)", content_type = "text/event-stream"),

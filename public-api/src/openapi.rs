@@ -39,7 +39,12 @@ use common::ErrorBody;
         crate::documents::routes::delete_mine, crate::documents::routes::list_for_caseworker, crate::documents::routes::download_for_caseworker,
         crate::notifications::routes::preferences, crate::notifications::routes::set_preferences, crate::roles::routes::role_change, crate::staff_sessions::routes::user_sessions, crate::staff_sessions::routes::revoke_sessions, crate::audit::routes::audit_log, crate::audit::routes::verify, crate::audit::routes::verify_all, crate::consents::compliance_routes::consent_decisions, crate::consents::compliance_routes::beneficiary_consents, crate::consents::compliance_routes::consent_by_id,
     ),
-    components(schemas(ErrorBody)),
+    // The enums only parameters use: a parameter's schema refers to them, nothing collects them.
+    components(schemas(
+        ErrorBody, crate::phi_access::routes::PartnerPurpose, common::applications::ApplicationStatus,
+        common::applications::ApplicationKind, common::insurance::InsuranceStatus, common::consents::ConsentState,
+        common::compliance::AuditOutcome, common::compliance::AccessDecision,
+    )),
     modifiers(&CommonErrors, &BearerAuth),
     tags(
         (name = "operations", description = "Health, status, metrics, readiness and this document"),
@@ -122,7 +127,7 @@ pub fn document() -> String {
 }
 
 /// This OpenAPI document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_openapi", path = "/api/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
 #[get("/openapi.json")]
 pub fn openapi_json() -> (ContentType, String) {
@@ -135,7 +140,169 @@ pub fn routes() -> Vec<Route> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
+
+    use serde_json::Value;
+
+    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+    /// The served document, parsed.
+    fn served() -> Value {
+        serde_json::from_str(&super::document()).expect("the document is JSON")
+    }
+
+    /// Every operation as (method, path, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    all.push((method.to_owned(), path.clone(), op.clone()));
+                }
+            }
+        }
+        all
+    }
+
+    /// A generated client names one function per operation: every operation has an
+    /// operationId, and no two share one.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = served();
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            seen.entry(id.to_owned()).or_default().push(format!("{method} {path}"));
+        }
+        let repeated: Vec<_> = seen.iter().filter(|(_, ops)| ops.len() > 1).collect();
+        assert!(repeated.is_empty(), "operationIds used more than once: {repeated:?}");
+        assert!(seen.len() > 70, "only {} operations found", seen.len());
+    }
+
+    /// Every schema object in `value`, with where it is, and each parameter's description
+    /// beside its schema.
+    fn schemas<'a>(value: &'a Value, at: String, found: &mut Vec<(String, &'a Value, Option<&'a str>)>) {
+        match value {
+            Value::Object(map) => {
+                if let (Some(schema), Some(_)) = (map.get("schema"), map.get("in")) {
+                    found.push((at.clone(), schema, map.get("description").and_then(Value::as_str)));
+                }
+                if map.get("type").is_some() || map.contains_key("$ref") {
+                    found.push((at.clone(), value, None));
+                }
+                for (key, inner) in map {
+                    schemas(inner, format!("{at}/{key}"), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    schemas(inner, format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a description closes a list of backticked values: "`a` or `b`",
+    /// "`a`, `b` or `c`" (an open list, "e.g. `a`, `b`, …", is not a fixed set).
+    fn lists_fixed_values(description: &str) -> bool {
+        let open = ["e.g.", "...", "…", "such as"].iter().any(|m| description.contains(m));
+        let (mut rest, mut run, mut closed_by_or) = (description, 0, false);
+        while let Some(start) = rest.find('`') {
+            let Some(len) = rest[start + 1..].find('`') else { break };
+            let after = &rest[start + 1 + len + 1..];
+            run += 1;
+            if after.starts_with(", `") || after.starts_with(" or `") || after.starts_with(", or `") {
+                closed_by_or = !after.starts_with(", `");
+                rest = after;
+                continue;
+            }
+            if run >= 2 && closed_by_or && !open {
+                return true;
+            }
+            (run, closed_by_or, rest) = (0, false, after);
+        }
+        false
+    }
+
+    /// A schema that can be only some strings says so: a string property or parameter whose
+    /// description lists its allowed values in backticks has an `enum` (or refers to one).
+    #[test]
+    fn listed_values_are_enums() {
+        let doc = served();
+        let mut found = Vec::new();
+        schemas(&doc, String::new(), &mut found);
+        let resolve = |schema: &Value| -> Value {
+            match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                Some(name) => doc["components"]["schemas"][name].clone(),
+                None => schema.clone(),
+            }
+        };
+        let mut prose_only = Vec::new();
+        for (at, schema, param_description) in found {
+            let Some(description) = param_description.or_else(|| schema["description"].as_str()) else { continue };
+            // A pattern already says which characters may appear (a phone number's `+`, `-`, ...).
+            if !lists_fixed_values(description) || schema.get("pattern").is_some() {
+                continue;
+            }
+            let options: Vec<Value> = match schema["oneOf"].as_array() {
+                Some(options) => options.iter().map(&resolve).collect(),
+                None => vec![resolve(schema)],
+            };
+            let is_string = options
+                .iter()
+                .any(|o| o["type"] == "string" || o["type"].as_array().is_some_and(|t| t.contains(&"string".into())));
+            let has_enum = options.iter().any(|o| o.get("enum").is_some());
+            if is_string && !has_enum {
+                prose_only.push(format!("{at}: {description}"));
+            }
+        }
+        assert!(prose_only.is_empty(), "values listed only in prose:\n{}", prose_only.join("\n"));
+        assert!(lists_fixed_values("`rent`, `transport`, `tech` or `other`."));
+        assert!(!lists_fixed_values("e.g. `application.status`, `application.assigned`, `application.updated`."));
+        assert!(!lists_fixed_values("The `code` the provider returned."));
+        assert!(!lists_fixed_values("`me`, `none`, or a caseworker's id"));
+    }
+
+    /// Every `$ref` names a schema the document holds.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = served();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap_or_default();
+            assert!(doc["components"]["schemas"].get(name).is_some(), "no schema {name}");
+        }
+    }
+
+    /// The constraints the handlers enforce are in the schema (a sample of each kind).
+    #[test]
+    fn enforced_constraints_are_in_the_schema() {
+        let doc = served();
+        let schemas = &doc["components"]["schemas"];
+        let amount = &schemas["NewApplication"]["properties"]["amount_cents"];
+        assert_eq!((amount["minimum"].as_i64(), amount["maximum"].as_i64()), (Some(1), Some(1_000_000)));
+        let description = &schemas["ApplicationDetails"]["properties"]["description"];
+        assert_eq!((description["minLength"].as_i64(), description["maxLength"].as_i64()), (Some(10), Some(5000)));
+        assert_eq!(schemas["BeneficiaryProfile"]["properties"]["date_of_birth"]["format"], "date");
+        assert!(schemas["InsuranceDetails"]["properties"]["member_id"]["pattern"].is_string());
+        let params = |path: &str| doc["paths"][path]["get"]["parameters"].as_array().cloned().unwrap_or_default();
+        let param = |path: &str, name: &str| {
+            params(path).into_iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{path} has no {name}"))
+        };
+        for (path, max) in
+            [("/api/v1/applications", 100), ("/api/v1/notifications", 100), ("/api/v1/compliance/audit-log", 500)]
+        {
+            let limit = param(path, "limit");
+            assert_eq!(
+                (limit["schema"]["minimum"].as_i64(), limit["schema"]["maximum"].as_i64()),
+                (Some(1), Some(max)),
+                "{path}"
+            );
+        }
+        assert_eq!(param("/api/v1/staff/applications", "from")["schema"]["format"], "date");
+    }
 
     /// The committed snapshot matches the code. Regenerate it with
     /// `UPDATE_OPENAPI=1 cargo nextest run -p public-api` and review the diff.

@@ -66,7 +66,7 @@ async fn probe(request_id: RequestId, pool: &PgPool, phi_vault: &PhiVaultClient,
 /// Whether the whole chain can serve: the public database, phi-vault and consent, each reached
 /// over a signed internal call. Answered from a shared probe at most a second old; up or down
 /// per dependency only (the reasons are logged).
-#[utoipa::path(get, path = "/ready", tag = "operations",
+#[utoipa::path(get, operation_id = "operations_ready", path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Every dependency answers", body = Readiness),
         (status = 503, description = "A dependency is down; `checks` says which (never why: that is in the log)", body = Readiness),

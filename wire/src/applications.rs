@@ -80,14 +80,43 @@ impl ApplicationStatus {
     }
 }
 
+/// What help an application asks for: one of [`KINDS`]. The schema of the `kind` fields, which
+/// stay text: the handler checks them and names the kinds in its 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationKind {
+    Rent,
+    Transport,
+    Tech,
+    Other,
+}
+/// Who moved an application: the schema of `StatusEvent::by_role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorRole {
+    Beneficiary,
+    Caseworker,
+    Admin,
+}
+/// What an action item asks: the schema of `ActionItem::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    CompleteProfile,
+    UpdateApplication,
+    ResubmitInsurance,
+}
+
 /// The details a beneficiary gives: PHI, kept by phi-vault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationDetails {
     /// What the help is for and why, in the beneficiary's words: 10 to 5,000 characters.
+    #[schema(min_length = 10, max_length = 5000)]
     pub description: String,
-    /// `YYYY-MM-DD`, when the help is needed by, if it must come by a date.
+    /// `YYYY-MM-DD`, when the help is needed by, if it must come by a date: today or later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub needed_by: Option<String>,
 }
 
@@ -95,8 +124,10 @@ pub struct ApplicationDetails {
 #[serde(deny_unknown_fields)]
 pub struct NewApplication {
     /// `rent`, `transport`, `tech` or `other`.
+    #[schema(value_type = ApplicationKind)]
     pub kind: String,
     /// In US cents, 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub amount_cents: i64,
     pub details: ApplicationDetails,
 }
@@ -105,7 +136,9 @@ pub struct NewApplication {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationUpdate {
+    /// In US cents, 1 to 1,000,000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub amount_cents: Option<i64>,
     #[serde(default)]
     pub details: Option<ApplicationDetails>,
@@ -116,6 +149,7 @@ pub struct ApplicationUpdate {
 pub struct ApplicationView {
     pub id: Uuid,
     pub beneficiary_id: Uuid,
+    #[schema(value_type = ApplicationKind)]
     pub kind: String,
     pub amount_cents: i64,
     pub status: ApplicationStatus,
@@ -136,6 +170,7 @@ pub struct StatusEvent {
     pub from_status: Option<ApplicationStatus>,
     pub to_status: ApplicationStatus,
     /// `beneficiary`, `caseworker` or `admin`.
+    #[schema(value_type = ActorRole)]
     pub by_role: String,
     /// The amount asked for after this event. An event whose `from_status` equals its
     /// `to_status` is an edit by the beneficiary.
@@ -170,6 +205,7 @@ pub struct StatusChange {
     /// since (its amount, its details) is refused with 409.
     pub version: i32,
     /// Why, shown to the beneficiary: 3 to 1,000 characters, no clinical detail.
+    #[schema(min_length = 3, max_length = 1000)]
     pub note: String,
 }
 
@@ -217,6 +253,7 @@ pub struct NotificationPreferences {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionItem {
     /// `complete_profile`, `update_application` (staff asked for something) or `resubmit_insurance`.
+    #[schema(value_type = ActionKind)]
     pub kind: String,
     /// The application or verification request it is about.
     pub resource_id: Option<Uuid>,

@@ -3,6 +3,76 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How a disclosure was allowed: the schema of `AccountedDisclosure::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisclosureKind {
+    Consent,
+    MedicalEmergency,
+}
+
+/// An access-log decision: the schema of `AccessEntry::decision` and of the `decision` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessDecision {
+    Permit,
+    Deny,
+}
+
+/// A compliance finding: the schema of the reviews' `outcome` (the field stays text; phi-vault
+/// checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewOutcome {
+    Justified,
+    Unjustified,
+}
+
+/// How an audited action ended: the schema of `AuditLogEntry::outcome` and the `outcome` filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+/// A break in a hash chain: the schema of `TrailBreak::problem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailProblem {
+    ContentChanged,
+    LinkBroken,
+}
+
+/// A checkpoint problem: the schema of `CheckpointProblem::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointProblemKind {
+    Truncated,
+    Rewritten,
+    MissingCheckpoint,
+    BadSignature,
+    UnverifiableCheckpoints,
+    ConflictingCheckpoints,
+    Backwards,
+    MalformedCheckpoint,
+    UnreadablePlace,
+}
+
+/// A hash-chained trail, by its table: the schema of `TrailReport::trail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailName {
+    AuditLogs,
+    AccessLog,
+    AccessReviews,
+    Disclosures,
+    Decisions,
+    Consents,
+    Revocations,
+}
+
 /// One disclosure in a patient's accounting.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccountedDisclosure {
@@ -19,6 +89,7 @@ pub struct AccountedDisclosure {
     /// The redisclosure notice version sent with the records.
     pub notice_version: String,
     /// `consent`, or `medical_emergency` (42 CFR §2.51).
+    #[schema(value_type = DisclosureKind)]
     pub kind: String,
     /// The nature of the emergency, for a medical emergency.
     pub emergency: Option<String>,
@@ -28,7 +99,9 @@ pub struct AccountedDisclosure {
 pub struct AccountingPage {
     pub subject_id: uuid::Uuid,
     /// The range covered, inclusive (`YYYY-MM-DD`).
+    #[schema(format = Date)]
     pub from: String,
+    #[schema(format = Date)]
     pub to: String,
     pub disclosures: Vec<AccountedDisclosure>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -50,6 +123,7 @@ pub struct AccessEntry {
     /// `record.read`, `record.create`, `record.list`, `subject.shred`, `key.rewrap`, ...
     pub action: String,
     /// `permit` or `deny`.
+    #[schema(value_type = AccessDecision)]
     pub decision: String,
     pub reason: Option<String>,
     /// Flagged for compliance review (break-glass).
@@ -63,6 +137,7 @@ pub struct AccessEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccessReview {
     /// `justified` or `unjustified`.
+    #[schema(value_type = ReviewOutcome)]
     pub outcome: String,
     pub note: String,
     pub reviewed_by: String,
@@ -76,8 +151,10 @@ pub struct AccessReview {
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     /// `justified` or `unjustified`.
+    #[schema(value_type = ReviewOutcome)]
     pub outcome: String,
     /// 1 to 2000 characters: what was checked and concluded.
+    #[schema(min_length = 1, max_length = 2000)]
     pub note: String,
 }
 
@@ -104,6 +181,7 @@ pub struct AuditLogEntry {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     /// `success`, `failure` or `denied`.
+    #[schema(value_type = AuditOutcome)]
     pub outcome: String,
     pub reason: Option<String>,
     /// Only when asked for (`include_ip=true`): an address is an identifier.
@@ -126,6 +204,7 @@ pub struct AuditLogPage {
 pub struct TrailBreak {
     pub seq: i64,
     /// `content_changed` (a row was edited) or `link_broken` (removed, inserted or reordered).
+    #[schema(value_type = TrailProblem)]
     pub problem: String,
 }
 
@@ -228,6 +307,7 @@ pub struct CheckpointProblem {
     /// `truncated`, `rewritten`, `missing_checkpoint`, `bad_signature`,
     /// `unverifiable_checkpoints`, `conflicting_checkpoints`, `backwards`,
     /// `malformed_checkpoint` or `unreadable_place`.
+    #[schema(value_type = CheckpointProblemKind)]
     pub kind: String,
     /// One line for people.
     pub description: String,
@@ -249,6 +329,7 @@ pub struct CheckpointPlace {
 pub struct TrailReport {
     /// The trail's table: `audit_logs`, `access_log`, `access_reviews`, `disclosures`,
     /// `decisions`, `consents` or `revocations`.
+    #[schema(value_type = TrailName)]
     pub trail: String,
     /// The service that writes it.
     pub origin: String,

@@ -10,6 +10,41 @@ use uuid::Uuid;
 /// session, after reading the form (an electronic signature under §2.31(a)(8)).
 pub const SIGNATURE_METHOD: &str = "typed_name";
 
+/// Whom a consent names: the schema of `ConsentRecipient::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientKind {
+    Named,
+    Class,
+}
+
+/// Where a consent stands: one of [`STATES`]; the schema of `ConsentView::state` and of the
+/// `state` filters (which stay text, checked by their handlers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    Signed,
+    Revoked,
+    Expired,
+}
+
+/// Whom a form lets a consent name: the schema of `FormSummary::recipient`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormRecipient {
+    Named,
+    Tpo,
+}
+
+/// A directory entry's kind: the schema of the `kind` fields of the directory (text on the wire,
+/// checked by the consent service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryKind {
+    Residence,
+    Insurer,
+}
+
 /// Whom a consent lets receive records.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -19,9 +54,11 @@ pub struct RecipientChoice {
     pub directory_id: Option<Uuid>,
     /// Or a person or organisation outside the directory, by name (1 to 200 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Their address, with `name` (up to 300 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 300)]
     pub address: Option<String>,
     /// Or, on a TPO form only, a class of recipients (`classes` in the consent options).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +70,7 @@ pub struct RecipientChoice {
 #[serde(deny_unknown_fields)]
 pub struct Signature {
     /// The signer's full name, typed (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub typed_name: String,
     /// `typed_name`.
     pub method: String,
@@ -95,6 +133,7 @@ pub struct RevokeConsent {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConsentRecipient {
     /// `named` or `class`.
+    #[schema(value_type = RecipientKind)]
     pub kind: String,
     pub name: String,
     pub directory_id: Option<Uuid>,
@@ -121,6 +160,7 @@ pub struct SignatureRecord {
 pub struct ConsentView {
     pub id: Uuid,
     /// `signed` (in force), `revoked` or `expired`.
+    #[schema(value_type = ConsentState)]
     pub state: String,
     /// Who discloses: the program.
     pub discloser: String,
@@ -195,8 +235,10 @@ pub struct FormSummary {
     pub title: String,
     /// `named` (one recipient) or `tpo` (a class of recipients, for treatment, payment and
     /// health care operations).
+    #[schema(value_type = FormRecipient)]
     pub recipient: String,
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub published: String,
     /// Hex SHA-256 of the text: send it back when signing.
     pub sha256: String,
@@ -235,6 +277,7 @@ pub struct ConsentOptions {
 pub struct DirectoryEntry {
     pub id: Uuid,
     /// `residence` or `insurer`.
+    #[schema(value_type = DirectoryKind)]
     pub kind: String,
     pub name: String,
     pub address: Option<String>,
@@ -250,11 +293,14 @@ pub struct DirectoryEntry {
 #[serde(deny_unknown_fields)]
 pub struct NewDirectoryEntry {
     /// `residence` or `insurer`.
+    #[schema(value_type = DirectoryKind)]
     pub kind: String,
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Up to 300 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 300)]
     pub address: Option<String>,
     /// The partner account that acts for a residence (its user id).
     #[serde(default)]

@@ -65,6 +65,19 @@ pub struct DocumentMeta {
 }
 
 /// phi-vault's answer to a stored document.
+/// The media types a document can have: [`ACCEPTED`], the schema of `DocumentView::content_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum DocumentType {
+    #[serde(rename = "application/pdf")]
+    Pdf,
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "image/heic")]
+    Heic,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredDocument {
     pub document_id: uuid::Uuid,
@@ -85,6 +98,7 @@ pub struct DocumentView {
     /// The file name as uploaded (cleaned of path components and invisible characters).
     pub name: String,
     /// Decided from the file's bytes: `application/pdf`, `image/jpeg`, `image/png` or `image/heic`.
+    #[schema(value_type = DocumentType)]
     pub content_type: String,
     pub size_bytes: u64,
     /// SHA-256 of the content, lowercase hex.

@@ -13,11 +13,14 @@ pub const DETAILS_CATEGORY: &str = "insurance";
 #[serde(deny_unknown_fields)]
 pub struct InsuranceDetails {
     /// The plan, e.g. "Health First Colorado (Medicaid)": 2 to 200 characters.
+    #[schema(min_length = 2, max_length = 200)]
     pub payer: String,
     /// The member id on the card: 3 to 40 letters, digits and dashes.
+    #[schema(min_length = 3, max_length = 40, pattern = "^[A-Za-z0-9-]+$")]
     pub member_id: String,
     /// The group number, where the card has one: 1 to 40 letters, digits and dashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 40, pattern = "^[A-Za-z0-9-]+$")]
     pub group_number: Option<String>,
 }
 
@@ -41,6 +44,15 @@ impl InsuranceStatus {
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Pending, Self::Verified, Self::Rejected].into_iter().find(|s| s.as_str() == text)
     }
+}
+
+/// What a caseworker may decide: the schema of `InsuranceDecision::status` (`pending` is refused
+/// there by the handler, with its own 422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionStatus {
+    Verified,
+    Rejected,
 }
 
 /// A verification request as the public database keeps it.
@@ -81,8 +93,10 @@ pub struct InsurancePage {
 #[serde(deny_unknown_fields)]
 pub struct InsuranceDecision {
     /// `verified` or `rejected`.
+    #[schema(value_type = DecisionStatus)]
     pub status: InsuranceStatus,
     /// Required for a rejection (3 to 1,000 characters, shown to the beneficiary); optional otherwise.
     #[serde(default)]
+    #[schema(min_length = 3, max_length = 1000)]
     pub reason: Option<String>,
 }

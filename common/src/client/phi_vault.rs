@@ -171,10 +171,13 @@ pub struct AccessLogFilter<'r> {
     #[param(value_type = Option<bool>)]
     pub reviewed: Option<&'r str>,
     /// Only entries where this actor acted (a user id, or a service's name).
+    #[param(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9:_.-]+$")]
     pub actor: Option<&'r str>,
     /// Only this action (`record.read`, `record.list`, `subject.shred`, …).
+    #[param(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9:_.-]+$")]
     pub action: Option<&'r str>,
     /// `permit` or `deny`.
+    #[param(value_type = Option<wire::compliance::AccessDecision>)]
     pub decision: Option<&'r str>,
     /// On or after this day (YYYY-MM-DD, UTC).
     #[param(value_type = Option<String>, format = Date)]
@@ -186,7 +189,7 @@ pub struct AccessLogFilter<'r> {
     #[param(value_type = Option<i64>)]
     pub after_seq: Option<&'r str>,
     /// 1 to 500; 100 when absent.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<&'r str>,
 }
 

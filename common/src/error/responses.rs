@@ -156,10 +156,30 @@ impl<'r> Responder<'r, 'static> for ApiError {
 }
 
 /// Every status Rocket produces without a handler (404, 422 from a bad body, 413, 500 from a
-/// panic, guard failures) answers with the same body.
+/// panic, guard failures) answers with the same body. A 404 for a path that exists under other
+/// methods only is a 405 with `Allow` naming them.
 #[catch(default)]
-pub fn default_catcher(status: Status, _request: &Request<'_>) -> ErrorResponse {
-    ErrorResponse(status)
+pub fn default_catcher(status: Status, request: &Request<'_>) -> Result<ErrorResponse, MethodNotAllowed> {
+    match status {
+        Status::NotFound => crate::routing::allowed_methods(request)
+            .map_or(Ok(ErrorResponse(status)), |allow| Err(MethodNotAllowed { allow })),
+        _ => Ok(ErrorResponse(status)),
+    }
+}
+
+/// 405 in the one body shape, with `Allow` listing the methods the path has.
+#[derive(Debug)]
+pub struct MethodNotAllowed {
+    pub allow: String,
+}
+
+impl<'r> Responder<'r, 'static> for MethodNotAllowed {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let status = Status::MethodNotAllowed;
+        let mut response = respond(status, default_message(status).to_owned(), request)?;
+        response.set_header(Header::new("allow", self.allow));
+        Ok(response)
+    }
 }
 
 /// The catcher's responder: the status it carries, in the one body shape.

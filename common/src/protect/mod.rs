@@ -7,7 +7,15 @@ pub mod limits;
 mod store;
 
 pub use address::{client_address, TrustedProxies};
-pub use limits::{routes, RateLimitConfig, RateLimitFairing, RateLimits, RetryAfter};
+pub use limits::{RateLimitConfig, RateLimitFairing, RateLimits, RetryAfter};
+
+/// The plumbing routes refused requests are sent to: over a rate limit, or with a query
+/// parameter sent twice ([`crate::routing::SingleQueryParameters`]).
+pub fn routes() -> Vec<rocket::Route> {
+    let mut routes = limits::routes();
+    routes.extend(crate::routing::routes());
+    routes
+}
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;

@@ -23,14 +23,14 @@ use crate::notifications::{self, Notice};
 use crate::phi_records::read_details;
 
 /// The staff queue, oldest first, filtered.
-#[utoipa::path(get, path = "/api/v1/staff/applications", tag = "staff", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
-        ("kind" = Option<String>, Query, description = "rent, transport, tech or other"),
+#[utoipa::path(get, operation_id = "applications_staff_queue", path = "/api/v1/staff/applications", tag = "staff", security(("bearer" = [])),
+    params(("status" = Option<common::applications::ApplicationStatus>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
+        ("kind" = Option<common::applications::ApplicationKind>, Query, description = "rent, transport, tech or other"),
         ("assigned" = Option<String>, Query, description = "`me`, `none`, or a caseworker's id"),
-        ("from" = Option<String>, Query, description = "Submitted on or after, YYYY-MM-DD"),
-        ("to" = Option<String>, Query, description = "Submitted on or before, YYYY-MM-DD"),
+        ("from" = Option<String>, Query, format = Date, description = "Submitted on or after, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, format = Date, description = "Submitted on or before, YYYY-MM-DD"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of the queue (no details: those are PHI)", body = ApplicationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -56,7 +56,7 @@ async fn by_id(pool: &PgPool, id: Uuid) -> Result<ApplicationRow, ApiError> {
 /// through `/caseworker/applications/{id}`). For an admin, or the caseworker assigned to it (404
 /// for any other caseworker: the history's notes are for those deciding). What a reviewer reads
 /// before deciding, so the decision can name the version it was made on.
-#[utoipa::path(get, path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_read_for_staff", path = "/api/v1/staff/applications/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The application and its history, without details", body = ApplicationDetail),
@@ -80,7 +80,7 @@ pub async fn read_for_staff(
 
 /// An application with its details, for the caseworker on the beneficiary's care team (phi-vault
 /// decides, and logs the read); 404 for anyone else.
-#[utoipa::path(get, path = "/api/v1/caseworker/applications/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_read_for_caseworker", path = "/api/v1/caseworker/applications/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The application, its details and its history", body = ApplicationDetail),
@@ -108,7 +108,7 @@ pub async fn read_for_caseworker(
 
 /// Assigns the caseworker who reviews an application, and puts them on the beneficiary's care
 /// team in phi-vault so they may read its details.
-#[utoipa::path(put, path = "/api/v1/staff/applications/{id}/caseworker", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "applications_assign_caseworker", path = "/api/v1/staff/applications/{id}/caseworker", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = Assignment,
     responses(
         (status = 200, description = "Assigned", body = ApplicationView),
@@ -183,7 +183,7 @@ pub async fn assign(
 /// Moves an application to its next status with a note the beneficiary sees, on the `version` the
 /// decider read. The caseworker assigned to it, or an admin; a move the status machine does not
 /// allow is 409, naming the moves it does, and so is a version the application has moved past.
-#[utoipa::path(post, path = "/api/v1/staff/applications/{id}/status", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "applications_change_status", path = "/api/v1/staff/applications/{id}/status", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = StatusChange,
     responses(
         (status = 200, description = "Changed", body = ApplicationView),

@@ -41,8 +41,8 @@ async fn made_under_key(
 }
 
 /// Submits an application. The details go to phi-vault; the application starts `reviewing`.
-#[utoipa::path(post, path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+#[utoipa::path(post, operation_id = "applications_submit", path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1 to 255 visible ASCII characters, new for each application; a repeat answers the first")),
     request_body = NewApplication,
     responses(
@@ -153,10 +153,10 @@ pub(super) fn page(rows: Vec<ApplicationRow>, limit: i64) -> ApplicationPage {
 }
 
 /// My applications, oldest first.
-#[utoipa::path(get, path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
+#[utoipa::path(get, operation_id = "applications_list_mine", path = "/api/v1/applications", tag = "applications", security(("bearer" = [])),
+    params(("status" = Option<common::applications::ApplicationStatus>, Query, description = "reviewing, action_needed, approved, rejected or funded"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of my applications", body = ApplicationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -180,7 +180,7 @@ async fn own(pool: &PgPool, beneficiary: Uuid, id: Uuid) -> Result<ApplicationRo
 }
 
 /// One of my applications, with its details and its history.
-#[utoipa::path(get, path = "/api/v1/applications/{id}", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "applications_read_mine", path = "/api/v1/applications/{id}", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The application", body = ApplicationDetail),
@@ -204,7 +204,7 @@ pub async fn read_mine(
 
 /// Changes my application while it is `reviewing` or `action_needed`; one waiting on me goes
 /// back to `reviewing`.
-#[utoipa::path(patch, path = "/api/v1/applications/{id}", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "applications_update_mine", path = "/api/v1/applications/{id}", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ApplicationUpdate,
     responses(
         (status = 200, description = "The application as changed", body = ApplicationView),

@@ -19,7 +19,7 @@ use crate::meta::RequestMeta;
 const MAX_BREAKS: usize = 100;
 
 /// The public audit log, oldest first.
-#[utoipa::path(get, path = "/api/v1/compliance/audit-log", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_log_list", path = "/api/v1/compliance/audit-log", tag = "staff", security(("bearer" = [])),
     params(AuditLogFilter),
     responses(
         (status = 200, description = "A page, oldest first", body = AuditLogPage),
@@ -54,7 +54,7 @@ pub async fn audit_log(
 /// Verifies the public audit log end to end: every row's hash recomputed from its content,
 /// every link to the row before followed, streamed from the database (memory stays flat
 /// however long the trail). Reports the first breaks exactly; the verification is audited.
-#[utoipa::path(post, path = "/api/v1/compliance/audit-verifications", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "audit_log_verify", path = "/api/v1/compliance/audit-verifications", tag = "staff", security(("bearer" = [])),
     responses(
         (status = 200, description = "The verification (`intact` false names the breaks)", body = TrailVerification),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -92,7 +92,7 @@ pub async fn verify(
 /// file, and each receiving service's database), naming the first bad sequence number it can
 /// establish. public-api asks phi-vault and consent as the officer. Audited as `audit.verify`
 /// on trail `all`; a broken trail raises `alarm="audit_chain"` in the service that holds it.
-#[utoipa::path(post, path = "/api/v1/compliance/trail-verifications", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "audit_trails_verify", path = "/api/v1/compliance/trail-verifications", tag = "staff", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every trail's report (`intact` false when any is broken)", body = TrailsVerification),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -82,18 +82,22 @@ pub struct AuditLogFilter<'r> {
     #[param(value_type = Option<Uuid>)]
     pub actor_id: Option<&'r str>,
     /// Only this action (`application.status`), or a family of them (`auth.*`).
+    #[param(min_length = 1, max_length = 100)]
     pub action: Option<&'r str>,
     /// Only this kind of resource (`application`, `user`, `session`, ...).
+    #[param(min_length = 1, max_length = 100)]
     pub resource_type: Option<&'r str>,
     /// Only this resource (its id as recorded, e.g. an application's id).
+    #[param(min_length = 1, max_length = 200)]
     pub resource_id: Option<&'r str>,
     /// `success`, `failure` or `denied`.
+    #[param(value_type = Option<common::compliance::AuditOutcome>)]
     pub outcome: Option<&'r str>,
     /// On or after this day (YYYY-MM-DD, UTC).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub from: Option<&'r str>,
     /// On or before this day (YYYY-MM-DD, UTC).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = Date)]
     pub to: Option<&'r str>,
     /// Rows after this sequence number (the previous page's `next_after_seq`).
     #[param(value_type = Option<i64>)]
@@ -105,7 +109,7 @@ pub struct AuditLogFilter<'r> {
     #[param(value_type = Option<bool>)]
     pub include_ip: Option<&'r str>,
     /// 1 to 500; 100 when absent.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub limit: Option<&'r str>,
 }
 

@@ -179,7 +179,7 @@ pub struct DevLoginRequest {
 }
 
 /// Dev profile only: sign in as a seeded demo user. Not mounted in production.
-#[utoipa::path(post, path = "/api/v1/auth/dev-login", tag = "auth", request_body = DevLoginRequest,
+#[utoipa::path(post, operation_id = "auth_dev_login", path = "/api/v1/auth/dev-login", tag = "auth", request_body = DevLoginRequest,
     responses(
         (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
         (status = 404, description = "No such demo user (or dev login is off)", body = common::ErrorBody),
@@ -209,7 +209,7 @@ fn check_origin(settings: &AuthSettings, meta: &RequestMeta) -> Result<(), ApiEr
 /// refresh token that was already used revokes its whole session, unless the same client (address
 /// and user agent) retries within `refresh_retry_leeway_secs` while the new token is unused: then
 /// it gets that same new refresh token again.
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+#[utoipa::path(post, operation_id = "auth_refresh", path = "/api/v1/auth/refresh", tag = "auth",
     params(("Origin" = String, Header, description = "Must be an allowed origin")),
     responses(
         (status = 200, description = "Rotated; a new `sw_refresh` cookie is set", body = TokenResponse),
@@ -254,7 +254,7 @@ pub struct TokenRefreshResponse {
 /// never in a cookie, so no page can make a browser send it and no origin check is needed. The
 /// same rotation and reuse detection as `/auth/refresh`: presenting a spent token revokes the
 /// whole session.
-#[utoipa::path(post, path = "/api/v1/auth/token-refresh", tag = "auth", request_body = TokenRefreshRequest,
+#[utoipa::path(post, operation_id = "auth_token_refresh", path = "/api/v1/auth/token-refresh", tag = "auth", request_body = TokenRefreshRequest,
     responses(
         (status = 200, description = "Rotated", body = TokenRefreshResponse),
         (status = 401, description = "Unknown, expired, idle, revoked or reused refresh token", body = common::ErrorBody),
@@ -333,7 +333,7 @@ async fn rotate(
 }
 
 /// Ends the current session at once: its access token stops working on the next request.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "auth_logout", path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -15,7 +15,7 @@ use crate::auth::Beneficiary;
 use crate::meta::RequestMeta;
 
 /// The signed-in beneficiary's identity profile (PHI, held by the PHI vault).
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "profile_read_mine", path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The profile", body = BeneficiaryProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -35,7 +35,7 @@ pub async fn get_profile(
 }
 
 /// Creates or replaces the profile. The contents go to the PHI vault; only its record id stays here.
-#[utoipa::path(put, path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])), request_body = BeneficiaryProfile,
+#[utoipa::path(put, operation_id = "profile_replace_mine", path = "/api/v1/beneficiaries/me/profile", tag = "beneficiaries", security(("bearer" = [])), request_body = BeneficiaryProfile,
     responses(
         (status = 200, description = "The stored profile", body = BeneficiaryProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -9,8 +9,14 @@ use common::ApiError;
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmergencyContact {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    /// 7 to 20 characters of digits, spaces, `+`, `-`, `(`, `)`, at least 7 of them digits.
+    #[schema(min_length = 7, max_length = 20, pattern = "^[0-9 +()-]+$")]
     pub phone: String,
+    /// 1 to 50 characters.
+    #[schema(min_length = 1, max_length = 50)]
     pub relationship: Option<String>,
 }
 
@@ -18,10 +24,13 @@ pub struct EmergencyContact {
 #[serde(deny_unknown_fields)]
 pub struct BeneficiaryProfile {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub legal_name: String,
-    /// `YYYY-MM-DD`, in the past.
+    /// `YYYY-MM-DD`, in the past (1900 or later).
+    #[schema(format = Date)]
     pub date_of_birth: String,
-    /// 7 to 20 characters of digits, spaces, `+`, `-`, `(`, `)`.
+    /// 7 to 20 characters of digits, spaces, `+`, `-`, `(`, `)`, at least 7 of them digits.
+    #[schema(min_length = 7, max_length = 20, pattern = "^[0-9 +()-]+$")]
     pub phone: String,
     pub emergency_contact: EmergencyContact,
 }

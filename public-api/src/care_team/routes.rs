@@ -14,7 +14,7 @@ use crate::auth::Admin;
 use crate::meta::RequestMeta;
 
 /// Puts a caseworker on a beneficiary's care team.
-#[utoipa::path(put, path = "/api/v1/staff/care-team/{caseworker_id}/{beneficiary_id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "care_team_assign", path = "/api/v1/staff/care-team/{caseworker_id}/{beneficiary_id}", tag = "staff", security(("bearer" = [])),
     params(("caseworker_id" = Uuid, Path), ("beneficiary_id" = Uuid, Path)),
     responses(
         (status = 204, description = "Assigned"),

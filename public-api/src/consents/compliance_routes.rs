@@ -19,7 +19,7 @@ use crate::meta::RequestMeta;
 /// The consent service's decision log, oldest first: every disclosure question asked about a
 /// beneficiary's records (by whom, to whom, for what) and its answer, with the consent relied
 /// on. Each read is audited as `audit.read` on trail `decisions`, naming the filters.
-#[utoipa::path(get, path = "/api/v1/compliance/consent-decisions", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_compliance_decisions", path = "/api/v1/compliance/consent-decisions", tag = "staff", security(("bearer" = [])),
     params(DecisionFilter),
     responses(
         (status = 200, description = "A page, oldest first", body = DecisionPage),
@@ -48,11 +48,11 @@ pub async fn consent_decisions(
 
 /// A beneficiary's consents, oldest first, with their state, for a compliance officer. Each
 /// read is audited as `consent.read` on the beneficiary (`user:<id>`).
-#[utoipa::path(get, path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/consents", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_compliance_list_for_beneficiary", path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/consents", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path),
-           ("state" = Option<String>, Query, description = "`signed`, `revoked` or `expired`"),
+           ("state" = Option<common::consents::ConsentState>, Query, description = "`signed`, `revoked` or `expired`"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of consents", body = ConsentPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -86,7 +86,7 @@ pub async fn beneficiary_consents(
 /// One consent by its id, with its subject and the full text of the form signed, for a
 /// compliance officer. Audited as `consent.read` naming the beneficiary, the consent in the
 /// reason.
-#[utoipa::path(get, path = "/api/v1/compliance/consents/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_compliance_read", path = "/api/v1/compliance/consents/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The consent", body = SubjectConsent),

@@ -26,7 +26,7 @@ fn signed_from(meta: &RequestMeta) -> String {
 }
 
 /// The forms offered for signing and every value a consent may hold.
-#[utoipa::path(get, path = "/api/v1/consent-options", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_options", path = "/api/v1/consent-options", tag = "consents", security(("bearer" = [])),
     responses(
         (status = 200, description = "Forms, categories, purposes, classes, expiry events", body = ConsentOptions),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -43,7 +43,7 @@ pub async fn options(
 }
 
 /// A consent form's exact text and its SHA-256, to show before signing.
-#[utoipa::path(get, path = "/api/v1/consent-forms/{version}", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_form", path = "/api/v1/consent-forms/{version}", tag = "consents", security(("bearer" = [])),
     params(("version" = String, Path)),
     responses(
         (status = 200, description = "The form", body = FormText),
@@ -67,9 +67,9 @@ pub async fn form(
 }
 
 /// The recipient directory: partner residences and insurers a consent may name.
-#[utoipa::path(get, path = "/api/v1/consent-recipients", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_recipients", path = "/api/v1/consent-recipients", tag = "consents", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of the directory", body = DirectoryPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -93,10 +93,10 @@ pub async fn recipients(
 }
 
 /// My consents, oldest first, optionally in one state.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
-    params(("state" = Option<String>, Query, description = "`signed`, `revoked` or `expired`"),
+#[utoipa::path(get, operation_id = "consents_list_mine", path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
+    params(("state" = Option<common::consents::ConsentState>, Query, description = "`signed`, `revoked` or `expired`"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page of consents", body = ConsentPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -117,7 +117,7 @@ pub async fn list(
 }
 
 /// One of my consents, with the full text of the form I signed.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/consents/{id}", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_read_mine", path = "/api/v1/beneficiaries/me/consents/{id}", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The consent and its form text", body = ConsentDetail),
@@ -144,8 +144,8 @@ pub async fn read(
 /// read; the recipient's details are copied into the consent as they are now. Send an
 /// `Idempotency-Key` to make retries safe: a repeat with the same key and body answers 200 with
 /// the consent the first request signed, and signs nothing more.
-#[utoipa::path(post, path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header,
+#[utoipa::path(post, operation_id = "consents_sign", path = "/api/v1/beneficiaries/me/consents", tag = "consents", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1 to 255 visible ASCII characters, new for each consent (a UUID will do); kept per person")),
     request_body = ConsentRequest,
     responses(
@@ -178,7 +178,7 @@ pub async fn sign(
 
 /// Revokes one of my consents, signed like a consent. Every later disclosure decision sees it;
 /// what was disclosed before stays lawful and stays in my accounting.
-#[utoipa::path(post, path = "/api/v1/beneficiaries/me/consents/{id}/revocation", tag = "consents", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "consents_revoke", path = "/api/v1/beneficiaries/me/consents/{id}/revocation", tag = "consents", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = RevokeRequest,
     responses(
         (status = 200, description = "Revoked", body = ConsentView),

@@ -21,9 +21,9 @@ use crate::auth::{Admin, Caseworker};
 use crate::meta::RequestMeta;
 
 /// The recipient directory, for admins (retired entries too, when asked).
-#[utoipa::path(get, path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consents_staff_recipients", path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
     params(("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent"),
            ("include_retired" = Option<bool>, Query, description = "Retired entries too")),
     responses(
         (status = 200, description = "A page of the directory", body = DirectoryPage),
@@ -50,7 +50,7 @@ pub async fn staff_recipients(
 
 /// Adds a partner residence or insurer to the directory. A residence may name the partner
 /// account that acts for it; that link is permanent.
-#[utoipa::path(post, path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "consents_staff_add_recipient", path = "/api/v1/staff/consent-recipients", tag = "staff", security(("bearer" = [])),
     request_body = NewDirectoryEntry,
     responses(
         (status = 201, description = "Added", body = DirectoryEntry),
@@ -86,7 +86,7 @@ pub async fn add_recipient(
 }
 
 /// Retires a directory entry: no new consent may name it; consents naming it stand.
-#[utoipa::path(delete, path = "/api/v1/staff/consent-recipients/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "consents_staff_retire_recipient", path = "/api/v1/staff/consent-recipients/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Retired", body = DirectoryEntry),
@@ -117,7 +117,7 @@ pub async fn retire_recipient(
 
 /// Records that an event happened for a beneficiary (caseworkers): every consent
 /// of theirs waiting on that event, signed before it, ends for every later disclosure decision.
-#[utoipa::path(post, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/consent-events", tag = "staff",
+#[utoipa::path(post, operation_id = "consents_staff_record_event", path = "/api/v1/staff/beneficiaries/{beneficiary_id}/consent-events", tag = "staff",
     security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = NewExpiryEvent,
     responses(
         (status = 201, description = "Recorded; how many consents it ended", body = ExpiryEventRecorded),

@@ -13,7 +13,7 @@ use crate::auth::Beneficiary;
 
 /// My dashboard: application counts and the open ones, days sober, insurance, unread
 /// notifications and what I should do next, read in one consistent snapshot.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/dashboard", tag = "beneficiaries", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "dashboard_read_mine", path = "/api/v1/beneficiaries/me/dashboard", tag = "beneficiaries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The dashboard", body = Dashboard),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -15,11 +15,11 @@ use crate::meta::RequestMeta;
 /// My accounting of disclosures (42 CFR §2.24; HIPAA §164.528): every time my records left the
 /// program, under a consent or in a medical emergency: when, to whom, what, why, the consent and
 /// the notice sent with them. The last six years unless a range is given.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/disclosures", tag = "beneficiaries", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "First day included, YYYY-MM-DD; six years back when absent"),
-           ("to" = Option<String>, Query, description = "Last day included, YYYY-MM-DD; today when absent"),
+#[utoipa::path(get, operation_id = "disclosures_list_mine", path = "/api/v1/beneficiaries/me/disclosures", tag = "beneficiaries", security(("bearer" = [])),
+    params(("from" = Option<String>, Query, format = Date, description = "First day included, YYYY-MM-DD; six years back when absent"),
+           ("to" = Option<String>, Query, format = Date, description = "Last day included, YYYY-MM-DD; today when absent"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page, oldest first", body = AccountingPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -42,12 +42,12 @@ pub async fn my_disclosures(
 /// A beneficiary's accounting of disclosures (42 CFR §2.24), for a compliance officer: what
 /// left the program, to whom, why, under which consent and notice. Reading it is logged in the
 /// vault's access log.
-#[utoipa::path(get, path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/disclosures", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "disclosures_compliance_list", path = "/api/v1/compliance/beneficiaries/{beneficiary_id}/disclosures", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path),
-           ("from" = Option<String>, Query, description = "First day included, YYYY-MM-DD; six years back when absent"),
-           ("to" = Option<String>, Query, description = "Last day included, YYYY-MM-DD; today when absent"),
+           ("from" = Option<String>, Query, format = Date, description = "First day included, YYYY-MM-DD; six years back when absent"),
+           ("to" = Option<String>, Query, format = Date, description = "Last day included, YYYY-MM-DD; today when absent"),
            ("after" = Option<i64>, Query, description = "The previous page's `next_after`"),
-           ("limit" = Option<i64>, Query, description = "1 to 100; 50 when absent")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100; 50 when absent")),
     responses(
         (status = 200, description = "A page, oldest first", body = AccountingPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

@@ -95,7 +95,7 @@ async fn reserve(pool: &PgPool, me: Uuid, application: Uuid, settings: &Document
 }
 
 /// Uploads a document to my application, which must be `reviewing` or `action_needed`.
-#[utoipa::path(post, path = "/api/v1/applications/{id}/documents", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "documents_upload", path = "/api/v1/applications/{id}/documents", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     request_body(content = DocumentUpload, content_type = "multipart/form-data"),
     responses(
@@ -256,7 +256,7 @@ async fn list_of(
 }
 
 /// The documents of my application.
-#[utoipa::path(get, path = "/api/v1/applications/{id}/documents", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "documents_list_mine", path = "/api/v1/applications/{id}/documents", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The documents, oldest first (an application holds at most `limit`)", body = DocumentList),
@@ -328,7 +328,7 @@ async fn download(store: &Store<'_>, ctx: &CallContext, document: Uuid) -> Resul
 }
 
 /// Downloads a document of my application.
-#[utoipa::path(get, path = "/api/v1/applications/{id}/documents/{document}", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "documents_download_mine", path = "/api/v1/applications/{id}/documents/{document}", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("document" = Uuid, Path)),
     responses(
         (status = 200, description = "The file, as an attachment in its type (PDF, JPEG, PNG or HEIC); `X-Content-SHA256` is its hash", content_type = "application/octet-stream", body = String),
@@ -351,7 +351,7 @@ pub async fn download_mine(
 }
 
 /// Deletes a document of my application while the application can be changed.
-#[utoipa::path(delete, path = "/api/v1/applications/{id}/documents/{document}", tag = "applications", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "documents_delete_mine", path = "/api/v1/applications/{id}/documents/{document}", tag = "applications", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("document" = Uuid, Path)),
     responses(
         (status = 204, description = "Deleted"),
@@ -391,7 +391,7 @@ pub async fn delete_mine(
 
 /// The documents of an application, for the caseworker on the beneficiary's care team
 /// (phi-vault decides each read, and logs it).
-#[utoipa::path(get, path = "/api/v1/caseworker/applications/{id}/documents", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "documents_list_for_caseworker", path = "/api/v1/caseworker/applications/{id}/documents", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The documents, oldest first", body = DocumentList),
@@ -416,7 +416,7 @@ pub async fn list_for_caseworker(
 }
 
 /// Downloads a document of an application, for the caseworker on the beneficiary's care team.
-#[utoipa::path(get, path = "/api/v1/caseworker/applications/{id}/documents/{document}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "documents_download_for_caseworker", path = "/api/v1/caseworker/applications/{id}/documents/{document}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("document" = Uuid, Path)),
     responses(
         (status = 200, description = "The file, as an attachment in its type; `X-Content-SHA256` is its hash", content_type = "application/octet-stream", body = String),

@@ -19,8 +19,8 @@ use crate::meta::RequestMeta;
 /// staff notes, insurance reasons, idempotency keys and request hashes, notifications) and ends
 /// what cannot go on without the records (open applications and a pending insurance request are
 /// rejected, by this admin). Irreversible; the reason is audited.
-#[utoipa::path(delete, path = "/api/v1/staff/beneficiaries/{beneficiary_id}/phi", tag = "staff", security(("bearer" = [])),
-    params(("beneficiary_id" = Uuid, Path), ("reason" = String, Query, description = "Why; recorded in the audit log")),
+#[utoipa::path(delete, operation_id = "erasure_erase_phi", path = "/api/v1/staff/beneficiaries/{beneficiary_id}/phi", tag = "staff", security(("bearer" = [])),
+    params(("beneficiary_id" = Uuid, Path), ("reason" = String, Query, min_length = 1, max_length = 500, description = "Why, up to 500 characters; recorded in the audit log")),
     responses(
         (status = 204, description = "Erased"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),

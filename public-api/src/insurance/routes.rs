@@ -44,7 +44,7 @@ async fn decide(
 }
 
 /// Submits my insurance for verification. The member details go to phi-vault.
-#[utoipa::path(post, path = "/api/v1/beneficiaries/me/insurance/verify", tag = "beneficiaries", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "insurance_submit", path = "/api/v1/beneficiaries/me/insurance/verify", tag = "beneficiaries", security(("bearer" = [])),
     request_body = InsuranceDetails,
     responses(
         (status = 201, description = "Submitted; pending until decided", body = InsuranceView),
@@ -107,7 +107,7 @@ pub async fn submit(
 }
 
 /// My latest insurance verification request.
-#[utoipa::path(get, path = "/api/v1/beneficiaries/me/insurance", tag = "beneficiaries", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "insurance_read_mine", path = "/api/v1/beneficiaries/me/insurance", tag = "beneficiaries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The latest request and where it stands", body = InsuranceView),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -129,10 +129,10 @@ pub struct QueueQuery<'r> {
 }
 
 /// The verification queue, oldest first (no member details: those are PHI).
-#[utoipa::path(get, path = "/api/v1/staff/insurance", tag = "staff", security(("bearer" = [])),
-    params(("status" = Option<String>, Query, description = "pending (the default), verified or rejected"),
+#[utoipa::path(get, operation_id = "insurance_staff_queue", path = "/api/v1/staff/insurance", tag = "staff", security(("bearer" = [])),
+    params(("status" = Option<common::insurance::InsuranceStatus>, Query, description = "pending (the default), verified or rejected"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of requests", body = InsurancePage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -157,7 +157,7 @@ async fn by_id(pool: &PgPool, id: Uuid) -> Result<InsuranceRow, ApiError> {
 }
 
 /// A request with its member details, for a caseworker on the beneficiary's care team.
-#[utoipa::path(get, path = "/api/v1/caseworker/insurance/{id}", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "insurance_read_for_caseworker", path = "/api/v1/caseworker/insurance/{id}", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The request and its member details", body = InsuranceDetail),
@@ -185,7 +185,7 @@ pub async fn read_for_caseworker(
 /// Decides a pending request: `verified`, or `rejected` with a reason the beneficiary sees. Only
 /// a caseworker who may read the details (on the beneficiary's care team) decides: the details are
 /// read through phi-vault first, which checks and logs it.
-#[utoipa::path(post, path = "/api/v1/staff/insurance/{id}/decision", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "insurance_decide", path = "/api/v1/staff/insurance/{id}/decision", tag = "staff", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = InsuranceDecision,
     responses(
         (status = 200, description = "Decided", body = InsuranceView),

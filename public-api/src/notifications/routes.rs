@@ -16,10 +16,10 @@ use crate::auth::AuthUser;
 use crate::meta::RequestMeta;
 
 /// My notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "notifications_list", path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(("unread" = Option<bool>, Query, description = "`true`: only those not yet read"),
         ("after" = Option<i64>, Query, description = "`next_after` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20")),
     responses(
         (status = 200, description = "A page of my notifications", body = NotificationPage),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -41,7 +41,7 @@ pub async fn list(
 }
 
 /// Marks one of my notifications read (again is harmless: the first time stays).
-#[utoipa::path(patch, path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "notifications_mark_read", path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Read", body = NotificationView),
@@ -64,7 +64,7 @@ pub async fn mark_read(
 }
 
 /// How I hear of changes besides the notifications themselves.
-#[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "notifications_preferences", path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "My preferences (email is on until turned off)", body = NotificationPreferences),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -75,7 +75,7 @@ pub async fn preferences(user: AuthUser, pool: &State<PgPool>) -> Result<Json<No
 }
 
 /// Turns email about changes on or off. Off also stops email already queued.
-#[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "notifications_set_preferences", path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
     request_body = NotificationPreferences,
     responses(
         (status = 200, description = "My preferences, as changed", body = NotificationPreferences),

@@ -16,7 +16,7 @@ use crate::meta::RequestMeta;
 
 /// The PHI access log for compliance review: who touched which beneficiary's records, when, why,
 /// and the decision — never contents. Reading it is itself logged.
-#[utoipa::path(get, path = "/api/v1/compliance/phi-access-log", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "phi_access_log_list", path = "/api/v1/compliance/phi-access-log", tag = "staff", security(("bearer" = [])),
     params(AccessLogFilter),
     responses(
         (status = 200, description = "A page, oldest first", body = AccessLogPage),
@@ -39,7 +39,7 @@ pub async fn phi_access_log(
 
 /// Records a compliance officer's finding on a flagged (break-glass) access: `justified` or
 /// `unjustified`, with a note. Final: a second review of the same entry is 409.
-#[utoipa::path(put, path = "/api/v1/compliance/phi-access-log/{seq}/review", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "phi_access_log_review", path = "/api/v1/compliance/phi-access-log/{seq}/review", tag = "staff", security(("bearer" = [])),
     params(("seq" = i64, Path, description = "The access-log entry's `seq`")), request_body = ReviewRequest,
     responses(
         (status = 200, description = "The review, as recorded", body = AccessReview),

@@ -22,7 +22,7 @@ use crate::beneficiaries::BeneficiaryProfile;
 use crate::meta::RequestMeta;
 
 /// A beneficiary's profile, for a caseworker on their care team (404 otherwise).
-#[utoipa::path(get, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "phi_access_caseworker_read_profile", path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile", tag = "staff", security(("bearer" = [])),
     params(("beneficiary_id" = Uuid, Path)),
     responses(
         (status = 200, description = "The profile", body = BeneficiaryProfile),
@@ -104,13 +104,24 @@ impl DisclosedProfile {
     }
 }
 
+/// The purposes phi-vault serves a partner's read for (`policies/internal-calls.toml`): the schema
+/// of the `purpose` parameter, which stays text so the handler names the served ones in its 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerPurpose {
+    HousingPlacement,
+    CareCoordination,
+    BenefitsEligibility,
+    Payment,
+}
+
 /// A beneficiary's profile for a partner residence, disclosed only under the beneficiary's
 /// consent naming this partner (`partner:<user id>`), the `identity` category and `purpose`.
 /// Without one: 404, like a missing profile, and in the same time (every 404 here is answered
 /// no sooner than [`rules::PARTNER_REFUSAL_FLOOR`]). Each disclosure is audited here and entered
 /// in the vault's accounting of disclosures.
-#[utoipa::path(get, path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
-    params(("beneficiary_id" = Uuid, Path), ("purpose" = String, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
+#[utoipa::path(get, operation_id = "phi_access_partner_read_profile", path = "/api/v1/partner/beneficiaries/{beneficiary_id}/profile", tag = "partners", security(("bearer" = [])),
+    params(("beneficiary_id" = Uuid, Path), ("purpose" = PartnerPurpose, Query, description = "The disclosure purpose the consent names: `housing_placement`, `care_coordination`, `benefits_eligibility` or `payment`")),
     responses(
         (status = 200, description = "The profile, with the redisclosure notice and the consent relied on", body = DisclosedProfile),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -176,7 +187,7 @@ pub struct BreakGlass {
 /// written reason. The vault flags the access for compliance review and keeps the reason in its
 /// access log; the public audit log records the attempt, whatever the outcome, referring to the
 /// vault's entry.
-#[utoipa::path(post, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile/break-glass", tag = "staff",
+#[utoipa::path(post, operation_id = "phi_access_break_glass", path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/profile/break-glass", tag = "staff",
     security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = BreakGlass,
     responses(
         (status = 200, description = "The profile; the access is flagged for review", body = BeneficiaryProfile),
@@ -241,7 +252,7 @@ pub struct EmergencyDisclosureRequest {
 /// profile to medical personnel outside the program without consent, naming them, the nature of
 /// the emergency and the reason. The vault flags it for compliance review and enters it in the
 /// accounting of disclosures, which the beneficiary sees; the records come with the notice.
-#[utoipa::path(post, path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/emergency-disclosure", tag = "staff",
+#[utoipa::path(post, operation_id = "phi_access_emergency_disclosure", path = "/api/v1/caseworker/beneficiaries/{beneficiary_id}/emergency-disclosure", tag = "staff",
     security(("bearer" = [])), params(("beneficiary_id" = Uuid, Path)), request_body = EmergencyDisclosureRequest,
     responses(
         (status = 200, description = "The profile and the notice to hand over with it; flagged for review", body = DisclosedProfile),

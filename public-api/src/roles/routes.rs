@@ -14,7 +14,7 @@ use crate::auth::Admin;
 use crate::meta::RequestMeta;
 
 /// Grants or revokes a staff role. The acting admin is the signed-in user.
-#[utoipa::path(post, path = "/api/v1/staff/role-changes", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "roles_change", path = "/api/v1/staff/role-changes", tag = "staff", security(("bearer" = [])),
     request_body = RoleChangeRequest,
     responses(
         (status = 200, description = "Done (or, on a dry run, what would be done)", body = RoleChange),

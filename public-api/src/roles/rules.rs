@@ -65,14 +65,26 @@ pub struct RoleChangeRequest {
     /// The user: id or email.
     pub user: String,
     /// `caseworker`, `admin` or `compliance_officer`.
+    #[schema(value_type = GrantableRole)]
     pub role: String,
     /// True to grant, false to revoke.
     pub grant: bool,
-    /// Why; kept in the audit log. Required.
+    /// Why; kept in the audit log. Required: 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
     /// Report what would change and change nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// A staff role an admin grants or revokes: the schema of `RoleChangeRequest::role`, which stays
+/// text so an unknown role keeps its own 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantableRole {
+    Caseworker,
+    Admin,
+    ComplianceOfficer,
 }
 
 /// The reason given, trimmed: 1 to 500 characters.

@@ -35,11 +35,11 @@ pub struct UserSessionPage {
 /// A user's open sessions (when they began and were last renewed, from which client and
 /// address), for an admin answering "is this account in use, and from where?". Each read is
 /// audited as `user.sessions_read` naming the admin and the user.
-#[utoipa::path(get, path = "/api/v1/staff/user-sessions", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "staff_sessions_list", path = "/api/v1/staff/user-sessions", tag = "staff", security(("bearer" = [])),
     params(
         ("user" = String, Query, description = "The user: id or email"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Default 0"),
     ),
     responses(
         (status = 200, description = "A page of the user's open sessions, newest first", body = UserSessionPage),
@@ -93,7 +93,7 @@ pub struct SessionRevocation {
 /// Ends every open session of a user at once (a lost laptop, a leaked token): their access
 /// tokens stop working on the next request and their refresh tokens are spent. Audited as
 /// `user.sessions_revoke` with the reason, in the same transaction.
-#[utoipa::path(post, path = "/api/v1/staff/session-revocations", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "staff_sessions_revoke", path = "/api/v1/staff/session-revocations", tag = "staff", security(("bearer" = [])),
     request_body = SessionRevocationRequest,
     responses(
         (status = 200, description = "The user's sessions ended", body = SessionRevocation),

@@ -19,7 +19,7 @@ use crate::auth::AuthUser;
 use crate::meta::RequestMeta;
 
 /// The signed-in user's account.
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_read_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = UserView),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -39,17 +39,18 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     /// `YYYY-MM-DD`, not in the future; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub sobriety_date: Option<Option<String>>,
     /// An object of booleans, e.g. `{"email": true, "sms": false}`.
     pub notification_preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Updates name, sobriety date or notification preferences.
-#[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UserPatch,
+#[utoipa::path(patch, operation_id = "users_update_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UserPatch,
     responses(
         (status = 200, description = "The updated account", body = UserView),
         (status = 400, description = "Malformed JSON", body = common::ErrorBody),
@@ -85,7 +86,7 @@ pub async fn update_me(
 }
 
 /// Closes the account: it is marked deleted and every session ends.
-#[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "users_delete_me", path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 204, description = "Account closed"),
         (status = 401, description = "Not signed in", body = common::ErrorBody),
@@ -112,10 +113,10 @@ pub struct SessionPage {
 }
 
 /// The caller's open sessions, newest first.
-#[utoipa::path(get, path = "/api/v1/users/me/sessions", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "users_list_my_sessions", path = "/api/v1/users/me/sessions", tag = "users", security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Default 0"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Default 0"),
     ),
     responses(
         (status = 200, description = "A page of sessions", body = SessionPage),
@@ -134,7 +135,7 @@ pub async fn my_sessions(
 }
 
 /// Ends one of the caller's sessions. Another user's session id answers 404, like a missing one.
-#[utoipa::path(delete, path = "/api/v1/users/me/sessions/{id}", tag = "users", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "users_end_my_session", path = "/api/v1/users/me/sessions/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
         (status = 204, description = "Session ended"),

@@ -20,6 +20,7 @@ pub struct UserView {
     /// Staff roles granted by an admin.
     pub roles: Vec<String>,
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub sobriety_date: Option<String>,
     pub notification_preferences: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]

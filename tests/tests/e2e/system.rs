@@ -147,11 +147,78 @@ async fn every_error_uses_the_one_body() {
             serde_json::json!({"error": {"code": "not_found", "message": "not found", "request_id": "req-404"}})
         );
     }
-    // Wrong method on a known path.
+    // Wrong method on a known path: 405 naming the methods it has, in the same body.
     let response = app.http.post(format!("{}/health", app.public_api.url)).send().await.expect("post");
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_method_a_path_lacks_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    for (method, url, allow) in [
+        (reqwest::Method::DELETE, app.api("/applications"), "GET, POST"),
+        (reqwest::Method::PUT, app.api(&format!("/applications/{id}")), "GET, PATCH"),
+        (reqwest::Method::POST, app.api("/notifications/preferences"), "GET, PUT"),
+        (reqwest::Method::GET, app.api("/auth/refresh"), "POST"),
+        (reqwest::Method::DELETE, format!("{}/ready", app.public_api.url), "GET"),
+        (reqwest::Method::POST, format!("{}/health", app.phi_vault.url), "GET"),
+    ] {
+        let response =
+            app.http.request(method.clone(), &url).header("x-request-id", "req-405").send().await.expect("send");
+        assert_eq!(response.status(), 405, "{method} {url}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {url}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "method_not_allowed", "message": "method not allowed", "request_id": "req-405"}})
+        );
+    }
+    // A path no method has stays 404; so does a route's own 404, and a preflight is unchanged.
+    let response = app.http.delete(app.api("/no/such/thing")).send().await.expect("delete");
+    assert_eq!(response.status(), 404);
+    let response = app.http.get(app.api(&format!("/applications/{id}"))).send().await.expect("get");
+    assert_eq!(response.status(), 401, "the route answered, not the 405");
+    let response = app.http.request(reqwest::Method::OPTIONS, app.api("/applications")).send().await.expect("options");
+    assert_eq!(response.status(), 403, "a preflight from no allowed origin is refused as before");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_query_parameter_is_422_naming_it() {
+    let app = TestApp::spawn().await;
+    let beneficiary = app.dev_login("beneficiary").await;
+    let get = |path: &str| {
+        app.http.get(app.api(path)).bearer_auth(&beneficiary.access_token).header("x-request-id", "req-twice").send()
+    };
+    for (path, name) in [
+        ("/applications?limit=5&limit=6", "limit"),
+        ("/notifications?unread=true&after=1&unread=false", "unread"),
+        ("/beneficiaries/me/consents?state=signed&state=revoked", "state"),
+        ("/beneficiaries/me/disclosures?from=2026-01-01&from=2026-01-02", "from"),
+    ] {
+        let response = get(path).await.expect("get");
+        assert_eq!(response.status(), 422, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "unprocessable_entity", "message": format!("{name}: send it once"), "request_id": "req-twice"}}),
+            "{path}"
+        );
+    }
+    // Each once is fine, and a route without query parameters ignores them as before.
+    assert_eq!(get("/applications?limit=5&after=0").await.expect("get").status(), 200);
+    assert_eq!(get("/users/me?x=1&x=2").await.expect("get").status(), 200);
+    // The internal services refuse it too.
+    let response =
+        app.http.get(format!("{}/internal/v1/recipients?limit=1&limit=2", app.consent.url)).send().await.expect("get");
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "limit: send it once");
     app.stop().await;
 }
 

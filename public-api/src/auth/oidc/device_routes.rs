@@ -62,7 +62,7 @@ pub struct DevicePending {
 /// authorization flow (RFC 8628), where `device_flow` is enabled for the provider. Existing
 /// staff accounts only: a device cannot sign up, and other accounts sign in on the web. Each
 /// start is audited; each sign-in notifies the account.
-#[utoipa::path(post, path = "/api/v1/auth/{provider}/device", tag = "auth", request_body = DeviceStartRequest,
+#[utoipa::path(post, operation_id = "auth_device_start", path = "/api/v1/auth/{provider}/device", tag = "auth", request_body = DeviceStartRequest,
     params(("provider" = String, Path, description = "A configured provider that offers the device flow")),
     responses(
         (status = 200, description = "Show the person the code and where to confirm it; poll with the handle", body = DeviceStartResponse),
@@ -125,7 +125,7 @@ pub async fn device_start(
 /// One poll of a device sign-in: 202 while the person has not approved it; once they have, the
 /// session, as from any sign-in. Polling faster than the interval is 429. An unknown, expired,
 /// declined or already used handle is 401 (audited), and that sign-in is over.
-#[utoipa::path(post, path = "/api/v1/auth/{provider}/device/token", tag = "auth", request_body = DeviceTokenRequest,
+#[utoipa::path(post, operation_id = "auth_device_token", path = "/api/v1/auth/{provider}/device/token", tag = "auth", request_body = DeviceTokenRequest,
     params(("provider" = String, Path, description = "The provider the sign-in started with")),
     responses(
         (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),

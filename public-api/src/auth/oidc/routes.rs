@@ -53,7 +53,7 @@ pub struct StartResponse {
 /// Starts sign-in with a provider: returns the authorization URL (PKCE S256, state, nonce) and
 /// binds the attempt to this browser through the `__Host-sw_signin` cookie (send the request
 /// with credentials, and the callback too).
-#[utoipa::path(post, path = "/api/v1/auth/{provider}/start", tag = "auth", request_body = StartRequest,
+#[utoipa::path(post, operation_id = "auth_oidc_start", path = "/api/v1/auth/{provider}/start", tag = "auth", request_body = StartRequest,
     params(("provider" = String, Path, description = "google, apple, or another configured provider")),
     responses(
         (status = 200, description = "Where to send the browser; the `__Host-sw_signin` cookie is set (HttpOnly, Secure, SameSite=None, Path=/)", body = StartResponse),
@@ -110,7 +110,7 @@ pub struct CallbackRequest {
 
 /// Completes sign-in: exchanges the code, verifies the id_token, finds or creates the account,
 /// opens a session. Every failure is audited.
-#[utoipa::path(post, path = "/api/v1/auth/{provider}", tag = "auth", request_body = CallbackRequest,
+#[utoipa::path(post, operation_id = "auth_oidc_callback", path = "/api/v1/auth/{provider}", tag = "auth", request_body = CallbackRequest,
     params(("provider" = String, Path, description = "google, apple, or another configured provider")),
     responses(
         (status = 200, description = "Signed in; the refresh token is in the `sw_refresh` cookie", body = TokenResponse),
@@ -151,7 +151,7 @@ pub struct FormCallback {
 /// (everything else, refused tokens and states among it, and a state this browser did not start).
 /// The single-use state bound to the browser's `__Host-sw_signin` cookie is the CSRF defence
 /// here (the post comes from the provider's origin).
-#[utoipa::path(post, path = "/api/v1/auth/{provider}/form-callback", tag = "auth",
+#[utoipa::path(post, operation_id = "auth_oidc_form_callback", path = "/api/v1/auth/{provider}/form-callback", tag = "auth",
     params(("provider" = String, Path, description = "A provider using response_mode=form_post (apple)")),
     request_body(content_type = "application/x-www-form-urlencoded", description = "code, state, user (first Apple sign-in), or error"),
     responses(
