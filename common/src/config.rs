@@ -238,6 +238,8 @@ impl<S: DeserializeOwned + Serialize + Default> Config<S> {
 
     /// Checks that hold in every profile, then what production refuses.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        trusted_proxies_bounded(&self.server.trusted_proxies)
+            .map_err(|m| ConfigError::invalid("server.trusted_proxies", m))?;
         if self.internal.assertion_ttl_secs == 0 || self.internal.assertion_ttl_secs > 60 {
             return Err(ConfigError::invalid("internal.assertion_ttl_secs", "must be between 1 and 60"));
         }
@@ -321,6 +323,15 @@ pub fn valid_version(version: &str) -> bool {
         && !version.starts_with('.')
 }
 
+/// Trusting every address as a proxy would make the left-most `X-Forwarded-For` entry, which
+/// the client wrote, its address: a network of all addresses is refused.
+pub fn trusted_proxies_bounded(proxies: &[ipnet::IpNet]) -> Result<(), String> {
+    match proxies.iter().find(|net| net.prefix_len() == 0) {
+        Some(net) => Err(format!("{net} would trust every client as a proxy; name the proxies' own networks")),
+        None => Ok(()),
+    }
+}
+
 /// Production's rule for a database URL: TLS that verifies the server's certificate and name
 /// (`sslmode=verify-full`) against a root the configuration names (`sslrootcert`). The URL is
 /// parsed as the driver parses it (the last `sslmode` wins), so a decoy parameter or a
@@ -347,7 +358,15 @@ pub fn database_tls_verified(url: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::database_tls_verified;
+    use super::{database_tls_verified, trusted_proxies_bounded};
+
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_refused() {
+        let nets = |list: &[&str]| list.iter().map(|n| n.parse().expect("network")).collect::<Vec<ipnet::IpNet>>();
+        assert!(trusted_proxies_bounded(&nets(&["10.0.0.0/8", "2001:db8::/32"])).is_ok());
+        assert!(trusted_proxies_bounded(&nets(&["0.0.0.0/0"])).is_err());
+        assert!(trusted_proxies_bounded(&nets(&["10.0.0.0/8", "::/0"])).is_err());
+    }
 
     #[test]
     fn production_database_urls_must_verify_the_server_against_a_named_root() {

@@ -87,6 +87,10 @@ pub async fn build(config: PublicApiConfig) -> Result<Rocket<Build>, StartError>
             None
         }
     };
+    if config.profile == Profile::Production && config.server.trusted_proxies.is_empty() {
+        // Behind a front proxy this makes every client the proxy: one shared rate limit.
+        tracing::warn!("server.trusted_proxies is empty: every client is its socket address (list the front proxy)");
+    }
     let phi_vault = PhiVaultClient::new(parts.client(&config, ServiceName::PhiVault)?);
     let consent = ConsentClient::new(parts.client(&config, ServiceName::Consent)?);
     Ok(parts

@@ -54,6 +54,12 @@ pub fn client_address(request: &Request<'_>) -> Option<IpAddr> {
         .0
 }
 
+/// Whether `request` came through one of the trusted proxies (its socket peer is one).
+pub fn via_trusted_proxy(request: &Request<'_>) -> bool {
+    let Some(trusted) = request.rocket().state::<TrustedProxies>() else { return false };
+    request.remote().is_some_and(|socket| trusted.trusts(canonical(socket.ip())))
+}
+
 /// The client address, from the socket's `peer` and the `X-Forwarded-For` header values in the
 /// order they arrived (several headers read as one list).
 ///

@@ -1,10 +1,12 @@
 //! A bounded keyed store for `governor`: at most `capacity` keys are tracked. When it is full, a
-//! key it does not hold counts against one shared overflow key instead of growing the map, so
-//! a flood of distinct addresses costs a fixed amount of memory. The keys it already holds keep
-//! their own budgets; newcomers share one until the sweep frees room (keys idle long enough to
-//! be full again are dropped once a minute).
+//! key it does not hold counts against one of [`OVERFLOW_BUCKETS`] shared overflow budgets,
+//! chosen by a hash with a per-process random seed, instead of growing the map, so a flood of
+//! distinct addresses costs a fixed amount of memory. The keys it already holds keep their own
+//! budgets; a newcomer shares its bucket with the flood's keys that hash there, until the sweep
+//! frees room (keys idle long enough to be full again are dropped every ten seconds). Spread
+//! over that many buckets, a flood must send every bucket's whole budget to refuse a newcomer.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,21 +19,26 @@ use governor::state::StateStore;
 #[derive(Clone)]
 pub struct BoundedStore<K: Hash + Eq + Clone>(Arc<Inner<K>>);
 
+/// How many shared budgets newcomers are spread over while the store is full.
+pub const OVERFLOW_BUCKETS: u64 = 4096;
+
 struct Inner<K: Hash + Eq + Clone> {
     map: DashMapStateStore<K>,
+    /// Overflow budgets, by bucket number, kept apart from the clients' keys.
+    overflow: DashMapStateStore<u64>,
+    seed: std::collections::hash_map::RandomState,
     capacity: usize,
-    overflow: K,
     /// Set while full, so the warning is logged once per episode, not once per request.
     full: AtomicBool,
 }
 
 impl<K: Hash + Eq + Clone> BoundedStore<K> {
-    /// `overflow` must be a key no real client has (for addresses, the unspecified address).
-    pub fn new(capacity: usize, overflow: K) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self(Arc::new(Inner {
             map: DashMapStateStore::default(),
+            overflow: DashMapStateStore::default(),
+            seed: std::collections::hash_map::RandomState::new(),
             capacity: capacity.max(1),
-            overflow,
             full: AtomicBool::new(false),
         }))
     }
@@ -39,7 +46,8 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
     /// Bytes the map holds at most, by its allocated capacity: what a flood can cost.
     pub fn allocated_bytes(&self) -> usize {
         let slot = std::mem::size_of::<(K, governor::state::InMemoryState)>() + 1; // + the control byte
-        self.0.map.capacity() * slot
+        let bucket = std::mem::size_of::<(u64, governor::state::InMemoryState)>() + 1;
+        self.0.map.capacity() * slot + self.0.overflow.capacity() * bucket
     }
 
     /// Keys tracked now.
@@ -64,7 +72,8 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
         if !this.full.swap(true, Ordering::Relaxed) {
             tracing::warn!(capacity = this.capacity, "rate limiter full: new clients share one budget until the sweep");
         }
-        this.map.measure_and_replace(&this.overflow, f)
+        let bucket = this.seed.hash_one(key) % OVERFLOW_BUCKETS;
+        this.overflow.measure_and_replace(&bucket, f)
     }
 }
 
@@ -72,6 +81,7 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
     fn retain_recent(&self, drop_below: Nanos) {
         let this = &self.0;
         ShrinkableKeyedStateStore::retain_recent(&this.map, drop_below);
+        ShrinkableKeyedStateStore::retain_recent(&this.overflow, drop_below);
         if this.map.len() < this.capacity {
             this.full.store(false, Ordering::Relaxed);
         }

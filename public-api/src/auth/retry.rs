@@ -4,6 +4,10 @@
 //! (the same address and user agent), it gets the token its first try was given, instead of
 //! having its session revoked as a thief's would be. Later, or from anywhere else, it is reuse.
 //!
+//! One retry per exchange: the retry clears the sealed successor, so a second one is reuse; and
+//! each new exchange clears the successors sealed for the session's earlier tokens, so an old
+//! token and a copy of the table never lead to the live token.
+//!
 //! The successor is kept sealed (AES-256-GCM) under a key derived from the presented token
 //! (HKDF-SHA256), which the database never holds (it stores only the token's SHA-256, from
 //! which the key cannot be derived): the table alone yields no live token, and only someone
@@ -48,10 +52,13 @@ pub fn open(sealed: &[u8], presented: &str, session_id: Uuid) -> Option<String> 
     String::from_utf8(plain.to_vec()).ok()
 }
 
-/// Who made an exchange, as stored: the SHA-256 of the client's address and user agent.
-pub fn client_hash(ip: Option<IpAddr>, user_agent: Option<&str>) -> Vec<u8> {
+/// Who made an exchange, as stored: an HMAC-SHA256 of the client's address and user agent,
+/// keyed with the presented token, so the stored value cannot be turned back into an address
+/// by trying them all.
+pub fn client_hash(presented: &str, ip: Option<IpAddr>, user_agent: Option<&str>) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, presented.as_bytes());
     let text = format!("{}\n{}", ip.map(|ip| ip.to_string()).unwrap_or_default(), user_agent.unwrap_or_default());
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().to_vec()
+    ring::hmac::sign(&key, text.as_bytes()).as_ref().to_vec()
 }
 
 #[cfg(test)]
@@ -78,9 +85,11 @@ mod tests {
     fn a_client_is_its_address_and_user_agent() {
         let ip: IpAddr = "203.0.113.9".parse().expect("ip");
         let other: IpAddr = "203.0.113.10".parse().expect("ip");
-        assert_eq!(client_hash(Some(ip), Some("ua")), client_hash(Some(ip), Some("ua")));
-        assert_ne!(client_hash(Some(ip), Some("ua")), client_hash(Some(other), Some("ua")));
-        assert_ne!(client_hash(Some(ip), Some("ua")), client_hash(Some(ip), Some("ub")));
-        assert_ne!(client_hash(Some(ip), None), client_hash(None, Some("203.0.113.9")));
+        let t = "swr_token";
+        assert_eq!(client_hash(t, Some(ip), Some("ua")), client_hash(t, Some(ip), Some("ua")));
+        assert_ne!(client_hash(t, Some(ip), Some("ua")), client_hash(t, Some(other), Some("ua")));
+        assert_ne!(client_hash(t, Some(ip), Some("ua")), client_hash(t, Some(ip), Some("ub")));
+        assert_ne!(client_hash(t, Some(ip), None), client_hash(t, None, Some("203.0.113.9")));
+        assert_ne!(client_hash(t, Some(ip), Some("ua")), client_hash("swr_other", Some(ip), Some("ua")), "keyed");
     }
 }

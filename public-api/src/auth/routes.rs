@@ -286,7 +286,7 @@ async fn rotate(
 ) -> Result<(Json<TokenResponse>, String), ApiError> {
     let (pool, keys, meta) = (sign_in.pool, sign_in.keys, &sign_in.meta);
     let mut tx = pool.begin().await?;
-    let client = super::retry::client_hash(meta.ip, meta.user_agent.as_deref());
+    let client = super::retry::client_hash(presented, meta.ip, meta.user_agent.as_deref());
     let rules = sessions::RotateRules {
         idle_hours: sign_in.settings.session_idle_hours,
         retry_leeway_secs: sign_in.settings.refresh_retry_leeway_secs.min(60),

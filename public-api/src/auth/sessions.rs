@@ -178,6 +178,13 @@ pub async fn rotate(tx: &mut PgConnection, presented: &str, rules: RotateRules<'
             .fetch_one(&mut *tx)
             .await?;
             if let (true, Some(roles)) = (unused, roles_of(tx, user_id).await?) {
+                // One retry: the next presentation of this token is reuse.
+                sqlx::query!(
+                    "UPDATE refresh_tokens SET successor_sealed = NULL, rotated_by = NULL WHERE token_hash = $1",
+                    hash(presented),
+                )
+                .execute(&mut *tx)
+                .await?;
                 return Ok(Refresh::Rotated { user_id, session_id, roles, token: successor, retried: true });
             }
         }
@@ -204,11 +211,32 @@ pub async fn rotate(tx: &mut PgConnection, presented: &str, rules: RotateRules<'
     )
     .execute(&mut *tx)
     .await?;
+    // Only the token just exchanged may still be retried: earlier seals are dropped.
+    sqlx::query!(
+        "UPDATE refresh_tokens SET successor_sealed = NULL, rotated_by = NULL \
+         WHERE session_id = $1 AND token_hash <> $2 AND successor_sealed IS NOT NULL",
+        session_id,
+        hash(presented),
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", hash(&token), session_id)
         .execute(&mut *tx)
         .await?;
     sqlx::query!("UPDATE sessions SET last_used_at = now() WHERE id = $1", session_id).execute(&mut *tx).await?;
     Ok(Refresh::Rotated { user_id, session_id, roles, token, retried: false })
+}
+
+/// Drops the sealed successors of exchanges older than any retry leeway (60 s at most), which
+/// no retry can use any more.
+pub async fn drop_stale_seals(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE refresh_tokens SET successor_sealed = NULL, rotated_by = NULL \
+         WHERE successor_sealed IS NOT NULL AND rotated_at < now() - interval '60 seconds'"
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Revokes one of `user_id`'s sessions; false when it is not theirs or already ended (the

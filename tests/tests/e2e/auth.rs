@@ -91,15 +91,40 @@ async fn a_retried_refresh_gets_the_same_token_and_a_late_or_foreign_one_ends_th
     let body: Value = retry.json().await.expect("json");
     assert_eq!(body["session_id"], first.session_id.as_str());
     assert_eq!(app.get_as(body["access_token"].as_str().expect("token"), "/users/me").await.status(), 200);
-    // ... and the session goes on with it.
+    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
+    let sealed = |session: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM refresh_tokens WHERE session_id = $1::uuid AND successor_sealed IS NOT NULL",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .expect("seals")
+        }
+    };
+    assert_eq!(sealed(first.session_id.clone()).await, 0, "a retry spends the seal: one retry per exchange");
+    // ... and the session goes on with it; each exchange drops the seals of earlier ones.
     let answer = refresh_as(second.clone(), "browser-a").await;
     assert_eq!(answer.status(), 200);
     let third = harness::auth::refresh_cookie(&answer).expect("rotated");
+    assert_eq!(sealed(first.session_id.clone()).await, 1, "only the token just exchanged can be retried");
+    let answer = refresh_as(third.clone(), "browser-a").await;
+    let third = harness::auth::refresh_cookie(&answer).expect("rotated");
+    assert_eq!(sealed(first.session_id.clone()).await, 1, "the earlier seal is gone");
 
     // Another client with the just-exchanged token, within the leeway: a copy, the session ends.
     let foreign = refresh_as(second.clone(), "somebody-else").await;
     assert_eq!(foreign.status(), 401);
     assert_eq!(refresh_as(third, "browser-a").await.status(), 401, "the session is revoked");
+
+    // A second retry of the same exchange, even in time and from the same client: reuse.
+    let twice = app.dev_login("donor").await;
+    let answer = refresh_as(twice.refresh.clone(), "browser-a").await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(refresh_as(twice.refresh.clone(), "browser-a").await.status(), 200, "the first retry");
+    assert_eq!(refresh_as(twice.refresh.clone(), "browser-a").await.status(), 401, "the second retry");
 
     // The same client, after the leeway: reuse too.
     let late = app.dev_login("donor").await;
@@ -109,21 +134,20 @@ async fn a_retried_refresh_gets_the_same_token_and_a_late_or_foreign_one_ends_th
     assert_eq!(refresh_as(late.refresh.clone(), "browser-a").await.status(), 401);
     assert_eq!(refresh_as(next, "browser-a").await.status(), 401, "the session is revoked");
 
-    let pool = sqlx::PgPool::connect(&app.database(common::db::Database::Public).app_url()).await.expect("pool");
     let reasons: Vec<Option<String>> = sqlx::query_scalar(
         "SELECT reason FROM audit_logs WHERE action = 'auth.refresh' AND outcome = 'success' ORDER BY seq",
     )
     .fetch_all(&pool)
     .await
     .expect("audit");
-    assert_eq!(reasons.iter().filter(|r| r.as_deref().is_some_and(|r| r.contains("retry"))).count(), 1, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| r.as_deref().is_some_and(|r| r.contains("retry"))).count(), 2, "{reasons:?}");
     let reuses: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_logs WHERE action = 'auth.refresh_reuse_detected' AND outcome = 'denied'",
     )
     .fetch_one(&pool)
     .await
     .expect("audit");
-    assert_eq!(reuses, 2, "the foreign and the late reuse");
+    assert_eq!(reuses, 3, "the foreign, the second and the late reuse");
     let revoked: Vec<String> = sqlx::query_scalar(
         "SELECT revoked_reason FROM sessions WHERE id IN ($1::uuid, $2::uuid) ORDER BY revoked_reason",
     )

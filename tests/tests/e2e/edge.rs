@@ -61,6 +61,12 @@ async fn the_front_proxy_speaks_tls_1_3_and_passes_on_the_address_it_saw() {
     let old = certs.client(None).tls_version_max(reqwest::tls::Version::TLS_1_2).build().expect("client");
     assert!(old.get(format!("{}/health", proxy.url)).send().await.is_err(), "the proxy answered TLS 1.2");
 
+    // Internal routes are for the services alone, however the path is spelled.
+    for path in ["/internal/v1/checkpoints", "//internal/v1/checkpoints", "/%69nternal/v1/checkpoints"] {
+        let refused = client.post(format!("{}{path}", proxy.url)).send().await.expect("post");
+        assert_eq!(refused.status(), 404, "{path}");
+    }
+
     let health = client.get(format!("{}/health?reason=hunter2", proxy.url)).send().await.expect("health");
     assert_eq!(health.status(), 200);
     let log = proxy.access_log();

@@ -29,19 +29,25 @@ pub use routes::routes;
 /// How often expired sign-in attempts are deleted.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Deletes expired web and device sign-in attempts at start and every five minutes, until
-/// shutdown. A failure is logged and tried again at the next turn.
+/// Deletes expired web and device sign-in attempts, and drops refresh successors sealed for
+/// retries whose leeway is over, at start and every five minutes, until shutdown. A failure is
+/// logged and tried again at the next turn.
 pub async fn purge_until(pool: sqlx::PgPool, shutdown: rocket::Shutdown) {
     tokio::pin!(shutdown);
     let mut every = tokio::time::interval(PURGE_EVERY);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = every.tick() => match purge_expired(&pool).await {
-                Ok((0, 0)) => {}
-                Ok((web, device)) => tracing::info!(web, device, "expired sign-in attempts deleted"),
-                Err(e) => tracing::warn!(error = %e, "deleting expired sign-in attempts failed"),
-            },
+            _ = every.tick() => {
+                match purge_expired(&pool).await {
+                    Ok((0, 0)) => {}
+                    Ok((web, device)) => tracing::info!(web, device, "expired sign-in attempts deleted"),
+                    Err(e) => tracing::warn!(error = %e, "deleting expired sign-in attempts failed"),
+                }
+                if let Err(e) = crate::auth::sessions::drop_stale_seals(&pool).await {
+                    tracing::warn!(error = %e, "dropping stale refresh seals failed");
+                }
+            }
         }
     }
 }
