@@ -15,11 +15,31 @@ pub struct FrontProxy {
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
+    nginx: String,
+}
+
+impl FrontProxy {
+    /// nginx's own arguments for this instance (prefix, error log, configuration).
+    fn command(nginx: &str, dir: &std::path::Path) -> Command {
+        let mut command = Command::new(nginx);
+        command.arg("-p").arg(dir).arg("-e").arg(dir.join("error.log")).arg("-c").arg(dir.join("nginx.conf"));
+        command
+    }
 }
 
 impl Drop for FrontProxy {
+    /// A fast shutdown through the master (`-s stop`, SIGTERM), which stops its workers too: a
+    /// SIGKILL to the master alone would leave the workers running, holding the port.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let stopped = Self::command(&self.nginx, &self.dir)
+            .args(["-s", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -53,21 +73,14 @@ impl FrontProxy {
         .iter()
         .fold(template, |text, (key, value)| text.replace(key, value));
         assert!(!rendered.contains("${"), "a placeholder was left: {rendered}");
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, rendered).expect("write");
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
+        std::fs::write(dir.join("nginx.conf"), rendered).expect("write");
+        let child = Self::command(&nginx, &dir)
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx");
-        let proxy = FrontProxy { url: format!("https://127.0.0.1:{port}"), port, dir, child };
+        let proxy = FrontProxy { url: format!("https://127.0.0.1:{port}"), port, dir, child, nginx };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return proxy;
