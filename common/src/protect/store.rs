@@ -63,10 +63,11 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        // The length is read without a lock; concurrent newcomers may pass it together, so
-        // the map can exceed `capacity` by at most the number of requests in flight.
+        // A known key is one shard's lookup; only a newcomer pays for the length (every
+        // shard). Concurrent newcomers may pass the length together, so the map can exceed
+        // `capacity` by at most the number of requests in flight.
         let this = &self.0;
-        if this.map.len() < this.capacity || this.map.contains_key(key) {
+        if this.map.contains_key(key) || this.map.len() < this.capacity {
             return this.map.measure_and_replace(key, f);
         }
         if !this.full.swap(true, Ordering::Relaxed) {
