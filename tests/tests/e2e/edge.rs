@@ -69,8 +69,13 @@ async fn the_front_proxy_speaks_tls_1_3_and_passes_on_the_address_it_saw() {
 
     let health = client.get(format!("{}/health?reason=hunter2", proxy.url)).send().await.expect("health");
     assert_eq!(health.status(), 200);
+    // nginx writes the line in its log phase, after the answer has gone: wait for it.
+    let logged = harness::check::eventually(Duration::from_secs(5), || {
+        std::future::ready(proxy.access_log().contains("GET /health"))
+    })
+    .await;
     let log = proxy.access_log();
-    assert!(log.contains("GET /health") && !log.contains("hunter2"), "{log}");
+    assert!(logged && !log.contains("hunter2"), "{log}");
     pool.close().await;
     drop(proxy);
     app.stop().await;
